@@ -1,0 +1,43 @@
+"""tracegrad: torch-style eager autograd, and a tracing compiler to jax/XLA.
+
+``import tracegrad as torch`` runs the torch.autograd tutorials unchanged.
+"""
+from __future__ import annotations
+
+from . import dtypes
+from .dtypes import (DType as dtype, bool_ as bool, float16, float32, float64, get_default_dtype,
+                     int8, int16, int32, int64, set_default_dtype, uint8)
+from .tensor import Size, Tensor
+from .functions import *  # noqa: F401,F403  (the torch.* namespace)
+from .functions import (Generator, default_generator, device, initial_seed, manual_seed, seed,
+                        max, min, sum, abs, all, any, round, pow)
+from ._format import set_printoptions
+from . import autograd
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+
+float = float32
+double = float64
+half = float16
+long = int64
+int = int32
+short = int16
+
+__version__ = "0.1.0"
+
+
+def sin_(input):
+    """In-place sine (refused on a leaf that requires grad, as in PyTorch)."""
+    return input.sin_()
+
+
+def _lazy(name):
+    import importlib
+    return importlib.import_module(f".{name}", __name__)
+
+
+def __getattr__(name):
+    if name in ("nn", "optim", "ir", "passes", "codegen", "random"):
+        mod = _lazy(name)
+        globals()[name] = mod
+        return mod
+    raise AttributeError(f"module 'tracegrad' has no attribute {name!r}")

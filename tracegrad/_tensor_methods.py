@@ -1,0 +1,218 @@
+"""Tensor methods and operators, attached to Tensor from the functions module.
+
+Kept apart from tensor.py so that file reads as the data structure and the
+recording step; every method here is a thin call into ``functions``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dtypes
+from . import functions as F
+from . import primitives as P
+from .autograd.grad_mode import _state as _grad_state
+from .tensor import Tensor, apply, commit_inplace, trace_state
+
+
+def _method(fn):
+    def m(self, *args, **kwargs):
+        return fn(self, *args, **kwargs)
+    m.__name__ = fn.__name__
+    m.__doc__ = fn.__doc__
+    return m
+
+
+# ---- operators --------------------------------------------------------------
+Tensor.__add__ = lambda self, other: F.add(self, other)
+Tensor.__radd__ = lambda self, other: F.add(self, other)  # PyTorch's operand order
+Tensor.__sub__ = lambda self, other: F.sub(self, other)
+Tensor.__rsub__ = lambda self, other: F.rsub(self, other)
+Tensor.__mul__ = lambda self, other: F.mul(self, other)
+Tensor.__rmul__ = lambda self, other: F.mul(self, other)
+Tensor.__truediv__ = lambda self, other: F.div(self, other)
+Tensor.__rtruediv__ = lambda self, other: F.div(other, self)
+Tensor.__floordiv__ = lambda self, other: F.floor_divide(self, other)
+Tensor.__rfloordiv__ = lambda self, other: F.floor_divide(other, self)
+Tensor.__mod__ = lambda self, other: F.remainder(self, other)
+Tensor.__pow__ = lambda self, other: F.pow(self, other)
+Tensor.__rpow__ = lambda self, other: F.pow(other, self)
+Tensor.__matmul__ = lambda self, other: F.matmul(self, other)
+Tensor.__rmatmul__ = lambda self, other: F.matmul(other, self)
+Tensor.__neg__ = lambda self: F.neg(self)
+Tensor.__pos__ = lambda self: self
+Tensor.__abs__ = lambda self: F.abs(self)
+Tensor.__invert__ = lambda self: F.logical_not(self)
+Tensor.__eq__ = lambda self, other: F.eq(self, other)
+Tensor.__ne__ = lambda self, other: F.ne(self, other)
+Tensor.__lt__ = lambda self, other: F.lt(self, other)
+Tensor.__le__ = lambda self, other: F.le(self, other)
+Tensor.__gt__ = lambda self, other: F.gt(self, other)
+Tensor.__ge__ = lambda self, other: F.ge(self, other)
+Tensor.__and__ = lambda self, other: F.logical_and(self, other)
+Tensor.__or__ = lambda self, other: F.logical_or(self, other)
+Tensor.__xor__ = lambda self, other: F.logical_xor(self, other)
+Tensor.__rand__ = lambda self, other: F.logical_and(other, self)
+Tensor.__ror__ = lambda self, other: F.logical_or(other, self)
+Tensor.__getitem__ = lambda self, key: F.getitem(self, key)
+Tensor.__setitem__ = lambda self, key, value: F.setitem(self, key, value)
+
+# ---- plain methods ----------------------------------------------------------
+for _name in [
+    "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "log1p", "sin", "cos", "tan", "tanh",
+    "sigmoid", "relu", "sqrt", "rsqrt", "erf", "abs", "sign", "floor", "ceil", "round", "clamp",
+    "clip", "clamp_min", "clamp_max", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+    "logical_and", "logical_or", "logical_xor", "logical_not", "isfinite", "isnan", "isinf",
+    "masked_fill", "sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin",
+    "var", "std", "logsumexp", "norm", "cumsum", "softmax", "log_softmax", "all", "any",
+    "matmul", "mm", "bmm", "mv", "dot", "outer", "reshape", "view", "flatten", "unflatten",
+    "squeeze", "unsqueeze", "permute", "transpose", "swapaxes", "t", "expand", "broadcast_to",
+    "flip", "split", "chunk", "unbind", "select", "narrow", "gather", "index_select",
+    "masked_select", "nonzero", "clone", "expm1", "log2", "log10", "square", "reciprocal",
+    "trunc", "remainder", "floor_divide", "tril", "triu", "multiply", "subtract", "divide",
+    "true_divide", "negative", "absolute", "greater", "less", "greater_equal", "less_equal",
+    "not_equal", "allclose", "isclose", "equal", "take_along_dim", "scatter_add", "addmm",
+]:
+    setattr(Tensor, _name, _method(getattr(F, _name)))
+
+Tensor.float = lambda self: F.cast(self, dtypes.float32)
+Tensor.double = lambda self: F.cast(self, dtypes.float64)
+Tensor.half = lambda self: F.cast(self, dtypes.float16)
+Tensor.long = lambda self: F.cast(self, dtypes.int64)
+Tensor.int = lambda self: F.cast(self, dtypes.int32)
+Tensor.bool = lambda self: F.cast(self, dtypes.bool_)
+Tensor.type_as = lambda self, other: F.cast(self, other.dtype)
+Tensor.view_as = lambda self, other: F.reshape(self, other.shape)
+Tensor.reshape_as = lambda self, other: F.reshape(self, other.shape)
+Tensor.expand_as = lambda self, other: F.expand(self, other.shape)
+Tensor.new_zeros = lambda self, *size, dtype=None, **kw: F.zeros(*size, dtype=dtype or self.dtype, **kw)
+Tensor.new_ones = lambda self, *size, dtype=None, **kw: F.ones(*size, dtype=dtype or self.dtype, **kw)
+Tensor.new_full = lambda self, size, fill, dtype=None, **kw: F.full(size, fill, dtype=dtype or self.dtype, **kw)
+Tensor.new_tensor = lambda self, data, dtype=None, **kw: F.tensor(data, dtype=dtype or self.dtype, **kw)
+Tensor.cpu = lambda self: self
+Tensor.cuda = lambda self, *a, **k: F._check_device("cuda")
+Tensor.contiguous = lambda self, *a, **k: self
+Tensor.is_contiguous = lambda self, *a, **k: True
+Tensor.T = property(lambda self: F.permute(self, tuple(reversed(range(self.ndim)))))
+Tensor.mT = property(lambda self: F.transpose(self, -2, -1))
+
+
+def _to(self, *args, **kwargs):
+    """to(dtype) / to(device) / to(device, dtype) / to(other)."""
+    dtype = kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("copy", None)
+    dev = kwargs.pop("device", None)
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a.dtype
+        elif isinstance(a, (dtypes.DType, np.dtype)) or a in (float, int, bool):
+            dtype = a
+        else:
+            dev = a
+    F._check_device(dev)
+    if dtype is None:
+        return self
+    return F.cast(self, dtype)
+
+
+Tensor.to = _to
+Tensor.type = lambda self, dtype=None: (f"torch.{_TYPE_NAME.get(self.dtype.name, 'Tensor')}"
+                                        if dtype is None else F.cast(self, dtype))
+_TYPE_NAME = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
+              "int32": "IntTensor", "bool": "BoolTensor"}
+
+
+# ---- in-place methods: compute out of place, then commit into self ----------
+def _inplace(fn):
+    def m(self, *args, **kwargs):
+        return commit_inplace(self, fn(self, *args, **kwargs))
+    m.__name__ = fn.__name__ + "_"
+    return m
+
+
+for _name in ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "log1p", "sin", "cos", "tan",
+              "tanh", "sigmoid", "relu", "sqrt", "rsqrt", "abs", "sign", "floor", "ceil", "round",
+              "clamp", "clip", "clamp_min", "clamp_max", "masked_fill", "t", "erf", "reciprocal",
+              "square", "trunc", "remainder", "floor_divide", "logical_not", "squeeze",
+              "unsqueeze", "transpose"]:
+    setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+
+
+def _reshape_inplace(fn):
+    # shape-changing in-place ops rebind self's data (the shape changes)
+    def m(self, *args):
+        out = fn(self, *args)
+        self._data = out._data
+        if out.grad_fn is not None:
+            self.grad_fn = out.grad_fn
+        self._vc[0] += 1
+        return self
+    return m
+
+
+Tensor.squeeze_ = _reshape_inplace(F.squeeze)
+Tensor.unsqueeze_ = _reshape_inplace(F.unsqueeze)
+Tensor.t_ = _reshape_inplace(F.t)
+Tensor.transpose_ = _reshape_inplace(F.transpose)
+
+Tensor.__iadd__ = Tensor.add_
+Tensor.__isub__ = Tensor.sub_
+Tensor.__imul__ = Tensor.mul_
+Tensor.__itruediv__ = Tensor.div_
+Tensor.__ipow__ = Tensor.pow_
+Tensor.__imatmul__ = lambda self, other: commit_inplace(self, F.matmul(self, other))
+
+
+def _fill_(self, value):
+    """Set every element to ``value``."""
+    if _grad_state.enabled and self._rg:
+        v = value if isinstance(value, Tensor) else F._const(value, self.dtype)
+        return commit_inplace(self, F.add(F.mul(self, 0), v))
+    if self._data.__class__ is np.ndarray and trace_state.current is None:
+        if not self._data.flags.writeable:
+            commit_inplace(self, self)
+        self._data[...] = value._data if isinstance(value, Tensor) else value
+        self._vc[0] += 1
+        return self
+    v = value if isinstance(value, Tensor) else F._const(value, self.dtype)
+    return commit_inplace(self, F.add(F.mul(self, 0), v))
+
+
+Tensor.fill_ = _fill_
+Tensor.zero_ = lambda self: _fill_(self, 0)
+
+
+def _copy_(self, src, non_blocking=False):
+    src = F._as_tensor(src)
+    src = F.broadcast_to(F.cast(src, self.dtype), self.shape)
+    if _grad_state.enabled and (self._rg or src._rg):
+        return commit_inplace(self, apply(P.copy_p, (src,), name="CopyBackwards"))
+    if self._data.__class__ is np.ndarray and src._data.__class__ is np.ndarray and trace_state.current is None:
+        if not self._data.flags.writeable:
+            commit_inplace(self, self)
+        self._data[...] = src._data
+        self._vc[0] += 1
+        return self
+    return commit_inplace(self, apply(P.copy_p, (src,)))
+
+
+Tensor.copy_ = _copy_
+
+
+def _random_(sampler):
+    def m(self, *args, generator=None, **kwargs):
+        with _no_grad():
+            sample = sampler(self, F._gen(generator), *args, **kwargs)
+            return _copy_(self, F.Tensor._make(np.asarray(sample, dtype=self.dtype.np)))
+    return m
+
+
+def _no_grad():
+    from .autograd.grad_mode import no_grad
+    return no_grad()
+
+
+Tensor.uniform_ = _random_(lambda self, g, a=0.0, b=1.0: g.uniform(a, b, self.shape))
+Tensor.normal_ = _random_(lambda self, g, mean=0.0, std=1.0: g.normal(mean, std, self.shape))
+Tensor.bernoulli_ = _random_(lambda self, g, p=0.5: g.random(self.shape) < p)
+Tensor.random_ = _random_(lambda self, g, low=0, high=None: g.integers(low, high if high is not None else 2 ** 24, self.shape))

@@ -1,0 +1,278 @@
+"""Backward-graph nodes: one per recorded primitive call, plus AccumulateGrad for leaves.
+
+A node keeps what its primitive's VJP rule reads (input tensors, the output's data)
+and the versions those had when saved. Each node's class is named as PyTorch names
+it (``MulBackward0``), so ``print(y.grad_fn)`` reads the same.
+
+NOTE: [No reference cycles]. A node never holds its own output tensor, only the
+output's array; when a rule needs the output it gets a fresh tensor whose grad_fn
+is the node. Leaves hold their AccumulateGrad weakly. So a graph is freed by
+reference counting alone when the last tensor referring to it goes away.
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+
+_seq = itertools.count()
+_LEAF_SEQ = 1 << 62  # AccumulateGrad runs as soon as it is ready, as in PyTorch
+
+FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward.")
+
+
+class RemovableHandle:
+    """Returned by register_hook; ``remove()`` unregisters the hook."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: dict):
+        self._hooks = weakref.ref(hooks) if _weakrefable(hooks) else (lambda: hooks)
+        self.id = next(RemovableHandle._ids)
+
+    def remove(self) -> None:
+        hooks = self._hooks()
+        if hooks is not None:
+            hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def _weakrefable(obj) -> bool:
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+class _HookDict(dict):
+    """A dict that can be weakly referenced (plain dicts cannot)."""
+
+    __slots__ = ("__weakref__",)
+
+
+class Node:
+    """Base of all backward functions (``grad_fn`` objects)."""
+
+    __slots__ = ("next_functions", "_seq", "_pre_hooks", "_post_hooks", "_retain_grad",
+                 "metadata", "__weakref__")
+    _n_out = 1
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
+
+    def register_hook(self, fn) -> RemovableHandle:
+        """fn(grad_inputs, grad_outputs) runs after this node computes its gradients."""
+        if self._post_hooks is None:
+            self._post_hooks = _HookDict()
+        h = RemovableHandle(self._post_hooks)
+        self._post_hooks[h.id] = fn
+        return h
+
+    def register_prehook(self, fn) -> RemovableHandle:
+        """fn(grad_outputs) runs before this node; may return replacement gradients."""
+        return self._add_pre_hook(lambda g: _first(fn((g,))))
+
+    def _add_pre_hook(self, fn) -> RemovableHandle:
+        if self._pre_hooks is None:
+            self._pre_hooks = _HookDict()
+        h = RemovableHandle(self._pre_hooks)
+        self._pre_hooks[h.id] = fn
+        return h
+
+    def __call__(self, *grads):
+        return self.apply(*grads)
+
+
+def _first(r):
+    if r is None:
+        return None
+    return r[0] if isinstance(r, tuple) else r
+
+
+class PrimitiveNode(Node):
+    """The backward of one primitive call: applies the primitive's VJP rules."""
+
+    __slots__ = ("prim", "params", "inputs", "_saved", "_out_data", "_out_vc", "_released")
+
+    def apply(self, g):
+        from ..functions import sum_to
+        from ..tensor import Tensor
+
+        if self._released:
+            raise RuntimeError(FREED_MESSAGE)
+        for vc, expected, what in self._saved:
+            if vc[0] != expected:
+                _raise_modified(self, what, vc[0], expected)
+        prim = self.prim
+        inputs = self.inputs
+        out = None
+        if self._out_data is not None:
+            out = Tensor._make(self._out_data)
+            out.grad_fn = self
+            out._rg = True
+            out._vc = self._out_vc
+        params = self.params
+        if prim.vjp_all is not None:
+            grads = list(prim.vjp_all(g, out, *inputs, **params))
+        else:
+            grads = [None] * len(inputs)
+            rules = prim.vjp
+            for i, (fn, _) in enumerate(self.next_functions):
+                if fn is not None and rules[i] is not None:
+                    grads[i] = rules[i](g, out, *inputs, **params)
+        for i, gi in enumerate(grads):
+            if gi is not None:
+                if self.next_functions[i][0] is None:
+                    grads[i] = None
+                    continue
+                shape = inputs[i].shape
+                if gi.shape != shape:
+                    gi = sum_to(gi, shape)
+                if gi.dtype is not inputs[i].dtype:
+                    gi = gi.to(inputs[i].dtype)
+                grads[i] = gi
+        return tuple(grads)
+
+    def _release(self):
+        if self._saved or self._out_data is not None:
+            self._released = True
+            self.inputs = None
+            self._out_data = None
+
+    @property
+    def _saved_tensors(self):
+        return tuple(self.inputs[i] for i in self.prim.save) if not self._released else ()
+
+
+def _raise_modified(node, what, now, expected):
+    t = what if what is not None else None
+    desc = ""
+    if t is not None:
+        desc = f"[{_tensor_type_name(t)} {list(t.shape)}]"
+    raise RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: {desc}, which is output 0 of {node.name()}, is at version {now}; "
+        f"expected version {expected} instead. Hint: the backtrace further above can show "
+        "the operation that failed to compute its gradient. The variable in question was "
+        "changed in there or anywhere later. Good luck!"
+        + _anomaly_hint(node))
+
+
+def _anomaly_hint(node):
+    meta = getattr(node, "metadata", None)
+    if meta and "inplace_site" in meta:
+        return f" (modified in place at {meta['inplace_site']})"
+    return ""
+
+
+def _tensor_type_name(t):
+    names = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
+             "int32": "IntTensor", "bool": "BoolTensor", "float16": "HalfTensor"}
+    return "torch." + names.get(t.dtype.name, "Tensor")
+
+
+_node_classes: dict[str, type] = {}
+
+
+def node_class(name: str) -> type:
+    cls = _node_classes.get(name)
+    if cls is None:
+        cls = type(name, (PrimitiveNode,), {"__slots__": ()})
+        _node_classes[name] = cls
+    return cls
+
+
+def make_node(prim, args, params, name):
+    """Record one primitive call: the node for the output of ``prim(*args)``."""
+    cls = node_class(name or prim.node_name(params, args))
+    node = object.__new__(cls)
+    node.prim = prim
+    node.params = params
+    node.inputs = args
+    nf = []
+    for a in args:
+        if a._rg:
+            fn = a.grad_fn
+            nf.append((fn if fn is not None else a._accumulator(), a._out_nr))
+        else:
+            nf.append((None, 0))
+    node.next_functions = tuple(nf)
+    node._saved = tuple((args[i]._vc, args[i]._vc[0], args[i]) for i in prim.save)
+    node._out_data = None
+    node._out_vc = None
+    node._released = False
+    node._seq = next(_seq)
+    node._pre_hooks = None
+    node._post_hooks = None
+    node._retain_grad = None
+    node.metadata = None
+    return node
+
+
+class AccumulateGrad(Node):
+    """The backward of a leaf: adds the incoming gradient into ``variable.grad``."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        self.variable = variable
+        self.next_functions = ()
+        self._seq = _LEAF_SEQ
+        self._pre_hooks = None
+        self._post_hooks = None
+        self._retain_grad = None
+        self.metadata = None
+
+    def apply(self, g):
+        accumulate_into(self.variable, g)
+        return ()
+
+    def _release(self):
+        pass
+
+
+def accumulate_into(t, g) -> None:
+    """t.grad += g, as PyTorch does it: in place when no graph is being built."""
+    from ..autograd.grad_mode import is_grad_enabled
+    from ..tensor import Tensor
+
+    if g.shape != t.shape:
+        raise RuntimeError(f"gradient of shape {list(g.shape)} does not match the shape "
+                           f"{list(t.shape)} of the tensor it accumulates into")
+    old = t._grad
+    if old is None:
+        if is_grad_enabled():
+            t._grad = g if g.grad_fn is not None else Tensor._make(g._data.copy())
+        else:
+            # a private copy: the incoming array may be shared with other gradients
+            t._grad = Tensor._make(_own_copy(g._data, t.dtype.np))
+    elif is_grad_enabled():
+        t._grad = old + g
+    else:
+        data = old._data
+        if data.__class__ is not g._data.__class__ or not getattr(data, "flags", None) or not data.flags.writeable:
+            t._grad = old + g
+        else:
+            data += g._data
+            old._vc[0] += 1
+
+
+def _own_copy(a, dtype):
+    import numpy as np
+
+    if a.__class__ is not np.ndarray:
+        return a  # a traced value: immutable, safe to share
+    return np.array(a, dtype=dtype, copy=True)

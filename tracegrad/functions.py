@@ -1,0 +1,1281 @@
+"""tracegrad's functions (the ``torch.*`` namespace): wrappers over the primitives.
+
+Wrappers do the torch-facing work (type promotion, dim normalisation, 1-d matmul
+cases, default arguments) and then ``apply`` one primitive. Composite ops are
+plain functions over primitives; where PyTorch shows its own grad_fn name for a
+composite (``std`` -> ``StdBackward0``) the last primitive is recorded under that
+name.
+"""
+from __future__ import annotations
+
+import builtins
+import collections
+import math
+import numbers
+
+import numpy as np
+
+from . import dtypes
+from . import primitives as P
+from .dtypes import DType, as_dtype, result_type
+from .tensor import Size, Tensor, apply, commit_inplace, trace_state
+
+_bool, _int, _pyfloat, _slice = builtins.bool, builtins.int, builtins.float, builtins.slice
+
+
+# ----------------------------------------------------------------------------
+# device (cpu only; accepted for compatibility)
+
+class device:
+    """``tracegrad.device("cpu")``; tracegrad computes on the host (and in XLA when compiled)."""
+
+    def __init__(self, type="cpu", index=None):
+        if isinstance(type, device):
+            type = type.type
+        self.type = str(type).split(":")[0]
+        self.index = index
+
+    def __repr__(self):
+        return f"device(type='{self.type}')"
+
+    def __eq__(self, other):
+        return isinstance(other, device) and other.type == self.type
+
+    def __hash__(self):
+        return hash(self.type)
+
+
+def _check_device(dev):
+    if dev is None:
+        return
+    t = dev.type if isinstance(dev, device) else str(dev).split(":")[0]
+    if t not in ("cpu",):
+        raise RuntimeError(f"tracegrad runs eager tensors on the CPU; got device {dev!r}. "
+                           "Use device='cpu' (compiled functions run wherever jax runs).")
+
+
+# ----------------------------------------------------------------------------
+# conversion helpers
+
+def _const(value, dtype: DType) -> Tensor:
+    return Tensor._make(np.asarray(value, dtype=dtype.np))
+
+
+def _scalar_category(s) -> int:
+    if isinstance(s, (_bool, np.bool_)):
+        return 0
+    if isinstance(s, (_int, np.integer)):
+        return 1
+    if isinstance(s, (_pyfloat, np.floating)):
+        return 2
+    raise TypeError(f"unsupported operand of type {type(s).__name__}; expected a Tensor or a "
+                    "Python number")
+
+
+_SCALAR_DEFAULTS = (dtypes.bool_, dtypes.int64, None)
+
+
+def _dtype_with_scalar(d: DType, s) -> DType:
+    cat = _scalar_category(s)
+    if cat <= d._category:
+        return d
+    return _SCALAR_DEFAULTS[cat] or dtypes.get_default_dtype()
+
+
+def _coerce(a, b):
+    """Two operands -> two tensors of the promoted dtype."""
+    if isinstance(a, Tensor):
+        da = a.dtype
+        if isinstance(b, Tensor):
+            db = b.dtype
+            if da is db:
+                return a, b
+            rt = result_type(a, b)
+            return (a if da is rt else cast(a, rt)), (b if db is rt else cast(b, rt))
+        rt = _dtype_with_scalar(da, b)
+        return (a if da is rt else cast(a, rt)), _const(b, rt)
+    if isinstance(b, Tensor):
+        db = b.dtype
+        rt = _dtype_with_scalar(db, a)
+        return _const(a, rt), (b if db is rt else cast(b, rt))
+    raise TypeError("at least one operand must be a Tensor")
+
+
+def _as_tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else tensor(x)
+
+
+def _float(x: Tensor) -> Tensor:
+    """Ops defined on floats promote integer and bool inputs to the default dtype."""
+    return x if x.dtype.is_floating_point else cast(x, dtypes.get_default_dtype())
+
+
+def _dim(d, ndim: int) -> int:
+    lo, hi = -builtins.max(ndim, 1), builtins.max(ndim, 1) - 1
+    if not isinstance(d, (_int, np.integer)) or isinstance(d, _bool):
+        raise TypeError(f"dim must be an int, got {type(d).__name__}")
+    if d < lo or d > hi:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], "
+                         f"but got {d})")
+    return _int(d) % builtins.max(ndim, 1) if ndim else 0
+
+
+def _axes(dim, ndim: int) -> tuple:
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        return tuple(range(ndim))
+    if isinstance(dim, (tuple, list)):
+        out = tuple(sorted({_dim(d, ndim) for d in dim}))
+        if len(out) != len(dim):
+            raise RuntimeError(f"dim {list(dim)} appears multiple times in the list of dims")
+        return out
+    return (_dim(dim, ndim),) if ndim else ()
+
+
+def _shape_args(shape) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list, Size)):
+        shape = shape[0]
+    out = []
+    for s in shape:
+        if isinstance(s, Tensor):
+            s = s.item()
+        if not isinstance(s, (_int, np.integer)) or isinstance(s, _bool):
+            raise TypeError(f"sizes must be ints, got {s!r} of type {type(s).__name__}")
+        out.append(_int(s))
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------
+# elementwise
+
+def cast(x: Tensor, dtype) -> Tensor:
+    dtype = as_dtype(dtype)
+    if x.dtype is dtype:
+        return x
+    return apply(P.cast_p, (x,), {"dtype": dtype})
+
+
+def add(a, b, *, alpha=1):
+    if alpha != 1:
+        b = mul(b, alpha)
+    a, b = _coerce(a, b)
+    return apply(P.add_p, (a, b))
+
+
+def sub(a, b, *, alpha=1):
+    if alpha != 1:
+        b = mul(b, alpha)
+    a, b = _coerce(a, b)
+    return apply(P.sub_p, (a, b))
+
+
+def rsub(a, b):
+    """b - a, recorded as PyTorch's RsubBackward1."""
+    b, a = _coerce(b, a)
+    return apply(P.sub_p, (b, a), name="RsubBackward1")
+
+
+def mul(a, b):
+    a, b = _coerce(a, b)
+    return apply(P.mul_p, (a, b))
+
+
+def div(a, b, *, rounding_mode=None):
+    a, b = _coerce(a, b)
+    if rounding_mode is None:
+        a, b = _float(a), _float(b)
+        return apply(P.div_p, (a, b))
+    q = apply(P.div_p, (_float(a), _float(b)))
+    q = floor(q) if rounding_mode == "floor" else trunc(q)
+    return cast(q, a.dtype)
+
+
+true_divide = divide = div
+multiply = mul
+subtract = sub
+
+
+def trunc(x):
+    x = _as_tensor(x)
+    return where(x < 0, ceil(x), floor(x))
+
+
+def floor_divide(a, b):
+    return div(a, b, rounding_mode="floor")
+
+
+def remainder(a, b):
+    return sub(a, mul(floor_divide(a, b), b))
+
+
+fmod = remainder
+
+
+def pow(x, exponent):
+    if not isinstance(x, Tensor):
+        exponent = _as_tensor(exponent)
+        if isinstance(x, numbers.Number):
+            e = _float(exponent) if not isinstance(x, _int) else exponent
+            return apply(P.rpow_scalar_p, (e,), {"base": x})
+        return pow(tensor(x), exponent)
+    if isinstance(exponent, Tensor):
+        x, exponent = _coerce(x, exponent)
+        return apply(P.pow_p, (x, exponent))
+    if isinstance(exponent, _pyfloat) and not x.dtype.is_floating_point:
+        x = _float(x)
+    return apply(P.pow_scalar_p, (x,), {"exponent": exponent})
+
+
+def neg(x):
+    return apply(P.neg_p, (x,))
+
+
+negative = neg
+
+
+def _unary(prim, float_only=True):
+    def fn(input):
+        x = _as_tensor(input)
+        return apply(prim, (_float(x) if float_only else x,))
+    fn.__name__ = prim.name
+    fn.__doc__ = f"Elementwise {prim.name}."
+    return fn
+
+
+exp = _unary(P.exp_p)
+log = _unary(P.log_p)
+log1p = _unary(P.log1p_p)
+sin = _unary(P.sin_p)
+cos = _unary(P.cos_p)
+tan = _unary(P.tan_p)
+tanh = _unary(P.tanh_p)
+sigmoid = _unary(P.sigmoid_p)
+sqrt = _unary(P.sqrt_p)
+rsqrt = _unary(P.rsqrt_p)
+erf = _unary(P.erf_p)
+abs = _unary(P.abs_p, float_only=False)
+absolute = abs
+sign = _unary(P.sign_p, float_only=False)
+floor = _unary(P.floor_p, float_only=False)
+ceil = _unary(P.ceil_p, float_only=False)
+logical_not = _unary(P.logical_not_p, float_only=False)
+isfinite = _unary(P.isfinite_p, float_only=False)
+
+
+def relu(input):
+    return apply(P.relu_p, (_as_tensor(input),))
+
+
+def gelu(input, approximate: str = "none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return apply(P.gelu_p, (_float(_as_tensor(input)),), {"approximate": approximate})
+
+
+def round(input, decimals: int = 0):
+    x = _as_tensor(input)
+    if decimals:
+        s = 10.0 ** decimals
+        return apply(P.round_p, (x * s,)) / s
+    return apply(P.round_p, (x,))
+
+
+def expm1(input):
+    return exp(input) - 1
+
+
+def log2(input):
+    return log(input) / math.log(2)
+
+
+def log10(input):
+    return log(input) / math.log(10)
+
+
+def square(input):
+    return pow(input, 2)
+
+
+def reciprocal(input):
+    return div(1.0, _float(_as_tensor(input)))
+
+
+def isnan(input):
+    return ne(input, input)
+
+
+def isinf(input):
+    x = _as_tensor(input)
+    return logical_and(logical_not(isfinite(x)), eq(x, x))
+
+
+def clamp(input, min=None, max=None):
+    x = _as_tensor(input)
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        if min is not None:
+            x = maximum(x, _as_tensor(min))
+        if max is not None:
+            x = minimum(x, _as_tensor(max))
+        return x
+    if (isinstance(min, _pyfloat) or isinstance(max, _pyfloat)) and not x.dtype.is_floating_point:
+        x = _float(x)
+    return apply(P.clamp_p, (x,), {"min": min, "max": max})
+
+
+clip = clamp
+
+
+def clamp_min(input, min):
+    return clamp(input, min=min)
+
+
+def clamp_max(input, max):
+    return clamp(input, max=max)
+
+
+def _binary(prim):
+    def fn(input, other):
+        a, b = _coerce(input, other)
+        return apply(prim, (a, b))
+    fn.__name__ = prim.name
+    return fn
+
+
+maximum = _binary(P.maximum_p)
+minimum = _binary(P.minimum_p)
+eq = _binary(P.eq_p)
+ne = _binary(P.ne_p)
+lt = _binary(P.lt_p)
+le = _binary(P.le_p)
+gt = _binary(P.gt_p)
+ge = _binary(P.ge_p)
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+
+def _logical(prim):
+    def fn(input, other):
+        return apply(prim, (_as_tensor(input), _as_tensor(other)))
+    fn.__name__ = prim.name
+    return fn
+
+
+logical_and = _logical(P.logical_and_p)
+logical_or = _logical(P.logical_or_p)
+logical_xor = _logical(P.logical_xor_p)
+
+
+def where(condition, input=None, other=None):
+    """where(cond, x, y): x where cond holds, else y (scalars allowed)."""
+    if input is None and other is None:
+        return nonzero(condition, as_tuple=True)
+    cond = _as_tensor(condition)
+    if cond.dtype is not dtypes.bool_:
+        cond = ne(cond, 0)
+    x, y = _coerce(input, other)
+    return apply(P.where_p, (cond, x, y))
+
+
+def masked_fill(input, mask, value):
+    x = input
+    v = value if isinstance(value, Tensor) else _const(value, x.dtype)
+    if v.dtype is not x.dtype:
+        v = cast(v, x.dtype)
+    return apply(P.where_p, (_as_tensor(mask), v, x), name="MaskedFillBackward0")
+
+
+def nonzero(input, *, as_tuple=False):
+    a = _as_tensor(input)._concrete("nonzero()")
+    idx = np.nonzero(a)
+    if as_tuple:
+        return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
+    return Tensor._make(np.stack(idx, axis=1).astype(np.int64))
+
+
+# ----------------------------------------------------------------------------
+# reductions
+
+def sum(input, dim=None, keepdim: _bool = False, *, dtype=None):
+    x = _as_tensor(input)
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif not x.dtype.is_floating_point:
+        x = cast(x, dtypes.int64)
+    return apply(P.sum_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+
+
+def mean(input, dim=None, keepdim: _bool = False, *, dtype=None):
+    x = _as_tensor(input)
+    if dtype is not None:
+        x = cast(x, dtype)
+    if not x.dtype.is_floating_point:
+        raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a "
+                           f"floating point or complex dtype. Got: {x.dtype}. "
+                           "Convert first, e.g. x.float().mean()")
+    return apply(P.mean_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+
+
+def prod(input, dim=None, keepdim: _bool = False, *, dtype=None):
+    x = _as_tensor(input)
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif not x.dtype.is_floating_point:
+        x = cast(x, dtypes.int64)
+    return apply(P.prod_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+
+
+def amax(input, dim=(), keepdim: _bool = False):
+    x = _as_tensor(input)
+    return apply(P.amax_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)},
+                 name="AmaxBackward0")
+
+
+def amin(input, dim=(), keepdim: _bool = False):
+    x = _as_tensor(input)
+    return apply(P.amin_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)},
+                 name="AminBackward0")
+
+
+_minmax = collections.namedtuple("return_types", ["values", "indices"])
+
+
+class _MinMax(_minmax):
+    pass
+
+
+def _max_min(extreme_p, arg_p, name, input, dim, keepdim, other):
+    x = _as_tensor(input)
+    if other is not None:
+        return (maximum if extreme_p is P.amax_p else minimum)(x, other)
+    if dim is None:
+        if x.numel() == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
+        return apply(extreme_p, (x,), {"axis": tuple(range(x.ndim)), "keepdim": False})
+    if isinstance(dim, Tensor):
+        return (maximum if extreme_p is P.amax_p else minimum)(x, dim)
+    axis = _axes(dim, x.ndim)
+    idx = apply(arg_p, (x,), {"axis": axis or (0,), "keepdim": True}) if x.ndim else Tensor._make(np.zeros((), np.int64))
+    if not x.ndim:
+        return _MinMax(x.clone(), idx)
+    values = apply(P.gather_p, (x, idx), {"axis": axis[0]}, name=f"{name.title()}Backward0")
+    if not keepdim:
+        values = squeeze(values, axis[0])
+        idx = squeeze(idx, axis[0])
+    return _MinMax(values, idx)
+
+
+def max(input, dim=None, keepdim: _bool = False, *, other=None):
+    """max(x) -> the largest value; max(x, dim) -> (values, indices); max(x, y) -> maximum."""
+    return _max_min(P.amax_p, P.argmax_p, "max", input, dim, keepdim, other)
+
+
+def min(input, dim=None, keepdim: _bool = False, *, other=None):
+    return _max_min(P.amin_p, P.argmin_p, "min", input, dim, keepdim, other)
+
+
+def _arg(prim, input, dim, keepdim):
+    x = _as_tensor(input)
+    if dim is None:
+        return apply(prim, (reshape(x, (-1,)),), {"axis": (0,), "keepdim": False})
+    return apply(prim, (x,), {"axis": (_dim(dim, x.ndim),), "keepdim": _bool(keepdim)})
+
+
+def argmax(input, dim=None, keepdim: _bool = False):
+    return _arg(P.argmax_p, input, dim, keepdim)
+
+
+def argmin(input, dim=None, keepdim: _bool = False):
+    return _arg(P.argmin_p, input, dim, keepdim)
+
+
+def _correction(unbiased, correction):
+    if correction is not None:
+        return _int(correction)
+    return 1 if unbiased is None or unbiased else 0
+
+
+def var(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    x = _float(_as_tensor(input))
+    if isinstance(dim, _bool):  # var(x, False): the old positional 'unbiased'
+        dim, unbiased = None, dim
+    return apply(P.var_p, (x,), {"axis": _axes(dim, x.ndim), "correction": _correction(unbiased, correction),
+                                 "keepdim": _bool(keepdim)})
+
+
+def std(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    v = var(input, dim, unbiased, keepdim, correction=correction)
+    return apply(P.sqrt_p, (v,), name="StdBackward0")
+
+
+def logsumexp(input, dim, keepdim: _bool = False):
+    x = _float(_as_tensor(input))
+    return apply(P.logsumexp_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+
+
+def norm(input, p="fro", dim=None, keepdim: _bool = False, dtype=None):
+    x = _float(_as_tensor(input))
+    if p in ("fro", None):
+        p = 2
+    if p == "nuc":
+        raise NotImplementedError("nuclear norm is not supported")
+    return apply(P.norm_p, (x,), {"ord": _pyfloat(p) if p != math.inf else math.inf,
+                                  "axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+
+
+def cumsum(input, dim, *, dtype=None):
+    x = _as_tensor(input)
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif not x.dtype.is_floating_point:
+        x = cast(x, dtypes.int64)
+    if x.ndim == 0:
+        return x.clone()
+    return apply(P.cumsum_p, (x,), {"axis": _dim(dim, x.ndim)})
+
+
+def softmax(input, dim=None, dtype=None):
+    x = _float(_as_tensor(input))
+    if dtype is not None:
+        x = cast(x, dtype)
+    if x.ndim == 0:
+        return apply(P.softmax_p, (reshape(x, (1,)),), {"axis": 0}).reshape(())
+    return apply(P.softmax_p, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
+
+
+def log_softmax(input, dim=None, dtype=None):
+    x = _float(_as_tensor(input))
+    if dtype is not None:
+        x = cast(x, dtype)
+    if x.ndim == 0:
+        return apply(P.log_softmax_p, (reshape(x, (1,)),), {"axis": 0}).reshape(())
+    return apply(P.log_softmax_p, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
+
+
+def _default_dim(dim, x):
+    if dim is not None:
+        return dim
+    import warnings
+    warnings.warn("Implicit dimension choice for softmax has been deprecated. Change the call "
+                  "to include dim=X as an argument.", stacklevel=3)
+    return 0 if x.ndim in (0, 1, 3) else 1
+
+
+def all(input, dim=None, keepdim: _bool = False):
+    x = _as_tensor(input)
+    return eq(sum(logical_not(cast(x, dtypes.bool_)), dim, keepdim), 0)
+
+
+def any(input, dim=None, keepdim: _bool = False):
+    x = _as_tensor(input)
+    return gt(sum(cast(x, dtypes.bool_), dim, keepdim), 0)
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> _bool:
+    return _bool(np.allclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol,
+                             equal_nan=equal_nan))
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return Tensor._make(np.isclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol,
+                                   equal_nan=equal_nan))
+
+
+def equal(input, other) -> _bool:
+    return input.shape == other.shape and _bool(np.array_equal(np.asarray(input), np.asarray(other)))
+
+
+# ----------------------------------------------------------------------------
+# matmul
+
+def matmul(input, other):
+    a, b = _coerce(input, other)
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError("both arguments to matmul need to be at least 1D, but they are "
+                           f"{a.ndim}D and {b.ndim}D")
+    if a.ndim >= 2 and b.ndim >= 2:
+        return apply(P.matmul_p, (a, b))
+    if a.ndim == 1 and b.ndim == 1:
+        if a.shape[0] != b.shape[0]:
+            raise RuntimeError("inconsistent tensor size, expected tensor [%d] and src [%d] to have "
+                               "the same number of elements, but got %d and %d elements "
+                               "respectively" % (a.shape[0], b.shape[0], a.shape[0], b.shape[0]))
+        r = apply(P.matmul_p, (reshape(a, (1, -1)), reshape(b, (-1, 1))))
+        return apply(P.reshape_p, (r,), {"shape": ()}, name="DotBackward0")
+    if b.ndim == 1:
+        r = apply(P.matmul_p, (a, reshape(b, (-1, 1))))
+        return apply(P.reshape_p, (r,), {"shape": r.shape[:-1]},
+                     name="MvBackward0" if a.ndim == 2 else "UnsafeViewBackward0")
+    r = apply(P.matmul_p, (reshape(a, (1, -1)), b))
+    shape = r.shape[:-2] + r.shape[-1:]
+    return apply(P.reshape_p, (r,), {"shape": shape}, name="SqueezeBackward4")
+
+
+def mm(input, mat2):
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: expected 2D tensors, got {input.ndim}D and {mat2.ndim}D "
+                           "(use matmul for batched or 1D operands)")
+    return matmul(input, mat2)
+
+
+def bmm(input, mat2):
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm: expected 3D tensors, got {input.ndim}D and {mat2.ndim}D")
+    if input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: batch sizes differ: {input.shape[0]} and {mat2.shape[0]}")
+    a, b = _coerce(input, mat2)
+    return apply(P.matmul_p, (a, b), name="BmmBackward0")
+
+
+def mv(input, vec):
+    return matmul(input, vec)
+
+
+def dot(input, other):
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
+    return matmul(input, other)
+
+
+def outer(input, vec2):
+    return mul(reshape(input, (-1, 1)), reshape(vec2, (1, -1)))
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    prod_ = matmul(mat1, mat2)
+    if alpha != 1:
+        prod_ = prod_ * alpha
+    base = input if beta == 1 else input * beta
+    a, b = _coerce(base, prod_)
+    return apply(P.add_p, (a, b), name="AddmmBackward0")
+
+
+def einsum(equation, *operands):
+    raise NotImplementedError("einsum is not supported yet; use matmul, permute and sum")
+
+
+# ----------------------------------------------------------------------------
+# shapes
+
+def _infer_shape(shape, numel):
+    shape = list(shape)
+    neg = [i for i, s in enumerate(shape) if s == -1]
+    if len(neg) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    if neg:
+        rest = 1
+        for s in shape:
+            if s != -1:
+                rest *= s
+        if rest == 0 or numel % rest:
+            raise RuntimeError(f"shape '{shape}' is invalid for input of size {numel}")
+        shape[neg[0]] = numel // rest
+    return tuple(shape)
+
+
+def reshape(input, *shape, _name=None):
+    x = input
+    shape = _infer_shape(_shape_args(shape), x.numel())
+    if shape == x.shape:
+        return apply(P.reshape_p, (x,), {"shape": shape}, name=_name) if x._rg else x
+    return apply(P.reshape_p, (x,), {"shape": shape}, name=_name)
+
+
+def view(input, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (DType, str)) or shape and shape[0] in (float, int):
+        raise NotImplementedError("view(dtype) is not supported; use .to(dtype)")
+    return reshape(input, *shape)
+
+
+def flatten(input, start_dim: _int = 0, end_dim: _int = -1):
+    x = input
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = _dim(start_dim, x.ndim), _dim(end_dim, x.ndim)
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    if s == e:
+        return x
+    shape = x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
+    return reshape(x, shape)
+
+
+def unflatten(input, dim, sizes):
+    d = _dim(dim, input.ndim)
+    return reshape(input, input.shape[:d] + tuple(sizes) + input.shape[d + 1:])
+
+
+def squeeze(input, dim=None):
+    x = input
+    if dim is None:
+        shape = tuple(s for s in x.shape if s != 1)
+        return apply(P.reshape_p, (x,), {"shape": shape}, name="SqueezeBackward0")
+    axes = _axes(dim, x.ndim)
+    shape = tuple(s for i, s in enumerate(x.shape) if not (i in axes and s == 1))
+    return apply(P.reshape_p, (x,), {"shape": shape},
+                 name="SqueezeBackward1" if not isinstance(dim, (tuple, list)) else "SqueezeBackward2")
+
+
+def unsqueeze(input, dim: _int):
+    x = input
+    d = _dim(dim, x.ndim + 1)
+    shape = x.shape[:d] + (1,) + x.shape[d:]
+    return apply(P.reshape_p, (x,), {"shape": shape}, name="UnsqueezeBackward0")
+
+
+def permute(input, *dims):
+    x = input
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = dims[0]
+    perm = tuple(_dim(d, x.ndim) for d in dims)
+    if len(perm) != x.ndim or sorted(perm) != list(range(x.ndim)):
+        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
+                           f"not match the length of the desired ordering of dimensions i.e. "
+                           f"input.dim() = {x.ndim} is not equal to len(dims) = {len(dims)}"
+                           if len(perm) != x.ndim else f"permute(): duplicate dims in {list(dims)}")
+    return apply(P.permute_p, (x,), {"perm": perm})
+
+
+def transpose(input, dim0: _int, dim1: _int, _name="TransposeBackward0"):
+    x = input
+    if x.ndim < 2:
+        return x if not x._rg else apply(P.reshape_p, (x,), {"shape": x.shape}, name=_name)
+    a, b = _dim(dim0, x.ndim), _dim(dim1, x.ndim)
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return apply(P.permute_p, (x,), {"perm": tuple(perm)}, name=_name)
+
+
+swapaxes = swapdims = transpose
+
+
+def t(input):
+    if input.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
+    return transpose(input, 0, -1, _name="TBackward0") if input.ndim == 2 else \
+        (apply(P.reshape_p, (input,), {"shape": input.shape}, name="TBackward0") if input._rg else input)
+
+
+def broadcast_to(input, size):
+    x = input
+    size = _shape_args((size,))
+    if size == x.shape:
+        return x
+    return apply(P.broadcast_to_p, (x,), {"shape": size})
+
+
+def expand(input, *sizes):
+    x = input
+    sizes = _shape_args(sizes)
+    if len(sizes) < x.ndim:
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater "
+                           f"or equal to the number of dimensions in the tensor ({x.ndim})")
+    off = len(sizes) - x.ndim
+    shape = tuple(x.shape[i - off] if (s == -1 and i >= off) else s for i, s in enumerate(sizes))
+    if shape == x.shape:
+        return x
+    return apply(P.broadcast_to_p, (x,), {"shape": shape})
+
+
+def broadcast_tensors(*tensors):
+    shape = P.broadcast_shapes(*[t.shape for t in tensors])
+    return tuple(broadcast_to(t, shape) for t in tensors)
+
+
+def flip(input, dims):
+    x = input
+    if isinstance(dims, _int):
+        dims = (dims,)
+    return apply(P.flip_p, (x,), {"axes": tuple(_dim(d, x.ndim) for d in dims)})
+
+
+def cat(tensors, dim: _int = 0):
+    tensors = [_as_tensor(t) for t in tensors]
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    rt = result_type(*tensors)
+    tensors = [cast(t, rt) for t in tensors]
+    if len(tensors) == 1:
+        return tensors[0].clone() if tensors[0]._rg else tensors[0]
+    return apply(P.cat_p, tuple(tensors), {"axis": _dim(dim, tensors[0].ndim)})
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim: _int = 0):
+    tensors = [_as_tensor(t) for t in tensors]
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    shape0 = tensors[0].shape
+    for i, t_ in enumerate(tensors):
+        if t_.shape != shape0:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(shape0)} "
+                               f"at entry 0 and {list(t_.shape)} at entry {i}")
+    d = _dim(dim, tensors[0].ndim + 1)
+    parts = [reshape(t_, t_.shape[:d] + (1,) + t_.shape[d:]) for t_ in tensors]
+    rt = result_type(*parts)
+    parts = tuple(cast(p, rt) for p in parts)
+    if len(parts) == 1:
+        return apply(P.reshape_p, parts, {"shape": parts[0].shape}, name="StackBackward0")
+    return apply(P.cat_p, parts, {"axis": d}, name="StackBackward0")
+
+
+def split(tensor_, split_size_or_sections, dim: _int = 0):
+    x = tensor_
+    d = _dim(dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, (_int, np.integer)):
+        step = _int(split_size_or_sections)
+        if step <= 0:
+            raise RuntimeError(f"split expects split_size be positive, but got {step}")
+        sizes = [builtins.min(step, n - i) for i in range(0, n, step)] or [0]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                               f"(input tensor's size at dimension {d}), but got "
+                               f"split_sizes={sizes}")
+    out, start = [], 0
+    name = "SplitBackward0" if isinstance(split_size_or_sections, (_int, np.integer)) else "SplitWithSizesBackward0"
+    for s in sizes:
+        idx = (_slice(None),) * d + (_slice(start, start + s),)
+        out.append(apply(P.getitem_p, (x,), {"index": idx}, name=name))
+        start += s
+    return tuple(out)
+
+
+def chunk(input, chunks: _int, dim: _int = 0):
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    n = input.shape[_dim(dim, input.ndim)]
+    step = -(-n // chunks) if n else 1
+    return split(input, step, dim)
+
+
+def unbind(input, dim: _int = 0):
+    d = _dim(dim, input.ndim)
+    return tuple(select(input, d, i) for i in range(input.shape[d]))
+
+
+def select(input, dim, index):
+    d = _dim(dim, input.ndim)
+    return getitem(input, (_slice(None),) * d + (_int(index),))
+
+
+def narrow(input, dim, start, length):
+    d = _dim(dim, input.ndim)
+    return getitem(input, (_slice(None),) * d + (_slice(start, start + length),))
+
+
+def tril(input, diagonal=0):
+    n, m = input.shape[-2:]
+    mask = Tensor._make(np.tril(np.ones((n, m), bool), diagonal))
+    return where(mask, input, 0)
+
+
+def triu(input, diagonal=0):
+    n, m = input.shape[-2:]
+    mask = Tensor._make(np.triu(np.ones((n, m), bool), diagonal))
+    return where(mask, input, 0)
+
+
+# ----------------------------------------------------------------------------
+# indexing
+
+def _parse_index(x: Tensor, key):
+    if not isinstance(key, tuple):
+        key = (key,)
+    static, tensors = [], []
+    for k in key:
+        if isinstance(k, Tensor):
+            if k.dtype is dtypes.bool_ or k.dtype._category == 1:
+                static.append(P.TENSOR)
+                tensors.append(k if k.dtype is dtypes.bool_ else cast(k, dtypes.int64))
+            else:
+                raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        elif isinstance(k, (list, np.ndarray)):
+            arr = np.asarray(k)
+            if arr.dtype.kind not in "biu":
+                raise IndexError(f"index arrays must be integer or bool, got {arr.dtype}")
+            static.append(P.TENSOR)
+            tensors.append(Tensor._make(arr if arr.dtype == np.bool_ else arr.astype(np.int64)))
+        elif isinstance(k, _slice):
+            static.append(_slice(*(None if v is None else _int(v) for v in (k.start, k.stop, k.step))))
+            if k.step is not None and _int(k.step) <= 0:
+                raise ValueError("step must be greater than zero")
+        elif k is None or k is Ellipsis:
+            static.append(k)
+        elif isinstance(k, (_bool, np.bool_)):
+            static.append(P.TENSOR)
+            tensors.append(Tensor._make(np.asarray(k)))
+        elif isinstance(k, (_int, np.integer)):
+            static.append(_int(k))
+        else:
+            raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or "
+                             f"byte Variables are valid indices (got {type(k).__name__})")
+    _check_bounds(x.shape, static)
+    return tuple(static), tuple(tensors)
+
+
+def _check_bounds(shape, static):
+    # ints are checked here so the error names the dim, as PyTorch does
+    n_consumed = builtins.sum(1 for s in static if s is not None and s is not Ellipsis)
+    dim = 0
+    for s in static:
+        if s is Ellipsis:
+            dim += len(shape) - n_consumed
+            continue
+        if s is None:
+            continue
+        if dim >= len(shape):
+            raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
+        if isinstance(s, _int) and not (-shape[dim] <= s < shape[dim]):
+            raise IndexError(f"index {s} is out of bounds for dimension {dim} with size {shape[dim]}")
+        dim += 1
+
+
+def getitem(x: Tensor, key, tensors=None) -> Tensor:
+    if tensors is None:
+        key, tensors = _parse_index(x, key)
+    elif not isinstance(key, tuple):
+        key = (key,)
+    return apply(P.getitem_p, (x,) + tuple(tensors), {"index": key})
+
+
+def _index_add(base: Tensor, g: Tensor, tensors, index) -> Tensor:
+    """base with g added at base[index] (duplicate indices accumulate)."""
+    return apply(P.index_add_p, (base, g) + tuple(tensors), {"index": index})
+
+
+def _index_put(base: Tensor, v: Tensor, tensors, index) -> Tensor:
+    """base with base[index] set to v, out of place."""
+    if v.dtype is not base.dtype:
+        v = cast(v, base.dtype)
+    return apply(P.index_put_p, (base, v) + tuple(tensors), {"index": index})
+
+
+def setitem(x: Tensor, key, value) -> None:
+    index, tensors = _parse_index(x, key)
+    v = value if isinstance(value, Tensor) else _const(value, x.dtype)
+    from .autograd.grad_mode import _state
+    recording = _state.enabled and (x._rg or v._rg)
+    if not recording and trace_state.current is None and x._data.__class__ is np.ndarray:
+        if not x._data.flags.writeable:
+            commit_inplace(x, x)  # raises the clear error
+        np_index = P._fill(index, [t._data for t in tensors]) if tensors else index
+        x._data[np_index] = v._data
+        x._vc[0] += 1
+        return
+    commit_inplace(x, _index_put(x, v, tensors, index))
+
+
+def gather(input, dim, index):
+    x = input
+    return apply(P.gather_p, (x, cast(index, dtypes.int64)), {"axis": _dim(dim, x.ndim)})
+
+
+def take_along_dim(input, indices, dim):
+    return gather(input, dim, indices)
+
+
+def _scatter_add(base, idx, g, axis: _int):
+    """base with g added at base[.., idx, ..] along ``axis`` (the transpose of gather)."""
+    return apply(P.scatter_add_p, (base, idx, g), {"axis": axis})
+
+
+def scatter_add(input, dim, index, src):
+    return _scatter_add(input, cast(index, dtypes.int64), src, _dim(dim, input.ndim))
+
+
+def index_select(input, dim, index):
+    x = input
+    d = _dim(dim, x.ndim)
+    idx = (_slice(None),) * d + (P.TENSOR,)
+    return apply(P.getitem_p, (x, cast(_as_tensor(index), dtypes.int64)), {"index": idx},
+                 name="IndexSelectBackward0")
+
+
+def masked_select(input, mask):
+    return getitem(input, mask)
+
+
+# ----------------------------------------------------------------------------
+# sum_to: the one place gradients are reduced back over broadcast dimensions
+
+def sum_to(g: Tensor, shape: tuple) -> Tensor:
+    """Sum ``g`` down to ``shape`` (the inverse of broadcasting ``shape`` up to g's)."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                      if s == 1 and g.shape[lead + i] != 1)
+    r = apply(P.sum_p, (g,), {"axis": axes, "keepdim": False}) if axes else g
+    if r.shape != shape:
+        r = apply(P.reshape_p, (r,), {"shape": shape})
+    return r
+
+
+# ----------------------------------------------------------------------------
+# creation
+
+_rng = np.random.default_rng()
+
+
+class Generator:
+    """A random-number generator (NumPy's PCG64 underneath)."""
+
+    def __init__(self, device="cpu"):
+        self._np = np.random.default_rng()
+        self._seed = None
+
+    def manual_seed(self, seed):
+        self._seed = _int(seed)
+        self._np = np.random.default_rng(self._seed)
+        return self
+
+    def initial_seed(self):
+        return self._seed
+
+    def seed(self):
+        s = _int(np.random.SeedSequence().entropy % (2 ** 63))
+        self.manual_seed(s)
+        return s
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed) -> Generator:
+    """Seed tracegrad's random numbers (rand, randn, randint, dropout, init)."""
+    return default_generator.manual_seed(seed)
+
+
+def seed() -> _int:
+    return default_generator.seed()
+
+
+def initial_seed() -> _int:
+    return default_generator.initial_seed()
+
+
+def _gen(generator):
+    return (generator or default_generator)._np
+
+
+def _finish(data: np.ndarray, requires_grad: _bool, dev=None) -> Tensor:
+    _check_device(dev)
+    t = Tensor._make(data)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _np_from_data(data, dtype):
+    if isinstance(data, Tensor):
+        arr = np.array(data._concrete("tensor()"))
+    elif isinstance(data, np.ndarray):
+        arr = np.array(data)
+        if dtype is None:
+            return arr if arr.dtype in dtypes._BY_NP else arr.astype(_default_for(arr))
+    elif isinstance(data, (list, tuple)) and _contains_tensor(data):
+        arr = np.array(_to_nested(data))
+    else:
+        arr = np.array(data)
+    if dtype is not None:
+        return arr.astype(as_dtype(dtype).np)
+    return arr.astype(_default_for(arr), copy=False)
+
+
+def _contains_tensor(data):
+    return builtins.any(isinstance(d, Tensor) or (isinstance(d, (list, tuple)) and _contains_tensor(d))
+                        for d in data)
+
+
+def _to_nested(data):
+    if isinstance(data, Tensor):
+        return data.tolist()
+    if isinstance(data, (list, tuple)):
+        return [_to_nested(d) for d in data]
+    return data
+
+
+def _default_for(arr: np.ndarray):
+    k = arr.dtype.kind
+    if k == "b":
+        return np.bool_
+    if k in "iu":
+        return np.int64 if arr.dtype != np.uint8 else np.uint8
+    if k == "f":
+        return dtypes.get_default_dtype().np if arr.dtype == np.float64 else arr.dtype
+    raise TypeError(f"can't convert data of dtype {arr.dtype} to a tensor; expected numbers or bools")
+
+
+def tensor(data, *, dtype=None, device=None, requires_grad: _bool = False, pin_memory=False) -> Tensor:
+    """Make a tensor from a (nested) list, a number, a NumPy array or a tensor (copied).
+
+    >>> import tracegrad as tg
+    >>> tg.tensor([[1, 2], [3, 4]])
+    tensor([[1, 2],
+            [3, 4]])
+    """
+    if isinstance(data, np.ndarray) and data.dtype == np.float64 and dtype is None:
+        arr = np.array(data)
+    else:
+        arr = _np_from_data(data, dtype)
+    return _finish(arr, requires_grad, device)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    if isinstance(data, Tensor) and (dtype is None or as_dtype(dtype) is data.dtype):
+        return data
+    if isinstance(data, np.ndarray) and dtype is None and data.dtype in dtypes._BY_NP:
+        return Tensor._make(data)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(ndarray: np.ndarray) -> Tensor:
+    """A tensor sharing memory with the NumPy array."""
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    dtypes.from_numpy_dtype(ndarray.dtype)
+    return Tensor._make(ndarray)
+
+
+def _creation_dtype(dtype):
+    return as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+
+
+def zeros(*size, dtype=None, device=None, requires_grad: _bool = False, out=None) -> Tensor:
+    return _finish(np.zeros(_shape_args(size), _creation_dtype(dtype).np), requires_grad, device)
+
+
+def ones(*size, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
+    return _finish(np.ones(_shape_args(size), _creation_dtype(dtype).np), requires_grad, device)
+
+
+def empty(*size, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
+    return _finish(np.zeros(_shape_args(size), _creation_dtype(dtype).np), requires_grad, device)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
+    if dtype is None:
+        dtype = (dtypes.bool_ if isinstance(fill_value, _bool) else dtypes.int64
+                 if isinstance(fill_value, _int) else dtypes.get_default_dtype())
+    return _finish(np.full(_shape_args((size,)), fill_value, as_dtype(dtype).np), requires_grad,
+                   device)
+
+
+def eye(n, m=None, *, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
+    return _finish(np.eye(n, m, dtype=_creation_dtype(dtype).np), requires_grad, device)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: _bool = False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = builtins.all(isinstance(v, (_int, np.integer)) for v in (start, end, step))
+        dtype = dtypes.int64 if is_int else dtypes.get_default_dtype()
+    dtype = as_dtype(dtype)
+    n = _int(math.ceil((end - start) / step))
+    data = (start + np.arange(builtins.max(n, 0), dtype=np.float64) * step).astype(dtype.np)
+    return _finish(data, requires_grad, device)
+
+
+def linspace(start, end, steps, *, dtype=None, device=None, requires_grad: _bool = False):
+    dtype = _creation_dtype(dtype)
+    data = np.linspace(_pyfloat(start), _pyfloat(end), _int(steps), dtype=np.float64)
+    if steps > 1:
+        # PyTorch computes each half from its nearer end, in the output precision
+        step = np.asarray((end - start) / (steps - 1), dtype=dtype.np)
+        i = np.arange(steps)
+        half = steps // 2
+        fwd = np.asarray(start, dtype.np) + step * i.astype(dtype.np)
+        bwd = np.asarray(end, dtype.np) - step * (steps - 1 - i).astype(dtype.np)
+        data = np.where(i < half, fwd, bwd)
+    return _finish(data.astype(dtype.np), requires_grad, device)
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
+    dtype = _creation_dtype(dtype)
+    return _finish(_gen(generator).random(_shape_args(size), dtype=np.float64).astype(dtype.np),
+                   requires_grad, device)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
+    dtype = _creation_dtype(dtype)
+    return _finish(_gen(generator).standard_normal(_shape_args(size)).astype(dtype.np),
+                   requires_grad, device)
+
+
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+            requires_grad: _bool = False) -> Tensor:
+    if size is None:
+        low, high, size = 0, low, high
+    if high is None:
+        low, high = 0, low
+    dtype = as_dtype(dtype) if dtype is not None else dtypes.int64
+    return _finish(_gen(generator).integers(low, high, _shape_args((size,))).astype(dtype.np),
+                   requires_grad, device)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
+    return _finish(_gen(generator).permutation(n).astype(as_dtype(dtype or dtypes.int64).np),
+                   False, device)
+
+
+def _like(fn):
+    def like(input, *, dtype=None, device=None, requires_grad: _bool = False, **kw):
+        return fn(input.shape, dtype=dtype or input.dtype, device=device,
+                  requires_grad=requires_grad, **kw)
+    like.__name__ = fn.__name__ + "_like"
+    return like
+
+
+zeros_like = _like(zeros)
+ones_like = _like(ones)
+empty_like = _like(empty)
+rand_like = _like(rand)
+randn_like = _like(randn)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad: _bool = False):
+    return full(input.shape, fill_value, dtype=dtype or input.dtype, device=device,
+                requires_grad=requires_grad)
+
+
+def clone(input, *, memory_format=None):
+    return apply(P.copy_p, (input,))
+
+
+def numel(input) -> _int:
+    return input.numel()
+
+
+def is_tensor(obj) -> _bool:
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(input) -> _bool:
+    return input.dtype.is_floating_point
+
+
+def _deepcopy_tensor(t: Tensor, memo):
+    if t.grad_fn is not None:
+        raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support "
+                           "the deepcopy protocol at the moment. Use .detach() first.")
+    new = Tensor._make(np.array(t._concrete("deepcopy")))
+    if type(t) is not Tensor:
+        new.__class__ = type(t)
+        new.__dict__.update({k: v for k, v in t.__dict__.items() if k not in ("_data", "_vc", "_grad", "_acc", "grad_fn")})
+    new._rg = t._rg
+    if t._grad is not None:
+        new._grad = Tensor._make(np.array(t._grad._data))
+    memo[id(t)] = new
+    return new
+
+
+def _rebuild_tensor(data, requires_grad):
+    t = Tensor._make(data)
+    t._rg = requires_grad
+    return t

@@ -1,0 +1,771 @@
+"""The op table: every primitive of tracegrad, declared once.
+
+Each primitive carries, side by side:
+
+* ``impl``   its NumPy implementation, ``impl(*arrays, **params) -> array``;
+* ``shape``  its shape/dtype rule, ``shape(*avals, **params) -> (shape, dtype)``,
+  where an aval is anything with ``.shape`` and ``.dtype`` (a Tensor, an IR Var);
+* ``vjp``    its reverse-mode rule, one function per input,
+  ``rule(g, out, *inputs, **params) -> gradient``, written with tracegrad's own
+  ops so the same rule serves the eager tape, ``create_graph`` higher-order
+  gradients and the graph-level autodiff pass (where it emits IR);
+* ``jax``    its lowering, a format string over the argument names and params
+  (``"jnp.exp({0})"``) or a function returning such source text.
+
+Rules may return a gradient in the broadcast shape of the output; the caller sums
+it back to the input's shape (``sum_to``). Composite ops live in ``functions.py``
+as plain functions over these primitives.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special as _special
+
+from . import dtypes
+
+PRIMITIVES: dict[str, "Primitive"] = {}
+
+
+class Primitive:
+    """One row of the op table. See the module docstring for the fields."""
+
+    __slots__ = ("name", "impl", "shape", "vjp", "vjp_all", "jax", "grad_name",
+                 "save", "save_out", "differentiable", "variadic", "__weakref__")
+
+    def __init__(self, name, impl, shape, jax, *, vjp=None, vjp_all=None, grad_name=None,
+                 save=(), save_out=False, differentiable=True, variadic=False):
+        if name in PRIMITIVES:
+            raise ValueError(f"primitive {name!r} declared twice")
+        self.name = name
+        self.impl = impl
+        self.shape = shape
+        self.jax = jax
+        self.vjp = vjp              # tuple: one rule per input (None: no gradient)
+        self.vjp_all = vjp_all      # or one rule returning a tuple (variadic prims)
+        # grad_fn class name as PyTorch shows it; a str, or fn(params, *avals) -> str
+        self.grad_name = grad_name or (name.title().replace("_", "") + "Backward0")
+        self.save = save            # indices of inputs whose values the rules read
+        self.save_out = save_out    # the rules read the output value
+        self.differentiable = differentiable
+        self.variadic = variadic
+        PRIMITIVES[name] = self
+
+    def __repr__(self):
+        return self.name
+
+    def node_name(self, params, args) -> str:
+        n = self.grad_name
+        return n if n.__class__ is str else n(params, *args)
+
+
+# ----------------------------------------------------------------------------
+# shape rules
+
+class ShapeError(RuntimeError):
+    pass
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """NumPy/PyTorch broadcasting, with PyTorch's error message."""
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for k, s in enumerate(shapes):
+        off = ndim - len(s)
+        for i, d in enumerate(s):
+            o = out[off + i]
+            if o == 1:
+                out[off + i] = d
+            elif d != 1 and d != o:
+                a = "ab"[k] if k < 2 else f"#{k}"
+                raise ShapeError(
+                    f"The size of tensor a ({o}) must match the size of tensor {a} ({d}) "
+                    f"at non-singleton dimension {off + i}")
+    return tuple(out)
+
+
+def _same(x, **_):
+    return x.shape, x.dtype
+
+
+def _binary(x, y, **_):
+    if x.dtype is not y.dtype:
+        raise ShapeError(f"binary op on mixed dtypes {x.dtype} and {y.dtype}; promote first")
+    return broadcast_shapes(x.shape, y.shape), x.dtype
+
+
+def _compare(x, y, **_):
+    return broadcast_shapes(x.shape, y.shape), dtypes.bool_
+
+
+def _reduced_shape(shape, axis, keepdim):
+    if keepdim:
+        return tuple(1 if i in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axis)
+
+
+def _reduce(x, *, axis, keepdim, **_):
+    return _reduced_shape(x.shape, axis, keepdim), x.dtype
+
+
+def _reduce_index(x, *, axis, keepdim):
+    return _reduced_shape(x.shape, axis, keepdim), dtypes.int64
+
+
+def _kept(shape, axis):
+    """The shape a reduction has with keepdim=True."""
+    return tuple(1 if i in axis else d for i, d in enumerate(shape))
+
+
+# ----------------------------------------------------------------------------
+# helpers the rules use; ``T`` is tracegrad.functions, bound at the end of this
+# file (functions.py imports this module, and rules only run after both loaded)
+
+
+def _bcast_back(g, x, axis, keepdim):
+    """Undo a reduction's shape change: reshape g to keepdim form, expand to x."""
+    if not keepdim:
+        g = T.reshape(g, _kept(x.shape, axis))
+    return T.broadcast_to(g, x.shape)
+
+
+def _zero(g, out, *xs, **_):
+    return T.zeros_like(g)
+
+
+def _jnp(fn):
+    return f"jnp.{fn}({{0}})"
+
+
+# ----------------------------------------------------------------------------
+# elementwise, one input
+
+def _unary(name, impl, jax, vjp, *, save=(0,), save_out=False, grad_name=None):
+    return Primitive(name, impl, _same, jax, vjp=(vjp,), save=save, save_out=save_out,
+                     grad_name=grad_name)
+
+
+def _sigmoid_impl(x):
+    return _special.expit(x).astype(x.dtype, copy=False)
+
+
+def _gelu_impl(x, *, approximate):
+    if approximate == "tanh":
+        c = np.asarray(math.sqrt(2.0 / math.pi), x.dtype)
+        return (0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3)))).astype(x.dtype)
+    return (0.5 * x * (1.0 + _special.erf(x / np.sqrt(2.0)))).astype(x.dtype)
+
+
+def _gelu_vjp(g, out, x, *, approximate):
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        inner = c * (x + 0.044715 * x * x * x)
+        t = T.tanh(inner)
+        dinner = c * (1.0 + 3 * 0.044715 * x * x)
+        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner)
+    cdf = 0.5 * (1.0 + T.erf(x * (1.0 / math.sqrt(2.0))))
+    pdf = T.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+    return g * (cdf + x * pdf)
+
+
+neg_p = _unary("neg", np.negative, "-{0}", lambda g, out, x: -g, save=())
+exp_p = _unary("exp", np.exp, _jnp("exp"), lambda g, out, x: g * out, save=(), save_out=True)
+log_p = _unary("log", np.log, _jnp("log"), lambda g, out, x: g / x)
+log1p_p = _unary("log1p", np.log1p, _jnp("log1p"), lambda g, out, x: g / (x + 1),
+                 grad_name="Log1PBackward0")
+sin_p = _unary("sin", np.sin, _jnp("sin"), lambda g, out, x: g * T.cos(x))
+cos_p = _unary("cos", np.cos, _jnp("cos"), lambda g, out, x: g * -T.sin(x))
+tan_p = _unary("tan", np.tan, _jnp("tan"), lambda g, out, x: g * (out * out + 1),
+               save=(), save_out=True)
+tanh_p = _unary("tanh", np.tanh, _jnp("tanh"), lambda g, out, x: g * (1 - out * out),
+                save=(), save_out=True)
+sigmoid_p = _unary("sigmoid", _sigmoid_impl, "jax.nn.sigmoid({0})",
+                   lambda g, out, x: g * (out * (1 - out)), save=(), save_out=True)
+relu_p = _unary("relu", lambda x: np.maximum(x, 0, dtype=x.dtype), "jax.nn.relu({0})",
+                lambda g, out, x: g * (out > 0), save=(), save_out=True)
+abs_p = _unary("abs", np.abs, _jnp("abs"), lambda g, out, x: g * T.sign(x))
+sqrt_p = _unary("sqrt", np.sqrt, _jnp("sqrt"), lambda g, out, x: g / (2 * out),
+                save=(), save_out=True)
+rsqrt_p = _unary("rsqrt", lambda x: (1 / np.sqrt(x)).astype(x.dtype, copy=False),
+                 "lax.rsqrt({0})", lambda g, out, x: g * (-0.5 * out * out * out),
+                 save=(), save_out=True)
+erf_p = _unary("erf", lambda x: _special.erf(x).astype(x.dtype, copy=False),
+               "jax.scipy.special.erf({0})",
+               lambda g, out, x: g * ((2 / math.sqrt(math.pi)) * T.exp(-(x * x))))
+# piecewise constant: the gradient is zero (PyTorch returns zeros too)
+sign_p = _unary("sign", np.sign, _jnp("sign"), _zero, save=())
+floor_p = _unary("floor", np.floor, _jnp("floor"), _zero, save=())
+ceil_p = _unary("ceil", np.ceil, _jnp("ceil"), _zero, save=())
+round_p = _unary("round", np.round, _jnp("round"), _zero, save=())
+
+gelu_p = Primitive("gelu", _gelu_impl, _same, "jax.nn.gelu({0}, approximate={approximate!r} == 'tanh')",
+                   vjp=(_gelu_vjp,), save=(0,))
+
+
+def _clamp_impl(x, *, min, max):
+    return np.clip(x, min, max).astype(x.dtype, copy=False)
+
+
+def _clamp_vjp(g, out, x, *, min, max):
+    if min is None:
+        return g * (x <= max)
+    if max is None:
+        return g * (x >= min)
+    return g * T.logical_and(x >= min, x <= max)
+
+
+clamp_p = Primitive("clamp", _clamp_impl, _same, "jnp.clip({0}, {min}, {max})",
+                    vjp=(_clamp_vjp,), save=(0,),
+                    grad_name=lambda p, x: ("ClampMinBackward0" if p["max"] is None else
+                                            "ClampMaxBackward0" if p["min"] is None else
+                                            "ClampBackward1"))
+
+
+def _cast_shape(x, *, dtype):
+    return x.shape, dtype
+
+
+def _cast_vjp(g, out, x, *, dtype):
+    return T.cast(g, x.dtype)
+
+
+cast_p = Primitive("cast", lambda x, *, dtype: x.astype(dtype.np), _cast_shape,
+                   "{0}.astype(jnp.{dtype.name})", vjp=(_cast_vjp,),
+                   grad_name="ToCopyBackward0")
+copy_p = Primitive("copy", np.copy, _same, "{0}", vjp=(lambda g, out, x: g,),
+                   grad_name="CloneBackward0")
+
+# ----------------------------------------------------------------------------
+# elementwise, two inputs
+
+
+def _pow_vjp_base(g, out, x, y):
+    return g * (y * x ** (y - 1))
+
+
+def _pow_vjp_exp(g, out, x, y):
+    # d/dy x**y = out * log(x); PyTorch defines it as 0 where x == 0 and y >= 0
+    return g * T.where(T.logical_and(x == 0, y >= 0), T.zeros_like(out), out * T.log(x))
+
+
+def _maximum_vjp(pick):
+    def rule(g, out, x, y):
+        # ties split the gradient evenly between the two inputs
+        return T.where(x == y, g / 2, g * pick(x, y))
+    return rule
+
+
+def _binop(name, impl, jax, rules, save, *, save_out=False, grad_name=None):
+    return Primitive(name, impl, _binary, jax, vjp=rules, save=save, save_out=save_out,
+                     grad_name=grad_name)
+
+
+add_p = _binop("add", np.add, "{0} + {1}", (lambda g, o, x, y: g, lambda g, o, x, y: g), ())
+sub_p = _binop("sub", np.subtract, "{0} - {1}", (lambda g, o, x, y: g, lambda g, o, x, y: -g), ())
+mul_p = _binop("mul", np.multiply, "{0} * {1}",
+               (lambda g, o, x, y: g * y, lambda g, o, x, y: g * x), (0, 1))
+div_p = _binop("div", np.true_divide, "{0} / {1}",
+               (lambda g, o, x, y: g / y, lambda g, o, x, y: -g * x / (y * y)), (0, 1))
+pow_p = _binop("pow", np.power, "{0} ** {1}", (_pow_vjp_base, _pow_vjp_exp), (0, 1),
+               save_out=True, grad_name="PowBackward1")
+maximum_p = _binop("maximum", np.maximum, "jnp.maximum({0}, {1})",
+                   (_maximum_vjp(lambda x, y: x > y), _maximum_vjp(lambda x, y: y > x)), (0, 1))
+minimum_p = _binop("minimum", np.minimum, "jnp.minimum({0}, {1})",
+                   (_maximum_vjp(lambda x, y: x < y), _maximum_vjp(lambda x, y: y < x)), (0, 1))
+
+
+def _pow_scalar_vjp(g, out, x, *, exponent):
+    if exponent == 0:
+        return T.zeros_like(g)
+    return g * (exponent * x ** (exponent - 1))
+
+
+pow_scalar_p = Primitive("pow_scalar", lambda x, *, exponent: np.power(x, x.dtype.type(exponent)),
+                         _same, "{0} ** {exponent!r}", vjp=(_pow_scalar_vjp,), save=(0,),
+                         grad_name="PowBackward0")
+
+
+def _rpow_scalar_vjp(g, out, x, *, base):
+    return g * (out * math.log(base)) if base > 0 else g * T.zeros_like(out)
+
+
+rpow_scalar_p = Primitive("rpow_scalar", lambda x, *, base: np.power(x.dtype.type(base), x),
+                          _same, "{base!r} ** {0}", vjp=(_rpow_scalar_vjp,), save_out=True,
+                          grad_name="PowBackward2")
+
+
+def _cmp(name, impl, jax):
+    return Primitive(name, impl, _compare, jax, differentiable=False)
+
+
+eq_p = _cmp("eq", np.equal, "{0} == {1}")
+ne_p = _cmp("ne", np.not_equal, "{0} != {1}")
+lt_p = _cmp("lt", np.less, "{0} < {1}")
+le_p = _cmp("le", np.less_equal, "{0} <= {1}")
+gt_p = _cmp("gt", np.greater, "{0} > {1}")
+ge_p = _cmp("ge", np.greater_equal, "{0} >= {1}")
+logical_and_p = _cmp("logical_and", np.logical_and, "jnp.logical_and({0}, {1})")
+logical_or_p = _cmp("logical_or", np.logical_or, "jnp.logical_or({0}, {1})")
+logical_xor_p = _cmp("logical_xor", np.logical_xor, "jnp.logical_xor({0}, {1})")
+logical_not_p = Primitive("logical_not", np.logical_not, lambda x: (x.shape, dtypes.bool_),
+                          "jnp.logical_not({0})", differentiable=False)
+isfinite_p = Primitive("isfinite", np.isfinite, lambda x: (x.shape, dtypes.bool_),
+                       "jnp.isfinite({0})", differentiable=False)
+
+
+def _where_shape(c, x, y):
+    _binary(x, y)
+    return broadcast_shapes(c.shape, x.shape, y.shape), x.dtype
+
+
+where_p = Primitive(
+    "where", np.where, _where_shape, "jnp.where({0}, {1}, {2})",
+    vjp=(None,
+         lambda g, out, c, x, y: T.where(c, g, T.zeros_like(g)),
+         lambda g, out, c, x, y: T.where(c, T.zeros_like(g), g)),
+    save=(0,))
+
+# ----------------------------------------------------------------------------
+# reductions (axis: a tuple of non-negative ints, normalised by the caller)
+
+
+def _sum_impl(x, *, axis, keepdim):
+    return np.sum(x, axis=axis, keepdims=keepdim)
+
+
+def _mean_impl(x, *, axis, keepdim):
+    return np.mean(x, axis=axis, keepdims=keepdim)
+
+
+def _full_or_dim(name0, name1):
+    return lambda p, x: name0 if (len(p["axis"]) == len(x.shape) and not p["keepdim"]) else name1
+
+
+sum_p = Primitive("sum", _sum_impl, _reduce, "jnp.sum({0}, axis={axis}, keepdims={keepdim})",
+                  vjp=(lambda g, out, x, *, axis, keepdim: _bcast_back(g, x, axis, keepdim),),
+                  grad_name=_full_or_dim("SumBackward0", "SumBackward1"))
+
+
+def _mean_vjp(g, out, x, *, axis, keepdim):
+    n = 1
+    for a in axis:
+        n *= x.shape[a]
+    return _bcast_back(g, x, axis, keepdim) / max(n, 1)
+
+
+mean_p = Primitive("mean", _mean_impl, _reduce, "jnp.mean({0}, axis={axis}, keepdims={keepdim})",
+                   vjp=(_mean_vjp,), grad_name=_full_or_dim("MeanBackward0", "MeanBackward1"))
+
+
+def _prod_vjp(g, out, x, *, axis, keepdim):
+    # the product of the other elements; exact with zeros (one zero: its own
+    # gradient is the product of the rest; two or more: all zero)
+    is_zero = x == 0
+    nzeros = T.sum(T.cast(is_zero, x.dtype), axis, keepdim=True)
+    prod_nonzero = T.prod(T.where(is_zero, T.ones_like(x), x), axis, keepdim=True)
+    others = T.where(is_zero, prod_nonzero * (nzeros == 1), prod_nonzero * (nzeros == 0) / T.where(is_zero, T.ones_like(x), x))
+    return _bcast_back(g, x, axis, keepdim) * others
+
+
+prod_p = Primitive("prod", lambda x, *, axis, keepdim: np.prod(x, axis=axis, keepdims=keepdim),
+                   _reduce, "jnp.prod({0}, axis={axis}, keepdims={keepdim})",
+                   vjp=(_prod_vjp,), save=(0,),
+                   grad_name=_full_or_dim("ProdBackward0", "ProdBackward1"))
+
+
+def _extreme_vjp(g, out, x, *, axis, keepdim):
+    # ties share the gradient evenly
+    hit = T.cast(x == _bcast_back(out, x, axis, keepdim), x.dtype)
+    count = T.sum(hit, axis, keepdim=True)
+    return _bcast_back(g, x, axis, keepdim) * hit / count
+
+
+amax_p = Primitive("amax", lambda x, *, axis, keepdim: np.amax(x, axis=axis, keepdims=keepdim),
+                   _reduce, "jnp.max({0}, axis={axis}, keepdims={keepdim})",
+                   vjp=(_extreme_vjp,), save=(0,), save_out=True,
+                   grad_name=_full_or_dim("MaxBackward1", "AmaxBackward0"))
+amin_p = Primitive("amin", lambda x, *, axis, keepdim: np.amin(x, axis=axis, keepdims=keepdim),
+                   _reduce, "jnp.min({0}, axis={axis}, keepdims={keepdim})",
+                   vjp=(_extreme_vjp,), save=(0,), save_out=True,
+                   grad_name=_full_or_dim("MinBackward1", "AminBackward0"))
+
+
+def _arg_impl(fn):
+    def impl(x, *, axis, keepdim):
+        (a,) = axis
+        return fn(x, axis=a, keepdims=keepdim).astype(np.int64)
+    return impl
+
+
+argmax_p = Primitive("argmax", _arg_impl(np.argmax), _reduce_index,
+                     "jnp.argmax({0}, axis={axis[0]}, keepdims={keepdim})", differentiable=False)
+argmin_p = Primitive("argmin", _arg_impl(np.argmin), _reduce_index,
+                     "jnp.argmin({0}, axis={axis[0]}, keepdims={keepdim})", differentiable=False)
+
+
+def _logsumexp_impl(x, *, axis, keepdim):
+    m = np.amax(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return (out if keepdim else np.squeeze(out, axis)).astype(x.dtype, copy=False)
+
+
+logsumexp_p = Primitive(
+    "logsumexp", _logsumexp_impl, _reduce,
+    "jax.scipy.special.logsumexp({0}, axis={axis}, keepdims={keepdim})",
+    vjp=(lambda g, out, x, *, axis, keepdim:
+         _bcast_back(g, x, axis, keepdim) * T.exp(x - _bcast_back(out, x, axis, keepdim)),),
+    save=(0,), save_out=True)
+
+
+def _var_impl(x, *, axis, correction, keepdim):
+    n = 1
+    for a in axis:
+        n *= x.shape[a]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.var(x, axis=axis, ddof=correction, keepdims=keepdim).astype(x.dtype, copy=False)
+
+
+def _var_shape(x, *, axis, correction, keepdim):
+    return _reduced_shape(x.shape, axis, keepdim), x.dtype
+
+
+def _var_vjp(g, out, x, *, axis, correction, keepdim):
+    n = 1
+    for a in axis:
+        n *= x.shape[a]
+    centred = x - T.mean(x, axis, keepdim=True)
+    return _bcast_back(g, x, axis, keepdim) * centred * (2.0 / max(n - correction, 0))
+
+
+var_p = Primitive("var", _var_impl, _var_shape,
+                  "jnp.var({0}, axis={axis}, ddof={correction}, keepdims={keepdim})",
+                  vjp=(_var_vjp,), save=(0,))
+
+
+def _norm_impl(x, *, ord, axis, keepdim):
+    a = np.abs(x)
+    if ord == 2:
+        r = np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdim))
+    elif ord == math.inf:
+        r = np.amax(a, axis=axis, keepdims=keepdim)
+    elif ord == 1:
+        r = np.sum(a, axis=axis, keepdims=keepdim)
+    else:
+        r = np.sum(a ** ord, axis=axis, keepdims=keepdim) ** (1.0 / ord)
+    return np.asarray(r, dtype=x.dtype)
+
+
+def _norm_vjp(g, out, x, *, ord, axis, keepdim):
+    gb = _bcast_back(g, x, axis, keepdim)
+    ob = _bcast_back(out, x, axis, keepdim)
+    if ord == 1:
+        return gb * T.sign(x)
+    if ord == math.inf:
+        hit = T.cast(T.abs(x) == ob, x.dtype)
+        return gb * T.sign(x) * hit / T.sum(hit, axis, keepdim=True)
+    # |x|^(p-1) sign(x) / out^(p-1); zero where the norm is zero (as PyTorch)
+    safe = T.where(ob == 0, T.ones_like(ob), ob)
+    scale = x / safe if ord == 2 else T.sign(x) * (T.abs(x) / safe) ** (ord - 1)
+    return gb * T.where(ob == 0, T.zeros_like(x), scale)
+
+
+norm_p = Primitive("norm", _norm_impl, lambda x, *, ord, axis, keepdim: _reduce(x, axis=axis, keepdim=keepdim),
+                   "jnp.linalg.norm({0}.reshape(-1) if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {0}, ord={ord!r}, axis=None if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {axis}, keepdims={keepdim})",
+                   vjp=(_norm_vjp,), save=(0,), save_out=True,
+                   grad_name="LinalgVectorNormBackward0")
+
+
+def _cumsum_impl(x, *, axis):
+    return np.cumsum(x, axis=axis, dtype=x.dtype)
+
+
+cumsum_p = Primitive("cumsum", _cumsum_impl, lambda x, *, axis: (x.shape, x.dtype),
+                     "jnp.cumsum({0}, axis={axis})",
+                     vjp=(lambda g, out, x, *, axis: T.flip(T.cumsum(T.flip(g, (axis,)), axis), (axis,)),))
+
+
+def _softmax_impl(x, *, axis):
+    e = np.exp(x - np.amax(x, axis=axis, keepdims=True))
+    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype, copy=False)
+
+
+def _log_softmax_impl(x, *, axis):
+    shifted = x - np.amax(x, axis=axis, keepdims=True)
+    return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype, copy=False)
+
+
+softmax_p = Primitive(
+    "softmax", _softmax_impl, lambda x, *, axis: (x.shape, x.dtype),
+    "jax.nn.softmax({0}, axis={axis})",
+    vjp=(lambda g, out, x, *, axis: out * (g - T.sum(g * out, (axis,), keepdim=True)),),
+    save_out=True)
+log_softmax_p = Primitive(
+    "log_softmax", _log_softmax_impl, lambda x, *, axis: (x.shape, x.dtype),
+    "jax.nn.log_softmax({0}, axis={axis})",
+    vjp=(lambda g, out, x, *, axis: g - T.exp(out) * T.sum(g, (axis,), keepdim=True),),
+    save_out=True, grad_name="LogSoftmaxBackward0")
+
+
+def _bce_logits_impl(x, y):
+    # max(x, 0) - x*y + log(1 + exp(-|x|)): finite for any logit
+    return (np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
+
+
+bce_logits_p = Primitive(
+    "bce_with_logits", _bce_logits_impl, _binary,
+    "jnp.maximum({0}, 0) - {0} * {1} + jnp.log1p(jnp.exp(-jnp.abs({0})))",
+    vjp=(lambda g, out, x, y: g * (T.sigmoid(x) - y), lambda g, out, x, y: -g * x),
+    save=(0, 1), grad_name="BinaryCrossEntropyWithLogitsBackward0")
+
+# ----------------------------------------------------------------------------
+# matrix multiply (both operands at least 2-d; 1-d cases are handled by matmul())
+
+
+def _matmul_shape(x, y):
+    if x.dtype is not y.dtype:
+        raise ShapeError(f"expected both matmul operands to have the same dtype, "
+                         f"got {x.dtype} and {y.dtype}")
+    if len(x.shape) < 2 or len(y.shape) < 2:
+        raise ShapeError("matmul primitive needs operands of rank >= 2")
+    if x.shape[-1] != y.shape[-2]:
+        a = "x".join(map(str, x.shape))
+        b = "x".join(map(str, y.shape))
+        raise ShapeError(f"mat1 and mat2 shapes cannot be multiplied ({a} and {b})")
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    return batch + (x.shape[-2], y.shape[-1]), x.dtype
+
+
+matmul_p = Primitive(
+    "matmul", np.matmul, _matmul_shape, "{0} @ {1}",
+    vjp=(lambda g, out, x, y: T.matmul(g, T.swapaxes(y, -1, -2)),
+         lambda g, out, x, y: T.matmul(T.swapaxes(x, -1, -2), g)),
+    save=(0, 1),
+    grad_name=lambda p, x, y: "MmBackward0" if len(x.shape) == len(y.shape) == 2 else "UnsafeViewBackward0")
+
+# ----------------------------------------------------------------------------
+# shape and data movement
+
+
+def _reshape_shape(x, *, shape):
+    if math.prod(shape) != math.prod(x.shape):
+        raise ShapeError(f"shape '{list(shape)}' is invalid for input of size {math.prod(x.shape)}")
+    return tuple(shape), x.dtype
+
+
+reshape_p = Primitive("reshape", lambda x, *, shape: np.reshape(x, shape), _reshape_shape,
+                      "jnp.reshape({0}, {shape})",
+                      vjp=(lambda g, out, x, *, shape: T.reshape(g, x.shape),),
+                      grad_name="ViewBackward0")
+
+
+def _permute_shape(x, *, perm):
+    if sorted(perm) != list(range(len(x.shape))):
+        raise ShapeError(f"permute: {perm} is not a permutation of the {len(x.shape)} dims")
+    return tuple(x.shape[i] for i in perm), x.dtype
+
+
+def _inverse_perm(perm):
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+permute_p = Primitive("permute", lambda x, *, perm: np.transpose(x, perm), _permute_shape,
+                      "jnp.transpose({0}, {perm})",
+                      vjp=(lambda g, out, x, *, perm: T.permute(g, _inverse_perm(perm)),))
+
+
+def _broadcast_to_shape(x, *, shape):
+    try:
+        out = broadcast_shapes(x.shape, shape)
+    except ShapeError:
+        out = None
+    if out != tuple(shape):
+        raise ShapeError(f"The expanded size of the tensor must match the existing size: "
+                         f"cannot expand {list(x.shape)} to {list(shape)}")
+    return tuple(shape), x.dtype
+
+
+broadcast_to_p = Primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x, shape),
+                           _broadcast_to_shape, "jnp.broadcast_to({0}, {shape})",
+                           vjp=(lambda g, out, x, *, shape: T.sum_to(g, x.shape),),
+                           grad_name="ExpandBackward0")
+flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes), lambda x, *, axes: (x.shape, x.dtype),
+                   "jnp.flip({0}, {axes})", vjp=(lambda g, out, x, *, axes: T.flip(g, axes),))
+
+
+def _cat_shape(*xs, axis):
+    first = xs[0]
+    size = 0
+    for x in xs:
+        if x.dtype is not first.dtype:
+            raise ShapeError(f"cat: mixed dtypes {first.dtype} and {x.dtype}")
+        if len(x.shape) != len(first.shape) or any(
+                a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis):
+            raise ShapeError(f"Sizes of tensors must match except in dimension {axis}. "
+                             f"Expected {list(first.shape)} but got {list(x.shape)}")
+        size += x.shape[axis]
+    shape = list(first.shape)
+    shape[axis] = size
+    return tuple(shape), first.dtype
+
+
+def _cat_vjp(g, out, *xs, axis):
+    grads, start = [], 0
+    for x in xs:
+        n = x.shape[axis]
+        idx = (slice(None),) * axis + (slice(start, start + n),)
+        grads.append(T.getitem(g, idx))
+        start += n
+    return tuple(grads)
+
+
+cat_p = Primitive("cat", lambda *xs, axis: np.concatenate(xs, axis=axis), _cat_shape,
+                  lambda args, p: f"jnp.concatenate([{', '.join(args)}], axis={p['axis']})",
+                  vjp_all=_cat_vjp, variadic=True)
+
+
+# Indexing. ``index`` is a static tuple whose entries are ints, slices, None,
+# Ellipsis or the marker TENSOR; the k-th TENSOR stands for the k-th tensor input
+# after the first (integer or bool index tensors).
+
+class _TensorSlot:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "TENSOR"
+
+    def __reduce__(self):
+        return "TENSOR"
+
+
+TENSOR = _TensorSlot()
+
+
+def _fill(index, arrays):
+    it = iter(arrays)
+    return tuple(next(it) if e is TENSOR else e for e in index)
+
+
+def _getitem_impl(x, *idx, index):
+    return x[_fill(index, idx)] if idx else x[index]
+
+
+def _getitem_shape(x, *idx, index):
+    # evaluate on a zero-size-free stand-in of the right shape, with index
+    # arrays of the right shape and dtype; cheap since only shapes matter
+    probe = np.lib.stride_tricks.as_strided(np.zeros((), x.dtype.np), x.shape, (0,) * len(x.shape))
+    idx_arrays = [np.zeros(i.shape, i.dtype.np) for i in idx]
+    try:
+        out = probe[_fill(index, idx_arrays)] if idx else probe[index]
+    except IndexError as e:
+        raise ShapeError(str(e)) from None
+    return out.shape, x.dtype
+
+
+def _getitem_name(p, x, *idx):
+    if idx:
+        return "IndexBackward0"
+    for e in reversed(p["index"]):
+        if isinstance(e, int):
+            return "SelectBackward0"
+        if e is None:
+            return "UnsqueezeBackward0"
+        if isinstance(e, slice):
+            return "SliceBackward0"
+    return "AliasBackward0"
+
+
+def _getitem_vjp(g, out, x, *idx, index):
+    return (T._index_add(T.zeros_like(x), g, idx, index),) + (None,) * len(idx)
+
+
+getitem_p = Primitive("getitem", _getitem_impl, _getitem_shape,
+                      lambda args, p: f"{args[0]}[{_index_source(p['index'], args[1:])}]",
+                      vjp_all=_getitem_vjp, variadic=True, grad_name=_getitem_name)
+
+
+def _index_add_impl(base, g, *idx, index):
+    out = base.copy()
+    if idx:
+        np.add.at(out, _fill(index, idx), g)
+    else:
+        out[index] += g
+    return out
+
+
+def _index_add_vjp(gout, out, base, g, *idx, index):
+    return (gout, T.getitem(gout, index, idx)) + (None,) * len(idx)
+
+
+index_add_p = Primitive("index_add", _index_add_impl, lambda base, g, *idx, index: (base.shape, base.dtype),
+                        lambda args, p: f"{args[0]}.at[{_index_source(p['index'], args[2:])}].add({args[1]})",
+                        vjp_all=_index_add_vjp, variadic=True, grad_name="IndexAddBackward0")
+
+
+def _index_put_impl(base, v, *idx, index):
+    out = base.copy()
+    out[_fill(index, idx) if idx else index] = v
+    return out
+
+
+def _index_put_vjp(gout, out, base, v, *idx, index):
+    gbase = T._index_put(gout, T.zeros((), dtype=gout.dtype), idx, index)
+    gv = T.sum_to(T.getitem(gout, index, idx), v.shape)
+    return (gbase, gv) + (None,) * len(idx)
+
+
+index_put_p = Primitive(
+    "index_put", _index_put_impl, lambda base, v, *idx, index: (base.shape, base.dtype),
+    lambda args, p: f"{args[0]}.at[{_index_source(p['index'], args[2:])}].set({args[1]})",
+    vjp_all=_index_put_vjp, variadic=True,
+    grad_name=lambda p, base, v, *idx: "IndexPutBackward0" if idx else "CopySlices")
+
+
+def _index_source(index, names):
+    it = iter(names)
+    parts = []
+    for e in index:
+        if e is TENSOR:
+            parts.append(next(it))
+        elif isinstance(e, slice):
+            parts.append(":".join("" if v is None else str(v) for v in (e.start, e.stop, e.step)).rstrip(":") or ":")
+        elif e is Ellipsis:
+            parts.append("...")
+        else:
+            parts.append(repr(e))
+    return ", ".join(parts) + ("," if len(parts) == 1 else "")
+
+
+def _gather_shape(x, idx, *, axis):
+    if len(idx.shape) != len(x.shape):
+        raise ShapeError("Index tensor must have the same number of dimensions as input tensor")
+    return idx.shape, x.dtype
+
+
+def _scatter_add_impl(base, idx, g, *, axis):
+    out = base.copy()
+    grids = list(np.indices(idx.shape, sparse=True))
+    grids[axis] = idx
+    np.add.at(out, tuple(grids), g)
+    return out
+
+
+gather_p = Primitive(
+    "gather", lambda x, idx, *, axis: np.take_along_axis(x, idx, axis), _gather_shape,
+    "jnp.take_along_axis({0}, {1}, axis={axis})",
+    vjp=(lambda g, out, x, idx, *, axis: T._scatter_add(T.zeros_like(x), idx, g, axis), None),
+    save=(1,))
+scatter_add_p = Primitive(
+    "scatter_add", _scatter_add_impl, lambda base, idx, g, *, axis: (base.shape, base.dtype),
+    lambda args, p: f"_scatter_add({args[0]}, {args[1]}, {args[2]}, {p['axis']})",
+    vjp=(lambda gout, out, base, idx, g, *, axis: gout, None,
+         lambda gout, out, base, idx, g, *, axis: T.gather(gout, axis, idx)),
+    save=(1,))
+
+
+from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)

@@ -1,0 +1,434 @@
+"""Tensor, and ``apply``: the one place a primitive is run and recorded.
+
+A Tensor wraps an array (a NumPy array in eager mode, an IR value while a
+function is being traced). ``apply(prim, args, params)`` evaluates the primitive
+and, when grad mode is on and an input requires grad, records the backward node
+that makes the output's ``grad_fn``.
+"""
+from __future__ import annotations
+
+import warnings
+import weakref
+
+import numpy as np
+
+from . import dtypes
+from .autograd import grad_mode
+from .autograd.graph import AccumulateGrad, RemovableHandle, _HookDict, make_node
+
+_EMPTY: dict = {}
+_grad_state = grad_mode._state
+
+
+class Size(tuple):
+    """A shape; prints as PyTorch's ``torch.Size([2, 3])``."""
+
+    def __repr__(self):
+        return f"torch.Size({list(self)})"
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+class _TraceState:
+    """The active tracer, if any (set by tracegrad.ir.tracer)."""
+
+    current = None
+
+
+trace_state = _TraceState()
+
+
+def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None) -> "Tensor":
+    """Run primitive ``prim`` on tensors ``args``; record its backward if needed."""
+    tracer = trace_state.current
+    if tracer is not None:
+        return tracer.bind(prim, args, params, name)
+    try:
+        data = prim.impl(*[a._data for a in args], **params)
+    except (ValueError, IndexError, TypeError) as e:
+        prim.shape(*args, **params)  # raises the shape rule's clear error if there is one
+        raise RuntimeError(f"{prim.name}: {e}") from e
+    if data.__class__ is not np.ndarray:
+        data = np.asarray(data)
+    out = Tensor._make(data)
+    if prim.differentiable and _grad_state.enabled:
+        for a in args:
+            if a._rg:
+                node = make_node(prim, args, params, name)
+                if prim.save_out:
+                    node._out_data = data
+                    node._out_vc = out._vc
+                out.grad_fn = node
+                out._rg = True
+                break
+    return out
+
+
+def record(prim, args, params, out, name=None):
+    """Attach a backward node to an already computed ``out`` (used by the tracer)."""
+    if prim.differentiable and _grad_state.enabled:
+        for a in args:
+            if a._rg:
+                node = make_node(prim, args, params, name)
+                if prim.save_out:
+                    node._out_data = out._data
+                    node._out_vc = out._vc
+                out.grad_fn = node
+                out._rg = True
+                break
+    return out
+
+
+_TORCH_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+                     "bool": "Bool", "float16": "Half", "int16": "Short", "int8": "Char",
+                     "uint8": "Byte"}
+
+
+def commit_inplace(self: "Tensor", out: "Tensor") -> "Tensor":
+    """Make ``self`` hold ``out``: the tail of every in-place op.
+
+    The caller computed ``out`` functionally from ``self``. Checks come first, so a
+    refused in-place op leaves ``self`` untouched.
+    """
+    if self._rg and self.grad_fn is None and _grad_state.enabled:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                           "operation.")
+    if out.shape != self.shape:
+        raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast "
+                           f"shape {list(out.shape)}")
+    sd, od = self.dtype, out.dtype
+    if od is not sd and od._category > sd._category:
+        raise RuntimeError(f"result type {_TORCH_TYPE_NAMES[od.name]} can't be cast to the "
+                           f"desired output type {_TORCH_TYPE_NAMES[sd.name]}")
+    node = out.grad_fn
+    data = self._data
+    if data.__class__ is np.ndarray:
+        if not data.flags.writeable:
+            raise RuntimeError("unsupported operation: more than one element of the written-to "
+                               "tensor refers to a single memory location. Please clone() the "
+                               "tensor before performing the operation.")
+        if node is not None and node.inputs is not None:
+            _snapshot_saved_self(node, self)
+        data[...] = out._data
+    else:
+        if node is not None and node.inputs is not None:
+            _snapshot_saved_self(node, self)
+        self._data = out._data if od is sd else out.to(sd)._data
+        trace_state.current.note_inplace(self)
+    if node is not None:
+        self.grad_fn = node
+        self._rg = True
+        if node._out_data is not None:
+            node._out_data = self._data
+            node._out_vc = self._vc
+    self._vc[0] += 1
+    return self
+
+
+def _snapshot_saved_self(node, self):
+    """The node saved ``self`` as an input, but self is about to be overwritten:
+    give it a private copy of the old value, with the old autograd identity."""
+    for i, a in enumerate(node.inputs):
+        if a is self:
+            old = Tensor._make(self._data.copy() if self._data.__class__ is np.ndarray else self._data)
+            old.grad_fn = self.grad_fn
+            old._rg = self._rg
+            if self.grad_fn is None and self._rg:
+                old._acc = self._acc
+            inputs = list(node.inputs)
+            inputs[i] = old
+            node.inputs = tuple(inputs)
+            node._saved = tuple((old._vc, old._vc[0], old) if t is self else (vc, v, t)
+                                for vc, v, t in node._saved)
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it.
+
+    >>> import tracegrad as tg
+    >>> x = tg.tensor([1., 2., 3.], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    tensor([2., 4., 6.])
+    """
+
+    # class-level defaults: a new tensor only sets _data and _vc
+    grad_fn = None
+    _rg = False
+    _grad = None
+    _acc = None
+    _retains_grad = False
+    _hooks = None
+    _is_param = False
+    _out_nr = 0
+    __array_priority__ = 1000
+
+    @classmethod
+    def _make(cls, data, vc=None):
+        t = object.__new__(Tensor)
+        t._data = data
+        t._vc = vc if vc is not None else [0]
+        return t
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("create tensors with tracegrad.tensor(data), tracegrad.zeros(...), etc.")
+
+    # ---- basic properties -------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    def size(self, dim: int | None = None):
+        s = self._data.shape
+        if dim is None:
+            return Size(s)
+        return s[dim]
+
+    @property
+    def ndim(self) -> int:
+        return len(self._data.shape)
+
+    def dim(self) -> int:
+        return len(self._data.shape)
+
+    def numel(self) -> int:
+        n = 1
+        for d in self._data.shape:
+            n *= d
+        return n
+
+    nelement = numel
+
+    @property
+    def dtype(self) -> dtypes.DType:
+        d = self._data.dtype
+        return d if d.__class__ is dtypes.DType else dtypes._BY_NP[d]
+
+    @property
+    def device(self):
+        from .functions import device
+        return device("cpu")
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    def __len__(self):
+        if not self._data.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    # ---- autograd attributes ----------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self._set_requires_grad(flag)
+
+    def _set_requires_grad(self, flag):
+        flag = bool(flag)
+        if self.grad_fn is not None:
+            if not flag:
+                raise RuntimeError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach().")
+            return
+        if flag and not self.dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point dtype can require gradients "
+                               f"(got {self.dtype}); convert first, e.g. x.float()")
+        self._rg = flag
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        self._set_requires_grad(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def grad(self):
+        if self.grad_fn is not None and not self._retains_grad:
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
+                "Its .grad attribute won't be populated during autograd.backward(). If you "
+                "indeed want the .grad field to be populated for a non-leaf Tensor, use "
+                ".retain_grad() on the non-leaf Tensor. If you access the non-leaf Tensor by "
+                "mistake, make sure you access the leaf Tensor instead.", UserWarning,
+                stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got "
+                                f"{type(value).__name__}")
+            if value.shape != self.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: "
+                                   f"{list(value.shape)} vs {list(self.shape)}")
+            if value.dtype is not self.dtype:
+                raise RuntimeError(f"assigned grad has data of a different type: "
+                                   f"{value.dtype} vs {self.dtype}")
+        self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def _accumulator(self) -> AccumulateGrad:
+        acc = self._acc() if self._acc is not None else None
+        if acc is None:
+            acc = AccumulateGrad(self)
+            self._acc = weakref.ref(acc)
+            if self._hooks:
+                for hid, fn in self._hooks.items():
+                    acc._add_pre_hook(fn)
+        return acc
+
+    def register_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a non-None
+        return value replaces the gradient."""
+        if not self._rg:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            node, nr = self.grad_fn, self._out_nr
+            if node._n_out > 1:
+                def on_output(grads, hook=hook):
+                    if grads[nr] is not None:
+                        r = hook(grads[nr])
+                        if r is not None:
+                            grads[nr] = r
+                return node._add_pre_hook(on_output)
+            return node._add_pre_hook(hook)
+        if self._hooks is None:
+            self._hooks = _HookDict()
+        h = RemovableHandle(self._hooks)
+        self._hooks[h.id] = hook
+        acc = self._acc() if self._acc is not None else None
+        if acc is not None:
+            inner = acc._add_pre_hook(hook)
+            outer_remove = h.remove
+
+            def remove():
+                outer_remove()
+                inner.remove()
+            h.remove = remove
+        return h
+
+    def retain_grad(self) -> None:
+        """Populate ``.grad`` for this non-leaf tensor during backward."""
+        if not self._rg:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is None or self._retains_grad:
+            return
+        self._retains_grad = True
+        self.grad_fn._retain_grad = weakref.ref(self)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Compute the gradient of this tensor w.r.t. graph leaves (see autograd.backward)."""
+        from .autograd import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing this one's data, cut from the graph."""
+        return Tensor._make(self._data, self._vc)
+
+    def detach_(self) -> "Tensor":
+        if self.grad_fn is not None and self._grad is None:
+            pass
+        self.grad_fn = None
+        self._rg = False
+        return self
+
+    @property
+    def data(self) -> "Tensor":
+        return Tensor._make(self._data)
+
+    @data.setter
+    def data(self, value: "Tensor"):
+        self._data = value._data
+
+    # ---- conversion ---------------------------------------------------------
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if self._rg and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        return self._concrete("numpy()")
+
+    def _concrete(self, what: str):
+        data = self._data
+        if data.__class__ is not np.ndarray:
+            return trace_state.current.concretize(self, what)
+        return data
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._concrete("__array__")
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def item(self):
+        a = self._concrete("item()")
+        if a.size != 1:
+            raise RuntimeError(f"a Tensor with {a.size} elements cannot be converted to Scalar")
+        return a.reshape(()).item()
+
+    def tolist(self):
+        return self._concrete("tolist()").tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __bool__(self):
+        a = self._concrete("bool()")
+        if a.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(a.reshape(()).item())
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if not self._data.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __repr__(self):
+        from ._format import tensor_repr
+        return tensor_repr(self)
+
+    def __format__(self, spec):
+        if self.ndim == 0 and self._data.__class__ is np.ndarray:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec) if spec else repr(self)
+
+    def __deepcopy__(self, memo):
+        from .functions import _deepcopy_tensor
+        return _deepcopy_tensor(self, memo)
+
+    def __reduce_ex__(self, proto):
+        from .functions import _rebuild_tensor
+        return (_rebuild_tensor, (np.array(self._concrete("pickle")), self._rg))
+
+
+from . import _tensor_methods  # noqa: E402,F401  (attaches the op methods)
