@@ -126,6 +126,10 @@ def result_type(*operands) -> DType:
 
 
 def _promote(a: DType, b: DType) -> DType:
+    # across categories the higher one wins outright (int64 + float32 -> float32, where
+    # NumPy would widen to float64); within one, NumPy's rule matches PyTorch's
     if a is b:
         return a
+    if a._category != b._category:
+        return a if a._category > b._category else b
     return from_numpy_dtype(np.promote_types(a.np, b.np))

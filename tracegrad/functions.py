@@ -58,7 +58,10 @@ def _check_device(dev):
 # conversion helpers
 
 def _const(value, dtype: DType) -> Tensor:
-    return Tensor._make(np.asarray(value, dtype=dtype.np))
+    t = Tensor._make(np.asarray(value, dtype=dtype.np))
+    if trace_state.current is not None:
+        trace_state.current.constant(t)
+    return t
 
 
 def _scalar_category(s) -> int:
@@ -296,7 +299,16 @@ def square(input):
 
 
 def reciprocal(input):
-    return div(1.0, _float(_as_tensor(input)))
+    x = _float(_as_tensor(input))
+    return apply(P.div_p, (_const(1, x.dtype), x), name="ReciprocalBackward0")
+
+
+def rdiv(a, b):
+    """b / a for a tensor ``a`` and a Python number ``b``: b * reciprocal(a), as PyTorch
+    records it (MulBackward0 over ReciprocalBackward0)."""
+    if isinstance(b, Tensor):
+        return div(b, a)
+    return mul(reciprocal(a), b)
 
 
 def isnan(input):
@@ -308,30 +320,35 @@ def isinf(input):
     return logical_and(logical_not(isfinite(x)), eq(x, x))
 
 
-def clamp(input, min=None, max=None):
+def clamp(input, min=None, max=None, *, _name=None):
     x = _as_tensor(input)
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # tensor bounds: selects, so a tie at a bound sends the gradient to x (PyTorch's
+        # ClampBackward0), unlike maximum/minimum, which split it
         if min is not None:
-            x = maximum(x, _as_tensor(min))
+            x, lo = _coerce(x, min)
+            x = apply(P.where_p, (lt(x, lo), lo, x),
+                      name="ClampBackward0" if max is None else None)
         if max is not None:
-            x = minimum(x, _as_tensor(max))
+            x, hi = _coerce(x, max)
+            x = apply(P.where_p, (gt(x, hi), hi, x), name="ClampBackward0")
         return x
     if (isinstance(min, _pyfloat) or isinstance(max, _pyfloat)) and not x.dtype.is_floating_point:
         x = _float(x)
-    return apply(P.clamp_p, (x,), {"min": min, "max": max})
+    return apply(P.clamp_p, (x,), {"min": min, "max": max}, name=_name or "ClampBackward1")
 
 
 clip = clamp
 
 
 def clamp_min(input, min):
-    return clamp(input, min=min)
+    return clamp(input, min=min, _name="ClampMinBackward0")
 
 
 def clamp_max(input, max):
-    return clamp(input, max=max)
+    return clamp(input, max=max, _name="ClampMaxBackward0")
 
 
 def _binary(prim):
@@ -410,9 +427,13 @@ def mean(input, dim=None, keepdim: _bool = False, *, dtype=None):
         x = cast(x, dtype)
     if not x.dtype.is_floating_point:
         raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a "
-                           f"floating point or complex dtype. Got: {x.dtype}. "
+                           f"floating point or complex dtype. Got: {_TYPE_WORD[x.dtype.name]}. "
                            "Convert first, e.g. x.float().mean()")
     return apply(P.mean_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+
+
+_TYPE_WORD = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
+              "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 
 
 def prod(input, dim=None, keepdim: _bool = False, *, dtype=None):
@@ -457,11 +478,13 @@ def _max_min(extreme_p, arg_p, name, input, dim, keepdim, other):
     idx = apply(arg_p, (x,), {"axis": axis or (0,), "keepdim": True}) if x.ndim else Tensor._make(np.zeros((), np.int64))
     if not x.ndim:
         return _MinMax(x.clone(), idx)
-    values = apply(P.gather_p, (x, idx), {"axis": axis[0]}, name=f"{name.title()}Backward0")
-    if not keepdim:
-        values = squeeze(values, axis[0])
-        idx = squeeze(idx, axis[0])
-    return _MinMax(values, idx)
+    grad_name = f"{name.title()}Backward0"
+    if keepdim:
+        return _MinMax(apply(P.gather_p, (x, idx), {"axis": axis[0]}, name=grad_name), idx)
+    values = apply(P.gather_p, (x, idx), {"axis": axis[0]})
+    shape = values.shape[:axis[0]] + values.shape[axis[0] + 1:]
+    values = apply(P.reshape_p, (values,), {"shape": shape}, name=grad_name)
+    return _MinMax(values, squeeze(idx, axis[0]))
 
 
 def max(input, dim=None, keepdim: _bool = False, *, other=None):
@@ -528,9 +551,11 @@ def cumsum(input, dim, *, dtype=None):
         x = cast(x, dtype)
     elif not x.dtype.is_floating_point:
         x = cast(x, dtypes.int64)
+    d = _dim(dim, x.ndim)
     if x.ndim == 0:
-        return x.clone()
-    return apply(P.cumsum_p, (x,), {"axis": _dim(dim, x.ndim)})
+        r = apply(P.cumsum_p, (reshape(x, (1,)),), {"axis": 0})
+        return apply(P.reshape_p, (r,), {"shape": ()}, name="CumsumBackward0")
+    return apply(P.cumsum_p, (x,), {"axis": d})
 
 
 def softmax(input, dim=None, dtype=None):
@@ -593,7 +618,7 @@ def matmul(input, other):
         raise RuntimeError("both arguments to matmul need to be at least 1D, but they are "
                            f"{a.ndim}D and {b.ndim}D")
     if a.ndim >= 2 and b.ndim >= 2:
-        return apply(P.matmul_p, (a, b))
+        return apply(P.matmul_p, (a, b), name=_matmul_name(a, b))
     if a.ndim == 1 and b.ndim == 1:
         if a.shape[0] != b.shape[0]:
             raise RuntimeError("inconsistent tensor size, expected tensor [%d] and src [%d] to have "
@@ -607,7 +632,27 @@ def matmul(input, other):
                      name="MvBackward0" if a.ndim == 2 else "UnsafeViewBackward0")
     r = apply(P.matmul_p, (reshape(a, (1, -1)), b))
     shape = r.shape[:-2] + r.shape[-1:]
-    return apply(P.reshape_p, (r,), {"shape": shape}, name="SqueezeBackward4")
+    return apply(P.reshape_p, (r,), {"shape": shape},
+                 name="SqueezeBackward4" if b.ndim == 2 else "UnsafeViewBackward0")
+
+
+def _matmul_name(a, b) -> str:
+    # NOTE: [matmul grad_fn names]. PyTorch's name for the last node depends on how it
+    # folds the batch: a 2-d first operand (or a 3-d one with batch 1 against a 3-d
+    # second) times a batched second one is computed transposed and shows
+    # CloneBackward0 when the first operand requires grad; other batched products show
+    # UnsafeViewBackward0. Only the name differs; the primitive is the same.
+    if a.ndim == 2 and b.ndim == 2:
+        return "MmBackward0"
+
+    def matrix_like(t, other):
+        return t.ndim <= 2 or (t.ndim == 3 and other.ndim == 3 and t.shape[0] == 1)
+
+    if a.ndim >= 3 and matrix_like(b, a):
+        return "UnsafeViewBackward0"
+    if b.ndim >= 3 and matrix_like(a, b) and a._rg:
+        return "CloneBackward0"
+    return "UnsafeViewBackward0"
 
 
 def mm(input, mat2):
@@ -913,25 +958,32 @@ def _parse_index(x: Tensor, key):
         else:
             raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or "
                              f"byte Variables are valid indices (got {type(k).__name__})")
-    _check_bounds(x.shape, static)
+    _check_bounds(x.shape, static, tensors)
     return tuple(static), tuple(tensors)
 
 
-def _check_bounds(shape, static):
-    # ints are checked here so the error names the dim, as PyTorch does
-    n_consumed = builtins.sum(1 for s in static if s is not None and s is not Ellipsis)
-    dim = 0
+def _check_bounds(shape, static, tensors=()):
+    # ints are checked here so the error names the dim, as PyTorch does; a bool mask
+    # consumes as many dims as it has (a 0-d mask none), any other entry one
+    masks = iter(tensors)
+    widths = []
     for s in static:
+        if s is P.TENSOR:
+            t = next(masks)
+            widths.append(t.ndim if t.dtype is dtypes.bool_ else 1)
+        else:
+            widths.append(0 if s is None or s is Ellipsis else 1)
+    n_consumed = builtins.sum(widths)
+    dim = 0
+    for s, w in zip(static, widths):
         if s is Ellipsis:
             dim += len(shape) - n_consumed
             continue
-        if s is None:
-            continue
-        if dim >= len(shape):
+        if dim + w > len(shape):
             raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
         if isinstance(s, _int) and not (-shape[dim] <= s < shape[dim]):
             raise IndexError(f"index {s} is out of bounds for dimension {dim} with size {shape[dim]}")
-        dim += 1
+        dim += w
 
 
 def getitem(x: Tensor, key, tensors=None) -> Tensor:
@@ -1063,9 +1115,13 @@ def _gen(generator):
     return (generator or default_generator)._np
 
 
-def _finish(data: np.ndarray, requires_grad: _bool, dev=None) -> Tensor:
+def _finish(data: np.ndarray, requires_grad: _bool, dev=None, random=None) -> Tensor:
     _check_device(dev)
     t = Tensor._make(data)
+    tracer = trace_state.current
+    if tracer is not None:
+        # made inside a traced function: a literal, or a random op drawn afresh per call
+        tracer.random(t, **random) if random else tracer.constant(t)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -1199,13 +1255,13 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad: _bool
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
     dtype = _creation_dtype(dtype)
     return _finish(_gen(generator).random(_shape_args(size), dtype=np.float64).astype(dtype.np),
-                   requires_grad, device)
+                   requires_grad, device, random={"dist": "uniform"})
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
     dtype = _creation_dtype(dtype)
     return _finish(_gen(generator).standard_normal(_shape_args(size)).astype(dtype.np),
-                   requires_grad, device)
+                   requires_grad, device, random={"dist": "normal"})
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
@@ -1216,7 +1272,7 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
         low, high = 0, low
     dtype = as_dtype(dtype) if dtype is not None else dtypes.int64
     return _finish(_gen(generator).integers(low, high, _shape_args((size,))).astype(dtype.np),
-                   requires_grad, device)
+                   requires_grad, device, random={"dist": "randint", "low": low, "high": high})
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:

@@ -241,12 +241,15 @@ copy_p = Primitive("copy", np.copy, _same, "{0}", vjp=(lambda g, out, x: g,),
 
 
 def _pow_vjp_base(g, out, x, y):
-    return g * (y * x ** (y - 1))
+    # y * x**(y-1) is 0 * inf at x == 0, y == 0; the derivative there is 0 (as PyTorch)
+    return g * T.where(y == 0, T.zeros_like(out), y * x ** (y - 1))
 
 
 def _pow_vjp_exp(g, out, x, y):
     # d/dy x**y = out * log(x); PyTorch defines it as 0 where x == 0 and y >= 0
-    return g * T.where(T.logical_and(x == 0, y >= 0), T.zeros_like(out), out * T.log(x))
+    zero_base = x == 0
+    log_x = T.log(T.where(zero_base, T.ones_like(x), x))  # no log(0) warning off the branch
+    return g * T.where(T.logical_and(zero_base, y >= 0), T.zeros_like(out), out * log_x)
 
 
 def _maximum_vjp(pick):
@@ -585,8 +588,14 @@ def _broadcast_to_shape(x, *, shape):
     except ShapeError:
         out = None
     if out != tuple(shape):
-        raise ShapeError(f"The expanded size of the tensor must match the existing size: "
-                         f"cannot expand {list(x.shape)} to {list(shape)}")
+        off = len(shape) - len(x.shape)
+        bad = next((i for i, d in enumerate(x.shape) if d != 1 and d != shape[off + i]), None)
+        if off < 0 or bad is None:
+            raise ShapeError(f"the number of sizes provided ({len(shape)}) must be greater or "
+                             f"equal to the number of dimensions in the tensor ({len(x.shape)})")
+        raise ShapeError(f"The expanded size of the tensor ({shape[off + bad]}) must match the "
+                         f"existing size ({x.shape[bad]}) at non-singleton dimension {off + bad}.  "
+                         f"Target sizes: {list(shape)}.  Tensor sizes: {list(x.shape)}")
     return tuple(shape), x.dtype
 
 
@@ -601,13 +610,18 @@ flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes), lambda x, *, axe
 def _cat_shape(*xs, axis):
     first = xs[0]
     size = 0
-    for x in xs:
+    for k, x in enumerate(xs):
         if x.dtype is not first.dtype:
             raise ShapeError(f"cat: mixed dtypes {first.dtype} and {x.dtype}")
         if len(x.shape) != len(first.shape) or any(
                 a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis):
-            raise ShapeError(f"Sizes of tensors must match except in dimension {axis}. "
-                             f"Expected {list(first.shape)} but got {list(x.shape)}")
+            bad = next((i for i, (a, b) in enumerate(zip(x.shape, first.shape))
+                        if i != axis and a != b), None)
+            detail = (f"Expected size {first.shape[bad]} but got size {x.shape[bad]} for tensor "
+                      f"number {k} in the list." if bad is not None else
+                      f"Tensors must have the same number of dimensions: got {len(first.shape)} "
+                      f"and {len(x.shape)}")
+            raise ShapeError(f"Sizes of tensors must match except in dimension {axis}. {detail}")
         size += x.shape[axis]
     shape = list(first.shape)
     shape[axis] = size
@@ -723,7 +737,9 @@ index_put_p = Primitive(
     "index_put", _index_put_impl, lambda base, v, *idx, index: (base.shape, base.dtype),
     lambda args, p: f"{args[0]}.at[{_index_source(p['index'], args[2:])}].set({args[1]})",
     vjp_all=_index_put_vjp, variadic=True,
-    grad_name=lambda p, base, v, *idx: "IndexPutBackward0" if idx else "CopySlices")
+    grad_name=lambda p, base, v, *idx: (
+        "IndexPutBackward0" if any(i.shape or i.dtype is not dtypes.bool_ for i in idx)
+        else "CopySlices"))  # PyTorch writes through a view unless an index has dims
 
 
 def _index_source(index, names):
@@ -766,6 +782,47 @@ scatter_add_p = Primitive(
     vjp=(lambda gout, out, base, idx, g, *, axis: gout, None,
          lambda gout, out, base, idx, g, *, axis: T.gather(gout, axis, idx)),
     save=(1,))
+
+
+# ----------------------------------------------------------------------------
+# creation: constants that fill a shape, and random numbers. Eager code makes
+# these with NumPy directly; traced code records them so compiled functions
+# build them on the device (and draw fresh random numbers on every call).
+
+
+def _full_shape(*, shape, value, dtype):
+    return tuple(shape), dtype
+
+
+full_p = Primitive("full", lambda *, shape, value, dtype: np.full(shape, value, dtype.np),
+                   _full_shape, "jnp.full({shape}, {value!r}, jnp.{dtype.name})",
+                   vjp=(), differentiable=False)
+
+
+def _random_impl(key, *, dist, shape, dtype, low=0, high=1, index=0):
+    from .functions import default_generator
+    g = default_generator._np
+    if dist == "uniform":
+        return g.random(shape).astype(dtype.np)
+    if dist == "normal":
+        return g.standard_normal(shape).astype(dtype.np)
+    return g.integers(low, high, shape).astype(dtype.np)
+
+
+def _random_jax(args, p):
+    # one key per call, split per random op by its index
+    key = f"jax.random.fold_in(jax.random.wrap_key_data({args[0]}), {p.get('index', 0)})"
+    shape, dt = p["shape"], f"jnp.{p['dtype'].name}"
+    if p["dist"] == "uniform":
+        return f"jax.random.uniform({key}, {shape}, {dt})"
+    if p["dist"] == "normal":
+        return f"jax.random.normal({key}, {shape}, {dt})"
+    return f"jax.random.randint({key}, {shape}, {p['low']}, {p['high']}, {dt})"
+
+
+random_p = Primitive("random", _random_impl,
+                     lambda key, *, dist, shape, dtype, low=0, high=1, index=0: (tuple(shape), dtype),
+                     _random_jax, vjp=(None,), differentiable=False)
 
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)

@@ -1,0 +1,477 @@
+"""The op table: one row per op, shared by test_ops.py and test_op_parity_torch.py.
+
+A row's ``fn(T, *xs)`` takes the module (``tracegrad`` or ``torch``) and the input
+tensors, so the same row runs on both. ``shapes`` lists sample input shapes
+(broadcasting and 0-d samples included); ``domain`` names where inputs are drawn
+(one name for all inputs, or one per input); ``ref`` is the NumPy forward
+reference over float64 arrays (None: checked against torch only).
+
+Each row generates: forward vs ``ref``; gradcheck (and a random-direction
+<J u, v> == <u, J^T v> check) in float64; gradgradcheck when ``gradgrad``; and,
+with torch installed, values, gradients and grad_fn names vs torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy import special
+
+# ----------------------------------------------------------------------------
+# input domains: fn(rng, shape) -> float64 array
+
+
+def _distinct(rng, shape):
+    # all values distinct and at least 0.2 apart, none near zero: no ties, no kinks
+    n = int(np.prod(shape, dtype=np.int64))
+    vals = (rng.permutation(n) - n / 2 + 0.25) * 0.4 + rng.uniform(0, 0.05, n)
+    vals[np.abs(vals) < 0.1] += 0.3
+    return vals.reshape(shape)
+
+
+def _nonint(rng, shape):
+    # fractional part in [0.15, 0.35]: away from floor/ceil/round kinks
+    return np.floor(rng.normal(0, 2, shape)) + rng.uniform(0.15, 0.35, shape)
+
+
+DOMAINS: dict[str, Callable] = {
+    "real": lambda rng, s: rng.standard_normal(s),
+    "pos": lambda rng, s: rng.uniform(0.5, 2.0, s),
+    "nonzero": lambda rng, s: rng.choice([-1.0, 1.0], s) * rng.uniform(0.3, 2.0, s),
+    "unit": lambda rng, s: rng.uniform(-0.8, 0.8, s),
+    "prob": lambda rng, s: rng.uniform(0.1, 0.9, s),
+    "distinct": _distinct,
+    "nonint": _nonint,
+    "small": lambda rng, s: rng.uniform(-1.2, 1.2, s),
+}
+
+
+def make_inputs(row, shapes, seed=0):
+    """float64 NumPy arrays for one sample of ``row``."""
+    rng = np.random.default_rng(seed)
+    doms = row.domain if isinstance(row.domain, tuple) else (row.domain,) * len(shapes)
+    return [np.asarray(DOMAINS[d](rng, s), dtype=np.float64) for d, s in zip(doms, shapes)]
+
+
+@dataclass
+class Row:
+    name: str
+    fn: Callable                      # fn(T, *tensors) -> tensor or tuple of tensors
+    shapes: list                      # list of samples; each a tuple of input shapes
+    domain: object = "real"           # a DOMAINS key, or one key per input
+    ref: Callable | None = None       # NumPy forward reference (float64 arrays)
+    rtol: float = 1e-7
+    atol: float = 1e-9
+    grad: bool = True                 # differentiable: run gradcheck
+    gradgrad: bool = True             # twice differentiable: run gradgradcheck
+    grad_inputs: tuple | None = None  # which inputs require grad (default: all)
+    f32_tol: float = 1e-5             # float32 parity tolerance vs torch
+    prims: tuple = field(default=())  # primitives this row is meant to exercise (doc only)
+
+    def __repr__(self):
+        return self.name
+
+
+def _s(*shapes):
+    """One sample per shape, for one-input ops."""
+    return [(s,) for s in shapes]
+
+
+UNARY_SHAPES = _s((2, 3), (), (3,))
+BINARY_SHAPES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((2, 1), (1, 3)), ((), (2, 3)), ((), ())]
+REDUCE_SHAPES = _s((2, 3), (3,), ())
+MAT_SHAPES = _s((2, 3))
+
+
+def _bce(T, x, y):
+    """BCE-with-logits per element: the primitive in tracegrad, F.* in torch."""
+    if T.__name__ == "tracegrad":
+        from tracegrad import primitives as P
+        from tracegrad.tensor import apply
+        return apply(P.bce_logits_p, (x, y))
+    return T.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+
+
+def _gelu(T, x, approximate="none"):
+    if T.__name__ == "tracegrad":
+        return T.gelu(x, approximate=approximate)
+    return T.nn.functional.gelu(x, approximate=approximate)
+
+
+def _inplace(method):
+    def fn(T, x, y):
+        z = x * 1.0  # a non-leaf: in-place ops on it are recorded
+        return getattr(z, method)(y)
+    return fn
+
+
+def _setitem_mask(T, x):
+    g = x.clone()
+    g[x < 0] = 0
+    return g
+
+
+def _setitem_slice(T, x, v):
+    g = x.clone()
+    g[0, 1:] = v
+    return g
+
+
+def _setitem_index(T, x, v):
+    g = x * 2
+    g[T.tensor([2, 0])] = v
+    return g
+
+
+def _np_norm(p, axis=None, keepdims=False):
+    def ref(x):
+        a = np.abs(x)
+        if p == math.inf:
+            return np.amax(a, axis=axis, keepdims=keepdims)
+        return np.sum(a ** p, axis=axis, keepdims=keepdims) ** (1 / p)
+    return ref
+
+
+def _np_softmax(x, axis=-1):
+    e = np.exp(x - np.amax(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _np_gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _np_round(x):
+    return np.round(x)
+
+
+def _np_index(x):
+    return x[[0, 2, 0]]
+
+
+ROWS: list[Row] = [
+    # ---- arithmetic -------------------------------------------------------
+    Row("add", lambda T, x, y: x + y, BINARY_SHAPES, ref=np.add),
+    Row("sub", lambda T, x, y: x - y, BINARY_SHAPES, ref=np.subtract),
+    Row("mul", lambda T, x, y: x * y, BINARY_SHAPES, ref=np.multiply),
+    Row("div", lambda T, x, y: x / y, BINARY_SHAPES, domain=("real", "nonzero"), ref=np.divide),
+    Row("pow", lambda T, x, y: x ** y, BINARY_SHAPES, domain=("pos", "real"), ref=np.power),
+    Row("neg", lambda T, x: -x, UNARY_SHAPES, ref=np.negative),
+    Row("add_alpha", lambda T, x, y: T.add(x, y, alpha=2), BINARY_SHAPES[:2],
+        ref=lambda x, y: x + 2 * y),
+    Row("add_scalar", lambda T, x: x + 2.5, UNARY_SHAPES, ref=lambda x: x + 2.5),
+    Row("radd_scalar", lambda T, x: 2.5 + x, UNARY_SHAPES, ref=lambda x: 2.5 + x),
+    Row("sub_scalar", lambda T, x: x - 2, UNARY_SHAPES, ref=lambda x: x - 2),
+    Row("rsub_scalar", lambda T, x: 2.0 - x, UNARY_SHAPES, ref=lambda x: 2.0 - x),
+    Row("mul_scalar", lambda T, x: x * 3, UNARY_SHAPES, ref=lambda x: x * 3),
+    Row("rmul_scalar", lambda T, x: 3.0 * x, UNARY_SHAPES, ref=lambda x: 3.0 * x),
+    Row("div_scalar", lambda T, x: x / 4, UNARY_SHAPES, ref=lambda x: x / 4),
+    Row("rdiv_scalar", lambda T, x: 2.0 / x, UNARY_SHAPES, domain="nonzero", ref=lambda x: 2.0 / x),
+    Row("pow_scalar_2", lambda T, x: x ** 2, UNARY_SHAPES, ref=lambda x: x ** 2),
+    Row("pow_scalar_3", lambda T, x: x ** 3, UNARY_SHAPES, ref=lambda x: x ** 3),
+    Row("pow_scalar_half", lambda T, x: x ** 0.5, UNARY_SHAPES, domain="pos", ref=np.sqrt),
+    Row("pow_scalar_neg", lambda T, x: x ** -1.5, UNARY_SHAPES, domain="pos", ref=lambda x: x ** -1.5),
+    Row("pow_scalar_0", lambda T, x: x ** 0, UNARY_SHAPES, ref=lambda x: x ** 0),
+    Row("rpow_scalar", lambda T, x: 2.0 ** x, UNARY_SHAPES, ref=lambda x: 2.0 ** x),
+    Row("square", lambda T, x: T.square(x), UNARY_SHAPES, ref=np.square),
+    Row("reciprocal", lambda T, x: T.reciprocal(x), UNARY_SHAPES, domain="nonzero", ref=np.reciprocal),
+    Row("add_", _inplace("add_"), BINARY_SHAPES[:2], ref=np.add),
+    Row("sub_", _inplace("sub_"), BINARY_SHAPES[:2], ref=np.subtract),
+    Row("mul_", _inplace("mul_"), BINARY_SHAPES[:2], ref=np.multiply),
+    Row("div_", _inplace("div_"), BINARY_SHAPES[:2], domain=("real", "nonzero"), ref=np.divide),
+    Row("iadd_scalar", lambda T, x: (x * 1.0).add_(3), UNARY_SHAPES, ref=lambda x: x + 3),
+    Row("imul_scalar", lambda T, x: (x * 1.0).mul_(3), UNARY_SHAPES, ref=lambda x: x * 3),
+    # ---- matrix products --------------------------------------------------
+    Row("matmul_2d", lambda T, a, b: a @ b, [((2, 3), (3, 4))], ref=np.matmul),
+    Row("matmul_batched", lambda T, a, b: a @ b, [((2, 2, 3), (2, 3, 4))], ref=np.matmul),
+    Row("matmul_bcast", lambda T, a, b: T.matmul(a, b),
+        [((2, 2, 3), (3, 4)), ((3, 2), (2, 2, 3)), ((1, 2, 3), (2, 3, 2)), ((2, 1, 2, 3), (3, 3, 2))],
+        ref=np.matmul),
+    Row("matmul_1d_1d", lambda T, a, b: T.matmul(a, b), [((3,), (3,))], ref=np.matmul),
+    Row("matmul_2d_1d", lambda T, a, b: T.matmul(a, b), [((2, 3), (3,))], ref=np.matmul),
+    Row("matmul_1d_2d", lambda T, a, b: T.matmul(a, b), [((3,), (3, 2)), ((3,), (2, 3, 2))],
+        ref=np.matmul),
+    Row("matmul_x_const", lambda T, a, b: a @ b.detach(), [((3, 2), (2, 2, 3))], ref=np.matmul),
+    Row("matmul_const_y", lambda T, a, b: a.detach() @ b, [((3, 2), (2, 2, 3))], ref=np.matmul),
+    Row("matmul_3d_1d", lambda T, a, b: T.matmul(a, b), [((2, 2, 3), (3,))], ref=np.matmul),
+    Row("mm", lambda T, a, b: T.mm(a, b), [((2, 3), (3, 2))], ref=np.matmul),
+    Row("bmm", lambda T, a, b: T.bmm(a, b), [((2, 2, 3), (2, 3, 1))], ref=np.matmul),
+    # ---- elementwise unary ------------------------------------------------
+    Row("exp", lambda T, x: T.exp(x), UNARY_SHAPES, ref=np.exp),
+    Row("log", lambda T, x: T.log(x), UNARY_SHAPES, domain="pos", ref=np.log),
+    Row("log1p", lambda T, x: T.log1p(x), UNARY_SHAPES, domain="pos", ref=np.log1p),
+    Row("sin", lambda T, x: T.sin(x), UNARY_SHAPES, ref=np.sin),
+    Row("cos", lambda T, x: T.cos(x), UNARY_SHAPES, ref=np.cos),
+    Row("tan", lambda T, x: T.tan(x), UNARY_SHAPES, domain="unit", ref=np.tan),
+    Row("tanh", lambda T, x: T.tanh(x), UNARY_SHAPES, ref=np.tanh),
+    Row("sigmoid", lambda T, x: T.sigmoid(x), UNARY_SHAPES, ref=special.expit),
+    Row("relu", lambda T, x: T.relu(x), UNARY_SHAPES, domain="nonzero", ref=lambda x: np.maximum(x, 0)),
+    Row("gelu", lambda T, x: _gelu(T, x), UNARY_SHAPES,
+        ref=lambda x: 0.5 * x * (1 + special.erf(x / math.sqrt(2)))),
+    Row("gelu_tanh", lambda T, x: _gelu(T, x, "tanh"), UNARY_SHAPES,
+        ref=_np_gelu_tanh),
+    Row("abs", lambda T, x: T.abs(x), UNARY_SHAPES, domain="nonzero", ref=np.abs),
+    Row("sqrt", lambda T, x: T.sqrt(x), UNARY_SHAPES, domain="pos", ref=np.sqrt),
+    Row("rsqrt", lambda T, x: T.rsqrt(x), UNARY_SHAPES, domain="pos", ref=lambda x: 1 / np.sqrt(x)),
+    Row("erf", lambda T, x: T.erf(x), UNARY_SHAPES, ref=special.erf),
+    Row("sign", lambda T, x: T.sign(x), UNARY_SHAPES, domain="nonzero", ref=np.sign),
+    Row("floor", lambda T, x: T.floor(x), UNARY_SHAPES, domain="nonint", ref=np.floor),
+    Row("ceil", lambda T, x: T.ceil(x), UNARY_SHAPES, domain="nonint", ref=np.ceil),
+    Row("round", lambda T, x: T.round(x), UNARY_SHAPES, domain="nonint", ref=_np_round),
+    Row("clamp_both", lambda T, x: T.clamp(x, -0.5, 0.5), UNARY_SHAPES, domain="distinct",
+        ref=lambda x: np.clip(x, -0.5, 0.5)),
+    Row("clamp_min", lambda T, x: T.clamp(x, min=0.1), UNARY_SHAPES, domain="distinct",
+        ref=lambda x: np.maximum(x, 0.1)),
+    Row("clamp_max", lambda T, x: x.clamp(max=0.1), UNARY_SHAPES, domain="distinct",
+        ref=lambda x: np.minimum(x, 0.1)),
+    Row("clip", lambda T, x: T.clip(x, -0.5, 0.5), UNARY_SHAPES, domain="distinct",
+        ref=lambda x: np.clip(x, -0.5, 0.5)),
+    Row("clamp_tensor", lambda T, x, lo: T.clamp(x, min=lo), [((2, 3), (3,))],
+        domain=("distinct", "unit"), ref=np.maximum),
+    Row("clamp_tensor_max", lambda T, x, hi: T.clamp(x, max=hi), [((2, 3), (3,))],
+        domain=("distinct", "unit"), ref=np.minimum),
+    Row("clamp_tensor_both", lambda T, x, lo: T.clamp(x, lo, lo + 0.5), [((2, 3), (2, 3))],
+        domain=("distinct", "unit"), ref=lambda x, lo: np.clip(x, lo, lo + 0.5)),
+    Row("clamp_min_fn", lambda T, x: T.clamp_min(x, 0.1), UNARY_SHAPES, domain="distinct",
+        ref=lambda x: np.maximum(x, 0.1)),
+    Row("clamp_max_method", lambda T, x: x.clamp_max(0.1), UNARY_SHAPES, domain="distinct",
+        ref=lambda x: np.minimum(x, 0.1)),
+    Row("maximum", lambda T, x, y: T.maximum(x, y), BINARY_SHAPES, domain="distinct", ref=np.maximum),
+    Row("minimum", lambda T, x, y: T.minimum(x, y), BINARY_SHAPES, domain="distinct", ref=np.minimum),
+    Row("where", lambda T, x, y: T.where(x > 0, x, y), BINARY_SHAPES, domain="nonzero",
+        ref=lambda x, y: np.where(x > 0, x, y)),
+    Row("where_scalar", lambda T, x: T.where(x > 0, x, 0.0), UNARY_SHAPES, domain="nonzero",
+        ref=lambda x: np.where(x > 0, x, 0.0)),
+    Row("masked_fill", lambda T, x: x.masked_fill(x < 0, 1.5), UNARY_SHAPES, domain="nonzero",
+        ref=lambda x: np.where(x < 0, 1.5, x)),
+    # ---- comparisons and logical ops (bool outputs) -----------------------
+    Row("eq", lambda T, x, y: x == y.round(), BINARY_SHAPES, domain="nonint", grad=False,
+        ref=lambda x, y: x == np.round(y)),
+    Row("ne", lambda T, x, y: x != y, BINARY_SHAPES, grad=False, ref=np.not_equal),
+    Row("lt", lambda T, x, y: x < y, BINARY_SHAPES, grad=False, ref=np.less),
+    Row("le", lambda T, x, y: x <= y, BINARY_SHAPES, grad=False, ref=np.less_equal),
+    Row("gt", lambda T, x, y: x > y, BINARY_SHAPES, grad=False, ref=np.greater),
+    Row("ge", lambda T, x, y: x >= y, BINARY_SHAPES, grad=False, ref=np.greater_equal),
+    Row("gt_scalar", lambda T, x: x > 0.5, UNARY_SHAPES, grad=False, ref=lambda x: x > 0.5),
+    Row("logical_and", lambda T, x, y: T.logical_and(x > 0, y > 0), BINARY_SHAPES, grad=False,
+        ref=lambda x, y: (x > 0) & (y > 0)),
+    Row("logical_or", lambda T, x, y: (x > 0) | (y > 0), BINARY_SHAPES, grad=False,
+        ref=lambda x, y: (x > 0) | (y > 0)),
+    Row("logical_xor", lambda T, x, y: T.logical_xor(x > 0, y > 0), BINARY_SHAPES, grad=False,
+        ref=lambda x, y: (x > 0) ^ (y > 0)),
+    Row("logical_not", lambda T, x: ~(x > 0), UNARY_SHAPES, grad=False, ref=lambda x: ~(x > 0)),
+    Row("isfinite", lambda T, x: T.isfinite(x / x.round()), UNARY_SHAPES, domain="small",
+        grad=False, ref=lambda x: np.isfinite(x / np.round(x))),
+    # ---- reductions -------------------------------------------------------
+    Row("sum", lambda T, x: x.sum(), REDUCE_SHAPES, ref=np.sum),
+    Row("sum_dim", lambda T, x: x.sum(1), MAT_SHAPES, ref=lambda x: x.sum(1)),
+    Row("sum_dims_keepdim", lambda T, x: x.sum((0, -1), keepdim=True), _s((2, 3, 2)),
+        ref=lambda x: x.sum((0, 2), keepdims=True)),
+    Row("mean", lambda T, x: x.mean(), REDUCE_SHAPES, ref=np.mean),
+    Row("mean_dim", lambda T, x: T.mean(x, 0, keepdim=True), MAT_SHAPES,
+        ref=lambda x: x.mean(0, keepdims=True)),
+    Row("prod", lambda T, x: x.prod(), REDUCE_SHAPES, ref=np.prod),
+    Row("prod_dim", lambda T, x: x.prod(1), MAT_SHAPES, ref=lambda x: x.prod(1)),
+    Row("prod_one_zero", lambda T, x: (x * T.tensor([1.0, 0.0, 1.0], dtype=x.dtype)).prod(-1),
+        MAT_SHAPES, ref=lambda x: (x * [1, 0, 1]).prod(-1)),
+    Row("prod_two_zeros", lambda T, x: (x * T.tensor([0.0, 0.0, 1.0], dtype=x.dtype)).prod(),
+        _s((3,), (2, 3)), ref=lambda x: (x * [0, 0, 1]).prod()),
+    Row("amax", lambda T, x: T.amax(x), REDUCE_SHAPES, domain="distinct", ref=np.amax),
+    Row("amax_dim", lambda T, x: T.amax(x, 1, keepdim=True), MAT_SHAPES, domain="distinct",
+        ref=lambda x: x.max(1, keepdims=True)),
+    Row("amin_dim", lambda T, x: x.amin(-1), MAT_SHAPES, domain="distinct", ref=lambda x: x.min(-1)),
+    Row("amin", lambda T, x: x.amin(), REDUCE_SHAPES, domain="distinct", ref=np.amin),
+    Row("max", lambda T, x: x.max(), REDUCE_SHAPES, domain="distinct", ref=np.max),
+    Row("min", lambda T, x: T.min(x), REDUCE_SHAPES, domain="distinct", ref=np.min),
+    Row("max_dim", lambda T, x: T.max(x, 1), MAT_SHAPES, domain="distinct",
+        ref=lambda x: (x.max(1), x.argmax(1))),
+    Row("max_dim_keepdim", lambda T, x: x.max(dim=0, keepdim=True), MAT_SHAPES, domain="distinct",
+        ref=lambda x: (x.max(0, keepdims=True), x.argmax(0)[None])),
+    Row("min_dim", lambda T, x: T.min(x, -1), MAT_SHAPES, domain="distinct",
+        ref=lambda x: (x.min(-1), x.argmin(-1))),
+    Row("max_binary", lambda T, x, y: T.max(x, y), BINARY_SHAPES[:2], domain="distinct",
+        ref=np.maximum),
+    Row("var", lambda T, x: x.var(), _s((2, 3), (3,)), ref=lambda x: x.var(ddof=1)),
+    Row("var_dim", lambda T, x: T.var(x, 1, keepdim=True), MAT_SHAPES,
+        ref=lambda x: x.var(1, ddof=1, keepdims=True)),
+    Row("var_biased", lambda T, x: T.var(x, 0, unbiased=False), MAT_SHAPES,
+        ref=lambda x: x.var(0)),
+    Row("std", lambda T, x: x.std(), _s((2, 3), (3,)), ref=lambda x: x.std(ddof=1)),
+    Row("std_dim", lambda T, x: T.std(x, dim=0), MAT_SHAPES, ref=lambda x: x.std(0, ddof=1)),
+    Row("logsumexp", lambda T, x: T.logsumexp(x, 1), MAT_SHAPES,
+        ref=lambda x: special.logsumexp(x, 1)),
+    Row("logsumexp_all", lambda T, x: T.logsumexp(x, (0, 1), keepdim=True), MAT_SHAPES,
+        ref=lambda x: special.logsumexp(x, (0, 1), keepdims=True)),
+    Row("logsumexp_0d", lambda T, x: T.logsumexp(x, 0), _s(()), ref=lambda x: x),
+    Row("norm", lambda T, x: x.norm(), REDUCE_SHAPES, domain="nonzero", ref=_np_norm(2)),
+    Row("norm_p1", lambda T, x: T.norm(x, p=1), _s((2, 3), (3,)), domain="nonzero",
+        ref=_np_norm(1)),
+    Row("norm_inf", lambda T, x: T.norm(x, p=math.inf), _s((2, 3), (3,)), domain="distinct",
+        ref=_np_norm(math.inf)),
+    Row("norm_p3", lambda T, x: T.norm(x, p=3), _s((2, 3), (3,)), domain="nonzero",
+        ref=_np_norm(3)),
+    Row("norm_dim", lambda T, x: T.norm(x, dim=1), MAT_SHAPES, domain="nonzero",
+        ref=_np_norm(2, axis=1)),
+    Row("norm_p1_dim", lambda T, x: T.norm(x, 1, dim=0, keepdim=True), MAT_SHAPES,
+        domain="nonzero", ref=_np_norm(1, axis=0, keepdims=True)),
+    Row("norm_inf_dim", lambda T, x: T.norm(x, math.inf, dim=1), MAT_SHAPES, domain="distinct",
+        ref=_np_norm(math.inf, axis=1)),
+    Row("norm_p3_dim", lambda T, x: T.norm(x, 3, dim=1), MAT_SHAPES, domain="nonzero",
+        ref=_np_norm(3, axis=1)),
+    Row("argmax", lambda T, x: x.argmax(), REDUCE_SHAPES, domain="distinct", grad=False,
+        ref=np.argmax),
+    Row("argmax_dim", lambda T, x: T.argmax(x, 1, keepdim=True), MAT_SHAPES, domain="distinct",
+        grad=False, ref=lambda x: x.argmax(1)[:, None]),
+    Row("argmin_dim", lambda T, x: x.argmin(dim=0), MAT_SHAPES, domain="distinct", grad=False,
+        ref=lambda x: x.argmin(0)),
+    Row("cumsum", lambda T, x: x.cumsum(1), MAT_SHAPES, ref=lambda x: x.cumsum(1)),
+    Row("cumsum_1d", lambda T, x: T.cumsum(x, 0), _s((3,), ()),
+        ref=lambda x: np.cumsum(x).reshape(x.shape)),
+    Row("softmax", lambda T, x: T.softmax(x, -1), _s((2, 3), (3,)), ref=_np_softmax),
+    Row("softmax_dim0", lambda T, x: x.softmax(0), MAT_SHAPES, ref=lambda x: _np_softmax(x, 0)),
+    Row("log_softmax", lambda T, x: T.log_softmax(x, 1), MAT_SHAPES,
+        ref=lambda x: np.log(_np_softmax(x, 1))),
+    Row("log_softmax_1d", lambda T, x: x.log_softmax(0), _s((3,)),
+        ref=lambda x: np.log(_np_softmax(x, 0))),
+    Row("bce_with_logits", _bce, [((2, 3), (2, 3)), ((), ())], domain=("real", "prob"),
+        ref=lambda x, y: -(y * np.log(special.expit(x)) + (1 - y) * np.log(1 - special.expit(x)))),
+    # ---- shapes -----------------------------------------------------------
+    Row("reshape", lambda T, x: x.reshape(3, 2), MAT_SHAPES, ref=lambda x: x.reshape(3, 2)),
+    Row("reshape_infer", lambda T, x: T.reshape(x, (-1,)), MAT_SHAPES, ref=lambda x: x.reshape(-1)),
+    Row("reshape_0d", lambda T, x: x.reshape(1, 1), _s(()), ref=lambda x: x.reshape(1, 1)),
+    Row("view", lambda T, x: x.view(6), MAT_SHAPES, ref=lambda x: x.reshape(6)),
+    Row("flatten", lambda T, x: x.flatten(), _s((2, 3, 2)), ref=lambda x: x.reshape(-1)),
+    Row("flatten_range", lambda T, x: T.flatten(x, 1), _s((2, 3, 2)), ref=lambda x: x.reshape(2, 6)),
+    Row("squeeze", lambda T, x: x.squeeze(), _s((2, 1, 3)), ref=np.squeeze),
+    Row("squeeze_dim", lambda T, x: x.squeeze(1), _s((2, 1, 3)), ref=lambda x: x.squeeze(1)),
+    Row("unsqueeze", lambda T, x: x.unsqueeze(-1), _s((2, 3), ()), ref=lambda x: x[..., None]),
+    Row("unsqueeze_mid", lambda T, x: T.unsqueeze(x, 1), _s((2, 3)), ref=lambda x: x[:, None]),
+    Row("transpose", lambda T, x: x.transpose(0, 2), _s((2, 3, 2)), ref=lambda x: x.swapaxes(0, 2)),
+    Row("t", lambda T, x: x.t(), MAT_SHAPES, ref=lambda x: x.T),
+    Row("T_prop", lambda T, x: x.T, MAT_SHAPES, ref=lambda x: x.T),
+    Row("permute", lambda T, x: x.permute(2, 0, 1), _s((2, 3, 2)),
+        ref=lambda x: x.transpose(2, 0, 1)),
+    Row("expand", lambda T, x: x.expand(2, 3), _s((3,), (2, 1)), ref=lambda x: np.broadcast_to(x, (2, 3))),
+    Row("expand_0d", lambda T, x: x.expand(2, 2), _s(()), ref=lambda x: np.broadcast_to(x, (2, 2))),
+    Row("broadcast_to", lambda T, x: T.broadcast_to(x, (2, 2, 3)), _s((2, 1, 3)),
+        ref=lambda x: np.broadcast_to(x, (2, 2, 3))),
+    Row("cat", lambda T, x, y: T.cat([x, y], 1), [((2, 3), (2, 2))],
+        ref=lambda x, y: np.concatenate([x, y], 1)),
+    Row("cat3", lambda T, x, y, z: T.cat((x, y, z)), [((1, 3), (2, 3), (1, 3))],
+        ref=lambda x, y, z: np.concatenate([x, y, z])),
+    Row("stack", lambda T, x, y: T.stack([x, y], -1), [((2, 3), (2, 3)), ((), ())],
+        ref=lambda x, y: np.stack([x, y], -1)),
+    Row("stack_dim0", lambda T, x, y: T.stack((x, y)), [((3,), (3,))], ref=lambda x, y: np.stack([x, y])),
+    Row("split", lambda T, x: T.split(x, 2, 1), MAT_SHAPES,
+        ref=lambda x: tuple(np.split(x, [2], 1))),
+    Row("split_sizes", lambda T, x: x.split([1, 2], dim=1), MAT_SHAPES,
+        ref=lambda x: tuple(np.split(x, [1], 1))),
+    Row("chunk", lambda T, x: x.chunk(2, 0), _s((3, 2)), ref=lambda x: (x[:2], x[2:])),
+    Row("flip", lambda T, x: T.flip(x, (0, 1)), MAT_SHAPES,
+        ref=lambda x: x[::-1, ::-1]),
+    # ---- indexing ---------------------------------------------------------
+    Row("getitem_int", lambda T, x: x[1], MAT_SHAPES, ref=lambda x: x[1]),
+    Row("getitem_neg_int", lambda T, x: x[:, -1], MAT_SHAPES, ref=lambda x: x[:, -1]),
+    Row("getitem_slice", lambda T, x: x[:, 1:], MAT_SHAPES, ref=lambda x: x[:, 1:]),
+    Row("getitem_step", lambda T, x: x[::2, ::2], _s((3, 4)), ref=lambda x: x[::2, ::2]),
+    Row("getitem_none", lambda T, x: x[None, :, None], MAT_SHAPES, ref=lambda x: x[None, :, None]),
+    Row("getitem_ellipsis", lambda T, x: x[..., 1], _s((2, 3, 2)), ref=lambda x: x[..., 1]),
+    Row("getitem_mask", lambda T, x: x[x > 0], _s((2, 3)), domain="nonzero", ref=lambda x: x[x > 0]),
+    Row("getitem_index", lambda T, x: x[T.tensor([0, 2, 0])], _s((3, 2)), ref=_np_index),
+    Row("getitem_index_dup", lambda T, x: x[:, T.tensor([[1, 1], [0, 1]])], MAT_SHAPES,
+        ref=lambda x: x[:, [[1, 1], [0, 1]]]),
+    Row("getitem_index_pair", lambda T, x: x[T.tensor([1, 0, 1]), T.tensor([2, 2, 2])], MAT_SHAPES,
+        ref=lambda x: x[[1, 0, 1], [2, 2, 2]]),
+    Row("setitem_mask", _setitem_mask, UNARY_SHAPES, domain="nonzero",
+        ref=lambda x: np.where(x < 0, 0, x)),
+    Row("setitem_slice", _setitem_slice, [((2, 3), (2,)), ((2, 3), ())],
+        ref=lambda x, v: _np_setitem_slice(x, v)),
+    Row("setitem_index", _setitem_index, [((3, 2), (2,))],
+        ref=lambda x, v: _np_setitem_index(x, v)),
+    Row("gather", lambda T, x: T.gather(x, 1, T.tensor([[0, 0], [2, 1]])), MAT_SHAPES,
+        ref=lambda x: np.take_along_axis(x, np.array([[0, 0], [2, 1]]), 1)),
+    Row("gather_dim0", lambda T, x: x.gather(0, T.tensor([[1, 0, 1]])), MAT_SHAPES,
+        ref=lambda x: np.take_along_axis(x, np.array([[1, 0, 1]]), 0)),
+    Row("scatter_add", lambda T, x, s: x.scatter_add(1, T.tensor([[0, 0], [2, 1]]), s),
+        [((2, 3), (2, 2))], ref=lambda x, s: _np_scatter_add(x, s)),
+    Row("index_select", lambda T, x: T.index_select(x, 1, T.tensor([2, 0, 2])), MAT_SHAPES,
+        ref=lambda x: x[:, [2, 0, 2]]),
+    # ---- casts ------------------------------------------------------------
+    Row("float", lambda T, x: x.float(), UNARY_SHAPES, ref=lambda x: x.astype(np.float32),
+        rtol=1e-6, gradgrad=False),
+    Row("double", lambda T, x: x.float().double(), UNARY_SHAPES,
+        ref=lambda x: x.astype(np.float32).astype(np.float64), rtol=1e-6, gradgrad=False),
+    Row("long", lambda T, x: (x * 3).long(), UNARY_SHAPES, domain="nonint", grad=False,
+        ref=lambda x: (x * 3).astype(np.int64)),
+    Row("to_dtype", lambda T, x: x.to(T.float32) * 2, UNARY_SHAPES,
+        ref=lambda x: x.astype(np.float32) * 2, rtol=1e-6, gradgrad=False),
+    Row("clone", lambda T, x: x.clone(), UNARY_SHAPES, ref=np.copy),
+]
+
+
+def _np_setitem_slice(x, v):
+    g = x.copy()
+    g[0, 1:] = v
+    return g
+
+
+def _np_setitem_index(x, v):
+    g = x * 2
+    g[[2, 0]] = v
+    return g
+
+
+def _np_scatter_add(x, s):
+    out = x.copy()
+    idx = np.array([[0, 0], [2, 1]])
+    for i in range(2):
+        for j in range(2):
+            out[i, idx[i, j]] += s[i, j]
+    return out
+
+
+ROWS_BY_NAME = {r.name: r for r in ROWS}
+assert len(ROWS_BY_NAME) == len(ROWS), "duplicate row names"
+
+
+def samples():
+    """(row, shapes) pairs, with ids, for pytest.mark.parametrize."""
+    out = []
+    for r in ROWS:
+        for shapes in r.shapes:
+            out.append((r, shapes))
+    return out
+
+
+def sample_id(pair):
+    r, shapes = pair
+    return f"{r.name}-" + ",".join("x".join(map(str, s)) or "0d" for s in shapes)
+
+
+# ----------------------------------------------------------------------------
+# running a row on a module (tracegrad or torch)
+
+
+def as_outputs(out) -> list:
+    """A row's result as a flat list of tensors."""
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def make_tensors(T, arrays, dtype, row):
+    """Module tensors for ``arrays``; the row's grad inputs require grad."""
+    want = row.grad_inputs if row.grad_inputs is not None else range(len(arrays))
+    return [T.tensor(a, dtype=dtype, requires_grad=row.grad and i in want)
+            for i, a in enumerate(arrays)]
+
+
+def cotangents(outs, seed=1):
+    """One random float64 array per float output (its gradient seed)."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(tuple(o.shape)) for o in outs]
+
+
+def grad_outputs(outs):
+    """The outputs a gradient flows from: floating point and requiring grad."""
+    return [o for o in outs if o.dtype.is_floating_point and o.requires_grad]
