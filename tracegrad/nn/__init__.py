@@ -1,0 +1,21 @@
+"""Neural-network building blocks (``torch.nn``): Module, Parameter, layers and losses.
+
+>>> import tracegrad as tg
+>>> net = tg.nn.Sequential(tg.nn.Linear(4, 8), tg.nn.ReLU(), tg.nn.Linear(8, 2))
+>>> net(tg.randn(3, 4)).shape
+torch.Size([3, 2])
+"""
+from . import functional, init
+from .containers import ModuleList, Sequential
+from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear,
+                     LogSoftmax, ReLU, Sigmoid, Softmax, Tanh)
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .module import Module
+from .parameter import Parameter
+
+__all__ = [
+    "Module", "Parameter", "Sequential", "ModuleList", "Identity", "Linear", "Embedding",
+    "LayerNorm", "Dropout", "Flatten", "ReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
+    "LogSoftmax", "LeakyReLU", "MSELoss", "L1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
+    "BCEWithLogitsLoss", "functional", "init",
+]

@@ -1,0 +1,387 @@
+"""Neural-network functions (``torch.nn.functional``), composed from tracegrad's ops.
+
+Each function is a plain composite over the primitives, so it traces and
+differentiates like any other code. Where PyTorch shows its own grad_fn name for
+a composite (``mse_loss`` -> ``MseLossBackward0``), the last primitive is recorded
+under that name; ``binary_cross_entropy_with_logits`` uses the ``bce_logits_p``
+primitive because the composite would overflow for large logits.
+
+>>> import tracegrad as tg
+>>> import tracegrad.nn.functional as F
+>>> F.relu(tg.tensor([-1.0, 2.0]))
+tensor([0., 2.])
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+from .. import dtypes
+from .. import functions as T
+from .. import primitives as P
+from ..autograd.grad_mode import no_grad
+from ..tensor import Tensor, apply, trace_state
+
+__all__ = [
+    "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout",
+    "embedding", "layer_norm", "mse_loss", "l1_loss", "nll_loss", "cross_entropy",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits",
+]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ----------------------------------------------------------------------------
+# helpers: recording the last op of a composite under PyTorch's grad_fn name
+
+def _binop(prim, a, b, name: str | None = None) -> Tensor:
+    a, b = T._coerce(a, b)
+    return apply(prim, (a, b), name=name)
+
+
+def _reduce_all(prim, x: Tensor, name: str | None = None) -> Tensor:
+    return apply(prim, (x,), {"axis": tuple(range(x.ndim)), "keepdim": False}, name=name)
+
+
+def _eager() -> bool:
+    """True unless a function is being traced (data-dependent checks only run eagerly)."""
+    return trace_state.current is None
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction; "
+                         f"expected one of {', '.join(_REDUCTIONS)}")
+
+
+def _reduce(loss: Tensor, reduction: str, name: str | None) -> Tensor:
+    """Reduce elementwise losses ('none' returns them as they are)."""
+    if reduction == "none":
+        return loss
+    return _reduce_all(P.mean_p if reduction == "mean" else P.sum_p, loss, name)
+
+
+def _last_name(reduction: str, name: str) -> str | None:
+    """The grad_fn name for the elementwise step: it is the last op only for 'none'."""
+    return name if reduction == "none" else None
+
+
+def _broadcast_target(input: Tensor, target: Tensor, fn: str) -> tuple[Tensor, Tensor]:
+    if target.shape != input.shape:
+        warnings.warn(f"Using a target size ({target.shape}) that is different to the input size "
+                      f"({input.shape}). This will likely lead to incorrect results due to "
+                      "broadcasting. Please ensure they have the same size.", stacklevel=3)
+        input, target = T.broadcast_tensors(input, target)
+    return input, target
+
+
+# ----------------------------------------------------------------------------
+# activations
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0), elementwise."""
+    return input.relu_() if inplace else T.relu(input)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x where x > 0, else negative_slope * x."""
+    x = T._float(input)
+    out = apply(P.where_p, (x > 0, x, x * negative_slope), name="LeakyReluBackward0")
+    if inplace:
+        with no_grad():
+            input.copy_(out)
+        return input
+    return out
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (``approximate='tanh'``: the tanh approximation)."""
+    return T.gelu(input, approximate=approximate)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return T.sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return T.tanh(input)
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    return T.softmax(input, dim, dtype=dtype)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    return T.log_softmax(input, dim, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------
+# layers
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input @ weight.T + bias; a 2-D input with a bias is one ``addmm``.
+
+    >>> import tracegrad as tg
+    >>> linear(tg.ones(2, 3), tg.ones(4, 3), tg.zeros(4)).shape
+    torch.Size([2, 4])
+    """
+    wt = T.t(weight)
+    if input.ndim == 2:
+        return T.matmul(input, wt) if bias is None else T.addmm(bias, input, wt)
+    if bias is None:
+        return T.matmul(input, wt)
+    lead = input.shape[:-1]
+    flat = T.reshape(input, (-1, input.shape[-1]))
+    out = T.addmm(bias, flat, wt)
+    return T.reshape(out, lead + (weight.shape[0],))
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p).
+
+    The mask comes from tracegrad's default generator (``tracegrad.manual_seed``).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = T.mul(input, 0.0)
+    else:
+        keep = T.rand(*input.shape, dtype=dtypes.float64) >= p
+        scale = T.mul(T.cast(keep, input.dtype), 1.0 / (1.0 - p))
+        out = T.mul(input, scale)
+    if inplace:
+        with no_grad():
+            input.copy_(out)
+        return input
+    return out
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
+              max_norm: float | None = None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """Rows of ``weight`` picked by the integer tensor ``input``.
+
+    The row at ``padding_idx`` gets no gradient.
+    """
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
+                                  "supported")
+    if input.dtype.is_floating_point or input.dtype is dtypes.bool_:
+        raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following "
+                           f"scalar types: Long, Int; but got {input.dtype} instead")
+    idx = T.cast(input, dtypes.int64)
+    n = weight.shape[0]
+    lo, hi = (int(idx.min()), int(idx.max())) if _eager() and idx.numel() else (0, 0)
+    if lo < 0 or hi >= n:
+        raise IndexError(f"index out of range in self (indices must lie in [0, {n}), "
+                         f"got {lo if lo < 0 else hi})")
+    table = weight
+    if padding_idx is not None:
+        if padding_idx < 0:
+            padding_idx += n
+        # the padding row is read from a detached copy, so it receives no gradient
+        is_pad = T.reshape(T.arange(n) == padding_idx, (n,) + (1,) * (weight.ndim - 1))
+        table = T.where(is_pad, weight.detach(), weight)
+    return apply(P.getitem_p, (table, idx), {"index": (P.TENSOR,)}, name="EmbeddingBackward0")
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the last ``len(normalized_shape)`` dims, then scale and shift."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if tuple(input.shape[input.ndim - k:]) != shape:
+        raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, shape))}], but got input of size "
+                           f"{input.shape}")
+    axes = tuple(range(input.ndim - k, input.ndim))
+    mean = T.mean(input, axes, keepdim=True)
+    var = T.var(input, axes, keepdim=True, correction=0)
+    rstd = T.rsqrt(var + eps)
+    name = "NativeLayerNormBackward0"
+    centred = input - mean
+    if weight is None and bias is None:
+        return _binop(P.mul_p, centred, rstd, name)
+    out = centred * rstd
+    if bias is None:
+        return _binop(P.mul_p, out, weight, name)
+    if weight is not None:
+        out = out * weight
+    return _binop(P.add_p, out, bias, name)
+
+
+# ----------------------------------------------------------------------------
+# losses
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or sum, or elementwise) squared error."""
+    _check_reduction(reduction)
+    input, target = _broadcast_target(input, target, "mse_loss")
+    d = input - target
+    name = "MseLossBackward0"
+    return _reduce(_binop(P.mul_p, d, d, _last_name(reduction, name)), reduction, name)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or sum, or elementwise) absolute error."""
+    _check_reduction(reduction)
+    input, target = _broadcast_target(input, target, "l1_loss")
+    return _reduce(T.abs(input - target), reduction, None)
+
+
+def _class_dim_to_last(x: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N, d1, ..., C): the class dim last, for gather and sums."""
+    if x.ndim <= 2:
+        return x
+    return T.permute(x, (0,) + tuple(range(2, x.ndim)) + (1,))
+
+
+def _check_targets(input: Tensor, target: Tensor, fn: str) -> None:
+    if target.dtype.is_floating_point or target.dtype is dtypes.bool_:
+        raise RuntimeError(f"{fn}: expected target of integer class indices (Long), got "
+                           f"{target.dtype}")
+    expected = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
+    if tuple(target.shape) != tuple(expected):
+        raise ValueError(f"{fn}: expected target of shape {list(expected)} for input of shape "
+                         f"{list(input.shape)}, got {list(target.shape)}")
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+             ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices ``target`` under log-probabilities ``input``.
+
+    ``input`` is (C,), (N, C) or (N, C, d1, ...); targets equal to ``ignore_index``
+    contribute nothing, and 'mean' divides by the total weight of the other targets.
+    """
+    _check_reduction(reduction)
+    _check_targets(input, target, "nll_loss")
+    n_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    logp = _class_dim_to_last(input)
+    valid = target != ignore_index
+    safe = T.where(valid, target, 0)
+    if _eager() and T.any(T.logical_and(valid, T.logical_or(safe < 0, safe >= n_classes))):
+        raise IndexError(f"nll_loss: Target out of bounds (classes are 0..{n_classes - 1})")
+    safe = T.cast(safe, dtypes.int64)
+    picked = T.squeeze(T.gather(logp, -1, T.unsqueeze(safe, -1)), -1)
+    w = T.cast(valid, input.dtype)
+    if weight is not None:
+        w = w * T.getitem(weight, safe)
+    name = "NllLoss2DBackward0" if input.ndim >= 3 else "NllLossBackward0"
+    if reduction == "none":
+        return _binop(P.mul_p, T.neg(picked), w, name)
+    total = _reduce_all(P.sum_p, T.neg(picked) * w, name if reduction == "sum" else None)
+    if reduction == "sum":
+        return total
+    return _binop(P.div_p, total, T.sum(w), name)
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax over the class dim (dim 1, or 0 for a 1-D input), then nll_loss.
+
+    ``target`` is either class indices or, if floating point, class probabilities.
+    With ``label_smoothing`` ε the target mixes (1-ε) of itself with ε spread
+    uniformly over the classes.
+
+    >>> import tracegrad as tg
+    >>> cross_entropy(tg.zeros(1, 4), tg.tensor([2])).item() == math.log(4)
+    True
+    """
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    class_dim = 1 if input.ndim >= 2 else 0
+    n_classes = input.shape[class_dim]
+    logp = T.log_softmax(input, class_dim)
+    if target.dtype.is_floating_point:
+        return _soft_cross_entropy(logp, target, weight, reduction, label_smoothing, class_dim)
+    nll = nll_loss(logp, target, weight, ignore_index, reduction)
+    if label_smoothing == 0.0:
+        return nll
+    # the uniform part: -sum_c w_c log p_c per element, zero where the target is ignored
+    valid = target != ignore_index
+    lp = _class_dim_to_last(logp)
+    smooth = T.neg(T.sum(lp * weight if weight is not None else lp, -1))
+    smooth = T.where(valid, smooth, 0.0)
+    if reduction == "mean":
+        if weight is not None:
+            safe = T.cast(T.where(valid, target, 0), dtypes.int64)
+            denom = T.sum(T.where(valid, T.getitem(weight, safe), 0.0))
+        else:
+            denom = T.sum(valid)
+        smooth = T.sum(smooth) / denom
+    elif reduction == "sum":
+        smooth = T.sum(smooth)
+    return (1.0 - label_smoothing) * nll + smooth * (label_smoothing / n_classes)
+
+
+def _soft_cross_entropy(logp, target, weight, reduction, label_smoothing, class_dim):
+    if target.shape != logp.shape:
+        raise ValueError(f"cross_entropy: probability targets must have the input's shape "
+                         f"{list(logp.shape)}, got {list(target.shape)}")
+    n_classes = logp.shape[class_dim]
+    if label_smoothing > 0.0:
+        target = target * (1.0 - label_smoothing) + label_smoothing / n_classes
+    lp = _class_dim_to_last(logp)
+    tg = _class_dim_to_last(target)
+    terms = lp * tg if weight is None else lp * tg * weight
+    loss = T.neg(T.sum(terms, -1))
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return T.sum(loss)
+    # 'mean' averages over all positions, not classes
+    return _binop(P.div_p, T.sum(loss), loss.numel(), "DivBackward1")
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         reduction: str = "mean") -> Tensor:
+    """-(y log x + (1 - y) log(1 - x)) for probabilities x; each log is clamped at -100."""
+    _check_reduction(reduction)
+    if target.shape != input.shape:
+        raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
+                         f"size ({input.shape}) is deprecated. Please ensure they have the same "
+                         "size.")
+    log_x = T.clamp(T.log(input), min=-100.0)
+    log_1mx = T.clamp(T.log(1.0 - input), min=-100.0)
+    name = "BinaryCrossEntropyBackward0"
+    nll = target * log_x + (1.0 - target) * log_1mx
+    if weight is None:
+        loss = apply(P.neg_p, (nll,), name=_last_name(reduction, name))
+    else:
+        loss = _binop(P.mul_p, T.neg(nll), weight, _last_name(reduction, name))
+    return _reduce(loss, reduction, name)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     reduction: str = "mean",
+                                     pos_weight: Tensor | None = None) -> Tensor:
+    """BCE on logits, finite for any logit (no sigmoid is formed).
+
+    With ``pos_weight`` p the positive term is scaled: the loss is
+    bce(x, y) + (p - 1) * y * softplus(-x), and softplus(-x) = bce(x, 1).
+
+    >>> import tracegrad as tg
+    >>> binary_cross_entropy_with_logits(tg.tensor([1000.0]), tg.tensor([0.0])).item()
+    1000.0
+    """
+    _check_reduction(reduction)
+    if target.shape != input.shape:
+        raise ValueError(f"Target size ({target.shape}) must be the same as input size "
+                         f"({input.shape})")
+    name = "BinaryCrossEntropyWithLogitsBackward0"
+    last = _last_name(reduction, name)
+    x, y = T._coerce(input, target)
+    if pos_weight is None and weight is None:
+        return _reduce(apply(P.bce_logits_p, (x, y), name=last), reduction, name)
+    loss = apply(P.bce_logits_p, (x, y))
+    if pos_weight is not None:
+        softplus_neg = apply(P.bce_logits_p, (x, T.ones_like(x)))
+        extra = (pos_weight - 1.0) * y * softplus_neg
+        loss = _binop(P.add_p, loss, extra, last if weight is None else None)
+    if weight is not None:
+        loss = _binop(P.mul_p, loss, weight, last)
+    return _reduce(loss, reduction, name)

@@ -1,0 +1,188 @@
+"""Optimizer: the base class holding parameter groups and per-parameter state.
+
+Subclasses implement ``step()``. Updates are written with tracegrad's in-place
+tensor ops under ``no_grad`` (never raw NumPy), and all state lives in tracegrad
+Tensors, so the same ``step()`` runs eagerly and under ``tracegrad.compile``.
+Hyperparameters stay Python floats.
+
+NOTE: [Optimizer state identity]. ``state`` is keyed by the Parameter objects
+themselves; ``state_dict()`` replaces them with their position across all
+groups (0, 1, ...), so a checkpoint loads into a fresh model's optimizer.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+from ..autograd.grad_mode import enable_grad
+from ..tensor import Tensor
+
+
+class _RequiredParameter:
+    """Marks a hyperparameter with no default (e.g. SGD's lr in old PyTorch)."""
+
+    def __repr__(self):
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+
+def _check_nonnegative(what: str, value) -> None:
+    """Raise a clear error unless ``value`` is a number >= 0 (``what`` names it)."""
+    if isinstance(value, Tensor):
+        value = value.item()
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    if not value >= 0.0:
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+class Optimizer:
+    """Base class: ``param_groups`` (dicts of params plus hyperparameters) and ``state``.
+
+    >>> import tracegrad as tg
+    >>> w = tg.zeros(2, requires_grad=True)
+    >>> opt = tg.optim.SGD([w], lr=0.1)
+    >>> (w - 1).pow(2).sum().backward(); opt.step()
+    >>> w
+    tensor([0.2000, 0.2000], requires_grad=True)
+    """
+
+    def __init__(self, params: Iterable, defaults: dict[str, Any]):
+        self.defaults = defaults
+        self.state: defaultdict[Tensor, dict] = defaultdict(dict)
+        self.param_groups: list[dict] = []
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Tensors or dicts, but got {params.type()}")
+        try:
+            groups = list(params)
+        except TypeError:
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Tensors or dicts, but got {type(params).__name__}") from None
+        if len(groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of params, with hyperparameters defaulting to the optimizer's."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, "
+                            "but the ordering of tensors in sets will change between runs. "
+                            "Please use a list instead.")
+        else:
+            params = list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError("optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(p).__name__}")
+            if p.grad_fn is not None:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        if len({id(p) for p in params}) != len(params):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; in "
+                          "future, this will cause an error", stacklevel=3)
+        group = dict(param_group, params=params)
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(f"parameter group didn't specify a value of required "
+                                 f"optimization parameter {name}")
+            group.setdefault(name, default)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all optimized params (to None by default)."""
+        from ..nn.module import _zero_grad
+        for group in self.param_groups:
+            for p in group["params"]:
+                _zero_grad(p, set_to_none)
+
+    def step(self, closure: Callable[[], Tensor] | None = None):
+        raise NotImplementedError(f"{type(self).__name__} does not implement step()")
+
+    def _closure_loss(self, closure):
+        if closure is None:
+            return None
+        with enable_grad():
+            return closure()
+
+    # ---- checkpoints ------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """{'state': {index: {...}}, 'param_groups': [{..., 'params': [index, ...]}]}.
+
+        The state tensors are the optimizer's own (not copies), as in PyTorch.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            packed["params"] = ids
+            groups.append(packed)
+        state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore hyperparameters and state saved by ``state_dict`` (tensors are copied)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for mine, saved in zip(self.param_groups, groups):
+            if len(mine["params"]) != len(saved["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't "
+                                 "match the size of optimizer's group")
+        by_index = {}
+        for mine, saved in zip(self.param_groups, groups):
+            for p, i in zip(mine["params"], saved["params"]):
+                by_index[i] = p
+        self.state = defaultdict(dict)
+        for i, s in state_dict["state"].items():
+            if i not in by_index:
+                continue
+            p = by_index[i]
+            self.state[p] = {k: self._restore(k, v, p) for k, v in s.items()}
+        for mine, saved in zip(self.param_groups, groups):
+            for k, v in saved.items():
+                if k != "params":
+                    mine[k] = copy.deepcopy(v)
+
+    @staticmethod
+    def _restore(key: str, value, param: Tensor):
+        if not isinstance(value, Tensor):
+            return copy.deepcopy(value)
+        value = value.detach().clone()
+        # floating state follows the param's dtype; the step counter keeps its own
+        if key != "step" and value.is_floating_point():
+            value = value.to(param.dtype)
+        return value
+
+    def __repr__(self) -> str:
+        lines = [type(self).__name__ + " ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
