@@ -13,7 +13,6 @@ tensor([0., 2.])
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 from .. import dtypes
@@ -287,8 +286,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     uniformly over the classes.
 
     >>> import tracegrad as tg
-    >>> cross_entropy(tg.zeros(1, 4), tg.tensor([2])).item() == math.log(4)
-    True
+    >>> cross_entropy(tg.zeros(1, 4), tg.tensor([2]))  # log(4): uniform over 4 classes
+    tensor(1.3863)
     """
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:

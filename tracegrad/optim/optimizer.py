@@ -40,6 +40,10 @@ def _check_nonnegative(what: str, value) -> None:
         raise ValueError(f"Invalid {what}: {value}")
 
 
+_SET_MESSAGE = ("optimizer parameters need to be organized in ordered collections, but the "
+                "ordering of tensors in sets will change between runs. Please use a list instead.")
+
+
 class Optimizer:
     """Base class: ``param_groups`` (dicts of params plus hyperparameters) and ``state``.
 
@@ -58,6 +62,8 @@ class Optimizer:
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {params.type()}")
+        if isinstance(params, set):
+            raise TypeError(_SET_MESSAGE)
         try:
             groups = list(params)
         except TypeError:
@@ -78,9 +84,7 @@ class Optimizer:
         if isinstance(params, Tensor):
             params = [params]
         elif isinstance(params, set):
-            raise TypeError("optimizer parameters need to be organized in ordered collections, "
-                            "but the ordering of tensors in sets will change between runs. "
-                            "Please use a list instead.")
+            raise TypeError(_SET_MESSAGE)
         else:
             params = list(params)
         for p in params:
