@@ -1,0 +1,58 @@
+"""The demo: each part trains (loss falls), main() parses argv, and the module runs."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tracegrad import demo
+
+
+def _losses(text):
+    return [float(m) for m in re.findall(r"loss ([-+0-9.e]+)", text)]
+
+
+def test_two_layer_net_loss_falls(capsys):
+    final = demo.two_layer_net(steps=30, log_every=10)
+    out = capsys.readouterr().out
+    steps = [int(s) for s in re.findall(r"step +(\d+)", out)]
+    assert steps == [0, 10, 20, 29]
+    losses = _losses(out)
+    assert losses == sorted(losses, reverse=True) and losses[-1] < losses[0] / 100
+    assert final == pytest.approx(losses[-1], rel=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_spiral_classifier_learns(optimizer, capsys):
+    loss, acc = demo.spiral_classifier(steps=60, log_every=20, optimizer=optimizer)
+    out = capsys.readouterr().out
+    assert "Sequential(" in out and "accuracy" in out
+    assert loss < 0.5 and acc > 0.85
+
+
+def test_spirals_are_seeded_and_balanced():
+    x1, y1 = demo.make_spirals(n_per_class=10, seed=3)
+    x2, y2 = demo.make_spirals(n_per_class=10, seed=3)
+    assert x1.shape == (30, 2) and y1.tolist() == [0] * 10 + [1] * 10 + [2] * 10
+    assert x1.tolist() == x2.tolist() and y1.tolist() == y2.tolist()
+
+
+def test_main_accepts_argv(capsys):
+    assert demo.main(["--steps", "3", "--clf-steps", "2", "--log-every", "1",
+                      "--optimizer", "sgd"]) == 0
+    out = capsys.readouterr().out
+    assert "two-layer net" in out and "spiral classifier" in out and "final" in out
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--optimizer", "rmsprop"], ["--bogus"]])
+def test_main_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        demo.main(argv)
+    assert e.value.code == 2
+
+
+def test_runs_as_module():
+    proc = subprocess.run([sys.executable, "-m", "tracegrad.demo", "--steps", "2",
+                           "--clf-steps", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy" in proc.stdout
