@@ -77,6 +77,7 @@ def record(prim, args, params, out, name=None):
                 if prim.save_out:
                     node._out_data = out._data
                     node._out_vc = out._vc
+                    node._out_version = out._vc[0]
                 out.grad_fn = node
                 out._rg = True
                 break
@@ -126,6 +127,8 @@ def commit_inplace(self: "Tensor", out: "Tensor") -> "Tensor":
             node._out_data = self._data
             node._out_vc = self._vc
     self._vc[0] += 1
+    if node is not None and node._out_data is not None:
+        node._out_version = self._vc[0]
     return self
 
 
@@ -237,14 +240,14 @@ class Tensor:
     def requires_grad(self, flag: bool) -> None:
         self._set_requires_grad(flag)
 
-    def _set_requires_grad(self, flag):
+    def _set_requires_grad(self, flag, setter=True):
         flag = bool(flag)
         if self.grad_fn is not None:
-            if not flag:
+            if not flag or setter:
                 raise RuntimeError(
-                    "you can only change requires_grad flags of leaf variables. If you want to "
-                    "use a computed variable in a subgraph that doesn't require differentiation "
-                    "use var_no_grad = var.detach().")
+                    "you can only change requires_grad flags of leaf variables."
+                    + ("" if flag else " If you want to use a computed variable in a subgraph "
+                       "that doesn't require differentiation use var_no_grad = var.detach()."))
             return
         if flag and not self.dtype.is_floating_point:
             raise RuntimeError("only Tensors of floating point dtype can require gradients "
@@ -252,8 +255,13 @@ class Tensor:
         self._rg = flag
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        self._set_requires_grad(requires_grad)
+        self._set_requires_grad(requires_grad, setter=False)
         return self
+
+    @property
+    def _version(self) -> int:
+        """How many times this tensor's data was modified in place."""
+        return self._vc[0]
 
     @property
     def is_leaf(self) -> bool:
@@ -376,6 +384,9 @@ class Tensor:
         return data
 
     def __array__(self, dtype=None, copy=None):
+        if self._rg:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
         a = self._concrete("__array__")
         return a if dtype is None else a.astype(dtype, copy=False)
 

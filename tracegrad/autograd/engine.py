@@ -165,6 +165,8 @@ def _retain(t, g):
     from ..tensor import Tensor
 
     if t._grad is None:
-        t._grad = g if grad_mode._state.enabled else Tensor._make(g._data.copy())
+        from ..primitives import copy_p
+        from ..tensor import apply
+        t._grad = apply(copy_p, (g,))  # recorded as CloneBackward0 under create_graph
     else:
         t._grad = t._grad + g

@@ -39,7 +39,10 @@ class FunctionCtx:
                 out.append(None)
                 continue
             if vc[0] != version:
-                _raise_modified(self, obj if kind == "input" else None, vc[0], version)
+                if kind == "input":
+                    _raise_modified(self, obj, vc[0], version)
+                _raise_modified(self, None, vc[0], version, shape=obj[0].shape,
+                                dtype=obj[0].dtype)
             if kind == "output":
                 data, nr = obj
                 t = Tensor._make(data, vc)
@@ -216,13 +219,40 @@ class Function(metaclass=_FunctionMeta):
 
 
 def once_differentiable(fn):
-    """Mark a backward as not differentiable again (it runs under no_grad)."""
+    """Mark a backward as not differentiable again: it runs under no_grad, and when a
+    graph is being built (create_graph=True) its results carry a node that raises if
+    anything tries to differentiate through them."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(ctx, *args):
+        from ..tensor import Tensor
+
+        building = grad_mode.is_grad_enabled()
         with grad_mode.no_grad():
-            return fn(ctx, *args)
+            result = fn(ctx, *args)
+        if not building:
+            return result
+        deps = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
+        deps += [t for t in ctx.saved_tensors if isinstance(t, Tensor) and t.requires_grad]
+        if not deps:
+            return result
+        wrap = lambda r: _OnceDifferentiableError.apply(r, *deps) if isinstance(r, Tensor) else r
+        return tuple(map(wrap, result)) if isinstance(result, tuple) else wrap(result)
     return wrapper
+
+
+class _OnceDifferentiableError(Function):
+    """Marks the result of a @once_differentiable backward inside a recorded graph."""
+
+    @staticmethod
+    def forward(ctx, result, *deps):
+        return result.clone()
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError("trying to differentiate twice a function that was marked with "
+                           "@once_differentiable; write its backward with differentiable "
+                           "tracegrad ops (and drop the decorator) to support double backward")
 
 

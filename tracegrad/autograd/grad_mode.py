@@ -46,16 +46,19 @@ class _GradModeContext:
             @functools.wraps(func)
             def gen_wrapper(*args, **kwargs):
                 gen = func(*args, **kwargs)
-                with self.clone():
-                    response = gen.send(None)
-                while True:
-                    try:
-                        request = yield response
-                    except GeneratorExit:
-                        gen.close()
-                        raise
+                try:
                     with self.clone():
-                        response = gen.send(request)
+                        response = gen.send(None)
+                    while True:
+                        try:
+                            request = yield response
+                        except GeneratorExit:
+                            gen.close()
+                            raise
+                        with self.clone():
+                            response = gen.send(request)
+                except StopIteration as stop:  # the wrapped generator finished
+                    return stop.value
             return gen_wrapper
 
         @functools.wraps(func)

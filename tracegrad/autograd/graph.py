@@ -12,6 +12,7 @@ reference counting alone when the last tensor referring to it goes away.
 from __future__ import annotations
 
 import itertools
+import re
 import weakref
 
 _seq = itertools.count()
@@ -105,7 +106,8 @@ def _first(r):
 class PrimitiveNode(Node):
     """The backward of one primitive call: applies the primitive's VJP rules."""
 
-    __slots__ = ("prim", "params", "inputs", "_saved", "_out_data", "_out_vc", "_released")
+    __slots__ = ("prim", "params", "inputs", "_saved", "_out_data", "_out_vc", "_out_version",
+                 "_released")
 
     def apply(self, g):
         from ..functions import sum_to
@@ -120,6 +122,9 @@ class PrimitiveNode(Node):
         inputs = self.inputs
         out = None
         if self._out_data is not None:
+            if self._out_vc[0] != self._out_version:
+                _raise_modified(self, None, self._out_vc[0], self._out_version,
+                                shape=self._out_data.shape, dtype=self._out_data.dtype)
             out = Tensor._make(self._out_data)
             out.grad_fn = self
             out._rg = True
@@ -157,18 +162,29 @@ class PrimitiveNode(Node):
         return tuple(self.inputs[i] for i in self.prim.save) if not self._released else ()
 
 
-def _raise_modified(node, what, now, expected):
-    t = what if what is not None else None
-    desc = ""
-    if t is not None:
-        desc = f"[{_tensor_type_name(t)} {list(t.shape)}]"
+def _raise_modified(node, what, now, expected, shape=None, dtype=None):
+    """A tensor ``node`` saved for backward was modified in place since.
+
+    ``what`` is the saved input tensor, or None when the node's own output was saved
+    (then its ``shape`` and ``dtype`` are given). The message names the tensor, the op
+    that produced it and both versions, as PyTorch's does.
+    """
+    from ..dtypes import _BY_NP
+
+    if what is not None:
+        shape, dtype, producer = what.shape, what.dtype, what.grad_fn
+    else:
+        dtype, producer = _BY_NP.get(dtype, dtype), node
+    desc = f"[{_tensor_type_name(dtype)} {list(shape)}]"
+    if producer is not None:
+        op = re.sub(r"Backward\d*$", "", producer.name())
+        desc += f", which is output {getattr(what, '_out_nr', 0)} of {op},"
     raise RuntimeError(
         "one of the variables needed for gradient computation has been modified by an "
-        f"inplace operation: {desc}, which is output 0 of {node.name()}, is at version {now}; "
-        f"expected version {expected} instead. Hint: the backtrace further above can show "
-        "the operation that failed to compute its gradient. The variable in question was "
-        "changed in there or anywhere later. Good luck!"
-        + _anomaly_hint(node))
+        f"inplace operation: {desc} is at version {now}; expected version {expected} instead. "
+        f"Hint: {node.name()} saved this tensor for the backward pass and it was changed in "
+        "place afterwards; compute the new value out of place (y = x + 1 rather than "
+        "x.add_(1)) or modify a .clone() of it." + _anomaly_hint(node))
 
 
 def _anomaly_hint(node):
@@ -178,10 +194,10 @@ def _anomaly_hint(node):
     return ""
 
 
-def _tensor_type_name(t):
+def _tensor_type_name(dtype):
     names = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
              "int32": "IntTensor", "bool": "BoolTensor", "float16": "HalfTensor"}
-    return "torch." + names.get(t.dtype.name, "Tensor")
+    return "torch." + names.get(getattr(dtype, "name", ""), "Tensor")
 
 
 _node_classes: dict[str, type] = {}
@@ -213,6 +229,7 @@ def make_node(prim, args, params, name):
     node._saved = tuple((args[i]._vc, args[i]._vc[0], args[i]) for i in prim.save)
     node._out_data = None
     node._out_vc = None
+    node._out_version = 0
     node._released = False
     node._seq = next(_seq)
     node._pre_hooks = None
@@ -236,6 +253,9 @@ class AccumulateGrad(Node):
         self._retain_grad = None
         self.metadata = None
 
+    def name(self) -> str:
+        return "torch::autograd::AccumulateGrad"  # what PyTorch's Node.name() says
+
     def apply(self, g):
         accumulate_into(self.variable, g)
         return ()
@@ -255,7 +275,9 @@ def accumulate_into(t, g) -> None:
     old = t._grad
     if old is None:
         if is_grad_enabled():
-            t._grad = g if g.grad_fn is not None else Tensor._make(g._data.copy())
+            from ..primitives import copy_p
+            from ..tensor import apply
+            t._grad = apply(copy_p, (g,), name="CopyBackwards")
         else:
             # a private copy: the incoming array may be shared with other gradients
             t._grad = Tensor._make(_own_copy(g._data, t.dtype.np))
