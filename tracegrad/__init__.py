@@ -41,3 +41,7 @@ def __getattr__(name):
         globals()[name] = mod
         return mod
     raise AttributeError(f"module 'tracegrad' has no attribute {name!r}")
+
+
+from .compile import compile  # noqa: E402,A001  (tracegrad.compile, as torch.compile)
+from .ir.tracer import trace  # noqa: E402

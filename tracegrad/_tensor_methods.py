@@ -174,8 +174,10 @@ def _fill_(self, value):
         self._data[...] = value._data if isinstance(value, Tensor) else value
         self._vc[0] += 1
         return self
-    v = value if isinstance(value, Tensor) else F._const(value, self.dtype)
-    return commit_inplace(self, F.add(F.mul(self, 0), v))
+    if isinstance(value, Tensor):
+        return commit_inplace(self, F.broadcast_to(F.cast(value, self.dtype), self.shape))
+    # traced: a constant fill, which the compiler sees as full(shape, value)
+    return commit_inplace(self, F.full(tuple(self.shape), value, dtype=self.dtype))
 
 
 Tensor.fill_ = _fill_

@@ -966,11 +966,12 @@ def _check_bounds(shape, static, tensors=()):
     # ints are checked here so the error names the dim, as PyTorch does; a bool mask
     # consumes as many dims as it has (a 0-d mask none), any other entry one
     masks = iter(tensors)
-    widths = []
+    widths, int_indices = [], []
     for s in static:
         if s is P.TENSOR:
             t = next(masks)
             widths.append(t.ndim if t.dtype is dtypes.bool_ else 1)
+            int_indices.append(None if t.dtype is dtypes.bool_ else t._data)
         else:
             widths.append(0 if s is None or s is Ellipsis else 1)
     n_consumed = builtins.sum(widths)
@@ -983,6 +984,13 @@ def _check_bounds(shape, static, tensors=()):
             raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
         if isinstance(s, _int) and not (-shape[dim] <= s < shape[dim]):
             raise IndexError(f"index {s} is out of bounds for dimension {dim} with size {shape[dim]}")
+        if s is P.TENSOR:
+            a = int_indices.pop(0)
+            if a.__class__ is np.ndarray and a.size:
+                bad = a[(a < -shape[dim]) | (a >= shape[dim])]
+                if bad.size:
+                    raise IndexError(f"index {bad.flat[0]} is out of bounds for dimension {dim} "
+                                     f"with size {shape[dim]}")
         dim += w
 
 

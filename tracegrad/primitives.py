@@ -242,14 +242,16 @@ copy_p = Primitive("copy", np.copy, _same, "{0}", vjp=(lambda g, out, x: g,),
 
 def _pow_vjp_base(g, out, x, y):
     # y * x**(y-1) is 0 * inf at x == 0, y == 0; the derivative there is 0 (as PyTorch)
-    return g * T.where(y == 0, T.zeros_like(out), y * x ** (y - 1))
+    y0 = y == 0
+    safe_power = x ** T.where(y0, T.ones_like(y), y - 1)  # no 0**-1 off the branch taken
+    return g * T.where(y0, T.zeros_like(out), y * safe_power)
 
 
 def _pow_vjp_exp(g, out, x, y):
     # d/dy x**y = out * log(x); PyTorch defines it as 0 where x == 0 and y >= 0
-    zero_base = x == 0
-    log_x = T.log(T.where(zero_base, T.ones_like(x), x))  # no log(0) warning off the branch
-    return g * T.where(T.logical_and(zero_base, y >= 0), T.zeros_like(out), out * log_x)
+    defined_zero = T.logical_and(x == 0, y >= 0)
+    log_x = T.log(T.where(defined_zero, T.ones_like(x), x))  # no log(0) off the branch taken
+    return g * T.where(defined_zero, T.zeros_like(out), out * log_x)
 
 
 def _maximum_vjp(pick):
@@ -669,11 +671,32 @@ def _getitem_impl(x, *idx, index):
     return x[_fill(index, idx)] if idx else x[index]
 
 
+def _known_value(aval):
+    """The array behind an aval when it is known (an eager Tensor, an IR Const)."""
+    for attr in ("_data", "value"):
+        v = getattr(aval, attr, None)
+        if v.__class__ is np.ndarray:
+            return v
+    return None
+
+
+def _index_probe(i):
+    # integer index arrays: only their shape matters; bool masks: the output shape
+    # depends on how many entries are set, so the mask's value is needed
+    if i.dtype is not dtypes.bool_:
+        return np.zeros(i.shape, i.dtype.np)
+    v = _known_value(i)
+    if v is None:
+        raise ShapeError("indexing with a boolean mask has a data-dependent shape; the mask's "
+                         "value must be known (a constant) to compute it")
+    return v
+
+
 def _getitem_shape(x, *idx, index):
     # evaluate on a zero-size-free stand-in of the right shape, with index
     # arrays of the right shape and dtype; cheap since only shapes matter
     probe = np.lib.stride_tricks.as_strided(np.zeros((), x.dtype.np), x.shape, (0,) * len(x.shape))
-    idx_arrays = [np.zeros(i.shape, i.dtype.np) for i in idx]
+    idx_arrays = [_index_probe(i) for i in idx]
     try:
         out = probe[_fill(index, idx_arrays)] if idx else probe[index]
     except IndexError as e:
@@ -749,7 +772,8 @@ def _index_source(index, names):
         if e is TENSOR:
             parts.append(next(it))
         elif isinstance(e, slice):
-            parts.append(":".join("" if v is None else str(v) for v in (e.start, e.stop, e.step)).rstrip(":") or ":")
+            start, stop = ("" if v is None else str(v) for v in (e.start, e.stop))
+            parts.append(f"{start}:{stop}" + ("" if e.step is None else f":{e.step}"))
         elif e is Ellipsis:
             parts.append("...")
         else:

@@ -47,13 +47,7 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None) -> 
     tracer = trace_state.current
     if tracer is not None:
         return tracer.bind(prim, args, params, name)
-    try:
-        data = prim.impl(*[a._data for a in args], **params)
-    except (ValueError, IndexError, TypeError) as e:
-        prim.shape(*args, **params)  # raises the shape rule's clear error if there is one
-        raise RuntimeError(f"{prim.name}: {e}") from e
-    if data.__class__ is not np.ndarray:
-        data = np.asarray(data)
+    data = _compute(prim, args, params)
     out = Tensor._make(data)
     if prim.differentiable and _grad_state.enabled:
         for a in args:
@@ -66,6 +60,18 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None) -> 
                 out._rg = True
                 break
     return out
+
+
+def _compute(prim, args, params):
+    """The NumPy value of ``prim(*args)``, with the shape rule's error on bad input."""
+    try:
+        data = prim.impl(*[a._data for a in args], **params)
+    except (ValueError, IndexError, TypeError) as e:
+        prim.shape(*args, **params)  # raises the shape rule's clear error if there is one
+        raise RuntimeError(f"{prim.name}: {e}") from e
+    if data.__class__ is not np.ndarray:
+        data = np.asarray(data)
+    return data
 
 
 def record(prim, args, params, out, name=None):
@@ -107,19 +113,18 @@ def commit_inplace(self: "Tensor", out: "Tensor") -> "Tensor":
                            f"desired output type {_TORCH_TYPE_NAMES[sd.name]}")
     node = out.grad_fn
     data = self._data
-    if data.__class__ is np.ndarray:
-        if not data.flags.writeable:
-            raise RuntimeError("unsupported operation: more than one element of the written-to "
-                               "tensor refers to a single memory location. Please clone() the "
-                               "tensor before performing the operation.")
-        if node is not None and node.inputs is not None:
-            _snapshot_saved_self(node, self)
-        data[...] = out._data
-    else:
-        if node is not None and node.inputs is not None:
-            _snapshot_saved_self(node, self)
-        self._data = out._data if od is sd else out.to(sd)._data
-        trace_state.current.note_inplace(self)
+    if not data.flags.writeable:
+        raise RuntimeError("unsupported operation: more than one element of the written-to "
+                           "tensor refers to a single memory location. Please clone() the "
+                           "tensor before performing the operation.")
+    if node is not None and node.inputs is not None:
+        _snapshot_saved_self(node, self)
+    tracer = trace_state.current
+    if tracer is not None:
+        tracer.before_inplace(self)
+    data[...] = out._data
+    if tracer is not None:
+        tracer.after_inplace(self, out)
     if node is not None:
         self.grad_fn = node
         self._rg = True
@@ -137,7 +142,9 @@ def _snapshot_saved_self(node, self):
     give it a private copy of the old value, with the old autograd identity."""
     for i, a in enumerate(node.inputs):
         if a is self:
-            old = Tensor._make(self._data.copy() if self._data.__class__ is np.ndarray else self._data)
+            old = Tensor._make(self._data.copy())
+            if trace_state.current is not None:
+                trace_state.current.after_inplace(old, self)
             old.grad_fn = self.grad_fn
             old._rg = self._rg
             if self.grad_fn is None and self._rg:
@@ -277,6 +284,8 @@ class Tensor:
                 ".retain_grad() on the non-leaf Tensor. If you access the non-leaf Tensor by "
                 "mistake, make sure you access the leaf Tensor instead.", UserWarning,
                 stacklevel=2)
+        if trace_state.current is not None:
+            trace_state.current.note_grad_read(self, self._grad)
         return self._grad
 
     @grad.setter
@@ -291,6 +300,8 @@ class Tensor:
             if value.dtype is not self.dtype:
                 raise RuntimeError(f"assigned grad has data of a different type: "
                                    f"{value.dtype} vs {self.dtype}")
+        if trace_state.current is not None:
+            trace_state.current.note_grad_write(self)
         self._grad = value
 
     @property
@@ -368,6 +379,8 @@ class Tensor:
 
     @data.setter
     def data(self, value: "Tensor"):
+        if trace_state.current is not None:
+            trace_state.current.graph_break("assigning to .data")
         self._data = value._data
 
     # ---- conversion ---------------------------------------------------------
@@ -378,10 +391,9 @@ class Tensor:
         return self._concrete("numpy()")
 
     def _concrete(self, what: str):
-        data = self._data
-        if data.__class__ is not np.ndarray:
+        if trace_state.current is not None:
             return trace_state.current.concretize(self, what)
-        return data
+        return self._data
 
     def __array__(self, dtype=None, copy=None):
         if self._rg:
@@ -429,7 +441,7 @@ class Tensor:
         return tensor_repr(self)
 
     def __format__(self, spec):
-        if self.ndim == 0 and self._data.__class__ is np.ndarray:
+        if self.ndim == 0:
             return self.item().__format__(spec)
         return object.__format__(self, spec) if spec else repr(self)
 

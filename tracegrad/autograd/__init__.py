@@ -54,6 +54,10 @@ def _seed_grads(outputs, grad_outputs, create_graph):
 
 
 def _roots(outputs):
+    from ..tensor import trace_state
+    if trace_state.current is not None:
+        # a compiled function that runs backward inside returns plain tensors
+        trace_state.current.ran_backward = True
     roots = []
     for i, t in enumerate(outputs):
         if not t.requires_grad:

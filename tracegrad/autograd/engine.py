@@ -162,11 +162,10 @@ def _check_hook_result(r, g):
 
 
 def _retain(t, g):
-    from ..tensor import Tensor
+    from ..primitives import copy_p
+    from ..tensor import apply
 
     if t._grad is None:
-        from ..primitives import copy_p
-        from ..tensor import apply
         t._grad = apply(copy_p, (g,))  # recorded as CloneBackward0 under create_graph
     else:
         t._grad = t._grad + g

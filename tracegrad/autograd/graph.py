@@ -155,6 +155,7 @@ class PrimitiveNode(Node):
         if self._saved or self._out_data is not None:
             self._released = True
             self.inputs = None
+            self._saved = ()
             self._out_data = None
 
     @property
@@ -267,29 +268,36 @@ class AccumulateGrad(Node):
 def accumulate_into(t, g) -> None:
     """t.grad += g, as PyTorch does it: in place when no graph is being built."""
     from ..autograd.grad_mode import is_grad_enabled
-    from ..tensor import Tensor
+    from ..primitives import copy_p
+    from ..tensor import apply, trace_state
 
     if g.shape != t.shape:
         raise RuntimeError(f"gradient of shape {list(g.shape)} does not match the shape "
                            f"{list(t.shape)} of the tensor it accumulates into")
+    tracer = trace_state.current
     old = t._grad
+    if tracer is not None:
+        tracer.note_grad_read(t, old)
     if old is None:
-        if is_grad_enabled():
-            from ..primitives import copy_p
-            from ..tensor import apply
-            t._grad = apply(copy_p, (g,), name="CopyBackwards")
-        else:
-            # a private copy: the incoming array may be shared with other gradients
-            t._grad = Tensor._make(_own_copy(g._data, t.dtype.np))
-    elif is_grad_enabled():
+        # a private copy: the incoming array may be shared with other gradients.
+        # Under create_graph the copy is recorded, named as PyTorch names it.
+        new = apply(copy_p, (g,), name="CopyBackwards")
+        if tracer is not None:
+            tracer.note_grad_write(t)
+        t._grad = new
+    elif is_grad_enabled() or not old._data.flags.writeable:
+        if tracer is not None:
+            tracer.note_grad_write(t)
         t._grad = old + g
     else:
-        data = old._data
-        if data.__class__ is not g._data.__class__ or not getattr(data, "flags", None) or not data.flags.writeable:
-            t._grad = old + g
+        if tracer is not None:
+            total = old + g
+            tracer.before_inplace(old)
+            old._data[...] = total._data
+            tracer.after_inplace(old, total)
         else:
-            data += g._data
-            old._vc[0] += 1
+            old._data += g._data
+        old._vc[0] += 1
 
 
 def _own_copy(a, dtype):

@@ -463,15 +463,16 @@ def _type_name(value) -> str:
 
 
 def _zero_grad(p: Tensor, set_to_none: bool) -> None:
-    if p._grad is None:
+    # through the .grad property, so a tracing compiler sees the slot change
+    g = p.grad
+    if g is None:
         return
     if set_to_none:
-        p._grad = None
+        p.grad = None
         return
-    g = p._grad
     if g.grad_fn is not None:
         g = g.detach()
-        p._grad = g
+        p.grad = g
     else:
         g.requires_grad_(False)
     g.zero_()

@@ -1,0 +1,463 @@
+"""``@tracegrad.compile``: trace once, run as one XLA program, equal to eager.
+
+A call looks up its input signature (shapes, dtypes, requires_grad, grad mode,
+static Python values; Python floats are dynamic) in a cache. A miss traces the
+function (which runs it eagerly: the first call's results *are* eager's), then
+the graph goes through the passes and is lowered to jax and jitted on the next
+call. A hit checks the guards on lifted state (parameters, optimizer buffers,
+``.grad`` slots), runs the XLA program, and writes updated state back.
+"""
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+
+import numpy as np
+
+from . import dtypes
+from .autograd.grad_mode import is_grad_enabled
+from .ir.tracer import GraphBreak, Tracer, user_site
+from .tensor import Tensor
+
+
+# ---- pytrees of arguments and results ---------------------------------------
+
+def _flatten_args(args, kwargs):
+    flat = []
+
+    def walk(x, path):
+        if isinstance(x, (list, tuple)) and not isinstance(x, Tensor):
+            for i, y in enumerate(x):
+                walk(y, f"{path}_{i}")
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                walk(x[k], f"{path}_{k}")
+        else:
+            flat.append((path, x))
+
+    for i, a in enumerate(args):
+        walk(a, f"arg{i}")
+    for k in sorted(kwargs):
+        walk(kwargs[k], k)
+    return flat, None
+
+
+def _flatten_out(x):
+    if isinstance(x, Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [y for e in x for y in _flatten_out(e)]
+    if isinstance(x, dict):
+        return [y for k in x for y in _flatten_out(x[k])]
+    return [x]
+
+
+def _rebuild(x, leaves):
+    if isinstance(x, Tensor):
+        return next(leaves)
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*[_rebuild(e, leaves) for e in x])
+    if isinstance(x, (list, tuple)):
+        return type(x)(_rebuild(e, leaves) for e in x)
+    if isinstance(x, dict):
+        return {k: _rebuild(v, leaves) for k, v in x.items()}
+    return x
+
+
+def _signature(v):
+    if isinstance(v, Tensor):
+        return ("T", tuple(v.shape), v.dtype.name, v.requires_grad)
+    if isinstance(v, float):
+        return ("F",)
+    if v is None or isinstance(v, (bool, int, str, bytes)):
+        return ("S", type(v).__name__, v)
+    if isinstance(v, dtypes.DType):
+        return ("S", "dtype", v.name)
+    return ("O", type(v).__name__, id(v))
+
+
+def _describe(path, old, new):
+    if old[0] == "T" and new[0] == "T":
+        if old[1] != new[1]:
+            return f"{path}: shape {old[1]} -> {new[1]}"
+        if old[2] != new[2]:
+            return f"{path}: dtype {old[2]} -> {new[2]}"
+        return f"{path}: requires_grad {old[3]} -> {new[3]}"
+    return f"{path}: {old[1:] if len(old) > 1 else old[0]} -> {new[1:] if len(new) > 1 else new[0]}"
+
+
+# ---- one compiled specialisation --------------------------------------------
+
+class _Entry:
+    def __init__(self, key, trace=None, result=None, eager_reason=None, paths=None):
+        self.key = key
+        self.trace = trace
+        self.result_template = result
+        self.eager_reason = eager_reason
+        self.paths = paths or []
+        self.lowered = None
+        self.stages = None
+        self.timings = {}
+        self.guards = []
+        if trace is not None:
+            self._make_guards()
+
+    def _make_guards(self):
+        tr = self.trace
+        for src in tr.sources:
+            if src[0] == "tensor":
+                t = src[1]
+                self.guards.append((f"{_name(t)}", "tensor", t, tuple(t.shape), t.dtype,
+                                    t.requires_grad))
+            elif src[0] == "grad":
+                owner = src[1]
+                g = owner._grad
+                self.guards.append((f"{_name(owner)}.grad", "grad", owner,
+                                    None if g is None else tuple(g.shape), None, None))
+        for owner, was_none, shape in tr.grad_reads:
+            self.guards.append((f"{_name(owner)}.grad", "grad_presence", owner, was_none,
+                                None, None))
+
+    def check_guards(self):
+        for desc, kind, obj, a, b, c in self.guards:
+            if kind == "tensor":
+                if tuple(obj.shape) != a:
+                    return f"{desc}: shape {a} -> {tuple(obj.shape)}"
+                if obj.dtype is not b:
+                    return f"{desc}: dtype {b} -> {obj.dtype}"
+                if obj.requires_grad != c:
+                    return f"{desc}: requires_grad {c} -> {obj.requires_grad}"
+            elif kind == "grad":
+                g = obj._grad
+                if g is None or tuple(g.shape) != a:
+                    return f"{desc}: {a} -> {None if g is None else tuple(g.shape)}"
+            elif kind == "grad_presence":
+                if (obj._grad is None) != a:
+                    return f"{desc}: {'None' if a else 'a tensor'} -> " \
+                           f"{'None' if obj._grad is None else 'a tensor'}"
+        return None
+
+    def build(self):
+        from .codegen.jax_lower import lower
+        from .passes import run_pipeline
+        t0 = time.perf_counter()
+        final, stages = run_pipeline(self.trace.graph)
+        t1 = time.perf_counter()
+        self.lowered = lower(final)
+        t2 = time.perf_counter()
+        self.stages = stages
+        self.final = final
+        self.timings.update(passes=t1 - t0, codegen=t2 - t1)
+
+    def run(self, flat):
+        if self.lowered is None:
+            self.build()
+        tr = self.trace
+        inputs = self._inputs(flat)
+        t0 = time.perf_counter()
+        outs = self.lowered.fn(*inputs)
+        if "xla_first_call" not in self.timings:
+            self.timings["xla_first_call"] = time.perf_counter() - t0
+        n = tr.n_out
+        results = [Tensor._make(np.array(o)) for o in outs[:n]]
+        k = n
+        for src in tr.writes:
+            val = np.asarray(outs[k])
+            k += 1
+            kind = src[0]
+            if kind == "arg":
+                t = flat[src[1]][1]
+            elif kind == "tensor":
+                t = src[1]
+            else:
+                t = src[1]._grad
+            t._data[...] = val
+            t._vc[0] += 1
+        for owner, has in tr.grad_effects:
+            if has:
+                owner._grad = Tensor._make(np.array(outs[k]))
+                k += 1
+            else:
+                owner._grad = None
+        if tr.autograd is not None and is_grad_enabled():
+            tr.autograd.attach(results, outs[k:], flat)
+        # non-tensor parts of the result keep the values they had when traced
+        return _rebuild(self.result_template, iter(results))
+
+    def _inputs(self, flat):
+        inputs = []
+        for src in self.trace.sources:
+            kind = src[0]
+            if kind == "arg":
+                inputs.append(flat[src[1]][1]._data)
+            elif kind == "scalar":
+                inputs.append(np.float64(flat[src[1]][1]))
+            elif kind == "tensor":
+                inputs.append(src[1]._data)
+            elif kind == "grad":
+                inputs.append(src[1]._grad._data)
+            elif kind == "rng":
+                from .functions import default_generator
+                inputs.append(default_generator._np.integers(0, 2 ** 32, size=2, dtype=np.uint32))
+        return inputs
+
+
+def _name(t):
+    return getattr(t, "_tg_name", None) or ("parameter" if getattr(t, "_is_param", False)
+                                             else "tensor")
+
+
+# ---- the public wrapper -------------------------------------------------------
+
+class CompiledFunction:
+    """What ``tracegrad.compile(fn)`` returns. Call it like ``fn``."""
+
+    def __init__(self, fn, fullgraph=False, cache_limit=8, name=None):
+        self.fn = fn
+        self.fullgraph = fullgraph
+        self.cache_limit = cache_limit
+        self.name = name or getattr(fn, "__name__", "f")
+        self._cache: dict = {}
+        self.hits = 0
+        self.misses = 0
+        self._warned: set = set()
+        self._last_key_by_site: dict = {}
+        self.recompile_reasons: list = []
+        self.graph_breaks: list = []
+        functools.update_wrapper(self, fn)
+
+    # --- cache -------------------------------------------------------------------
+    def cache_info(self):
+        from collections import namedtuple
+        info = namedtuple("CacheInfo", ["hits", "misses", "entries"])
+        return info(self.hits, self.misses, len(self._cache))
+
+    def _key(self, flat):
+        return (tuple(_signature(v) for _, v in flat), is_grad_enabled())
+
+    def __call__(self, *args, **kwargs):
+        flat, _ = _flatten_args(args, kwargs)
+        key = self._key(flat)
+        entry = self._cache.get(key)
+        if entry is not None:
+            if entry.eager_reason is not None:
+                self.hits += 1
+                return self.fn(*args, **kwargs)
+            failed = entry.check_guards()
+            if failed is None:
+                self.hits += 1
+                return entry.run(flat)
+            self._report_recompile(failed)
+            del self._cache[key]
+        else:
+            self._report_signature_change(key, flat)
+        self.misses += 1
+        if len(self._cache) >= self.cache_limit:
+            self._warn_once("limit", f"tracegrad.compile: {self.name} recompiled "
+                            f"{self.cache_limit} times (cache_limit); running it eagerly from "
+                            "now on for new signatures")
+            return self.fn(*args, **kwargs)
+        return self._trace_and_run(args, kwargs, flat, key)
+
+    def _report_signature_change(self, key, flat):
+        if not self._cache:
+            return
+        prev = next(reversed(self._cache))
+        reasons = []
+        for (path, _), old, new in zip(flat, prev[0], key[0]):
+            if old != new:
+                reasons.append(_describe(path, old, new))
+        if prev[1] != key[1]:
+            reasons.append(f"grad mode {prev[1]} -> {key[1]}")
+        if len(prev[0]) != len(key[0]):
+            reasons.append(f"number of inputs {len(prev[0])} -> {len(key[0])}")
+        if reasons:
+            self._report_recompile("; ".join(reasons))
+
+    def _report_recompile(self, reason):
+        self.recompile_reasons.append(reason)
+        site = user_site(3)
+        if (site, "recompile") not in self._warned:
+            self._warned.add((site, "recompile"))
+            from .logs import log
+            log("recompiles", f"tracegrad.compile: recompiling {self.name} at {site}: {reason}")
+
+    def _warn_once(self, key, msg):
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(msg, stacklevel=3)
+
+    # --- tracing -----------------------------------------------------------------
+    def _trace_and_run(self, args, kwargs, flat, key):
+        tracer = Tracer(self.fullgraph, name=self.name)
+        t0 = time.perf_counter()
+        # Python floats become 0-d tensor inputs, so a new value does not recompile
+        float_map = {}
+        for i, (path, v) in enumerate(flat):
+            if isinstance(v, float):
+                float_map[i] = Tensor._make(np.asarray(v, np.float64))
+        call_args, call_kwargs = _substitute_floats(args, kwargs, float_map, flat)
+        try:
+            with tracer:
+                for i, (path, v) in enumerate(flat):
+                    if isinstance(v, Tensor):
+                        tracer.add_arg(v, path, i)
+                    elif i in float_map:
+                        tracer.add_scalar(float_map[i], path, i)
+                result = self.fn(*call_args, **call_kwargs)
+        except BaseException:
+            tracer.rollback()
+            raise
+        trace_seconds = time.perf_counter() - t0
+        outs = [t for t in _flatten_out(result) if isinstance(t, Tensor)]
+        if tracer.break_reason is not None:
+            site, reason = tracer.break_reason
+            self.graph_breaks.append((site, reason))
+            self._warn_once(("break", site), f"tracegrad.compile: graph break in {self.name} "
+                            f"at {site}: {reason}; this call ran eagerly and calls with the "
+                            "same signature will run eagerly too")
+            from .logs import log
+            log("breaks", f"tracegrad.compile: graph break at {site}: {reason}")
+            self._cache[key] = _Entry(key, eager_reason=f"graph break at {site}: {reason}")
+            return result
+        needs_autograd = not tracer.ran_backward and any(t.requires_grad for t in outs)
+        escaped = tracer.escaped(outs)
+        if escaped:
+            import gc
+            del escaped
+            gc.collect()
+            escaped = tracer.escaped(outs)
+        if escaped:
+            # new state was created (e.g. an optimizer's first step): trace again next call
+            self._report_recompile(f"the previous call created {len(escaped)} new tensor(s) "
+                                   "kept in Python state")
+            return result
+        trace = tracer.finish(outs)
+        trace.graph.meta["seconds"] = trace_seconds
+        if needs_autograd:
+            from .compiled_autograd import split_forward_backward
+            trace.autograd = split_forward_backward(trace, outs, flat)
+        entry = _Entry(key, trace, result, paths=[p for p, _ in flat])
+        entry.timings["trace"] = trace_seconds
+        self._cache[key] = entry
+        from .logs import log
+        log("graphs", f"tracegrad.compile: traced {self.name}:\n{trace.graph}")
+        return result
+
+    # --- inspection --------------------------------------------------------------
+    def explain(self, *args, **kwargs) -> "ExplainReport":
+        """Trace (if needed), compile, and report every stage for these inputs."""
+        flat, _ = _flatten_args(args, kwargs)
+        key = self._key(flat)
+        entry = self._cache.get(key)
+        if entry is None:
+            self(*args, **kwargs)
+            entry = self._cache.get(key)
+        if entry is None:
+            # traced but not cached (new state created); the next call caches it
+            self(*args, **kwargs)
+            entry = self._cache.get(key)
+        return ExplainReport(self, entry)
+
+
+def _substitute_floats(args, kwargs, float_map, flat):
+    if not float_map:
+        return args, kwargs
+    it = iter(range(len(flat)))
+
+    def walk(x):
+        if isinstance(x, (list, tuple)) and not isinstance(x, Tensor):
+            return type(x)(walk(y) for y in x)
+        if isinstance(x, dict):
+            return {k: walk(x[k]) for k in sorted(x, key=str)} | {}
+        i = next(it)
+        return float_map.get(i, x)
+
+    new_args = tuple(walk(a) for a in args)
+    new_kwargs = {k: walk(kwargs[k]) for k in sorted(kwargs)}
+    return new_args, new_kwargs
+
+
+class ExplainReport:
+    """What compile did for one signature: stages, source, guards, breaks, timings."""
+
+    def __init__(self, cf: CompiledFunction, entry: _Entry | None):
+        self.function = cf.name
+        self.graph_breaks = list(cf.graph_breaks)
+        self.recompiles = list(cf.recompile_reasons)
+        self.stages = {}
+        self.source = ""
+        self.guards = []
+        self.timings = {}
+        self.eager_reason = entry.eager_reason if entry else "not compiled"
+        if entry is not None and entry.trace is not None:
+            if entry.lowered is None:
+                entry.build()
+            for name, g, _ in entry.stages:
+                self.stages[name] = g
+            self.stages["final"] = entry.final
+            self.source = entry.lowered.source
+            self.guards = [_guard_text(g) for g in entry.guards]
+            sig = [f"{p}: {_sig_text(s)}" for p, s in zip(entry.paths, entry.key[0])]
+            self.guards = sig + [f"grad mode enabled == {entry.key[1]}"] + self.guards
+            self.timings = {"trace": entry.timings.get("trace", 0.0)}
+            for name, g, dt in entry.stages[1:]:
+                self.timings[name] = dt
+            self.timings["codegen"] = entry.timings.get("codegen", 0.0)
+            if "xla_first_call" in entry.timings:
+                self.timings["xla_first_call"] = entry.timings["xla_first_call"]
+
+    def __str__(self):
+        lines = [f"tracegrad.compile report for {self.function}"]
+        if self.eager_reason and not self.stages:
+            lines.append(f"  runs eagerly: {self.eager_reason}")
+        if self.graph_breaks:
+            lines.append("  graph breaks:")
+            lines += [f"    {site}: {reason}" for site, reason in self.graph_breaks]
+        if self.recompiles:
+            lines.append("  recompiles:")
+            lines += [f"    {r}" for r in self.recompiles]
+        if self.stages:
+            lines.append("  stages (equations):")
+            lines += [f"    {n:<20} {len(g.eqns):>6}" for n, g in self.stages.items()]
+            lines.append("  guards:")
+            lines += [f"    {g}" for g in self.guards]
+            lines.append("  timings:")
+            lines += [f"    {n:<20} {t * 1e3:9.3f} ms" for n, t in self.timings.items()]
+            lines.append("  final graph:")
+            lines += ["    " + ln for ln in str(self.stages["final"]).splitlines()]
+        return "\n".join(lines)
+
+
+def _sig_text(s):
+    if s[0] == "T":
+        return f"tensor shape {s[1]} dtype {s[2]} requires_grad {s[3]}"
+    if s[0] == "F":
+        return "python float (dynamic)"
+    return f"static {s[1:]!r}"
+
+
+def _guard_text(g):
+    desc, kind, obj, a, b, c = g
+    if kind == "tensor":
+        return f"{desc}: shape {a} dtype {b.name} requires_grad {c}"
+    if kind == "grad":
+        return f"{desc}: shape {a}"
+    return f"{desc} is {'None' if a else 'not None'}"
+
+
+def compile(fn=None, *, fullgraph: bool = False, cache_limit: int = 8, dynamic=None,
+            backend=None, mode=None):
+    """Compile ``fn`` (a training step, a model, any tensor function) to XLA.
+
+    >>> import tracegrad as tg
+    >>> @tg.compile
+    ... def f(x):
+    ...     return (x * 2).sin().sum()
+    >>> float(f(tg.ones(3))) == float((tg.ones(3) * 2).sin().sum())
+    True
+    """
+    if fn is None:
+        return lambda f: compile(f, fullgraph=fullgraph, cache_limit=cache_limit)
+    return CompiledFunction(fn, fullgraph=fullgraph, cache_limit=cache_limit)

@@ -1,0 +1,135 @@
+"""Gradients *of* a compiled function: a compiled backward graph behind a grad_fn.
+
+When a compiled function's outputs require grad (``tracegrad.compile(model)``
+in an eager training loop), the autodiff pass (``vjp_graph``) differentiates the
+traced graph. The forward program also returns the residuals the backward
+equations read; the backward program takes residuals and output gradients and
+returns input gradients. Calls attach a ``CompiledFunctionBackward`` node to
+the outputs, so ``loss.backward()`` runs the compiled backward.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .autograd.graph import FREED_MESSAGE, Node, _seq
+from .ir.graph import Const, Graph, Var
+from .passes.autodiff import vjp_graph
+from .tensor import Tensor
+
+
+class CompiledBackward:
+    def __init__(self, graph: Graph, residuals, wrt_sources, grad_outputs, out_meta, n_seeds):
+        self.graph = graph                  # inputs: residuals + seeds; outputs: grads
+        self.residuals = residuals
+        self.wrt_sources = wrt_sources      # (source index, source) per gradient output
+        self.grad_outputs = grad_outputs    # which forward outputs have a grad_fn
+        self.out_meta = out_meta
+        self.n_seeds = n_seeds
+        self.lowered = None
+
+    def lower(self):
+        if self.lowered is None:
+            from .codegen.jax_lower import lower
+            from .passes import run_pipeline
+            final, _ = run_pipeline(self.graph)
+            self.lowered = lower(final)
+        return self.lowered
+
+    def attach(self, results, residual_values, flat):
+        tensors = []
+        for i, src in self.wrt_sources:
+            tensors.append(flat[src[1]][1] if src[0] == "arg" else src[1])
+        node = CompiledFunctionBackward()
+        node.next_functions = tuple(
+            (t.grad_fn, t._out_nr) if t.grad_fn is not None else (t._accumulator(), 0)
+            for t in tensors)
+        node._seq = next(_seq)
+        node._pre_hooks = node._post_hooks = node._retain_grad = None
+        node.metadata = None
+        node._n_out = len(self.grad_outputs)
+        node.program = self
+        node.residuals = [np.asarray(r) for r in residual_values]
+        node.in_meta = [(t.shape, t.dtype) for t in tensors]
+        for nr, j in enumerate(self.grad_outputs):
+            out = results[j]
+            out.grad_fn = node
+            out._rg = True
+            out._out_nr = nr
+
+
+class CompiledFunctionBackward(Node):
+    __slots__ = ("program", "residuals", "in_meta", "_n_out")
+
+    def apply(self, *grads):
+        from . import functions as F
+
+        if self.residuals is None:
+            raise RuntimeError(FREED_MESSAGE)
+        seeds = []
+        for g, (shape, dtype) in zip(grads, self.program.out_meta):
+            seeds.append(np.zeros(shape, dtype.np) if g is None else np.asarray(g._data))
+        outs = self.program.lower().fn(*self.residuals, *seeds)
+        result = []
+        for o, (shape, dtype) in zip(outs, self.in_meta):
+            result.append(F.zeros(shape, dtype=dtype) if o is None else Tensor._make(np.array(o)))
+        return tuple(result)
+
+    def _release(self):
+        self.residuals = None
+
+
+def split_forward_backward(trace, outs, flat) -> CompiledBackward:
+    """Differentiate ``trace.graph`` w.r.t. its inputs that require grad; extend the
+    forward graph's outputs with the residuals the backward needs."""
+    g = trace.graph
+    wrt_sources, wrt_vars = [], []
+    for idx, (src, v) in enumerate(zip(trace.sources, g.inputs)):
+        if src[0] == "arg" and flat[src[1]][1].requires_grad:
+            wrt_sources.append((idx, src))
+            wrt_vars.append(v)
+        elif src[0] == "tensor" and src[1].requires_grad:
+            wrt_sources.append((idx, src))
+            wrt_vars.append(v)
+    grad_outputs = [j for j, t in enumerate(outs) if t.requires_grad]
+    seeds = {}
+    seed_vars = []
+    out_meta = []
+    for j in grad_outputs:
+        ov = g.outputs[j]
+        sv = Var(ov.shape, ov.dtype)
+        seed_vars.append(sv)
+        out_meta.append((ov.shape, ov.dtype))
+        if ov in seeds:  # the same value returned twice: add the seeds in the backward
+            seeds[ov] = seeds[ov]
+        seeds[ov] = sv
+    bwd_eqns, grads = vjp_graph(g, seeds, wrt_vars)
+    defined_in_bwd = {e.out for e in bwd_eqns} | set(seed_vars)
+    residuals = []
+    seen = set()
+    for e in bwd_eqns:
+        for v in e.inputs:
+            if not isinstance(v, Const) and v not in defined_in_bwd and v not in seen:
+                seen.add(v)
+                residuals.append(v)
+    grad_vars = []
+    for gv, wv in zip(grads, wrt_vars):
+        if gv is None:
+            from .primitives import full_p
+            from .ir.graph import Eqn
+            z = Var(wv.shape, wv.dtype)
+            bwd_eqns.append(Eqn(full_p, (), {"shape": wv.shape, "value": 0, "dtype": wv.dtype}, z))
+            gv = z
+        elif gv in seen or gv in g.inputs:
+            pass
+        grad_vars.append(gv)
+    for gv in grad_vars:
+        if gv not in defined_in_bwd and gv not in seen and not isinstance(gv, Const):
+            seen.add(gv)
+            residuals.append(gv)
+    bwd = Graph(residuals + seed_vars, bwd_eqns, grad_vars,
+                [f"res{i}" for i in range(len(residuals))] + [f"grad_out{i}" for i in range(len(seed_vars))],
+                [f"grad_in{i}" for i in range(len(grad_vars))], name=f"{g.name}_backward",
+                meta={"stage": "backward"})
+    trace.graph = g.replace(outputs=g.outputs + residuals,
+                            output_names=g.output_names + [f"res{i}" for i in range(len(residuals))])
+    return CompiledBackward(bwd, residuals, wrt_sources, grad_outputs, out_meta, len(seed_vars))

@@ -1,0 +1,397 @@
+"""The tracer: runs the user's Python once, eagerly, and records every primitive.
+
+NOTE: [Concrete tracing]. Tracing executes the function for real on NumPy
+arrays (so the first call *is* the eager call: same values, same state left
+behind) while recording each primitive into a Graph. A Var is attached to each
+NumPy array the trace has seen (``vars``, keyed by array identity), so aliases
+that share an array (``detach()``, ``.data``) share a Var, and an in-place write
+moves the array to a new Var. Arrays the trace has not seen come from outside
+the function (module parameters, optimizer state, ``.grad`` slots, globals):
+they are lifted to graph inputs, and if the function writes to them they
+become outputs that the compiled function writes back.
+
+Where Python asks for a value (``.item()``, ``bool()``, ``.tolist()``,
+``.numpy()``) the trace cannot continue as a graph: the tracer stops recording,
+the call finishes eagerly, and the caller falls back to eager (or raises with
+``fullgraph=True``). A view whose base is written in place, then read again,
+stops the trace the same way. Never a silently wrong graph.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+
+import numpy as np
+
+from .. import dtypes
+from ..tensor import Tensor, record, trace_state
+from .graph import Const, Eqn, Graph, Var
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_site(depth: int = 2) -> str:
+    """file:line of the innermost frame outside tracegrad (the user's code)."""
+    f = sys._getframe(depth)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_PKG_DIR) and "importlib" not in fn:
+            return f"{os.path.basename(fn)}:{f.f_lineno}"
+        f = f.f_back
+    return ""
+
+
+def user_frame_full(depth: int = 2) -> str:
+    f = sys._getframe(depth)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_PKG_DIR) and "importlib" not in fn:
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return "<unknown>"
+
+
+class GraphBreak(Exception):
+    """Raised (with fullgraph=True) where Python needs a traced value."""
+
+
+class _StopTracing(Exception):
+    pass
+
+
+class Tracer:
+    def __init__(self, fullgraph: bool = False, name: str = "f"):
+        self.fullgraph = fullgraph
+        self.name = name
+        self.eqns: list[Eqn] = []
+        self.vars: dict[int, Var] = {}
+        self._keep: list = []             # arrays whose ids key ``vars``
+        self.inputs: list[Var] = []
+        self.input_names: list[str] = []
+        self.sources: list[tuple] = []    # how to fetch each input at call time
+        self.captured: list[tuple] = []   # (source, tensor, array, input var)
+        self.grad_owner: dict[int, Tensor] = {}
+        self.grad_reads: dict[int, tuple] = {}   # id(owner) -> (owner, grad was None, shape)
+        self.grad_writes: dict[int, Tensor] = {}
+        self.break_reason: tuple | None = None
+        self.recording = True
+        self._views: dict[int, list] = {}
+        self._stale: set[int] = set()
+        self._created: list = []          # weakrefs of tensors made during the trace
+        self._snapshots: dict[int, tuple] = {}  # id(array) -> (array, copy) before first write
+        self._grad_snapshots: dict[int, tuple] = {}
+        self.rng_var: Var | None = None
+        self.n_random = 0
+        self.ran_backward = False
+        self._names_used: set = set()
+
+    # ---- activation ---------------------------------------------------------
+    def __enter__(self):
+        if trace_state.current is not None:
+            raise RuntimeError("nested tracing is not supported: a compiled function called "
+                               "another compiled function while tracing")
+        trace_state.current = self
+        return self
+
+    def __exit__(self, *exc):
+        if trace_state.current is self:
+            trace_state.current = None
+        return False
+
+    # ---- inputs ---------------------------------------------------------------
+    def _new_input(self, arr, dtype, source, name):
+        v = Var(arr.shape, dtype)
+        self.inputs.append(v)
+        base = name or "t"
+        n, i = base, 0
+        while n in self._names_used:
+            i += 1
+            n = f"{base}_{i}"
+        self._names_used.add(n)
+        self.input_names.append(n)
+        self.sources.append(source)
+        return v
+
+    def add_arg(self, t: Tensor, name: str, index: int) -> None:
+        arr = t._data
+        if id(arr) in self.vars:
+            return
+        v = self._new_input(arr, t.dtype, ("arg", index), name)
+        self._bind_array(arr, v)
+        self.captured.append((("arg", index), t, arr, v))
+
+    def add_scalar(self, t: Tensor, name: str, index: int) -> None:
+        v = self._new_input(t._data, t.dtype, ("scalar", index), name)
+        self._bind_array(t._data, v)
+
+    def _capture(self, t: Tensor) -> Var:
+        arr = t._data
+        owner = self.grad_owner.get(id(t))
+        if owner is not None:
+            source, name = ("grad", owner), _tensor_name(owner) + "_grad"
+        else:
+            source, name = ("tensor", t), _tensor_name(t)
+        v = self._new_input(arr, t.dtype, source, name)
+        self._bind_array(arr, v)
+        self.captured.append((source, t, arr, v))
+        return v
+
+    def _bind_array(self, arr, v):
+        self.vars[id(arr)] = v
+        self._keep.append(arr)
+
+    def var_of(self, t: Tensor) -> Var:
+        arr = t._data
+        key = id(arr)
+        v = self.vars.get(key)
+        if v is None:
+            return self._capture(t)
+        if key in self._stale:
+            self.graph_break("a view was read after its base tensor was modified in place "
+                             "(tracing cannot follow NumPy views)", depth=4)
+        return v
+
+    # ---- recording --------------------------------------------------------------
+    def bind(self, prim, args, params, name):
+        from ..tensor import _compute
+        data = _compute(prim, args, params)
+        for a in args:
+            if a._data is data:
+                data = data.view()
+                break
+        out = Tensor._make(data)
+        record(prim, args, params, out, name)
+        if self.recording:
+            in_vars = [self.var_of(a) for a in args]
+            if self.recording:
+                v = Var(data.shape, out.dtype)
+                mask = tuple(a._rg for a in args) if out.grad_fn is not None else None
+                self.eqns.append(Eqn(prim, in_vars, dict(params), v, user_site(3),
+                                     out.grad_fn.name() if out.grad_fn is not None else name,
+                                     mask))
+                self._bind_array(data, v)
+                self._note_view(data)
+                self._created.append(weakref.ref(out))
+        return out
+
+    def _note_view(self, data):
+        base = data.base
+        if base is None or not isinstance(base, np.ndarray):
+            return
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        self._views.setdefault(id(base), []).append(id(data))
+
+    def constant(self, t: Tensor) -> Tensor:
+        """A tensor made inside the function from Python values: a literal."""
+        if self.recording:
+            arr = t._data
+            if arr.size <= 1 or arr.ndim == 0:
+                self._bind_array(arr, Const(arr.copy()))
+            else:
+                flat = arr.reshape(-1)
+                if np.all(flat == flat[0]):
+                    from ..primitives import full_p
+                    v = Var(arr.shape, t.dtype)
+                    self.eqns.append(Eqn(full_p, (), {"shape": arr.shape, "value": flat[0].item(),
+                                                      "dtype": t.dtype}, v, user_site(3)))
+                    self._bind_array(arr, v)
+                else:
+                    self._bind_array(arr, Const(arr.copy()))
+        return t
+
+    def random(self, t: Tensor, dist: str, **params) -> Tensor:
+        """A random tensor made inside the function: fresh on every compiled call."""
+        if self.recording:
+            from ..primitives import random_p
+            if self.rng_var is None:
+                key = np.zeros((2,), np.uint32)
+                self.rng_var = self._new_input(key, _UINT32, ("rng",), "rng_key")
+            v = Var(t.shape, t.dtype)
+            p = {"dist": dist, "shape": tuple(t.shape), "dtype": t.dtype, **params,
+                 "index": self.n_random}
+            self.n_random += 1
+            self.eqns.append(Eqn(random_p, (self.rng_var,), p, v, user_site(3)))
+            self._bind_array(t._data, v)
+        return t
+
+    # ---- in-place writes and .grad slots ---------------------------------------
+    def before_inplace(self, dst: Tensor) -> None:
+        """Called before ``dst``'s array is written in place."""
+        arr = dst._data
+        key = id(arr)
+        if key not in self._snapshots and any(c[2] is arr for c in self.captured):
+            self._snapshots[key] = (arr, arr.copy())
+        if not self.recording:
+            return
+        if arr.base is not None or key in self._views:
+            root = arr
+            while isinstance(root.base, np.ndarray):
+                root = root.base
+            for vid in self._views.get(id(root), ()):
+                if vid != key:
+                    self._stale.add(vid)
+            if root is not arr:
+                self._stale.add(id(root))
+
+    def after_inplace(self, dst: Tensor, src: Tensor) -> None:
+        """``dst``'s array now holds ``src``'s value."""
+        if not self.recording:
+            return
+        v = self.var_of(src)
+        if not self.recording:
+            return
+        if v.dtype is not dst.dtype:
+            from ..primitives import cast_p
+            w = Var(v.shape, dst.dtype)
+            self.eqns.append(Eqn(cast_p, (v,), {"dtype": dst.dtype}, w, user_site(3)))
+            v = w
+        self.vars[id(dst._data)] = v
+        self._stale.discard(id(dst._data))
+
+    def note_grad_read(self, owner: Tensor, g) -> None:
+        if id(owner) in self.grad_writes:
+            return
+        self.grad_reads.setdefault(id(owner), (owner, g is None, None if g is None else g.shape))
+        if g is not None:
+            self.grad_owner[id(g)] = owner
+
+    def note_grad_write(self, owner: Tensor) -> None:
+        if id(owner) not in self._grad_snapshots:
+            self._grad_snapshots[id(owner)] = (owner, owner._grad)
+        self.grad_writes[id(owner)] = owner
+
+    # ---- graph breaks -----------------------------------------------------------
+    def concretize(self, t: Tensor, what: str):
+        arr = t._data
+        if self.recording:
+            v = self.vars.get(id(arr))
+            if not isinstance(v, Const):
+                self.graph_break(f"{what} needs the value of a traced tensor", depth=4)
+        return arr
+
+    def graph_break(self, reason: str, depth: int = 3) -> None:
+        site = user_frame_full(depth)
+        if self.fullgraph:
+            trace_state.current = None
+            self.recording = False
+            raise GraphBreak(
+                f"{site}: {reason}. tracegrad.compile(fullgraph=True) needs one graph: keep "
+                "this computation in tensors (e.g. use torch.where instead of an if on a "
+                "tensor, and return the tensor instead of calling .item()), or drop "
+                "fullgraph=True to let this call run eagerly.")
+        if self.break_reason is None:
+            self.break_reason = (site, reason)
+        self.recording = False
+        trace_state.current = None
+
+    # ---- after the call ---------------------------------------------------------
+    def rollback(self) -> None:
+        """Undo writes to state from outside the function (an exception was raised)."""
+        for arr, copy in self._snapshots.values():
+            arr[...] = copy
+        for owner, old in self._grad_snapshots.values():
+            owner._grad = old
+
+    def escaped(self, outputs) -> list:
+        """Tensors made during the trace that Python state still holds (not outputs,
+        not .grad slots): a sign that the function builds new state lazily."""
+        keep = {id(t) for t in outputs}
+        keep.update(id(o._grad) for o in self.grad_writes.values() if o._grad is not None)
+        # tensors the outputs' autograd graphs hold are not Python state
+        stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+        seen = set()
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            keep.update(id(a) for a in (getattr(node, "inputs", None) or ()))
+            stack.extend(n for n, _ in node.next_functions)
+        out = []
+        for r in self._created:
+            t = r()
+            if t is not None and id(t) not in keep:
+                out.append(t)
+        return out
+
+    def finish(self, outputs) -> "TraceResult":
+        """Build the graph: outputs, written-back state and .grad slot effects."""
+        out_vars = [self.var_of(t) for t in outputs]
+        writes = []
+        for source, t, arr, v in self.captured:
+            if source[0] == "scalar":
+                continue
+            now = self.vars.get(id(arr))
+            if now is not v:
+                writes.append((source, now))
+        grad_effects = []
+        for owner in self.grad_writes.values():
+            g = owner._grad
+            grad_effects.append((owner, None if g is None else self.var_of(g)))
+        graph_outputs = out_vars + [v for _, v in writes] + [v for _, v in grad_effects
+                                                               if v is not None]
+        names = ([f"out{i}" for i in range(len(out_vars))]
+                 + [f"write_{_source_name(s)}" for s, _ in writes]
+                 + [f"grad_{_tensor_name(o)}" for o, v in grad_effects if v is not None])
+        graph = Graph(self.inputs, self.eqns, graph_outputs, self.input_names, names,
+                      name=self.name, meta={"stage": "traced"})
+        return TraceResult(graph, self.sources, len(out_vars), [s for s, _ in writes],
+                           [(o, v is not None) for o, v in grad_effects],
+                           list(self.grad_reads.values()), [c[1] for c in self.captured])
+
+
+_UINT32 = dtypes.DType("uint32", np.uint32, 1)
+dtypes._BY_NP.setdefault(np.dtype(np.uint32), _UINT32)
+
+
+class TraceResult:
+    def __init__(self, graph, sources, n_out, writes, grad_effects, grad_reads, captured):
+        self.graph = graph
+        self.sources = sources
+        self.n_out = n_out
+        self.writes = writes
+        self.grad_effects = grad_effects
+        self.grad_reads = grad_reads
+        self.captured = captured
+        self.autograd = None  # set when calls must return outputs with a grad_fn
+
+
+def _tensor_name(t) -> str:
+    n = getattr(t, "_tg_name", None)
+    if n:
+        return n
+    return "p" if getattr(t, "_is_param", False) else "t"
+
+
+def _source_name(source) -> str:
+    kind = source[0]
+    if kind == "arg":
+        return f"arg{source[1]}"
+    if kind == "grad":
+        return _tensor_name(source[1]) + "_grad"
+    return _tensor_name(source[1])
+
+
+def trace(fn, *args, **kwargs) -> Graph:
+    """Trace ``fn(*args, **kwargs)`` into a Graph (running it once, eagerly).
+
+    >>> import tracegrad as tg
+    >>> g = tg.trace(lambda x: (x * 2).sin(), tg.ones(3))
+    >>> [e.prim.name for e in g.eqns]
+    ['mul', 'sin']
+    """
+    from ..compile import _flatten_args, _flatten_out
+    tracer = Tracer(name=getattr(fn, "__name__", "f"))
+    flat, _ = _flatten_args(args, kwargs)
+    with tracer:
+        for i, (path, a) in enumerate(flat):
+            if isinstance(a, Tensor):
+                tracer.add_arg(a, path, i)
+        result = fn(*args, **kwargs)
+    outs = [t for t in _flatten_out(result) if isinstance(t, Tensor)]
+    if tracer.break_reason:
+        site, reason = tracer.break_reason
+        raise GraphBreak(f"{site}: {reason}")
+    return tracer.finish(outs).graph
