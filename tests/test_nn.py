@@ -559,3 +559,27 @@ def test_bce_with_logits_extreme_logits_are_finite():
 def test_functional_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_inplace_activations_keep_gradients():
+    x = tg.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    h = x * 1
+    assert F.leaky_relu(h, 0.1, inplace=True) is h
+    h.sum().backward()
+    assert h.tolist() == pytest.approx([-0.2, 0.0, 3.0]) and x.grad.tolist() == pytest.approx(
+        [0.1, 0.1, 1.0])
+    tg.manual_seed(0)
+    x = tg.ones(50, requires_grad=True)
+    h = x * 1
+    assert F.dropout(h, 0.5, inplace=True) is h
+    h.sum().backward()
+    assert np.array_equal(x.grad.numpy(), h.detach().numpy())
+
+
+def test_sequential_insert():
+    seq = nn.Sequential(nn.ReLU())
+    seq.insert(0, nn.Tanh())
+    seq.insert(-1, nn.Sigmoid())
+    assert [type(m).__name__ for m in seq] == ["Tanh", "Sigmoid", "ReLU"]
+    with pytest.raises(IndexError):
+        seq.insert(9, nn.ReLU())

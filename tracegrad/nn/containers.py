@@ -74,10 +74,9 @@ class Sequential(Module):
 
     def insert(self, index: int, module: Module) -> "Sequential":
         items = list(self._modules.values())
-        n = len(items)
-        if not -n <= index <= n:
+        if not -len(items) <= index <= len(items):
             raise IndexError(f"Index out of range: {index}")
-        items.insert(index % (n + 1) if index >= 0 else index + n, module)
+        items.insert(index, module)
         self._modules.clear()
         for i, m in enumerate(items):
             self.add_module(str(i), m)

@@ -18,8 +18,7 @@ import warnings
 from .. import dtypes
 from .. import functions as T
 from .. import primitives as P
-from ..autograd.grad_mode import no_grad
-from ..tensor import Tensor, apply, trace_state
+from ..tensor import Tensor, apply, commit_inplace, trace_state
 
 __all__ = [
     "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout",
@@ -85,12 +84,11 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x where x > 0, else negative_slope * x."""
     x = T._float(input)
-    out = apply(P.where_p, (x > 0, x, x * negative_slope), name="LeakyReluBackward0")
-    if inplace:
-        with no_grad():
-            input.copy_(out)
-        return input
-    return out
+    # x times a constant slope map: the one recorded op reads x, so the in-place form
+    # can snapshot it
+    slope = T.where(x > 0, T.ones_like(x), negative_slope)
+    out = _binop(P.mul_p, x, slope, "LeakyReluBackward0")
+    return commit_inplace(input, out) if inplace else out
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -150,11 +148,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         keep = T.rand(*input.shape, dtype=dtypes.float64) >= p
         scale = T.mul(T.cast(keep, input.dtype), 1.0 / (1.0 - p))
         out = T.mul(input, scale)
-    if inplace:
-        with no_grad():
-            input.copy_(out)
-        return input
-    return out
+    return commit_inplace(input, out) if inplace else out
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
