@@ -381,3 +381,12 @@ def test_pipeline_stages_are_recorded():
     final, stages = run_pipeline(g, verify=True)
     assert [s[0] for s in stages] == ["traced"] + [n for n, _ in PIPELINE]
     assert final.meta["stage"] == PIPELINE[-1][0]
+
+
+def test_compiled_dropout_draws_a_fresh_mask_each_call():
+    drop = tg.nn.Dropout(0.5)
+    f = tg.compile(lambda x: drop(x))
+    x = tg.ones(64)
+    masks = {tuple((f(x) > 0).tolist()) for _ in range(4)}
+    assert len(masks) == 4
+    assert set(f(x).tolist()) <= {0.0, 2.0}

@@ -162,6 +162,8 @@ class Tracer:
                 break
         out = Tensor._make(data)
         record(prim, args, params, out, name)
+        if self.recording and prim.name in _MASKABLE:
+            prim, args, params = self._mask_indexing(prim, args, params)
         if self.recording:
             in_vars = [self.var_of(a) for a in args]
             if self.recording:
@@ -174,6 +176,22 @@ class Tracer:
                 self._note_view(data)
                 self._created.append(weakref.ref(out))
         return out
+
+    def _mask_indexing(self, prim, args, params):
+        """Boolean-mask indexing makes shapes depend on data. ``x[mask] = scalar`` over
+        the whole tensor is recorded as ``where(mask, scalar, x)``; other uses stop
+        the trace."""
+        from ..primitives import TENSOR, where_p
+        n_fixed = 1 if prim.name == "getitem" else 2
+        idx = args[n_fixed:]
+        if not any(t.dtype is dtypes.bool_ for t in idx):
+            return prim, args, params
+        if prim.name == "index_put" and params["index"] == (TENSOR,) \
+                and tuple(idx[0].shape) == tuple(args[0].shape) and args[1].ndim == 0:
+            return where_p, (idx[0], args[1], args[0]), {}
+        self.graph_break("boolean-mask indexing gives a shape that depends on the data; "
+                         "use torch.where(mask, x, y) to keep shapes fixed", depth=5)
+        return prim, args, params
 
     def _note_view(self, data):
         base = data.base
@@ -342,6 +360,7 @@ class Tracer:
                            list(self.grad_reads.values()), [c[1] for c in self.captured])
 
 
+_MASKABLE = {"getitem", "index_add", "index_put"}
 _UINT32 = dtypes.DType("uint32", np.uint32, 1)
 dtypes._BY_NP.setdefault(np.dtype(np.uint32), _UINT32)
 
