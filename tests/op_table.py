@@ -68,6 +68,8 @@ class Row:
     gradgrad: bool = True             # twice differentiable: run gradgradcheck
     grad_inputs: tuple | None = None  # which inputs require grad (default: all)
     f32_tol: float = 1e-5             # float32 parity tolerance vs torch
+    fd_eps: float = 1e-6              # finite-difference step (larger when float32 is inside)
+    fd_tol: float = 1e-6              # gradcheck atol
     prims: tuple = field(default=())  # primitives this row is meant to exercise (doc only)
 
     def __repr__(self):
@@ -98,6 +100,32 @@ def _gelu(T, x, approximate="none"):
     if T.__name__ == "tracegrad":
         return T.gelu(x, approximate=approximate)
     return T.nn.functional.gelu(x, approximate=approximate)
+
+
+def _plus_full(T, x):
+    """x + a constant filled tensor (the ``full`` primitive records such constants
+    when tracing; eager code can run it directly)."""
+    if T.__name__ == "tracegrad":
+        from tracegrad import primitives as P
+        from tracegrad.tensor import apply
+        c = apply(P.full_p, (), {"shape": tuple(x.shape), "value": 1.5, "dtype": x.dtype})
+    else:
+        c = T.full(tuple(x.shape), 1.5, dtype=x.dtype)
+    return x + c
+
+
+def _plus_random_times_zero(T, x):
+    """x + 0 * uniform noise: checks the ``random`` primitive's shape, dtype and range."""
+    if T.__name__ == "tracegrad":
+        from tracegrad import primitives as P
+        from tracegrad.tensor import apply
+        key = T.zeros(2, dtype=T.int64)
+        r = apply(P.random_p, (key,), {"dist": "uniform", "shape": tuple(x.shape),
+                                       "dtype": x.dtype})
+    else:
+        r = T.rand(tuple(x.shape), dtype=x.dtype)
+    assert ((r >= 0) & (r < 1)).all()
+    return x + r * 0
 
 
 def _inplace(method):
@@ -193,8 +221,10 @@ ROWS: list[Row] = [
     Row("matmul_2d_1d", lambda T, a, b: T.matmul(a, b), [((2, 3), (3,))], ref=np.matmul),
     Row("matmul_1d_2d", lambda T, a, b: T.matmul(a, b), [((3,), (3, 2)), ((3,), (2, 3, 2))],
         ref=np.matmul),
-    Row("matmul_x_const", lambda T, a, b: a @ b.detach(), [((3, 2), (2, 2, 3))], ref=np.matmul),
-    Row("matmul_const_y", lambda T, a, b: a.detach() @ b, [((3, 2), (2, 2, 3))], ref=np.matmul),
+    Row("matmul_x_grad", lambda T, a, b: a @ b, [((3, 2), (2, 2, 3))], ref=np.matmul,
+        grad_inputs=(0,)),
+    Row("matmul_y_grad", lambda T, a, b: a @ b, [((3, 2), (2, 2, 3))], ref=np.matmul,
+        grad_inputs=(1,)),
     Row("matmul_3d_1d", lambda T, a, b: T.matmul(a, b), [((2, 2, 3), (3,))], ref=np.matmul),
     Row("mm", lambda T, a, b: T.mm(a, b), [((2, 3), (3, 2))], ref=np.matmul),
     Row("bmm", lambda T, a, b: T.bmm(a, b), [((2, 2, 3), (2, 3, 1))], ref=np.matmul),
@@ -400,14 +430,18 @@ ROWS: list[Row] = [
         ref=lambda x: x[:, [2, 0, 2]]),
     # ---- casts ------------------------------------------------------------
     Row("float", lambda T, x: x.float(), UNARY_SHAPES, ref=lambda x: x.astype(np.float32),
-        rtol=1e-6, gradgrad=False),
+        rtol=1e-6, fd_eps=1e-3, fd_tol=1e-3),
     Row("double", lambda T, x: x.float().double(), UNARY_SHAPES,
-        ref=lambda x: x.astype(np.float32).astype(np.float64), rtol=1e-6, gradgrad=False),
+        ref=lambda x: x.astype(np.float32).astype(np.float64), rtol=1e-6, fd_eps=1e-3,
+        fd_tol=1e-3),
     Row("long", lambda T, x: (x * 3).long(), UNARY_SHAPES, domain="nonint", grad=False,
         ref=lambda x: (x * 3).astype(np.int64)),
     Row("to_dtype", lambda T, x: x.to(T.float32) * 2, UNARY_SHAPES,
-        ref=lambda x: x.astype(np.float32) * 2, rtol=1e-6, gradgrad=False),
+        ref=lambda x: x.astype(np.float32) * 2, rtol=1e-6, fd_eps=1e-3, fd_tol=1e-3),
     Row("clone", lambda T, x: x.clone(), UNARY_SHAPES, ref=np.copy),
+    # ---- creation primitives (recorded by the tracer; runnable eagerly) -----
+    Row("full", _plus_full, UNARY_SHAPES, ref=lambda x: x + 1.5),
+    Row("random", _plus_random_times_zero, UNARY_SHAPES, ref=lambda x: x),
 ]
 
 

@@ -127,9 +127,14 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     wrt = [j for j, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
 
     def first_order(*args):
+        # the numerical Jacobian calls this under no_grad; the inner grad needs a graph
+        from .grad_mode import enable_grad
+
         xs, vs = args[:n_in], args[n_in:]
-        outs = _differentiable_outputs(_as_tuple(func(*xs)))
-        grads = autograd_grad(outs, [xs[j] for j in wrt], vs, create_graph=True, allow_unused=True)
+        with enable_grad():
+            outs = _differentiable_outputs(_as_tuple(func(*xs)))
+            grads = autograd_grad(outs, [xs[j] for j in wrt], vs, create_graph=True,
+                                  allow_unused=True)
         return tuple(g for g in grads if g is not None)
 
     return gradcheck(first_order, inputs + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol,
