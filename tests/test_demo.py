@@ -56,3 +56,10 @@ def test_runs_as_module():
                            "--clf-steps", "2"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout
+
+
+def test_compiled_part_matches_eager(capsys):
+    result = demo.compiled_two_layer_net(steps=6, log_every=2)
+    assert np.allclose(result["eager"], result["compiled"], rtol=1e-4)
+    out = capsys.readouterr().out
+    assert "compiled loss" in out and "ms per step" in out

@@ -3,7 +3,8 @@
 Part 1 trains the two-layer network of PyTorch's "Tensors and autograd" tutorial
 with raw tensors and a hand-written SGD step. Part 2 trains a small classifier
 on 2-D spirals with ``nn.Sequential``, ``nn.CrossEntropyLoss`` and an optimizer
-from ``tracegrad.optim``. Each part is one function returning its final numbers,
+from ``tracegrad.optim``. Part 3 runs Part 1's step through ``tracegrad.compile``
+beside eager: both loss curves and a timing table. Each part is one function returning its final numbers,
 so callers (and tests) can run them on their own.
 
     python -m tracegrad.demo --steps 100 --clf-steps 50
@@ -18,33 +19,67 @@ import tracegrad as tg
 from tracegrad import nn
 
 
-def two_layer_net(steps: int = 500, log_every: int = 50, seed: int = 0) -> float:
-    """Fit random data with y = relu(x @ w1) @ w2 by gradient descent; returns the last loss.
+def two_layer_step(x, y, w1, w2, learning_rate):
+    """One step of the tutorial's loop: forward, loss, backward, in-place SGD update."""
+    y_pred = x.mm(w1).clamp(min=0).mm(w2)
+    loss = (y_pred - y).pow(2).sum()
+    loss.backward()
+    with tg.no_grad():
+        w1 -= learning_rate * w1.grad
+        w2 -= learning_rate * w2.grad
+        w1.grad.zero_()
+        w2.grad.zero_()
+    return loss
 
-    N is the batch size, D_in the input width, H the hidden width, D_out the output width.
-    """
-    print(f"== two-layer net: raw tensors, autograd, manual SGD ({steps} steps) ==")
+
+def train_two_layer_net(steps: int = 500, seed: int = 0, compiled: bool = False):
+    """Train the two-layer net; returns (losses, seconds per step after the first two,
+    seconds of the first two calls). ``compiled`` runs the step via tracegrad.compile."""
     tg.manual_seed(seed)
     N, D_in, H, D_out = 64, 1000, 100, 10
     x = tg.randn(N, D_in)
     y = tg.randn(N, D_out)
     w1 = tg.randn(D_in, H, requires_grad=True)
     w2 = tg.randn(H, D_out, requires_grad=True)
-    learning_rate = 1e-6
-    loss_value = math.nan
+    step = tg.compile(two_layer_step) if compiled else two_layer_step
+    losses, first, start = [], 0.0, time.perf_counter()
     for t in range(steps):
-        y_pred = x.mm(w1).clamp(min=0).mm(w2)
-        loss = (y_pred - y).pow(2).sum()
-        loss_value = loss.item()
+        if t == 2:
+            first, start = time.perf_counter() - start, time.perf_counter()
+        losses.append(step(x, y, w1, w2, 1e-6).item())
+    rest = (time.perf_counter() - start) / max(steps - 2, 1) if steps > 2 else math.nan
+    return losses, rest, first if steps > 2 else time.perf_counter() - start
+
+
+def two_layer_net(steps: int = 500, log_every: int = 50, seed: int = 0) -> float:
+    """Fit random data with y = relu(x @ w1) @ w2 by gradient descent; returns the last loss.
+
+    N is the batch size, D_in the input width, H the hidden width, D_out the output width.
+    """
+    print(f"== two-layer net: raw tensors, autograd, manual SGD ({steps} steps) ==")
+    losses, _, _ = train_two_layer_net(steps, seed)
+    for t, loss_value in enumerate(losses):
         if t % log_every == 0 or t == steps - 1:
             print(f"step {t:4d}  loss {loss_value:.6g}")
-        loss.backward()
-        with tg.no_grad():
-            w1 -= learning_rate * w1.grad
-            w2 -= learning_rate * w2.grad
-            w1.grad.zero_()
-            w2.grad.zero_()
-    return loss_value
+    return losses[-1] if losses else math.nan
+
+
+def compiled_two_layer_net(steps: int = 500, log_every: int = 50, seed: int = 0) -> dict:
+    """The same net, eager and through tracegrad.compile: both loss curves and timings."""
+    print(f"== the same net, eager vs @tracegrad.compile ({steps} steps) ==")
+    eager, eager_step, eager_first = train_two_layer_net(steps, seed)
+    comp, comp_step, comp_first = train_two_layer_net(steps, seed, compiled=True)
+    print(f"{'step':>6}  {'eager loss':>14}  {'compiled loss':>14}")
+    for t in range(steps):
+        if t % log_every == 0 or t == steps - 1:
+            print(f"{t:6d}  {eager[t]:14.6g}  {comp[t]:14.6g}")
+    print(f"\n{'':24}{'eager':>12}{'compiled':>12}{'speedup':>10}")
+    print(f"{'first two calls (ms)':24}{eager_first * 1e3:12.1f}{comp_first * 1e3:12.1f}"
+          f"{'':>10}")
+    speedup = eager_step / comp_step if comp_step else math.nan
+    print(f"{'ms per step after':24}{eager_step * 1e3:12.3f}{comp_step * 1e3:12.3f}"
+          f"{speedup:9.2f}x")
+    return {"eager": eager, "compiled": comp, "speedup": speedup}
 
 
 def make_spirals(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2,
@@ -125,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     two_layer_net(args.steps, args.log_every, args.seed)
     print()
     spiral_classifier(args.clf_steps, args.log_every, args.optimizer, args.seed)
+    print()
+    compiled_two_layer_net(args.steps, args.log_every, args.seed)
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return 0
 
