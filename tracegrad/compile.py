@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+import weakref
 
 import numpy as np
 
@@ -149,6 +150,10 @@ class _Entry:
         self.stages = stages
         self.final = final
         self.timings.update(passes=t1 - t0, codegen=t2 - t1)
+        from .logs import enabled, log
+        if enabled("stages"):
+            for name, g, _ in stages[1:]:
+                log("stages", f"tracegrad.compile: {g.name} after {name}:\n{g}")
 
     def run(self, flat):
         if self.lowered is None:
@@ -210,6 +215,12 @@ def _name(t):
 
 # ---- the public wrapper -------------------------------------------------------
 
+# Every CompiledFunction, for inspection tools; ``tracegrad.cli`` also sets
+# ``_retained`` to a list so functions made inside a script outlive it.
+_registry: "weakref.WeakSet[CompiledFunction]" = weakref.WeakSet()
+_retained: list | None = None
+
+
 class CompiledFunction:
     """What ``tracegrad.compile(fn)`` returns. Call it like ``fn``."""
 
@@ -226,6 +237,9 @@ class CompiledFunction:
         self.recompile_reasons: list = []
         self.graph_breaks: list = []
         functools.update_wrapper(self, fn)
+        _registry.add(self)
+        if _retained is not None:
+            _retained.append(self)
 
     # --- cache -------------------------------------------------------------------
     def cache_info(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 
 from .graph import AccumulateGrad
+from ._op_hooks import run_node_hooked, state as _hooks
 from . import grad_mode
 
 
@@ -63,6 +64,11 @@ def _needed(roots, nodes, targets):
     return needed
 
 
+def _tracer():
+    from ..tensor import trace_state
+    return trace_state.current
+
+
 def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
                  capture=None, accumulate: bool = True, accumulate_only=None):
     """Propagate ``seeds`` (gradients of the roots, (node, output_nr) pairs) through
@@ -89,6 +95,11 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
     captured: dict = {}
     prev = grad_mode._state.enabled
     grad_mode._state.enabled = create_graph
+    # a tracer tags what it records from here on as backward (inspection only)
+    tracer = _tracer()
+    prev_phase = getattr(tracer, "phase", None)
+    if prev_phase is not None:
+        tracer.phase = "backward"
     try:
         while ready:
             _, _, node = heapq.heappop(ready)
@@ -115,7 +126,10 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
             elif g is None:
                 grads = None
             else:
-                grads = node.apply(g) if node._n_out == 1 else node.apply(*g)
+                if _hooks.active:  # profiler, anomaly mode (_op_hooks)
+                    grads = run_node_hooked(node, g)
+                else:
+                    grads = node.apply(g) if node._n_out == 1 else node.apply(*g)
                 if node._post_hooks:
                     for fn in list(node._post_hooks.values()):
                         fn(grads, (g,))
@@ -138,6 +152,8 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
                     heapq.heappush(ready, (-nxt._seq, id(nxt), nxt))
     finally:
         grad_mode._state.enabled = prev
+        if prev_phase is not None:
+            tracer.phase = "update" if prev_phase == "forward" else prev_phase
     return captured
 
 

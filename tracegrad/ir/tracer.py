@@ -85,6 +85,10 @@ class Tracer:
         self.n_random = 0
         self.ran_backward = False
         self._names_used: set = set()
+        # "forward", then "backward" while the autograd engine runs, then "update"
+        # (set by autograd.engine); the graph keeps {out Var: phase} in meta["phase"]
+        self.phase = "forward"
+        self.phases: dict = {}
 
     # ---- activation ---------------------------------------------------------
     def __enter__(self):
@@ -175,6 +179,8 @@ class Tracer:
                 self._bind_array(data, v)
                 self._note_view(data)
                 self._created.append(weakref.ref(out))
+                if self.phase != "forward":
+                    self.phases[v] = self.phase
         return out
 
     def _mask_indexing(self, prim, args, params):
@@ -354,7 +360,7 @@ class Tracer:
                  + [f"write_{_source_name(s)}" for s, _ in writes]
                  + [f"grad_{_tensor_name(o)}" for o, v in grad_effects if v is not None])
         graph = Graph(self.inputs, self.eqns, graph_outputs, self.input_names, names,
-                      name=self.name, meta={"stage": "traced"})
+                      name=self.name, meta={"stage": "traced", "phase": self.phases})
         return TraceResult(graph, self.sources, len(out_vars), [s for s, _ in writes],
                            [(o, v is not None) for o, v in grad_effects],
                            list(self.grad_reads.values()), [c[1] for c in self.captured])
