@@ -50,7 +50,8 @@ def test_matches_torch(pair, dtype):
     row, shapes = pair
     arrays = make_inputs(row, shapes)
     tg_dtype, torch_dtype = DTYPES[dtype]
-    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=row.f32_tol, atol=row.f32_tol)
+    f64 = dtype == "float64"
+    tol = dict(rtol=1e-10, atol=1e-12) if f64 else dict(rtol=row.f32_tol, atol=row.f32_tol)
 
     txs, touts = _run(tg, row, arrays, tg_dtype)
     pxs, pouts = _run(torch, row, arrays, torch_dtype)

@@ -139,9 +139,16 @@ for _name in ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "log1p", "
 
 
 def _reshape_inplace(fn):
-    # shape-changing in-place ops rebind self's data (the shape changes)
+    # shape-changing in-place ops rebind self's data (the shape changes). The op runs
+    # on an alias of self, so the recorded node keeps the old shape to map the
+    # gradient back (self itself is about to take the new one).
     def m(self, *args):
-        out = fn(self, *args)
+        if self._rg and self.grad_fn is None and _grad_state.enabled:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+        alias = Tensor._make(self._data, self._vc)
+        alias.grad_fn, alias._rg, alias._out_nr = self.grad_fn, self._rg, self._out_nr
+        out = fn(alias, *args)
         self._data = out._data
         if out.grad_fn is not None:
             self.grad_fn = out.grad_fn
@@ -150,10 +157,13 @@ def _reshape_inplace(fn):
     return m
 
 
-Tensor.squeeze_ = _reshape_inplace(F.squeeze)
-Tensor.unsqueeze_ = _reshape_inplace(F.unsqueeze)
-Tensor.t_ = _reshape_inplace(F.t)
-Tensor.transpose_ = _reshape_inplace(F.transpose)
+# PyTorch names the in-place forms' nodes apart from the out-of-place ones
+Tensor.squeeze_ = _reshape_inplace(lambda x, dim=None: F.squeeze(
+    x, dim, _name="SqueezeBackward3" if dim is None else "SqueezeBackward4"))
+Tensor.unsqueeze_ = _reshape_inplace(lambda x, dim: F.unsqueeze(x, dim, _name="UnsqueezeBackward1"))
+Tensor.t_ = _reshape_inplace(lambda x: F.t(x, _name="TBackward1"))
+Tensor.transpose_ = _reshape_inplace(
+    lambda x, d0, d1: F.transpose(x, d0, d1, _name="TransposeBackward1"))
 
 Tensor.__iadd__ = Tensor.add_
 Tensor.__isub__ = Tensor.sub_
@@ -163,11 +173,15 @@ Tensor.__ipow__ = Tensor.pow_
 Tensor.__imatmul__ = lambda self, other: commit_inplace(self, F.matmul(self, other))
 
 
-def _fill_(self, value):
+def _fill_(self, value, _name=None):
     """Set every element to ``value``."""
     if _grad_state.enabled and self._rg:
-        v = value if isinstance(value, Tensor) else F._const(value, self.dtype)
-        return commit_inplace(self, F.add(F.mul(self, 0), v))
+        # a select that always takes ``value``: self gets a zero gradient and nothing of
+        # self's is saved (self * 0 would save self, which this very op overwrites)
+        v = F.cast(value, self.dtype) if isinstance(value, Tensor) else F._const(value, self.dtype)
+        name = _name or ("FillBackward3" if isinstance(value, Tensor) else "FillBackward2")
+        everywhere = F._const(True, dtypes.bool_)
+        return commit_inplace(self, apply(P.where_p, (everywhere, v, self), name=name))
     if self._data.__class__ is np.ndarray and trace_state.current is None:
         if not self._data.flags.writeable:
             commit_inplace(self, self)
@@ -181,7 +195,7 @@ def _fill_(self, value):
 
 
 Tensor.fill_ = _fill_
-Tensor.zero_ = lambda self: _fill_(self, 0)
+Tensor.zero_ = lambda self: _fill_(self, 0, _name="ZeroBackward0")
 
 
 def _copy_(self, src, non_blocking=False):

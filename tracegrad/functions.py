@@ -188,7 +188,13 @@ def div(a, b, *, rounding_mode=None):
         a, b = _float(a), _float(b)
         return apply(P.div_p, (a, b))
     q = apply(P.div_p, (_float(a), _float(b)))
-    q = floor(q) if rounding_mode == "floor" else trunc(q)
+    if rounding_mode == "floor":
+        q = apply(P.floor_p, (q,), name="DivBackward2")
+    elif rounding_mode == "trunc":
+        q = trunc(q, _name="DivBackward2")
+    else:
+        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' "
+                         f"but found '{rounding_mode}'")
     return cast(q, a.dtype)
 
 
@@ -197,9 +203,9 @@ multiply = mul
 subtract = sub
 
 
-def trunc(x):
+def trunc(x, *, _name="TruncBackward0"):
     x = _as_tensor(x)
-    return where(x < 0, ceil(x), floor(x))
+    return apply(P.where_p, (x < 0, ceil(x), floor(x)), name=_name)
 
 
 def floor_divide(a, b):
@@ -207,7 +213,9 @@ def floor_divide(a, b):
 
 
 def remainder(a, b):
-    return sub(a, mul(floor_divide(a, b), b))
+    a, b_ = _coerce(a, b)
+    name = "RemainderBackward1" if isinstance(b, Tensor) else "RemainderBackward0"
+    return apply(P.sub_p, _coerce(a, mul(floor_divide(a, b_), b_)), name=name)
 
 
 fmod = remainder
@@ -282,16 +290,17 @@ def round(input, decimals: int = 0):
     return apply(P.round_p, (x,))
 
 
-def expm1(input):
-    return exp(input) - 1
+expm1 = _unary(P.expm1_p)
 
 
 def log2(input):
-    return log(input) / math.log(2)
+    lx = log(input)
+    return apply(P.div_p, (lx, _const(math.log(2), lx.dtype)), name="Log2Backward0")
 
 
 def log10(input):
-    return log(input) / math.log(10)
+    lx = log(input)
+    return apply(P.div_p, (lx, _const(math.log(10), lx.dtype)), name="Log10Backward0")
 
 
 def square(input):
@@ -418,7 +427,8 @@ def sum(input, dim=None, keepdim: _bool = False, *, dtype=None):
         x = cast(x, dtype)
     elif not x.dtype.is_floating_point:
         x = cast(x, dtypes.int64)
-    return apply(P.sum_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+    return apply(P.sum_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)},
+                 name="SumBackward0" if dim is None else "SumBackward1")
 
 
 def mean(input, dim=None, keepdim: _bool = False, *, dtype=None):
@@ -429,7 +439,8 @@ def mean(input, dim=None, keepdim: _bool = False, *, dtype=None):
         raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a "
                            f"floating point or complex dtype. Got: {_TYPE_WORD[x.dtype.name]}. "
                            "Convert first, e.g. x.float().mean()")
-    return apply(P.mean_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+    return apply(P.mean_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)},
+                 name="MeanBackward0" if dim is None else "MeanBackward1")
 
 
 _TYPE_WORD = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
@@ -442,7 +453,8 @@ def prod(input, dim=None, keepdim: _bool = False, *, dtype=None):
         x = cast(x, dtype)
     elif not x.dtype.is_floating_point:
         x = cast(x, dtypes.int64)
-    return apply(P.prod_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
+    return apply(P.prod_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)},
+                 name="ProdBackward0" if dim is None else "ProdBackward1")
 
 
 def amax(input, dim=(), keepdim: _bool = False):
@@ -477,7 +489,8 @@ def _max_min(extreme_p, arg_p, name, input, dim, keepdim, other):
     axis = _axes(dim, x.ndim)
     idx = apply(arg_p, (x,), {"axis": axis or (0,), "keepdim": True}) if x.ndim else Tensor._make(np.zeros((), np.int64))
     if not x.ndim:
-        return _MinMax(x.clone(), idx)
+        _dim(dim, 0)
+        return _MinMax(apply(P.copy_p, (x,), name=f"{name.title()}Backward0"), idx)
     grad_name = f"{name.title()}Backward0"
     if keepdim:
         return _MinMax(apply(P.gather_p, (x, idx), {"axis": axis[0]}, name=grad_name), idx)
@@ -499,7 +512,8 @@ def min(input, dim=None, keepdim: _bool = False, *, other=None):
 def _arg(prim, input, dim, keepdim):
     x = _as_tensor(input)
     if dim is None:
-        return apply(prim, (reshape(x, (-1,)),), {"axis": (0,), "keepdim": False})
+        r = apply(prim, (reshape(x, (-1,)),), {"axis": (0,), "keepdim": False})
+        return reshape(r, (1,) * x.ndim) if keepdim else r
     return apply(prim, (x,), {"axis": (_dim(dim, x.ndim),), "keepdim": _bool(keepdim)})
 
 
@@ -563,7 +577,9 @@ def softmax(input, dim=None, dtype=None):
     if dtype is not None:
         x = cast(x, dtype)
     if x.ndim == 0:
-        return apply(P.softmax_p, (reshape(x, (1,)),), {"axis": 0}).reshape(())
+        _dim(dim, 0)
+        r = apply(P.softmax_p, (reshape(x, (1,)),), {"axis": 0})
+        return apply(P.reshape_p, (r,), {"shape": ()}, name="SoftmaxBackward0")
     return apply(P.softmax_p, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
 
 
@@ -572,7 +588,9 @@ def log_softmax(input, dim=None, dtype=None):
     if dtype is not None:
         x = cast(x, dtype)
     if x.ndim == 0:
-        return apply(P.log_softmax_p, (reshape(x, (1,)),), {"axis": 0}).reshape(())
+        _dim(dim, 0)
+        r = apply(P.log_softmax_p, (reshape(x, (1,)),), {"axis": 0})
+        return apply(P.reshape_p, (r,), {"shape": ()}, name="LogSoftmaxBackward0")
     return apply(P.log_softmax_p, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
 
 
@@ -749,22 +767,22 @@ def unflatten(input, dim, sizes):
     return reshape(input, input.shape[:d] + tuple(sizes) + input.shape[d + 1:])
 
 
-def squeeze(input, dim=None):
+def squeeze(input, dim=None, *, _name=None):
     x = input
     if dim is None:
         shape = tuple(s for s in x.shape if s != 1)
-        return apply(P.reshape_p, (x,), {"shape": shape}, name="SqueezeBackward0")
+        return apply(P.reshape_p, (x,), {"shape": shape}, name=_name or "SqueezeBackward0")
     axes = _axes(dim, x.ndim)
     shape = tuple(s for i, s in enumerate(x.shape) if not (i in axes and s == 1))
-    return apply(P.reshape_p, (x,), {"shape": shape},
-                 name="SqueezeBackward1" if not isinstance(dim, (tuple, list)) else "SqueezeBackward2")
+    return apply(P.reshape_p, (x,), {"shape": shape}, name=_name or (
+        "SqueezeBackward1" if not isinstance(dim, (tuple, list)) else "SqueezeBackward2"))
 
 
-def unsqueeze(input, dim: _int):
+def unsqueeze(input, dim: _int, *, _name="UnsqueezeBackward0"):
     x = input
     d = _dim(dim, x.ndim + 1)
     shape = x.shape[:d] + (1,) + x.shape[d:]
-    return apply(P.reshape_p, (x,), {"shape": shape}, name="UnsqueezeBackward0")
+    return apply(P.reshape_p, (x,), {"shape": shape}, name=_name)
 
 
 def permute(input, *dims):
@@ -793,11 +811,11 @@ def transpose(input, dim0: _int, dim1: _int, _name="TransposeBackward0"):
 swapaxes = swapdims = transpose
 
 
-def t(input):
+def t(input, *, _name="TBackward0"):
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
-    return transpose(input, 0, -1, _name="TBackward0") if input.ndim == 2 else \
-        (apply(P.reshape_p, (input,), {"shape": input.shape}, name="TBackward0") if input._rg else input)
+    return transpose(input, 0, -1, _name=_name) if input.ndim == 2 else \
+        (apply(P.reshape_p, (input,), {"shape": input.shape}, name=_name) if input._rg else input)
 
 
 def broadcast_to(input, size):
@@ -899,7 +917,8 @@ def chunk(input, chunks: _int, dim: _int = 0):
 
 def unbind(input, dim: _int = 0):
     d = _dim(dim, input.ndim)
-    return tuple(select(input, d, i) for i in range(input.shape[d]))
+    return tuple(apply(P.getitem_p, (input,), {"index": (_slice(None),) * d + (i,)},
+                       name="UnbindBackward0") for i in range(input.shape[d]))
 
 
 def select(input, dim, index):
@@ -915,13 +934,13 @@ def narrow(input, dim, start, length):
 def tril(input, diagonal=0):
     n, m = input.shape[-2:]
     mask = Tensor._make(np.tril(np.ones((n, m), bool), diagonal))
-    return where(mask, input, 0)
+    return apply(P.where_p, (mask, input, _const(0, input.dtype)), name="TrilBackward0")
 
 
 def triu(input, diagonal=0):
     n, m = input.shape[-2:]
     mask = Tensor._make(np.triu(np.ones((n, m), bool), diagonal))
-    return where(mask, input, 0)
+    return apply(P.where_p, (mask, input, _const(0, input.dtype)), name="TriuBackward0")
 
 
 # ----------------------------------------------------------------------------

@@ -9,6 +9,12 @@ Each primitive carries, side by side:
   ``rule(g, out, *inputs, **params) -> gradient``, written with tracegrad's own
   ops so the same rule serves the eager tape, ``create_graph`` higher-order
   gradients and the graph-level autodiff pass (where it emits IR);
+* ``jvp``    its forward-mode rule, one per input, ``rule(t, out, *inputs, **params)``
+  giving that input's tangent contribution (the caller sums them and broadcasts to
+  the output); a variadic primitive's is one rule over the tuple of tangents.
+  Without one, forward mode derives the JVP from the VJP rules (exact, slower:
+  see NOTE: [Derived JVP] in autograd/forward_ad.py). An elementwise op's Jacobian
+  is diagonal, so its VJP rule applied to a tangent *is* its JVP rule;
 * ``jax``    its lowering, a format string over the argument names and params
   (``"jnp.exp({0})"``) or a function returning such source text.
 
@@ -31,11 +37,11 @@ PRIMITIVES: dict[str, "Primitive"] = {}
 class Primitive:
     """One row of the op table. See the module docstring for the fields."""
 
-    __slots__ = ("name", "impl", "shape", "vjp", "vjp_all", "jax", "grad_name",
+    __slots__ = ("name", "impl", "shape", "vjp", "vjp_all", "jvp", "jax", "grad_name",
                  "save", "save_out", "differentiable", "variadic", "__weakref__")
 
-    def __init__(self, name, impl, shape, jax, *, vjp=None, vjp_all=None, grad_name=None,
-                 save=(), save_out=False, differentiable=True, variadic=False):
+    def __init__(self, name, impl, shape, jax, *, vjp=None, vjp_all=None, jvp=None,
+                 grad_name=None, save=(), save_out=False, differentiable=True, variadic=False):
         if name in PRIMITIVES:
             raise ValueError(f"primitive {name!r} declared twice")
         self.name = name
@@ -44,6 +50,7 @@ class Primitive:
         self.jax = jax
         self.vjp = vjp              # tuple: one rule per input (None: no gradient)
         self.vjp_all = vjp_all      # or one rule returning a tuple (variadic prims)
+        self.jvp = jvp              # forward rules (None: derived from the VJP)
         # grad_fn class name as PyTorch shows it; a str, or fn(params, *avals) -> str
         self.grad_name = grad_name or (name.title().replace("_", "") + "Backward0")
         self.save = save            # indices of inputs whose values the rules read
@@ -142,8 +149,9 @@ def _jnp(fn):
 # elementwise, one input
 
 def _unary(name, impl, jax, vjp, *, save=(0,), save_out=False, grad_name=None):
-    return Primitive(name, impl, _same, jax, vjp=(vjp,), save=save, save_out=save_out,
-                     grad_name=grad_name)
+    # elementwise: the Jacobian is diagonal, so the VJP rule is also the JVP rule
+    return Primitive(name, impl, _same, jax, vjp=(vjp,), jvp=(vjp,), save=save,
+                     save_out=save_out, grad_name=grad_name)
 
 
 def _sigmoid_impl(x):
@@ -172,6 +180,8 @@ def _gelu_vjp(g, out, x, *, approximate):
 neg_p = _unary("neg", np.negative, "-{0}", lambda g, out, x: -g, save=())
 exp_p = _unary("exp", np.exp, _jnp("exp"), lambda g, out, x: g * out, save=(), save_out=True)
 log_p = _unary("log", np.log, _jnp("log"), lambda g, out, x: g / x)
+expm1_p = _unary("expm1", np.expm1, _jnp("expm1"), lambda g, out, x: g * (out + 1),
+                 save=(), save_out=True)
 log1p_p = _unary("log1p", np.log1p, _jnp("log1p"), lambda g, out, x: g / (x + 1),
                  grad_name="Log1PBackward0")
 sin_p = _unary("sin", np.sin, _jnp("sin"), lambda g, out, x: g * T.cos(x))
@@ -200,7 +210,7 @@ ceil_p = _unary("ceil", np.ceil, _jnp("ceil"), _zero, save=())
 round_p = _unary("round", np.round, _jnp("round"), _zero, save=())
 
 gelu_p = Primitive("gelu", _gelu_impl, _same, "jax.nn.gelu({0}, approximate={approximate!r} == 'tanh')",
-                   vjp=(_gelu_vjp,), save=(0,))
+                   vjp=(_gelu_vjp,), jvp=(_gelu_vjp,), save=(0,))
 
 
 def _clamp_impl(x, *, min, max):
@@ -216,7 +226,7 @@ def _clamp_vjp(g, out, x, *, min, max):
 
 
 clamp_p = Primitive("clamp", _clamp_impl, _same, "jnp.clip({0}, {min}, {max})",
-                    vjp=(_clamp_vjp,), save=(0,),
+                    vjp=(_clamp_vjp,), jvp=(_clamp_vjp,), save=(0,),
                     grad_name=lambda p, x: ("ClampMinBackward0" if p["max"] is None else
                                             "ClampMaxBackward0" if p["min"] is None else
                                             "ClampBackward1"))
@@ -232,8 +242,10 @@ def _cast_vjp(g, out, x, *, dtype):
 
 cast_p = Primitive("cast", lambda x, *, dtype: x.astype(dtype.np), _cast_shape,
                    "{0}.astype(jnp.{dtype.name})", vjp=(_cast_vjp,),
+                   jvp=(lambda t, out, x, *, dtype: T.cast(t, dtype),),
                    grad_name="ToCopyBackward0")
 copy_p = Primitive("copy", np.copy, _same, "{0}", vjp=(lambda g, out, x: g,),
+                   jvp=(lambda t, out, x: t,),
                    grad_name="CloneBackward0")
 
 # ----------------------------------------------------------------------------
@@ -262,8 +274,9 @@ def _maximum_vjp(pick):
 
 
 def _binop(name, impl, jax, rules, save, *, save_out=False, grad_name=None):
-    return Primitive(name, impl, _binary, jax, vjp=rules, save=save, save_out=save_out,
-                     grad_name=grad_name)
+    # elementwise (the rules are g times a local derivative): each rule is its JVP too
+    return Primitive(name, impl, _binary, jax, vjp=rules, jvp=rules, save=save,
+                     save_out=save_out, grad_name=grad_name)
 
 
 add_p = _binop("add", np.add, "{0} + {1}", (lambda g, o, x, y: g, lambda g, o, x, y: g), ())
@@ -287,7 +300,8 @@ def _pow_scalar_vjp(g, out, x, *, exponent):
 
 
 pow_scalar_p = Primitive("pow_scalar", lambda x, *, exponent: np.power(x, x.dtype.type(exponent)),
-                         _same, "{0} ** {exponent!r}", vjp=(_pow_scalar_vjp,), save=(0,),
+                         _same, "{0} ** {exponent!r}", vjp=(_pow_scalar_vjp,),
+                         jvp=(_pow_scalar_vjp,), save=(0,),
                          grad_name="PowBackward0")
 
 
@@ -296,7 +310,8 @@ def _rpow_scalar_vjp(g, out, x, *, base):
 
 
 rpow_scalar_p = Primitive("rpow_scalar", lambda x, *, base: np.power(x.dtype.type(base), x),
-                          _same, "{base!r} ** {0}", vjp=(_rpow_scalar_vjp,), save_out=True,
+                          _same, "{base!r} ** {0}", vjp=(_rpow_scalar_vjp,),
+                          jvp=(_rpow_scalar_vjp,), save_out=True,
                           grad_name="PowBackward2")
 
 
@@ -442,7 +457,9 @@ def _var_vjp(g, out, x, *, axis, correction, keepdim):
     for a in axis:
         n *= x.shape[a]
     centred = x - T.mean(x, axis, keepdim=True)
-    return _bcast_back(g, x, axis, keepdim) * centred * (2.0 / max(n - correction, 0))
+    dof = max(n - correction, 0)
+    scale = 2.0 / dof if dof else math.inf  # no degrees of freedom: nan, as the value
+    return _bcast_back(g, x, axis, keepdim) * centred * scale
 
 
 var_p = Primitive("var", _var_impl, _var_shape,
