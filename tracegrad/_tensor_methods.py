@@ -68,7 +68,7 @@ for _name in [
     "squeeze", "unsqueeze", "permute", "transpose", "swapaxes", "t", "expand", "broadcast_to",
     "flip", "split", "chunk", "unbind", "select", "narrow", "gather", "index_select",
     "masked_select", "nonzero", "clone", "expm1", "log2", "log10", "square", "reciprocal",
-    "trunc", "remainder", "floor_divide", "tril", "triu", "multiply", "subtract", "divide",
+    "trunc", "remainder", "fmod", "floor_divide", "tril", "triu", "multiply", "subtract", "divide",
     "true_divide", "negative", "absolute", "greater", "less", "greater_equal", "less_equal",
     "not_equal", "allclose", "isclose", "equal", "take_along_dim", "scatter_add", "addmm",
 ]:

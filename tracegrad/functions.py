@@ -218,7 +218,12 @@ def remainder(a, b):
     return apply(P.sub_p, _coerce(a, mul(floor_divide(a, b_), b_)), name=name)
 
 
-fmod = remainder
+def fmod(a, b):
+    """The remainder with the sign of ``a`` (C's fmod), unlike remainder's sign of ``b``."""
+    a, b_ = _coerce(a, b)
+    name = "FmodBackward1" if isinstance(b, Tensor) else "FmodBackward0"
+    q = div(a, b_, rounding_mode="trunc")
+    return apply(P.sub_p, _coerce(a, mul(q, b_)), name=name)
 
 
 def pow(x, exponent):
