@@ -32,11 +32,7 @@ PROGRAMS = sorted(p.stem for p in PROGRAMS_DIR.glob("seed*.py"))
 NEEDS_NN = {"seed000_tinymodel", "seed002_tutorial_nn"}
 # name -> (rtol, atol) for numbers; see NOTE: [float32 training loops]
 # programs whose parity is known broken elsewhere: name -> reason (xfail, not strict)
-KNOWN_DIFFERENT = {
-    "seed002_tutorial_nn": "f'{loss}' of binary_cross_entropy_with_logits differs from torch in the "
-                           "last float32 bit (0.5121583342552185 vs 0.5121583938598633): "
-                           "tracegrad.nn.functional numerics",
-}
+KNOWN_DIFFERENT: dict[str, str] = {}
 TOLERANT = {"seed003_graph_and_training": (1e-3, 1e-3), "seed004_custom_relu": (1e-3, 1e-3)}
 
 RUNNER = """

@@ -532,13 +532,15 @@ log_softmax_p = Primitive(
 
 
 def _bce_logits_impl(x, y):
-    # max(x, 0) - x*y + log(1 + exp(-|x|)): finite for any logit
-    return (np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
+    # (1 - y) * x - log_sigmoid(x), with log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)):
+    # finite for any logit, and rounded in PyTorch's order (same float32 bits)
+    log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+    return ((1 - y) * x - log_sigmoid).astype(x.dtype, copy=False)
 
 
 bce_logits_p = Primitive(
     "bce_with_logits", _bce_logits_impl, _binary,
-    "jnp.maximum({0}, 0) - {0} * {1} + jnp.log1p(jnp.exp(-jnp.abs({0})))",
+    "(1 - {1}) * {0} - jax.nn.log_sigmoid({0})",
     vjp=(lambda g, out, x, y: g * (T.sigmoid(x) - y), lambda g, out, x, y: -g * x),
     save=(0, 1), grad_name="BinaryCrossEntropyWithLogitsBackward0")
 

@@ -24,7 +24,7 @@ def _scalar_value(v, producers):
         return None
     if e.prim.name == "full":
         return e.params["value"]
-    if e.prim.name in ("broadcast_to", "reshape", "cast") and e.prim.name != "cast":
+    if e.prim.name in ("broadcast_to", "reshape"):
         return _scalar_value(e.inputs[0], producers)
     return None
 
