@@ -36,7 +36,7 @@ def _lazy(name):
 
 
 def __getattr__(name):
-    if name in ("nn", "optim", "ir", "passes", "codegen", "random"):
+    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler"):
         mod = _lazy(name)
         globals()[name] = mod
         return mod

@@ -345,6 +345,7 @@ where_p = Primitive(
          lambda g, out, c, x, y: T.where(c, g, T.zeros_like(g)),
          lambda g, out, c, x, y: T.where(c, T.zeros_like(g), g)),
     save=(0,))
+where_p.jvp = where_p.vjp  # elementwise: each rule is its own JVP
 
 # ----------------------------------------------------------------------------
 # reductions (axis: a tuple of non-negative ints, normalised by the caller)
@@ -364,6 +365,7 @@ def _full_or_dim(name0, name1):
 
 sum_p = Primitive("sum", _sum_impl, _reduce, "jnp.sum({0}, axis={axis}, keepdims={keepdim})",
                   vjp=(lambda g, out, x, *, axis, keepdim: _bcast_back(g, x, axis, keepdim),),
+                  jvp=(lambda t, out, x, *, axis, keepdim: T.sum(t, axis, keepdim=keepdim),),
                   grad_name=_full_or_dim("SumBackward0", "SumBackward1"))
 
 
@@ -375,7 +377,9 @@ def _mean_vjp(g, out, x, *, axis, keepdim):
 
 
 mean_p = Primitive("mean", _mean_impl, _reduce, "jnp.mean({0}, axis={axis}, keepdims={keepdim})",
-                   vjp=(_mean_vjp,), grad_name=_full_or_dim("MeanBackward0", "MeanBackward1"))
+                   vjp=(_mean_vjp,),
+                   jvp=(lambda t, out, x, *, axis, keepdim: T.mean(t, axis, keepdim=keepdim),),
+                   grad_name=_full_or_dim("MeanBackward0", "MeanBackward1"))
 
 
 def _prod_vjp(g, out, x, *, axis, keepdim):
@@ -437,6 +441,8 @@ logsumexp_p = Primitive(
     "jax.scipy.special.logsumexp({0}, axis={axis}, keepdims={keepdim})",
     vjp=(lambda g, out, x, *, axis, keepdim:
          _bcast_back(g, x, axis, keepdim) * T.exp(x - _bcast_back(out, x, axis, keepdim)),),
+    jvp=(lambda t, out, x, *, axis, keepdim:
+         T.sum(t * T.exp(x - _bcast_back(out, x, axis, keepdim)), axis, keepdim=keepdim),),
     save=(0,), save_out=True)
 
 
@@ -506,7 +512,8 @@ def _cumsum_impl(x, *, axis):
 
 cumsum_p = Primitive("cumsum", _cumsum_impl, lambda x, *, axis: (x.shape, x.dtype),
                      "jnp.cumsum({0}, axis={axis})",
-                     vjp=(lambda g, out, x, *, axis: T.flip(T.cumsum(T.flip(g, (axis,)), axis), (axis,)),))
+                     vjp=(lambda g, out, x, *, axis: T.flip(T.cumsum(T.flip(g, (axis,)), axis), (axis,)),),
+                     jvp=(lambda t, out, x, *, axis: T.cumsum(t, axis),))
 
 
 def _softmax_impl(x, *, axis):
@@ -524,10 +531,12 @@ softmax_p = Primitive(
     "jax.nn.softmax({0}, axis={axis})",
     vjp=(lambda g, out, x, *, axis: out * (g - T.sum(g * out, (axis,), keepdim=True)),),
     save_out=True)
+softmax_p.jvp = softmax_p.vjp  # its Jacobian diag(s) - s s^T is symmetric
 log_softmax_p = Primitive(
     "log_softmax", _log_softmax_impl, lambda x, *, axis: (x.shape, x.dtype),
     "jax.nn.log_softmax({0}, axis={axis})",
     vjp=(lambda g, out, x, *, axis: g - T.exp(out) * T.sum(g, (axis,), keepdim=True),),
+    jvp=(lambda t, out, x, *, axis: t - T.sum(t * T.exp(out), (axis,), keepdim=True),),
     save_out=True, grad_name="LogSoftmaxBackward0")
 
 
@@ -543,6 +552,7 @@ bce_logits_p = Primitive(
     "(1 - {1}) * {0} - jax.nn.log_sigmoid({0})",
     vjp=(lambda g, out, x, y: g * (T.sigmoid(x) - y), lambda g, out, x, y: -g * x),
     save=(0, 1), grad_name="BinaryCrossEntropyWithLogitsBackward0")
+bce_logits_p.jvp = bce_logits_p.vjp  # elementwise
 
 # ----------------------------------------------------------------------------
 # matrix multiply (both operands at least 2-d; 1-d cases are handled by matmul())
@@ -566,6 +576,7 @@ matmul_p = Primitive(
     "matmul", np.matmul, _matmul_shape, "{0} @ {1}",
     vjp=(lambda g, out, x, y: T.matmul(g, T.swapaxes(y, -1, -2)),
          lambda g, out, x, y: T.matmul(T.swapaxes(x, -1, -2), g)),
+    jvp=(lambda t, out, x, y: T.matmul(t, y), lambda t, out, x, y: T.matmul(x, t)),
     save=(0, 1),
     grad_name=lambda p, x, y: "MmBackward0" if len(x.shape) == len(y.shape) == 2 else "UnsafeViewBackward0")
 
@@ -582,6 +593,7 @@ def _reshape_shape(x, *, shape):
 reshape_p = Primitive("reshape", lambda x, *, shape: np.reshape(x, shape), _reshape_shape,
                       "jnp.reshape({0}, {shape})",
                       vjp=(lambda g, out, x, *, shape: T.reshape(g, x.shape),),
+                      jvp=(lambda t, out, x, *, shape: T.reshape(t, shape),),
                       grad_name="ViewBackward0")
 
 
@@ -600,7 +612,8 @@ def _inverse_perm(perm):
 
 permute_p = Primitive("permute", lambda x, *, perm: np.transpose(x, perm), _permute_shape,
                       "jnp.transpose({0}, {perm})",
-                      vjp=(lambda g, out, x, *, perm: T.permute(g, _inverse_perm(perm)),))
+                      vjp=(lambda g, out, x, *, perm: T.permute(g, _inverse_perm(perm)),),
+                      jvp=(lambda t, out, x, *, perm: T.permute(t, perm),))
 
 
 def _broadcast_to_shape(x, *, shape):
@@ -623,9 +636,11 @@ def _broadcast_to_shape(x, *, shape):
 broadcast_to_p = Primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x, shape),
                            _broadcast_to_shape, "jnp.broadcast_to({0}, {shape})",
                            vjp=(lambda g, out, x, *, shape: T.sum_to(g, x.shape),),
+                           jvp=(lambda t, out, x, *, shape: T.broadcast_to(t, shape),),
                            grad_name="ExpandBackward0")
 flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes), lambda x, *, axes: (x.shape, x.dtype),
-                   "jnp.flip({0}, {axes})", vjp=(lambda g, out, x, *, axes: T.flip(g, axes),))
+                   "jnp.flip({0}, {axes})", vjp=(lambda g, out, x, *, axes: T.flip(g, axes),),
+                   jvp=(lambda t, out, x, *, axes: T.flip(t, axes),))
 
 
 def _cat_shape(*xs, axis):
@@ -659,9 +674,13 @@ def _cat_vjp(g, out, *xs, axis):
     return tuple(grads)
 
 
+def _cat_jvp(ts, out, *xs, axis):
+    return T.cat([T.zeros_like(x) if t is None else t for t, x in zip(ts, xs)], axis)
+
+
 cat_p = Primitive("cat", lambda *xs, axis: np.concatenate(xs, axis=axis), _cat_shape,
                   lambda args, p: f"jnp.concatenate([{', '.join(args)}], axis={p['axis']})",
-                  vjp_all=_cat_vjp, variadic=True)
+                  vjp_all=_cat_vjp, jvp=_cat_jvp, variadic=True)
 
 
 # Indexing. ``index`` is a static tuple whose entries are ints, slices, None,
@@ -742,7 +761,9 @@ def _getitem_vjp(g, out, x, *idx, index):
 
 getitem_p = Primitive("getitem", _getitem_impl, _getitem_shape,
                       lambda args, p: f"{args[0]}[{_index_source(p['index'], args[1:])}]",
-                      vjp_all=_getitem_vjp, variadic=True, grad_name=_getitem_name)
+                      vjp_all=_getitem_vjp, variadic=True, grad_name=_getitem_name,
+                      jvp=lambda ts, out, x, *idx, index:
+                          None if ts[0] is None else T.getitem(ts[0], index, idx))
 
 
 def _index_add_impl(base, g, *idx, index):
@@ -818,6 +839,7 @@ gather_p = Primitive(
     "gather", lambda x, idx, *, axis: np.take_along_axis(x, idx, axis), _gather_shape,
     "jnp.take_along_axis({0}, {1}, axis={axis})",
     vjp=(lambda g, out, x, idx, *, axis: T._scatter_add(T.zeros_like(x), idx, g, axis), None),
+    jvp=(lambda t, out, x, idx, *, axis: T.gather(t, axis, idx), None),
     save=(1,))
 scatter_add_p = Primitive(
     "scatter_add", _scatter_add_impl, lambda base, idx, g, *, axis: (base.shape, base.dtype),

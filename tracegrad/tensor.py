@@ -15,6 +15,8 @@ import numpy as np
 from . import dtypes
 from .autograd import grad_mode
 from .autograd.graph import AccumulateGrad, RemovableHandle, _HookDict, make_node
+from .autograd._op_hooks import apply_hooked as _apply_hooked, on_inplace as _on_inplace
+from .autograd._op_hooks import state as _op_state
 
 _EMPTY: dict = {}
 _grad_state = grad_mode._state
@@ -42,8 +44,11 @@ class _TraceState:
 trace_state = _TraceState()
 
 
-def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None) -> "Tensor":
+def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
+          _hooked: bool = False) -> "Tensor":
     """Run primitive ``prim`` on tensors ``args``; record its backward if needed."""
+    if _op_state.active and not _hooked:  # forward AD, profiler, anomaly mode (_op_hooks)
+        return _apply_hooked(prim, args, params, name)
     tracer = trace_state.current
     if tracer is not None:
         return tracer.bind(prim, args, params, name)
@@ -134,6 +139,8 @@ def commit_inplace(self: "Tensor", out: "Tensor") -> "Tensor":
     self._vc[0] += 1
     if node is not None and node._out_data is not None:
         node._out_version = self._vc[0]
+    if _op_state.active:
+        _on_inplace(self, out)
     return self
 
 
@@ -175,6 +182,7 @@ class Tensor:
     _hooks = None
     _is_param = False
     _out_nr = 0
+    _fw_grad = None  # forward-mode tangent (autograd.forward_ad)
     __array_priority__ = 1000
 
     @classmethod

@@ -5,10 +5,12 @@ from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, se
 from .engine import run_backward
 from .function import Function, FunctionCtx, once_differentiable
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .anomaly_mode import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 
 __all__ = ["backward", "grad", "Function", "FunctionCtx", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "inference_mode", "gradcheck",
-           "gradgradcheck", "GradcheckError", "once_differentiable"]
+           "gradgradcheck", "GradcheckError", "once_differentiable", "detect_anomaly",
+           "set_detect_anomaly", "is_anomaly_enabled", "functional", "forward_ad", "profiler"]
 
 
 def _as_tuple(x):
@@ -144,3 +146,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                                    "been used in the graph. Set allow_unused=True if this is "
                                    "the desired behavior, or materialize_grads=True to get zeros.")
     return tuple(result)
+
+
+from . import forward_ad, functional, profiler  # noqa: E402  (they use grad above)

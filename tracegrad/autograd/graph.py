@@ -129,6 +129,8 @@ class PrimitiveNode(Node):
             out.grad_fn = self
             out._rg = True
             out._vc = self._out_vc
+            if self.metadata is not None:  # forward AD over this backward: out's tangent
+                out._fw_grad = self.metadata.get("out_tangent")
         params = self.params
         if prim.vjp_all is not None:
             grads = list(prim.vjp_all(g, out, *inputs, **params))
