@@ -1,0 +1,380 @@
+"""tracegrad.compile beside a hand-written jax.jit step and torch eager.
+
+    python benchmarks/compile.py [--rounds 7] [--threads 1] [--max-nodes 100000]
+
+Rows:
+  * steady-state training steps (forward + backward + SGD), ms/step, for the seed
+    two-layer net (64x1000x100x10, by-hand SGD) and an MLP (512x784x1024x10,
+    nn.Linear + ReLU + cross_entropy, optim.SGD): tracegrad.compile of the whole
+    step, tracegrad eager, jax.jit(value_and_grad) with the update inside the jit
+    and donated params, torch eager;
+  * first calls: tracegrad.compile's calls until the first compiled run (trace,
+    passes, codegen, XLA compile) vs jax.jit's first call, each measured in a fresh
+    process after a warm-up, median of 3;
+  * a cache-hit call of f(x) = x * 2 + 1 on float32[3] vs jax.jit dispatch;
+  * trace + passes time vs graph size (about 1k, 10k, 100k equations).
+
+Prints one table from one run. Steady-state times are medians over interleaved
+rounds; ratios are tracegrad/peer, the median of per-round ratios, and "spread"
+is the range of those per-round ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from _util import pin_threads
+
+THREADS = pin_threads()  # before numpy and jax are imported
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from _util import (compare, env_lines, fmt_time, optional_torch, paired_ratio,  # noqa: E402
+                   print_table, set_torch_threads, time_once)
+from eager import LR as SEED_LR, SEED_SHAPE, seed_data, seed_step_case  # noqa: E402
+
+import tracegrad as tg  # noqa: E402
+from tracegrad import nn, optim  # noqa: E402
+
+# tracegrad lowers with 64-bit types enabled; switch it on up front so the jax peer
+# runs in the same mode and no jit cache is dropped halfway through the run
+jax.config.update("jax_enable_x64", True)
+
+MLP_SHAPE = (512, 784, 1024, 10)   # batch, in, hidden, classes
+MLP_LR = 0.01
+
+
+# ---- the seed two-layer net -----------------------------------------------------------
+
+def seed_tg(compiled: bool):
+    """The tutorial step with tracegrad tensors (benchmarks/eager.py's), compiled or eager."""
+    step, args = seed_step_case(tg)
+    return (tg.compile(step) if compiled else step), args
+
+
+def _seed_loss(params, x, y):
+    w1, w2 = params
+    y_pred = jnp.maximum(x @ w1, 0) @ w2
+    return jnp.sum((y_pred - y) ** 2)
+
+
+def seed_jax():
+    xa, ya, w1a, w2a = seed_data()
+    return _jax_sgd_step(_seed_loss, SEED_LR), [jnp.asarray(w1a), jnp.asarray(w2a)], \
+        (jnp.asarray(xa), jnp.asarray(ya))
+
+
+# ---- the MLP ---------------------------------------------------------------------------
+
+def mlp_data(seed=0):
+    rng = np.random.default_rng(seed)
+    B, D, H, C = MLP_SHAPE
+    return rng.standard_normal((B, D), np.float32), rng.integers(0, C, B)
+
+
+def mlp_tg(compiled: bool):
+    B, D, H, C = MLP_SHAPE
+    xa, ya = mlp_data()
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(D, H), nn.ReLU(), nn.Linear(H, C))
+    opt = optim.SGD(model.parameters(), lr=MLP_LR)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    fn = tg.compile(step) if compiled else step
+    return fn, (tg.tensor(xa), tg.tensor(ya))
+
+
+def mlp_torch(torch):
+    B, D, H, C = MLP_SHAPE
+    xa, ya = mlp_data()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Linear(H, C))
+    opt = torch.optim.SGD(model.parameters(), lr=MLP_LR)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, (torch.from_numpy(xa), torch.from_numpy(ya))
+
+
+def _mlp_loss(params, x, y):
+    w1, b1, w2, b2 = params
+    h = jnp.maximum(x @ w1.T + b1, 0)
+    logp = jax.nn.log_softmax(h @ w2.T + b2, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+def mlp_jax():
+    B, D, H, C = MLP_SHAPE
+    xa, ya = mlp_data()
+    rng = np.random.default_rng(1)
+    bound1, bound2 = 1 / np.sqrt(D), 1 / np.sqrt(H)   # nn.Linear's default init range
+    params = [rng.uniform(-bound1, bound1, (H, D)), rng.uniform(-bound1, bound1, H),
+              rng.uniform(-bound2, bound2, (C, H)), rng.uniform(-bound2, bound2, C)]
+    params = [jnp.asarray(p, jnp.float32) for p in params]
+    return _jax_sgd_step(_mlp_loss, MLP_LR), params, (jnp.asarray(xa), jnp.asarray(ya))
+
+
+def _jax_sgd_step(loss_fn, lr):
+    """The hand-written peer: value_and_grad and the SGD update in one jit, params donated."""
+    def step(params, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        return [p - lr * g for p, g in zip(params, grads)], loss
+    return jax.jit(step, donate_argnums=0)
+
+
+def jax_runner(step, params, data):
+    """A zero-argument callable doing one jax step (state kept in a closure) and blocking."""
+    state = [params]
+
+    def run():
+        state[0], loss = step(state[0], *data)
+        jax.block_until_ready((state[0], loss))
+        return loss
+
+    return run
+
+
+# ---- steady state -----------------------------------------------------------------------
+
+def steady_rows(label, tg_build, torch_build, jax_build, torch, target_jax, target_torch,
+                rounds, min_batch):
+    comp, args_c = tg_build(True)
+    eager, args_e = tg_build(False)
+    cands = {"compile": lambda: comp(*args_c), "eager": lambda: eager(*args_e),
+             "jax": jax_runner(*jax_build())}
+    if torch is not None:
+        tstep, targs = torch_build(torch)
+        cands["torch"] = lambda: tstep(*targs)
+    t = compare(cands, rounds=rounds, min_batch_s=min_batch)
+    info = comp.cache_info()
+    assert info.hits > 0, f"{label}: compiled step never hit its cache ({info})"
+
+    def row(what, peer_name, peer, target):
+        c = t["compile"]
+        if peer not in t:
+            return [f"{label}: {what}", fmt_time(c.median, "ms"), peer_name, "n/a", "n/a",
+                    _target_text(target), "n/a", "n/a"]
+        r, lo, hi = paired_ratio(c, t[peer])
+        return [f"{label}: {what}", fmt_time(c.median, "ms"), peer_name,
+                fmt_time(t[peer].median, "ms"), f"{r:.2f}x", _target_text(target),
+                _met(r, target), f"{lo:.2f}-{hi:.2f}x"]
+
+    return [row("compiled step vs jax.jit", "jax.jit", "jax", target_jax),
+            row("compiled step vs torch eager", "torch eager", "torch", target_torch),
+            row("compiled step vs tracegrad eager", "tracegrad eager", "eager", None)]
+
+
+def _target_text(target):
+    if target is None:
+        return "(info)"
+    if target < 1:
+        return f"<= {target:.3g}x ({1 / target:.3g}x faster)"
+    return f"<= {target:.3g}x"
+
+
+def _met(r, target):
+    return "-" if target is None else ("yes" if r <= target else "NO")
+
+
+# ---- first calls (each in a fresh process) ---------------------------------------------------
+
+def _warm_up():
+    """Pay the one-time costs both sides share (jax backend, tracegrad's lowering imports)."""
+    jax.block_until_ready(jax.jit(lambda a: a * 2 + 1)(jnp.ones(3, jnp.float32)))
+    f = tg.compile(lambda a: a * 3 + 2)
+    x = tg.ones(3)
+    for _ in range(3):
+        f(x)
+
+
+def first_call_child(which: str) -> dict:
+    """Run in a fresh process: time the first calls of one implementation."""
+    _warm_up()
+    lib, model = which.split("-")
+    if lib == "jax":
+        step, params, data = (seed_jax if model == "seed" else mlp_jax)()
+        run = jax_runner(step, params, data)
+        return {"total": time_once(run)}
+    fn, args = (seed_tg if model == "seed" else mlp_tg)(True)
+    calls = []
+    while fn.cache_info().hits == 0 and len(calls) < 10:
+        calls.append(time_once(lambda: fn(*args)))
+    steady = min(time_once(lambda: fn(*args)) for _ in range(3))
+    rep = fn.explain(*args)
+    passes = sum(v for k, v in rep.timings.items()
+                 if k not in ("trace", "codegen", "xla_first_call"))
+    return {"total": sum(calls), "calls": calls, "trace": rep.timings["trace"],
+            "passes": passes, "codegen": rep.timings["codegen"],
+            "xla": rep.timings.get("xla_first_call", float("nan")), "steady": steady}
+
+
+def first_call_rows(repeats: int):
+    def child(which):
+        cmd = [sys.executable, os.path.abspath(__file__), "--first-call", which,
+               "--threads", str(THREADS)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    rows, notes = [], []
+    for model, label in (("seed", "seed net"), ("mlp", "MLP")):
+        tg_runs, jax_runs = [], []
+        for _ in range(repeats):  # alternate, so drift in machine load hits both
+            tg_runs.append(child(f"tg-{model}"))
+            jax_runs.append(child(f"jax-{model}"))
+        tg_total = statistics.median(r["total"] for r in tg_runs)
+        jax_total = statistics.median(r["total"] for r in jax_runs)
+        ratios = sorted(a["total"] / b["total"] for a, b in zip(tg_runs, jax_runs))
+        r = tg_total / jax_total
+        rows.append([f"{label}: first calls until compiled vs jax.jit first call",
+                     fmt_time(tg_total, "ms"), "jax.jit", fmt_time(jax_total, "ms"),
+                     f"{r:.2f}x", _target_text(1.5), _met(r, 1.5),
+                     f"{ratios[0]:.2f}-{ratios[-1]:.2f}x"])
+        best = min(tg_runs, key=lambda d: d["total"])
+        calls = " + ".join(f"{c * 1e3:.0f}" for c in best["calls"])
+        notes.append(f"  {label}: {len(best['calls'])} calls ({calls} ms); trace "
+                     f"{best['trace'] * 1e3:.1f} ms, passes {best['passes'] * 1e3:.1f} ms, "
+                     f"codegen {best['codegen'] * 1e3:.1f} ms, XLA first call "
+                     f"{best['xla'] * 1e3:.1f} ms; steady compiled step "
+                     f"{best['steady'] * 1e3:.1f} ms")
+    return rows, notes
+
+
+# ---- cache hit ------------------------------------------------------------------------------
+
+def cache_hit_row(rounds, min_batch):
+    f = tg.compile(lambda x: x * 2 + 1)
+    x = tg.ones(3)
+    jf = jax.jit(lambda x: x * 2 + 1)
+    xj = jnp.ones(3, jnp.float32)
+    t = compare({"tg": lambda: f(x), "jax": lambda: jf(xj).block_until_ready()},
+                rounds=rounds, min_batch_s=min_batch)
+    assert f.cache_info().misses <= 2 and f.cache_info().hits > 0
+    r, lo, hi = paired_ratio(t["tg"], t["jax"])
+    return ["cache-hit call, x * 2 + 1 on float32[3]", fmt_time(t["tg"].median, "us"),
+            "jax.jit", fmt_time(t["jax"].median, "us"), f"{r:.2f}x", _target_text(2.0),
+            _met(r, 2.0), f"{lo:.2f}-{hi:.2f}x"]
+
+
+# ---- trace + passes vs graph size ----------------------------------------------------------
+
+def _chain_step(n_triples):
+    def fn(x):
+        y = x
+        for _ in range(n_triples):
+            y = y * 1.01
+            y = y + 0.01
+            y = y.sin()
+        loss = y.sum()
+        loss.backward()
+        return loss, x.grad
+    return fn
+
+
+def scaling_rows(max_nodes: int):
+    """trace (forward + the tape's backward, recorded) then run_pipeline, at growing sizes."""
+    from tracegrad.passes import run_pipeline
+    rows, notes = [], []
+    base = None
+    for nodes in (1_000, 10_000, 100_000):
+        if nodes > max_nodes:
+            notes.append(f"  {nodes} nodes: skipped (--max-nodes {max_nodes})")
+            continue
+        n_triples = nodes // 6   # 3 forward + about 3 backward equations per triple
+        best = None
+        for _ in range(3 if nodes <= 10_000 else 1):
+            x = tg.randn(3, requires_grad=True)
+            t0 = time.perf_counter()
+            g = tg.trace(_chain_step(n_triples), x)
+            t1 = time.perf_counter()
+            final, stages = run_pipeline(g)
+            t2 = time.perf_counter()
+            if best is None or t2 - t0 < best[0]:
+                best = (t2 - t0, t1 - t0, t2 - t1, len(g.eqns), len(final.eqns), stages)
+        total, tr, ps, n_eqns, n_final, stages = best
+        per_node = total / n_eqns
+        base = base or per_node
+        growth = per_node / base
+        slowest = max(stages[1:], key=lambda s: s[2])
+        rows.append([f"trace + passes, {n_eqns} equations", fmt_time(total, "s"), "-",
+                     f"{per_node * 1e6:.1f} us/eqn", f"{growth:.2f}x",
+                     "~1x per eqn (linear)", "yes" if growth <= 1.5 else "NO", "-"])
+        notes.append(f"  {n_eqns} eqns -> {n_final} after passes: trace {tr:.3f} s, passes "
+                     f"{ps:.3f} s (slowest pass: {slowest[0]} {slowest[2]:.3f} s)")
+    return rows, notes
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
+    ap.add_argument("--min-batch", type=float, default=0.05,
+                    help="seconds of calls per candidate per round")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="BLAS/XLA/torch threads (read by pin_threads at import)")
+    ap.add_argument("--first-call-repeats", type=int, default=3)
+    ap.add_argument("--max-nodes", type=int, default=100_000,
+                    help="largest graph for the trace+passes scaling rows")
+    ap.add_argument("--first-call", help=argparse.SUPPRESS)  # child-process mode
+    args = ap.parse_args(argv)
+    if args.first_call:
+        print(json.dumps(first_call_child(args.first_call)))
+        return
+
+    started = time.perf_counter()
+    torch = optional_torch()
+    set_torch_threads(torch, THREADS)
+    rows = []
+    rows += steady_rows("seed net", seed_tg, seed_step_case, seed_jax, torch, 1.05, 1 / 1.5,
+                        args.rounds, args.min_batch)
+    rows += steady_rows("MLP", mlp_tg, mlp_torch, mlp_jax, torch, 1.05, None,
+                        args.rounds, args.min_batch)
+    fc_rows, fc_notes = first_call_rows(args.first_call_repeats)
+    rows += fc_rows
+    rows.append(cache_hit_row(args.rounds, args.min_batch))
+    sc_rows, sc_notes = scaling_rows(args.max_nodes)
+    rows += sc_rows
+
+    footer = [
+        "steady state: median ms/step over interleaved rounds after warm-up; ratio = median of "
+        "per-round tracegrad/peer; spread = min-max of per-round ratios",
+        f"seed net {'x'.join(map(str, SEED_SHAPE))}, by-hand SGD; MLP "
+        f"{'x'.join(map(str, MLP_SHAPE))}, Linear+ReLU+Linear, cross_entropy, SGD; float32",
+        f"first calls: fresh process each, after a shared warm-up, median of "
+        f"{args.first_call_repeats} (tracegrad: every call up to and including the first "
+        "compiled run); best run:",
+        *fc_notes,
+        "cache hit: tracegrad returns a host (NumPy) array; jax.jit is timed to "
+        "block_until_ready",
+        "trace + passes: a chain of (mul, add, sin) on float32[3], .sum().backward() traced "
+        "(backward recorded through the tape), then passes.run_pipeline; ratio column = "
+        "seconds per equation relative to the smallest graph",
+        *sc_notes,
+        *env_lines(torch),
+        f"total script time {time.perf_counter() - started:.0f} s",
+    ]
+    print_table("tracegrad.compile vs jax.jit and torch eager",
+                ["benchmark", "tracegrad", "peer", "peer time", "ratio", "target", "met?",
+                 "spread"], rows, footer)
+
+
+if __name__ == "__main__":
+    main()
