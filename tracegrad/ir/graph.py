@@ -135,6 +135,11 @@ class Graph:
         from .inspect import to_dot
         return to_dot(self)
 
+    def _repr_html_(self) -> str:
+        # Jupyter shows a Graph as a drawing (tracegrad/ir/inspect.py)
+        from .inspect import to_html
+        return to_html(self)
+
 
 # ----------------------------------------------------------------------------
 # printing
