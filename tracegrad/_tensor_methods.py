@@ -12,6 +12,7 @@ from . import functions as F
 from . import primitives as P
 from .autograd.grad_mode import _state as _grad_state
 from .tensor import Tensor, apply, commit_inplace, trace_state
+from .tensor import _on_inplace, _op_state
 
 
 def _method(fn):
@@ -148,11 +149,14 @@ def _reshape_inplace(fn):
                                "in-place operation.")
         alias = Tensor._make(self._data, self._vc)
         alias.grad_fn, alias._rg, alias._out_nr = self.grad_fn, self._rg, self._out_nr
+        alias._fw_grad = self._fw_grad  # a forward-mode tangent follows the data
         out = fn(alias, *args)
         self._data = out._data
         if out.grad_fn is not None:
             self.grad_fn = out.grad_fn
         self._vc[0] += 1
+        if _op_state.active:  # forward AD, anomaly mode (autograd/_op_hooks.py)
+            _on_inplace(self, out)
         return self
     return m
 

@@ -17,7 +17,9 @@ import weakref
 import numpy as np
 
 from . import dtypes
+from .autograd._op_hooks import state as _op_state
 from .autograd.grad_mode import is_grad_enabled
+from .autograd.profiler import _record_range, record_function
 from .ir.tracer import GraphBreak, Tracer, user_site
 from .tensor import Tensor
 
@@ -150,6 +152,7 @@ class _Entry:
         self.stages = stages
         self.final = final
         self.timings.update(passes=t1 - t0, codegen=t2 - t1)
+        _record_range("tracegrad::compile", t0, t2)  # a profiler event, when one runs
         from .logs import enabled, log
         if enabled("stages"):
             for name, g, _ in stages[1:]:
@@ -164,6 +167,7 @@ class _Entry:
         outs = self.lowered.fn(*inputs)
         if "xla_first_call" not in self.timings:
             self.timings["xla_first_call"] = time.perf_counter() - t0
+            _record_range("tracegrad::xla_first_call", t0, time.perf_counter())
         n = tr.n_out
         results = [Tensor._make(np.array(o)) for o in outs[:n]]
         k = n
@@ -251,6 +255,12 @@ class CompiledFunction:
         return (tuple(_signature(v) for _, v in flat), is_grad_enabled())
 
     def __call__(self, *args, **kwargs):
+        if _op_state.profiler is not None:
+            with record_function(f"tracegrad::compiled::{self.name}"):
+                return self._call(*args, **kwargs)
+        return self._call(*args, **kwargs)
+
+    def _call(self, *args, **kwargs):
         flat, _ = _flatten_args(args, kwargs)
         key = self._key(flat)
         entry = self._cache.get(key)

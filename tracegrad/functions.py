@@ -18,7 +18,7 @@ import numpy as np
 from . import dtypes
 from . import primitives as P
 from .dtypes import DType, as_dtype, result_type
-from .tensor import Size, Tensor, apply, commit_inplace, trace_state
+from .tensor import Size, Tensor, _op_state, apply, commit_inplace, trace_state
 
 _bool, _int, _pyfloat, _slice = builtins.bool, builtins.int, builtins.float, builtins.slice
 
@@ -1043,7 +1043,8 @@ def setitem(x: Tensor, key, value) -> None:
     v = value if isinstance(value, Tensor) else _const(value, x.dtype)
     from .autograd.grad_mode import _state
     recording = _state.enabled and (x._rg or v._rg)
-    if not recording and trace_state.current is None and x._data.__class__ is np.ndarray:
+    if not recording and trace_state.current is None and x._data.__class__ is np.ndarray \
+            and not _op_state.active:  # forward AD, profiler, anomaly mode see every op
         if not x._data.flags.writeable:
             commit_inplace(x, x)  # raises the clear error
         np_index = P._fill(index, [t._data for t in tensors]) if tensors else index

@@ -198,7 +198,7 @@ def derived_jvp(prim, args, params, out, tangents):
     tracer = trace_state.current
     ran_backward = tracer.ran_backward if tracer is not None else None
     with grad_mode.enable_grad():
-        u = F.zeros_like(out).requires_grad_()
+        u = dummy_cotangent(out)
         if prim.vjp_all is not None:
             ws = prim.vjp_all(u, out, *args, **params)
         else:
@@ -218,3 +218,16 @@ def derived_jvp(prim, args, params, out, tangents):
     if tracer is not None:
         tracer.ran_backward = ran_backward
     return jv if jv is not None else F.zeros_like(out)
+
+
+def dummy_cotangent(like):
+    """Zeros shaped like ``like``, requiring grad: the u of the double-VJP trick.
+
+    Made by the ``full`` primitive rather than as a literal, so that a compiled
+    function's trace has a value to differentiate with respect to (a 0-d literal
+    would be a constant there).
+    """
+    from ..primitives import full_p
+    from ..tensor import apply
+    u = apply(full_p, (), {"shape": tuple(like.shape), "value": 0.0, "dtype": like.dtype})
+    return u.requires_grad_()

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import grad_mode
 from ._op_hooks import state
+from .forward_ad import dummy_cotangent
 
 __all__ = ["vjp", "jvp", "jacobian", "hessian", "hvp", "vhp"]
 
@@ -210,13 +211,12 @@ def _output_independent(i):
 
 def _jvp_by_double_vjp(func, inputs, in_tuple, v, create_graph, strict):
     """J v as d/du <J^T u, v> (u a dummy cotangent): for when a dual level is already open."""
-    from .. import functions as F
     with grad_mode.enable_grad():
         inputs = _prepare(inputs, create_graph, True)
         out_tuple, outputs = _tuplify(func(*inputs), "outputs of the user-provided function",
                                       "jvp")
         _check_differentiable(outputs, strict)
-        us = tuple(F.zeros_like(o).requires_grad_() for o in outputs)
+        us = tuple(dummy_cotangent(o) for o in outputs)
         g = _grads(outputs, inputs, us, create_graph=True)
         pairs = [(gi, vi) for gi, vi in zip(g, v) if gi is not None]
         jv = (_grads([p[0] for p in pairs], us, [p[1] for p in pairs], create_graph)
@@ -268,12 +268,11 @@ def hvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
 
 
 def _hvp_by_double_vjp(func, inputs, in_tuple, v, create_graph, strict):
-    from .. import functions as F
     with grad_mode.enable_grad():
         inputs = _prepare(inputs, create_graph, True)
         out = _single_output(func(*inputs), "hvp")
         g = _zeros_where_none(_grads((out,), inputs, None, True), inputs, strict, _independent)
-        us = tuple(F.zeros_like(x).requires_grad_() for x in inputs)
+        us = tuple(dummy_cotangent(x) for x in inputs)
         gu = _grads(g, inputs, us, create_graph=True)
         pairs = [(a, b) for a, b in zip(gu, v) if a is not None]
         hv = (_grads([p[0] for p in pairs], us, [p[1] for p in pairs], create_graph)
