@@ -16,6 +16,7 @@ from . import dtypes
 from .autograd import grad_mode
 from .autograd.graph import AccumulateGrad, RemovableHandle, _HookDict, make_node
 from .autograd._op_hooks import apply_hooked as _apply_hooked, on_inplace as _on_inplace
+from .autograd._op_hooks import copy_tangent as _copy_tangent
 from .autograd._op_hooks import state as _op_state
 
 _EMPTY: dict = {}
@@ -150,6 +151,8 @@ def _snapshot_saved_self(node, self):
     for i, a in enumerate(node.inputs):
         if a is self:
             old = Tensor._make(self._data.copy())
+            if self._fw_grad is not None:  # forward AD over the backward needs it
+                _copy_tangent(old, self)
             if trace_state.current is not None:
                 trace_state.current.after_inplace(old, self)
             old.grad_fn = self.grad_fn

@@ -78,3 +78,10 @@ def on_inplace(self, out) -> None:
     if state.anomaly:
         from .anomaly_mode import note_inplace
         note_inplace(self, out)
+
+
+def copy_tangent(dst, src) -> None:
+    """``dst`` is a private copy of ``src``'s value (a snapshot): it gets the tangent too."""
+    if state.fw_level is not None:
+        from .forward_ad import _attach
+        _attach(dst, src._fw_grad)
