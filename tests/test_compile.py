@@ -13,6 +13,7 @@ from tracegrad.ir.graph import Eqn, Var, verify
 from tracegrad.ir.interpreter import evaluate
 from tracegrad.ir.tracer import GraphBreak
 from tracegrad.passes import PIPELINE, run_pipeline
+from tracegrad.passes.autodiff import expand_grads
 from tracegrad.passes.cse import eliminate_common_subexpressions
 from tracegrad.passes.dce import eliminate_dead_code
 from tracegrad.passes.fusion import fuse_elementwise
@@ -319,12 +320,42 @@ def _inputs_for(g, args):
 @pytest.mark.parametrize("name,fn", PIPELINE, ids=[n for n, _ in PIPELINE])
 def test_each_pass_keeps_values_and_verifies(name, fn):
     g, args = _step_graph()
+    if name != "autodiff":
+        g = expand_grads(g)  # the pipeline's order: every other pass sees expanded grads
     before = evaluate(g, _inputs_for(g, args))
     after_g = verify(fn(g))
     after = evaluate(after_g, _inputs_for(g, args))
     for a, b in zip(before, after):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert len(after_g.eqns) <= len(g.eqns)
+    if name == "autodiff":
+        assert g.count("grad") == 2 and after_g.count("grad") == 0
+        assert after_g.count("matmul") > g.count("matmul")
+    else:
+        assert len(after_g.eqns) <= len(g.eqns)
+
+
+def test_backward_in_trace_is_a_grad_request_that_autodiff_expands():
+    g, args = _step_graph()
+    names = [e.prim.name for e in g.eqns]
+    assert names.count("grad") == 2 and "permute" not in names   # no backward ops yet
+    expanded = expand_grads(g)
+    # d loss / d w2 = relu(x @ w1)^T @ (2 (y_pred - y)): the transposed matmul is there
+    assert expanded.count("permute") >= 2 and expanded.count("matmul") == 5
+
+
+def test_hooks_keep_the_recorded_tape():
+    w = tg.ones(3, requires_grad=True)
+    seen = []
+
+    def f(x):
+        y = w * x
+        y.register_hook(lambda g: seen.append(g.shape) or g * 2)
+        y.sum().backward()
+        return w.grad
+
+    g = tg.trace(f, tg.ones(3))
+    assert g.count("grad") == 0 and g.count("mul") >= 2  # the hook's op was recorded
+    assert seen == [(3,)]
 
 
 def test_dce_removes_unused():

@@ -128,7 +128,7 @@ def _exercise(row, shapes):
 
 
 # primitives that only passes create, never user code; each names where it is tested
-PASS_ONLY = {"fusion": "passes/fusion.py wraps a subgraph; see tests/test_compile.py"}
+from tracegrad.ir.ops import IR_ONLY as PASS_ONLY  # noqa: E402  (graph-only primitives; see tests/test_compile.py)
 
 
 def test_every_primitive_has_a_row(prim_calls):

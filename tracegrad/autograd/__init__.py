@@ -101,8 +101,29 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
             else:
                 t.retain_grad()
                 only.add(t.grad_fn)
+    traced = _traced_grads(outputs, roots, seeds, inputs, retain_graph, create_graph)
+    if traced is not None:
+        from .graph import accumulate_into
+        for t, g in zip(*traced):
+            if g is not None:
+                accumulate_into(t, g)
+        return
     run_backward(roots, seeds, retain_graph=retain_graph, create_graph=create_graph,
                  accumulate_only=only)
+
+
+def _traced_grads(outputs, roots, seeds, inputs, retain_graph, create_graph):
+    """Inside a traced function: record grad requests for the autodiff pass.
+
+    Returns (tensors, gradients) or None where the tape must run as recorded
+    (create_graph, hooks, custom Functions, graphs from outside the trace)."""
+    from ..tensor import trace_state
+    tracer = trace_state.current
+    if tracer is None or create_graph or not hasattr(tracer, "symbolic_grads"):
+        return None
+    if inputs is not None and any(t.grad_fn is not None for t in inputs):
+        return None
+    return tracer.symbolic_grads(outputs, roots, seeds, inputs, retain_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -129,14 +150,18 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError("One of the differentiated Tensors does not require grad")
     roots = _roots(outputs)
     seeds = _seed_grads(outputs, _as_tuple(grad_outputs), create_graph)
-    where = [(t.grad_fn, t._out_nr) if t.grad_fn is not None else (t._accumulator(), 0)
-             for t in inputs]
-    got = run_backward(roots, seeds, retain_graph=retain_graph, create_graph=create_graph,
-                       capture={node for node, _ in where}, accumulate=False)
-    result = []
-    for node, nr in where:
-        g = got.get(node)
-        result.append(g[nr] if isinstance(g, list) else g)
+    traced = _traced_grads(outputs, roots, seeds, inputs, retain_graph, create_graph)
+    if traced is not None:
+        result = list(traced[1])
+    else:
+        where = [(t.grad_fn, t._out_nr) if t.grad_fn is not None else (t._accumulator(), 0)
+                 for t in inputs]
+        got = run_backward(roots, seeds, retain_graph=retain_graph, create_graph=create_graph,
+                           capture={node for node, _ in where}, accumulate=False)
+        result = []
+        for node, nr in where:
+            g = got.get(node)
+            result.append(g[nr] if isinstance(g, list) else g)
     for i, g in enumerate(result):
         if g is None:
             if materialize_grads:

@@ -30,6 +30,31 @@ fusion_p = Primitive("fusion", _run_subgraph, _fusion_shape, _fusion_jax, vjp=No
                      differentiable=False, variadic=True)
 
 
+def _grad_shape(*args, n_roots, group):
+    wrt = args[-1]
+    return wrt.shape, wrt.dtype
+
+
+def _grad_unexpanded(*args, **params):
+    raise RuntimeError("a grad request must be expanded by the autodiff pass "
+                       "(tracegrad.passes.autodiff.expand_grads) before it runs")
+
+
+def _grad_jax(args, p):
+    raise RuntimeError("grad requests are expanded by the autodiff pass before lowering")
+
+
+# ``g = grad(*roots, *seeds, wrt, n_roots=k, group=i)``: the gradient of the roots
+# (weighted by the seeds) w.r.t. ``wrt``, as asked for by backward()/autograd.grad
+# inside a traced function. All requests of one group come from one call and are
+# expanded together by passes/autodiff.expand_grads.
+grad_p = Primitive("grad", _grad_unexpanded, _grad_shape, _grad_jax, vjp=None,
+                   differentiable=False, variadic=True)
+
+# primitives that exist only in graphs (no eager entry point, no op-table row)
+IR_ONLY = {"fusion": "passes/fusion.py wraps a subgraph", "grad": "expanded by passes/autodiff.py"}
+
+
 def _call(prim):
     def call(*args, **params):
         from ..functions import _as_tensor

@@ -79,6 +79,9 @@ class Tracer:
         self._views: dict[int, list] = {}
         self._stale: set[int] = set()
         self._created: list = []          # weakrefs of tensors made during the trace
+        self._made_nodes = weakref.WeakSet()  # backward nodes made during the trace
+        self._suspended = 0               # >0 while the tape runs for a grad request
+        self._n_grad_groups = 0
         self._snapshots: dict[int, tuple] = {}  # id(array) -> (array, copy) before first write
         self._grad_snapshots: dict[int, tuple] = {}
         self.rng_var: Var | None = None
@@ -166,6 +169,10 @@ class Tracer:
                 break
         out = Tensor._make(data)
         record(prim, args, params, out, name)
+        if out.grad_fn is not None:
+            self._made_nodes.add(out.grad_fn)
+        if self._suspended:
+            return out
         if self.recording and prim.name in _MASKABLE:
             prim, args, params = self._mask_indexing(prim, args, params)
         if self.recording:
@@ -182,6 +189,65 @@ class Tracer:
                 if self.phase != "forward":
                     self.phases[v] = self.phase
         return out
+
+    def symbolic_grads(self, outputs, roots, seeds, inputs, retain_graph):
+        """backward()/autograd.grad inside the trace, as grad requests.
+
+        The tape runs for real (values for this eager call) with recording
+        suspended; then one ``grad`` equation per differentiated tensor records
+        the request, for the autodiff pass to expand. Returns (tensors, grads), or
+        None when the recorded tape must be used instead (hooks, retain_grad,
+        custom Functions, or graph parts made outside this trace).
+        """
+        from ..autograd.engine import _discover, run_backward
+        from ..autograd.graph import AccumulateGrad, PrimitiveNode
+        from .ops import grad_p
+
+        if not self.recording or self._suspended:
+            return None
+        root_nodes = [n for n, _ in roots]
+        _, nodes = _discover(root_nodes)
+        for n in nodes:
+            if n._pre_hooks or n._post_hooks or n._retain_grad is not None:
+                return None
+            if n.__class__ is AccumulateGrad:
+                if n.variable._hooks:
+                    return None
+            elif not isinstance(n, PrimitiveNode) or n not in self._made_nodes:
+                return None
+        if inputs is None:
+            inputs = [n.variable for n in nodes if n.__class__ is AccumulateGrad]
+            inputs.sort(key=lambda t: self.var_of(t).id)
+        inputs = list(inputs)
+        root_vars = [self.var_of(o) for o in outputs]
+        seed_vars = [self.var_of(g) for g in seeds]
+        wrt_vars = [self.var_of(t) for t in inputs]
+        if not self.recording:
+            return None
+        where = [t.grad_fn if t.grad_fn is not None else t._accumulator() for t in inputs]
+        self._suspended += 1
+        try:
+            got = run_backward(roots, seeds, retain_graph=retain_graph, create_graph=False,
+                               capture=set(where), accumulate=False)
+        finally:
+            self._suspended -= 1
+        group = self._n_grad_groups
+        self._n_grad_groups += 1
+        site = user_site(3)
+        grads = []
+        for node, wv in zip(where, wrt_vars):
+            g = got.get(node)
+            if g is None:
+                grads.append(None)
+                continue
+            g = Tensor._make(g._data.copy())  # its own array: one Var per request
+            v = Var(g.shape, g.dtype)
+            self.eqns.append(Eqn(grad_p, (*root_vars, *seed_vars, wv),
+                                 {"n_roots": len(root_vars), "group": group}, v, site))
+            self._bind_array(g._data, v)
+            self.phases[v] = "backward"
+            grads.append(g)
+        return inputs, grads
 
     def _mask_indexing(self, prim, args, params):
         """Boolean-mask indexing makes shapes depend on data. ``x[mask] = scalar`` over

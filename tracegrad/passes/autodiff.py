@@ -86,7 +86,7 @@ def _wrap(v) -> Tensor:
     return Tensor._make(v)
 
 
-def vjp_graph(graph: Graph, seeds: dict, wrt: list) -> tuple[list[Eqn], list]:
+def vjp_graph(graph: Graph, seeds: dict, wrt: list, src: str = "autodiff") -> tuple[list[Eqn], list]:
     """Backward equations for ``graph``.
 
     seeds: {output Var: cotangent Var}; wrt: Vars to differentiate with respect to.
@@ -94,7 +94,7 @@ def vjp_graph(graph: Graph, seeds: dict, wrt: list) -> tuple[list[Eqn], list]:
     """
     from ..functions import sum_to
 
-    builder = GraphBuilder()
+    builder = GraphBuilder(src)
     ct: dict = {v: _wrap(s) for v, s in seeds.items()}
     wanted = set(wrt)
     with builder, no_grad():
@@ -121,17 +121,73 @@ def vjp_graph(graph: Graph, seeds: dict, wrt: list) -> tuple[list[Eqn], list]:
                     gi = gi.to(v.dtype)
                 prev = ct.get(v)
                 ct[v] = gi if prev is None else prev + gi
-    return builder.eqns, [ct[w]._data if w in ct else None for w in wrt]
+    grads = []
+    for w in wrt:
+        g = ct.get(w)
+        grads.append(None if g is None else g._data if isinstance(g._data, Var) else Const(g._data))
+    return builder.eqns, grads
 
 
 def expand_grads(graph: Graph) -> Graph:
-    """The autodiff stage of the compile pipeline.
+    """Replace each ``grad`` request by the backward equations that compute it.
 
-    Gradients requested inside a traced function (``loss.backward()``,
-    ``autograd.grad``) were recorded while tracing by running these same VJP
-    rules on traced values (the tape runs with hooks, retain_grad and custom
-    Functions intact), so the traced graph already holds them; gradients *of* a
-    compiled function come from ``vjp_graph``. This stage marks where autodiff
-    happened: the equations tagged as backward.
+    ``loss.backward()`` inside a traced function records, per leaf, a request
+    ``g = grad(loss, seed, w, n_roots=1, group=0)``; this pass walks the equations
+    before it in reverse, applying each primitive's VJP rule (``vjp_graph``).
+
+    before:                          after:
+        v0 = mul(x, w)                   v0 = mul(x, w)
+        v1 = sum(v0, ...)                v1 = sum(v0, ...)
+        g = grad(v1, c, w, ...)          v2 = reshape(c, ...)
+                                         v3 = broadcast_to(v2, ...)
+                                         g = mul(v3, x)
     """
-    return graph
+    from ..ir.ops import grad_p
+    from .rewrite import substitute
+
+    if not any(e.prim is grad_p for e in graph.eqns):
+        return graph
+    groups: dict = {}
+    for e in graph.eqns:
+        if e.prim is grad_p:
+            groups.setdefault(e.params["group"], []).append(e)
+    out: list[Eqn] = []
+    mapping: dict = {}
+    done = set()
+
+    def find(v):
+        while v in mapping:
+            v = mapping[v]
+        return v
+
+    for e in graph.eqns:
+        if e.prim is not grad_p:
+            inputs = tuple(find(v) for v in e.inputs)
+            out.append(e.replace(inputs=inputs) if inputs != e.inputs else e)
+            continue
+        gid = e.params["group"]
+        if gid in done:
+            continue
+        done.add(gid)
+        requests = groups[gid]
+        k = e.params["n_roots"]
+        roots = [find(v) for v in e.inputs[:k]]
+        seeds = {}
+        for r, s in zip(roots, (find(v) for v in e.inputs[k:2 * k])):
+            seeds[r] = s  # a root given twice: the builder adds both seeds below
+        wrt = [find(r.inputs[-1]) for r in requests]
+        prefix = Graph(graph.inputs, out, roots)
+        new_eqns, grads = vjp_graph(prefix, seeds, wrt, src=e.src)
+        out.extend(new_eqns)
+        for r, gv in zip(requests, grads):
+            if gv is None:
+                from ..primitives import full_p
+                z = Var(r.out.shape, r.out.dtype)
+                out.append(Eqn(full_p, (), {"shape": r.out.shape, "value": 0,
+                                            "dtype": r.out.dtype}, z, e.src))
+                gv = z
+            mapping[r.out] = gv
+    phase = dict(graph.meta.get("phase", {}))
+    made = {e.out for e in out} - {e.out for e in graph.eqns}
+    phase.update({v: "backward" for v in made})
+    return substitute(graph.replace(eqns=out, meta={**graph.meta, "phase": phase}), mapping)

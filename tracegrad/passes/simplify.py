@@ -59,10 +59,11 @@ def _identity_rule(e, producers):
 
 
 def _noop_shape_rule(e, producers):
-    """reshape/broadcast_to to the same shape, cast to the same dtype, identity permute -> x"""
+    """reshape/broadcast_to to the same shape, cast to the same dtype, identity permute,
+    copy (values are immutable in the graph) -> x"""
     name = e.prim.name
     x = e.inputs[0] if e.inputs else None
-    if name in ("reshape", "broadcast_to", "cast") and _same_type(x, e.out):
+    if name in ("reshape", "broadcast_to", "cast", "copy") and _same_type(x, e.out):
         return x
     if name == "permute" and e.params["perm"] == tuple(range(len(e.params["perm"]))):
         return x
