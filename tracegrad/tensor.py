@@ -17,7 +17,7 @@ from .autograd import grad_mode
 from .autograd.graph import AccumulateGrad, RemovableHandle, _HookDict, make_node
 from .autograd._op_hooks import apply_hooked as _apply_hooked, on_inplace as _on_inplace
 from .autograd._op_hooks import copy_tangent as _copy_tangent
-from .autograd._op_hooks import state as _op_state
+from .autograd._op_hooks import impl as _op_impl, state as _op_state
 
 _EMPTY: dict = {}
 _grad_state = grad_mode._state
@@ -66,6 +66,9 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
                 out._rg = True
                 break
     return out
+
+
+_op_impl.apply = apply
 
 
 def _compute(prim, args, params):

@@ -31,25 +31,38 @@ def refresh() -> None:
 _NS = time.perf_counter_ns
 
 
+class _Impl:
+    """The hooks' implementations, set by their modules when they load (they import
+    this module, so it cannot import them)."""
+
+    apply = None             # tensor.apply
+    propagate = None         # forward_ad.propagate
+    note_forward = None      # anomaly_mode.note_forward
+    run_node_checked = None  # anomaly_mode.run_node_checked
+
+
+impl = _Impl()
+
+
 def apply_hooked(prim, args, params, name):
     """``tensor.apply`` while a hook is on: time it, record the forward site, push
     tangents through it."""
-    from ..tensor import apply
-
     rec = state.profiler
-    if rec is not None:
+    if rec is None:
+        out = impl.apply(prim, args, params, name, _hooked=True)
+    else:
         frame = rec.push(rec.op_name(prim))
-    try:
-        out = apply(prim, args, params, name, _hooked=True)
-        if state.anomaly and out.grad_fn is not None:
-            from .anomaly_mode import note_forward
-            note_forward(out.grad_fn)
-        if state.fw_level is not None and not state.fw_paused and prim.differentiable:
-            from .forward_ad import propagate
-            propagate(prim, args, params, out)
-    finally:
-        if rec is not None:
+        try:
+            out = impl.apply(prim, args, params, name, _hooked=True)
+        finally:
             rec.pop(frame)
+    if state.anomaly and out.grad_fn is not None:
+        impl.note_forward(out.grad_fn)
+    if state.fw_level is not None and not state.fw_paused and prim.differentiable:
+        for a in args:
+            if a._fw_grad is not None:
+                impl.propagate(prim, args, params, out)
+                break
     return out
 
 
@@ -60,8 +73,7 @@ def run_node_hooked(node, g):
         frame = rec.push(node.name())
     try:
         if state.anomaly:
-            from .anomaly_mode import run_node_checked
-            return run_node_checked(node, g)
+            return impl.run_node_checked(node, g)
         return node.apply(g) if node._n_out == 1 else node.apply(*g)
     finally:
         if rec is not None:

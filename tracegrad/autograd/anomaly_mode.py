@@ -33,6 +33,7 @@ import warnings
 
 import numpy as np
 
+from ._op_hooks import impl as _hook_impl
 from ._op_hooks import refresh, state
 
 __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
@@ -111,14 +112,22 @@ class detect_anomaly:
 # ----------------------------------------------------------------------------
 # recording (called from _op_hooks while anomaly mode is on)
 
+_is_user_code: dict = {}  # code object -> whether it is outside tracegrad
+
+
 def _user_frames(limit: int = _MAX_FRAMES) -> list:
-    """(file, line, function) of the innermost frames outside tracegrad."""
+    """(code, line) of the innermost frames outside tracegrad (formatted on error)."""
     f = sys._getframe(1)
     frames = []
     while f is not None and len(frames) < limit:
-        fn = f.f_code.co_filename
-        if not fn.startswith(_PKG_DIR) and "importlib" not in fn and "<frozen" not in fn:
-            frames.append((fn, f.f_lineno, f.f_code.co_name))
+        code = f.f_code
+        user = _is_user_code.get(code)
+        if user is None:
+            fn = code.co_filename
+            user = _is_user_code[code] = not (fn.startswith(_PKG_DIR) or "importlib" in fn
+                                               or "<frozen" in fn)
+        if user:
+            frames.append((code, f.f_lineno))
         f = f.f_back
     return frames
 
@@ -146,8 +155,8 @@ def note_inplace(t, out) -> None:
 def _site(frames) -> str:
     if not frames:
         return "<unknown>"
-    fn, line, _ = frames[0]
-    return f"{fn}:{line}"
+    code, line = frames[0]
+    return f"{code.co_filename}:{line}"
 
 
 def format_forward_trace(node) -> str:
@@ -156,8 +165,9 @@ def format_forward_trace(node) -> str:
         return ("No forward pass information available. Enable detect anomaly during the "
                 "forward pass for more information.")
     lines = ["Traceback of forward call that caused the error (innermost last):"]
-    for fn, line, name in reversed(frames):
-        lines.append(f'  File "{fn}", line {line}, in {name}')
+    for code, line in reversed(frames):
+        fn = code.co_filename
+        lines.append(f'  File "{fn}", line {line}, in {code.co_name}')
         src = linecache.getline(fn, line).strip()
         if src:
             lines.append(f"    {src}")
@@ -206,3 +216,7 @@ def run_node_checked(node, g):
                 err._anomaly_noted = True
                 raise err
     return grads
+
+
+_hook_impl.note_forward = note_forward
+_hook_impl.run_node_checked = run_node_checked

@@ -26,6 +26,7 @@ import weakref
 from collections import namedtuple
 
 from . import grad_mode
+from ._op_hooks import impl as _hook_impl
 from ._op_hooks import refresh, state
 
 __all__ = ["dual_level", "enter_dual_level", "exit_dual_level", "make_dual", "unpack_dual",
@@ -173,12 +174,16 @@ def propagate(prim, args, params, out) -> None:
         _carriers.append(weakref.ref(node))
 
 
+_hook_impl.propagate = propagate
+
+
 # NOTE: [Derived JVP]. A primitive without a ``jvp`` rule gets one from its VJP
 # rules, which are linear in the cotangent: with u a dummy cotangent,
 # <J^T u, v> = <u, J v>, so J v is the gradient of <vjp(u), v> with respect to u.
 # Exact (the VJP rules of this op table are all linear in u), but it runs the VJP
-# rules and then a small backward pass over them: about 3-5x an explicit rule
-# (benchmarks/forward_ad.py).
+# rules and then a backward pass over them, whose fixed cost dominates small ops:
+# 9-40x an explicit rule at 64x100 (benchmarks/forward_ad.py). So the common ops
+# have explicit rules, and the derived one is the fallback for the rest.
 
 def derived_jvp(prim, args, params, out, tangents):
     """J v for ``prim`` at ``args`` by transposing its VJP (the double-VJP trick)."""
