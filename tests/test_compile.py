@@ -421,3 +421,16 @@ def test_compiled_dropout_draws_a_fresh_mask_each_call():
     masks = {tuple((f(x) > 0).tolist()) for _ in range(4)}
     assert len(masks) == 4
     assert set(f(x).tolist()) <= {0.0, 2.0}
+
+
+def test_literal_made_a_leaf_inside_the_trace_gets_gradients():
+    def f(x):
+        s = tg.tensor(2.0).requires_grad_()
+        (g,) = tg.autograd.grad((s * x).sum(), s)
+        return g
+
+    cf = tg.compile(f)
+    x = tg.tensor([1.0, 2.0, 3.0])
+    assert cf(x).item() == 6.0
+    assert cf(x).item() == 6.0          # the compiled call
+    assert cf(x * 2).item() == 12.0

@@ -11,6 +11,7 @@ from . import dtypes
 from . import functions as F
 from . import primitives as P
 from .autograd.grad_mode import _state as _grad_state
+from ._storage import make_writable
 from .tensor import Tensor, apply, commit_inplace, trace_state
 from .tensor import _on_inplace, _op_state
 
@@ -187,7 +188,7 @@ def _fill_(self, value, _name=None):
         everywhere = F._const(True, dtypes.bool_)
         return commit_inplace(self, apply(P.where_p, (everywhere, v, self), name=name))
     if self._data.__class__ is np.ndarray and trace_state.current is None:
-        if not self._data.flags.writeable:
+        if not make_writable(self._data):
             commit_inplace(self, self)
         self._data[...] = value._data if isinstance(value, Tensor) else value
         self._vc[0] += 1
@@ -208,7 +209,7 @@ def _copy_(self, src, non_blocking=False):
     if _grad_state.enabled and (self._rg or src._rg):
         return commit_inplace(self, apply(P.copy_p, (src,), name="CopyBackwards"))
     if self._data.__class__ is np.ndarray and src._data.__class__ is np.ndarray and trace_state.current is None:
-        if not self._data.flags.writeable:
+        if not make_writable(self._data):
             commit_inplace(self, self)
         self._data[...] = src._data
         self._vc[0] += 1

@@ -21,6 +21,7 @@ from .autograd._op_hooks import state as _op_state
 from .autograd.grad_mode import is_grad_enabled
 from .autograd.profiler import _record_range, record_function
 from .ir.tracer import GraphBreak, Tracer, user_site
+from ._storage import lookup, make_writable, remember
 from .tensor import Tensor
 
 
@@ -121,6 +122,9 @@ class _Entry:
         for owner, was_none, shape in tr.grad_reads:
             self.guards.append((f"{_name(owner)}.grad", "grad_presence", owner, was_none,
                                 None, None))
+        for src, value in tr.const_sources:
+            desc = f"{_name(src[1])}.grad" if src[0] == "grad" else _name(src[1])
+            self.guards.append((desc, "constant", src, value, None, None))
 
     def check_guards(self):
         for desc, kind, obj, a, b, c in self.guards:
@@ -139,6 +143,11 @@ class _Entry:
                 if (obj._grad is None) != a:
                     return f"{desc}: {'None' if a else 'a tensor'} -> " \
                            f"{'None' if obj._grad is None else 'a tensor'}"
+            elif kind == "constant":
+                t = obj[1]._grad if obj[0] == "grad" else obj[1]
+                cached = lookup(t._data) if t is not None else None
+                if cached is None or cached[1] != a:
+                    return f"{desc}: no longer filled with {a!r} as the last call left it"
         return None
 
     def build(self):
@@ -147,7 +156,8 @@ class _Entry:
         t0 = time.perf_counter()
         final, stages = run_pipeline(self.trace.graph)
         t1 = time.perf_counter()
-        self.lowered = lower(final)
+        self.plan, program = _output_plan(final, self.trace)
+        self.lowered = lower(program)
         t2 = time.perf_counter()
         self.stages = stages
         self.final = final
@@ -168,12 +178,11 @@ class _Entry:
         if "xla_first_call" not in self.timings:
             self.timings["xla_first_call"] = time.perf_counter() - t0
             _record_range("tracegrad::xla_first_call", t0, time.perf_counter())
+        values = [outs[pos] if pos is not None else None for pos, _ in self.plan]
         n = tr.n_out
-        results = [Tensor._make(np.array(o)) for o in outs[:n]]
+        results = [Tensor._make(np.array(o)) for o in values[:n]]
         k = n
         for src in tr.writes:
-            val = np.asarray(outs[k])
-            k += 1
             kind = src[0]
             if kind == "arg":
                 t = flat[src[1]][1]
@@ -181,14 +190,20 @@ class _Entry:
                 t = src[1]
             else:
                 t = src[1]._grad
-            t._data[...] = val
+            _write_back(t._data, values[k], self.plan[k][1])
             t._vc[0] += 1
+            k += 1
         for owner, has in tr.grad_effects:
             if has:
-                owner._grad = Tensor._make(np.array(outs[k]))
+                const = self.plan[k][1]
+                arr = (np.full(const[1], const[0], const[2]) if const is not None
+                       else np.array(values[k]))
+                _write_back(arr, values[k], const, copy=False)
+                owner._grad = Tensor._make(arr)
                 k += 1
             else:
                 owner._grad = None
+        outs = values
         if tr.autograd is not None and is_grad_enabled():
             tr.autograd.attach(results, outs[k:], flat)
         # non-tensor parts of the result keep the values they had when traced
@@ -199,17 +214,101 @@ class _Entry:
         for src in self.trace.sources:
             kind = src[0]
             if kind == "arg":
-                inputs.append(flat[src[1]][1]._data)
+                arr = flat[src[1]][1]._data
             elif kind == "scalar":
                 inputs.append(np.float64(flat[src[1]][1]))
+                continue
             elif kind == "tensor":
-                inputs.append(src[1]._data)
+                arr = src[1]._data
             elif kind == "grad":
-                inputs.append(src[1]._grad._data)
+                arr = src[1]._grad._data
             elif kind == "rng":
                 from .functions import default_generator
                 inputs.append(default_generator._np.integers(0, 2 ** 32, size=2, dtype=np.uint32))
+                continue
+            cached = lookup(arr)
+            if cached is None:
+                inputs.append(arr)
+            elif cached[0] is not None:
+                inputs.append(cached[0])
+            else:
+                inputs.append(_device_constant(cached[1], arr.shape, arr.dtype))
         return inputs
+
+
+def _output_plan(final, trace):
+    """Which outputs the XLA program returns, and which are constants written on the host.
+
+    State the step leaves filled with one value (``grad.zero_()``) is written with a
+    NumPy fill and remembered as a constant, rather than returned from XLA."""
+    from .ir.graph import Const
+    from .primitives import full_p
+    producers = {e.out: e for e in final.eqns}
+    n_state = len(trace.writes) + sum(1 for _, has in trace.grad_effects if has)
+    plan, kept = [], []
+    for k, v in enumerate(final.outputs):
+        const = None
+        if trace.n_out <= k < trace.n_out + n_state:
+            e = producers.get(v)
+            if e is not None and e.prim is full_p:
+                const = (e.params["value"], e.out.shape, e.out.dtype.np)
+            elif isinstance(v, Const) and v.value.size and (v.value == v.value.flat[0]).all():
+                const = (v.value.flat[0].item(), v.shape, v.dtype.np)
+        if const is None:
+            plan.append((len(kept), None))
+            kept.append(v)
+        else:
+            plan.append((None, const))
+    if len(kept) == len(final.outputs):
+        return plan, final
+    from .passes.dce import eliminate_dead_code
+    return plan, eliminate_dead_code(final.replace(outputs=kept, output_names=None))
+
+
+def _remember_constant_state(trace, flat):
+    """After the traced (eager) call: state it left filled with one value is
+    remembered as such, so the next trace can specialise on it (e.g. zeroed grads)."""
+    from .primitives import full_p
+    producers = {e.out: e for e in trace.graph.eqns}
+    n = trace.n_out
+    targets = []
+    for src in trace.writes:
+        if src[0] == "arg":
+            targets.append(flat[src[1]][1])
+        elif src[0] == "tensor":
+            targets.append(src[1])
+        else:
+            targets.append(src[1]._grad)
+    targets += [owner._grad for owner, has in trace.grad_effects if has]
+    for t, v in zip(targets, trace.graph.outputs[n:]):
+        e = producers.get(v)
+        if t is not None and e is not None and e.prim is full_p:
+            remember(t._data, None, constant=e.params["value"])
+
+
+_DEVICE_CONSTANTS: dict = {}
+
+
+def _device_constant(value, shape, dtype):
+    key = (value, tuple(shape), np.dtype(dtype).str)
+    c = _DEVICE_CONSTANTS.get(key)
+    if c is None:
+        import jax.numpy as jnp
+        c = _DEVICE_CONSTANTS[key] = jnp.full(shape, value, dtype)
+    return c
+
+
+def _write_back(arr, value, const, copy=True):
+    """Store a compiled call's result into the host array ``arr``; keep the device value."""
+    make_writable(arr)
+    if const is not None:
+        if copy:
+            arr[...] = const[0]
+        remember(arr, _device_constant(*const), constant=const[0])
+    else:
+        if copy:
+            arr[...] = np.asarray(value)
+        remember(arr, value)
 
 
 def _name(t):
@@ -359,6 +458,7 @@ class CompiledFunction:
             return result
         trace = tracer.finish(outs)
         trace.graph.meta["seconds"] = trace_seconds
+        _remember_constant_state(trace, flat)
         if needs_autograd:
             from .compiled_autograd import split_forward_backward
             trace.autograd = split_forward_backward(trace, outs, flat)

@@ -18,6 +18,7 @@ import numpy as np
 from . import dtypes
 from . import primitives as P
 from .dtypes import DType, as_dtype, result_type
+from ._storage import make_writable
 from .tensor import Size, Tensor, _op_state, apply, commit_inplace, trace_state
 
 _bool, _int, _pyfloat, _slice = builtins.bool, builtins.int, builtins.float, builtins.slice
@@ -1045,7 +1046,7 @@ def setitem(x: Tensor, key, value) -> None:
     recording = _state.enabled and (x._rg or v._rg)
     if not recording and trace_state.current is None and x._data.__class__ is np.ndarray \
             and not _op_state.active:  # forward AD, profiler, anomaly mode see every op
-        if not x._data.flags.writeable:
+        if not make_writable(x._data):
             commit_inplace(x, x)  # raises the clear error
         np_index = P._fill(index, [t._data for t in tensors]) if tensors else index
         x._data[np_index] = v._data

@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 
 from . import dtypes
+from ._storage import make_writable
 from .autograd import grad_mode
 from .autograd.graph import AccumulateGrad, RemovableHandle, _HookDict, make_node
 from .autograd._op_hooks import apply_hooked as _apply_hooked, on_inplace as _on_inplace
@@ -122,7 +123,7 @@ def commit_inplace(self: "Tensor", out: "Tensor") -> "Tensor":
                            f"desired output type {_TORCH_TYPE_NAMES[sd.name]}")
     node = out.grad_fn
     data = self._data
-    if not data.flags.writeable:
+    if not make_writable(data):
         raise RuntimeError("unsupported operation: more than one element of the written-to "
                            "tensor refers to a single memory location. Please clone() the "
                            "tensor before performing the operation.")

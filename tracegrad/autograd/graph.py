@@ -269,6 +269,7 @@ class AccumulateGrad(Node):
 
 def accumulate_into(t, g) -> None:
     """t.grad += g, as PyTorch does it: in place when no graph is being built."""
+    from .._storage import make_writable
     from ..autograd.grad_mode import is_grad_enabled
     from ..primitives import copy_p
     from ..tensor import apply, trace_state
@@ -287,7 +288,7 @@ def accumulate_into(t, g) -> None:
         if tracer is not None:
             tracer.note_grad_write(t)
         t._grad = new
-    elif is_grad_enabled() or not old._data.flags.writeable:
+    elif is_grad_enabled() or not make_writable(old._data):
         if tracer is not None:
             tracer.note_grad_write(t)
         t._grad = old + g

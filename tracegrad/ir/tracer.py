@@ -82,6 +82,7 @@ class Tracer:
         self._made_nodes = weakref.WeakSet()  # backward nodes made during the trace
         self._suspended = 0               # >0 while the tape runs for a grad request
         self._n_grad_groups = 0
+        self.const_captures: list = []    # (source, value): state specialised as a constant
         self._snapshots: dict[int, tuple] = {}  # id(array) -> (array, copy) before first write
         self._grad_snapshots: dict[int, tuple] = {}
         self.rng_var: Var | None = None
@@ -139,7 +140,18 @@ class Tracer:
             source, name = ("grad", owner), _tensor_name(owner) + "_grad"
         else:
             source, name = ("tensor", t), _tensor_name(t)
-        v = self._new_input(arr, t.dtype, source, name)
+        from .._storage import lookup
+        cached = lookup(arr)
+        if cached is not None and cached[1] is not None:
+            # state a compiled call left filled with one value (e.g. a zeroed .grad):
+            # specialise on it, guarded, instead of reading it as an input
+            from ..primitives import full_p
+            v = Var(arr.shape, t.dtype)
+            self.eqns.append(Eqn(full_p, (), {"shape": arr.shape, "value": cached[1],
+                                              "dtype": t.dtype}, v, "state"))
+            self.const_captures.append((source, cached[1]))
+        else:
+            v = self._new_input(arr, t.dtype, source, name)
         self._bind_array(arr, v)
         self.captured.append((source, t, arr, v))
         return v
@@ -157,6 +169,13 @@ class Tracer:
         if key in self._stale:
             self.graph_break("a view was read after its base tensor was modified in place "
                              "(tracing cannot follow NumPy views)", depth=4)
+        if t._rg and isinstance(v, Const) and self.recording and not self._suspended:
+            # a literal that became a leaf (requires_grad_()): gradients need a Var
+            from ..primitives import copy_p
+            w = Var(v.shape, v.dtype)
+            self.eqns.append(Eqn(copy_p, (v,), {}, w, user_site(4)))
+            self.vars[key] = w
+            return w
         return v
 
     # ---- recording --------------------------------------------------------------
@@ -379,7 +398,9 @@ class Tracer:
     # ---- after the call ---------------------------------------------------------
     def rollback(self) -> None:
         """Undo writes to state from outside the function (an exception was raised)."""
+        from .._storage import make_writable
         for arr, copy in self._snapshots.values():
+            make_writable(arr)
             arr[...] = copy
         for owner, old in self._grad_snapshots.values():
             owner._grad = old
@@ -427,9 +448,11 @@ class Tracer:
                  + [f"grad_{_tensor_name(o)}" for o, v in grad_effects if v is not None])
         graph = Graph(self.inputs, self.eqns, graph_outputs, self.input_names, names,
                       name=self.name, meta={"stage": "traced", "phase": self.phases})
-        return TraceResult(graph, self.sources, len(out_vars), [s for s, _ in writes],
-                           [(o, v is not None) for o, v in grad_effects],
-                           list(self.grad_reads.values()), [c[1] for c in self.captured])
+        result = TraceResult(graph, self.sources, len(out_vars), [s for s, _ in writes],
+                             [(o, v is not None) for o, v in grad_effects],
+                             list(self.grad_reads.values()), [c[1] for c in self.captured])
+        result.const_sources = list(self.const_captures)
+        return result
 
 
 _MASKABLE = {"getitem", "index_add", "index_put"}
@@ -447,6 +470,7 @@ class TraceResult:
         self.grad_reads = grad_reads
         self.captured = captured
         self.autograd = None  # set when calls must return outputs with a grad_fn
+        self.const_sources = []
 
 
 def _tensor_name(t) -> str:
