@@ -434,3 +434,51 @@ def test_literal_made_a_leaf_inside_the_trace_gets_gradients():
     assert cf(x).item() == 6.0
     assert cf(x).item() == 6.0          # the compiled call
     assert cf(x * 2).item() == 12.0
+
+
+def _sgd_step_fn(w):
+    def step(x):
+        loss = (w * x).sum()
+        loss.backward()
+        with tg.no_grad():
+            w.sub_(0.1 * w.grad)
+            w.grad.zero_()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("edit", [
+    lambda w: w.data.mul_(0),                    # through a .data alias
+    lambda w: tg.no_grad()(lambda: w.fill_(0.0))(),
+    lambda w: tg.no_grad()(lambda: w.copy_(tg.zeros(3)))(),
+])
+def test_eager_writes_between_compiled_calls_are_seen(edit):
+    w = tg.ones(3, requires_grad=True)
+    f = tg.compile(_sgd_step_fn(w))
+    x = tg.ones(3)
+    for _ in range(4):
+        f(x)
+    assert np.allclose(w.tolist(), 0.6)
+    edit(w)
+    f(x)
+    assert np.allclose(w.tolist(), -0.1)
+    assert np.all(_np(w.grad) == 0)
+
+
+def test_untracked_numpy_writes_to_compiled_state_fail_loudly():
+    w = tg.ones(3, requires_grad=True)
+    f = tg.compile(_sgd_step_fn(w))
+    for _ in range(3):
+        f(tg.ones(3))
+    with pytest.raises(ValueError, match="read-only"):
+        w.detach().numpy()[0] = 5.0
+
+
+def test_zeroed_grads_are_specialised_as_constants():
+    w = tg.ones(3, requires_grad=True)
+    f = tg.compile(_sgd_step_fn(w))
+    for _ in range(4):
+        f(tg.ones(3))
+    entry = next(iter(f._cache.values()))
+    assert any(g[1] == "constant" for g in entry.guards)
+    assert "grad" not in " ".join(entry.trace.graph.input_names)
