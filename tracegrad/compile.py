@@ -157,7 +157,11 @@ class _Entry:
         final, stages = run_pipeline(self.trace.graph)
         t1 = time.perf_counter()
         self.plan, program = _output_plan(final, self.trace)
-        self.lowered = lower(program)
+        # state the call overwrites is donated: XLA may reuse its buffer for the result
+        written = set(map(_source_key, self.trace.writes))
+        self.donate = tuple(i for i, s in enumerate(self.trace.sources)
+                            if s[0] in ("tensor", "arg") and _source_key(s) in written)
+        self.lowered = lower(program, donate=self.donate)
         t2 = time.perf_counter()
         self.stages = stages
         self.final = final
@@ -174,7 +178,13 @@ class _Entry:
         tr = self.trace
         inputs = self._inputs(flat)
         t0 = time.perf_counter()
-        outs = self.lowered.fn(*inputs)
+        try:
+            outs = self.lowered.fn(*inputs)
+        except BaseException:
+            for i in self.donate:  # a donated device value may be gone: use the host copy
+                make_writable(inputs[i]) if isinstance(inputs[i], np.ndarray) else None
+                _forget_source(self.trace.sources[i], flat)
+            raise
         if "xla_first_call" not in self.timings:
             self.timings["xla_first_call"] = time.perf_counter() - t0
             _record_range("tracegrad::xla_first_call", t0, time.perf_counter())
@@ -231,6 +241,8 @@ class _Entry:
                 inputs.append(arr)
             elif cached[0] is not None:
                 inputs.append(cached[0])
+            elif len(inputs) in self.donate:
+                inputs.append(arr)  # never donate a shared device constant
             else:
                 inputs.append(_device_constant(cached[1], arr.shape, arr.dtype))
         return inputs
@@ -263,6 +275,15 @@ def _output_plan(final, trace):
         return plan, final
     from .passes.dce import eliminate_dead_code
     return plan, eliminate_dead_code(final.replace(outputs=kept, output_names=None))
+
+
+def _source_key(src):
+    return (src[0], src[1] if src[0] in ("arg", "scalar") else id(src[1]))
+
+
+def _forget_source(src, flat):
+    t = flat[src[1]][1] if src[0] == "arg" else src[1]
+    make_writable(t._data)
 
 
 def _remember_constant_state(trace, flat):

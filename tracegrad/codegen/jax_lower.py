@@ -95,4 +95,8 @@ def lower(graph: Graph, donate: tuple = ()) -> Lowered:
     exec(compile(source, f"<tracegrad jax: {graph.name}>", "exec"), namespace)
     fn = namespace[_py_name(graph.name)]
     jitted = jax.jit(fn, donate_argnums=tuple(donate))
+    if donate:
+        import warnings
+        # on backends that cannot donate, jax says so once per program; nothing to act on
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
     return Lowered(source, jitted, consts)
