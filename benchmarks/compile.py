@@ -10,20 +10,19 @@ Rows:
     and donated params, torch eager;
   * first calls: tracegrad.compile's calls until the first compiled run (trace,
     passes, codegen, XLA compile) vs jax.jit's first call, each measured in a fresh
-    process after a warm-up, median of 3;
+    process after a warm-up, fastest of 5;
   * a cache-hit call of f(x) = x * 2 + 1 on float32[3] vs jax.jit dispatch;
   * trace + passes time vs graph size (about 1k, 10k, 100k equations).
 
-Prints one table from one run. Steady-state times are medians over interleaved
-rounds; ratios are tracegrad/peer, the median of per-round ratios, and "spread"
-is the range of those per-round ratios.
+Prints one table from one run. Times are the fastest of interleaved rounds (or of
+alternating fresh processes); ratios are tracegrad/peer of those, and "spread" is
+the range of the per-round (paired) ratios: the run's noise.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _util import (compare, env_lines, fmt_time, optional_torch, paired_ratio,  # noqa: E402
+from _util import (compare, env_lines, fmt_time, optional_torch, ratio,  # noqa: E402
                    print_table, set_torch_threads, time_once)
 from eager import LR as SEED_LR, SEED_SHAPE, seed_data, seed_step_case  # noqa: E402
 
@@ -170,11 +169,11 @@ def steady_rows(label, tg_build, torch_build, jax_build, torch, target_jax, targ
     def row(what, peer_name, peer, target):
         c = t["compile"]
         if peer not in t:
-            return [f"{label}: {what}", fmt_time(c.median, "ms"), peer_name, "n/a", "n/a",
+            return [f"{label}: {what}", fmt_time(c.min, "ms"), peer_name, "n/a", "n/a",
                     _target_text(target), "n/a", "n/a"]
-        r, lo, hi = paired_ratio(c, t[peer])
-        return [f"{label}: {what}", fmt_time(c.median, "ms"), peer_name,
-                fmt_time(t[peer].median, "ms"), f"{r:.2f}x", _target_text(target),
+        r, lo, hi = ratio(c, t[peer])
+        return [f"{label}: {what}", fmt_time(c.min, "ms"), peer_name,
+                fmt_time(t[peer].min, "ms"), f"{r:.2f}x", _target_text(target),
                 _met(r, target), f"{lo:.2f}-{hi:.2f}x"]
 
     return [row("compiled step vs jax.jit", "jax.jit", "jax", target_jax),
@@ -239,8 +238,8 @@ def first_call_rows(repeats: int):
         for _ in range(repeats):  # alternate, so drift in machine load hits both
             tg_runs.append(child(f"tg-{model}"))
             jax_runs.append(child(f"jax-{model}"))
-        tg_total = statistics.median(r["total"] for r in tg_runs)
-        jax_total = statistics.median(r["total"] for r in jax_runs)
+        tg_total = min(r["total"] for r in tg_runs)
+        jax_total = min(r["total"] for r in jax_runs)
         ratios = sorted(a["total"] / b["total"] for a, b in zip(tg_runs, jax_runs))
         r = tg_total / jax_total
         rows.append([f"{label}: first calls until compiled vs jax.jit first call",
@@ -267,9 +266,9 @@ def cache_hit_row(rounds, min_batch):
     t = compare({"tg": lambda: f(x), "jax": lambda: jf(xj).block_until_ready()},
                 rounds=rounds, min_batch_s=min_batch)
     assert f.cache_info().misses <= 2 and f.cache_info().hits > 0
-    r, lo, hi = paired_ratio(t["tg"], t["jax"])
-    return ["cache-hit call, x * 2 + 1 on float32[3]", fmt_time(t["tg"].median, "us"),
-            "jax.jit", fmt_time(t["jax"].median, "us"), f"{r:.2f}x", _target_text(2.0),
+    r, lo, hi = ratio(t["tg"], t["jax"])
+    return ["cache-hit call, x * 2 + 1 on float32[3]", fmt_time(t["tg"].min, "us"),
+            "jax.jit", fmt_time(t["jax"].min, "us"), f"{r:.2f}x", _target_text(2.0),
             _met(r, 2.0), f"{lo:.2f}-{hi:.2f}x"]
 
 
@@ -330,7 +329,7 @@ def main(argv=None):
                     help="seconds of calls per candidate per round")
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS/XLA/torch threads (read by pin_threads at import)")
-    ap.add_argument("--first-call-repeats", type=int, default=3)
+    ap.add_argument("--first-call-repeats", type=int, default=5)
     ap.add_argument("--max-nodes", type=int, default=100_000,
                     help="largest graph for the trace+passes scaling rows")
     ap.add_argument("--first-call", help=argparse.SUPPRESS)  # child-process mode
@@ -354,13 +353,13 @@ def main(argv=None):
     rows += sc_rows
 
     footer = [
-        "steady state: median ms/step over interleaved rounds after warm-up; ratio = median of "
-        "per-round tracegrad/peer; spread = min-max of per-round ratios",
+        f"steady state: ms/step, fastest of {args.rounds} interleaved rounds after warm-up; "
+        "ratio = tracegrad/peer of those; spread = min-max of the per-round ratios (noise)",
         f"seed net {'x'.join(map(str, SEED_SHAPE))}, by-hand SGD; MLP "
         f"{'x'.join(map(str, MLP_SHAPE))}, Linear+ReLU+Linear, cross_entropy, SGD; float32",
-        f"first calls: fresh process each, after a shared warm-up, median of "
-        f"{args.first_call_repeats} (tracegrad: every call up to and including the first "
-        "compiled run); best run:",
+        f"first calls: fresh process each, after a shared warm-up, fastest of "
+        f"{args.first_call_repeats}, alternating (tracegrad: every call up to and including the "
+        "first compiled run); tracegrad's fastest run:",
         *fc_notes,
         "cache hit: tracegrad returns a host (NumPy) array; jax.jit is timed to "
         "block_until_ready",
