@@ -103,6 +103,19 @@ def _first(r):
     return r[0] if isinstance(r, tuple) else r
 
 
+class _late:
+    """Names bound after import (tensor.py and functions.py import this module)."""
+
+    Tensor = None
+    sum_to = None
+
+    @classmethod
+    def load(cls):
+        from ..functions import sum_to
+        from ..tensor import Tensor
+        cls.Tensor, cls.sum_to = Tensor, sum_to
+
+
 class PrimitiveNode(Node):
     """The backward of one primitive call: applies the primitive's VJP rules."""
 
@@ -110,9 +123,9 @@ class PrimitiveNode(Node):
                  "_released")
 
     def apply(self, g):
-        from ..functions import sum_to
-        from ..tensor import Tensor
-
+        if _late.Tensor is None:
+            _late.load()
+        Tensor = _late.Tensor
         if self._released:
             raise RuntimeError(FREED_MESSAGE)
         for vc, expected, what in self._saved:
@@ -140,15 +153,17 @@ class PrimitiveNode(Node):
             for i, (fn, _) in enumerate(self.next_functions):
                 if fn is not None and rules[i] is not None:
                     grads[i] = rules[i](g, out, *inputs, **params)
+        next_functions = self.next_functions
         for i, gi in enumerate(grads):
             if gi is not None:
-                if self.next_functions[i][0] is None:
+                if next_functions[i][0] is None:
                     grads[i] = None
                     continue
-                shape = inputs[i].shape
-                if gi.shape != shape:
-                    gi = sum_to(gi, shape)
-                if gi.dtype is not inputs[i].dtype:
+                x = inputs[i]._data
+                d = gi._data
+                if d.shape != x.shape:
+                    gi = _late.sum_to(gi, x.shape)
+                if d.dtype is not x.dtype and gi.dtype is not inputs[i].dtype:
                     gi = gi.to(inputs[i].dtype)
                 grads[i] = gi
         return tuple(grads)
