@@ -159,9 +159,6 @@ def test_inplace_mul_of_self_gives_correct_gradient():
     assert a.grad.tolist() == [2., 4.]
 
 
-@pytest.mark.xfail(reason="mul saves both operands even when only one needs grad, so "
-                   "changing the other in place is refused (PyTorch allows it); needs "
-                   "per-input save info in the op table", strict=True)
 def test_inplace_on_operand_not_needed_for_backward_is_allowed():
     w = tg.tensor([1., 2.], requires_grad=True)
     x = w * 1

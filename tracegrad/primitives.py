@@ -53,7 +53,7 @@ class Primitive:
         self.jvp = jvp              # forward rules (None: derived from the VJP)
         # grad_fn class name as PyTorch shows it; a str, or fn(params, *avals) -> str
         self.grad_name = grad_name or (name.title().replace("_", "") + "Backward0")
-        self.save = save            # indices of inputs whose values the rules read
+        self.save = save            # inputs the rules read: indices, or {input: indices its rule reads}
         self.save_out = save_out    # the rules read the output value
         self.differentiable = differentiable
         self.variadic = variadic
@@ -281,10 +281,13 @@ def _binop(name, impl, jax, rules, save, *, save_out=False, grad_name=None):
 
 add_p = _binop("add", np.add, "{0} + {1}", (lambda g, o, x, y: g, lambda g, o, x, y: g), ())
 sub_p = _binop("sub", np.subtract, "{0} - {1}", (lambda g, o, x, y: g, lambda g, o, x, y: -g), ())
+# save as {input: inputs its rule reads}: only what a needed gradient reads is kept
+# (and version-checked), so x*y with only x requiring grad lets y change in place
 mul_p = _binop("mul", np.multiply, "{0} * {1}",
-               (lambda g, o, x, y: g * y, lambda g, o, x, y: g * x), (0, 1))
+               (lambda g, o, x, y: g * y, lambda g, o, x, y: g * x), {0: (1,), 1: (0,)})
 div_p = _binop("div", np.true_divide, "{0} / {1}",
-               (lambda g, o, x, y: g / y, lambda g, o, x, y: -g * x / (y * y)), (0, 1))
+               (lambda g, o, x, y: g / y, lambda g, o, x, y: -g * x / (y * y)),
+               {0: (1,), 1: (0, 1)})
 pow_p = _binop("pow", np.power, "{0} ** {1}", (_pow_vjp_base, _pow_vjp_exp), (0, 1),
                save_out=True, grad_name="PowBackward1")
 maximum_p = _binop("maximum", np.maximum, "jnp.maximum({0}, {1})",
@@ -577,7 +580,7 @@ matmul_p = Primitive(
     vjp=(lambda g, out, x, y: T.matmul(g, T.swapaxes(y, -1, -2)),
          lambda g, out, x, y: T.matmul(T.swapaxes(x, -1, -2), g)),
     jvp=(lambda t, out, x, y: T.matmul(t, y), lambda t, out, x, y: T.matmul(x, t)),
-    save=(0, 1),
+    save={0: (1,), 1: (0,)},
     grad_name=lambda p, x, y: "MmBackward0" if len(x.shape) == len(y.shape) == 2 else "UnsafeViewBackward0")
 
 # ----------------------------------------------------------------------------

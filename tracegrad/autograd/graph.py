@@ -177,7 +177,7 @@ class PrimitiveNode(Node):
 
     @property
     def _saved_tensors(self):
-        return tuple(self.inputs[i] for i in self.prim.save) if not self._released else ()
+        return tuple(t for _, _, t in self._saved) if not self._released else ()
 
 
 def _raise_modified(node, what, now, expected, shape=None, dtype=None):
@@ -244,7 +244,10 @@ def make_node(prim, args, params, name):
         else:
             nf.append((None, 0))
     node.next_functions = tuple(nf)
-    node._saved = tuple((args[i]._vc, args[i]._vc[0], args[i]) for i in prim.save)
+    save = prim.save
+    if save.__class__ is dict:
+        save = sorted({j for i, a in enumerate(args) if a._rg for j in save.get(i, ())})
+    node._saved = tuple((args[i]._vc, args[i]._vc[0], args[i]) for i in save)
     node._out_data = None
     node._out_vc = None
     node._out_version = 0
