@@ -16,47 +16,39 @@ from .tensor import Tensor, apply, commit_inplace, trace_state
 from .tensor import _on_inplace, _op_state
 
 
-def _method(fn):
-    def m(self, *args, **kwargs):
-        return fn(self, *args, **kwargs)
-    m.__name__ = fn.__name__
-    m.__doc__ = fn.__doc__
-    return m
-
-
 # ---- operators --------------------------------------------------------------
-Tensor.__add__ = lambda self, other: F.add(self, other)
-Tensor.__radd__ = lambda self, other: F.add(self, other)  # PyTorch's operand order
-Tensor.__sub__ = lambda self, other: F.sub(self, other)
+Tensor.__add__ = F.add
+Tensor.__radd__ = F.add  # PyTorch's operand order: self first
+Tensor.__sub__ = F.sub
 Tensor.__rsub__ = lambda self, other: F.rsub(self, other)
-Tensor.__mul__ = lambda self, other: F.mul(self, other)
-Tensor.__rmul__ = lambda self, other: F.mul(self, other)
-Tensor.__truediv__ = lambda self, other: F.div(self, other)
+Tensor.__mul__ = F.mul
+Tensor.__rmul__ = F.mul
+Tensor.__truediv__ = F.div
 Tensor.__rtruediv__ = lambda self, other: F.rdiv(self, other)
 Tensor.__floordiv__ = lambda self, other: F.floor_divide(self, other)
 Tensor.__rfloordiv__ = lambda self, other: F.floor_divide(other, self)
 Tensor.__mod__ = lambda self, other: F.remainder(self, other)
-Tensor.__pow__ = lambda self, other: F.pow(self, other)
+Tensor.__pow__ = F.pow
 Tensor.__rpow__ = lambda self, other: F.pow(other, self)
-Tensor.__matmul__ = lambda self, other: F.matmul(self, other)
+Tensor.__matmul__ = F.matmul
 Tensor.__rmatmul__ = lambda self, other: F.matmul(other, self)
 Tensor.__neg__ = lambda self: F.neg(self)
 Tensor.__pos__ = lambda self: self
 Tensor.__abs__ = lambda self: F.abs(self)
 Tensor.__invert__ = lambda self: F.logical_not(self)
-Tensor.__eq__ = lambda self, other: F.eq(self, other)
-Tensor.__ne__ = lambda self, other: F.ne(self, other)
-Tensor.__lt__ = lambda self, other: F.lt(self, other)
-Tensor.__le__ = lambda self, other: F.le(self, other)
-Tensor.__gt__ = lambda self, other: F.gt(self, other)
-Tensor.__ge__ = lambda self, other: F.ge(self, other)
+Tensor.__eq__ = F.eq
+Tensor.__ne__ = F.ne
+Tensor.__lt__ = F.lt
+Tensor.__le__ = F.le
+Tensor.__gt__ = F.gt
+Tensor.__ge__ = F.ge
 Tensor.__and__ = lambda self, other: F.logical_and(self, other)
 Tensor.__or__ = lambda self, other: F.logical_or(self, other)
 Tensor.__xor__ = lambda self, other: F.logical_xor(self, other)
 Tensor.__rand__ = lambda self, other: F.logical_and(other, self)
 Tensor.__ror__ = lambda self, other: F.logical_or(other, self)
-Tensor.__getitem__ = lambda self, key: F.getitem(self, key)
-Tensor.__setitem__ = lambda self, key, value: F.setitem(self, key, value)
+Tensor.__getitem__ = F.getitem
+Tensor.__setitem__ = F.setitem
 
 # ---- plain methods ----------------------------------------------------------
 for _name in [
@@ -74,7 +66,7 @@ for _name in [
     "true_divide", "negative", "absolute", "greater", "less", "greater_equal", "less_equal",
     "not_equal", "allclose", "isclose", "equal", "take_along_dim", "scatter_add", "addmm",
 ]:
-    setattr(Tensor, _name, _method(getattr(F, _name)))
+    setattr(Tensor, _name, getattr(F, _name))  # the function itself: no wrapper call
 
 Tensor.float = lambda self: F.cast(self, dtypes.float32)
 Tensor.double = lambda self: F.cast(self, dtypes.float64)

@@ -229,9 +229,17 @@ def node_class(name: str) -> type:
     return cls
 
 
+_prim_node_class: dict = {}
+
+
 def make_node(prim, args, params, name):
     """Record one primitive call: the node for the output of ``prim(*args)``."""
-    cls = node_class(name or prim.node_name(params, args))
+    if name is None and prim.grad_name.__class__ is str:
+        cls = _prim_node_class.get(prim)
+        if cls is None:
+            cls = _prim_node_class[prim] = node_class(prim.grad_name)
+    else:
+        cls = node_class(name or prim.node_name(params, args))
     node = object.__new__(cls)
     node.prim = prim
     node.params = params

@@ -41,12 +41,19 @@ def fuse_elementwise(graph: Graph) -> Graph:
     for e in graph.eqns:
         if e.prim.name not in ELEMENTWISE:
             continue
-        region = [e]
+        parts = []
         for v in e.inputs:
             p = producer.get(v)
             if p is not None and p.prim.name in ELEMENTWISE and uses.get(v, 0) == 1 \
                     and v in region_of:
-                region = region_of.pop(v) + region
+                parts.append(region_of.pop(v))
+        # the input regions are disjoint trees, so any order of them, then e, is
+        # topological; growing the largest in place keeps a long chain O(n)
+        parts.sort(key=len, reverse=True)
+        region = parts[0] if parts else []
+        for q in parts[1:]:
+            region.extend(q)
+        region.append(e)
         region_of[e.out] = region
     fused_at = {}
     absorbed = set()
@@ -68,11 +75,12 @@ def fuse_elementwise(graph: Graph) -> Graph:
 
 def _make_fusion(region, root) -> Eqn:
     defined = {e.out for e in region}
-    outer_inputs = []
+    outer_inputs: dict = {}  # an ordered set
     for e in region:
         for v in e.inputs:
-            if v not in defined and not isinstance(v, Const) and v not in outer_inputs:
-                outer_inputs.append(v)
+            if v not in defined and not isinstance(v, Const):
+                outer_inputs.setdefault(v, None)
+    outer_inputs = list(outer_inputs)
     # the sub-graph gets its own Vars for its inputs
     sub_inputs = [Var(v.shape, v.dtype) for v in outer_inputs]
     rename = dict(zip(outer_inputs, sub_inputs))
