@@ -17,13 +17,12 @@ import weakref
 import numpy as np
 
 from . import dtypes
+from ._storage import lookup, make_writable, remember
 from .autograd._op_hooks import state as _op_state
 from .autograd.grad_mode import is_grad_enabled
 from .autograd.profiler import _record_range, record_function
-from .ir.tracer import GraphBreak, Tracer, user_site
-from ._storage import lookup, make_writable, remember
+from .ir.tracer import Tracer, user_site
 from .tensor import Tensor
-
 
 # ---- pytrees of arguments and results ---------------------------------------
 
@@ -126,7 +125,7 @@ class _Entry:
                 g = owner._grad
                 self.guards.append((f"{_name(owner)}.grad", "grad", owner,
                                     None if g is None else tuple(g.shape), None, None))
-        for owner, was_none, shape in tr.grad_reads:
+        for owner, was_none, _shape in tr.grad_reads:
             self.guards.append((f"{_name(owner)}.grad", "grad_presence", owner, was_none,
                                 None, None))
         for src, value in tr.const_sources:
@@ -318,7 +317,7 @@ def _remember_constant_state(trace, flat):
         else:
             targets.append(src[1]._grad)
     targets += [owner._grad for owner, has in trace.grad_effects if has]
-    for t, v in zip(targets, trace.graph.outputs[n:]):
+    for t, v in zip(targets, trace.graph.outputs[n:], strict=False):
         e = producers.get(v)
         if t is not None and e is not None and e.prim is full_p:
             remember(t._data, None, constant=e.params["value"])
@@ -358,7 +357,7 @@ def _name(t):
 
 # Every CompiledFunction, for inspection tools; ``tracegrad.cli`` also sets
 # ``_retained`` to a list so functions made inside a script outlive it.
-_registry: "weakref.WeakSet[CompiledFunction]" = weakref.WeakSet()
+_registry: weakref.WeakSet[CompiledFunction] = weakref.WeakSet()
 _retained: list | None = None
 
 
@@ -426,7 +425,7 @@ class CompiledFunction:
             return
         prev = next(reversed(self._cache))
         reasons = []
-        for (path, _), old, new in zip(flat, prev[0], key[0]):
+        for (path, _), old, new in zip(flat, prev[0], key[0], strict=False):
             if old != new:
                 reasons.append(_describe(path, old, new))
         if prev[1] != key[1]:
@@ -455,7 +454,7 @@ class CompiledFunction:
         t0 = time.perf_counter()
         # Python floats become 0-d tensor inputs, so a new value does not recompile
         float_map = {}
-        for i, (path, v) in enumerate(flat):
+        for i, (_path, v) in enumerate(flat):
             if isinstance(v, float):
                 float_map[i] = Tensor._make(np.asarray(v, np.float64))
         call_args, call_kwargs = _substitute_floats(args, kwargs, float_map, flat)
@@ -508,7 +507,7 @@ class CompiledFunction:
         return result
 
     # --- inspection --------------------------------------------------------------
-    def explain(self, *args, **kwargs) -> "ExplainReport":
+    def explain(self, *args, **kwargs) -> ExplainReport:
         """Trace (if needed), compile, and report every stage for these inputs."""
         flat, _ = _flatten_args(args, kwargs)
         key = self._key(flat)
@@ -561,10 +560,11 @@ class ExplainReport:
             self.stages["final"] = entry.final
             self.source = entry.lowered.source
             self.guards = [_guard_text(g) for g in entry.guards]
-            sig = [f"{p}: {_sig_text(s)}" for p, s in zip(entry.paths, entry.key[0])]
+            sig = [f"{p}: {_sig_text(s)}"
+                   for p, s in zip(entry.paths, entry.key[0], strict=False)]
             self.guards = sig + [f"grad mode enabled == {entry.key[1]}"] + self.guards
             self.timings = {"trace": entry.timings.get("trace", 0.0)}
-            for name, g, dt in entry.stages[1:]:
+            for name, _g, dt in entry.stages[1:]:
                 self.timings[name] = dt
             self.timings["codegen"] = entry.timings.get("codegen", 0.0)
             if "xla_first_call" in entry.timings:

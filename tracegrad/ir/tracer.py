@@ -254,7 +254,7 @@ class Tracer:
         self._n_grad_groups += 1
         site = user_site(3)
         grads = []
-        for node, wv in zip(where, wrt_vars):
+        for node, wv in zip(where, wrt_vars, strict=True):
             g = got.get(node)
             if g is None:
                 grads.append(None)
@@ -427,11 +427,11 @@ class Tracer:
                 out.append(t)
         return out
 
-    def finish(self, outputs) -> "TraceResult":
+    def finish(self, outputs) -> TraceResult:
         """Build the graph: outputs, written-back state and .grad slot effects."""
         out_vars = [self.var_of(t) for t in outputs]
         writes = []
-        for source, t, arr, v in self.captured:
+        for source, _t, arr, v in self.captured:
             if source[0] == "scalar":
                 continue
             now = self.vars.get(id(arr))
