@@ -25,19 +25,30 @@ import weakref
 import numpy as np
 
 from .. import dtypes
-from ..tensor import Tensor, record, trace_state
+from ..tensor import Tensor, _compute, record, trace_state
 from .graph import Const, Eqn, Graph, Var
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+_USER_FILE: dict = {}  # co_filename -> its basename, or None for tracegrad's own files
+
+
+def _user_file(fn: str):
+    name = _USER_FILE.get(fn, False)
+    if name is False:
+        internal = fn.startswith(_PKG_DIR) or "importlib" in fn
+        name = _USER_FILE[fn] = None if internal else os.path.basename(fn)
+    return name
 
 
 def user_site(depth: int = 2) -> str:
     """file:line of the innermost frame outside tracegrad (the user's code)."""
     f = sys._getframe(depth)
     while f is not None:
-        fn = f.f_code.co_filename
-        if not fn.startswith(_PKG_DIR) and "importlib" not in fn:
-            return f"{os.path.basename(fn)}:{f.f_lineno}"
+        name = _user_file(f.f_code.co_filename)
+        if name is not None:
+            return f"{name}:{f.f_lineno}"
         f = f.f_back
     return ""
 
@@ -180,7 +191,6 @@ class Tracer:
 
     # ---- recording --------------------------------------------------------------
     def bind(self, prim, args, params, name):
-        from ..tensor import _compute
         data = _compute(prim, args, params)
         for a in args:
             if a._data is data:
