@@ -15,8 +15,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass
@@ -80,7 +80,7 @@ def compare(candidates: dict[str, Callable[[], object]], *, rounds: int = 7,
 
 def ratio(a: Timing, b: Timing) -> tuple[float, float, float]:
     """a/b on the fastest rounds, and the min and max of a/b over the paired rounds."""
-    r = [x / y for x, y in zip(a.per_round, b.per_round)]
+    r = [x / y for x, y in zip(a.per_round, b.per_round, strict=False)]
     return a.min / b.min, min(r), max(r)
 
 
@@ -164,6 +164,7 @@ def blas_summary() -> str:
 def tracegrad_source() -> str:
     """Where the imported tracegrad lives, and its git commit (+ "dirty") if in a repo."""
     import subprocess
+
     import tracegrad
     pkg = os.path.dirname(os.path.abspath(tracegrad.__file__))
     try:
@@ -212,7 +213,7 @@ def print_table(title: str, headers: list[str], rows: list[list[str]],
 
     def line(cells):
         return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=False)))
 
     rule = "-" * len(line(headers))
     print(title)

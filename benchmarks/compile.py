@@ -34,9 +34,16 @@ THREADS = pin_threads()  # before numpy and jax are imported
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
-from _util import (compare, env_lines, fmt_time, optional_torch, ratio,  # noqa: E402
-                   print_table, set_torch_threads, time_once)
+from _util import (  # noqa: E402
+    compare,
+    env_lines,
+    fmt_time,
+    optional_torch,
+    print_table,
+    ratio,
+    set_torch_threads,
+    time_once,
+)
 from eager import LR as SEED_LR, SEED_SHAPE, seed_data, seed_step_case  # noqa: E402
 
 import tracegrad as tg  # noqa: E402
@@ -135,7 +142,7 @@ def _jax_sgd_step(loss_fn, lr):
     """The hand-written peer: value_and_grad and the SGD update in one jit, params donated."""
     def step(params, x, y):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        return [p - lr * g for p, g in zip(params, grads)], loss
+        return [p - lr * g for p, g in zip(params, grads, strict=False)], loss
     return jax.jit(step, donate_argnums=0)
 
 
@@ -240,7 +247,7 @@ def first_call_rows(repeats: int):
             jax_runs.append(child(f"jax-{model}"))
         tg_total = min(r["total"] for r in tg_runs)
         jax_total = min(r["total"] for r in jax_runs)
-        ratios = sorted(a["total"] / b["total"] for a, b in zip(tg_runs, jax_runs))
+        ratios = sorted(a["total"] / b["total"] for a, b in zip(tg_runs, jax_runs, strict=False))
         r = tg_total / jax_total
         rows.append([f"{label}: first calls until compiled vs jax.jit first call",
                      fmt_time(tg_total, "ms"), "jax.jit", fmt_time(jax_total, "ms"),

@@ -19,10 +19,16 @@ from _util import pin_threads
 
 THREADS = pin_threads()  # before numpy is imported
 
-from _util import (compare, env_lines, fmt_time, optional_torch, ratio,  # noqa: E402
-                   print_table, set_torch_threads)
-
 import numpy as np  # noqa: E402
+from _util import (  # noqa: E402
+    compare,
+    env_lines,
+    fmt_time,
+    optional_torch,
+    print_table,
+    ratio,
+    set_torch_threads,
+)
 
 import tracegrad as tg  # noqa: E402
 
@@ -114,7 +120,7 @@ def main(argv=None):
     labels = ["150-op chain, forward (grad on)", "150-op chain, forward (no_grad)",
               "150-op chain, forward+backward"]
     targets = [1.0, None, 1.0]
-    for label, target, tfn, pfn in zip(labels, targets, tg_cases, th_cases):
+    for label, target, tfn, pfn in zip(labels, targets, tg_cases, th_cases, strict=False):
         rows_spec.append((label + ", per op", "us", CHAIN_OPS, target, tfn, pfn))
     rows_spec.append(("seed two-layer net step (64x1000x100x10)", "ms", 1, 1.1,
                       _bind(seed_step_case(tg)),

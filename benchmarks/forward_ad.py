@@ -24,9 +24,8 @@ from _util import pin_threads
 
 THREADS = pin_threads()  # before numpy is imported
 
-from _util import compare, env_lines, fmt_time, print_table, ratio  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _util import compare, env_lines, fmt_time, print_table, ratio  # noqa: E402
 
 import tracegrad as tg  # noqa: E402
 import tracegrad.autograd.forward_ad as fwAD  # noqa: E402
@@ -61,7 +60,7 @@ def jvp_cases(rng):
 
 def explicit_jvp(prim, args, params, out, tangents):
     t = None
-    for ti, rule in zip(tangents, prim.jvp):
+    for ti, rule in zip(tangents, prim.jvp, strict=False):
         if ti is not None and rule is not None:
             c = rule(ti, out, *args, **params)
             t = c if t is None else t + c

@@ -43,7 +43,8 @@ def main():
         loss = train_step(x, y)
         if step % 10 == 0 or step == args.steps - 1:
             print(f"step {step:3d}  loss {loss.item():.4f}  "
-                  f"train acc {evaluate(x, y).item():.2f}  test acc {evaluate(x_test, y_test).item():.2f}")
+                  f"train acc {evaluate(x, y).item():.2f}  "
+                  f"test acc {evaluate(x_test, y_test).item():.2f}")
 
 
 if __name__ == "__main__":

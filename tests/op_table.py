@@ -13,8 +13,8 @@ with torch installed, values, gradients and grad_fn names vs torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy import special
@@ -52,7 +52,8 @@ def make_inputs(row, shapes, seed=0):
     """float64 NumPy arrays for one sample of ``row``."""
     rng = np.random.default_rng(seed)
     doms = row.domain if isinstance(row.domain, tuple) else (row.domain,) * len(shapes)
-    return [np.asarray(DOMAINS[d](rng, s), dtype=np.float64) for d, s in zip(doms, shapes)]
+    return [np.asarray(DOMAINS[d](rng, s), dtype=np.float64)
+            for d, s in zip(doms, shapes, strict=True)]
 
 
 @dataclass

@@ -8,10 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
-
-import tracegrad as tg
 from _torch_oracle import run_both
 
+import tracegrad as tg
 
 # ---- requires_grad / is_leaf / grad / grad_fn ----------------------------------------
 
@@ -77,7 +76,8 @@ def test_seed_000_next_functions_chain():
         f = d.grad_fn
         return [f.name(), f.next_functions[0][0].name(),
                 f.next_functions[0][0].next_functions[0][0].name(),
-                f.next_functions[0][0].next_functions[0][0].next_functions[0][0].name(), f.next_functions[1]]
+                f.next_functions[0][0].next_functions[0][0].next_functions[0][0].name(),
+                f.next_functions[1]]
     assert run_both(chain) == str(["AddBackward0", "MulBackward0", "SinBackward0",
                                    "torch::autograd::AccumulateGrad", (None, 0)])
     d = 2 * tg.sin(tg.ones(2, requires_grad=True)) + 1
@@ -429,7 +429,7 @@ def test_function_saved_tensors_freed_after_backward():
     assert y.grad_fn.saved_tensors[0] is x
     y.backward()
     with pytest.raises(RuntimeError, match="second time"):
-        y.grad_fn.saved_tensors
+        _ = y.grad_fn.saved_tensors
 
 
 # ---- gradcheck ------------------------------------------------------------------------------
@@ -455,7 +455,8 @@ def test_gradcheck_passes_and_fails_with_jacobians():
     with pytest.raises(tg.autograd.GradcheckError) as info:
         tg.autograd.gradcheck(Wrong.apply, (z,))
     msg = str(info.value)
-    assert "numerical:tensor([[2.0000, 0.0000],\n        [0.0000, 4.0000]], dtype=torch.float64)" in msg
+    assert ("numerical:tensor([[2.0000, 0.0000],\n        [0.0000, 4.0000]], dtype=torch.float64)"
+            in msg)
     assert "analytical:tensor([[3., 0.],\n        [0., 3.]], dtype=torch.float64)" in msg
     assert tg.autograd.gradcheck(Wrong.apply, (z,), raise_exception=False) is False
 

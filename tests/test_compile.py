@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from op_table import ROWS, make_inputs
 
 import tracegrad as tg
 from tracegrad.codegen.jax_lower import MissingLowering, lower_eqn
@@ -19,8 +20,6 @@ from tracegrad.passes.dce import eliminate_dead_code
 from tracegrad.passes.fusion import fuse_elementwise
 from tracegrad.passes.simplify import simplify
 from tracegrad.primitives import PRIMITIVES
-
-from op_table import ROWS, make_inputs
 
 
 def _np(t):
@@ -92,7 +91,7 @@ def test_training_step_50_steps_equals_eager(make_opt):
     for _ in range(50):
         lc, le = step_c(x, y), step_e(x, y)
         np.testing.assert_allclose(lc.item(), le.item(), rtol=1e-4, atol=1e-6)
-    for pc, pe in zip(model_c.parameters(), model_e.parameters()):
+    for pc, pe in zip(model_c.parameters(), model_e.parameters(), strict=True):
         np.testing.assert_allclose(_np(pc), _np(pe), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(_np(pc.grad), _np(pe.grad), rtol=1e-4, atol=1e-5)
     assert step_c.cache_info().hits >= 45
@@ -120,7 +119,7 @@ def test_op_table_eager_vs_compiled(row):
     out_e = f(*xs)
     outs_c = out_c if isinstance(out_c, (tuple, list)) else (out_c,)
     outs_e = out_e if isinstance(out_e, (tuple, list)) else (out_e,)
-    for c, e in zip(outs_c, outs_e):
+    for c, e in zip(outs_c, outs_e, strict=True):
         np.testing.assert_allclose(_np(c), _np(e), rtol=1e-6, atol=1e-9)
 
 
@@ -144,7 +143,7 @@ def test_op_table_gradients_eager_vs_compiled(row):
         cf(*fresh())
         got = cf(*fresh())
     want = grads(*fresh())
-    for c, e in zip(got, want):
+    for c, e in zip(got, want, strict=True):
         np.testing.assert_allclose(_np(c), _np(e), rtol=1e-6, atol=1e-8)
 
 
@@ -270,7 +269,7 @@ def test_compiled_model_in_eager_loop_gives_eager_gradients():
         assert out.grad_fn is not None
         out.pow(2).sum().backward()
         ref(x).pow(2).sum().backward()
-    for p, q in zip(model.parameters(), ref.parameters()):
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         np.testing.assert_allclose(_np(p.grad), _np(q.grad), rtol=1e-5, atol=1e-6)
     assert cmodel.cache_info().hits == 2
 
@@ -325,7 +324,7 @@ def test_each_pass_keeps_values_and_verifies(name, fn):
     before = evaluate(g, _inputs_for(g, args))
     after_g = verify(fn(g))
     after = evaluate(after_g, _inputs_for(g, args))
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     if name == "autodiff":
         assert g.count("grad") == 2 and after_g.count("grad") == 0

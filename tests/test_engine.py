@@ -5,11 +5,10 @@ from __future__ import annotations
 import gc
 import weakref
 
-import numpy as np
 import pytest
+from _torch_oracle import run_both
 
 import tracegrad as tg
-from _torch_oracle import run_both
 
 
 def test_gradients_accumulate_over_two_backwards():

@@ -19,7 +19,8 @@ def test_backward_twice_through_freed_graph():
 
 def test_implicit_gradient_needs_scalar_output():
     x = tg.tensor([1., 2.], requires_grad=True)
-    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+    with pytest.raises(RuntimeError,
+                       match="grad can be implicitly created only for scalar outputs"):
         (x * 2).backward()
     assert x.grad is None
 
@@ -32,11 +33,13 @@ def test_backward_on_tensor_without_grad_fn():
 def test_requires_grad_on_nonleaf_and_integer_tensors():
     x = tg.tensor([1.], requires_grad=True)
     y = x * 2
-    with pytest.raises(RuntimeError, match="only change requires_grad flags of leaf variables.*detach"):
+    with pytest.raises(RuntimeError,
+                       match="only change requires_grad flags of leaf variables.*detach"):
         y.requires_grad = False
     with pytest.raises(RuntimeError, match="leaf variables"):
         y.requires_grad = True
-    with pytest.raises(RuntimeError, match="only Tensors of floating point dtype can require gradients"):
+    with pytest.raises(RuntimeError,
+                       match="only Tensors of floating point dtype can require gradients"):
         tg.tensor([1, 2], requires_grad=True)
     i = tg.tensor([1, 2])
     with pytest.raises(RuntimeError, match=r"x.float\(\)"):
@@ -120,7 +123,8 @@ class _NotATensor(tg.autograd.Function):
 
 
 @pytest.mark.parametrize("fn, nargs, pattern", [
-    (_Two, 2, r"function _TwoBackward returned an incorrect number of gradients \(expected 2, got 1\)"),
+    (_Two, 2, r"function _TwoBackward returned an incorrect number of gradients "
+              r"\(expected 2, got 1\)"),
     (_TooMany, 1, r"returned an incorrect number of gradients \(expected 1, got 2\)"),
     (_WrongShape, 1, r"_WrongShapeBackward returned an invalid gradient at index 0 - got \[3\] but "
                      r"expected shape compatible with \[2\]"),
@@ -134,7 +138,8 @@ def test_custom_function_backward_returning_wrong_gradients(fn, nargs, pattern):
 
 def test_custom_function_backward_returning_a_non_tensor():
     a = tg.tensor([1., 2.], requires_grad=True)
-    with pytest.raises(TypeError, match="returned a gradient of type list at index 0; expected a Tensor"):
+    with pytest.raises(TypeError,
+                       match="returned a gradient of type list at index 0; expected a Tensor"):
         _NotATensor.apply(a).sum().backward()
 
 
@@ -142,22 +147,27 @@ def test_hook_returning_wrong_shape():
     a = tg.tensor([1., 2.], requires_grad=True)
     b = a * 2
     b.register_hook(lambda g: tg.ones(3))
-    with pytest.raises(RuntimeError, match=r"hook returned a gradient of shape \[3\], expected \[2\]"):
+    with pytest.raises(RuntimeError,
+                       match=r"hook returned a gradient of shape \[3\], expected \[2\]"):
         b.sum().backward()
 
 
 def test_item_of_many_elements_and_hooks_on_constants():
-    with pytest.raises(RuntimeError, match="a Tensor with 2 elements cannot be converted to Scalar"):
+    with pytest.raises(RuntimeError,
+                       match="a Tensor with 2 elements cannot be converted to Scalar"):
         tg.ones(2).item()
-    with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that doesn't require gradient"):
+    with pytest.raises(RuntimeError,
+                       match="cannot register a hook on a tensor that doesn't require gradient"):
         tg.ones(2).register_hook(print)
-    with pytest.raises(RuntimeError, match="can't retain_grad on Tensor that has requires_grad=False"):
+    with pytest.raises(RuntimeError,
+                       match="can't retain_grad on Tensor that has requires_grad=False"):
         tg.ones(2).retain_grad()
 
 
 def test_assigning_a_bad_grad():
     a = tg.ones(2, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"assigned grad has data of a different size: \[3\] vs \[2\]"):
+    with pytest.raises(RuntimeError,
+                       match=r"assigned grad has data of a different size: \[3\] vs \[2\]"):
         a.grad = tg.ones(3)
     with pytest.raises(TypeError, match="expected to be a Tensor or None"):
         a.grad = [1., 1.]

@@ -8,13 +8,15 @@ import tracegrad as tg
 
 rs = np.random.RandomState(0)
 CASES = [
-    "T.tensor([1., 2., 3.])", "T.tensor([0.1, 2., 3.])", "T.tensor([1e-5, 1.])", "T.tensor([1e9, 1.])",
+    "T.tensor([1., 2., 3.])", "T.tensor([0.1, 2., 3.])", "T.tensor([1e-5, 1.])",
+    "T.tensor([1e9, 1.])",
     "T.tensor([123456789., 1.])", "T.tensor(3.25)", "T.tensor(3.)", "T.tensor(-0.)", "T.tensor([])",
     "T.tensor([[1, 2], [3, 4]])", "T.tensor([True, False])", "T.tensor(True)", "T.tensor(7)",
     "T.tensor([float('nan'), 1.])", "T.tensor([float('inf'), -float('inf'), 1.5])",
     "T.tensor([float('nan')])", "T.tensor([1e100, 1e-100])", "T.tensor([[0.001, 1000.]])",
     "T.tensor([1e-4])", "T.tensor([99999.5, 1.])", "T.tensor([1e8, 1.])", "T.tensor([0.5, 1e-4])",
-    "T.tensor([-5e-5])", "T.tensor([1.23456789e7])", "T.tensor([[[1., 2.], [3., 4.]], [[5., 6.], [7., 8.]]])",
+    "T.tensor([-5e-5])", "T.tensor([1.23456789e7])",
+    "T.tensor([[[1., 2.], [3., 4.]], [[5., 6.], [7., 8.]]])",
     "T.tensor([2**31, 1])", "T.tensor([1000., 1.])", "T.tensor([1001., 1.])",
     "T.tensor(DATA[0])", "T.tensor(DATA[1])", "T.tensor(DATA[2])", "T.tensor(DATA[3])",
     "T.tensor(DATA[4])", "T.tensor(DATA[5])", "T.arange(2000)", "T.arange(2000).reshape(40, 50)",
@@ -22,9 +24,12 @@ CASES = [
     "T.tensor([1., 2.], dtype=T.float64, requires_grad=True)", "T.tensor([1, 2], dtype=T.int32)",
     "T.tensor([], dtype=T.float64)", "T.tensor([], dtype=T.int64)", "T.zeros(0, 3)",
     "T.zeros(2, 0, dtype=T.float64)", "T.tensor(DATA[6], requires_grad=True)",
-    "T.tensor(DATA[6], requires_grad=True) * 2", "T.tensor(DATA[7], dtype=T.float64, requires_grad=True) * 2",
-    "T.tensor(DATA[6], dtype=T.float64, requires_grad=True).sum()", "T.tensor(1.5, requires_grad=True)",
-    "T.tensor([1, 2], dtype=T.uint8)", "T.tensor([1, 2], dtype=T.int16)", "T.tensor([1, 2], dtype=T.int8)",
+    "T.tensor(DATA[6], requires_grad=True) * 2",
+    "T.tensor(DATA[7], dtype=T.float64, requires_grad=True) * 2",
+    "T.tensor(DATA[6], dtype=T.float64, requires_grad=True).sum()",
+    "T.tensor(1.5, requires_grad=True)",
+    "T.tensor([1, 2], dtype=T.uint8)", "T.tensor([1, 2], dtype=T.int16)",
+    "T.tensor([1, 2], dtype=T.int8)",
     "T.tensor([[True, False], [False, True]])", "T.tensor([1e-3, 1e3], dtype=T.float64)",
     "T.linspace(0, 1, 100)", "T.tensor([0.12345678, 10000.5])", "T.full((3,), float('nan'))",
     "T.tensor([1e-20, 0.])", "T.tensor([-0.0, 1.0])", "T.tensor(DATA[8])",
@@ -66,7 +71,8 @@ def test_repr_pinned(expr, expected):
 
 def test_long_rows_wrap_and_suffix_moves_to_next_line():
     t = tg.tensor([[1.25, 2., 3., 4., 5., 6., 7., 8.]], dtype=tg.float64, requires_grad=True) * 1.5
-    assert repr(t) == ("tensor([[ 1.8750,  3.0000,  4.5000,  6.0000,  7.5000,  9.0000, 10.5000, 12.0000]],\n"
+    assert repr(t) == ("tensor([[ 1.8750,  3.0000,  4.5000,  6.0000,  7.5000,  9.0000, 10.5000, "
+                       "12.0000]],\n"
                        "       dtype=torch.float64, grad_fn=<MulBackward0>)")
 
 

@@ -7,13 +7,13 @@ import warnings
 
 import numpy as np
 import pytest
+from op_table import ROWS, ROWS_BY_NAME, as_outputs, grad_outputs, make_inputs, make_tensors
 
 import tracegrad as tg
 import tracegrad.autograd.forward_ad as fwAD
 from tracegrad import primitives as P
 from tracegrad.autograd.forward_ad import derived_jvp
 from tracegrad.tensor import apply
-from op_table import ROWS, ROWS_BY_NAME, as_outputs, grad_outputs, make_inputs, make_tensors
 
 FIRST_SAMPLES = [(r, r.shapes[0]) for r in ROWS if r.grad]
 
@@ -23,8 +23,8 @@ def _duals(row, arrays, seed=3):
     xs = make_tensors(tg, arrays, tg.float64, row)
     rng = np.random.default_rng(seed)
     vs = [tg.tensor(rng.standard_normal(a.shape)) if x.requires_grad else None
-          for a, x in zip(arrays, xs)]
-    duals = [fwAD.make_dual(x, v) if v is not None else x for x, v in zip(xs, vs)]
+          for a, x in zip(arrays, xs, strict=True)]
+    duals = [fwAD.make_dual(x, v) if v is not None else x for x, v in zip(xs, vs, strict=True)]
     return xs, vs, duals
 
 
@@ -47,13 +47,14 @@ def test_tangents_transpose_the_vjp(pair):
         leaves = [x for x in xs if x.requires_grad]
         grads = tg.autograd.grad(outs_g, leaves, us, allow_unused=True)
     lhs = 0.0
-    for o, t in zip(outs, tangents):
+    for o, t in zip(outs, tangents, strict=True):
         if o.dtype.is_floating_point and o.requires_grad:
             u = us[[id(q) for q in outs_g].index(id(o))]
             if t is not None:
                 assert t.shape == o.shape
                 lhs += float((t * u).sum())
-    rhs = sum(float((g * v).sum()) for g, v in zip(grads, [v for v in vs if v is not None])
+    given = [v for v in vs if v is not None]
+    rhs = sum(float((g * v).sum()) for g, v in zip(grads, given, strict=True)
               if g is not None)
     f32 = row.fd_eps > 1e-6  # the row casts to float32 inside
     assert lhs == pytest.approx(rhs, rel=1e-5 if f32 else 1e-7, abs=1e-9)
@@ -74,21 +75,21 @@ def test_jvp_matches_torch_func(name):
     want_grad = [row.grad_inputs is None or i in row.grad_inputs for i in range(len(arrays))]
     rng = np.random.default_rng(3)
     tangents = [rng.standard_normal(a.shape) for a in arrays]
-    fixed = [a for a, w in zip(arrays, want_grad) if not w]
+    fixed = [a for a, w in zip(arrays, want_grad, strict=True) if not w]
 
     def call(T, diff):
         it, fx = iter(diff), iter(fixed)
         args = [next(it) if w else T.tensor(next(fx)) for w in want_grad]
         return tuple(as_outputs(row.fn(T, *args)))
 
-    prim = tuple(torch.tensor(a) for a, w in zip(arrays, want_grad) if w)
-    tan = tuple(torch.tensor(t) for t, w in zip(tangents, want_grad) if w)
+    prim = tuple(torch.tensor(a) for a, w in zip(arrays, want_grad, strict=True) if w)
+    tan = tuple(torch.tensor(t) for t, w in zip(tangents, want_grad, strict=True) if w)
     _, want = torch.func.jvp(lambda *d: call(torch, d), prim, tan)
     with fwAD.dual_level():
         duals = [fwAD.make_dual(tg.tensor(a), tg.tensor(t))
-                 for a, t, w in zip(arrays, tangents, want_grad) if w]
+                 for a, t, w in zip(arrays, tangents, want_grad, strict=True) if w]
         got = [fwAD.unpack_dual(o).tangent for o in call(tg, duals)]
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         if not w.dtype.is_floating_point:
             continue
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-9, atol=1e-12)
@@ -129,7 +130,7 @@ def test_explicit_rule_equals_derived(prim):
     tangents = [tg.tensor(rng.standard_normal(a.shape)) if a.dtype.kind == "f" else None
                 for a in arrays]
     explicit = None
-    for t, rule in zip(tangents, prim.jvp):
+    for t, rule in zip(tangents, prim.jvp, strict=False):
         if t is not None and rule is not None:
             c = rule(t, out, *args, **params)
             explicit = c if explicit is None else explicit + c

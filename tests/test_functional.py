@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
+from op_table import ROWS_BY_NAME, as_outputs, make_inputs
 
 import tracegrad as tg
 from tracegrad.autograd import functional as F
-from op_table import ROWS_BY_NAME, as_outputs, make_inputs
 
 SAMPLE = ["add", "mul", "div", "pow", "exp", "log", "sin", "tanh", "sigmoid", "gelu", "sqrt",
           "rsqrt", "clamp_both", "maximum", "where", "matmul_2d", "matmul_bcast", "sum_dim",
@@ -28,7 +28,7 @@ def assert_same(got, want, rtol=1e-8, atol=1e-10):
     """Nested tuples of tensors (tracegrad vs torch or NumPy), structure included."""
     if isinstance(want, (tuple, list)):
         assert isinstance(got, tuple) and len(got) == len(want)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             assert_same(g, w, rtol, atol)
         return
     w = want.detach().numpy() if hasattr(want, "detach") else np.asarray(want)
@@ -51,7 +51,7 @@ def _scalar_fn(T, row, n_in, weights):
     def s(*xs):
         outs = _as_tuple(f(*xs))
         total = None
-        for o, w in zip(outs, weights):
+        for o, w in zip(outs, weights, strict=True):
             term = (o * T.tensor(w)).sum()
             total = term if total is None else total + term
         return total
@@ -119,7 +119,7 @@ def _numeric_jacobian(f, arrays, eps=1e-6):
     for j, a in enumerate(arrays):
         rows = []
         for k in range(a.size):
-            def at(delta):
+            def at(delta, j=j, k=k):
                 b = [x.copy() for x in arrays]
                 b[j].reshape(-1)[k] += delta
                 return f(*[tg.tensor(x) for x in b]).numpy()
@@ -137,7 +137,7 @@ def test_jacobian_and_hessian_vs_finite_differences(name):
     f = _row_fn(tg, row, len(arrays))
     xs = tuple(tg.tensor(a) for a in arrays)
     got = F.jacobian(f, xs)
-    for g, want in zip(got, _numeric_jacobian(f, arrays)):
+    for g, want in zip(got, _numeric_jacobian(f, arrays), strict=True):
         np.testing.assert_allclose(g.numpy(), want, rtol=1e-6, atol=1e-7)
     s = _scalar_fn(tg, row, len(arrays), weights)
     h = F.hessian(s, xs)

@@ -103,7 +103,7 @@ def test_to_json_is_serialisable_and_complete():
 def test_stage_diff_accounts_for_every_node():
     g = _training_step_graph()
     _, stages = run_pipeline(g)
-    for (_, before, _), (name, after, _) in zip(stages, stages[1:]):
+    for (_, before, _), (name, after, _) in zip(stages, stages[1:], strict=False):
         d = inspect.stage_diff(before, after)
         assert (inspect.node_count(after) - inspect.node_count(before)
                 == len(d["added"]) - len(d["removed"]) - len(d["fused"])), name

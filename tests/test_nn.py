@@ -28,8 +28,8 @@ class Net(nn.Module):
 # Module API
 
 def test_import_styles():
-    from tracegrad import nn as nn_a
     import tracegrad.nn as nn_b
+    from tracegrad import nn as nn_a
     assert nn_a is nn_b is tg.nn
     assert tg.optim.SGD is not None
 
@@ -102,7 +102,7 @@ def test_attribute_rules():
     with pytest.raises(TypeError, match="parameter 'weight'"):
         net.fc1.weight = tg.ones(8, 4)
     with pytest.raises(AttributeError, match="'Net' object has no attribute 'missing'"):
-        net.missing
+        _ = net.missing
     net.scale = tg.full((3,), 2.0)  # buffers may be reassigned with tensors
     assert float(net.scale.sum()) == 6.0
     del net.scale
@@ -165,7 +165,7 @@ def test_load_state_dict_keeps_parameter_objects():
     net = Net()
     before = list(net.parameters())
     net.load_state_dict(Net().state_dict())
-    assert all(p is q for p, q in zip(before, net.parameters()))
+    assert all(p is q for p, q in zip(before, net.parameters(), strict=True))
 
 
 def test_to_double_and_float_keep_parameters():
@@ -173,7 +173,7 @@ def test_to_double_and_float_keep_parameters():
     params = list(net.parameters())
     net.double()
     assert all(p.dtype is tg.float64 for p in net.parameters()) and net.scale.dtype is tg.float64
-    assert all(p is q for p, q in zip(params, net.parameters()))
+    assert all(p is q for p, q in zip(params, net.parameters(), strict=True))
     assert net(tg.randn(2, 4, dtype=tg.float64)).dtype is tg.float64
     net.to(tg.float32)
     assert all(p.dtype is tg.float32 for p in net.parameters())
@@ -194,7 +194,7 @@ def test_deepcopy_and_pickle_keep_parameters():
     net = Net()
     for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
         assert all(isinstance(p, nn.Parameter) for p in clone.parameters())
-        for p, q in zip(net.parameters(), clone.parameters()):
+        for p, q in zip(net.parameters(), clone.parameters(), strict=True):
             assert p is not q and np.array_equal(p.detach().numpy(), q.detach().numpy())
 
 
@@ -480,7 +480,7 @@ def test_functional_matches_torch(case):
     (t_out, t_grads, t_name), (g_out, g_grads, g_name) = results["torch"], results["tracegrad"]
     assert np.all(np.isfinite(g_out)) and all(np.all(np.isfinite(g)) for g in g_grads)
     np.testing.assert_allclose(g_out, t_out, rtol=1e-10, atol=1e-12)
-    for g, t in zip(g_grads, t_grads):
+    for g, t in zip(g_grads, t_grads, strict=True):
         np.testing.assert_allclose(g, t, rtol=1e-9, atol=1e-12)
     if grad_fn is not None:
         assert t_name == grad_fn  # the table is right about torch

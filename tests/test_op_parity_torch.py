@@ -7,10 +7,17 @@ import warnings
 
 import numpy as np
 import pytest
+from op_table import (
+    as_outputs,
+    cotangents,
+    grad_outputs,
+    make_inputs,
+    make_tensors,
+    sample_id,
+    samples,
+)
 
 import tracegrad as tg
-from op_table import (ROWS_BY_NAME, as_outputs, cotangents, grad_outputs, make_inputs,
-                      make_tensors, sample_id, samples)
 
 torch = pytest.importorskip("torch")
 
@@ -39,9 +46,9 @@ def _grads(T, xs, outs):
     wrt = [x for x in xs if x.requires_grad]
     if not gouts or not wrt:
         return []
-    seeds = [T.tensor(c, dtype=o.dtype) for o, c in zip(gouts, cotangents(gouts))]
+    seeds = [T.tensor(c, dtype=o.dtype) for o, c in zip(gouts, cotangents(gouts), strict=True)]
     gs = T.autograd.grad(gouts, wrt, seeds, allow_unused=True)
-    return [np.zeros(tuple(x.shape)) if g is None else _np(g) for g, x in zip(gs, wrt)]
+    return [np.zeros(tuple(x.shape)) if g is None else _np(g) for g, x in zip(gs, wrt, strict=True)]
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -56,7 +63,7 @@ def test_matches_torch(pair, dtype):
     txs, touts = _run(tg, row, arrays, tg_dtype)
     pxs, pouts = _run(torch, row, arrays, torch_dtype)
     assert len(touts) == len(pouts)
-    for t, p in zip(touts, pouts):
+    for t, p in zip(touts, pouts, strict=True):
         assert tuple(t.shape) == tuple(p.shape)
         assert str(t.dtype) == str(p.dtype)
         np.testing.assert_allclose(_np(t), _np(p), **tol)

@@ -8,12 +8,20 @@ import warnings
 
 import numpy as np
 import pytest
+from op_table import (
+    ROWS,
+    as_outputs,
+    cotangents,
+    grad_outputs,
+    make_inputs,
+    make_tensors,
+    sample_id,
+    samples,
+)
 
 import tracegrad as tg
 from tracegrad import primitives as P
 from tracegrad.autograd import gradcheck, gradgradcheck
-from op_table import (ROWS, as_outputs, cotangents, grad_outputs, make_inputs, make_tensors,
-                      sample_id, samples)
 
 SAMPLES = samples()
 GRAD_SAMPLES = [s for s in SAMPLES if s[0].grad]
@@ -47,7 +55,7 @@ def test_forward_matches_numpy(pair):
         expected = row.ref(*arrays)
     expected = list(expected) if isinstance(expected, tuple) else [expected]
     assert len(outs) == len(expected)
-    for out, want in zip(outs, expected):
+    for out, want in zip(outs, expected, strict=True):
         want = np.asarray(want)
         got = out.detach().numpy()
         assert got.shape == want.shape
@@ -81,7 +89,7 @@ def test_vjp_matches_directional_derivative(pair):
     rng = np.random.default_rng(7)
     us = {i: rng.standard_normal(arrays[i].shape) for i in wrt}
     vjp_side = sum(float(np.sum(us[i] * (0 if g is None else g.numpy())))
-                   for i, g in zip(wrt, grads))
+                   for i, g in zip(wrt, grads, strict=True))
 
     def f_at(step):
         moved = [a + step * us[i] if i in us else a for i, a in enumerate(arrays)]
@@ -91,7 +99,8 @@ def test_vjp_matches_directional_derivative(pair):
 
     eps = row.fd_eps
     plus, minus = f_at(eps), f_at(-eps)
-    jvp_side = sum(float(np.sum(v * (p - m) / (2 * eps))) for v, p, m in zip(vs, plus, minus))
+    jvp_side = sum(float(np.sum(v * (p - m) / (2 * eps)))
+                   for v, p, m in zip(vs, plus, minus, strict=True))
     assert jvp_side == pytest.approx(vjp_side, rel=1e-5, abs=row.fd_tol)
 
 

@@ -52,7 +52,7 @@ def test_optimizer_matches_torch(name, kwargs, dtype):
     ours = _train(tg, name, kwargs, dtype=dtype)
     theirs = _train(torch, name, kwargs, dtype=dtype)
     tol = 1e-12 if dtype == "float64" else 1e-6
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=tol)
 
 
@@ -148,7 +148,7 @@ def test_state_dict_round_trip(opt_cls, kwargs):
             opt.zero_grad()
             sum((p * p * p).sum() for p in params).backward()
             opt.step()
-    for p, q in zip(a, b):
+    for p, q in zip(a, b, strict=True):
         assert np.array_equal(p.detach().numpy(), q.detach().numpy())
 
 

@@ -70,9 +70,9 @@ def assert_same_output(expected: str, got: str, tol=None) -> None:
     rtol, atol = tol
     exp_lines, got_lines = expected.splitlines(), got.splitlines()
     assert len(got_lines) == len(exp_lines), "different number of output lines"
-    for i, (e, g) in enumerate(zip(exp_lines, got_lines)):
+    for i, (e, g) in enumerate(zip(exp_lines, got_lines, strict=True)):
         assert _NUMBER.sub("#", e) == _NUMBER.sub("#", g), f"line {i + 1}: {g!r} != {e!r}"
-        for a, b in zip(_NUMBER.findall(e), _NUMBER.findall(g)):
+        for a, b in zip(_NUMBER.findall(e), _NUMBER.findall(g), strict=True):
             fa, fb = float(a), float(b)
             assert abs(fa - fb) <= atol + rtol * abs(fa), f"line {i + 1}: {g!r} != {e!r}"
 
@@ -100,7 +100,7 @@ def _run_all(names, lib: str, cwd) -> dict:
         raise RuntimeError(f"seed runner for {lib} failed:\n{p.stderr[-3000:]}")
     results = json.loads(p.stdout)
     return {name: (results[path][0], normalize(results[path][1]), results[path][2])
-            for name, path in zip(names, paths)}
+            for name, path in zip(names, paths, strict=True)}
 
 
 def _torch_available() -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _torch_oracle import run_both
 
 import tracegrad as tg
-from _torch_oracle import run_both
 
 
 def test_detach_shares_data_and_version_but_not_history():

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import dtypes
-from . import functions as F
-from . import primitives as P
-from .autograd.grad_mode import _state as _grad_state
+from . import dtypes, functions as F, primitives as P
 from ._storage import make_writable
-from .tensor import Tensor, apply, commit_inplace, trace_state
-from .tensor import _on_inplace, _op_state
-
+from .autograd.grad_mode import _state as _grad_state
+from .tensor import Tensor, _on_inplace, _op_state, apply, commit_inplace, trace_state
 
 # ---- operators --------------------------------------------------------------
 Tensor.__add__ = F.add
@@ -78,10 +74,14 @@ Tensor.type_as = lambda self, other: F.cast(self, other.dtype)
 Tensor.view_as = lambda self, other: F.reshape(self, other.shape)
 Tensor.reshape_as = lambda self, other: F.reshape(self, other.shape)
 Tensor.expand_as = lambda self, other: F.expand(self, other.shape)
-Tensor.new_zeros = lambda self, *size, dtype=None, **kw: F.zeros(*size, dtype=dtype or self.dtype, **kw)
-Tensor.new_ones = lambda self, *size, dtype=None, **kw: F.ones(*size, dtype=dtype or self.dtype, **kw)
-Tensor.new_full = lambda self, size, fill, dtype=None, **kw: F.full(size, fill, dtype=dtype or self.dtype, **kw)
-Tensor.new_tensor = lambda self, data, dtype=None, **kw: F.tensor(data, dtype=dtype or self.dtype, **kw)
+Tensor.new_zeros = lambda self, *size, dtype=None, **kw: F.zeros(
+    *size, dtype=dtype or self.dtype, **kw)
+Tensor.new_ones = lambda self, *size, dtype=None, **kw: F.ones(
+    *size, dtype=dtype or self.dtype, **kw)
+Tensor.new_full = lambda self, size, fill, dtype=None, **kw: F.full(
+    size, fill, dtype=dtype or self.dtype, **kw)
+Tensor.new_tensor = lambda self, data, dtype=None, **kw: F.tensor(
+    data, dtype=dtype or self.dtype, **kw)
 Tensor.cpu = lambda self: self
 Tensor.cuda = lambda self, *a, **k: F._check_device("cuda")
 Tensor.contiguous = lambda self, *a, **k: self
@@ -200,7 +200,8 @@ def _copy_(self, src, non_blocking=False):
     src = F.broadcast_to(F.cast(src, self.dtype), self.shape)
     if _grad_state.enabled and (self._rg or src._rg):
         return commit_inplace(self, apply(P.copy_p, (src,), name="CopyBackwards"))
-    if self._data.__class__ is np.ndarray and src._data.__class__ is np.ndarray and trace_state.current is None:
+    if (self._data.__class__ is np.ndarray and src._data.__class__ is np.ndarray
+            and trace_state.current is None):
         if not make_writable(self._data):
             commit_inplace(self, self)
         self._data[...] = src._data
@@ -228,4 +229,5 @@ def _no_grad():
 Tensor.uniform_ = _random_(lambda self, g, a=0.0, b=1.0: g.uniform(a, b, self.shape))
 Tensor.normal_ = _random_(lambda self, g, mean=0.0, std=1.0: g.normal(mean, std, self.shape))
 Tensor.bernoulli_ = _random_(lambda self, g, p=0.5: g.random(self.shape) < p)
-Tensor.random_ = _random_(lambda self, g, low=0, high=None: g.integers(low, high if high is not None else 2 ** 24, self.shape))
+Tensor.random_ = _random_(lambda self, g, low=0, high=None: g.integers(
+    low, high if high is not None else 2 ** 24, self.shape))

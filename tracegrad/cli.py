@@ -91,6 +91,7 @@ class Compilation:
 
     def hlo(self, part: str = "forward") -> str:
         import jax
+
         from .codegen.jax_lower import lower
         final = self.parts[part][-1][1]
         lowered = self.entry.lowered if part == "forward" else lower(final)
@@ -214,7 +215,7 @@ def explain_text(cfs) -> str:
 
 def _signature(c: Compilation) -> str:
     from .compile import _sig_text
-    parts = [f"{p}: {_sig_text(s)}" for p, s in zip(c.entry.paths, c.entry.key[0])]
+    parts = [f"{p}: {_sig_text(s)}" for p, s in zip(c.entry.paths, c.entry.key[0], strict=False)]
     return "; ".join(parts) + f"; grad mode {c.entry.key[1]}"
 
 

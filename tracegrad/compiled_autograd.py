@@ -37,7 +37,7 @@ class CompiledBackward:
 
     def attach(self, results, residual_values, flat):
         tensors = []
-        for i, src in self.wrt_sources:
+        for _, src in self.wrt_sources:
             tensors.append(flat[src[1]][1] if src[0] == "arg" else src[1])
         node = CompiledFunctionBackward()
         node.next_functions = tuple(
@@ -66,11 +66,11 @@ class CompiledFunctionBackward(Node):
         if self.residuals is None:
             raise RuntimeError(FREED_MESSAGE)
         seeds = []
-        for g, (shape, dtype) in zip(grads, self.program.out_meta):
+        for g, (shape, dtype) in zip(grads, self.program.out_meta, strict=False):
             seeds.append(np.zeros(shape, dtype.np) if g is None else np.asarray(g._data))
         outs = self.program.lower().fn(*self.residuals, *seeds)
         result = []
-        for o, (shape, dtype) in zip(outs, self.in_meta):
+        for o, (shape, dtype) in zip(outs, self.in_meta, strict=False):
             result.append(F.zeros(shape, dtype=dtype) if o is None else Tensor._make(np.array(o)))
         return tuple(result)
 
@@ -83,7 +83,7 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
     forward graph's outputs with the residuals the backward needs."""
     g = trace.graph
     wrt_sources, wrt_vars = [], []
-    for idx, (src, v) in enumerate(zip(trace.sources, g.inputs)):
+    for idx, (src, v) in enumerate(zip(trace.sources, g.inputs, strict=False)):
         if src[0] == "arg" and flat[src[1]][1].requires_grad:
             wrt_sources.append((idx, src))
             wrt_vars.append(v)
@@ -112,10 +112,10 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
                 seen.add(v)
                 residuals.append(v)
     grad_vars = []
-    for gv, wv in zip(grads, wrt_vars):
+    for gv, wv in zip(grads, wrt_vars, strict=False):
         if gv is None:
-            from .primitives import full_p
             from .ir.graph import Eqn
+            from .primitives import full_p
             z = Var(wv.shape, wv.dtype)
             bwd_eqns.append(Eqn(full_p, (), {"shape": wv.shape, "value": 0, "dtype": wv.dtype}, z))
             gv = z
@@ -126,10 +126,11 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
         if gv not in defined_in_bwd and gv not in seen and not isinstance(gv, Const):
             seen.add(gv)
             residuals.append(gv)
+    residual_names = [f"res{i}" for i in range(len(residuals))]
     bwd = Graph(residuals + seed_vars, bwd_eqns, grad_vars,
-                [f"res{i}" for i in range(len(residuals))] + [f"grad_out{i}" for i in range(len(seed_vars))],
+                residual_names + [f"grad_out{i}" for i in range(len(seed_vars))],
                 [f"grad_in{i}" for i in range(len(grad_vars))], name=f"{g.name}_backward",
                 meta={"stage": "backward"})
     trace.graph = g.replace(outputs=g.outputs + residuals,
-                            output_names=g.output_names + [f"res{i}" for i in range(len(residuals))])
+                            output_names=g.output_names + residual_names)
     return CompiledBackward(bwd, residuals, wrt_sources, grad_outputs, out_meta, len(seed_vars))

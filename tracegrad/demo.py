@@ -4,8 +4,8 @@ Part 1 trains the two-layer network of PyTorch's "Tensors and autograd" tutorial
 with raw tensors and a hand-written SGD step. Part 2 trains a small classifier
 on 2-D spirals with ``nn.Sequential``, ``nn.CrossEntropyLoss`` and an optimizer
 from ``tracegrad.optim``. Part 3 runs Part 1's step through ``tracegrad.compile``
-beside eager: both loss curves and a timing table. Each part is one function returning its final numbers,
-so callers (and tests) can run them on their own.
+beside eager: both loss curves and a timing table. Each part is one function returning its final
+numbers, so callers (and tests) can run them on their own.
 
     python -m tracegrad.demo --steps 100 --clf-steps 50
 """

@@ -15,10 +15,9 @@ import numbers
 
 import numpy as np
 
-from . import dtypes
-from . import primitives as P
-from .dtypes import DType, as_dtype, result_type
+from . import dtypes, primitives as P
 from ._storage import make_writable
+from .dtypes import DType, as_dtype, result_type
 from .tensor import Size, Tensor, _op_state, apply, commit_inplace, trace_state
 
 _bool, _int, _pyfloat, _slice = builtins.bool, builtins.int, builtins.float, builtins.slice
@@ -488,12 +487,16 @@ def _max_min(extreme_p, arg_p, name, input, dim, keepdim, other):
         return (maximum if extreme_p is P.amax_p else minimum)(x, other)
     if dim is None:
         if x.numel() == 0:
-            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for "
+                               "input.numel() == 0.")
         return apply(extreme_p, (x,), {"axis": tuple(range(x.ndim)), "keepdim": False})
     if isinstance(dim, Tensor):
         return (maximum if extreme_p is P.amax_p else minimum)(x, dim)
     axis = _axes(dim, x.ndim)
-    idx = apply(arg_p, (x,), {"axis": axis or (0,), "keepdim": True}) if x.ndim else Tensor._make(np.zeros((), np.int64))
+    if x.ndim:
+        idx = apply(arg_p, (x,), {"axis": axis or (0,), "keepdim": True})
+    else:
+        idx = Tensor._make(np.zeros((), np.int64))
     if not x.ndim:
         _dim(dim, 0)
         return _MinMax(apply(P.copy_p, (x,), name=f"{name.title()}Backward0"), idx)
@@ -541,7 +544,8 @@ def var(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=No
     x = _float(_as_tensor(input))
     if isinstance(dim, _bool):  # var(x, False): the old positional 'unbiased'
         dim, unbiased = None, dim
-    return apply(P.var_p, (x,), {"axis": _axes(dim, x.ndim), "correction": _correction(unbiased, correction),
+    return apply(P.var_p, (x,), {"axis": _axes(dim, x.ndim),
+                                 "correction": _correction(unbiased, correction),
                                  "keepdim": _bool(keepdim)})
 
 
@@ -630,7 +634,8 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 
 def equal(input, other) -> _bool:
-    return input.shape == other.shape and _bool(np.array_equal(np.asarray(input), np.asarray(other)))
+    return input.shape == other.shape and _bool(np.array_equal(np.asarray(input),
+                                                               np.asarray(other)))
 
 
 # ----------------------------------------------------------------------------
@@ -645,9 +650,9 @@ def matmul(input, other):
         return apply(P.matmul_p, (a, b), name=_matmul_name(a, b))
     if a.ndim == 1 and b.ndim == 1:
         if a.shape[0] != b.shape[0]:
-            raise RuntimeError("inconsistent tensor size, expected tensor [%d] and src [%d] to have "
-                               "the same number of elements, but got %d and %d elements "
-                               "respectively" % (a.shape[0], b.shape[0], a.shape[0], b.shape[0]))
+            raise RuntimeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src "
+                               f"[{b.shape[0]}] to have the same number of elements, but got "
+                               f"{a.shape[0]} and {b.shape[0]} elements respectively")
         r = apply(P.matmul_p, (reshape(a, (1, -1)), reshape(b, (-1, 1))))
         return apply(P.reshape_p, (r,), {"shape": ()}, name="DotBackward0")
     if b.ndim == 1:
@@ -878,8 +883,8 @@ def stack(tensors, dim: _int = 0):
     shape0 = tensors[0].shape
     for i, t_ in enumerate(tensors):
         if t_.shape != shape0:
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(shape0)} "
-                               f"at entry 0 and {list(t_.shape)} at entry {i}")
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"{list(shape0)} at entry 0 and {list(t_.shape)} at entry {i}")
     d = _dim(dim, tensors[0].ndim + 1)
     parts = [reshape(t_, t_.shape[:d] + (1,) + t_.shape[d:]) for t_ in tensors]
     rt = result_type(*parts)
@@ -905,7 +910,10 @@ def split(tensor_, split_size_or_sections, dim: _int = 0):
                                f"(input tensor's size at dimension {d}), but got "
                                f"split_sizes={sizes}")
     out, start = [], 0
-    name = "SplitBackward0" if isinstance(split_size_or_sections, (_int, np.integer)) else "SplitWithSizesBackward0"
+    if isinstance(split_size_or_sections, (_int, np.integer)):
+        name = "SplitBackward0"
+    else:
+        name = "SplitWithSizesBackward0"
     for s in sizes:
         idx = (_slice(None),) * d + (_slice(start, start + s),)
         out.append(apply(P.getitem_p, (x,), {"index": idx}, name=name))
@@ -970,7 +978,8 @@ def _parse_index(x: Tensor, key):
             static.append(P.TENSOR)
             tensors.append(Tensor._make(arr if arr.dtype == np.bool_ else arr.astype(np.int64)))
         elif isinstance(k, _slice):
-            static.append(_slice(*(None if v is None else _int(v) for v in (k.start, k.stop, k.step))))
+            static.append(_slice(*(None if v is None else _int(v)
+                                   for v in (k.start, k.stop, k.step))))
             if k.step is not None and _int(k.step) <= 0:
                 raise ValueError("step must be greater than zero")
         elif k is None or k is Ellipsis:
@@ -1001,14 +1010,15 @@ def _check_bounds(shape, static, tensors=()):
             widths.append(0 if s is None or s is Ellipsis else 1)
     n_consumed = builtins.sum(widths)
     dim = 0
-    for s, w in zip(static, widths):
+    for s, w in zip(static, widths, strict=True):
         if s is Ellipsis:
             dim += len(shape) - n_consumed
             continue
         if dim + w > len(shape):
             raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
         if isinstance(s, _int) and not (-shape[dim] <= s < shape[dim]):
-            raise IndexError(f"index {s} is out of bounds for dimension {dim} with size {shape[dim]}")
+            raise IndexError(f"index {s} is out of bounds for dimension {dim} "
+                             f"with size {shape[dim]}")
         if s is P.TENSOR:
             a = int_indices.pop(0)
             if a.__class__ is np.ndarray and a.size:
@@ -1178,7 +1188,8 @@ def _np_from_data(data, dtype):
 
 
 def _contains_tensor(data):
-    return builtins.any(isinstance(d, Tensor) or (isinstance(d, (list, tuple)) and _contains_tensor(d))
+    return builtins.any(isinstance(d, Tensor)
+                        or (isinstance(d, (list, tuple)) and _contains_tensor(d))
                         for d in data)
 
 
@@ -1198,10 +1209,12 @@ def _default_for(arr: np.ndarray):
         return np.int64 if arr.dtype != np.uint8 else np.uint8
     if k == "f":
         return dtypes.get_default_dtype().np if arr.dtype == np.float64 else arr.dtype
-    raise TypeError(f"can't convert data of dtype {arr.dtype} to a tensor; expected numbers or bools")
+    raise TypeError(f"can't convert data of dtype {arr.dtype} to a tensor; "
+                    "expected numbers or bools")
 
 
-def tensor(data, *, dtype=None, device=None, requires_grad: _bool = False, pin_memory=False) -> Tensor:
+def tensor(data, *, dtype=None, device=None, requires_grad: _bool = False,
+           pin_memory=False) -> Tensor:
     """Make a tensor from a (nested) list, a number, a NumPy array or a tensor (copied).
 
     >>> import tracegrad as tg
@@ -1357,7 +1370,8 @@ def _deepcopy_tensor(t: Tensor, memo):
     new = Tensor._make(np.array(t._concrete("deepcopy")))
     if type(t) is not Tensor:
         new.__class__ = type(t)
-        new.__dict__.update({k: v for k, v in t.__dict__.items() if k not in ("_data", "_vc", "_grad", "_acc", "grad_fn")})
+        skip = ("_data", "_vc", "_grad", "_acc", "grad_fn")
+        new.__dict__.update({k: v for k, v in t.__dict__.items() if k not in skip})
     new._rg = t._rg
     if t._grad is not None:
         new._grad = Tensor._make(np.array(t._grad._data))

@@ -31,7 +31,7 @@ from scipy import special as _special
 
 from . import dtypes
 
-PRIMITIVES: dict[str, "Primitive"] = {}
+PRIMITIVES: dict[str, Primitive] = {}
 
 
 class Primitive:
@@ -53,7 +53,8 @@ class Primitive:
         self.jvp = jvp              # forward rules (None: derived from the VJP)
         # grad_fn class name as PyTorch shows it; a str, or fn(params, *avals) -> str
         self.grad_name = grad_name or (name.title().replace("_", "") + "Backward0")
-        self.save = save            # inputs the rules read: indices, or {input: indices its rule reads}
+        # inputs the rules read: indices, or {input: indices its rule reads}
+        self.save = save
         self.save_out = save_out    # the rules read the output value
         self.differentiable = differentiable
         self.variadic = variadic
@@ -209,7 +210,8 @@ floor_p = _unary("floor", np.floor, _jnp("floor"), _zero, save=())
 ceil_p = _unary("ceil", np.ceil, _jnp("ceil"), _zero, save=())
 round_p = _unary("round", np.round, _jnp("round"), _zero, save=())
 
-gelu_p = Primitive("gelu", _gelu_impl, _same, "jax.nn.gelu({0}, approximate={approximate!r} == 'tanh')",
+gelu_p = Primitive("gelu", _gelu_impl, _same,
+                   "jax.nn.gelu({0}, approximate={approximate!r} == 'tanh')",
                    vjp=(_gelu_vjp,), jvp=(_gelu_vjp,), save=(0,))
 
 
@@ -391,7 +393,8 @@ def _prod_vjp(g, out, x, *, axis, keepdim):
     is_zero = x == 0
     nzeros = T.sum(T.cast(is_zero, x.dtype), axis, keepdim=True)
     prod_nonzero = T.prod(T.where(is_zero, T.ones_like(x), x), axis, keepdim=True)
-    others = T.where(is_zero, prod_nonzero * (nzeros == 1), prod_nonzero * (nzeros == 0) / T.where(is_zero, T.ones_like(x), x))
+    others = T.where(is_zero, prod_nonzero * (nzeros == 1),
+                     prod_nonzero * (nzeros == 0) / T.where(is_zero, T.ones_like(x), x))
     return _bcast_back(g, x, axis, keepdim) * others
 
 
@@ -503,8 +506,14 @@ def _norm_vjp(g, out, x, *, ord, axis, keepdim):
     return gb * T.where(ob == 0, T.zeros_like(x), scale)
 
 
-norm_p = Primitive("norm", _norm_impl, lambda x, *, ord, axis, keepdim: _reduce(x, axis=axis, keepdim=keepdim),
-                   "jnp.linalg.norm({0}.reshape(-1) if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {0}, ord={ord!r}, axis=None if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {axis}, keepdims={keepdim})",
+norm_p = Primitive("norm", _norm_impl,
+                   lambda x, *, ord, axis, keepdim: _reduce(x, axis=axis, keepdim=keepdim),
+                   "jnp.linalg.norm("
+                   "{0}.reshape(-1) if {axis} == tuple(range({0}.ndim)) and not {keepdim} "
+                   "else {0}, "
+                   "ord={ord!r}, "
+                   "axis=None if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {axis}, "
+                   "keepdims={keepdim})",
                    vjp=(_norm_vjp,), save=(0,), save_out=True,
                    grad_name="LinalgVectorNormBackward0")
 
@@ -515,7 +524,8 @@ def _cumsum_impl(x, *, axis):
 
 cumsum_p = Primitive("cumsum", _cumsum_impl, lambda x, *, axis: (x.shape, x.dtype),
                      "jnp.cumsum({0}, axis={axis})",
-                     vjp=(lambda g, out, x, *, axis: T.flip(T.cumsum(T.flip(g, (axis,)), axis), (axis,)),),
+                     vjp=(lambda g, out, x, *, axis:
+                          T.flip(T.cumsum(T.flip(g, (axis,)), axis), (axis,)),),
                      jvp=(lambda t, out, x, *, axis: T.cumsum(t, axis),))
 
 
@@ -526,7 +536,8 @@ def _softmax_impl(x, *, axis):
 
 def _log_softmax_impl(x, *, axis):
     shifted = x - np.amax(x, axis=axis, keepdims=True)
-    return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype, copy=False)
+    log_sum = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return (shifted - log_sum).astype(x.dtype, copy=False)
 
 
 softmax_p = Primitive(
@@ -581,7 +592,8 @@ matmul_p = Primitive(
          lambda g, out, x, y: T.matmul(T.swapaxes(x, -1, -2), g)),
     jvp=(lambda t, out, x, y: T.matmul(t, y), lambda t, out, x, y: T.matmul(x, t)),
     save={0: (1,), 1: (0,)},
-    grad_name=lambda p, x, y: "MmBackward0" if len(x.shape) == len(y.shape) == 2 else "UnsafeViewBackward0")
+    grad_name=lambda p, x, y: ("MmBackward0" if len(x.shape) == len(y.shape) == 2
+                               else "UnsafeViewBackward0"))
 
 # ----------------------------------------------------------------------------
 # shape and data movement
@@ -641,7 +653,8 @@ broadcast_to_p = Primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x
                            vjp=(lambda g, out, x, *, shape: T.sum_to(g, x.shape),),
                            jvp=(lambda t, out, x, *, shape: T.broadcast_to(t, shape),),
                            grad_name="ExpandBackward0")
-flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes), lambda x, *, axes: (x.shape, x.dtype),
+flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes),
+                   lambda x, *, axes: (x.shape, x.dtype),
                    "jnp.flip({0}, {axes})", vjp=(lambda g, out, x, *, axes: T.flip(g, axes),),
                    jvp=(lambda t, out, x, *, axes: T.flip(t, axes),))
 
@@ -653,8 +666,9 @@ def _cat_shape(*xs, axis):
         if x.dtype is not first.dtype:
             raise ShapeError(f"cat: mixed dtypes {first.dtype} and {x.dtype}")
         if len(x.shape) != len(first.shape) or any(
-                a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != axis):
-            bad = next((i for i, (a, b) in enumerate(zip(x.shape, first.shape))
+                a != b for i, (a, b) in enumerate(zip(x.shape, first.shape, strict=True))
+                if i != axis):
+            bad = next((i for i, (a, b) in enumerate(zip(x.shape, first.shape, strict=False))
                         if i != axis and a != b), None)
             detail = (f"Expected size {first.shape[bad]} but got size {x.shape[bad]} for tensor "
                       f"number {k} in the list." if bad is not None else
@@ -678,7 +692,7 @@ def _cat_vjp(g, out, *xs, axis):
 
 
 def _cat_jvp(ts, out, *xs, axis):
-    return T.cat([T.zeros_like(x) if t is None else t for t, x in zip(ts, xs)], axis)
+    return T.cat([T.zeros_like(x) if t is None else t for t, x in zip(ts, xs, strict=False)], axis)
 
 
 cat_p = Primitive("cat", lambda *xs, axis: np.concatenate(xs, axis=axis), _cat_shape,
@@ -782,8 +796,10 @@ def _index_add_vjp(gout, out, base, g, *idx, index):
     return (gout, T.getitem(gout, index, idx)) + (None,) * len(idx)
 
 
-index_add_p = Primitive("index_add", _index_add_impl, lambda base, g, *idx, index: (base.shape, base.dtype),
-                        lambda args, p: f"{args[0]}.at[{_index_source(p['index'], args[2:])}].add({args[1]})",
+index_add_p = Primitive("index_add", _index_add_impl,
+                        lambda base, g, *idx, index: (base.shape, base.dtype),
+                        lambda args, p: (f"{args[0]}.at[{_index_source(p['index'], args[2:])}]"
+                                         f".add({args[1]})"),
                         vjp_all=_index_add_vjp, variadic=True, grad_name="IndexAddBackward0")
 
 
@@ -889,7 +905,8 @@ def _random_jax(args, p):
 
 
 random_p = Primitive("random", _random_impl,
-                     lambda key, *, dist, shape, dtype, low=0, high=1, index=0: (tuple(shape), dtype),
+                     lambda key, *, dist, shape, dtype, low=0, high=1, index=0:
+                         (tuple(shape), dtype),
                      _random_jax, vjp=(None,), differentiable=False)
 
 

@@ -15,10 +15,14 @@ import numpy as np
 from . import dtypes
 from ._storage import make_writable
 from .autograd import grad_mode
+from .autograd._op_hooks import (
+    apply_hooked as _apply_hooked,
+    copy_tangent as _copy_tangent,
+    impl as _op_impl,
+    on_inplace as _on_inplace,
+    state as _op_state,
+)
 from .autograd.graph import AccumulateGrad, RemovableHandle, _HookDict, make_node
-from .autograd._op_hooks import apply_hooked as _apply_hooked, on_inplace as _on_inplace
-from .autograd._op_hooks import copy_tangent as _copy_tangent
-from .autograd._op_hooks import impl as _op_impl, state as _op_state
 
 _EMPTY: dict = {}
 _grad_state = grad_mode._state
@@ -47,7 +51,7 @@ trace_state = _TraceState()
 
 
 def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
-          _hooked: bool = False) -> "Tensor":
+          _hooked: bool = False) -> Tensor:
     """Run primitive ``prim`` on tensors ``args``; record its backward if needed."""
     if _op_state.active and not _hooked:  # forward AD, profiler, anomaly mode (_op_hooks)
         return _apply_hooked(prim, args, params, name)
@@ -105,7 +109,7 @@ _TORCH_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "
                      "uint8": "Byte"}
 
 
-def commit_inplace(self: "Tensor", out: "Tensor") -> "Tensor":
+def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
     """Make ``self`` hold ``out``: the tail of every in-place op.
 
     The caller computed ``out`` functionally from ``self``. Checks come first, so a
@@ -276,7 +280,7 @@ class Tensor:
                                f"(got {self.dtype}); convert first, e.g. x.float()")
         self._rg = flag
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         self._set_requires_grad(requires_grad, setter=False)
         return self
 
@@ -329,7 +333,7 @@ class Tensor:
             acc = AccumulateGrad(self)
             self._acc = weakref.ref(acc)
             if self._hooks:
-                for hid, fn in self._hooks.items():
+                for fn in self._hooks.values():
                     acc._add_pre_hook(fn)
         return acc
 
@@ -377,11 +381,11 @@ class Tensor:
         from .autograd import backward
         backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """A tensor sharing this one's data, cut from the graph."""
         return Tensor._make(self._data, self._vc)
 
-    def detach_(self) -> "Tensor":
+    def detach_(self) -> Tensor:
         if self.grad_fn is not None and self._grad is None:
             pass
         self.grad_fn = None
@@ -389,11 +393,11 @@ class Tensor:
         return self
 
     @property
-    def data(self) -> "Tensor":
+    def data(self) -> Tensor:
         return Tensor._make(self._data)
 
     @data.setter
-    def data(self, value: "Tensor"):
+    def data(self, value: Tensor):
         if trace_state.current is not None:
             trace_state.current.graph_break("assigning to .data")
         self._data = value._data
@@ -440,7 +444,7 @@ class Tensor:
     def __bool__(self):
         a = self._concrete("bool()")
         if a.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(a.reshape(()).item())
 
     def __hash__(self):

@@ -1,11 +1,11 @@
 """tracegrad.autograd: backward, grad, custom Functions, gradcheck, grad mode."""
 from __future__ import annotations
 
-from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .anomaly_mode import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .engine import run_backward
 from .function import Function, FunctionCtx, once_differentiable
+from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
-from .anomaly_mode import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 
 __all__ = ["backward", "grad", "Function", "FunctionCtx", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "inference_mode", "gradcheck",
@@ -33,7 +33,7 @@ def _seed_grads(outputs, grad_outputs, create_graph):
         raise RuntimeError(f"got {len(grad_outputs)} tensors in grad_outputs but "
                            f"{len(outputs)} outputs; pass one gradient per output")
     seeds = []
-    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs, strict=True)):
         if g is None:
             if out.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
@@ -104,7 +104,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
     traced = _traced_grads(outputs, roots, seeds, inputs, retain_graph, create_graph)
     if traced is not None:
         from .graph import accumulate_into
-        for t, g in zip(*traced):
+        for t, g in zip(*traced, strict=False):
             if g is not None:
                 accumulate_into(t, g)
         return
@@ -139,7 +139,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     from .. import functions as F
 
     outputs = _as_tuple(outputs)
-    single = not isinstance(inputs, (tuple, list))
     inputs = _as_tuple(inputs)
     if allow_unused is None:
         allow_unused = materialize_grads

@@ -33,8 +33,7 @@ import warnings
 
 import numpy as np
 
-from ._op_hooks import impl as _hook_impl
-from ._op_hooks import refresh, state
+from ._op_hooks import impl as _hook_impl, refresh, state
 
 __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
            "is_anomaly_check_nan_enabled"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import heapq
 
-from .graph import AccumulateGrad
-from ._op_hooks import run_node_hooked, state as _hooks
 from . import grad_mode
+from ._op_hooks import run_node_hooked, state as _hooks
+from .graph import AccumulateGrad
 
 
 def _discover(roots):
@@ -86,7 +86,7 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
         targets = set(capture or ()) | set(accumulate_only or ())
         needed = _needed(root_nodes, nodes, targets)
     buffers: dict = {}
-    for (node, nr), g in zip(roots, seeds):
+    for (node, nr), g in zip(roots, seeds, strict=False):
         _add_to_buffer(buffers, node, nr, g)
     ready = []
     for node in buffers:
@@ -118,7 +118,8 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
                     captured[node] = g
             is_leaf = node.__class__ is AccumulateGrad
             if is_leaf:
-                if g is not None and accumulate and (accumulate_only is None or node in accumulate_only):
+                if g is not None and accumulate and (accumulate_only is None
+                                                     or node in accumulate_only):
                     node.apply(g)
                 continue
             if targets is not None and node not in needed:

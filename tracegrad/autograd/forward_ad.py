@@ -26,8 +26,7 @@ import weakref
 from collections import namedtuple
 
 from . import grad_mode
-from ._op_hooks import impl as _hook_impl
-from ._op_hooks import refresh, state
+from ._op_hooks import impl as _hook_impl, refresh, state
 
 __all__ = ["dual_level", "enter_dual_level", "exit_dual_level", "make_dual", "unpack_dual",
            "UnpackedDualTensor"]
@@ -150,7 +149,7 @@ def propagate(prim, args, params, out) -> None:
             t = rule(tangents, out, *args, **params)
         else:
             t = None
-            for ti, ri in zip(tangents, rule):
+            for ti, ri in zip(tangents, rule, strict=False):
                 if ti is not None and ri is not None:
                     c = ri(ti, out, *args, **params)
                     t = c if t is None else t + c
@@ -208,9 +207,9 @@ def derived_jvp(prim, args, params, out, tangents):
             ws = prim.vjp_all(u, out, *args, **params)
         else:
             ws = [r(u, out, *args, **params) if r is not None and t is not None else None
-                  for r, t in zip(prim.vjp, tangents)]
+                  for r, t in zip(prim.vjp, tangents, strict=False)]
         total = None
-        for w, t, a in zip(ws, tangents, args):
+        for w, t, a in zip(ws, tangents, args, strict=False):
             if w is None or t is None:
                 continue
             if w.shape != a.shape:

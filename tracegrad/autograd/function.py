@@ -5,8 +5,8 @@ an instance of ``<Name>Backward``.
 """
 from __future__ import annotations
 
-from .graph import Node, _seq, _raise_modified, FREED_MESSAGE
 from . import grad_mode
+from .graph import FREED_MESSAGE, Node, _raise_modified, _seq
 
 
 class FunctionCtx:
@@ -83,7 +83,7 @@ class BackwardCFunction(FunctionCtx, Node):
             raise RuntimeError(f"function {self.name()} returned an incorrect number of gradients "
                                f"(expected {n}, got {len(result)})")
         out = []
-        for i, (g, (fn, _)) in enumerate(zip(result, self.next_functions)):
+        for i, (g, (fn, _)) in enumerate(zip(result, self.next_functions, strict=False)):
             if fn is None or g is None:
                 out.append(None)
                 continue
@@ -237,7 +237,9 @@ def once_differentiable(fn):
         deps += [t for t in ctx.saved_tensors if isinstance(t, Tensor) and t.requires_grad]
         if not deps:
             return result
-        wrap = lambda r: _OnceDifferentiableError.apply(r, *deps) if isinstance(r, Tensor) else r
+        def wrap(r):
+            return _OnceDifferentiableError.apply(r, *deps) if isinstance(r, Tensor) else r
+
         return tuple(map(wrap, result)) if isinstance(result, tuple) else wrap(result)
     return wrapper
 

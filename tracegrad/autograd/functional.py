@@ -85,7 +85,7 @@ def _check_v(v, refs, refs_tuple: bool, what: str):
             raise RuntimeError(f"v is a tuple of invalid length: should be {len(refs)} but got "
                                f"{len(v)}.")
         raise RuntimeError("The given v should contain a single Tensor.")
-    for i, (a, b) in enumerate(zip(v, refs)):
+    for i, (a, b) in enumerate(zip(v, refs, strict=True)):
         if a.shape != b.shape:
             raise RuntimeError(f"Entry {i} in v has invalid size: should be {b.shape} (the "
                                f"shape of the {what}) but got {a.shape}.")
@@ -105,7 +105,7 @@ def _grads(outputs, inputs, grad_outputs, create_graph: bool):
     from . import grad
     if grad_outputs is None:
         grad_outputs = (None,) * len(outputs)
-    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs, strict=False) if o.requires_grad]
     if not pairs:
         return (None,) * len(inputs)
     return grad([o for o, _ in pairs], inputs, [g for _, g in pairs], retain_graph=True,
@@ -115,7 +115,7 @@ def _grads(outputs, inputs, grad_outputs, create_graph: bool):
 def _zeros_where_none(grads, refs, strict: bool, message):
     from .. import functions as F
     out = []
-    for i, (g, r) in enumerate(zip(grads, refs)):
+    for i, (g, r) in enumerate(zip(grads, refs, strict=False)):
         if g is None:
             if strict:
                 raise RuntimeError(message(i))
@@ -176,8 +176,8 @@ def jvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
     >>> jvp(lambda x: x ** 2, tg.tensor([1., 2.]), tg.tensor([1., 1.]))[1]
     tensor([2., 4.])
     """
-    from . import forward_ad as fwAD
     from .. import functions as F
+    from . import forward_ad as fwAD
 
     in_tuple, inputs = _tuplify(inputs, "inputs", "jvp")
     if v is None:
@@ -194,7 +194,7 @@ def jvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
         inputs = _prepare(inputs, create_graph, True)
         v = _prepare(v, create_graph, False)
         with fwAD.dual_level():
-            duals = tuple(fwAD.make_dual(x, t) for x, t in zip(inputs, v))
+            duals = tuple(fwAD.make_dual(x, t) for x, t in zip(inputs, v, strict=False))
             out_tuple, outputs = _tuplify(func(*duals), "outputs of the user-provided function",
                                           "jvp")
             tangents = [fwAD.unpack_dual(o).tangent for o in outputs]
@@ -218,7 +218,7 @@ def _jvp_by_double_vjp(func, inputs, in_tuple, v, create_graph, strict):
         _check_differentiable(outputs, strict)
         us = tuple(dummy_cotangent(o) for o in outputs)
         g = _grads(outputs, inputs, us, create_graph=True)
-        pairs = [(gi, vi) for gi, vi in zip(g, v) if gi is not None]
+        pairs = [(gi, vi) for gi, vi in zip(g, v, strict=False) if gi is not None]
         jv = (_grads([p[0] for p in pairs], us, [p[1] for p in pairs], create_graph)
               if pairs else (None,) * len(us))
         jv = _zeros_where_none(jv, outputs, strict, _output_independent)
@@ -274,7 +274,7 @@ def _hvp_by_double_vjp(func, inputs, in_tuple, v, create_graph, strict):
         g = _zeros_where_none(_grads((out,), inputs, None, True), inputs, strict, _independent)
         us = tuple(dummy_cotangent(x) for x in inputs)
         gu = _grads(g, inputs, us, create_graph=True)
-        pairs = [(a, b) for a, b in zip(gu, v) if a is not None]
+        pairs = [(a, b) for a, b in zip(gu, v, strict=False) if a is not None]
         hv = (_grads([p[0] for p in pairs], us, [p[1] for p in pairs], create_graph)
               if pairs else (None,) * len(us))
         hv = _zeros_where_none(hv, inputs, strict, _independent)

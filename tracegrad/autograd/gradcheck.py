@@ -18,9 +18,16 @@ def _differentiable_outputs(outputs):
     return [o for o in outputs if o.dtype.is_floating_point]
 
 
+def _output_arrays(func, inputs):
+    """Copies of the floating-point outputs of ``func(*inputs)``, computed without grad."""
+    from .grad_mode import no_grad
+
+    with no_grad():
+        return [o.detach()._data.copy() for o in _differentiable_outputs(_as_tuple(func(*inputs)))]
+
+
 def _numerical_jacobian(func, inputs, wrt, eps):
     """J[k][j] is d output_k / d input_j, each of shape (out.numel(), in.numel())."""
-    from ..tensor import Tensor
     from .grad_mode import no_grad
 
     with no_grad():
@@ -34,11 +41,9 @@ def _numerical_jacobian(func, inputs, wrt, eps):
         for e in range(flat.size):
             orig = flat[e].item()
             flat[e] = orig + eps
-            with no_grad():
-                plus = [o.detach()._data.copy() for o in _differentiable_outputs(_as_tuple(func(*inputs)))]
+            plus = _output_arrays(func, inputs)
             flat[e] = orig - eps
-            with no_grad():
-                minus = [o.detach()._data.copy() for o in _differentiable_outputs(_as_tuple(func(*inputs)))]
+            minus = _output_arrays(func, inputs)
             flat[e] = orig
             for k in range(len(base)):
                 jac[k][jj][:, e] = ((plus[k] - minus[k]) / (2 * eps)).reshape(-1)

@@ -130,7 +130,7 @@ class FunctionEventAvg:
         self.cpu_time_total = 0.0
         self.self_cpu_time_total = 0.0
 
-    def add(self, e) -> "FunctionEventAvg":
+    def add(self, e) -> FunctionEventAvg:
         self.count += e.count
         self.cpu_time_total += e.cpu_time_total
         self.self_cpu_time_total += e.self_cpu_time_total
@@ -164,7 +164,7 @@ class EventList(list):
         return sum(e.self_cpu_time_total for e in self)
 
     def key_averages(self, group_by_input_shape: bool = False,
-                     group_by_stack_n: int = 0) -> "EventList":
+                     group_by_stack_n: int = 0) -> EventList:
         groups: dict = {}
         for e in self:
             avg = groups.get(e.key)
@@ -199,7 +199,7 @@ class EventList(list):
         rule = "".join("-" * w + _SPACING for w in widths)
 
         def row(cells):
-            return "".join(c.rjust(w) + _SPACING for c, w in zip(cells, widths))
+            return "".join(c.rjust(w) + _SPACING for c, w in zip(cells, widths, strict=False))
 
         def pct(x):
             return f"{100.0 * x / total:.2f}%" if total else "0.00%"

@@ -52,7 +52,7 @@ def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
     ns = Namespace()
     consts: dict = {}
     fn_name = _py_name(fn_name or graph.name)
-    args = [ns.name(v, h) for v, h in zip(graph.inputs, graph.input_names)]
+    args = [ns.name(v, h) for v, h in zip(graph.inputs, graph.input_names, strict=False)]
     lines = [f"def {fn_name}({', '.join(args)}):"]
 
     def arg(v):
@@ -68,7 +68,7 @@ def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
         for e in eqns:
             if e.prim is fusion_p:
                 sub = e.params["graph"]
-                for sv, outer in zip(sub.inputs, e.inputs):
+                for sv, outer in zip(sub.inputs, e.inputs, strict=False):
                     lines.append(f"{indent}{ns.name(sv)} = {arg(outer)}")
                 emit(sub.eqns, indent)
                 lines.append(f"{indent}{ns.name(e.out)} = {arg(sub.outputs[0])}")

@@ -99,7 +99,7 @@ class Graph:
         self.name = name
         self.meta = dict(meta or {})
 
-    def replace(self, **kw) -> "Graph":
+    def replace(self, **kw) -> Graph:
         g = Graph(self.inputs, self.eqns, self.outputs, self.input_names, self.output_names,
                   self.name, self.meta)
         for k, v in kw.items():
@@ -207,7 +207,7 @@ def _param_source(k, v) -> str:
 def to_source(graph: Graph, indent: str = "", ns: Namespace | None = None) -> str:
     ns = ns or Namespace()
     lines = []
-    args = [ns.name(v, hint) for v, hint in zip(graph.inputs, graph.input_names)]
+    args = [ns.name(v, hint) for v, hint in zip(graph.inputs, graph.input_names, strict=False)]
     header = _header(graph)
     lines.extend(indent + h for h in header)
     lines.append(f"{indent}def {_py_name(graph.name)}({', '.join(args)}):")

@@ -127,10 +127,10 @@ def to_networkx(graph: Graph, sources=None) -> nx.DiGraph:
     """
     g = nx.DiGraph(name=graph.name, stage=graph.meta.get("stage"))
     out_names = {}
-    for v, n in zip(graph.outputs, graph.output_names):
+    for v, n in zip(graph.outputs, graph.output_names, strict=False):
         out_names.setdefault(v, n or "out")
     srcs = sources or [None] * len(graph.inputs)
-    for v, name, src in zip(graph.inputs, graph.input_names, srcs):
+    for v, name, src in zip(graph.inputs, graph.input_names, srcs, strict=False):
         g.add_node(v.id, label=name or f"in{v.id}", kind=input_kind(name, src), op="input",
                    shape=v.shape, dtype=v.dtype.name, src="", phase="forward",
                    output=out_names.get(v), var=v)
@@ -230,7 +230,7 @@ def to_json(graph: Graph, sources=None) -> dict:
     return {"name": graph.name, "stage": graph.meta.get("stage"),
             "seconds": graph.meta.get("seconds"), "nodes": nodes,
             "outputs": [{"name": n, "id": None if isinstance(v, Const) else v.id}
-                        for v, n in zip(graph.outputs, graph.output_names)]}
+                        for v, n in zip(graph.outputs, graph.output_names, strict=False)]}
 
 
 def node_keys(graph: Graph) -> tuple[set, set]:

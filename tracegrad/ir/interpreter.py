@@ -11,7 +11,7 @@ def evaluate(graph: Graph, args) -> list:
     from ..passes.autodiff import expand_grads
     graph = expand_grads(graph)  # grad requests are defined by their expansion
     env = {}
-    for v, a in zip(graph.inputs, args):
+    for v, a in zip(graph.inputs, args, strict=False):
         env[v] = np.asarray(getattr(a, "_data", a))
 
     def read(v):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..primitives import PRIMITIVES, Primitive, TENSOR  # noqa: F401  (TENSOR appears in printed params)
+from ..primitives import PRIMITIVES, TENSOR, Primitive  # noqa: F401  (TENSOR appears in printed params)
 
 
 def _run_subgraph(*args, graph):
@@ -64,7 +64,9 @@ def _call(prim):
                 params[k] = dtypes.from_name(v)
         if prim is fusion_p:
             fn = params["graph"]
-            return fn(*args)[0] if callable(fn) else apply(prim, tuple(map(_as_tensor, args)), params)
+            if callable(fn):
+                return fn(*args)[0]
+            return apply(prim, tuple(map(_as_tensor, args)), params)
         return apply(prim, tuple(_as_tensor(a) for a in args), params)
     call.__name__ = prim.name
     return call

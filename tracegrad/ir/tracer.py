@@ -111,9 +111,13 @@ class Tracer:
             raise RuntimeError("nested tracing is not supported: a compiled function called "
                                "another compiled function while tracing")
         trace_state.current = self
+        from ..passes import gc_paused
+        self._gc = gc_paused()
+        self._gc.__enter__()
         return self
 
     def __exit__(self, *exc):
+        self._gc.__exit__(*exc)
         if trace_state.current is self:
             trace_state.current = None
         return False

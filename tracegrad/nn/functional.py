@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import warnings
 
-from .. import dtypes
-from .. import functions as T
-from .. import primitives as P
+from .. import dtypes, functions as T, primitives as P
 from ..tensor import Tensor, apply, commit_inplace, trace_state
 
 __all__ = [

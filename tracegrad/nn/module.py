@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Mapping
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from .. import dtypes
 from ..autograd.grad_mode import no_grad
@@ -132,7 +131,7 @@ class Module:
         else:
             self._non_persistent_buffers.add(name)
 
-    def add_module(self, name: str, module: "Module | None") -> None:
+    def add_module(self, name: str, module: Module | None) -> None:
         """Add a child module under ``name``."""
         self._check_ready("child modules")
         if module is not None and not isinstance(module, Module):
@@ -197,7 +196,7 @@ class Module:
         return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
                       | set(self._modules))
 
-    def get_submodule(self, target: str) -> "Module":
+    def get_submodule(self, target: str) -> Module:
         """The module at dotted path ``target`` ('' is self)."""
         mod = self
         for part in target.split(".") if target else ():
@@ -215,7 +214,7 @@ class Module:
 
     # ---- walking ------------------------------------------------------------
     def named_modules(self, memo: set | None = None, prefix: str = "",
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
         """(dotted name, module) for self and every descendant, depth first."""
         if memo is None:
             memo = set()
@@ -230,18 +229,18 @@ class Module:
             yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name,
                                            remove_duplicate)
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         seen = set()
         for name, child in self._modules.items():
             if child is not None and child not in seen:
                 seen.add(child)
                 yield name, child
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         for _, m in self.named_children():
             yield m
 
@@ -274,7 +273,7 @@ class Module:
             yield b
 
     # ---- modes and gradients ------------------------------------------------
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Set training mode (Dropout drops) on self and all descendants."""
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
@@ -282,10 +281,10 @@ class Module:
             object.__setattr__(m, "training", mode)
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -295,7 +294,7 @@ class Module:
         for p in self.parameters():
             _zero_grad(p, set_to_none)
 
-    def apply(self, fn: Callable[["Module"], None]) -> "Module":
+    def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call ``fn`` on every descendant, children first, then on self."""
         for child in self.children():
             child.apply(fn)
@@ -303,7 +302,7 @@ class Module:
         return self
 
     # ---- dtype and device -----------------------------------------------------
-    def _apply_to_tensors(self, convert: Callable[[Tensor], Tensor]) -> "Module":
+    def _apply_to_tensors(self, convert: Callable[[Tensor], Tensor]) -> Module:
         """Replace each parameter's and buffer's data with ``convert(data)``, keeping the
         Parameter objects (optimizers hold them)."""
         with no_grad():
@@ -319,7 +318,7 @@ class Module:
                         m._buffers[name] = convert(b)
         return self
 
-    def to(self, *args, **kwargs) -> "Module":
+    def to(self, *args, **kwargs) -> Module:
         """to(dtype) / to(device) / to(device, dtype) / to(tensor): convert floating
         parameters and buffers in place."""
         dtype = kwargs.pop("dtype", None)
@@ -344,27 +343,27 @@ class Module:
                             f"desired dtype={dtype}")
         return self._apply_to_tensors(lambda t: t.to(dtype) if t.is_floating_point() else t)
 
-    def float(self) -> "Module":
+    def float(self) -> Module:
         return self.to(dtypes.float32)
 
-    def double(self) -> "Module":
+    def double(self) -> Module:
         return self.to(dtypes.float64)
 
-    def half(self) -> "Module":
+    def half(self) -> Module:
         return self.to(dtypes.float16)
 
-    def cpu(self) -> "Module":
+    def cpu(self) -> Module:
         return self
 
-    def cuda(self, device=None) -> "Module":
+    def cuda(self, device=None) -> Module:
         return self.to("cuda")
 
-    def type(self, dst_type) -> "Module":
+    def type(self, dst_type) -> Module:
         return self.to(dst_type)
 
     # ---- state_dict -----------------------------------------------------------
     def state_dict(self, *, destination: dict | None = None, prefix: str = "",
-                   keep_vars: bool = False) -> "collections.OrderedDict[str, Tensor]":
+                   keep_vars: bool = False) -> collections.OrderedDict[str, Tensor]:
         """Parameters and persistent buffers by dotted name; the tensors share memory
         with the module's (detached unless ``keep_vars``)."""
         if destination is None:

@@ -14,10 +14,9 @@ The step count t is a 0-d tensor in the state, so a traced step reads it as data
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-from .. import dtypes
-from .. import functions as T
+from .. import dtypes, functions as T
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
 from .optimizer import Optimizer, _check_nonnegative

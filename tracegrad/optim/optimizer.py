@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor
@@ -147,13 +148,13 @@ class Optimizer:
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
-        for mine, saved in zip(self.param_groups, groups):
+        for mine, saved in zip(self.param_groups, groups, strict=True):
             if len(mine["params"]) != len(saved["params"]):
                 raise ValueError("loaded state dict contains a parameter group that doesn't "
                                  "match the size of optimizer's group")
         by_index = {}
-        for mine, saved in zip(self.param_groups, groups):
-            for p, i in zip(mine["params"], saved["params"]):
+        for mine, saved in zip(self.param_groups, groups, strict=True):
+            for p, i in zip(mine["params"], saved["params"], strict=True):
                 by_index[i] = p
         self.state = defaultdict(dict)
         for i, s in state_dict["state"].items():
@@ -161,7 +162,7 @@ class Optimizer:
                 continue
             p = by_index[i]
             self.state[p] = {k: self._restore(k, v, p) for k, v in s.items()}
-        for mine, saved in zip(self.param_groups, groups):
+        for mine, saved in zip(self.param_groups, groups, strict=True):
             for k, v in saved.items():
                 if k != "params":
                     mine[k] = copy.deepcopy(v)

@@ -10,7 +10,7 @@ For each parameter p with gradient g (negated when ``maximize``):
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor

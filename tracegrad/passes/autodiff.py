@@ -86,7 +86,8 @@ def _wrap(v) -> Tensor:
     return Tensor._make(v)
 
 
-def vjp_graph(graph: Graph, seeds: dict, wrt: list, src: str = "autodiff") -> tuple[list[Eqn], list]:
+def vjp_graph(graph: Graph, seeds: dict, wrt: list,
+              src: str = "autodiff") -> tuple[list[Eqn], list]:
     """Backward equations for ``graph``.
 
     seeds: {output Var: cotangent Var}; wrt: Vars to differentiate with respect to.
@@ -112,7 +113,7 @@ def vjp_graph(graph: Graph, seeds: dict, wrt: list, src: str = "autodiff") -> tu
             else:
                 grads = [rule(g, out, *args, **e.params) if (rule is not None and e.grad_mask[i])
                          else None for i, rule in enumerate(prim.vjp)]
-            for i, (v, gi) in enumerate(zip(e.inputs, grads)):
+            for i, (v, gi) in enumerate(zip(e.inputs, grads, strict=False)):
                 if gi is None or not e.grad_mask[i] or isinstance(v, Const):
                     continue
                 if tuple(gi.shape) != v.shape:
@@ -173,13 +174,13 @@ def expand_grads(graph: Graph) -> Graph:
         k = e.params["n_roots"]
         roots = [find(v) for v in e.inputs[:k]]
         seeds = {}
-        for r, s in zip(roots, (find(v) for v in e.inputs[k:2 * k])):
+        for r, s in zip(roots, (find(v) for v in e.inputs[k:2 * k]), strict=False):
             seeds[r] = s  # a root given twice: the builder adds both seeds below
         wrt = [find(r.inputs[-1]) for r in requests]
         prefix = Graph(graph.inputs, out, roots)
         new_eqns, grads = vjp_graph(prefix, seeds, wrt, src=e.src)
         out.extend(new_eqns)
-        for r, gv in zip(requests, grads):
+        for r, gv in zip(requests, grads, strict=False):
             if gv is None:
                 from ..primitives import full_p
                 z = Var(r.out.shape, r.out.dtype)

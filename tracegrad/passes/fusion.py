@@ -83,7 +83,7 @@ def _make_fusion(region, root) -> Eqn:
     outer_inputs = list(outer_inputs)
     # the sub-graph gets its own Vars for its inputs
     sub_inputs = [Var(v.shape, v.dtype) for v in outer_inputs]
-    rename = dict(zip(outer_inputs, sub_inputs))
+    rename = dict(zip(outer_inputs, sub_inputs, strict=True))
     sub_eqns = [e.replace(inputs=tuple(rename.get(v, v) for v in e.inputs)) for e in region]
     sub = Graph(sub_inputs, sub_eqns, [root.out], name=f"fused_{next(_region_ids)}")
     return Eqn(fusion_p, tuple(outer_inputs), {"graph": sub}, root.out, root.src,

@@ -83,7 +83,7 @@ class _Builder:
         edges = []
         srcs = sources or [None] * len(graph.inputs)
         top_items = []          # (key, group hint) in topological order
-        for v, name, s in zip(graph.inputs, graph.input_names, srcs):
+        for v, name, s in zip(graph.inputs, graph.input_names, srcs, strict=False):
             key = str(v.id)
             self.node(key, name or f"in{v.id}", input_kind(name, s), v, op="input")
             top_items.append((key, None))
@@ -96,7 +96,7 @@ class _Builder:
                 self.node(fkey, _label(e), "fusion", e.out, e.src or "", phase, "fusion",
                           "", e.grad_name)
                 kids[fkey] = []
-                outer = dict(zip(sub.inputs, e.inputs))
+                outer = dict(zip(sub.inputs, e.inputs, strict=False))
                 for x in sub.eqns:
                     k = str(x.out.id)
                     self.node(k, x.prim.name, eqn_kind(graph, x), x.out, x.src or "",
@@ -123,7 +123,7 @@ class _Builder:
                 parent[key] = ""
         pos = self._layout(kids, parent, edges)
         outs = {}
-        for v, n in zip(graph.outputs, graph.output_names):
+        for v, n in zip(graph.outputs, graph.output_names, strict=False):
             if not isinstance(v, Const):
                 outs.setdefault(str(v.id), n or "out")
         return {"kids": kids, "pos": pos, "edges": edges, "groups": groups, "outs": outs,
@@ -223,7 +223,7 @@ def _span_label(key, groups) -> str:
 
 
 def _same_graph(a: Graph, b: Graph) -> bool:
-    return (len(a.eqns) == len(b.eqns) and all(x is y for x, y in zip(a.eqns, b.eqns))
+    return (len(a.eqns) == len(b.eqns) and all(x is y for x, y in zip(a.eqns, b.eqns, strict=True))
             and a.outputs == b.outputs)
 
 
