@@ -582,26 +582,24 @@ def cumsum(input, dim, *, dtype=None):
     return apply(P.cumsum_p, (x,), {"axis": d})
 
 
-def softmax(input, dim=None, dtype=None):
+def _normalize_along(prim, grad_name, input, dim, dtype):
+    """softmax / log_softmax: a 0-d input goes through a 1-element vector."""
     x = _float(_as_tensor(input))
     if dtype is not None:
         x = cast(x, dtype)
     if x.ndim == 0:
         _dim(dim, 0)
-        r = apply(P.softmax_p, (reshape(x, (1,)),), {"axis": 0})
-        return apply(P.reshape_p, (r,), {"shape": ()}, name="SoftmaxBackward0")
-    return apply(P.softmax_p, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
+        r = apply(prim, (reshape(x, (1,)),), {"axis": 0})
+        return apply(P.reshape_p, (r,), {"shape": ()}, name=grad_name)
+    return apply(prim, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
+
+
+def softmax(input, dim=None, dtype=None):
+    return _normalize_along(P.softmax_p, "SoftmaxBackward0", input, dim, dtype)
 
 
 def log_softmax(input, dim=None, dtype=None):
-    x = _float(_as_tensor(input))
-    if dtype is not None:
-        x = cast(x, dtype)
-    if x.ndim == 0:
-        _dim(dim, 0)
-        r = apply(P.log_softmax_p, (reshape(x, (1,)),), {"axis": 0})
-        return apply(P.reshape_p, (r,), {"shape": ()}, name="LogSoftmaxBackward0")
-    return apply(P.log_softmax_p, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
+    return _normalize_along(P.log_softmax_p, "LogSoftmaxBackward0", input, dim, dtype)
 
 
 def _default_dim(dim, x):
