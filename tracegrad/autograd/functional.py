@@ -100,6 +100,21 @@ def _check_differentiable(outputs, strict: bool):
                                    "manner from the input when running in strict mode.")
 
 
+def _call_checked(func, inputs, strict: bool, fn: str):
+    """``func(*inputs)`` as ``(returned a tuple, outputs)``, checked for strict mode."""
+    out_tuple, outputs = _tuplify(func(*inputs), "outputs of the user-provided function", fn)
+    _check_differentiable(outputs, strict)
+    return out_tuple, outputs
+
+
+def _contract(g, us, v, create_graph: bool):
+    """d/du <g(u), v> for ``g`` linear in the dummy cotangents ``us`` (None where none flows)."""
+    pairs = [(gi, vi) for gi, vi in zip(g, v, strict=False) if gi is not None]
+    if not pairs:
+        return (None,) * len(us)
+    return _grads([p[0] for p in pairs], us, [p[1] for p in pairs], create_graph)
+
+
 def _grads(outputs, inputs, grad_outputs, create_graph: bool):
     """autograd.grad over the outputs that require grad; None where nothing flows."""
     from . import grad
@@ -152,9 +167,7 @@ def vjp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
     with grad_mode.enable_grad():
         in_tuple, inputs = _tuplify(inputs, "inputs", "vjp")
         inputs = _prepare(inputs, create_graph, True)
-        out_tuple, outputs = _tuplify(func(*inputs), "outputs of the user-provided function",
-                                      "vjp")
-        _check_differentiable(outputs, strict)
+        out_tuple, outputs = _call_checked(func, inputs, strict, "vjp")
         if v is None:
             if len(outputs) != 1 or outputs[0].numel() != 1:
                 raise RuntimeError("The vector v can only be None if the user-provided function "
@@ -213,14 +226,10 @@ def _jvp_by_double_vjp(func, inputs, in_tuple, v, create_graph, strict):
     """J v as d/du <J^T u, v> (u a dummy cotangent): for when a dual level is already open."""
     with grad_mode.enable_grad():
         inputs = _prepare(inputs, create_graph, True)
-        out_tuple, outputs = _tuplify(func(*inputs), "outputs of the user-provided function",
-                                      "jvp")
-        _check_differentiable(outputs, strict)
+        out_tuple, outputs = _call_checked(func, inputs, strict, "jvp")
         us = tuple(dummy_cotangent(o) for o in outputs)
         g = _grads(outputs, inputs, us, create_graph=True)
-        pairs = [(gi, vi) for gi, vi in zip(g, v, strict=False) if gi is not None]
-        jv = (_grads([p[0] for p in pairs], us, [p[1] for p in pairs], create_graph)
-              if pairs else (None,) * len(us))
+        jv = _contract(g, us, v, create_graph)
         jv = _zeros_where_none(jv, outputs, strict, _output_independent)
     return (_untuple(_finish(outputs, create_graph), out_tuple),
             _untuple(_finish(jv, create_graph), out_tuple))
@@ -274,9 +283,7 @@ def _hvp_by_double_vjp(func, inputs, in_tuple, v, create_graph, strict):
         g = _zeros_where_none(_grads((out,), inputs, None, True), inputs, strict, _independent)
         us = tuple(dummy_cotangent(x) for x in inputs)
         gu = _grads(g, inputs, us, create_graph=True)
-        pairs = [(a, b) for a, b in zip(gu, v, strict=False) if a is not None]
-        hv = (_grads([p[0] for p in pairs], us, [p[1] for p in pairs], create_graph)
-              if pairs else (None,) * len(us))
+        hv = _contract(gu, us, v, create_graph)
         hv = _zeros_where_none(hv, inputs, strict, _independent)
     return _finish((out,), create_graph)[0], _untuple(_finish(hv, create_graph), in_tuple)
 
@@ -316,9 +323,7 @@ def jacobian(func, inputs, create_graph: bool = False, strict: bool = False,
     with grad_mode.enable_grad():
         in_tuple, inputs = _tuplify(inputs, "inputs", "jacobian")
         inputs = _prepare(inputs, create_graph, True)
-        out_tuple, outputs = _tuplify(func(*inputs), "outputs of the user-provided function",
-                                      "jacobian")
-        _check_differentiable(outputs, strict)
+        out_tuple, outputs = _call_checked(func, inputs, strict, "jacobian")
         blocks = []
         for i, out in enumerate(outputs):
             rows = [[] for _ in inputs]  # rows[j]: d out[k] / d inputs[j], for each k
