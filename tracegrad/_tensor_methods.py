@@ -132,6 +132,34 @@ for _name in ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "log1p", "
     setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
 
 
+def _inplace_arith(fn, ufunc):
+    """add_/sub_/mul_/div_: with nothing to record, the ufunc writes straight into
+    self's array (one pass, as ``w -= lr * w.grad`` should be); else as _inplace."""
+    slow = _inplace(fn)
+
+    def m(self, other, *, alpha=1):
+        data = self._data
+        if (alpha == 1 and isinstance(other, Tensor) and not (_grad_state.enabled and
+                (self._rg or other._rg)) and trace_state.current is None
+                and not _op_state.active and other._data.dtype is data.dtype
+                and data.dtype.kind == "f" and make_writable(data)):
+            try:
+                ufunc(data, other._data, out=data)
+            except ValueError:  # the other operand does not broadcast into self
+                return slow(self, other)
+            self._vc[0] += 1
+            return self
+        return slow(self, other, alpha=alpha) if alpha != 1 else slow(self, other)
+    m.__name__ = fn.__name__ + "_"
+    return m
+
+
+Tensor.add_ = _inplace_arith(F.add, np.add)
+Tensor.sub_ = _inplace_arith(F.sub, np.subtract)
+Tensor.mul_ = _inplace_arith(lambda a, b, **_: F.mul(a, b), np.multiply)
+Tensor.div_ = _inplace_arith(lambda a, b, **_: F.div(a, b), np.divide)
+
+
 def _reshape_inplace(fn):
     # shape-changing in-place ops rebind self's data (the shape changes). The op runs
     # on an alias of self, so the recorded node keeps the old shape to map the

@@ -301,7 +301,7 @@ minimum_p = _binop("minimum", np.minimum, "jnp.minimum({0}, {1})",
 def _pow_scalar_vjp(g, out, x, *, exponent):
     if exponent == 0:
         return T.zeros_like(g)
-    return g * (exponent * x ** (exponent - 1))
+    return g * (exponent * (x if exponent == 2 else x ** (exponent - 1)))
 
 
 pow_scalar_p = Primitive("pow_scalar", lambda x, *, exponent: np.power(x, x.dtype.type(exponent)),
