@@ -175,10 +175,6 @@ class PrimitiveNode(Node):
             self._saved = ()
             self._out_data = None
 
-    @property
-    def _saved_tensors(self):
-        return tuple(t for _, _, t in self._saved) if not self._released else ()
-
 
 def _raise_modified(node, what, now, expected, shape=None, dtype=None):
     """A tensor ``node`` saved for backward was modified in place since.
@@ -327,11 +323,3 @@ def accumulate_into(t, g) -> None:
         else:
             old._data += g._data
         old._vc[0] += 1
-
-
-def _own_copy(a, dtype):
-    import numpy as np
-
-    if a.__class__ is not np.ndarray:
-        return a  # a traced value: immutable, safe to share
-    return np.array(a, dtype=dtype, copy=True)
