@@ -481,3 +481,15 @@ def test_zeroed_grads_are_specialised_as_constants():
     entry = next(iter(f._cache.values()))
     assert any(g[1] == "constant" for g in entry.guards)
     assert "grad" not in " ".join(entry.trace.graph.input_names)
+
+
+def test_large_inputs_keep_a_device_copy_that_eager_writes_invalidate():
+    f = tg.compile(lambda x: x.sum())
+    x = tg.ones(64, 100)
+    assert f(x).item() == 6400 and f(x).item() == 6400
+    x.mul_(2)                       # a tracked write: the device copy is dropped
+    assert f(x).item() == 12800
+    x[0, 0] = 0.0
+    assert f(x).item() == 12798
+    with pytest.raises(ValueError, match="read-only"):
+        x.numpy()[0, 0] = 5.0       # an untracked write fails loudly, never goes stale

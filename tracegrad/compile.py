@@ -254,7 +254,15 @@ class _Entry:
                 continue
             cached = lookup(arr)
             if cached is None:
-                inputs.append(arr)
+                if arr.size >= _KEEP_ON_DEVICE and len(inputs) not in self.donate \
+                        and arr.flags.owndata:
+                    # a large input (a data batch): keep its device copy for the next call
+                    import jax
+                    value = jax.device_put(arr)
+                    remember(arr, value)
+                    inputs.append(value)
+                else:
+                    inputs.append(arr)
             elif cached[0] is not None:
                 inputs.append(cached[0])
             elif len(inputs) in self.donate:
@@ -323,6 +331,7 @@ def _remember_constant_state(trace, flat):
             remember(t._data, None, constant=e.params["value"])
 
 
+_KEEP_ON_DEVICE = 4096  # elements: inputs this large keep a device copy between calls
 _DEVICE_CONSTANTS: dict = {}
 
 
