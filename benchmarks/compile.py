@@ -31,10 +31,10 @@ from _util import pin_threads
 
 THREADS = pin_threads()  # before numpy and jax are imported
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from _util import (  # noqa: E402
+import jax  # noqa: E402  (after pin_threads)
+import jax.numpy as jnp  # noqa: E402  (after pin_threads)
+import numpy as np  # noqa: E402  (after pin_threads)
+from _util import (  # noqa: E402  (after pin_threads)
     compare,
     env_lines,
     fmt_time,
@@ -44,10 +44,10 @@ from _util import (  # noqa: E402
     set_torch_threads,
     time_once,
 )
-from eager import LR as SEED_LR, SEED_SHAPE, seed_data, seed_step_case  # noqa: E402
+from eager import LR as SEED_LR, SEED_SHAPE, seed_data, seed_step_case  # noqa: E402  (after pin_threads)
 
-import tracegrad as tg  # noqa: E402
-from tracegrad import nn, optim  # noqa: E402
+import tracegrad as tg  # noqa: E402  (after pin_threads)
+from tracegrad import nn, optim  # noqa: E402  (after pin_threads)
 
 # tracegrad lowers with 64-bit types enabled; switch it on up front so the jax peer
 # runs in the same mode and no jit cache is dropped halfway through the run

@@ -19,8 +19,8 @@ from _util import pin_threads
 
 THREADS = pin_threads()  # before numpy is imported
 
-import numpy as np  # noqa: E402
-from _util import (  # noqa: E402
+import numpy as np  # noqa: E402  (after pin_threads)
+from _util import (  # noqa: E402  (after pin_threads)
     compare,
     env_lines,
     fmt_time,
@@ -30,7 +30,7 @@ from _util import (  # noqa: E402
     set_torch_threads,
 )
 
-import tracegrad as tg  # noqa: E402
+import tracegrad as tg  # noqa: E402  (after pin_threads)
 
 CHAIN_REPEATS = 50               # (mul, add, sin) x 50 = 150 ops, then sum
 CHAIN_OPS = 3 * CHAIN_REPEATS + 1

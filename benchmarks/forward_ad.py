@@ -24,17 +24,17 @@ from _util import pin_threads
 
 THREADS = pin_threads()  # before numpy is imported
 
-import numpy as np  # noqa: E402
-from _util import compare, env_lines, fmt_time, print_table, ratio  # noqa: E402
+import numpy as np  # noqa: E402  (after pin_threads)
+from _util import compare, env_lines, fmt_time, print_table, ratio  # noqa: E402  (after pin_threads)
 
-import tracegrad as tg  # noqa: E402
-import tracegrad.autograd.forward_ad as fwAD  # noqa: E402
-from tracegrad import primitives as P  # noqa: E402
-from tracegrad.autograd import profiler  # noqa: E402
-from tracegrad.autograd._op_hooks import state  # noqa: E402
-from tracegrad.autograd.forward_ad import derived_jvp  # noqa: E402
-from tracegrad.demo import two_layer_step  # noqa: E402
-from tracegrad.tensor import apply  # noqa: E402
+import tracegrad as tg  # noqa: E402  (after pin_threads)
+import tracegrad.autograd.forward_ad as fwAD  # noqa: E402  (after pin_threads)
+from tracegrad import primitives as P  # noqa: E402  (after pin_threads)
+from tracegrad.autograd import profiler  # noqa: E402  (after pin_threads)
+from tracegrad.autograd._op_hooks import state  # noqa: E402  (after pin_threads)
+from tracegrad.autograd.forward_ad import derived_jvp  # noqa: E402  (after pin_threads)
+from tracegrad.demo import two_layer_step  # noqa: E402  (after pin_threads)
+from tracegrad.tensor import apply  # noqa: E402  (after pin_threads)
 
 SHAPE = (64, 100)
 

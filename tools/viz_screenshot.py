@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tracegrad import cli  # noqa: E402
-from tracegrad.viz import View, render_html  # noqa: E402
+from tracegrad import cli  # noqa: E402  (after the sys.path insert)
+from tracegrad.viz import View, render_html  # noqa: E402  (after the sys.path insert)
 
 
 def main() -> int:

@@ -44,4 +44,4 @@ def __getattr__(name):
 
 
 from .compile import compile  # noqa: E402,A001  (tracegrad.compile, as torch.compile)
-from .ir.tracer import trace  # noqa: E402
+from .ir.tracer import trace  # noqa: E402  (the tracer imports the namespace above)
