@@ -336,11 +336,12 @@ _DEVICE_CONSTANTS: dict = {}
 
 
 def _device_constant(value, shape, dtype):
-    key = (value, tuple(shape), np.dtype(dtype).str)
+    key = (repr(value), tuple(shape), np.dtype(dtype).str)
     c = _DEVICE_CONSTANTS.get(key)
     if c is None:
-        import jax.numpy as jnp
-        c = _DEVICE_CONSTANTS[key] = jnp.full(shape, value, dtype)
+        import jax
+        # device_put of a host array: no XLA program to compile (jnp.full would be one)
+        c = _DEVICE_CONSTANTS[key] = jax.device_put(np.full(shape, value, dtype))
     return c
 
 
@@ -353,7 +354,7 @@ def _write_back(arr, value, const, copy=True):
         make_writable(arr)
         if copy:
             arr[...] = const[0]
-        remember(arr, _device_constant(*const), constant=const[0])
+        remember(arr, None, constant=const[0])  # a device copy is made only if needed
     else:
         make_writable(arr)
         if copy:
