@@ -100,8 +100,17 @@ def _describe(path, old, new):
 # ---- one compiled specialisation --------------------------------------------
 
 class _Entry:
-    def __init__(self, key, trace=None, result=None, eager_reason=None, paths=None):
+    def __init__(self, key, trace=None, result=None, eager_reason=None, paths=None,
+                 flat=None, fn=None):
         self.key = key
+        self.fn = fn
+        # argument tensors of the tracing call, by id: a ``.grad`` slot of an argument
+        # (read or written by the step) is this call's argument's, not the traced one's
+        self._arg_tensors = [v for _, v in flat or () if isinstance(v, Tensor)]
+        self._arg_index = {}
+        for i, (_, v) in enumerate(flat or ()):
+            if isinstance(v, Tensor):
+                self._arg_index.setdefault(id(v), i)
         self.trace = trace
         self.result_template = result
         self.eager_reason = eager_reason
@@ -128,11 +137,24 @@ class _Entry:
         for owner, was_none, _shape in tr.grad_reads:
             self.guards.append((f"{_name(owner)}.grad", "grad_presence", owner, was_none,
                                 None, None))
+        for obj in tr.python_state:
+            self.guards.append((type(obj).__name__, "python", obj, _python_values(obj),
+                                None, None))
+        fn_values = _python_values(self.fn) if self.fn is not None else None
+        if fn_values:
+            self.guards.append((getattr(self.fn, "__name__", "f"), "python", self.fn,
+                                fn_values, None, None))
         for src, value in tr.const_sources:
             desc = f"{_name(src[1])}.grad" if src[0] == "grad" else _name(src[1])
             self.guards.append((desc, "constant", src, value, None, None))
 
-    def check_guards(self):
+    def _owner(self, owner, flat):
+        """The tensor whose ``.grad`` this call uses: ``owner``, or if ``owner`` was an
+        argument of the tracing call, this call's argument in the same place."""
+        i = self._arg_index.get(id(owner))
+        return owner if i is None else flat[i][1]
+
+    def check_guards(self, flat):
         for desc, kind, obj, a, b, c in self.guards:
             if kind == "tensor":
                 if tuple(obj.shape) != a:
@@ -142,15 +164,23 @@ class _Entry:
                 if obj.requires_grad != c:
                     return f"{desc}: requires_grad {c} -> {obj.requires_grad}"
             elif kind == "grad":
-                g = obj._grad
+                g = self._owner(obj, flat)._grad
                 if g is None or tuple(g.shape) != a:
                     return f"{desc}: {a} -> {None if g is None else tuple(g.shape)}"
             elif kind == "grad_presence":
-                if (obj._grad is None) != a:
+                g = self._owner(obj, flat)._grad
+                if (g is None) != a:
                     return f"{desc}: {'None' if a else 'a tensor'} -> " \
-                           f"{'None' if obj._grad is None else 'a tensor'}"
+                           f"{'None' if g is None else 'a tensor'}"
+            elif kind == "python":
+                now = _python_values(obj)
+                if now != a:
+                    changed = next((k for k in a if a[k] != now.get(k, _MISSING)), "")
+                    return (f"{desc}.{changed}: {a.get(changed)!r} -> "
+                            f"{now.get(changed, '<deleted>')!r} (a Python value the trace "
+                            "baked in)")
             elif kind == "constant":
-                t = obj[1]._grad if obj[0] == "grad" else obj[1]
+                t = self._owner(obj[1], flat)._grad if obj[0] == "grad" else obj[1]
                 cached = lookup(t._data) if t is not None else None
                 if cached is None or cached[1] != a:
                     return f"{desc}: no longer filled with {a!r} as the last call left it"
@@ -215,11 +245,12 @@ class _Entry:
             elif kind == "tensor":
                 t = src[1]
             else:
-                t = src[1]._grad
+                t = self._owner(src[1], flat)._grad
             _write_back(t._data, values[k], self.plan[k][1])
             t._vc[0] += 1
             k += 1
         for owner, has in tr.grad_effects:
+            owner = self._owner(owner, flat)
             if has:
                 const = self.plan[k][1]
                 arr = (np.full(const[1], const[0], const[2]) if const is not None
@@ -247,7 +278,7 @@ class _Entry:
             elif kind == "tensor":
                 arr = src[1]._data
             elif kind == "grad":
-                arr = src[1]._grad._data
+                arr = self._owner(src[1], flat)._grad._data
             elif kind == "rng":
                 from .functions import default_generator
                 inputs.append(default_generator._np.integers(0, 2 ** 32, size=2, dtype=np.uint32))
@@ -270,6 +301,46 @@ class _Entry:
             else:
                 inputs.append(_device_constant(cached[1], arr.shape, arr.dtype))
         return inputs
+
+
+_MISSING = object()
+_STATIC_TYPES = (bool, int, float, str, type(None))
+
+
+def _static_value(v):
+    return v.__class__ in _STATIC_TYPES or (
+        v.__class__ is tuple and all(x.__class__ in _STATIC_TYPES for x in v))
+
+
+def _python_values(obj) -> dict:
+    """The plain Python values (bools, numbers, strings, None) a trace may have baked
+    in: a module's attributes (``training``, a ``scale``), an optimizer's hyperparameters
+    (``lr``), a function's closure cells and the globals it names. Guarded by equality."""
+    from .nn.module import Module
+    from .optim.optimizer import Optimizer
+    if isinstance(obj, Optimizer):
+        return {f"param_groups[{i}][{k!r}]": v for i, g in enumerate(obj.param_groups)
+                for k, v in g.items() if k != "params" and _static_value(v)}
+    if isinstance(obj, Module):
+        return {k: v for k, v in vars(obj).items() if _static_value(v)}
+    code = getattr(obj, "__code__", None)
+    if code is None:
+        return {}
+    out = {}
+    for name, cell in zip(code.co_freevars, getattr(obj, "__closure__", None) or (),
+                          strict=False):
+        try:
+            v = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if _static_value(v):
+            out[name] = v
+    g = getattr(obj, "__globals__", {})
+    for name in code.co_names:
+        v = g.get(name, _MISSING)
+        if v is not _MISSING and _static_value(v):
+            out[name] = v
+    return out
 
 
 def _output_plan(final, trace):
@@ -418,7 +489,7 @@ class CompiledFunction:
             if entry.eager_reason is not None:
                 self.hits += 1
                 return self.fn(*args, **kwargs)
-            failed = entry.check_guards()
+            failed = entry.check_guards(flat)
             if failed is None:
                 self.hits += 1
                 return entry.run(flat)
@@ -480,11 +551,18 @@ class CompiledFunction:
                     elif i in float_map:
                         tracer.add_scalar(float_map[i], path, i)
                 result = self.fn(*call_args, **call_kwargs)
+                outs = [t for t in _flatten_out(result) if isinstance(t, Tensor)]
+                tracer.check_views(outs)
+                if not tracer.ran_backward and any(t.requires_grad for t in outs) \
+                        and tracer.custom_function_reached(outs):
+                    tracer.graph_break("an output's gradient goes through a custom "
+                                       "autograd.Function, whose backward is Python; call "
+                                       "backward() inside the compiled function, or compile "
+                                       "the code around it", depth=3)
         except BaseException:
             tracer.rollback()
             raise
         trace_seconds = time.perf_counter() - t0
-        outs = [t for t in _flatten_out(result) if isinstance(t, Tensor)]
         if tracer.break_reason is not None:
             site, reason = tracer.break_reason
             self.graph_breaks.append((site, reason))
@@ -513,7 +591,7 @@ class CompiledFunction:
         if needs_autograd:
             from .compiled_autograd import split_forward_backward
             trace.autograd = split_forward_backward(trace, outs, flat)
-        entry = _Entry(key, trace, result, paths=[p for p, _ in flat])
+        entry = _Entry(key, trace, result, paths=[p for p, _ in flat], flat=flat, fn=self.fn)
         entry.timings["trace"] = trace_seconds
         self._cache[key] = entry
         from .logs import log
@@ -620,6 +698,8 @@ def _guard_text(g):
         return f"{desc}: shape {a} dtype {b.name} requires_grad {c}"
     if kind == "grad":
         return f"{desc}: shape {a}"
+    if kind == "python":
+        return f"{desc}: " + ", ".join(f"{k} == {v!r}" for k, v in a.items())
     return f"{desc} is {'None' if a else 'not None'}"
 
 

@@ -60,6 +60,8 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
         return tracer.bind(prim, args, params, name)
     data = _compute(prim, args, params)
     out = Tensor._make(data)
+    if data.base is not None:
+        _share_version(out, data, args)
     if prim.differentiable and _grad_state.enabled:
         for a in args:
             if a._rg:
@@ -74,6 +76,16 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
 
 
 _op_impl.apply = apply
+
+
+def _share_version(out, data, args):
+    """A view shares its base's version counter, as in PyTorch: an in-place write
+    through either then invalidates what backward saved of the other (a reshape
+    that dot/mv saved, say) instead of silently changing it."""
+    for a in args:
+        if np.may_share_memory(data, a._data):
+            out._vc = a._vc
+            return
 
 
 def _compute(prim, args, params):
@@ -142,6 +154,8 @@ def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
     if node is not None:
         self.grad_fn = node
         self._rg = True
+        if self._retains_grad:  # retain_grad follows the tensor to its new grad_fn
+            node._retain_grad = weakref.ref(self)
         if node._out_data is not None:
             node._out_data = self._data
             node._out_vc = self._vc
@@ -383,7 +397,10 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """A tensor sharing this one's data, cut from the graph."""
-        return Tensor._make(self._data, self._vc)
+        t = Tensor._make(self._data, self._vc)
+        if trace_state.current is not None:
+            trace_state.current.note_alias(t)
+        return t
 
     def detach_(self) -> Tensor:
         if self.grad_fn is not None and self._grad is None:
@@ -394,7 +411,10 @@ class Tensor:
 
     @property
     def data(self) -> Tensor:
-        return Tensor._make(self._data)
+        t = Tensor._make(self._data)
+        if trace_state.current is not None:
+            trace_state.current.note_alias(t)
+        return t
 
     @data.setter
     def data(self, value: Tensor):

@@ -81,6 +81,9 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
     """
     root_nodes = [n for n, _ in roots]
     deps, nodes = _discover(root_nodes)
+    tracer = _tracer()
+    if tracer is not None and hasattr(tracer, "check_backward_nodes"):
+        tracer.check_backward_nodes(nodes)
     targets = None
     if capture is not None or accumulate_only is not None:
         targets = set(capture or ()) | set(accumulate_only or ())

@@ -99,6 +99,8 @@ class Tracer:
         self.rng_var: Var | None = None
         self.n_random = 0
         self.ran_backward = False
+        self.custom_functions: list = []  # backward nodes of custom autograd.Functions
+        self.python_state: dict = {}      # id -> module/optimizer whose Python values are guarded
         self._names_used: set = set()
         # "forward", then "backward" while the autograd engine runs, then "update"
         # (set by autograd.engine); the graph keeps {out Var: phase} in meta["phase"]
@@ -309,6 +311,7 @@ class Tracer:
     def constant(self, t: Tensor) -> Tensor:
         """A tensor made inside the function from Python values: a literal."""
         if self.recording:
+            self._created.append(weakref.ref(t))  # kept in Python state: lazily made state
             arr = t._data
             if arr.size <= 1 or arr.ndim == 0:
                 self._bind_array(arr, Const(arr.copy()))
@@ -328,6 +331,7 @@ class Tracer:
         """A random tensor made inside the function: fresh on every compiled call."""
         if self.recording:
             from ..primitives import random_p
+            self._created.append(weakref.ref(t))
             if self.rng_var is None:
                 key = np.zeros((2,), np.uint32)
                 self.rng_var = self._new_input(key, _UINT32, ("rng",), "rng_key")
@@ -338,6 +342,69 @@ class Tracer:
             self.eqns.append(Eqn(random_p, (self.rng_var,), p, v, user_site(3)))
             self._bind_array(t._data, v)
         return t
+
+    def note_alias(self, t: Tensor) -> None:
+        """``t`` (a ``detach()`` or ``.data`` alias) was made during the trace: if Python
+        state keeps it, the function builds state lazily (see ``escaped``)."""
+        if self.recording:
+            self._created.append(weakref.ref(t))
+
+    def note_python_state(self, obj) -> None:
+        """A module was called or an optimizer stepped: the Python values it reads
+        (``training``, ``lr``, ...) are baked into the graph, so they are guarded."""
+        self.python_state.setdefault(id(obj), obj)
+
+    def note_custom_function(self, ctx, args, outputs) -> None:
+        """A custom ``autograd.Function`` ran (its forward was recorded op by op). Its
+        backward is Python: a backward run inside the trace records the tape's ops;
+        outputs that keep its node need the eager tape (see ``custom_function_reached``)."""
+        self.custom_functions.append(ctx)
+        self._made_nodes.add(ctx)
+
+    def check_backward_nodes(self, nodes) -> None:
+        """A backward inside the trace reaches these nodes. A node made before the call
+        (an argument's ``grad_fn``, a graph kept from an earlier call) is history the
+        guards do not see: the next call's argument may have another, so stop."""
+        if not self.recording:
+            return
+        from ..autograd.graph import AccumulateGrad
+        for n in nodes:
+            if n.__class__ is not AccumulateGrad and n not in self._made_nodes:
+                self.graph_break("backward() reaches autograd history made outside the "
+                                 "compiled function (e.g. an argument with a grad_fn); "
+                                 "compile the code that builds it too, or pass a detached "
+                                 "leaf", depth=3)
+                return
+
+    def custom_function_reached(self, outputs) -> bool:
+        """Whether a custom Function's node is in the autograd graph of ``outputs``."""
+        if not self.custom_functions:
+            return False
+        targets = {id(c) for c in self.custom_functions}
+        stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+        seen = set()
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            if id(node) in targets:
+                return True
+            seen.add(id(node))
+            stack.extend(n for n, _ in (getattr(node, "next_functions", None) or ()))
+        return False
+
+    def check_views(self, outputs) -> None:
+        """After the call: an output, or state from outside the function, whose array was
+        written through a view (``w[0].add_(1)``, ``x.t()[0, 1] = 5``) is not in the
+        graph (tracing follows arrays, not NumPy views): stop, never a stale result."""
+        if not self.recording or not self._stale:
+            return
+        arrays = [t._data for t in outputs] + [c[2] for c in self.captured
+                                                if c[0][0] != "scalar"]
+        if any(id(a) in self._stale for a in arrays):
+            self.graph_break("a tensor was modified in place through a view and then "
+                             "returned or kept as state (tracing cannot follow NumPy views); "
+                             "write to the tensor itself (x[0] = ..., x.copy_(...))", depth=3)
 
     # ---- in-place writes and .grad slots ---------------------------------------
     def before_inplace(self, dst: Tensor) -> None:
@@ -423,6 +490,7 @@ class Tracer:
         """Tensors made during the trace that Python state still holds (not outputs,
         not .grad slots): a sign that the function builds new state lazily."""
         keep = {id(t) for t in outputs}
+        keep.update(id(c[1]) for c in self.captured)  # state from outside (or its alias)
         keep.update(id(o._grad) for o in self.grad_writes.values() if o._grad is not None)
         # tensors the outputs' autograd graphs hold are not Python state
         stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
@@ -466,6 +534,7 @@ class Tracer:
                              [(o, v is not None) for o, v in grad_effects],
                              list(self.grad_reads.values()), [c[1] for c in self.captured])
         result.const_sources = list(self.const_captures)
+        result.python_state = list(self.python_state.values())
         return result
 
 
@@ -485,6 +554,7 @@ class TraceResult:
         self.captured = captured
         self.autograd = None  # set when calls must return outputs with a grad_fn
         self.const_sources = []
+        self.python_state = []
 
 
 def _tensor_name(t) -> str:

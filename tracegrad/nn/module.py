@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from .. import dtypes
 from ..autograd.grad_mode import no_grad
 from ..autograd.graph import RemovableHandle, _HookDict
-from ..tensor import Tensor
+from ..tensor import Tensor, trace_state
 from .parameter import Parameter
 
 _IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -66,6 +66,9 @@ class Module:
                                   '"forward" function')
 
     def __call__(self, *args, **kwargs):
+        tracer = trace_state.current
+        if tracer is not None and hasattr(tracer, "note_python_state"):
+            tracer.note_python_state(self)  # its Python attributes (training, ...) are guarded
         for hook in tuple(self._forward_pre_hooks.values()):
             out = hook(self, args)
             if out is not None:

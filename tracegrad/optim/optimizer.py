@@ -12,13 +12,14 @@ groups (0, 1, ...), so a checkpoint loads into a fresh model's optimizer.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..autograd.grad_mode import enable_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, trace_state
 
 
 class _RequiredParameter:
@@ -114,6 +115,21 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 _zero_grad(p, set_to_none)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is None or getattr(step, "_notes_tracer", False):
+            return
+
+        @functools.wraps(step)
+        def traced_step(self, *args, **kwargs):
+            tracer = trace_state.current
+            if tracer is not None and hasattr(tracer, "note_python_state"):
+                tracer.note_python_state(self)  # lr, momentum, ... are guarded
+            return step(self, *args, **kwargs)
+        traced_step._notes_tracer = True
+        cls.step = traced_step
 
     def step(self, closure: Callable[[], Tensor] | None = None):
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")

@@ -79,6 +79,9 @@ class GraphBuilder:
     def note_grad_write(self, owner):
         pass
 
+    def note_alias(self, t):
+        pass
+
 
 def _wrap(v) -> Tensor:
     if isinstance(v, Const):
