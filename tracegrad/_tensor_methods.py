@@ -5,6 +5,8 @@ recording step; every method here is a thin call into ``functions``.
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import dtypes, functions as F, primitives as P
@@ -175,6 +177,8 @@ def _reshape_inplace(fn):
         self._data = out._data
         if out.grad_fn is not None:
             self.grad_fn = out.grad_fn
+            if self._retains_grad:  # retain_grad follows the tensor to its new grad_fn
+                out.grad_fn._retain_grad = weakref.ref(self)
         self._vc[0] += 1
         if _op_state.active:  # forward AD, anomaly mode (autograd/_op_hooks.py)
             _on_inplace(self, out)
@@ -227,7 +231,11 @@ def _copy_(self, src, non_blocking=False):
     src = F._as_tensor(src)
     src = F.broadcast_to(F.cast(src, self.dtype), self.shape)
     if _grad_state.enabled and (self._rg or src._rg):
-        return commit_inplace(self, apply(P.copy_p, (src,), name="CopyBackwards"))
+        # a select that always takes src: self's old value gets a zero gradient (and is
+        # cut from the graph even when src does not require grad)
+        everywhere = F._const(True, dtypes.bool_)
+        return commit_inplace(self, apply(P.where_p, (everywhere, src, self),
+                                          name="CopyBackwards"))
     if (self._data.__class__ is np.ndarray and src._data.__class__ is np.ndarray
             and trace_state.current is None):
         if not make_writable(self._data):

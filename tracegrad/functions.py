@@ -551,7 +551,11 @@ def var(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=No
 
 def std(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
     v = var(input, dim, unbiased, keepdim, correction=correction)
-    return apply(P.sqrt_p, (v,), name="StdBackward0")
+    # PyTorch's std gradient is 0 where the std is 0 (sqrt's would be inf, and the
+    # var rule's 0 * inf nan); a nan std (one element) keeps its nan gradient
+    nonzero = ne(v, 0)
+    s = apply(P.sqrt_p, (apply(P.where_p, (nonzero, v, _const(1, v.dtype))),))
+    return apply(P.where_p, (nonzero, s, _const(0, v.dtype)), name="StdBackward0")
 
 
 def logsumexp(input, dim, keepdim: _bool = False):
@@ -641,6 +645,9 @@ def equal(input, other) -> _bool:
 
 def matmul(input, other):
     a, b = _coerce(input, other)
+    if a is not input or b is not other:  # PyTorch does not promote matmul operands
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                           f"{_C_TYPE[input.dtype.name]} != {_C_TYPE[other.dtype.name]}")
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError("both arguments to matmul need to be at least 1D, but they are "
                            f"{a.ndim}D and {b.ndim}D")
@@ -663,6 +670,11 @@ def matmul(input, other):
                  name="SqueezeBackward4" if b.ndim == 2 else "UnsafeViewBackward0")
 
 
+_C_TYPE = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int",
+           "int32": "int", "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
+           "bool": "bool"}
+
+
 def _matmul_name(a, b) -> str:
     # NOTE: [matmul grad_fn names]. PyTorch's name for the last node depends on how it
     # folds the batch: a 2-d first operand (or a 3-d one with batch 1 against a 3-d
@@ -678,7 +690,9 @@ def _matmul_name(a, b) -> str:
     if a.ndim >= 3 and matrix_like(b, a):
         return "UnsafeViewBackward0"
     if b.ndim >= 3 and matrix_like(a, b) and a._rg:
-        return "CloneBackward0"
+        # the transposed result is copied to contiguous, unless it already is one
+        # (a single row or column): then the transpose itself is the last node
+        return "TransposeBackward0" if 1 in (a.shape[-2], b.shape[-1]) else "CloneBackward0"
     return "UnsafeViewBackward0"
 
 
@@ -887,8 +901,8 @@ def stack(tensors, dim: _int = 0):
     parts = [reshape(t_, t_.shape[:d] + (1,) + t_.shape[d:]) for t_ in tensors]
     rt = result_type(*parts)
     parts = tuple(cast(p, rt) for p in parts)
-    if len(parts) == 1:
-        return apply(P.reshape_p, parts, {"shape": parts[0].shape}, name="StackBackward0")
+    if len(parts) == 1:  # a copy, as PyTorch's: never a view of the input
+        return apply(P.copy_p, parts, name="StackBackward0")
     return apply(P.cat_p, parts, {"axis": d}, name="StackBackward0")
 
 
@@ -940,7 +954,8 @@ def select(input, dim, index):
 
 def narrow(input, dim, start, length):
     d = _dim(dim, input.ndim)
-    return getitem(input, (_slice(None),) * d + (_slice(start, start + length),))
+    index, _ = _parse_index(input, (_slice(None),) * d + (_slice(start, start + length),))
+    return apply(P.getitem_p, (input,), {"index": index}, name="SliceBackward0")
 
 
 def tril(input, diagonal=0):
@@ -1028,11 +1043,14 @@ def _check_bounds(shape, static, tensors=()):
 
 
 def getitem(x: Tensor, key, tensors=None) -> Tensor:
+    # a bare slice (x[:], not x[:, ...]) takes PyTorch's one-slice path, which always
+    # records a slice; in a tuple, a slice keeping the whole dim records nothing
+    name = "SliceBackward0" if isinstance(key, _slice) else None
     if tensors is None:
         key, tensors = _parse_index(x, key)
     elif not isinstance(key, tuple):
         key = (key,)
-    return apply(P.getitem_p, (x,) + tuple(tensors), {"index": key})
+    return apply(P.getitem_p, (x,) + tuple(tensors), {"index": key}, name=name)
 
 
 def _index_add(base: Tensor, g: Tensor, tensors, index) -> Tensor:
@@ -1040,11 +1058,11 @@ def _index_add(base: Tensor, g: Tensor, tensors, index) -> Tensor:
     return apply(P.index_add_p, (base, g) + tuple(tensors), {"index": index})
 
 
-def _index_put(base: Tensor, v: Tensor, tensors, index) -> Tensor:
+def _index_put(base: Tensor, v: Tensor, tensors, index, name=None) -> Tensor:
     """base with base[index] set to v, out of place."""
     if v.dtype is not base.dtype:
         v = cast(v, base.dtype)
-    return apply(P.index_put_p, (base, v) + tuple(tensors), {"index": index})
+    return apply(P.index_put_p, (base, v) + tuple(tensors), {"index": index}, name=name)
 
 
 def setitem(x: Tensor, key, value) -> None:
@@ -1060,7 +1078,12 @@ def setitem(x: Tensor, key, value) -> None:
         x._data[np_index] = v._data
         x._vc[0] += 1
         return
-    commit_inplace(x, _index_put(x, v, tensors, index))
+    # an index that selects all of x (full slices, ...) makes no view in PyTorch: the
+    # write is a plain fill_ (0-d value) or copy_ on x, and is named so
+    name = None
+    if not tensors and P._getitem_name({"index": index}, x) == "AliasBackward0":
+        name = "FillBackward3" if v.ndim == 0 else "CopyBackwards"
+    commit_inplace(x, _index_put(x, v, tensors, index, name=name))
 
 
 def gather(input, dim, index):

@@ -653,7 +653,7 @@ broadcast_to_p = Primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x
                            vjp=(lambda g, out, x, *, shape: T.sum_to(g, x.shape),),
                            jvp=(lambda t, out, x, *, shape: T.broadcast_to(t, shape),),
                            grad_name="ExpandBackward0")
-flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes),
+flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes).copy(),  # a copy, as torch
                    lambda x, *, axes: (x.shape, x.dtype),
                    "jnp.flip({0}, {axes})", vjp=(lambda g, out, x, *, axes: T.flip(g, axes),),
                    jvp=(lambda t, out, x, *, axes: T.flip(t, axes),))
@@ -760,16 +760,27 @@ def _getitem_shape(x, *idx, index):
 
 
 def _getitem_name(p, x, *idx):
+    # PyTorch names the last view op its indexing applied: select, unsqueeze, or a
+    # slice, where a slice that keeps the whole dim (start 0, stop >= size, step 1;
+    # tested before negative indices are wrapped) is skipped; nothing applied: alias
     if idx:
         return "IndexBackward0"
-    for e in reversed(p["index"]):
-        if isinstance(e, int):
-            return "SelectBackward0"
-        if e is None:
-            return "UnsqueezeBackward0"
-        if isinstance(e, slice):
-            return "SliceBackward0"
-    return "AliasBackward0"
+    index = p["index"]
+    dim, name = 0, "AliasBackward0"
+    for e in index:
+        if e is Ellipsis:
+            dim += len(x.shape) - sum(1 for k in index if k is not None and k is not Ellipsis)
+        elif e is None:
+            name = "UnsqueezeBackward0"
+        elif isinstance(e, slice):
+            if not ((e.start or 0) == 0 and (e.stop is None or e.stop >= x.shape[dim])
+                    and e.step in (None, 1)):
+                name = "SliceBackward0"
+            dim += 1
+        else:
+            name = "SelectBackward0"
+            dim += 1
+    return name
 
 
 def _getitem_vjp(g, out, x, *idx, index):
