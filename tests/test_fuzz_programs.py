@@ -14,7 +14,11 @@ tracegrad's being the same or a subclass), shape, dtype, requires_grad, values
 (dtype-aware tolerance) and the ``grad_fn`` class name of every intermediate.
 After backward: the ``.grad`` of every leaf and retained non-leaf, and second
 derivatives. A failure prints the program: paste it after
-``import numpy as np; import torch as T`` (or ``tracegrad as T``) to replay.
+``import numpy as np; import torch as T`` (or ``tracegrad as T``) to replay, or
+call ``run_program(seed)``. Hypothesis supplies the seed (derandomized, 150
+examples); the choices inside a program come from a NumPy generator with that
+seed, because hypothesis' own draws favour boundary values and made most
+programs 0-d. So hypothesis does not shrink; reduce a failing program by hand.
 
 NOTE: [fuzz generator limits]. Inputs stay away from singularities: log, sqrt,
 fractional powers and divisors see ``x * x + 0.5``-style positive values; any
