@@ -635,9 +635,9 @@ def run_program(seed):
 # ---- known gaps, pinned ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="tracegrad has no view tracking: an in-place op on a "
-                   "view does not rebase the base's grad_fn (PyTorch's CopySlices), so the "
-                   "base's gradient silently ignores the in-place op")
+@pytest.mark.xfail(strict=True, reason="tracegrad does not rebase a view's base onto an "
+                   "in-place op (PyTorch's CopySlices): it refuses the later use instead "
+                   "(see test_inplace_through_view_is_refused_not_wrong)")
 def test_inplace_through_view_known_gap():
     results = []
     for T in (tg, torch):
@@ -647,6 +647,18 @@ def test_inplace_through_view_known_gap():
         y.sum().backward()
         results.append(_np(x.grad))
     np.testing.assert_allclose(results[0], results[1])
+
+
+def test_inplace_through_view_is_refused_not_wrong():
+    x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = x * 2
+    y[0].mul_(3)                       # allowed: the view's own history is right
+    with pytest.raises(RuntimeError, match="modified in place through a view"):
+        y.sum()                        # the base's would not be: refused, loudly
+    with pytest.raises(RuntimeError, match="modified in place through a view"):
+        y.backward(tg.ones(2, 2))
+    v = (x @ x[0]).clone()             # an internal reshape is a view too, but unused:
+    (x @ x[0]).copy_(v)                # fine
 
 
 # ---- regressions: minimal repros of what the fuzzer found --------------------------------

@@ -85,7 +85,30 @@ def _share_version(out, data, args):
     for a in args:
         if np.may_share_memory(data, a._data):
             out._vc = a._vc
+            out._view_base = weakref.ref(a)
             return
+
+
+# NOTE: [In-place through a view]. PyTorch rebases a view's base onto an in-place op
+# applied through the view (CopySlices); tracegrad does not yet. So the base is
+# marked, and using it in a recorded op afterwards raises (make_node checks), rather
+# than give it a gradient that silently misses the in-place op.
+VIEW_MODIFIED_MESSAGE = (
+    "this tensor was modified in place through a view of it (e.g. y[0].mul_(3) or "
+    "y.t().add_(z)) while gradients were recorded, and is now used again; tracegrad "
+    "cannot yet carry that in-place op into its gradient. Apply the op out of place "
+    "(y = y * mask), assign with y[0] = value (index assignment is supported), or clone() "
+    "the view before modifying it.")
+
+
+def _mark_bases_modified(view):
+    ref = view.__dict__.get("_view_base")
+    while ref is not None:
+        base = ref()
+        if base is None:
+            return
+        base._view_modified = True
+        ref = base.__dict__.get("_view_base")
 
 
 def _compute(prim, args, params):
@@ -143,6 +166,8 @@ def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
         raise RuntimeError("unsupported operation: more than one element of the written-to "
                            "tensor refers to a single memory location. Please clone() the "
                            "tensor before performing the operation.")
+    if node is not None and data.base is not None:
+        _mark_bases_modified(self)
     if node is not None and node.inputs is not None:
         _snapshot_saved_self(node, self)
     tracer = trace_state.current
@@ -206,6 +231,7 @@ class Tensor:
     _retains_grad = False
     _hooks = None
     _is_param = False
+    _view_modified = False  # see NOTE: [In-place through a view]
     _out_nr = 0
     _fw_grad = None  # forward-mode tangent (autograd.forward_ad)
     __array_priority__ = 1000
