@@ -133,7 +133,7 @@ def _kept(shape, axis):
 
 def _bcast_back(g, x, axis, keepdim):
     """Undo a reduction's shape change: reshape g to keepdim form, expand to x."""
-    if not keepdim:
+    if not keepdim and g.ndim:  # a 0-d g broadcasts to any shape as it is
         g = T.reshape(g, _kept(x.shape, axis))
     return T.broadcast_to(g, x.shape)
 
@@ -216,6 +216,10 @@ gelu_p = Primitive("gelu", _gelu_impl, _same,
 
 
 def _clamp_impl(x, *, min, max):
+    if max is None:  # np.maximum is the faster kernel for the common clamp(min=0)
+        return np.maximum(x, x.dtype.type(min))
+    if min is None:
+        return np.minimum(x, x.dtype.type(max))
     return np.clip(x, min, max).astype(x.dtype, copy=False)
 
 

@@ -108,12 +108,17 @@ class _late:
 
     Tensor = None
     sum_to = None
+    apply = None
 
     @classmethod
     def load(cls):
+        from .._storage import make_writable
         from ..functions import sum_to
-        from ..tensor import Tensor
-        cls.Tensor, cls.sum_to = Tensor, sum_to
+        from ..primitives import copy_p
+        from ..tensor import Tensor, apply, trace_state
+        from .grad_mode import is_grad_enabled
+        cls.Tensor, cls.sum_to, cls.apply, cls.trace_state = Tensor, sum_to, apply, trace_state
+        cls.make_writable, cls.is_grad_enabled, cls.copy_p = make_writable, is_grad_enabled, copy_p
 
 
 class PrimitiveNode(Node):
@@ -294,12 +299,11 @@ class AccumulateGrad(Node):
 
 def accumulate_into(t, g) -> None:
     """t.grad += g, as PyTorch does it: in place when no graph is being built."""
-    from .._storage import make_writable
-    from ..autograd.grad_mode import is_grad_enabled
-    from ..primitives import copy_p
-    from ..tensor import apply, trace_state
-
-    if g.shape != t.shape:
+    if _late.apply is None:
+        _late.load()
+    make_writable, is_grad_enabled = _late.make_writable, _late.is_grad_enabled
+    copy_p, apply, trace_state = _late.copy_p, _late.apply, _late.trace_state
+    if g._data.shape != t._data.shape:
         raise RuntimeError(f"gradient of shape {list(g.shape)} does not match the shape "
                            f"{list(t.shape)} of the tensor it accumulates into")
     tracer = trace_state.current
