@@ -493,3 +493,20 @@ def test_large_inputs_keep_a_device_copy_that_eager_writes_invalidate():
     assert f(x).item() == 12798
     with pytest.raises(ValueError, match="read-only"):
         x.numpy()[0, 0] = 5.0       # an untracked write fails loudly, never goes stale
+
+
+def test_compiled_backward_accumulates_into_the_same_grad_tensor():
+    w = tg.ones(3, requires_grad=True)
+
+    def step(x):
+        (w * x).sum().backward()
+        return w.grad
+
+    f = tg.compile(step)
+    f(tg.ones(3))
+    g = w.grad
+    for _ in range(4):
+        f(tg.ones(3))
+    assert w.grad is g                      # in place, as eager (no new grad tensors)
+    assert w.grad.tolist() == [5.0, 5.0, 5.0]
+    assert w.grad.grad_fn is None

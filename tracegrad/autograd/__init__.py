@@ -107,9 +107,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
     traced = _traced_grads(outputs, roots, seeds, inputs, retain_graph, create_graph)
     if traced is not None:
         from .graph import accumulate_into
-        for t, g in zip(*traced, strict=False):
-            if g is not None:
-                accumulate_into(t, g)
+        with no_grad():  # as inside the engine without create_graph: accumulate in place
+            for t, g in zip(*traced, strict=False):
+                if g is not None:
+                    accumulate_into(t, g)
         return
     run_backward(roots, seeds, retain_graph=retain_graph, create_graph=create_graph,
                  accumulate_only=only)

@@ -317,16 +317,22 @@ def accumulate_into(t, g) -> None:
         if tracer is not None:
             tracer.note_grad_write(t)
         t._grad = new
-    elif is_grad_enabled() or not make_writable(old._data):
+    elif is_grad_enabled():
         if tracer is not None:
             tracer.note_grad_write(t)
         t._grad = old + g
+    elif tracer is not None:
+        total = old + g  # first: reading old lets the tracer specialise on its value
+        if not make_writable(old._data):
+            tracer.note_grad_write(t)
+            t._grad = total
+            return
+        tracer.before_inplace(old)
+        old._data[...] = total._data
+        tracer.after_inplace(old, total)
+        old._vc[0] += 1
+    elif not make_writable(old._data):  # a genuinely read-only array (an expand view)
+        t._grad = old + g
     else:
-        if tracer is not None:
-            total = old + g
-            tracer.before_inplace(old)
-            old._data[...] = total._data
-            tracer.after_inplace(old, total)
-        else:
-            old._data += g._data
+        old._data += g._data
         old._vc[0] += 1
