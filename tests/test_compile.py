@@ -10,6 +10,7 @@ from op_table import ROWS, make_inputs
 
 import tracegrad as tg
 from tracegrad.codegen.jax_lower import MissingLowering, lower_eqn
+from tracegrad.demo import two_layer_step
 from tracegrad.ir.graph import Eqn, Var, verify
 from tracegrad.ir.interpreter import evaluate
 from tracegrad.ir.tracer import GraphBreak
@@ -26,18 +27,9 @@ def _np(t):
     return np.asarray(t.detach()._data)
 
 
-# ---- the seed's two-layer net, by hand ---------------------------------------
+# ---- the seed's two-layer net, by hand (the demo's step) ----------------------
 
-def _two_layer_step(x, y, w1, w2, lr):
-    y_pred = x.mm(w1).clamp(min=0).mm(w2)
-    loss = (y_pred - y).pow(2).sum()
-    loss.backward()
-    with tg.no_grad():
-        w1 -= lr * w1.grad
-        w2 -= lr * w2.grad
-        w1.grad.zero_()
-        w2.grad.zero_()
-    return loss
+_two_layer_step = two_layer_step
 
 
 def test_seed_two_layer_net_compiled_equals_eager():
