@@ -381,17 +381,7 @@ class Tracer:
         if not self.custom_functions:
             return False
         targets = {id(c) for c in self.custom_functions}
-        stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
-        seen = set()
-        while stack:
-            node = stack.pop()
-            if node is None or id(node) in seen:
-                continue
-            if id(node) in targets:
-                return True
-            seen.add(id(node))
-            stack.extend(n for n, _ in (getattr(node, "next_functions", None) or ()))
-        return False
+        return any(id(node) in targets for node in _graph_nodes(outputs))
 
     def check_views(self, outputs) -> None:
         """After the call: an output, or state from outside the function, whose array was
@@ -493,15 +483,8 @@ class Tracer:
         keep.update(id(c[1]) for c in self.captured)  # state from outside (or its alias)
         keep.update(id(o._grad) for o in self.grad_writes.values() if o._grad is not None)
         # tensors the outputs' autograd graphs hold are not Python state
-        stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
-        seen = set()
-        while stack:
-            node = stack.pop()
-            if node is None or id(node) in seen:
-                continue
-            seen.add(id(node))
+        for node in _graph_nodes(outputs):
             keep.update(id(a) for a in (getattr(node, "inputs", None) or ()))
-            stack.extend(n for n, _ in node.next_functions)
         out = []
         for r in self._created:
             t = r()
@@ -541,6 +524,19 @@ class Tracer:
 _MASKABLE = {"getitem", "index_add", "index_put"}
 _UINT32 = dtypes.DType("uint32", np.uint32, 1)
 dtypes._BY_NP.setdefault(np.dtype(np.uint32), _UINT32)
+
+
+def _graph_nodes(outputs):
+    """Each backward node reachable from ``outputs``' grad_fns, once."""
+    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        stack.extend(n for n, _ in (getattr(node, "next_functions", None) or ()))
 
 
 class TraceResult:
