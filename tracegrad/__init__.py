@@ -45,3 +45,6 @@ def __getattr__(name):
 
 from .compile import compile  # noqa: E402,A001  (tracegrad.compile, as torch.compile)
 from .ir.tracer import trace  # noqa: E402  (the tracer imports the namespace above)
+
+from .autograd.graph import _late  # noqa: E402
+_late.load()  # the names autograd's nodes use, bound now that every module is loaded

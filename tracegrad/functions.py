@@ -57,11 +57,33 @@ def _check_device(dev):
 # ----------------------------------------------------------------------------
 # conversion helpers
 
+_CONSTS: dict = {}  # (value, dtype) -> read-only 0-d tensor; see _const
+
+
 def _const(value, dtype: DType) -> Tensor:
+    """A Python number as a 0-d tensor of ``dtype`` (an operand of ``x * 2``).
+
+    Eager constants are shared: they are read-only and never exposed, and making one
+    costs as much as the op it feeds. -0.0 and 0.0 compare equal, so a float zero's
+    sign is part of its key."""
+    tracer = trace_state.current
+    if tracer is None and value.__class__ in _CACHEABLE:
+        key = (value, dtype, math.copysign(1.0, value) if value == 0 else 0)
+        t = _CONSTS.get(key)
+        if t is None:
+            if len(_CONSTS) > 1024:
+                _CONSTS.clear()
+            data = np.asarray(value, dtype=dtype.np)
+            data.flags.writeable = False
+            t = _CONSTS[key] = Tensor._make(data)
+        return t
     t = Tensor._make(np.asarray(value, dtype=dtype.np))
-    if trace_state.current is not None:
-        trace_state.current.constant(t)
+    if tracer is not None:
+        tracer.constant(t)
     return t
+
+
+_CACHEABLE = frozenset({_pyfloat, _int, _bool})
 
 
 def _scalar_category(s) -> int:
@@ -88,13 +110,17 @@ def _dtype_with_scalar(d: DType, s) -> DType:
 def _coerce(a, b):
     """Two operands -> two tensors of the promoted dtype."""
     if isinstance(a, Tensor):
-        da = a.dtype
         if isinstance(b, Tensor):
-            db = b.dtype
+            if a._data.dtype is b._data.dtype:
+                return a, b
+            da, db = a.dtype, b.dtype
             if da is db:
                 return a, b
             rt = result_type(a, b)
             return (a if da is rt else cast(a, rt)), (b if db is rt else cast(b, rt))
+        da = a.dtype
+        if b.__class__ is _pyfloat and da._category == 2:
+            return a, _const(b, da)
         rt = _dtype_with_scalar(da, b)
         return (a if da is rt else cast(a, rt)), _const(b, rt)
     if isinstance(b, Tensor):

@@ -38,7 +38,7 @@ class Primitive:
     """One row of the op table. See the module docstring for the fields."""
 
     __slots__ = ("name", "impl", "shape", "vjp", "vjp_all", "jvp", "jax", "grad_name",
-                 "save", "save_out", "differentiable", "variadic", "__weakref__")
+                 "save", "save_out", "differentiable", "variadic", "_rec", "__weakref__")
 
     def __init__(self, name, impl, shape, jax, *, vjp=None, vjp_all=None, jvp=None,
                  grad_name=None, save=(), save_out=False, differentiable=True, variadic=False):
@@ -58,6 +58,7 @@ class Primitive:
         self.save_out = save_out    # the rules read the output value
         self.differentiable = differentiable
         self.variadic = variadic
+        self._rec = None            # autograd.graph's per-primitive recording cache
         PRIMITIVES[name] = self
 
     def __repr__(self):

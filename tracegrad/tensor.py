@@ -58,8 +58,20 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
     tracer = trace_state.current
     if tracer is not None:
         return tracer.bind(prim, args, params, name)
-    data = _compute(prim, args, params)
-    out = Tensor._make(data)
+    try:
+        if len(args) == 1:
+            data = prim.impl(args[0]._data, **params)
+        elif len(args) == 2:
+            data = prim.impl(args[0]._data, args[1]._data, **params)
+        else:
+            data = prim.impl(*[a._data for a in args], **params)
+    except (ValueError, IndexError, TypeError) as e:
+        _raise_shape_error(prim, args, params, e)
+    if data.__class__ is not np.ndarray:
+        data = np.asarray(data)
+    out = _new(Tensor)
+    out._data = data
+    out._vc = [0]
     if data.base is not None:
         _share_version(out, data, args)
     if prim.differentiable and _grad_state.enabled:
@@ -69,10 +81,14 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
                 if prim.save_out:
                     node._out_data = data
                     node._out_vc = out._vc
+                    node._out_version = 0
                 out.grad_fn = node
                 out._rg = True
                 break
     return out
+
+
+_new = object.__new__
 
 
 _op_impl.apply = apply
@@ -116,11 +132,15 @@ def _compute(prim, args, params):
     try:
         data = prim.impl(*[a._data for a in args], **params)
     except (ValueError, IndexError, TypeError) as e:
-        prim.shape(*args, **params)  # raises the shape rule's clear error if there is one
-        raise RuntimeError(f"{prim.name}: {e}") from e
+        _raise_shape_error(prim, args, params, e)
     if data.__class__ is not np.ndarray:
         data = np.asarray(data)
     return data
+
+
+def _raise_shape_error(prim, args, params, e):
+    prim.shape(*args, **params)  # raises the shape rule's clear error if there is one
+    raise RuntimeError(f"{prim.name}: {e}") from e
 
 
 def record(prim, args, params, out, name=None):

@@ -64,9 +64,13 @@ class _HookDict(dict):
 class Node:
     """Base of all backward functions (``grad_fn`` objects)."""
 
-    __slots__ = ("next_functions", "_seq", "_pre_hooks", "_post_hooks", "_retain_grad",
-                 "metadata", "__weakref__")
+    __slots__ = ("next_functions", "_seq", "__dict__", "__weakref__")
     _n_out = 1
+    # rarely set: class-level defaults, so recording a node does not pay for them
+    _pre_hooks = None
+    _post_hooks = None
+    _retain_grad = None
+    metadata = None
 
     def name(self) -> str:
         return type(self).__name__
@@ -94,7 +98,8 @@ class Node:
         return h
 
     def __call__(self, *grads):
-        return self.apply(*grads)
+        r = self.apply(*grads)
+        return tuple(r) if r.__class__ is list else r
 
 
 def _first(r):
@@ -122,62 +127,69 @@ class _late:
 
 
 class PrimitiveNode(Node):
-    """The backward of one primitive call: applies the primitive's VJP rules."""
+    """The backward of one primitive call: applies the primitive's VJP rules.
 
-    __slots__ = ("prim", "params", "inputs", "_saved", "_out_data", "_out_vc", "_out_version",
-                 "_released")
+    ``_saved`` holds (version counter, version when saved, tensor) for each input the
+    rules read; it becomes None when backward frees the node. ``_out_data`` is the
+    output's array when the rules read it (``prim.save_out``), with its counter and
+    version in ``_out_vc`` and ``_out_version`` (set only then)."""
+
+    __slots__ = ("prim", "params", "inputs", "_saved", "_out_data", "_out_vc", "_out_version")
 
     def apply(self, g):
-        if _late.Tensor is None:
-            _late.load()
-        Tensor = _late.Tensor
-        if self._released:
+        saved = self._saved
+        if saved is None:
             raise RuntimeError(FREED_MESSAGE)
-        for vc, expected, what in self._saved:
+        for vc, expected, what in saved:
             if vc[0] != expected:
                 _raise_modified(self, what, vc[0], expected)
         prim = self.prim
         inputs = self.inputs
         out = None
         if self._out_data is not None:
-            if self._out_vc[0] != self._out_version:
-                _raise_modified(self, None, self._out_vc[0], self._out_version,
-                                shape=self._out_data.shape, dtype=self._out_data.dtype)
-            out = Tensor._make(self._out_data)
-            out.grad_fn = self
-            out._rg = True
-            out._vc = self._out_vc
-            if self.metadata is not None:  # forward AD over this backward: out's tangent
-                out._fw_grad = self.metadata.get("out_tangent")
+            out = self._saved_output()
         params = self.params
+        next_functions = self.next_functions
         if prim.vjp_all is not None:
             grads = list(prim.vjp_all(g, out, *inputs, **params))
+            for i, (fn, _) in enumerate(next_functions):
+                if fn is None:
+                    grads[i] = None
         else:
             grads = [None] * len(inputs)
             rules = prim.vjp
-            for i, (fn, _) in enumerate(self.next_functions):
+            for i, (fn, _) in enumerate(next_functions):
                 if fn is not None and rules[i] is not None:
                     grads[i] = rules[i](g, out, *inputs, **params)
-        next_functions = self.next_functions
         for i, gi in enumerate(grads):
             if gi is not None:
-                if next_functions[i][0] is None:
-                    grads[i] = None
-                    continue
                 x = inputs[i]._data
                 d = gi._data
                 if d.shape != x.shape:
-                    gi = _late.sum_to(gi, x.shape)
+                    gi = grads[i] = _late.sum_to(gi, x.shape)
                 if d.dtype is not x.dtype and gi.dtype is not inputs[i].dtype:
-                    gi = gi.to(inputs[i].dtype)
-                grads[i] = gi
-        return tuple(grads)
+                    grads[i] = gi.to(inputs[i].dtype)
+        return grads
+
+    def _saved_output(self):
+        """The output, for rules that read it: a fresh tensor whose grad_fn is this node
+        (see NOTE: [No reference cycles])."""
+        if _late.Tensor is None:
+            _late.load()
+        if self._out_vc[0] != self._out_version:
+            _raise_modified(self, None, self._out_vc[0], self._out_version,
+                            shape=self._out_data.shape, dtype=self._out_data.dtype)
+        out = _late.Tensor._make(self._out_data, self._out_vc)
+        out.grad_fn = self
+        out._rg = True
+        if self.metadata is not None:  # forward AD over this backward: out's tangent
+            out._fw_grad = self.metadata.get("out_tangent")
+        return out
 
     def _release(self):
         if self._saved or self._out_data is not None:
-            self._released = True
             self.inputs = None
-            self._saved = ()
+            self._saved = None
             self._out_data = None
 
 
@@ -230,46 +242,76 @@ def node_class(name: str) -> type:
     return cls
 
 
-_prim_node_class: dict = {}
+_NO_EDGE = (None, 0)
 
 
 def make_node(prim, args, params, name):
     """Record one primitive call: the node for the output of ``prim(*args)``."""
-    if name is None and prim.grad_name.__class__ is str:
-        cls = _prim_node_class.get(prim)
-        if cls is None:
-            cls = _prim_node_class[prim] = node_class(prim.grad_name)
+    if name is None:
+        rec = prim._rec
+        if rec is None:
+            rec = prim._rec = _Recording(prim)
+        cls = rec.cls or node_class(prim.node_name(params, args))
     else:
-        cls = node_class(name or prim.node_name(params, args))
+        rec = None
+        cls = node_class(name)
     node = object.__new__(cls)
     node.prim = prim
     node.params = params
     node.inputs = args
     nf = []
+    mask = 0
+    bit = 1
     for a in args:
         if a._rg:
-            fn = a.grad_fn
             if a._view_modified:
                 from ..tensor import VIEW_MODIFIED_MESSAGE
                 raise RuntimeError(VIEW_MODIFIED_MESSAGE)
+            fn = a.grad_fn
             nf.append((fn if fn is not None else a._accumulator(), a._out_nr))
+            mask |= bit
         else:
-            nf.append((None, 0))
+            nf.append(_NO_EDGE)
+        bit <<= 1
     node.next_functions = tuple(nf)
     save = prim.save
     if save.__class__ is dict:
-        save = sorted({j for i, a in enumerate(args) if a._rg for j in save.get(i, ())})
-    node._saved = tuple((args[i]._vc, args[i]._vc[0], args[i]) for i in save)
+        if rec is None:
+            rec = prim._rec = prim._rec or _Recording(prim)
+        save = rec.saved_for(mask)
+    if save:
+        saved = []
+        for i in save:
+            a = args[i]
+            vc = a._vc
+            saved.append((vc, vc[0], a))
+        node._saved = tuple(saved)
+    else:
+        node._saved = ()
     node._out_data = None
-    node._out_vc = None
-    node._out_version = 0
-    node._released = False
     node._seq = next(_seq)
-    node._pre_hooks = None
-    node._post_hooks = None
-    node._retain_grad = None
-    node.metadata = None
     return node
+
+
+class _Recording:
+    """Per-primitive facts make_node needs on every call, worked out once: the node
+    class (when the name does not depend on the call) and, for primitives whose rules
+    read different inputs (``save`` a dict), the inputs to save for each set of inputs
+    that need a gradient (a bit mask)."""
+
+    __slots__ = ("cls", "save", "by_mask")
+
+    def __init__(self, prim):
+        self.cls = node_class(prim.grad_name) if prim.grad_name.__class__ is str else None
+        self.save = prim.save
+        self.by_mask = {}
+
+    def saved_for(self, mask):
+        got = self.by_mask.get(mask)
+        if got is None:
+            got = self.by_mask[mask] = tuple(sorted(
+                {j for i, rule in self.save.items() if mask >> i & 1 for j in rule}))
+        return got
 
 
 class AccumulateGrad(Node):
