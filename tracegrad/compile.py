@@ -17,9 +17,9 @@ import weakref
 import numpy as np
 
 from . import dtypes
-from ._storage import lookup, make_writable, remember
+from ._storage import defer, lookup, make_writable, meta, remember
 from .autograd._op_hooks import state as _op_state
-from .autograd.grad_mode import is_grad_enabled
+from .autograd.grad_mode import _state as _grad_state, is_grad_enabled
 from .autograd.profiler import _record_range, record_function
 from .ir.tracer import Tracer, user_site
 from .tensor import Tensor
@@ -27,9 +27,6 @@ from .tensor import Tensor
 # ---- pytrees of arguments and results ---------------------------------------
 
 def _flatten_args(args, kwargs):
-    if not kwargs and all(a.__class__ is Tensor for a in args):  # the common case, fast
-        return [(_ARG_PATHS[i] if i < len(_ARG_PATHS) else f"arg{i}", a)
-                for i, a in enumerate(args)], None
     flat = []
 
     def walk(x, path):
@@ -119,8 +116,10 @@ class _Entry:
         self.stages = None
         self.timings = {}
         self.guards = []
+        self._seen = {}  # input position -> weakref to the host array passed last time
         if trace is not None:
             self._make_guards()
+            self._compile_checks()
 
     def _make_guards(self):
         tr = self.trace
@@ -154,8 +153,32 @@ class _Entry:
         i = self._arg_index.get(id(owner))
         return owner if i is None else flat[i][1]
 
+    def _compile_checks(self):
+        """Fast forms of the guards, each ``check(flat) -> bool``. Tensor guards read a
+        deferred tensor's metadata without fetching its value (_storage.meta)."""
+        checks = []
+        for guard in self.guards:
+            desc, kind, obj, a, b, c = guard
+            if kind == "tensor":
+                checks.append(_tensor_check(obj, a, b.np, c))
+            elif kind == "python":
+                checks.append(_PythonGuard(obj, a).holds)
+            else:  # .grad slots and constants: few, checked the long way
+                checks.append(functools.partial(self._guard_holds, guard))
+        self._checks = checks
+
+    def _guard_holds(self, guard, flat):
+        return self._describe_failure(flat, only=guard) is None
+
     def check_guards(self, flat):
-        for desc, kind, obj, a, b, c in self.guards:
+        """None when every guard holds, else a description of the first that fails."""
+        for check in self._checks:
+            if not check(flat):
+                return self._describe_failure(flat)
+        return None
+
+    def _describe_failure(self, flat, only=None):
+        for desc, kind, obj, a, b, c in (only,) if only is not None else self.guards:
             if kind == "tensor":
                 if tuple(obj.shape) != a:
                     return f"{desc}: shape {a} -> {tuple(obj.shape)}"
@@ -234,6 +257,7 @@ class _Entry:
             if tmpl.__class__ is Tensor:
                 return Tensor._make(np.array(outs[0]))
             return _rebuild(tmpl, (Tensor._make(np.array(o)) for o in outs))
+        del inputs  # (host arrays among them would look shared to defer())
         values = [outs[pos] if pos is not None else None for pos, _ in self.plan]
         n = tr.n_out
         results = [Tensor._make(np.array(o)) for o in values[:n]]  # host copies the user owns
@@ -246,7 +270,9 @@ class _Entry:
                 t = src[1]
             else:
                 t = self._owner(src[1], flat)._grad
-            _write_back(t._data, values[k], self.plan[k][1])
+            const = self.plan[k][1]
+            if const is not None or not defer(t, values[k]):
+                _write_back(t._data, values[k], const)
             t._vc[0] += 1
             k += 1
         for owner, has in tr.grad_effects:
@@ -270,29 +296,32 @@ class _Entry:
         inputs = []
         for src in self.trace.sources:
             kind = src[0]
-            if kind == "arg":
-                arr = flat[src[1]][1]._data
-            elif kind == "scalar":
+            if kind == "scalar":
                 inputs.append(np.float64(flat[src[1]][1]))
                 continue
-            elif kind == "tensor":
-                arr = src[1]._data
-            elif kind == "grad":
-                arr = self._owner(src[1], flat)._grad._data
-            elif kind == "rng":
+            if kind == "rng":
                 from .functions import default_generator
                 inputs.append(default_generator._np.integers(0, 2 ** 32, size=2, dtype=np.uint32))
                 continue
+            t = (flat[src[1]][1] if kind == "arg" else src[1] if kind == "tensor"
+                 else self._owner(src[1], flat)._grad)
+            lazy = t.__dict__.get("_lazy")
+            if lazy is not None:  # NOTE: [Deferred write-back]
+                inputs.append(lazy[1])
+                continue
+            arr = t._data
             cached = lookup(arr)
             if cached is None:
-                if arr.size >= _KEEP_ON_DEVICE and len(inputs) not in self.donate \
-                        and arr.flags.owndata:
-                    # a large input (a data batch): keep its device copy for the next call
-                    import jax
-                    value = jax.device_put(arr)
+                pos = len(inputs)
+                if pos not in self.donate and arr.flags.owndata and (
+                        arr.size >= _KEEP_ON_DEVICE or self._seen.get(pos, _dead)() is arr):
+                    # a large input (a data batch), or one passed again: keep its device
+                    # copy for the next call (NOTE: [Device cache])
+                    value = _device_put(arr)
                     remember(arr, value)
                     inputs.append(value)
                 else:
+                    self._seen[pos] = weakref.ref(arr)
                     inputs.append(arr)
             elif cached[0] is not None:
                 inputs.append(cached[0])
@@ -304,6 +333,72 @@ class _Entry:
 
 
 _MISSING = object()
+
+
+def _tensor_check(t, shape, np_dtype, requires_grad):
+    def check(flat):
+        s, d = meta(t)
+        return s == shape and d == np_dtype and t._rg is requires_grad
+    return check
+
+
+class _PythonGuard:
+    """Guards the plain Python values a trace may have baked in (``_python_values``).
+
+    Fast path: every place those values come from (closure cells, globals, a module's
+    attributes, an optimizer's param groups) still holds the very object it held when
+    traced. Otherwise the values are compared."""
+
+    def __init__(self, obj, values):
+        self.obj, self.values = obj, values
+        self.sizes, self.slots, self.cells = _value_places(obj)
+
+    def holds(self, flat=None):
+        for container, n in self.sizes:
+            if len(container) != n:
+                return _python_values(self.obj) == self.values
+        for d, k, v in self.slots:
+            if d.get(k, _MISSING) is not v:
+                return _python_values(self.obj) == self.values
+        for cell, v in self.cells:
+            try:
+                now = cell.cell_contents
+            except ValueError:
+                now = _MISSING
+            if now is not v:
+                return _python_values(self.obj) == self.values
+        return True
+
+
+def _value_places(obj):
+    """(containers whose size must not change, (dict, key, value) slots, (cell, value)
+    pairs): where ``_python_values(obj)`` reads from, with what they hold now."""
+    Module, Optimizer = _module_types()
+    if isinstance(obj, Optimizer):
+        groups = obj.param_groups
+        return ([(groups, len(groups))] + [(g, len(g)) for g in groups],
+                [(g, k, v) for g in groups for k, v in g.items()], [])
+    if isinstance(obj, Module):
+        d = vars(obj)
+        return [(d, len(d))], [(d, k, v) for k, v in d.items()], []
+    code = getattr(obj, "__code__", None)
+    if code is None:
+        return [], [], []
+    cells = []
+    for cell in getattr(obj, "__closure__", None) or ():
+        try:
+            cells.append((cell, cell.cell_contents))
+        except ValueError:
+            cells.append((cell, _MISSING))
+    g = getattr(obj, "__globals__", {})
+    return [], [(g, name, g.get(name, _MISSING)) for name in code.co_names], cells
+
+
+@functools.cache
+def _module_types():
+    from .nn.module import Module
+    from .optim.optimizer import Optimizer
+    return Module, Optimizer
 _STATIC_TYPES = (bool, int, float, str, type(None))
 
 
@@ -316,8 +411,7 @@ def _python_values(obj) -> dict:
     """The plain Python values (bools, numbers, strings, None) a trace may have baked
     in: a module's attributes (``training``, a ``scale``), an optimizer's hyperparameters
     (``lr``), a function's closure cells and the globals it names. Guarded by equality."""
-    from .nn.module import Module
-    from .optim.optimizer import Optimizer
+    Module, Optimizer = _module_types()
     if isinstance(obj, Optimizer):
         return {f"param_groups[{i}][{k!r}]": v for i, g in enumerate(obj.param_groups)
                 for k, v in g.items() if k != "params" and _static_value(v)}
@@ -378,7 +472,8 @@ def _source_key(src):
 
 def _forget_source(src, flat):
     t = flat[src[1]][1] if src[0] == "arg" else src[1]
-    make_writable(t._data)
+    if "_lazy" not in t.__dict__:  # a deferred tensor has no host copy to fall back to
+        make_writable(t._data)
 
 
 def _remember_constant_state(trace, flat):
@@ -403,6 +498,15 @@ def _remember_constant_state(trace, flat):
 
 
 _KEEP_ON_DEVICE = 4096  # elements: inputs this large keep a device copy between calls
+
+
+def _dead():
+    return None
+
+
+def _device_put(arr):
+    import jax
+    return jax.device_put(arr)
 _DEVICE_CONSTANTS: dict = {}
 
 
@@ -455,6 +559,7 @@ class CompiledFunction:
         self.cache_limit = cache_limit
         self.name = name or getattr(fn, "__name__", "f")
         self._cache: dict = {}
+        self._profiled = False
         self.hits = 0
         self.misses = 0
         self._warned: set = set()
@@ -476,14 +581,27 @@ class CompiledFunction:
         return (tuple(_signature(v) for _, v in flat), is_grad_enabled())
 
     def __call__(self, *args, **kwargs):
-        if _op_state.profiler is not None:
-            with record_function(f"tracegrad::compiled::{self.name}"):
-                return self._call(*args, **kwargs)
-        return self._call(*args, **kwargs)
-
-    def _call(self, *args, **kwargs):
-        flat, _ = _flatten_args(args, kwargs)
-        key = self._key(flat)
+        if _op_state.profiler is not None and not self._profiled:
+            self._profiled = True  # this call's own event; the call below runs it
+            try:
+                with record_function(f"tracegrad::compiled::{self.name}"):
+                    return self(*args, **kwargs)
+            finally:
+                self._profiled = False
+        key = None
+        if not kwargs and len(args) <= len(_ARG_PATHS):  # the common case, fast
+            sig = []
+            for a in args:
+                if a.__class__ is not Tensor or "_lazy" in a.__dict__:
+                    break
+                d = a._data
+                sig.append(("T", d.shape, d.dtype, a._rg))  # as _signature
+            else:
+                flat = list(zip(_ARG_PATHS, args, strict=False))
+                key = (tuple(sig), _grad_state.enabled)
+        if key is None:
+            flat, _ = _flatten_args(args, kwargs)
+            key = self._key(flat)
         entry = self._cache.get(key)
         if entry is not None:
             if entry.eager_reason is not None:

@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from . import dtypes
+from . import _storage, dtypes
 from ._storage import make_writable
 from .autograd import grad_mode
 from .autograd._op_hooks import (
@@ -529,6 +529,13 @@ class Tensor:
         if self.ndim == 0:
             return self.item().__format__(spec)
         return object.__format__(self, spec) if spec else repr(self)
+
+    def __getattr__(self, name):
+        # only reached when normal lookup fails: a deferred compiled write-back
+        # (NOTE: [Deferred write-back] in _storage.py) is read for the first time
+        if name == "_data" and "_lazy" in self.__dict__:
+            return _storage.materialise(self)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __deepcopy__(self, memo):
         from .functions import _deepcopy_tensor
