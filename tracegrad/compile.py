@@ -280,8 +280,8 @@ class _Entry:
             elif kind == "grad":
                 arr = self._owner(src[1], flat)._grad._data
             elif kind == "rng":
-                from .functions import default_generator
-                inputs.append(default_generator._np.integers(0, 2 ** 32, size=2, dtype=np.uint32))
+                from .random import default_generator
+                inputs.append(default_generator._key_data())
                 continue
             cached = lookup(arr)
             if cached is None:
