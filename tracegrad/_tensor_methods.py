@@ -262,8 +262,26 @@ def _no_grad():
     return no_grad()
 
 
-Tensor.uniform_ = _random_(lambda self, g, a=0.0, b=1.0: g.uniform(a, b, self.shape))
-Tensor.normal_ = _random_(lambda self, g, mean=0.0, std=1.0: g.normal(mean, std, self.shape))
-Tensor.bernoulli_ = _random_(lambda self, g, p=0.5: g.random(self.shape) < p)
-Tensor.random_ = _random_(lambda self, g, low=0, high=None: g.integers(
-    low, high if high is not None else 2 ** 24, self.shape))
+def _bernoulli_sample(self, g, p=0.5):
+    if isinstance(p, Tensor):
+        p = p._concrete("bernoulli_(p)")
+        p = p if p.dtype in (np.float32, np.float64) else p.astype(np.float64)
+    return g.bernoulli(self.shape, p)
+
+
+def _random_sample(self, g, *bounds):
+    # random_() -> [0, 2**mantissa] or [0, max]; random_(to); random_(from, to)
+    if not bounds:
+        return g.full_range(self.shape, self.dtype)
+    low, high = (0, bounds[0]) if len(bounds) == 1 else bounds
+    if high is None:
+        high = 2 ** (np.finfo(self.dtype.np).nmant + 1) + 1 if self.dtype.is_floating_point \
+            else int(np.iinfo(self.dtype.np).max) + 1
+    return g.integers(self.shape, int(low), int(high), self.dtype)
+
+
+Tensor.uniform_ = _random_(lambda self, g, a=0.0, b=1.0: g.uniform(self.shape, self.dtype, a, b))
+Tensor.normal_ = _random_(lambda self, g, mean=0.0, std=1.0:
+                          g.normal(self.shape, self.dtype, mean, std))
+Tensor.bernoulli_ = _random_(_bernoulli_sample)
+Tensor.random_ = _random_(_random_sample)

@@ -300,8 +300,8 @@ class _Entry:
                 inputs.append(np.float64(flat[src[1]][1]))
                 continue
             if kind == "rng":
-                from .functions import default_generator
-                inputs.append(default_generator._np.integers(0, 2 ** 32, size=2, dtype=np.uint32))
+                from .random import default_generator
+                inputs.append(default_generator._key_data())
                 continue
             t = (flat[src[1]][1] if kind == "arg" else src[1] if kind == "tensor"
                  else self._owner(src[1], flat)._grad)

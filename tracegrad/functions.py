@@ -1162,48 +1162,23 @@ def sum_to(g: Tensor, shape: tuple) -> Tensor:
 # ----------------------------------------------------------------------------
 # creation
 
-_rng = np.random.default_rng()
+from .random import (  # noqa: E402,F401
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    seed,
+    set_rng_state,
+)
 
 
-class Generator:
-    """A random-number generator (NumPy's PCG64 underneath)."""
-
-    def __init__(self, device="cpu"):
-        self._np = np.random.default_rng()
-        self._seed = None
-
-    def manual_seed(self, seed):
-        self._seed = _int(seed)
-        self._np = np.random.default_rng(self._seed)
-        return self
-
-    def initial_seed(self):
-        return self._seed
-
-    def seed(self):
-        s = _int(np.random.SeedSequence().entropy % (2 ** 63))
-        self.manual_seed(s)
-        return s
-
-
-default_generator = Generator()
-
-
-def manual_seed(seed) -> Generator:
-    """Seed tracegrad's random numbers (rand, randn, randint, dropout, init)."""
-    return default_generator.manual_seed(seed)
-
-
-def seed() -> _int:
-    return default_generator.seed()
-
-
-def initial_seed() -> _int:
-    return default_generator.initial_seed()
-
-
-def _gen(generator):
-    return (generator or default_generator)._np
+def _gen(generator) -> Generator:
+    if generator is None:
+        return default_generator
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator must be a tracegrad.Generator, got {type(generator).__name__}")
+    return generator
 
 
 def _finish(data: np.ndarray, requires_grad: _bool, dev=None, random=None) -> Tensor:
@@ -1346,16 +1321,24 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad: _bool
     return _finish(data.astype(dtype.np), requires_grad, device)
 
 
+def _random_shape(size) -> tuple:
+    shape = _shape_args(size)
+    if builtins.any(d < 0 for d in shape):
+        bad = next(d for d in shape if d < 0)
+        raise RuntimeError(f"Trying to create tensor with negative dimension {bad}: {list(shape)}")
+    return shape
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
     dtype = _creation_dtype(dtype)
-    return _finish(_gen(generator).random(_shape_args(size), dtype=np.float64).astype(dtype.np),
-                   requires_grad, device, random={"dist": "uniform"})
+    data = _gen(generator).uniform(_random_shape(size), dtype)
+    return _finish(data, requires_grad, device, random={"dist": "uniform"})
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
     dtype = _creation_dtype(dtype)
-    return _finish(_gen(generator).standard_normal(_shape_args(size)).astype(dtype.np),
-                   requires_grad, device, random={"dist": "normal"})
+    data = _gen(generator).normal(_random_shape(size), dtype)
+    return _finish(data, requires_grad, device, random={"dist": "normal"})
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
@@ -1365,13 +1348,16 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     if high is None:
         low, high = 0, low
     dtype = as_dtype(dtype) if dtype is not None else dtypes.int64
-    return _finish(_gen(generator).integers(low, high, _shape_args((size,))).astype(dtype.np),
-                   requires_grad, device, random={"dist": "randint", "low": low, "high": high})
+    low, high = _int(low), _int(high)
+    data = _gen(generator).integers(_random_shape((size,)), low, high, dtype)
+    return _finish(data, requires_grad, device,
+                   random={"dist": "randint", "low": low, "high": high})
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
-    return _finish(_gen(generator).permutation(n).astype(as_dtype(dtype or dtypes.int64).np),
-                   False, device)
+    (n,) = _random_shape((n,))
+    data = _gen(generator).permutation(n).astype(as_dtype(dtype or dtypes.int64).np)
+    return _finish(data, False, device)
 
 
 def _like(fn):

@@ -900,13 +900,12 @@ full_p = Primitive("full", lambda *, shape, value, dtype: np.full(shape, value, 
 
 
 def _random_impl(key, *, dist, shape, dtype, low=0, high=1, index=0):
-    from .functions import default_generator
-    g = default_generator._np
+    from .random import default_generator as g
     if dist == "uniform":
-        return g.random(shape).astype(dtype.np)
+        return g.uniform(shape, dtype)
     if dist == "normal":
-        return g.standard_normal(shape).astype(dtype.np)
-    return g.integers(low, high, shape).astype(dtype.np)
+        return g.normal(shape, dtype)
+    return g.integers(shape, low, high, dtype)
 
 
 def _random_jax(args, p):

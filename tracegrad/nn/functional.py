@@ -143,9 +143,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if p == 1.0:
         out = T.mul(input, 0.0)
     else:
-        keep = T.rand(*input.shape, dtype=dtypes.float64) >= p
-        scale = T.mul(T.cast(keep, input.dtype), 1.0 / (1.0 - p))
-        out = T.mul(input, scale)
+        # PyTorch's CPU dropout: noise = bernoulli_(1 - p), i.e. a float64 uniform < 1 - p
+        keep = T.rand(*input.shape, dtype=dtypes.float64) < 1.0 - p
+        out = T.mul(input, T.div(T.cast(keep, input.dtype), 1.0 - p))
     return commit_inplace(input, out) if inplace else out
 
 
