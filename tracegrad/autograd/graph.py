@@ -249,9 +249,6 @@ def make_node(prim, args, params, name):
     for a in args:
         if a._rg:
             fn = a.grad_fn
-            if a._view_modified:
-                from ..tensor import VIEW_MODIFIED_MESSAGE
-                raise RuntimeError(VIEW_MODIFIED_MESSAGE)
             nf.append((fn if fn is not None else a._accumulator(), a._out_nr))
         else:
             nf.append((None, 0))
