@@ -12,7 +12,15 @@ import numpy as np
 from . import dtypes, functions as F, primitives as P
 from ._storage import make_writable
 from .autograd.grad_mode import _state as _grad_state
-from .tensor import Tensor, _on_inplace, _op_state, apply, commit_inplace, trace_state
+from .tensor import (
+    Tensor,
+    _on_inplace,
+    _op_state,
+    _View,
+    apply,
+    commit_inplace,
+    trace_state,
+)
 
 # ---- operators --------------------------------------------------------------
 Tensor.__add__ = F.add
@@ -171,15 +179,22 @@ def _reshape_inplace(fn):
             raise RuntimeError("a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
         alias = Tensor._make(self._data, self._vc)
+        view = self.__dict__.get("_view")
+        if view is not None:  # then out is a view of the same base, one op further
+            alias.__class__, alias._view = _View, view
         alias.grad_fn, alias._rg, alias._out_nr = self.grad_fn, self._rg, self._out_nr
         alias._fw_grad = self._fw_grad  # a forward-mode tangent follows the data
         out = fn(alias, *args)
         self._data = out._data
+        if view is not None:
+            self._view = out._view
         if out.grad_fn is not None:
             self.grad_fn = out.grad_fn
             if self._retains_grad:  # retain_grad follows the tensor to its new grad_fn
                 out.grad_fn._retain_grad = weakref.ref(self)
         self._vc[0] += 1
+        if view is not None:
+            self._view.version = self._vc[0]  # its grad_fn is the op's node, not stale
         if _op_state.active:  # forward AD, anomaly mode (autograd/_op_hooks.py)
             _on_inplace(self, out)
         return self

@@ -17,8 +17,18 @@ import numpy as np
 
 from . import dtypes, primitives as P
 from ._storage import make_writable
+from .autograd import views as _views
 from .dtypes import DType, as_dtype, result_type
-from .tensor import Size, Tensor, _op_state, apply, commit_inplace, trace_state
+from .tensor import (
+    Size,
+    Tensor,
+    _not_a_view,
+    _op_state,
+    _View,
+    apply,
+    commit_inplace,
+    trace_state,
+)
 
 _bool, _int, _pyfloat, _slice = builtins.bool, builtins.int, builtins.float, builtins.slice
 
@@ -532,7 +542,7 @@ def _max_min(extreme_p, arg_p, name, input, dim, keepdim, other):
     values = apply(P.gather_p, (x, idx), {"axis": axis[0]})
     shape = values.shape[:axis[0]] + values.shape[axis[0] + 1:]
     values = apply(P.reshape_p, (values,), {"shape": shape}, name=grad_name)
-    return _MinMax(values, squeeze(idx, axis[0]))
+    return _MinMax(_not_a_view(values), _not_a_view(squeeze(idx, axis[0])))
 
 
 def max(input, dim=None, keepdim: _bool = False, *, other=None):
@@ -548,7 +558,7 @@ def _arg(prim, input, dim, keepdim):
     x = _as_tensor(input)
     if dim is None:
         r = apply(prim, (reshape(x, (-1,)),), {"axis": (0,), "keepdim": False})
-        return reshape(r, (1,) * x.ndim) if keepdim else r
+        return _not_a_view(reshape(r, (1,) * x.ndim)) if keepdim else r
     return apply(prim, (x,), {"axis": (_dim(dim, x.ndim),), "keepdim": _bool(keepdim)})
 
 
@@ -608,7 +618,7 @@ def cumsum(input, dim, *, dtype=None):
     d = _dim(dim, x.ndim)
     if x.ndim == 0:
         r = apply(P.cumsum_p, (reshape(x, (1,)),), {"axis": 0})
-        return apply(P.reshape_p, (r,), {"shape": ()}, name="CumsumBackward0")
+        return _not_a_view(apply(P.reshape_p, (r,), {"shape": ()}, name="CumsumBackward0"))
     return apply(P.cumsum_p, (x,), {"axis": d})
 
 
@@ -620,7 +630,7 @@ def _normalize_along(prim, grad_name, input, dim, dtype):
     if x.ndim == 0:
         _dim(dim, 0)
         r = apply(prim, (reshape(x, (1,)),), {"axis": 0})
-        return apply(P.reshape_p, (r,), {"shape": ()}, name=grad_name)
+        return _not_a_view(apply(P.reshape_p, (r,), {"shape": ()}, name=grad_name))
     return apply(prim, (x,), {"axis": _dim(_default_dim(dim, x), x.ndim)})
 
 
@@ -685,15 +695,15 @@ def matmul(input, other):
                                f"[{b.shape[0]}] to have the same number of elements, but got "
                                f"{a.shape[0]} and {b.shape[0]} elements respectively")
         r = apply(P.matmul_p, (reshape(a, (1, -1)), reshape(b, (-1, 1))))
-        return apply(P.reshape_p, (r,), {"shape": ()}, name="DotBackward0")
+        return _not_a_view(apply(P.reshape_p, (r,), {"shape": ()}, name="DotBackward0"))
     if b.ndim == 1:
         r = apply(P.matmul_p, (a, reshape(b, (-1, 1))))
-        return apply(P.reshape_p, (r,), {"shape": r.shape[:-1]},
-                     name="MvBackward0" if a.ndim == 2 else "UnsafeViewBackward0")
+        return _not_a_view(apply(P.reshape_p, (r,), {"shape": r.shape[:-1]},
+                                 name="MvBackward0" if a.ndim == 2 else "UnsafeViewBackward0"))
     r = apply(P.matmul_p, (reshape(a, (1, -1)), b))
     shape = r.shape[:-2] + r.shape[-1:]
-    return apply(P.reshape_p, (r,), {"shape": shape},
-                 name="SqueezeBackward4" if b.ndim == 2 else "UnsafeViewBackward0")
+    return _not_a_view(apply(P.reshape_p, (r,), {"shape": shape},
+                             name="SqueezeBackward4" if b.ndim == 2 else "UnsafeViewBackward0"))
 
 
 _C_TYPE = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int",
@@ -956,6 +966,7 @@ def split(tensor_, split_size_or_sections, dim: _int = 0):
         idx = (_slice(None),) * d + (_slice(start, start + s),)
         out.append(apply(P.getitem_p, (x,), {"index": idx}, name=name))
         start += s
+    _views.mark_multi_output(out)
     return tuple(out)
 
 
@@ -969,8 +980,10 @@ def chunk(input, chunks: _int, dim: _int = 0):
 
 def unbind(input, dim: _int = 0):
     d = _dim(dim, input.ndim)
-    return tuple(apply(P.getitem_p, (input,), {"index": (_slice(None),) * d + (i,)},
-                       name="UnbindBackward0") for i in range(input.shape[d]))
+    out = tuple(apply(P.getitem_p, (input,), {"index": (_slice(None),) * d + (i,)},
+                      name="UnbindBackward0") for i in range(input.shape[d]))
+    _views.mark_multi_output(out)
+    return out
 
 
 def select(input, dim, index):
@@ -1155,7 +1168,7 @@ def sum_to(g: Tensor, shape: tuple) -> Tensor:
                                       if s == 1 and g.shape[lead + i] != 1)
     r = apply(P.sum_p, (g,), {"axis": axes, "keepdim": False}) if axes else g
     if r.shape != shape:
-        r = apply(P.reshape_p, (r,), {"shape": shape})
+        r = _not_a_view(apply(P.reshape_p, (r,), {"shape": shape}))
     return r
 
 
@@ -1401,7 +1414,7 @@ def _deepcopy_tensor(t: Tensor, memo):
         raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support "
                            "the deepcopy protocol at the moment. Use .detach() first.")
     new = Tensor._make(np.array(t._concrete("deepcopy")))
-    if type(t) is not Tensor:
+    if type(t) is not Tensor and type(t) is not _View:  # a Parameter, say
         new.__class__ = type(t)
         skip = ("_data", "_vc", "_grad", "_acc", "grad_fn")
         new.__dict__.update({k: v for k, v in t.__dict__.items() if k not in skip})

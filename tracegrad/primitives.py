@@ -728,7 +728,12 @@ def _fill(index, arrays):
 
 
 def _getitem_impl(x, *idx, index):
-    return x[_fill(index, idx)] if idx else x[index]
+    if idx:
+        return x[_fill(index, idx)]
+    out = x[index]
+    if out.__class__ is not np.ndarray:  # all ints: a 0-d view, as PyTorch's, not a copy
+        out = x[index + (Ellipsis,)]
+    return out
 
 
 def _known_value(aval):

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _storage, dtypes
 from ._storage import make_writable
-from .autograd import grad_mode
+from .autograd import grad_mode, views as _views
 from .autograd._op_hooks import (
     apply_hooked as _apply_hooked,
     copy_tangent as _copy_tangent,
@@ -73,7 +73,7 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
     out._data = data
     out._vc = [0]
     if data.base is not None:
-        _share_version(out, data, args)
+        _track_view(out, prim, params, args)
     if prim.differentiable and _grad_state.enabled:
         for a in args:
             if a._rg:
@@ -94,37 +94,21 @@ _new = object.__new__
 _op_impl.apply = apply
 
 
-def _share_version(out, data, args):
-    """A view shares its base's version counter, as in PyTorch: an in-place write
-    through either then invalidates what backward saved of the other (a reshape
-    that dot/mv saved, say) instead of silently changing it."""
+# NOTE: [In-place through a view] is in autograd/views.py: views are ``_View``s (end of
+# this file) that know how to remake themselves from their base, so an in-place op
+# through one rebases the base's history (CopySlices), as in PyTorch.
+def _track_view(out, prim, params, args):
+    """``out``'s array may be a view of an input's: then it shares that input's
+    version counter, as in PyTorch (an in-place write through either invalidates
+    what backward saved of the other), and becomes a ``_View`` that knows how it was
+    made (NOTE: [In-place through a view] in autograd/views.py)."""
+    data = out._data
     for a in args:
         if np.may_share_memory(data, a._data):
             out._vc = a._vc
-            out._view_base = weakref.ref(a)
+            out._view = _views.view_info(a, prim, params, args, _grad_state.enabled)
+            out.__class__ = _View
             return
-
-
-# NOTE: [In-place through a view]. PyTorch rebases a view's base onto an in-place op
-# applied through the view (CopySlices); tracegrad does not yet. So the base is
-# marked, and using it in a recorded op afterwards raises (make_node checks), rather
-# than give it a gradient that silently misses the in-place op.
-VIEW_MODIFIED_MESSAGE = (
-    "this tensor was modified in place through a view of it (e.g. y[0].mul_(3) or "
-    "y.t().add_(z)) while gradients were recorded, and is now used again; tracegrad "
-    "cannot yet carry that in-place op into its gradient. Apply the op out of place "
-    "(y = y * mask), assign with y[0] = value (index assignment is supported), or clone() "
-    "the view before modifying it.")
-
-
-def _mark_bases_modified(view):
-    ref = view.__dict__.get("_view_base")
-    while ref is not None:
-        base = ref()
-        if base is None:
-            return
-        base._view_modified = True
-        ref = base.__dict__.get("_view_base")
 
 
 def _compute(prim, args, params):
@@ -186,8 +170,9 @@ def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
         raise RuntimeError("unsupported operation: more than one element of the written-to "
                            "tensor refers to a single memory location. Please clone() the "
                            "tensor before performing the operation.")
-    if node is not None and data.base is not None:
-        _mark_bases_modified(self)
+    view = self.__class__ is _View
+    if view:
+        old_fn = _views.check_inplace(self, node) if _grad_state.enabled else None
     if node is not None and node.inputs is not None:
         _snapshot_saved_self(node, self)
     tracer = trace_state.current
@@ -197,10 +182,13 @@ def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
     if tracer is not None:
         tracer.after_inplace(self, out)
     if node is not None:
-        self.grad_fn = node
-        self._rg = True
-        if self._retains_grad:  # retain_grad follows the tensor to its new grad_fn
-            node._retain_grad = weakref.ref(self)
+        if view:  # the base's history takes the op; the view's is rebuilt from it
+            _views.rebase(self, node, old_fn)
+        else:
+            self.grad_fn = node
+            self._rg = True
+            if self._retains_grad:  # retain_grad follows the tensor to its new grad_fn
+                node._retain_grad = weakref.ref(self)
         if node._out_data is not None:
             node._out_data = self._data
             node._out_vc = self._vc
@@ -251,7 +239,6 @@ class Tensor:
     _retains_grad = False
     _hooks = None
     _is_param = False
-    _view_modified = False  # see NOTE: [In-place through a view]
     _out_nr = 0
     _fw_grad = None  # forward-mode tangent (autograd.forward_ad)
     __array_priority__ = 1000
@@ -545,5 +532,56 @@ class Tensor:
         from .functions import _rebuild_tensor
         return (_rebuild_tensor, (np.array(self._concrete("pickle")), self._rg))
 
+
+class _View(Tensor):
+    """A tensor whose array is a view of another tensor's; ``_view`` says how it was
+    made. Its grad_fn and requires_grad are rebuilt from the base's history once the
+    shared version counter has moved (NOTE: [In-place through a view] in
+    autograd/views.py); other tensors keep plain attributes, so the eager hot path
+    pays nothing for this."""
+
+    _view_grad_fn = None
+    _view_rg = False
+
+    @property
+    def grad_fn(self):
+        if self._view.version != self._vc[0]:
+            _views.refresh(self)
+        return self._view_grad_fn
+
+    @grad_fn.setter
+    def grad_fn(self, node):
+        self._view_grad_fn = node
+        self._view.version = self._vc[0]
+
+    @property
+    def _rg(self):
+        # (a view made under no_grad, or by split, keeps its flag: PyTorch's would say
+        # True with no grad_fn when its base requires grad, and then get no gradient)
+        if self._view.version != self._vc[0] and self._view.kind is None:
+            _views.refresh(self)
+        return self._view_rg
+
+    @_rg.setter
+    def _rg(self, flag):
+        self._view_rg = flag
+
+
+
+def _not_a_view(t: Tensor) -> Tensor:
+    """``t``, an op's result that is a NumPy view of the op's own intermediate (the
+    reshape after a matmul), as a plain tensor: in PyTorch it is not a view, so an
+    in-place op on it is an ordinary one. It keeps sharing the intermediate's version
+    counter, which a backward node may have saved."""
+    if t.__class__ is _View:
+        grad_fn, rg = t.grad_fn, t._rg
+        for k in ("_view", "_view_grad_fn", "_view_rg"):
+            t.__dict__.pop(k, None)
+        t.__class__ = Tensor
+        if grad_fn is not None:
+            t.grad_fn = grad_fn
+        if rg:
+            t._rg = True
+    return t
 
 from . import _tensor_methods  # noqa: E402,F401  (attaches the op methods)

@@ -65,9 +65,6 @@ def _roots(outputs):
         if not t.requires_grad:
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
                                "a grad_fn")
-        if t._view_modified:
-            from ..tensor import VIEW_MODIFIED_MESSAGE
-            raise RuntimeError(VIEW_MODIFIED_MESSAGE)
         roots.append((t.grad_fn, t._out_nr) if t.grad_fn is not None else (t._accumulator(), 0))
     return roots
 

@@ -27,6 +27,7 @@ from collections import namedtuple
 
 from . import grad_mode
 from ._op_hooks import impl as _hook_impl, refresh, state
+from .graph import Node
 
 __all__ = ["dual_level", "enter_dual_level", "exit_dual_level", "make_dual", "unpack_dual",
            "UnpackedDualTensor"]
@@ -56,7 +57,7 @@ def exit_dual_level(*, level: int | None = None) -> None:
         obj = ref()
         if obj is None:
             continue
-        if obj.__class__.__name__ == "Tensor":
+        if not isinstance(obj, Node):  # a tensor (a view, a Parameter)
             obj._fw_grad = None
         elif obj.metadata is not None:
             obj.metadata.pop("out_tangent", None)

@@ -264,9 +264,6 @@ def make_node(prim, args, params, name):
     bit = 1
     for a in args:
         if a._rg:
-            if a._view_modified:
-                from ..tensor import VIEW_MODIFIED_MESSAGE
-                raise RuntimeError(VIEW_MODIFIED_MESSAGE)
             fn = a.grad_fn
             nf.append((fn if fn is not None else a._accumulator(), a._out_nr))
             mask |= bit

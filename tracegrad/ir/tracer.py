@@ -25,7 +25,7 @@ import weakref
 import numpy as np
 
 from .. import dtypes
-from ..tensor import Tensor, _compute, record, trace_state
+from ..tensor import Tensor, _compute, _track_view, record, trace_state
 from .graph import Const, Eqn, Graph, Var
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -203,6 +203,8 @@ class Tracer:
                 data = data.view()
                 break
         out = Tensor._make(data)
+        if data.base is not None:
+            _track_view(out, prim, params, args)
         record(prim, args, params, out, name)
         if out.grad_fn is not None:
             self._made_nodes.add(out.grad_fn)
@@ -360,6 +362,10 @@ class Tracer:
         outputs that keep its node need the eager tape (see ``custom_function_reached``)."""
         self.custom_functions.append(ctx)
         self._made_nodes.add(ctx)
+
+    def note_view_node(self, node) -> None:
+        """A CopySlices or AsStridedBackward0 node was made (autograd/views.py)."""
+        self._made_nodes.add(node)
 
     def check_backward_nodes(self, nodes) -> None:
         """A backward inside the trace reaches these nodes. A node made before the call
