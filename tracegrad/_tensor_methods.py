@@ -264,11 +264,13 @@ def _copy_(self, src, non_blocking=False):
 Tensor.copy_ = _copy_
 
 
-def _random_(sampler):
+def _random_(draw):
+    """An in-place random fill: ``draw`` (a ``functions._draw_*`` helper, see NOTE:
+    [Random draws while tracing]) makes the sample, which is copied into self."""
     def m(self, *args, generator=None, **kwargs):
         with _no_grad():
-            sample = sampler(self, F._gen(generator), *args, **kwargs)
-            return _copy_(self, F.Tensor._make(np.asarray(sample, dtype=self.dtype.np)))
+            return _copy_(self, draw(self, F._gen(generator), *args, **kwargs))
+    m.__name__ = draw.__name__
     return m
 
 
@@ -277,26 +279,30 @@ def _no_grad():
     return no_grad()
 
 
-def _bernoulli_sample(self, g, p=0.5):
-    if isinstance(p, Tensor):
-        p = p._concrete("bernoulli_(p)")
-        p = p if p.dtype in (np.float32, np.float64) else p.astype(np.float64)
-    return g.bernoulli(self.shape, p)
+def uniform_(self, g, a=0.0, b=1.0):
+    return F._draw_uniform(g, tuple(self.shape), self.dtype, a, b)
 
 
-def _random_sample(self, g, *bounds):
+def normal_(self, g, mean=0.0, std=1.0):
+    return F._draw_normal(g, tuple(self.shape), self.dtype, mean, std)
+
+
+def bernoulli_(self, g, p=0.5):
+    return F._draw_bernoulli(g, tuple(self.shape), p)
+
+
+def random_(self, g, *bounds):
     # random_() -> [0, 2**mantissa] or [0, max]; random_(to); random_(from, to)
     if not bounds:
-        return g.full_range(self.shape, self.dtype)
+        return F._draw_full_range(g, tuple(self.shape), self.dtype)
     low, high = (0, bounds[0]) if len(bounds) == 1 else bounds
     if high is None:
         high = 2 ** (np.finfo(self.dtype.np).nmant + 1) + 1 if self.dtype.is_floating_point \
             else int(np.iinfo(self.dtype.np).max) + 1
-    return g.integers(self.shape, int(low), int(high), self.dtype)
+    return F._draw_integers(g, tuple(self.shape), self.dtype, int(low), int(high))
 
 
-Tensor.uniform_ = _random_(lambda self, g, a=0.0, b=1.0: g.uniform(self.shape, self.dtype, a, b))
-Tensor.normal_ = _random_(lambda self, g, mean=0.0, std=1.0:
-                          g.normal(self.shape, self.dtype, mean, std))
-Tensor.bernoulli_ = _random_(_bernoulli_sample)
-Tensor.random_ = _random_(_random_sample)
+Tensor.uniform_ = _random_(uniform_)
+Tensor.normal_ = _random_(normal_)
+Tensor.bernoulli_ = _random_(bernoulli_)
+Tensor.random_ = _random_(random_)

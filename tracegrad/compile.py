@@ -299,9 +299,9 @@ class _Entry:
             if kind == "scalar":
                 inputs.append(np.float64(flat[src[1]][1]))
                 continue
-            if kind == "rng":
+            if kind == "rng":  # a key from the generator the trace drew from
                 from .random import default_generator
-                inputs.append(default_generator._key_data())
+                inputs.append((src[1] if len(src) > 1 else default_generator)._key_data())
                 continue
             t = (flat[src[1]][1] if kind == "arg" else src[1] if kind == "tensor"
                  else self._owner(src[1], flat)._grad)

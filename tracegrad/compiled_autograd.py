@@ -90,6 +90,12 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
         elif src[0] == "tensor" and src[1].requires_grad:
             wrt_sources.append((idx, src))
             wrt_vars.append(v)
+    # a leaf written in place under no_grad held more than one Var; eager gives the
+    # leaf the gradients of all its uses, so differentiate w.r.t. each and add them
+    versions = []
+    for _, src in wrt_sources:
+        t = flat[src[1]][1] if src[0] == "arg" else src[1]
+        versions.append(trace.leaf_versions.get(id(t), []))
     grad_outputs = [j for j, t in enumerate(outs) if t.requires_grad]
     seeds = {}
     seed_vars = []
@@ -102,7 +108,12 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
         if ov in seeds:  # the same value returned twice: add the seeds in the backward
             seeds[ov] = seeds[ov]
         seeds[ov] = sv
-    bwd_eqns, grads = vjp_graph(g, seeds, wrt_vars)
+    later = [v for vs in versions for v in vs]
+    bwd_eqns, grads = vjp_graph(g, seeds, wrt_vars + later)
+    grads, later_grads = grads[:len(wrt_vars)], iter(grads[len(wrt_vars):])
+    for i, vs in enumerate(versions):
+        for _ in vs:
+            grads[i] = _add_grads(bwd_eqns, grads[i], next(later_grads))
     defined_in_bwd = {e.out for e in bwd_eqns} | set(seed_vars)
     residuals = []
     seen = set()
@@ -118,6 +129,7 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
             from .primitives import full_p
             z = Var(wv.shape, wv.dtype)
             bwd_eqns.append(Eqn(full_p, (), {"shape": wv.shape, "value": 0, "dtype": wv.dtype}, z))
+            defined_in_bwd.add(z)  # made by the backward, not a residual
             gv = z
         elif gv in seen or gv in g.inputs:
             pass
@@ -134,3 +146,14 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
     trace.graph = g.replace(outputs=g.outputs + residuals,
                             output_names=g.output_names + residual_names)
     return CompiledBackward(bwd, residuals, wrt_sources, grad_outputs, out_meta, len(seed_vars))
+
+
+def _add_grads(eqns, a, b):
+    """a + b as a backward equation (either may be None: no gradient)."""
+    if a is None or b is None:
+        return b if a is None else a
+    from .ir.graph import Eqn
+    from .primitives import add_p
+    out = Var(a.shape, a.dtype)
+    eqns.append(Eqn(add_p, (a, b), {}, out, "autodiff"))
+    return out

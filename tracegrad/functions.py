@@ -1200,6 +1200,7 @@ def _finish(data: np.ndarray, requires_grad: _bool, dev=None, random=None) -> Te
     tracer = trace_state.current
     if tracer is not None:
         # made inside a traced function: a literal, or a random op drawn afresh per call
+        # (``random`` names the distribution, its static parameters and the generator)
         tracer.random(t, **random) if random else tracer.constant(t)
     if requires_grad:
         t.requires_grad_(True)
@@ -1342,16 +1343,89 @@ def _random_shape(size) -> tuple:
     return shape
 
 
+# NOTE: [Random draws while tracing]. Every random tensor, out of place (rand) or
+# filled in place (uniform_, nn.init, dropout), comes from one of the _draw_*
+# helpers below. Eagerly they return the generator's PyTorch-stream numbers; inside
+# a trace the same numbers (the first call is eager's) are recorded as a ``random``
+# equation fed by a per-call key from that generator, never as a constant. Parameters
+# that are traced tensors (a Python float argument of a compiled function becomes
+# one) are applied with tensor ops to a standard draw, so they stay dynamic too.
+
+def _draw(g: Generator, data: np.ndarray, dist: str, **params) -> Tensor:
+    return _finish(data, False, random={"dist": dist, "generator": g, **params})
+
+
+def _static_number(x):
+    """``x`` as a Python number, or None if it is a tensor whose value a trace must not
+    bake in (an input of the compiled function, or computed from one)."""
+    if not isinstance(x, Tensor):
+        return x
+    tracer = trace_state.current
+    if x.ndim == 0 and (tracer is None or tracer.is_literal(x)):
+        return x._data.item()
+    return None
+
+
+def _draw_uniform(g: Generator, shape, dtype: DType, low=0.0, high=1.0) -> Tensor:
+    lo, hi = _static_number(low), _static_number(high)
+    if lo is None or hi is None:  # U(0, 1) * (high - low) + low, in tensor ops
+        u = _draw_uniform(g, shape, dtype)
+        return cast(add(mul(u, sub(high, low)), low), dtype)
+    lo, hi = _pyfloat(lo), _pyfloat(hi)
+    data = g.uniform(shape, dtype, lo, hi)
+    return _draw(g, data, "uniform", **({} if (lo, hi) == (0.0, 1.0) else
+                                        {"low": lo, "high": hi}))
+
+
+def _draw_normal(g: Generator, shape, dtype: DType, mean=0.0, std=1.0) -> Tensor:
+    m, s = _static_number(mean), _static_number(std)
+    if m is None or s is None:  # N(0, 1) * std + mean, in tensor ops
+        return cast(add(mul(_draw_normal(g, shape, dtype), std), mean), dtype)
+    m, s = _pyfloat(m), _pyfloat(s)
+    data = g.normal(shape, dtype, m, s)
+    return _draw(g, data, "normal", **({} if (m, s) == (0.0, 1.0) else {"mean": m, "std": s}))
+
+
+def _draw_integers(g: Generator, shape, dtype: DType, low: _int, high: _int) -> Tensor:
+    return _draw(g, g.integers(shape, low, high, dtype), "randint", low=low, high=high)
+
+
+def _draw_full_range(g: Generator, shape, dtype: DType) -> Tensor:
+    """``random_()``: [0, 2**mantissa] for floats, [0, max] for ints, {0, 1} for bools."""
+    if dtype is dtypes.bool_:
+        high = 2
+    elif dtype.is_floating_point:
+        high = 2 ** (np.finfo(dtype.np).nmant + 1) + 1
+    else:
+        high = _int(np.iinfo(dtype.np).max) + 1
+    return _draw(g, g.full_range(shape, dtype), "randint", low=0, high=high)
+
+
+def _draw_bernoulli(g: Generator, shape, p) -> Tensor:
+    """Booleans, True with probability ``p``: one uniform per element, ``u < p`` (as
+    ``Generator.bernoulli``, whose checks and uniform dtype this follows)."""
+    if not isinstance(p, Tensor):
+        if not 0 <= p <= 1:
+            raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+        return lt(_draw_uniform(g, shape, dtypes.float64), p)
+    arr = p._data
+    # checked on eager calls and on the call that traces; compiled calls do not re-check
+    if isinstance(arr, np.ndarray) and np.any((arr < 0) | (arr > 1)):
+        raise RuntimeError("bernoulli_ expects all elements of p to be in [0, 1]")
+    udtype = dtypes.float32 if p.dtype is dtypes.float32 else dtypes.float64
+    return lt(_draw_uniform(g, shape, udtype), broadcast_to(cast(p, udtype), shape))
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
-    dtype = _creation_dtype(dtype)
-    data = _gen(generator).uniform(_random_shape(size), dtype)
-    return _finish(data, requires_grad, device, random={"dist": "uniform"})
+    _check_device(device)
+    t = _draw_uniform(_gen(generator), _random_shape(size), _creation_dtype(dtype))
+    return t.requires_grad_(True) if requires_grad else t
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: _bool = False) -> Tensor:
-    dtype = _creation_dtype(dtype)
-    data = _gen(generator).normal(_random_shape(size), dtype)
-    return _finish(data, requires_grad, device, random={"dist": "normal"})
+    _check_device(device)
+    t = _draw_normal(_gen(generator), _random_shape(size), _creation_dtype(dtype))
+    return t.requires_grad_(True) if requires_grad else t
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
@@ -1360,17 +1434,18 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
+    _check_device(device)
     dtype = as_dtype(dtype) if dtype is not None else dtypes.int64
-    low, high = _int(low), _int(high)
-    data = _gen(generator).integers(_random_shape((size,)), low, high, dtype)
-    return _finish(data, requires_grad, device,
-                   random={"dist": "randint", "low": low, "high": high})
+    t = _draw_integers(_gen(generator), _random_shape((size,)), dtype, _int(low), _int(high))
+    return t.requires_grad_(True) if requires_grad else t
 
 
 def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
     (n,) = _random_shape((n,))
-    data = _gen(generator).permutation(n).astype(as_dtype(dtype or dtypes.int64).np)
-    return _finish(data, False, device)
+    _check_device(device)
+    g = _gen(generator)
+    data = g.permutation(n).astype(as_dtype(dtype or dtypes.int64).np)
+    return _draw(g, data, "permutation")
 
 
 def _like(fn):

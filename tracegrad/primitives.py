@@ -904,13 +904,19 @@ full_p = Primitive("full", lambda *, shape, value, dtype: np.full(shape, value, 
                    vjp=(), differentiable=False)
 
 
-def _random_impl(key, *, dist, shape, dtype, low=0, high=1, index=0):
+def _random_impl(key, *, dist, shape, dtype, index=0, **p):
+    # the interpreter's draw: fresh numbers from the default generator (the key is unused)
     from .random import default_generator as g
     if dist == "uniform":
-        return g.uniform(shape, dtype)
+        return g.uniform(shape, dtype, p.get("low", 0.0), p.get("high", 1.0))
     if dist == "normal":
-        return g.normal(shape, dtype)
-    return g.integers(shape, low, high, dtype)
+        return g.normal(shape, dtype, p.get("mean", 0.0), p.get("std", 1.0))
+    if dist == "permutation":
+        return g.permutation(shape[0]).astype(dtype.np)
+    return g.integers(shape, p["low"], p["high"], dtype)
+
+
+_INT64_MAX = 2 ** 63 - 1
 
 
 def _random_jax(args, p):
@@ -918,15 +924,27 @@ def _random_jax(args, p):
     key = f"jax.random.fold_in(jax.random.wrap_key_data({args[0]}), {p.get('index', 0)})"
     shape, dt = p["shape"], f"jnp.{p['dtype'].name}"
     if p["dist"] == "uniform":
-        return f"jax.random.uniform({key}, {shape}, {dt})"
+        bounds = f", {p['low']!r}, {p['high']!r}" if "low" in p else ""
+        return f"jax.random.uniform({key}, {shape}, {dt}{bounds})"
     if p["dist"] == "normal":
-        return f"jax.random.normal({key}, {shape}, {dt})"
-    return f"jax.random.randint({key}, {shape}, {p['low']}, {p['high']}, {dt})"
+        draw = f"jax.random.normal({key}, {shape}, {dt})"
+        return f"({draw} * {p['std']!r} + {p['mean']!r}).astype({dt})" if "std" in p else draw
+    if p["dist"] == "permutation":
+        return f"jax.random.permutation({key}, {shape[0]}).astype({dt})"
+    # integers in [low, high), drawn as int64 (any dtype, as Generator.integers) and
+    # cast; high may be 2**63 (random_() on int64), one past what int64 can spell
+    low, high = p["low"], p["high"]
+    if high <= _INT64_MAX:
+        draw = f"jax.random.randint({key}, {shape}, {low}, {high}, jnp.int64)"
+    elif low > -2 ** 63:  # [low, 2**63) = [low - 1, 2**63 - 1) + 1
+        draw = f"(jax.random.randint({key}, {shape}, {low - 1}, {_INT64_MAX}, jnp.int64) + 1)"
+    else:  # every int64
+        draw = f"lax.bitcast_convert_type(jax.random.bits({key}, {shape}, jnp.uint64), jnp.int64)"
+    return draw if p["dtype"].name == "int64" else f"{draw}.astype({dt})"
 
 
 random_p = Primitive("random", _random_impl,
-                     lambda key, *, dist, shape, dtype, low=0, high=1, index=0:
-                         (tuple(shape), dtype),
+                     lambda key, *, dist, shape, dtype, **_: (tuple(shape), dtype),
                      _random_jax, vjp=(None,), differentiable=False)
 
 

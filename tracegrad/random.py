@@ -62,6 +62,7 @@ class Generator:
     def __init__(self, device="cpu"):
         if str(device) != "cpu":
             raise RuntimeError(f"tracegrad has only a CPU generator, got device={device!r}")
+        _not_while_tracing("creating a generator")
         self._mt = np.random.MT19937(0)
         self._set_seed(DEFAULT_SEED)
 
@@ -74,6 +75,7 @@ class Generator:
 
     def manual_seed(self, seed: int) -> Generator:
         """Seed as PyTorch does: a negative seed is taken modulo 2**64."""
+        _not_while_tracing("seeding a generator")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             # PyTorch's Generator.manual_seed raises RuntimeError here too
             raise RuntimeError(f"manual_seed expected an int, but got {type(seed).__name__}")
@@ -90,6 +92,7 @@ class Generator:
 
     def seed(self) -> int:
         """Seed from the operating system's entropy and return the seed."""
+        _not_while_tracing("seeding a generator")
         s = secrets.randbits(64)
         self._set_seed(s)
         return s
@@ -103,6 +106,7 @@ class Generator:
 
     def get_state(self):
         """The generator's state as a uint8 tensor, in PyTorch's ``get_rng_state`` layout."""
+        _not_while_tracing("reading a generator's state")
         from .functions import tensor
         st = self._mt.state["state"]
         key, pos = st["key"], int(st["pos"])
@@ -124,6 +128,7 @@ class Generator:
 
     def set_state(self, new_state) -> Generator:
         """Restore a state from ``get_state()`` (a uint8 tensor of PyTorch's layout)."""
+        _not_while_tracing("setting a generator's state")
         from .tensor import Tensor
         if not isinstance(new_state, Tensor) or new_state.dtype is not dtypes.uint8:
             raise TypeError("set_state expects a uint8 tensor (from get_state() or "
@@ -280,6 +285,19 @@ class Generator:
         if not 0 <= p <= 1:
             raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
         return self.uniform(shape, dtypes.float64) < p
+
+
+def _not_while_tracing(what: str) -> None:
+    # A compiled call runs no Python: it draws one key per call from each generator it
+    # uses (NOTE: [Random draws while tracing] in functions.py). Seeding a generator or
+    # reading its state inside the function would happen on the tracing call only, so
+    # such a function runs eagerly, with a warning (or raises under fullgraph=True).
+    from .tensor import trace_state
+    tracer = trace_state.current
+    if tracer is not None:
+        tracer.graph_break(f"{what} inside a compiled function happens only when it is "
+                           "traced (compiled calls draw a fresh key per call); seed or "
+                           "save the generator outside the compiled function", depth=3)
 
 
 # ----------------------------------------------------------------------------------

@@ -96,7 +96,8 @@ class Tracer:
         self.const_captures: list = []    # (source, value): state specialised as a constant
         self._snapshots: dict[int, tuple] = {}  # id(array) -> (array, copy) before first write
         self._grad_snapshots: dict[int, tuple] = {}
-        self.rng_var: Var | None = None
+        self.rng_keys: dict = {}          # id(generator) -> its per-call key input
+        self.leaf_versions: dict = {}     # id(leaf) -> Vars it took by in-place writes
         self.n_random = 0
         self.ran_backward = False
         self.custom_functions: list = []  # backward nodes of custom autograd.Functions
@@ -329,21 +330,33 @@ class Tracer:
                     self._bind_array(arr, Const(arr.copy()))
         return t
 
-    def random(self, t: Tensor, dist: str, **params) -> Tensor:
-        """A random tensor made inside the function: fresh on every compiled call."""
+    def random(self, t: Tensor, dist: str, generator=None, **params) -> Tensor:
+        """A random tensor made inside the function: fresh on every compiled call.
+
+        Its equation reads a key that each compiled call draws from ``generator`` (the
+        default one unless given), so a seeded generator makes calls repeatable."""
         if self.recording:
             from ..primitives import random_p
+            from ..random import default_generator
             self._created.append(weakref.ref(t))
-            if self.rng_var is None:
-                key = np.zeros((2,), np.uint32)
-                self.rng_var = self._new_input(key, _UINT32, ("rng",), "rng_key")
+            g = default_generator if generator is None else generator
+            key = self.rng_keys.get(id(g))
+            if key is None:
+                source = ("rng",) if g is default_generator else ("rng", g)
+                key = self._new_input(np.zeros((2,), np.uint32), _UINT32, source, "rng_key")
+                self.rng_keys[id(g)] = key
             v = Var(t.shape, t.dtype)
             p = {"dist": dist, "shape": tuple(t.shape), "dtype": t.dtype, **params,
                  "index": self.n_random}
             self.n_random += 1
-            self.eqns.append(Eqn(random_p, (self.rng_var,), p, v, user_site(3)))
+            self.eqns.append(Eqn(random_p, (key,), p, v, user_site(3)))
             self._bind_array(t._data, v)
         return t
+
+    def is_literal(self, t: Tensor) -> bool:
+        """Whether ``t``'s value is fixed in the graph (a literal), so reading it bakes in
+        nothing that can change between calls."""
+        return not self.recording or isinstance(self.vars.get(id(t._data)), Const)
 
     def note_alias(self, t: Tensor) -> None:
         """``t`` (a ``detach()`` or ``.data`` alias) was made during the trace: if Python
@@ -407,6 +420,10 @@ class Tracer:
         """Called before ``dst``'s array is written in place."""
         arr = dst._data
         key = id(arr)
+        if self.recording and not self._suspended and key not in self.vars:
+            # state from outside written before it is read (buf.uniform_(), buf.copy_(x)):
+            # lift it like any other, so the write is an output that calls write back
+            self._capture(dst)
         if key not in self._snapshots and any(c[2] is arr for c in self.captured):
             self._snapshots[key] = (arr, arr.copy())
         if not self.recording:
@@ -435,6 +452,10 @@ class Tracer:
             v = w
         self.vars[id(dst._data)] = v
         self._stale.discard(id(dst._data))
+        if dst._rg and dst.grad_fn is None:
+            # a leaf written under no_grad (nn.init, reset_parameters): later uses read
+            # the new Var, and their gradients still belong to the leaf
+            self.leaf_versions.setdefault(id(dst), []).append(v)
 
     def note_grad_read(self, owner: Tensor, g) -> None:
         if id(owner) in self.grad_writes:
@@ -524,6 +545,7 @@ class Tracer:
                              list(self.grad_reads.values()), [c[1] for c in self.captured])
         result.const_sources = list(self.const_captures)
         result.python_state = list(self.python_state.values())
+        result.leaf_versions = self.leaf_versions
         return result
 
 
@@ -557,6 +579,7 @@ class TraceResult:
         self.autograd = None  # set when calls must return outputs with a grad_fn
         self.const_sources = []
         self.python_state = []
+        self.leaf_versions = {}  # id(leaf tensor) -> later Vars it held (see Tracer)
 
 
 def _tensor_name(t) -> str:

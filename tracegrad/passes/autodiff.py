@@ -58,8 +58,11 @@ class GraphBuilder:
             t._data = v
         return t
 
-    def random(self, t, dist, **params):
+    def random(self, t, dist, generator=None, **params):
         raise RuntimeError("random ops inside a VJP rule are not supported")
+
+    def is_literal(self, t):
+        return not isinstance(t._data, Var)
 
     def concretize(self, t, what):
         raise RuntimeError(f"a VJP rule asked for {what} of a symbolic value")
