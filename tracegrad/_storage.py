@@ -18,7 +18,15 @@ keeps the device value instead; the first read of ``tensor._data`` (any eager us
 printing, numpy()) lands in ``Tensor.__getattr__``, which copies the device value
 into the same array and puts it back. A compiled call reads a deferred tensor's
 device value directly, so a training loop of compiled steps never copies its
-parameters to the host.
+parameters to the host. A deferred tensor's ``_data`` assigned since (``p.data = ...``)
+wins over its device value (``lazy``). The reference count a private array has is
+measured at import (``_PRIVATE_REFS``), not assumed, as it differs between Pythons.
+
+Device values never share memory with host arrays: on CPU, jax would wrap a NumPy
+array's memory in place and read it after the call returns (async dispatch), so
+inputs are copied first (``compile._device_put``, ``_Entry._inputs``). Only arrays
+nothing else can reach become cached inputs (a user's ``from_numpy`` buffer stays
+writable), and a write through a view drops the device copies of its bases.
 """
 from __future__ import annotations
 
@@ -55,10 +63,17 @@ def lookup(arr):
 
 
 def make_writable(arr) -> bool:
-    """Before writing into ``arr`` in place: drop its device copy. Returns whether
+    """Before writing into ``arr`` in place: drop its device copy, and those of the
+    arrays it is a view of (a write through a view changes them too). Returns whether
     ``arr`` can be written (False for genuinely read-only arrays, e.g. expand views)."""
-    if arr.flags.writeable:
-        return True
+    base = arr.base
+    if base is not None:
+        return _make_view_writable(arr, base)
+    return arr.flags.writeable or _uncache(arr)
+
+
+def _uncache(arr) -> bool:
+    """Drop ``arr``'s device copy and make it writable again; False if it had none."""
     entry = _DEVICE.pop(id(arr), None)
     if entry is not None and entry[0]() is arr:
         arr.flags.writeable = True
@@ -66,40 +81,92 @@ def make_writable(arr) -> bool:
     return False
 
 
+def _make_view_writable(view, base) -> bool:
+    ours = False  # is some base one the cache made read-only (now or before)?
+    while isinstance(base, np.ndarray):
+        if not base.flags.writeable:
+            _uncache(base)
+        ref = _WATCHED.get(id(base))
+        ours = ours or (ref is not None and ref() is base)
+        base = base.base
+    if view.flags.writeable or _uncache(view):
+        return True
+    # a view made while its base was in the cache is read-only as the base was then;
+    # unlock it, unless it is read-only for its own reasons (an expand view repeats
+    # elements; a view of an array the user made read-only stays so)
+    repeats = any(s == 0 and n > 1 for s, n in zip(view.strides, view.shape, strict=True))
+    if not ours or repeats:
+        return False
+    try:
+        view.flags.writeable = True
+    except ValueError:  # a base is still read-only
+        return False
+    return True
+
+
 # ---- deferred write-back (NOTE: [Deferred write-back]) ------------------------------
 
-# references to an array nobody else holds, as counted inside ``defer``: the tensor's
-# __dict__, defer's local name and getrefcount's argument
-_PRIVATE_REFS = 3
+def _refs(d) -> int:
+    arr = d["_data"]
+    return sys.getrefcount(arr)
+
+
+# the count ``_refs`` gives for an array only the dict ``d`` holds: measured, not
+# assumed, as what a frame's locals and getrefcount's argument add differs between
+# Python versions (3.14 borrows references to locals)
+_PRIVATE_REFS = _refs({"_data": np.empty(0)})
+
+
+def is_private(t, held: int = 0) -> bool:
+    """Whether nothing but tensor ``t`` (and the caller's ``held`` references) can reach
+    its array: no view (it is not one, and no view holds it as base), alias or saved
+    reference."""
+    d = t.__dict__
+    return d["_data"].base is None and _refs(d) == _PRIVATE_REFS + held
+
+
+def lazy(t):
+    """``(array, device value)`` of a deferred tensor, else None."""
+    d = t.__dict__
+    pair = d.get("_lazy")
+    if pair is not None and "_data" in d:  # ``_data`` was assigned since: it wins
+        del d["_lazy"]
+        return None
+    return pair
 
 
 def defer(t, device_value) -> bool:
     """Make ``device_value`` the value of tensor ``t`` without copying it to the host,
     if no one else can see ``t``'s array. Returns whether it did."""
+    pair = lazy(t)
     d = t.__dict__
-    lazy = d.get("_lazy")
-    if lazy is not None:
-        d["_lazy"] = (lazy[0], device_value)
+    if pair is not None:
+        d["_lazy"] = (pair[0], device_value)
         return True
-    arr = d["_data"]
-    if arr.base is not None or sys.getrefcount(arr) != _PRIVATE_REFS:
+    if not is_private(t):
         return False
+    arr = d.pop("_data")
     _DEVICE.pop(id(arr), None)  # its device copy (if any) is older than device_value
-    del d["_data"]
     d["_lazy"] = (arr, device_value)
     return True
 
 
 def device_value(t):
     """The device value of a deferred tensor, else None."""
-    lazy = t.__dict__.get("_lazy")
-    return None if lazy is None else lazy[1]
+    pair = lazy(t)
+    return None if pair is None else pair[1]
+
+
+def array(t):
+    """``t``'s host array, without materialising a deferred value into it."""
+    pair = lazy(t)
+    return t._data if pair is None else pair[0]
 
 
 def meta(t):
     """(shape, NumPy dtype) of ``t`` without materialising a deferred value."""
-    lazy = t.__dict__.get("_lazy")
-    v = t._data if lazy is None else lazy[1]
+    pair = lazy(t)
+    v = t._data if pair is None else pair[1]
     return v.shape, v.dtype
 
 

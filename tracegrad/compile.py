@@ -17,7 +17,7 @@ import weakref
 import numpy as np
 
 from . import dtypes
-from ._storage import defer, lookup, make_writable, meta, remember
+from ._storage import array, defer, is_private, lazy, lookup, make_writable, meta, remember
 from .autograd._op_hooks import state as _op_state
 from .autograd.grad_mode import _state as _grad_state, is_grad_enabled
 from .autograd.profiler import _record_range, record_function
@@ -73,8 +73,8 @@ def _rebuild(x, leaves):
 
 def _signature(v):
     if isinstance(v, Tensor):
-        d = v._data
-        return ("T", d.shape, d.dtype, v._rg)  # a NumPy dtype: hashable, prints its name
+        shape, dtype = meta(v)  # a deferred argument stays on the device
+        return ("T", shape, dtype, v._rg)  # a NumPy dtype: hashable, prints its name
     if isinstance(v, float):
         return ("F",)
     if v is None or isinstance(v, (bool, int, str, bytes)):
@@ -82,6 +82,19 @@ def _signature(v):
     if isinstance(v, dtypes.DType):
         return ("S", "dtype", v.name)
     return ("O", type(v).__name__, id(v))
+
+
+def _aliases(flat):
+    """``(i, j)`` for each tensor argument ``i`` whose array is that of an earlier one
+    ``j``. A trace follows arrays (NOTE: [Concrete tracing]), so ``f(x, x)`` and
+    ``f(x, y)`` are different programs: the pairs are part of the cache key."""
+    first, pairs = {}, []
+    for i, (_, v) in enumerate(flat):
+        if isinstance(v, Tensor):
+            j = first.setdefault(id(array(v)), i)
+            if j != i:
+                pairs.append((i, j))
+    return tuple(pairs)
 
 
 def _describe(path, old, new):
@@ -146,6 +159,11 @@ class _Entry:
         for src, value in tr.const_sources:
             desc = f"{_name(src[1])}.grad" if src[0] == "grad" else _name(src[1])
             self.guards.append((desc, "constant", src, value, None, None))
+        state = {id(array(s[1])): s[1] for s in tr.sources if s[0] == "tensor"}
+        if state and self._arg_index:
+            # the trace read this state and its arguments as different arrays: an
+            # argument that is (an alias of) that state is another program
+            self.guards.append(("arguments", "not_state", state, None, None, None))
 
     def _owner(self, owner, flat):
         """The tensor whose ``.grad`` this call uses: ``owner``, or if ``owner`` was an
@@ -163,6 +181,8 @@ class _Entry:
                 checks.append(_tensor_check(obj, a, b.np, c))
             elif kind == "python":
                 checks.append(_PythonGuard(obj, a).holds)
+            elif kind == "not_state":
+                checks.append(functools.partial(_state_argument, obj))
             else:  # .grad slots and constants: few, checked the long way
                 checks.append(functools.partial(self._guard_holds, guard))
         self._checks = checks
@@ -202,6 +222,10 @@ class _Entry:
                     return (f"{desc}.{changed}: {a.get(changed)!r} -> "
                             f"{now.get(changed, '<deleted>')!r} (a Python value the trace "
                             "baked in)")
+            elif kind == "not_state":
+                path = _state_argument(obj, flat, describe=True)
+                if path is not None:
+                    return f"{path}{_STATE_ARGUMENT}"
             elif kind == "constant":
                 t = self._owner(obj[1], flat)._grad if obj[0] == "grad" else obj[1]
                 cached = lookup(t._data) if t is not None else None
@@ -245,7 +269,6 @@ class _Entry:
             outs = self.lowered.fn(*inputs)
         except BaseException:
             for i in self.donate:  # a donated device value may be gone: use the host copy
-                make_writable(inputs[i]) if isinstance(inputs[i], np.ndarray) else None
                 _forget_source(self.trace.sources[i], flat)
             raise
         if self._first_call:
@@ -305,24 +328,31 @@ class _Entry:
                 continue
             t = (flat[src[1]][1] if kind == "arg" else src[1] if kind == "tensor"
                  else self._owner(src[1], flat)._grad)
-            lazy = t.__dict__.get("_lazy")
-            if lazy is not None:  # NOTE: [Deferred write-back]
-                inputs.append(lazy[1])
+            pair = lazy(t)
+            if pair is not None:  # NOTE: [Deferred write-back]
+                inputs.append(pair[1])
                 continue
             arr = t._data
             cached = lookup(arr)
             if cached is None:
                 pos = len(inputs)
                 if pos not in self.donate and arr.flags.owndata and (
-                        arr.size >= _KEEP_ON_DEVICE or self._seen.get(pos, _dead)() is arr):
+                        arr.size >= _KEEP_ON_DEVICE or self._seen.get(pos, _dead)() is arr) \
+                        and is_private(t, held=1):  # (``arr`` here is one reference)
                     # a large input (a data batch), or one passed again: keep its device
-                    # copy for the next call (NOTE: [Device cache])
+                    # copy for the next call (NOTE: [Device cache]), unless the array is
+                    # also the user's (``from_numpy``) or has views: caching makes it
+                    # read-only, and a NumPy view made before would write around it
                     value = _device_put(arr)
                     remember(arr, value)
                     inputs.append(value)
                 else:
                     self._seen[pos] = weakref.ref(arr)
-                    inputs.append(arr)
+                    # a copy: on CPU jax would use the array's memory in place, reading
+                    # it after this call returns (async dispatch, and a deferred
+                    # write-back no longer waits for the results) and holding it while
+                    # the results live, which would make deferral back off
+                    inputs.append(arr.copy())
             elif cached[0] is not None:
                 inputs.append(cached[0])
             elif len(inputs) in self.donate:
@@ -333,6 +363,21 @@ class _Entry:
 
 
 _MISSING = object()
+
+
+_STATE_ARGUMENT = " is state the compiled function reads, or an alias of it"
+
+
+def _state_argument(state, flat, describe=False):
+    """Fast check: no tensor argument shares its array with ``state`` (id(array) ->
+    tensor). With ``describe``: the path of the first one that does, or None."""
+    for path, v in flat:
+        if isinstance(v, Tensor):
+            arr = array(v)
+            t = state.get(id(arr))
+            if t is not None and array(t) is arr:
+                return path if describe else False
+    return None if describe else True
 
 
 def _tensor_check(t, shape, np_dtype, requires_grad):
@@ -472,7 +517,7 @@ def _source_key(src):
 
 def _forget_source(src, flat):
     t = flat[src[1]][1] if src[0] == "arg" else src[1]
-    if "_lazy" not in t.__dict__:  # a deferred tensor has no host copy to fall back to
+    if lazy(t) is None:  # a deferred tensor has no host copy to fall back to
         make_writable(t._data)
 
 
@@ -504,9 +549,15 @@ def _dead():
     return None
 
 
+
+
 def _device_put(arr):
+    # a copy: on CPU, jax wraps a NumPy array's memory without copying it, and the
+    # cached value must not change when the array is written after make_writable
     import jax
-    return jax.device_put(arr)
+    return jax.device_put(arr.copy())
+
+
 _DEVICE_CONSTANTS: dict = {}
 
 
@@ -578,7 +629,7 @@ class CompiledFunction:
         return info(self.hits, self.misses, len(self._cache))
 
     def _key(self, flat):
-        return (tuple(_signature(v) for _, v in flat), is_grad_enabled())
+        return (tuple(_signature(v) for _, v in flat), is_grad_enabled(), _aliases(flat))
 
     def __call__(self, *args, **kwargs):
         if _op_state.profiler is not None and not self._profiled:
@@ -590,15 +641,23 @@ class CompiledFunction:
                 self._profiled = False
         key = None
         if not kwargs and len(args) <= len(_ARG_PATHS):  # the common case, fast
-            sig = []
+            sig, arrays = [], set()
             for a in args:
-                if a.__class__ is not Tensor or "_lazy" in a.__dict__:
+                if a.__class__ is not Tensor:
                     break
-                d = a._data
-                sig.append(("T", d.shape, d.dtype, a._rg))  # as _signature
+                d = a.__dict__.get("_data")
+                if d is None:  # deferred: read its metadata, keep it on the device
+                    shape, dtype = meta(a)
+                    sig.append(("T", shape, dtype, a._rg))
+                    d = array(a)
+                else:
+                    sig.append(("T", d.shape, d.dtype, a._rg))  # as _signature
+                arrays.add(id(d))
             else:
+                d = None  # (a reference to an array makes it look shared: defer())
                 flat = list(zip(_ARG_PATHS, args, strict=False))
-                key = (tuple(sig), _grad_state.enabled)
+                key = (tuple(sig), _grad_state.enabled,
+                       () if len(arrays) == len(args) else _aliases(flat))
         if key is None:
             flat, _ = _flatten_args(args, kwargs)
             key = self._key(flat)
@@ -611,6 +670,12 @@ class CompiledFunction:
             if failed is None:
                 self.hits += 1
                 return entry.run(flat)
+            if failed.endswith(_STATE_ARGUMENT):
+                # a trace of this call would read that state through the argument, and
+                # nothing would stop it from being reused with another argument: eager
+                self._warn_once(("state argument", failed), f"tracegrad.compile: "
+                                f"{self.name}: {failed}; this call runs eagerly")
+                return self.fn(*args, **kwargs)
             self._report_recompile(failed)
             del self._cache[key]
         else:
@@ -633,6 +698,9 @@ class CompiledFunction:
                 reasons.append(_describe(path, old, new))
         if prev[1] != key[1]:
             reasons.append(f"grad mode {prev[1]} -> {key[1]}")
+        if prev[2] != key[2]:
+            reasons.append(f"arguments sharing an array (position, first position) "
+                           f"{prev[2]} -> {key[2]}")
         if len(prev[0]) != len(key[0]):
             reasons.append(f"number of inputs {len(prev[0])} -> {len(key[0])}")
         if reasons:
@@ -773,6 +841,9 @@ class ExplainReport:
             sig = [f"{p}: {_sig_text(s)}"
                    for p, s in zip(entry.paths, entry.key[0], strict=False)]
             self.guards = sig + [f"grad mode enabled == {entry.key[1]}"] + self.guards
+            if entry.key[2]:
+                self.guards.insert(len(sig) + 1, "arguments sharing an array "
+                                   f"(position, first position): {entry.key[2]}")
             self.timings = {"trace": entry.timings.get("trace", 0.0)}
             for name, _g, dt in entry.stages[1:]:
                 self.timings[name] = dt
@@ -818,6 +889,10 @@ def _guard_text(g):
         return f"{desc}: shape {a}"
     if kind == "python":
         return f"{desc}: " + ", ".join(f"{k} == {v!r}" for k, v in a.items())
+    if kind == "not_state":
+        return f"{desc}: none is one of the {len(obj)} state tensors the trace read"
+    if kind == "constant":
+        return f"{desc}: filled with {a!r}"
     return f"{desc} is {'None' if a else 'not None'}"
 
 

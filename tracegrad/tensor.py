@@ -453,6 +453,7 @@ class Tensor:
     def data(self, value: Tensor):
         if trace_state.current is not None:
             trace_state.current.graph_break("assigning to .data")
+        self.__dict__.pop("_lazy", None)  # a deferred compiled write-back is overwritten
         self._data = value._data
 
     # ---- conversion ---------------------------------------------------------
