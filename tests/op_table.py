@@ -204,6 +204,100 @@ def _np_index(x):
     return x[[0, 2, 0]]
 
 
+# ---- convolution and pooling references (direct loops over kernel offsets) -----
+
+def _np_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    nsp = x.ndim - 2
+    st, dl = (stride,) * nsp if isinstance(stride, int) else stride, \
+        (dilation,) * nsp if isinstance(dilation, int) else dilation
+    if isinstance(padding, str):
+        same = padding == "same"
+        total = [d * (k - 1) if same else 0 for d, k in zip(dl, w.shape[2:], strict=True)]
+        pads = [(t // 2, t - t // 2) for t in total]
+    else:
+        pads = [(p, p) for p in ((padding,) * nsp if isinstance(padding, int) else padding)]
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads)
+    n, c = x.shape[:2]
+    o, cg, ks = w.shape[0], w.shape[1], w.shape[2:]
+    out_sp = [(xp.shape[2 + i] - dl[i] * (ks[i] - 1) - 1) // st[i] + 1 for i in range(nsp)]
+    out = np.zeros((n, o, *out_sp))
+    og = o // groups
+    for off in np.ndindex(*ks):
+        idx = tuple(slice(off[i] * dl[i], off[i] * dl[i] + st[i] * (out_sp[i] - 1) + 1, st[i])
+                    for i in range(nsp))
+        patch = xp[(slice(None), slice(None)) + idx]           # n, c, *out
+        for g in range(groups):
+            wk = w[(slice(g * og, (g + 1) * og), slice(None)) + off]  # og, cg
+            out[:, g * og:(g + 1) * og] += np.einsum("oc,nc...->no...", wk,
+                                                     patch[:, g * cg:(g + 1) * cg])
+    if b is not None:
+        out += b.reshape((1, o) + (1,) * nsp)
+    return out
+
+
+def _np_pool2d(x, k, s, p, reduce, ceil_mode=False, count_include_pad=True):
+    n, c, h, w = x.shape
+    out = []
+    for size in (h, w):
+        o = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (o - 1) * s >= size + p:
+            o -= 1
+        out.append(o)
+    res = np.zeros((n, c, *out))
+    for i in range(out[0]):
+        for j in range(out[1]):
+            h0, w0 = i * s - p, j * s - p
+            h1, w1 = min(h0 + k, h + p), min(w0 + k, w + p)
+            win = x[:, :, max(h0, 0):min(h1, h), max(w0, 0):min(w1, w)]
+            if reduce == "max":
+                res[:, :, i, j] = win.max((2, 3))
+            else:
+                count = (h1 - h0) * (w1 - w0) if count_include_pad else \
+                    (min(h1, h) - max(h0, 0)) * (min(w1, w) - max(w0, 0))
+                res[:, :, i, j] = win.sum((2, 3)) / count
+    return res
+
+
+def _np_adaptive_avg(x, oh, ow):
+    h, w = x.shape[-2:]
+    res = np.zeros(x.shape[:-2] + (oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            hs, he = (i * h) // oh, -((-(i + 1) * h) // oh)
+            ws, we = (j * w) // ow, -((-(j + 1) * w) // ow)
+            res[..., i, j] = x[..., hs:he, ws:we].mean((-2, -1))
+    return res
+
+
+def _np_batch_norm(x, mean, var, w, b, eps=1e-5):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return ((x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * w.reshape(shape)
+            + b.reshape(shape))
+
+
+def _np_batch_norm_train(x, w, b):
+    axes = (0,) + tuple(range(2, x.ndim))
+    return _np_batch_norm(x, x.mean(axes), x.var(axes), w, b)
+
+
+def _bn_train(T, x, w, b):
+    c = x.shape[1]
+    rm, rv = T.zeros(c, dtype=x.dtype), T.ones(c, dtype=x.dtype)
+    out = T.nn.functional.batch_norm(x, rm, rv, w, b, training=True, momentum=0.3)
+    return out, rm, rv  # the running statistics after the in-place update
+
+
+def _np_bn_train_stats(x, w, b):
+    axes = (0,) + tuple(range(2, x.ndim))
+    n = x.size // x.shape[1]
+    return (_np_batch_norm_train(x, w, b), 0.3 * x.mean(axes),
+            0.7 + 0.3 * x.var(axes) * n / (n - 1))
+
+
+def _F(T):
+    return T.nn.functional
+
+
 ROWS: list[Row] = [
     # ---- arithmetic -------------------------------------------------------
     Row("add", lambda T, x, y: x + y, BINARY_SHAPES, ref=np.add),
@@ -587,6 +681,76 @@ ROWS: list[Row] = [
     Row("sum_dtype", lambda T, x: x.float().sum(dtype=T.float64), MAT_SHAPES,
         ref=lambda x: x.astype(np.float32).sum(dtype=np.float64), rtol=1e-6, fd_eps=1e-3,
         fd_tol=1e-3),
+    # ---- convolution and pooling ------------------------------------------
+    Row("conv2d", lambda T, x, w, b: _F(T).conv2d(x, w, b), [((2, 3, 5, 4), (4, 3, 3, 2), (4,))],
+        ref=_np_conv),
+    Row("conv2d_stride_pad", lambda T, x, w, b: _F(T).conv2d(x, w, b, stride=2, padding=1),
+        [((2, 2, 6, 5), (3, 2, 3, 3), (3,)), ((1, 1, 5, 5), (2, 1, 2, 2), (2,))],
+        ref=lambda x, w, b: _np_conv(x, w, b, 2, 1)),
+    Row("conv2d_dilation", lambda T, x, w: _F(T).conv2d(x, w, stride=(1, 2), padding=(2, 1),
+                                                        dilation=(2, 1)),
+        [((2, 2, 6, 5), (3, 2, 3, 2))], ref=lambda x, w: _np_conv(x, w, None, (1, 2), (2, 1),
+                                                                  (2, 1))),
+    Row("conv2d_groups", lambda T, x, w, b: _F(T).conv2d(x, w, b, stride=2, groups=2),
+        [((2, 4, 5, 5), (6, 2, 3, 3), (6,))], ref=lambda x, w, b: _np_conv(x, w, b, 2, 0, 1, 2)),
+    Row("conv2d_depthwise", lambda T, x, w: _F(T).conv2d(x, w, padding=1, groups=3),
+        [((1, 3, 4, 4), (3, 1, 3, 3))], ref=lambda x, w: _np_conv(x, w, None, 1, 1, 1, 3)),
+    Row("conv2d_same", lambda T, x, w: _F(T).conv2d(x, w, padding="same", dilation=2),
+        [((1, 2, 5, 6), (2, 2, 2, 3))], ref=lambda x, w: _np_conv(x, w, None, 1, "same", 2)),
+    Row("conv2d_valid_x_grad", lambda T, x, w: T.conv2d(x, w, padding="valid"),
+        [((1, 2, 4, 4), (2, 2, 3, 3))], ref=_np_conv, grad_inputs=(0,)),
+    Row("conv2d_unbatched", lambda T, x, w, b: _F(T).conv2d(x, w, b, padding=1),
+        [((2, 4, 3), (3, 2, 3, 3), (3,))], ref=lambda x, w, b: _np_conv(x[None], w, b, 1, 1)[0]),
+    Row("conv1d", lambda T, x, w, b: _F(T).conv1d(x, w, b, stride=2, padding=2, dilation=2),
+        [((2, 3, 9), (4, 3, 3), (4,))], ref=lambda x, w, b: _np_conv(x, w, b, 2, 2, 2)),
+    Row("conv1d_groups_same", lambda T, x, w: T.conv1d(x, w, padding="same", groups=2),
+        [((2, 4, 6), (4, 2, 4))], ref=lambda x, w: _np_conv(x, w, None, 1, "same", 1, 2)),
+    Row("conv3d", lambda T, x, w, b: _F(T).conv3d(x, w, b, stride=(1, 2, 1), padding=(1, 0, 1)),
+        [((1, 2, 3, 4, 3), (2, 2, 2, 2, 2), (2,))],
+        ref=lambda x, w, b: _np_conv(x, w, b, (1, 2, 1), (1, 0, 1))),
+    Row("max_pool2d", lambda T, x: _F(T).max_pool2d(x, 2), _s((2, 3, 4, 6), (1, 2, 5, 5)),
+        domain="distinct", ref=lambda x: _np_pool2d(x, 2, 2, 0, "max")),
+    Row("max_pool2d_overlap_pad", lambda T, x: T.max_pool2d(x, 3, stride=2, padding=1),
+        _s((2, 2, 5, 6)), domain="distinct", ref=lambda x: _np_pool2d(x, 3, 2, 1, "max")),
+    Row("max_pool2d_ceil", lambda T, x: _F(T).max_pool2d(x, 3, 2, ceil_mode=True),
+        _s((1, 2, 6, 5)), domain="distinct",
+        ref=lambda x: _np_pool2d(x, 3, 2, 0, "max", ceil_mode=True)),
+    Row("max_pool2d_dilation", lambda T, x: _F(T).max_pool2d(x, (2, 3), (1, 2), (1, 1), (2, 1)),
+        _s((1, 2, 5, 6)), domain="distinct"),
+    Row("max_pool2d_indices", lambda T, x: _F(T).max_pool2d(x, 2, 1, return_indices=True),
+        _s((1, 2, 3, 4), (2, 3, 3)), domain="distinct"),
+    Row("max_pool2d_ties", lambda T, x: _F(T).max_pool2d(T.round(x * 0.5), 3, 1, 1) * x,
+        _s((1, 2, 4, 5)), domain="nonint"),
+    Row("avg_pool2d", lambda T, x: _F(T).avg_pool2d(x, 2), _s((2, 3, 4, 6), (2, 5, 5)),
+        ref=lambda x: _np_pool2d(x.reshape((-1,) + x.shape[-3:]), 2, 2, 0, "avg").reshape(
+            x.shape[:-2] + (x.shape[-2] // 2, x.shape[-1] // 2))),
+    Row("avg_pool2d_pad", lambda T, x: _F(T).avg_pool2d(x, 3, 2, 1), _s((1, 2, 5, 6)),
+        ref=lambda x: _np_pool2d(x, 3, 2, 1, "avg")),
+    Row("avg_pool2d_exclude_pad_ceil",
+        lambda T, x: _F(T).avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        _s((1, 2, 6, 5)),
+        ref=lambda x: _np_pool2d(x, 3, 2, 1, "avg", ceil_mode=True, count_include_pad=False)),
+    Row("avg_pool2d_ceil", lambda T, x: _F(T).avg_pool2d(x, 2, 3, ceil_mode=True),
+        _s((1, 1, 5, 7)), ref=lambda x: _np_pool2d(x, 2, 3, 0, "avg", ceil_mode=True)),
+    Row("adaptive_avg_pool2d_1x1", lambda T, x: _F(T).adaptive_avg_pool2d(x, (1, 1)),
+        _s((2, 3, 4, 5)), ref=lambda x: x.mean((2, 3), keepdims=True)),
+    Row("adaptive_avg_pool2d", lambda T, x: _F(T).adaptive_avg_pool2d(x, (2, 3)),
+        _s((2, 3, 4, 6), (2, 3, 5, 7), (3, 4, 9)), ref=lambda x: _np_adaptive_avg(x, 2, 3)),
+    Row("adaptive_avg_pool2d_none", lambda T, x: _F(T).adaptive_avg_pool2d(x, (None, 2)),
+        _s((1, 2, 3, 4)), ref=lambda x: _np_adaptive_avg(x, 3, 2)),
+    Row("batch_norm_train", lambda T, x, w, b: _bn_train(T, x, w, b)[0],
+        [((4, 3), (3,), (3,)), ((2, 3, 4, 5), (3,), (3,))], ref=_np_batch_norm_train, rtol=1e-6),
+    Row("batch_norm_running_stats", _bn_train, [((4, 3), (3,), (3,)), ((2, 3, 2, 2), (3,), (3,))],
+        ref=_np_bn_train_stats, rtol=1e-6, grad=False),
+    Row("batch_norm_train_no_affine",
+        lambda T, x: _F(T).batch_norm(x, None, None, training=True), _s((3, 2, 4)),
+        ref=lambda x: _np_batch_norm_train(x, np.ones(2), np.zeros(2)), rtol=1e-6),
+    Row("batch_norm_eval", lambda T, x, m, v, w, b: _F(T).batch_norm(x, m, v, w, b),
+        [((2, 3, 4, 2), (3,), (3,), (3,), (3,))], domain=("real", "real", "pos", "real", "real"),
+        ref=_np_batch_norm, grad_inputs=(0, 3, 4)),
+    Row("batch_norm_torch_ns", lambda T, x, w, b: T.batch_norm(x, w, b, None, None, True, 0.1,
+                                                               1e-5, False),
+        [((3, 2, 3), (2,), (2,))], ref=_np_batch_norm_train, rtol=1e-6),
     # ---- creation primitives (recorded by the tracer; runnable eagerly) -----
     Row("full", _plus_full, UNARY_SHAPES, ref=lambda x: x + 1.5),
     Row("random", _plus_random_times_zero, UNARY_SHAPES, ref=lambda x: x),

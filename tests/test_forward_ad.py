@@ -110,6 +110,10 @@ def _sample_args(prim, rng):
         return [x > 1.0, x, rng.standard_normal((2, 3))], params
     if prim.name == "gather":
         return [x, np.array([[0, 2, 1], [1, 1, 0]])], {"axis": 1}
+    if prim.name == "conv":
+        return [rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((6, 2, 3, 2))], {
+            "stride": (2, 1), "padding": ((1, 0), (1, 1)), "dilation": (1, 2),
+            "lhs_dilation": (1, 1), "groups": 2}
     params = {"sum": {"axis": (1,), "keepdim": False}, "mean": {"axis": (0,), "keepdim": True},
               "logsumexp": {"axis": (1,), "keepdim": False}, "cumsum": {"axis": 1},
               "softmax": {"axis": 1}, "log_softmax": {"axis": 0}, "reshape": {"shape": (3, 2)},

@@ -109,6 +109,10 @@ TIES = {
     "softmax_neg_inf": (lambda T, x: T.softmax(x.masked_fill(x < 0, float("-inf")), 0),
                         [[-1.0, 1.0, 2.0]]),
     "logsumexp_all_neg_inf": (lambda T, x: T.logsumexp(x * float("inf"), 0), [[-1.0, -2.0]]),
+    "max_pool2d_all_equal": (lambda T, x: T.nn.functional.max_pool2d(x, 2, 1),
+                             [[[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]]]),
+    "max_pool2d_pad_ties": (lambda T, x: T.nn.functional.max_pool2d(x, 3, 2, 1),
+                            [[[[2.0, 0.0, 2.0], [2.0, 2.0, 0.0], [0.0, 2.0, 2.0]]]]),
 }
 
 

@@ -35,11 +35,20 @@ def _lazy(name):
     return importlib.import_module(f".{name}", __name__)
 
 
+# torch.* names whose code lives in nn.functional
+_FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
+                    "max_pool2d": "max_pool2d", "batch_norm": "_torch_batch_norm"}
+
+
 def __getattr__(name):
     if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler"):
         mod = _lazy(name)
         globals()[name] = mod
         return mod
+    if name in _FROM_FUNCTIONAL:
+        fn = getattr(_lazy("nn").functional, _FROM_FUNCTIONAL[name])
+        globals()[name] = fn
+        return fn
     raise AttributeError(f"module 'tracegrad' has no attribute {name!r}")
 
 

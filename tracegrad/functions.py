@@ -1158,6 +1158,13 @@ def masked_select(input, mask):
 # ----------------------------------------------------------------------------
 # sum_to: the one place gradients are reduced back over broadcast dimensions
 
+def _conv(x: Tensor, w: Tensor, *, stride, padding, dilation, lhs_dilation, groups) -> Tensor:
+    """The ``conv`` primitive (see NOTE: [One conv primitive]); nn.functional.conv*d wrap it."""
+    return apply(P.conv_p, (x, w), {"stride": tuple(stride), "padding": tuple(padding),
+                                    "dilation": tuple(dilation),
+                                    "lhs_dilation": tuple(lhs_dilation), "groups": groups})
+
+
 def sum_to(g: Tensor, shape: tuple) -> Tensor:
     """Sum ``g`` down to ``shape`` (the inverse of broadcasting ``shape`` up to g's)."""
     shape = tuple(shape)

@@ -890,6 +890,240 @@ scatter_add_p = Primitive(
 
 
 # ----------------------------------------------------------------------------
+# convolution and window pooling, over N spatial dims (layout N, C, *spatial)
+#
+# NOTE: [One conv primitive] ``conv`` is lax.conv_general_dilated's contract with
+# fixed layouts (x: N, C, *sp; w: O, C/groups, *k): window strides, explicit
+# (lo, hi) padding per dim (negative crops), rhs (kernel) dilation, lhs (input)
+# dilation and feature groups. With lhs dilation it is a transposed convolution,
+# which is what both of its VJPs are: wrt x, the conv of g with the flipped,
+# group-transposed kernel, input-dilated by the stride; wrt w, the conv of x (its
+# batch and channel axes swapped) with g as the kernel, dilated by the stride and
+# strided by the dilation. So double backward is more of the same primitive.
+# Pooling needs no second primitive: avg_pool is a conv with a ones kernel,
+# max_pool a gather at the indices ``pool_argmax`` finds.
+
+
+def _dilate(n, d):
+    """Size of n elements with d - 1 zeros between neighbours (lax._dilate_shape)."""
+    return 0 if n == 0 else 1 + d * (n - 1)
+
+
+def _window_view(x, window, stride, dilation):
+    """(N, C, *out, *window) view of the windows of x (already padded)."""
+    sp = x.shape[2:]
+    out = tuple((n - _dilate(k, d)) // s + 1 for n, k, s, d in zip(sp, window, stride, dilation,
+                                                                        strict=True))
+    st = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x, x.shape[:2] + out + tuple(window),
+        st[:2] + tuple(t * s for t, s in zip(st[2:], stride, strict=True))
+        + tuple(t * d for t, d in zip(st[2:], dilation, strict=True)), writeable=False)
+
+
+def _pad_crop(x, padding, value=0):
+    """Pad (lo, hi) per spatial dim; negative amounts crop."""
+    pads = [(0, 0), (0, 0)] + [(max(lo, 0), max(hi, 0)) for lo, hi in padding]
+    if any(p != (0, 0) for p in pads):
+        x = np.pad(x, pads, constant_values=value)
+    if any(lo < 0 or hi < 0 for lo, hi in padding):
+        x = x[(slice(None),) * 2 + tuple(slice(max(-lo, 0), n - max(-hi, 0))
+                                         for n, (lo, hi) in zip(x.shape[2:], padding, strict=True))]
+    return x
+
+
+def _conv_impl(x, w, *, stride, padding, dilation, lhs_dilation, groups):
+    if any(d > 1 for d in lhs_dilation):
+        spread = np.zeros(x.shape[:2] + tuple(_dilate(n, d) for n, d in
+                                              zip(x.shape[2:], lhs_dilation, strict=True)), x.dtype)
+        spread[(slice(None),) * 2 + tuple(slice(None, None, d) for d in lhs_dilation)] = x
+        x = spread
+    x = _pad_crop(x, padding)
+    n, c = x.shape[:2]
+    o, k = w.shape[0], w.shape[2:]
+    nsp = len(k)
+    win = _window_view(x, k, stride, dilation)            # N, C, *out, *k
+    out_sp = win.shape[2:2 + nsp]
+    # im2col, one matmul per group: (G, O/G, C/G * K) @ (G, C/G * K, N * P) -> (O, N, *out)
+    perm = (1,) + tuple(range(2 + nsp, 2 + 2 * nsp)) + (0,) + tuple(range(2, 2 + nsp))
+    cols = win.transpose(perm).reshape(groups, (c // groups) * math.prod(k), -1)
+    out = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape((o, n) + out_sp)
+    return np.ascontiguousarray(out.swapaxes(0, 1))
+
+
+def _conv_shape(x, w, *, stride, padding, dilation, lhs_dilation, groups):
+    if x.dtype is not w.dtype:
+        raise ShapeError(f"Input type ({_torch_type(x.dtype)}) and weight type "
+                         f"({_torch_type(w.dtype)}) should be the same")
+    nsp = len(stride)
+    if len(x.shape) != nsp + 2 or len(w.shape) != nsp + 2:
+        raise ShapeError(f"Expected {nsp + 2}-dimensional input and weight for {nsp}-d "
+                         f"convolution, but got input of size {list(x.shape)} and weight of "
+                         f"size {list(w.shape)}")
+    if w.shape[0] % groups:
+        raise ShapeError(f"Given groups={groups}, expected weight to be divisible by {groups} at "
+                         f"dimension 0, but got weight of size {list(w.shape)} instead")
+    if w.shape[1] * groups != x.shape[1]:
+        raise ShapeError(f"Given groups={groups}, weight of size {list(w.shape)}, expected "
+                         f"input{list(x.shape)} to have {w.shape[1] * groups} channels, but got "
+                         f"{x.shape[1]} channels instead")
+    padded = [_dilate(n, ld) + lo + hi for n, ld, (lo, hi) in
+              zip(x.shape[2:], lhs_dilation, padding, strict=True)]
+    kernel = [_dilate(k, d) for k, d in zip(w.shape[2:], dilation, strict=True)]
+    if any(p < k for p, k in zip(padded, kernel, strict=True)):
+        raise ShapeError(f"Calculated padded input size per channel: "
+                         f"({' x '.join(map(str, padded))}). Kernel size: "
+                         f"({' x '.join(map(str, kernel))}). Kernel size can't be greater than "
+                         f"actual input size")
+    out = tuple((p - k) // s + 1 for p, k, s in zip(padded, kernel, stride, strict=True))
+    return (x.shape[0], w.shape[0]) + out, x.dtype
+
+
+def _torch_type(dtype):
+    return f"torch.{dtype.name.title().replace('Float64', 'Double').replace('Float32', 'Float')}" \
+           f"Tensor"
+
+
+def _conv_vjp_x(g, out, x, w, *, stride, padding, dilation, lhs_dilation, groups):
+    # the transposed conv: kernel (G * C/G, O/G, *k) flipped, g input-dilated by stride
+    o, cg, k = w.shape[0], w.shape[1], tuple(w.shape[2:])
+    nsp = len(k)
+    wt = T.reshape(w, (groups, o // groups, cg) + k)
+    wt = T.permute(wt, (0, 2, 1) + tuple(range(3, 3 + nsp)))
+    wt = T.flip(T.reshape(wt, (groups * cg, o // groups) + k), tuple(range(2, 2 + nsp)))
+    pads = []
+    for i in range(nsp):
+        dk = _dilate(k[i], dilation[i])
+        lo = dk - padding[i][0] - 1
+        hi = (_dilate(x.shape[2 + i], lhs_dilation[i]) + dk - 1
+              - _dilate(g.shape[2 + i], stride[i]) - lo)
+        pads.append((lo, hi))
+    return T._conv(g, wt, stride=lhs_dilation, padding=tuple(pads), dilation=dilation,
+                   lhs_dilation=stride, groups=groups)
+
+
+def _conv_vjp_w(g, out, x, w, *, stride, padding, dilation, lhs_dilation, groups):
+    # x as (C/G, G * N, *sp) convolved with g as the kernel (O, N, *out): (C/G, O, *k)
+    n, c, sp = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    nsp = len(sp)
+    xt = T.reshape(x, (n, groups, c // groups) + sp)
+    xt = T.reshape(T.permute(xt, (2, 1, 0) + tuple(range(3, 3 + nsp))),
+                   (c // groups, groups * n) + sp)
+    gt = T.swapaxes(g, 0, 1)
+    pads = []
+    for i in range(nsp):
+        lo = padding[i][0]
+        hi = (_dilate(g.shape[2 + i], stride[i]) - _dilate(sp[i], lhs_dilation[i])
+              + _dilate(w.shape[2 + i], dilation[i]) - lo - 1)
+        pads.append((lo, hi))
+    gw = T._conv(xt, gt, stride=dilation, padding=tuple(pads), dilation=stride,
+                 lhs_dilation=lhs_dilation, groups=groups)
+    return T.swapaxes(gw, 0, 1)
+
+
+def _conv_jax(args, p):
+    return (f"lax.conv_general_dilated({args[0]}, {args[1]}, window_strides={p['stride']}, "
+            f"padding={p['padding']}, lhs_dilation={p['lhs_dilation']}, "
+            f"rhs_dilation={p['dilation']}, feature_group_count={p['groups']})")
+
+
+conv_p = Primitive(
+    "conv", _conv_impl, _conv_shape, _conv_jax,
+    vjp=(_conv_vjp_x, _conv_vjp_w),
+    jvp=(lambda t, out, x, w, **p: T._conv(t, w, **p),   # bilinear in (x, w)
+         lambda t, out, x, w, **p: T._conv(x, t, **p)),
+    save={0: (1,), 1: (0,)}, grad_name="ConvolutionBackward0")
+
+
+def _pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode):
+    """Output sizes and the (lo, hi) padding that holds every window, as PyTorch counts:
+    with ceil_mode a last partial window is kept if it starts inside the input or the
+    left padding."""
+    out, pads = [], []
+    for n, k, s, p, d in zip(sp, kernel, stride, padding, dilation, strict=True):
+        span = n + 2 * p - _dilate(k, d)
+        o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (o - 1) * s >= n + p:
+            o -= 1
+        out.append(o)
+        pads.append((p, max((o - 1) * s + _dilate(k, d) - n - p, p)))
+    return tuple(out), tuple(pads)
+
+
+def _pool_argmax_impl(x, *, kernel, stride, padding, dilation, ceil_mode):
+    nsp = len(kernel)
+    out, pads = _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    xp = _pad_crop(x, pads, -np.inf)
+    win = _window_view(xp, kernel, stride, dilation)[(slice(None),) * 2
+                                                       + tuple(slice(0, o) for o in out)]
+    k = np.argmax(win.reshape(win.shape[:2 + nsp] + (-1,)), axis=-1)  # first max, as torch
+    starts, offsets = _pool_index_parts(x.shape[2:], out, kernel, stride, padding, dilation)
+    return starts + offsets[k]
+
+
+def _pool_index_parts(sp, out, kernel, stride, padding, dilation):
+    """Flat input index = starts[position] + offsets[k], for the window at each output
+    position and the offset k (flat over the kernel) inside it."""
+    nsp = len(sp)
+    coords = np.unravel_index(np.arange(math.prod(kernel)), kernel)
+    offsets = np.zeros(math.prod(kernel), np.int64)
+    starts = np.zeros(out, np.int64)
+    place = 1
+    for i in reversed(range(nsp)):
+        offsets += coords[i] * dilation[i] * place
+        first = np.arange(out[i]) * stride[i] - padding[i]
+        starts = starts + (first * place).reshape((-1,) + (1,) * (nsp - 1 - i))
+        place *= sp[i]
+    return starts, offsets
+
+
+def _pool_argmax_shape(x, *, kernel, stride, padding, dilation, ceil_mode):
+    nsp = len(kernel)
+    if len(x.shape) != nsp + 2:
+        raise ShapeError(f"pool_argmax: expected a {nsp + 2}-d input, got {list(x.shape)}")
+    for k, p, d in zip(kernel, padding, dilation, strict=True):
+        if p > _dilate(k, d) // 2:
+            raise ShapeError(f"pad should be at most half of effective kernel size, but got "
+                             f"pad={p}, kernel_size={k} and dilation={d}")
+    out, _ = _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    if any(o < 1 for o in out):
+        sizes = "x".join(map(str, x.shape[1:]))
+        raise ShapeError(f"Given input size: ({sizes}). Calculated output size: "
+                         f"({'x'.join(map(str, (x.shape[1],) + out))}). Output size is too small")
+    return tuple(x.shape[:2]) + out, dtypes.int64
+
+
+def _pool_argmax_jax_fn(x, kernel, stride, padding, dilation, ceil_mode):
+    """The jax form of ``pool_argmax`` (a helper the generated source calls): stack the
+    K strided window slices of the -inf padded input and argmax over them (the first
+    max on ties, as torch), then map (offset, position) to a flat input index."""
+    import jax.numpy as jnp
+    from jax import lax
+    sp = x.shape[2:]
+    out, pads = _pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode)
+    xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0),) * 2 + tuple(
+        (lo, hi, 0) for lo, hi in pads))
+    slices = []
+    for offset in np.ndindex(*kernel):
+        start = (0, 0) + tuple(j * d for j, d in zip(offset, dilation, strict=True))
+        limit = tuple(xp.shape[:2]) + tuple(s + (o - 1) * st + 1 for s, o, st in
+                                            zip(start[2:], out, stride, strict=True))
+        slices.append(lax.slice(xp, start, limit, (1, 1) + tuple(stride)))
+    k = jnp.argmax(jnp.stack(slices, -1), axis=-1)
+    starts, offsets = _pool_index_parts(sp, out, kernel, stride, padding, dilation)
+    return jnp.asarray(starts) + jnp.asarray(offsets)[k]
+
+
+# helpers the generated jax source may call, beside the primitives that emit them
+JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn}
+
+pool_argmax_p = Primitive(
+    "pool_argmax", _pool_argmax_impl, _pool_argmax_shape,
+    "_pool_argmax({0}, {kernel}, {stride}, {padding}, {dilation}, {ceil_mode})",
+    differentiable=False)
+
+
+# ----------------------------------------------------------------------------
 # creation: constants that fill a shape, and random numbers. Eager code makes
 # these with NumPy directly; traced code records them so compiled functions
 # build them on the device (and draw fresh random numbers on every call).

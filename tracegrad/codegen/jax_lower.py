@@ -10,6 +10,7 @@ import numpy as np
 
 from ..ir.graph import Const, Graph, Namespace, _py_name
 from ..ir.ops import fusion_p
+from ..primitives import JAX_HELPERS
 
 
 def _ensure_jax():
@@ -90,7 +91,7 @@ def lower(graph: Graph, donate: tuple = ()) -> Lowered:
 
     source, consts = to_jax_source(graph)
     namespace = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "_scatter_add": _scatter_add,
-                 "inf": float("inf")}
+                 "inf": float("inf"), **JAX_HELPERS}
     namespace.update({k: jnp.asarray(v) for k, v in consts.items()})
     exec(compile(source, f"<tracegrad jax: {graph.name}>", "exec"), namespace)
     fn = namespace[_py_name(graph.name)]

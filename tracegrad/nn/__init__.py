@@ -9,6 +9,13 @@ from . import functional, init
 from .containers import ModuleList, Sequential
 from .layers import (
     GELU,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    Conv3d,
     Dropout,
     Embedding,
     Flatten,
@@ -17,6 +24,7 @@ from .layers import (
     LeakyReLU,
     Linear,
     LogSoftmax,
+    MaxPool2d,
     ReLU,
     Sigmoid,
     Softmax,
@@ -30,5 +38,6 @@ __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "Identity", "Linear", "Embedding",
     "LayerNorm", "Dropout", "Flatten", "ReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "LogSoftmax", "LeakyReLU", "MSELoss", "L1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
-    "BCEWithLogitsLoss", "functional", "init",
+    "BCEWithLogitsLoss", "Conv1d", "Conv2d", "Conv3d", "MaxPool2d", "AvgPool2d",
+    "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "functional", "init",
 ]

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from .. import dtypes, functions as T, primitives as P
 from ..tensor import Tensor, apply, commit_inplace, trace_state
 
 __all__ = [
     "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout",
     "embedding", "layer_norm", "mse_loss", "l1_loss", "nll_loss", "cross_entropy",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "conv1d", "conv2d", "conv3d",
+    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -201,6 +204,253 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     if weight is not None:
         out = out * weight
     return _binop(P.add_p, out, bias, name)
+
+
+# ----------------------------------------------------------------------------
+# convolution and pooling (N, C, *spatial; an input without the batch dim is
+# treated as a batch of one, as PyTorch does)
+
+def _ntuple(value, n: int, what: str) -> tuple:
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    if len(value) == 1:
+        return value * n
+    if len(value) != n:
+        raise RuntimeError(f"expected {what} to be a single integer value or a list of {n} "
+                           f"values to match the convolution dimensions, but got "
+                           f"{what}={list(value)}")
+    return value
+
+
+def _batched(input: Tensor, nsp: int, fn: str) -> tuple[Tensor, bool]:
+    if input.ndim not in (nsp + 1, nsp + 2):
+        raise RuntimeError(f"Expected {nsp + 1}D (unbatched) or {nsp + 2}D (batched) input to "
+                           f"{fn}, but got input of size: {list(input.shape)}")
+    if input.ndim == nsp + 1:
+        return T.unsqueeze(input, 0), True
+    return input, False
+
+
+def _conv_nd(nsp, input, weight, bias, stride, padding, dilation, groups):
+    x, unbatched = _batched(input, nsp, f"conv{nsp}d")
+    stride = _ntuple(stride, nsp, "stride")
+    dilation = _ntuple(dilation, nsp, "dilation")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = ((0, 0),) * nsp
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            # the odd one out goes on the right, as PyTorch pads
+            total = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:], strict=False)]
+            pads = tuple((t // 2, t - t // 2) for t in total)
+        else:
+            raise RuntimeError(f"Invalid padding string: '{padding}'")
+    else:
+        pads = tuple((p, p) for p in _ntuple(padding, nsp, "padding"))
+    params = {"stride": stride, "padding": pads, "dilation": dilation,
+              "lhs_dilation": (1,) * nsp, "groups": groups}
+    P.conv_p.shape(x, weight, **params)  # PyTorch's errors before any work
+    out = T._conv(x, weight, **params)
+    if bias is not None:
+        o = weight.shape[0]
+        if bias.ndim != 1 or bias.shape[0] != o:
+            raise RuntimeError(f"Given weight of size {list(weight.shape)}, expected bias to be "
+                               f"1-dimensional with {o} elements, but got bias of size "
+                               f"{list(bias.shape)} instead")
+        out = _binop(P.add_p, out, T.reshape(bias, (o,) + (1,) * nsp), "ConvolutionBackward0")
+    return T.squeeze(out, 0) if unbatched else out
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """1-d convolution (cross-correlation) of (N, C, L) with weight (O, C/groups, k)."""
+    return _conv_nd(1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-d convolution (cross-correlation) of (N, C, H, W) with weight (O, C/groups, kh, kw).
+
+    ``padding`` is an int, a pair, or 'valid' / 'same' (stride 1 only).
+
+    >>> import tracegrad as tg
+    >>> conv2d(tg.ones(1, 1, 4, 4), tg.ones(2, 1, 3, 3), padding=1).shape
+    torch.Size([1, 2, 4, 4])
+    """
+    return _conv_nd(2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """3-d convolution (cross-correlation) of (N, C, D, H, W) with weight (O, C/groups, *k)."""
+    return _conv_nd(3, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _pool_args(nsp, kernel_size, stride, padding, dilation):
+    kernel = _ntuple(kernel_size, nsp, "kernel_size")
+    stride = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
+        else _ntuple(stride, nsp, "stride")
+    return kernel, stride, _ntuple(padding, nsp, "padding"), _ntuple(dilation, nsp, "dilation")
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """The maximum over each window; padding counts as -inf. The gradient goes to the
+    first maximum of a window (row-major), summed where windows overlap.
+
+    ``return_indices``: also the flat (h * W + w) index of each maximum.
+
+    >>> import tracegrad as tg
+    >>> max_pool2d(tg.arange(16.0).reshape(1, 1, 4, 4), 2)
+    tensor([[[[ 5.,  7.],
+              [13., 15.]]]])
+    """
+    x, unbatched = _batched(input, 2, "max_pool2d")
+    kernel, stride, padding, dilation = _pool_args(2, kernel_size, stride, padding, dilation)
+    params = {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
+              "ceil_mode": bool(ceil_mode)}
+    P.pool_argmax_p.shape(x, **params)  # PyTorch's errors
+    idx = apply(P.pool_argmax_p, (x,), params)
+    n, c = x.shape[:2]
+    picked = T.gather(T.reshape(x, (n, c, -1)), 2, T.reshape(idx, (n, c, -1)))
+    if unbatched:  # PyTorch pools a (C, H, W) input as it is: no squeeze in the graph
+        idx = T.squeeze(idx, 0)
+    out = T.reshape(picked, idx.shape, _name="MaxPool2DWithIndicesBackward0")
+    return (out, idx) if return_indices else out
+
+
+def _window_sizes(n, out, k, s, p, count_pad):
+    """Elements each window averages over, along one dim (PyTorch's divisor)."""
+    start = np.arange(out) * s - p
+    end = np.minimum(start + k, n + p)
+    if count_pad:
+        return end - start
+    return np.minimum(end, n) - np.maximum(start, 0)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """The mean of each window: a convolution with a ones kernel, divided by the
+    window's size (counting zero padding if ``count_include_pad``).
+
+    >>> import tracegrad as tg
+    >>> avg_pool2d(tg.arange(16.0).reshape(1, 1, 4, 4), 2)
+    tensor([[[[ 2.5000,  4.5000],
+              [10.5000, 12.5000]]]])
+    """
+    x, _ = _batched(input, 2, "avg_pool2d")
+    kernel, stride, padding, dilation = _pool_args(2, kernel_size, stride, padding, 1)
+    params = {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
+              "ceil_mode": bool(ceil_mode)}
+    P.pool_argmax_p.shape(x, **params)  # PyTorch's errors
+    n, c, sp = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    out, pads = P._pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode)
+    ones = T.ones((1, 1) + kernel, dtype=x.dtype)
+    sums = T._conv(T.reshape(x, (n * c, 1) + sp), ones, stride=stride, padding=pads,
+                   dilation=dilation, lhs_dilation=(1, 1), groups=1)
+    sums = T.reshape(sums, tuple(input.shape[:-2]) + out)
+    if divisor_override:
+        divisor = divisor_override
+    else:
+        h, w = (_window_sizes(sp[i], out[i], kernel[i], stride[i], padding[i], count_include_pad)
+                for i in range(2))
+        sizes = np.outer(h, w)
+        divisor = int(sizes.flat[0]) if (sizes == sizes.flat[0]).all() else \
+            T.tensor(sizes, dtype=x.dtype)
+    return _binop(P.div_p, sums, divisor, "AvgPool2DBackward0")
+
+
+def _adaptive_matrix(n: int, out: int) -> np.ndarray:
+    """(out, n): row i averages input [floor(i n / out), ceil((i + 1) n / out))."""
+    a = np.zeros((out, n))
+    for i in range(out):
+        start, end = (i * n) // out, -((-(i + 1) * n) // out)
+        a[i, start:end] = 1.0 / (end - start)
+    return a
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average over the windows that split H and W into ``output_size`` (a None entry
+    keeps that dim): ``A_h @ x @ A_w.T`` with averaging matrices, so any sizes work.
+
+    >>> import tracegrad as tg
+    >>> adaptive_avg_pool2d(tg.ones(2, 3, 5, 7), (1, 1)).shape
+    torch.Size([2, 3, 1, 1])
+    """
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got "
+                           f"{list(input.shape)}")
+    h, w = input.shape[-2:]
+    oh, ow = (input.shape[-2 + i] if o is None else o
+              for i, o in enumerate(_ntuple(output_size, 2, "output_size")))
+    if (oh, ow) == (1, 1):  # PyTorch takes the mean here (MeanBackward1)
+        return T.mean(input, (-2, -1), keepdim=True)
+    a_h = T.tensor(_adaptive_matrix(h, oh), dtype=input.dtype)
+    a_w = T.tensor(_adaptive_matrix(w, ow).T, dtype=input.dtype)
+    return apply(P.matmul_p, (a_h, T.matmul(input, a_w)), name="AdaptiveAvgPool2DBackward0")
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (dim 1) by the batch's statistics (``training``) or the
+    running ones; then scale by ``weight`` and shift by ``bias``.
+
+    In training the running statistics, when given, are updated in place:
+    ``r = (1 - momentum) * r + momentum * batch_stat``, with the batch variance
+    unbiased (n - 1) there and biased in the normalisation, as PyTorch.
+
+    >>> import tracegrad as tg
+    >>> x = tg.tensor([[1.0], [3.0]])
+    >>> batch_norm(x, tg.zeros(1), tg.ones(1), training=True, eps=0.0)
+    tensor([[-1.],
+            [ 1.]])
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected at least 2-D input (N, C, ...), got "
+                         f"{list(input.shape)}")
+    c = input.shape[1]
+    axes = (0,) + tuple(range(2, input.ndim))
+    per_channel = (1, c) + (1,) * (input.ndim - 2)
+    if training:
+        count = input.numel() // c if c else 0
+        if count <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                             f"size {input.shape}")
+        mean = T.mean(input, axes, keepdim=True)
+        var = T.var(input, axes, keepdim=True, correction=0)
+        from ..autograd.grad_mode import no_grad
+        with no_grad():
+            if running_mean is not None:
+                running_mean.mul_(1 - momentum).add_(T.reshape(mean, (c,)) * momentum)
+            if running_var is not None:
+                unbiased = T.reshape(var, (c,)) * (count / (count - 1))
+                running_var.mul_(1 - momentum).add_(unbiased * momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("batch_norm: running_mean and running_var must be given when "
+                               "not training")
+        mean = T.reshape(running_mean, per_channel)
+        var = T.reshape(running_var, per_channel)
+    name = "NativeBatchNormBackward0"
+    centred = input - mean
+    rstd = T.rsqrt(var + eps)
+    if weight is None and bias is None:
+        return _binop(P.mul_p, centred, rstd, name)
+    out = centred * rstd
+    if bias is None:
+        return _binop(P.mul_p, out, T.reshape(weight, per_channel), name)
+    if weight is not None:
+        out = out * T.reshape(weight, per_channel)
+    return _binop(P.add_p, out, T.reshape(bias, per_channel), name)
+
+
+def _torch_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps,
+                      cudnn_enabled=True):
+    """``torch.batch_norm``'s argument order."""
+    return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
 # ----------------------------------------------------------------------------

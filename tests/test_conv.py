@@ -1,0 +1,190 @@
+"""Convolutional networks as a PyTorch user writes them: layers' init, reprs and
+errors against torch; a small CNN trained eagerly against torch and compiled against
+eager (parameters and BatchNorm running statistics after every step)."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+
+torch = pytest.importorskip("torch")
+
+
+def _np(t):
+    return t.detach().numpy()
+
+
+def _cnn(T):
+    nn = T.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, stride=1), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+        nn.Linear(16, 10))
+
+
+def _data(n=16, size=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 1, size, size)).astype(np.float32),
+            rng.integers(0, 10, n))
+
+
+def _step(T, model, opt):
+    def step(x, y):
+        opt.zero_grad()
+        loss = T.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def _state(model):
+    """Parameters and buffers (running statistics, num_batches_tracked) by name."""
+    out = {k: _np(v) for k, v in model.named_parameters()}
+    out.update({k: _np(v) for k, v in model.named_buffers()})
+    return out
+
+
+def test_conv_layer_init_is_torchs():
+    for seed in (0, 7):
+        tg.manual_seed(seed)
+        torch.manual_seed(seed)
+        for make in (lambda T: T.nn.Conv2d(3, 8, (3, 5)), lambda T: T.nn.Conv1d(4, 6, 3, groups=2),
+                     lambda T: T.nn.Conv2d(2, 4, 1, bias=False)):
+            a, b = make(tg), make(torch)
+            for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters(),
+                                          strict=True):
+                assert na == nb
+                np.testing.assert_array_equal(_np(pa), _np(pb))
+
+
+def test_cnn_init_equals_torch():
+    tg.manual_seed(0)
+    torch.manual_seed(0)
+    a, b = _state(_cnn(tg)), _state(_cnn(torch))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("make", [
+    lambda T: T.nn.Conv2d(1, 32, 3),
+    lambda T: T.nn.Conv2d(4, 8, (3, 2), stride=2, padding=1, dilation=(2, 1), groups=2,
+                          bias=False),
+    lambda T: T.nn.Conv1d(2, 4, 3, padding="same"),
+    lambda T: T.nn.MaxPool2d(3, 2, 1),
+    lambda T: T.nn.AvgPool2d(2),
+    lambda T: T.nn.AdaptiveAvgPool2d((1, 1)),
+    lambda T: T.nn.BatchNorm1d(4, momentum=None, affine=False),
+    lambda T: T.nn.BatchNorm2d(8),
+])
+def test_layer_repr_matches_torch(make):
+    assert repr(make(tg)) == repr(make(torch))
+
+
+@pytest.mark.parametrize("call", [
+    lambda T: T.conv2d(T.ones(2, 4, 8, 8), T.ones(6, 3, 3, 3)),
+    lambda T: T.nn.functional.conv2d(T.ones(2, 4, 8, 8), T.ones(6, 2, 3, 3), groups=3),
+    lambda T: T.nn.functional.conv2d(T.ones(2, 4, 2, 2), T.ones(6, 2, 3, 3), groups=2),
+    lambda T: T.nn.functional.conv2d(T.ones(2, 2, 8, 8), T.ones(6, 2, 3, 3), stride=2,
+                                     padding="same"),
+    lambda T: T.nn.functional.conv2d(T.ones(8, 8), T.ones(6, 2, 3, 3)),
+    lambda T: T.nn.functional.conv2d(T.ones(1, 2, 8, 8), T.ones(6, 2, 3, 3), T.ones(5)),
+    lambda T: T.nn.functional.conv2d(T.ones(1, 2, 8, 8), T.ones(6, 2, 3, 3), padding="foo"),
+    lambda T: T.nn.functional.max_pool2d(T.ones(1, 2, 8, 8), 3, padding=2),
+    lambda T: T.nn.functional.avg_pool2d(T.ones(1, 2, 8, 8), 3, padding=2),
+    lambda T: T.nn.functional.max_pool2d(T.ones(1, 4, 1, 1), 2),
+    lambda T: T.nn.functional.batch_norm(T.ones(1, 3), T.zeros(3), T.ones(3), training=True),
+    lambda T: T.nn.BatchNorm2d(3)(T.ones(2, 3, 4)),
+    lambda T: T.nn.Conv2d(3, 4, 3, groups=2),
+], ids=lambda f: "")
+def test_errors_are_worded_as_torch(call):
+    with pytest.raises(Exception) as theirs:
+        call(torch)
+    with pytest.raises(Exception) as ours:
+        call(tg)
+    assert type(theirs.value).__name__ in ("RuntimeError", "ValueError")
+    assert isinstance(ours.value, type(theirs.value))
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_module_train_eval_matches_torch(momentum):
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((4, 3, 5, 5)).astype(np.float32) * 2 + 1 for _ in range(3)]
+    ours, theirs = tg.nn.BatchNorm2d(3, momentum=momentum), torch.nn.BatchNorm2d(3,
+                                                                                 momentum=momentum)
+    for mode in ("train", "train", "train", "eval"):
+        ours.train(mode == "train")
+        theirs.train(mode == "train")
+        for x in xs:
+            np.testing.assert_allclose(_np(ours(tg.tensor(x))), _np(theirs(torch.tensor(x))),
+                                       rtol=1e-5, atol=1e-5)
+        for k, v in _state(ours).items():
+            np.testing.assert_allclose(v, _state(theirs)[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert int(ours.num_batches_tracked) == 9
+
+
+def test_batch_norm_without_running_stats_uses_batch_stats_in_eval():
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    ours = tg.nn.BatchNorm1d(3, track_running_stats=False).eval()
+    theirs = torch.nn.BatchNorm1d(3, track_running_stats=False).eval()
+    assert ours.running_mean is None
+    np.testing.assert_allclose(_np(ours(tg.tensor(x))), _np(theirs(torch.tensor(x))), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_cnn_20_sgd_steps_eager_equals_torch():
+    tg.manual_seed(0)
+    torch.manual_seed(0)
+    ours, theirs = _cnn(tg), _cnn(torch)
+    step_o = _step(tg, ours, tg.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9))
+    step_t = _step(torch, theirs, torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9))
+    x, y = _data()
+    xo, yo, xt, yt = tg.tensor(x), tg.tensor(y), torch.tensor(x), torch.tensor(y)
+    losses = []
+    for _ in range(20):
+        lo, lt = step_o(xo, yo), step_t(xt, yt)
+        losses.append(lt.item())
+        np.testing.assert_allclose(lo.item(), lt.item(), rtol=1e-5, atol=1e-6)
+    assert losses[-1] < losses[0]  # it learns
+    theirs_state = _state(theirs)
+    for k, v in _state(ours).items():
+        np.testing.assert_allclose(v, theirs_state[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    ours.eval()
+    theirs.eval()
+    np.testing.assert_allclose(_np(ours(xo)), _np(theirs(xt)), rtol=1e-4, atol=1e-5)
+
+
+def test_cnn_compiled_step_equals_eager():
+    tg.manual_seed(0)
+    model_e = _cnn(tg)
+    model_c = copy.deepcopy(model_e)
+    step_e = _step(tg, model_e, tg.optim.SGD(model_e.parameters(), lr=0.1, momentum=0.9))
+    step_c = tg.compile(_step(tg, model_c, tg.optim.SGD(model_c.parameters(), lr=0.1,
+                                                        momentum=0.9)))
+    x, y = _data()
+    x, y = tg.tensor(x), tg.tensor(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no graph breaks
+        for _ in range(20):
+            lc, le = step_c(x, y), step_e(x, y)
+            np.testing.assert_allclose(lc.item(), le.item(), rtol=1e-5, atol=1e-6)
+            eager = _state(model_e)
+            for k, v in _state(model_c).items():
+                np.testing.assert_allclose(v, eager[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert int(model_c[1].num_batches_tracked) == 20
+    assert step_c.cache_info().hits >= 15
+
+
+def test_compiled_eval_forward_equals_eager():
+    tg.manual_seed(1)
+    model = _cnn(tg).eval()
+    x = tg.tensor(_data(4)[0])
+    fwd = tg.compile(model)
+    fwd(x)
+    np.testing.assert_allclose(_np(fwd(x)), _np(model(x)), rtol=1e-5, atol=1e-6)
