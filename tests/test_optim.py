@@ -20,6 +20,20 @@ OPTIMIZER_CASES = [
     ("Adam", {"lr": 0.05, "maximize": True}),
     ("AdamW", {"lr": 0.05}),
     ("AdamW", {"lr": 0.05, "weight_decay": 0.3, "amsgrad": True}),
+    ("RMSprop", {"lr": 0.01}),
+    ("RMSprop", {"lr": 0.01, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9}),
+    ("RMSprop", {"lr": 0.01, "centered": True}),
+    ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5, "maximize": True}),
+    ("Adagrad", {"lr": 0.1}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.05, "weight_decay": 0.1}),
+    ("Adagrad", {"lr": 0.1, "initial_accumulator_value": 0.5, "eps": 1e-6, "maximize": True}),
+    # PyTorch's implementation switches: accepted, same values
+    ("SGD", {"lr": 0.01, "momentum": 0.9, "foreach": False, "fused": None}),
+    ("Adam", {"lr": 0.05, "foreach": True}),
+    ("AdamW", {"lr": 0.05, "fused": True}),
+    ("RMSprop", {"lr": 0.01, "foreach": False, "capturable": False}),
+    ("Adagrad", {"lr": 0.1, "foreach": True}),
 ]
 
 
@@ -131,6 +145,8 @@ def _run_steps(opt_cls, params, n, **kwargs):
     (tg.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
     (tg.optim.Adam, {"lr": 0.01, "amsgrad": True}),
     (tg.optim.AdamW, {"lr": 0.01}),
+    (tg.optim.RMSprop, {"lr": 0.01, "momentum": 0.9, "centered": True}),
+    (tg.optim.Adagrad, {"lr": 0.01, "lr_decay": 0.1}),
 ])
 def test_state_dict_round_trip(opt_cls, kwargs):
     """3 steps, checkpoint, 3 more == a fresh optimizer loaded from the checkpoint, 3 more."""
@@ -152,18 +168,33 @@ def test_state_dict_round_trip(opt_cls, kwargs):
         assert np.array_equal(p.detach().numpy(), q.detach().numpy())
 
 
-def test_state_dict_matches_torch_layout():
+@pytest.mark.parametrize("name, kwargs", [
+    ("SGD", {"momentum": 0.9}), ("Adam", {"amsgrad": True}), ("AdamW", {}),
+    ("RMSprop", {"momentum": 0.9, "centered": True}), ("Adagrad", {})])
+def test_state_dict_matches_torch_layout(name, kwargs):
     torch = pytest.importorskip("torch")
     for lib in (torch, tg):
         w = lib.zeros(2, requires_grad=True)
-        opt = lib.optim.Adam([w], lr=0.1, amsgrad=True)
+        opt = getattr(lib.optim, name)([w], lr=0.1, **kwargs)
         w.sum().backward()
         opt.step()
         sd = opt.state_dict()
-        keys = (list(sd), list(sd["state"][0]), sd["param_groups"][0]["params"])
+        keys = (list(sd), list(sd["state"][0]), list(sd["param_groups"][0]),
+                sd["param_groups"][0]["params"], [str(v.dtype) for v in sd["state"][0].values()])
         if lib is torch:
             expected = keys
     assert keys == expected
+
+
+def test_defaults_match_torch():
+    torch = pytest.importorskip("torch")
+    for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad"):
+        groups = [getattr(lib.optim, name)([lib.zeros(1, requires_grad=True)]).param_groups[0]
+                  for lib in (tg, torch)]
+        assert [(k, float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                for k, v in groups[0].items() if k != "params"] == \
+               [(k, float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                for k, v in groups[1].items() if k != "params"], name
 
 
 def test_load_state_dict_errors():
@@ -202,6 +233,17 @@ def test_param_groups_and_add_param_group():
     (lambda p: tg.optim.SGD([], lr=0.1), ValueError, "empty parameter list"),
     (lambda p: tg.optim.SGD({p}, lr=0.1), TypeError, "ordered collections"),
     (lambda p: tg.optim.SGD([p * 2], lr=0.1), ValueError, "non-leaf"),
+    (lambda p: tg.optim.RMSprop([p], alpha=-0.5), ValueError, "Invalid alpha value"),
+    (lambda p: tg.optim.RMSprop([p], momentum=-0.5), ValueError, "Invalid momentum"),
+    (lambda p: tg.optim.Adagrad([p], lr_decay=-1), ValueError, "Invalid lr_decay"),
+    (lambda p: tg.optim.Adagrad([p], initial_accumulator_value=-1), ValueError,
+     "initial_accumulator_value"),
+    (lambda p: tg.optim.Adam([p], foreach=True, fused=True), RuntimeError,
+     "`fused` and `foreach` cannot be `True` together"),
+    (lambda p: tg.optim.SGD([p], differentiable=True), NotImplementedError,
+     "differentiable=True"),
+    (lambda p: tg.optim.RMSprop([p], differentiable=True), NotImplementedError,
+     "differentiable=True"),
 ])
 def test_bad_arguments(make, error, match):
     p = tg.zeros(2, requires_grad=True)

@@ -149,9 +149,12 @@ class _Entry:
         for owner, was_none, _shape in tr.grad_reads:
             self.guards.append((f"{_name(owner)}.grad", "grad_presence", owner, was_none,
                                 None, None))
+        dynamic = {}  # NOTE: [Dynamic hyperparameters]: (id(group), key) -> sign guarded
+        for g, k, _, signed in tr.hyperparameters:
+            dynamic[id(g), k] = dynamic.get((id(g), k), False) or signed
         for obj in tr.python_state:
-            self.guards.append((type(obj).__name__, "python", obj, _python_values(obj),
-                                None, None))
+            self.guards.append((type(obj).__name__, "python", obj,
+                                _python_values(obj, dynamic), dynamic, None))
         fn_values = _python_values(self.fn) if self.fn is not None else None
         if fn_values:
             self.guards.append((getattr(self.fn, "__name__", "f"), "python", self.fn,
@@ -180,7 +183,7 @@ class _Entry:
             if kind == "tensor":
                 checks.append(_tensor_check(obj, a, b.np, c))
             elif kind == "python":
-                checks.append(_PythonGuard(obj, a).holds)
+                checks.append(_PythonGuard(obj, a, b).holds)
             elif kind == "not_state":
                 checks.append(functools.partial(_state_argument, obj))
             else:  # .grad slots and constants: few, checked the long way
@@ -216,12 +219,14 @@ class _Entry:
                     return f"{desc}: {'None' if a else 'a tensor'} -> " \
                            f"{'None' if g is None else 'a tensor'}"
             elif kind == "python":
-                now = _python_values(obj)
+                now = _python_values(obj, b)
                 if now != a:
                     changed = next((k for k in a if a[k] != now.get(k, _MISSING)), "")
+                    why = ("a dynamic hyperparameter: the optimizer branches on its sign"
+                           if isinstance(a.get(changed), _Dynamic)
+                           else "a Python value the trace baked in")
                     return (f"{desc}.{changed}: {a.get(changed)!r} -> "
-                            f"{now.get(changed, '<deleted>')!r} (a Python value the trace "
-                            "baked in)")
+                            f"{now.get(changed, '<deleted>')!r} ({why})")
             elif kind == "not_state":
                 path = _state_argument(obj, flat, describe=True)
                 if path is not None:
@@ -322,6 +327,10 @@ class _Entry:
             if kind == "scalar":
                 inputs.append(np.float64(flat[src[1]][1]))
                 continue
+            if kind == "group":  # NOTE: [Dynamic hyperparameters]
+                v = src[1][src[2]]
+                inputs.append(np.float64(v if src[3] is None else v[src[3]]))
+                continue
             if kind == "rng":  # a key from the generator the trace drew from
                 from .random import default_generator
                 inputs.append((src[1] if len(src) > 1 else default_generator)._key_data())
@@ -363,6 +372,7 @@ class _Entry:
 
 
 _MISSING = object()
+_NO_DYNAMIC: dict = {}  # (id(group), key) -> sign guarded: no dynamic hyperparameters
 
 
 _STATE_ARGUMENT = " is state the compiled function reads, or an alias of it"
@@ -394,35 +404,48 @@ class _PythonGuard:
     attributes, an optimizer's param groups) still holds the very object it held when
     traced. Otherwise the values are compared."""
 
-    def __init__(self, obj, values):
-        self.obj, self.values = obj, values
-        self.sizes, self.slots, self.cells = _value_places(obj)
+    def __init__(self, obj, values, dynamic=_NO_DYNAMIC):
+        self.obj, self.values, self.dynamic = obj, values, dynamic
+        self.sizes, self.slots, self.cells = _value_places(obj, dynamic)
+        # the compiled call reads dynamic values from these very dicts
+        self.groups = list(getattr(obj, "param_groups", ())) if dynamic else []
+        self.dynamic_slots = [(g, k, _Dynamic(v, dynamic[id(g), k])) for g in self.groups
+                              for k, v in g.items() if (id(g), k) in dynamic]
 
     def holds(self, flat=None):
         for container, n in self.sizes:
             if len(container) != n:
-                return _python_values(self.obj) == self.values
+                return _python_values(self.obj, self.dynamic) == self.values
         for d, k, v in self.slots:
             if d.get(k, _MISSING) is not v:
-                return _python_values(self.obj) == self.values
+                return _python_values(self.obj, self.dynamic) == self.values
         for cell, v in self.cells:
             try:
                 now = cell.cell_contents
             except ValueError:
                 now = _MISSING
             if now is not v:
-                return _python_values(self.obj) == self.values
+                return _python_values(self.obj, self.dynamic) == self.values
+        if self.groups and any(g is not h for g, h in zip(self.obj.param_groups, self.groups,
+                                                          strict=False)):
+            return False
+        for d, k, v in self.dynamic_slots:
+            if _Dynamic(d.get(k, _MISSING), v.signed) != v:
+                return False
         return True
 
 
-def _value_places(obj):
+def _value_places(obj, dynamic=_NO_DYNAMIC):
     """(containers whose size must not change, (dict, key, value) slots, (cell, value)
-    pairs): where ``_python_values(obj)`` reads from, with what they hold now."""
+    pairs): where ``_python_values(obj)`` reads from, with what they hold now. An
+    optimizer's dynamic hyperparameters are left out of the slots (they change every
+    step); they are checked separately (``_PythonGuard.dynamic_slots``)."""
     Module, Optimizer = _module_types()
     if isinstance(obj, Optimizer):
         groups = obj.param_groups
         return ([(groups, len(groups))] + [(g, len(g)) for g in groups],
-                [(g, k, v) for g in groups for k, v in g.items()], [])
+                [(g, k, v) for g in groups for k, v in g.items()
+                 if (id(g), k) not in dynamic], [])
     if isinstance(obj, Module):
         d = vars(obj)
         return [(d, len(d))], [(d, k, v) for k, v in d.items()], []
@@ -452,14 +475,55 @@ def _static_value(v):
         v.__class__ is tuple and all(x.__class__ in _STATIC_TYPES for x in v))
 
 
-def _python_values(obj) -> dict:
+class _Dynamic:
+    """A hyperparameter the trace reads as an input (NOTE: [Dynamic hyperparameters]):
+    equal while each float in it is still a float, of the same sign when ``signed`` (the
+    step's Python code branched on it); other values (an int, ...) compare as they are."""
+
+    __slots__ = ("value", "signed", "facts")
+
+    def __init__(self, value, signed):
+        self.value, self.signed = value, signed
+        self.facts = _float_facts(value, signed)
+
+    def __eq__(self, other):
+        return isinstance(other, _Dynamic) and self.facts == other.facts
+
+    def __repr__(self):
+        return repr(self.value)
+
+    def guard_text(self):
+        def text(f):
+            if isinstance(f, tuple) and f and f[0] == "value":
+                return f"== {f[1]!r}"
+            if isinstance(f, tuple):
+                return "(" + ", ".join(map(text, f)) + ")"
+            if f in ("nan", "float"):
+                return f"is {'a float' if f == 'float' else f}"
+            return ("< 0", "== 0", "> 0")[f + 1]
+        return f"{text(self.facts)} (dynamic input)"
+
+
+def _float_facts(v, signed):
+    if isinstance(v, float):  # (np.float64 too: a scheduler's lr * a NumPy factor)
+        return "float" if not signed else "nan" if v != v else (v > 0) - (v < 0)
+    if v.__class__ is tuple:
+        return tuple(_float_facts(x, signed) for x in v)
+    return ("value", v)
+
+
+def _python_values(obj, dynamic=_NO_DYNAMIC) -> dict:
     """The plain Python values (bools, numbers, strings, None) a trace may have baked
     in: a module's attributes (``training``, a ``scale``), an optimizer's hyperparameters
-    (``lr``), a function's closure cells and the globals it names. Guarded by equality."""
+    (``momentum``), a function's closure cells and the globals it names. Guarded by
+    equality; the keys in ``dynamic`` (``(id(group), key)``) as ``_Dynamic``."""
     Module, Optimizer = _module_types()
     if isinstance(obj, Optimizer):
-        return {f"param_groups[{i}][{k!r}]": v for i, g in enumerate(obj.param_groups)
-                for k, v in g.items() if k != "params" and _static_value(v)}
+        return {f"param_groups[{i}][{k!r}]":
+                _Dynamic(v, dynamic[id(g), k]) if (id(g), k) in dynamic else v
+                for i, g in enumerate(obj.param_groups)
+                for k, v in g.items()
+                if k != "params" and ((id(g), k) in dynamic or _static_value(v))}
     if isinstance(obj, Module):
         return {k: v for k, v in vars(obj).items() if _static_value(v)}
     code = getattr(obj, "__code__", None)
@@ -888,7 +952,9 @@ def _guard_text(g):
     if kind == "grad":
         return f"{desc}: shape {a}"
     if kind == "python":
-        return f"{desc}: " + ", ".join(f"{k} == {v!r}" for k, v in a.items())
+        return f"{desc}: " + ", ".join(
+            f"{k} {v.guard_text() if isinstance(v, _Dynamic) else f'== {v!r}'}"
+            for k, v in a.items())
     if kind == "not_state":
         return f"{desc}: none is one of the {len(obj)} state tensors the trace read"
     if kind == "constant":

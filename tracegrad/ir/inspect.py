@@ -85,7 +85,7 @@ def input_kind(name: str | None, source=None) -> str:
     """
     if source is not None:
         kind = source[0]
-        if kind in ("arg", "scalar"):
+        if kind in ("arg", "scalar", "group"):
             return "input"
         if kind == "tensor" and getattr(source[1], "_is_param", False):
             return "parameter"

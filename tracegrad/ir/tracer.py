@@ -102,6 +102,8 @@ class Tracer:
         self.ran_backward = False
         self.custom_functions: list = []  # backward nodes of custom autograd.Functions
         self.python_state: dict = {}      # id -> module/optimizer whose Python values are guarded
+        self.hyperparameters: dict = {}   # (id(group), key, index) -> (group, key, index, tensor)
+        self.branched: set = set()        # (id(group), key): the step branched on its sign
         self._names_used: set = set()
         # "forward", then "backward" while the autograd engine runs, then "update"
         # (set by autograd.engine); the graph keeps {out Var: phase} in meta["phase"]
@@ -150,6 +152,35 @@ class Tracer:
     def add_scalar(self, t: Tensor, name: str, index: int) -> None:
         v = self._new_input(t._data, t.dtype, ("scalar", index), name)
         self._bind_array(t._data, v)
+
+    def hyperparameter(self, group: dict, key: str, index: int | None = None):
+        """``group[key]`` (or ``group[key][index]``), a float in an optimizer's param
+        group, as a 0-d float64 input that every compiled call reads from the dict.
+
+        NOTE: [Dynamic hyperparameters]. A scheduler changes ``lr`` (OneCycleLR also
+        momentum or beta1) between steps; read this way the value is data, like a float
+        argument, so a new value is not a recompile. The guards leave these keys out of
+        the Python-value comparison and keep only their sign (zero, positive, negative,
+        nan) where the step branched on it (``if weight_decay != 0``, ``note_branch``),
+        and otherwise only that it is still a float."""
+        slot = (id(group), key, index)
+        got = self.hyperparameters.get(slot)
+        if got is not None:
+            return got[3]
+        value = group[key] if index is None else group[key][index]
+        if not self.recording or self._suspended:
+            return value
+        t = Tensor._make(np.asarray(value, np.float64))
+        name = key if index is None else f"{key}{index}"
+        v = self._new_input(t._data, t.dtype, ("group", group, key, index), name)
+        self._bind_array(t._data, v)
+        self.hyperparameters[slot] = (group, key, index, t)
+        return t
+
+    def note_branch(self, group: dict, key: str) -> None:
+        """The step's Python code branches on ``group[key]`` (on its sign): a dynamic
+        hyperparameter keeps a guard on that (NOTE: [Dynamic hyperparameters])."""
+        self.branched.add((id(group), key))
 
     def _capture(self, t: Tensor) -> Var:
         arr = t._data
@@ -545,6 +576,8 @@ class Tracer:
                              list(self.grad_reads.values()), [c[1] for c in self.captured])
         result.const_sources = list(self.const_captures)
         result.python_state = list(self.python_state.values())
+        result.hyperparameters = [(g, k, i, (id(g), k) in self.branched)
+                                  for g, k, i, _ in self.hyperparameters.values()]
         result.leaf_versions = self.leaf_versions
         return result
 
@@ -579,6 +612,8 @@ class TraceResult:
         self.autograd = None  # set when calls must return outputs with a grad_fn
         self.const_sources = []
         self.python_state = []
+        # (group, key, index, sign guarded) read as inputs (source "group")
+        self.hyperparameters = []
         self.leaf_versions = {}  # id(leaf tensor) -> later Vars it held (see Tracer)
 
 

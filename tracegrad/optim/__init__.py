@@ -1,12 +1,16 @@
-"""Optimizers (``torch.optim``): SGD, Adam, AdamW and the Optimizer base class.
+"""Optimizers (``torch.optim``): SGD, Adam, AdamW, RMSprop, Adagrad, the Optimizer base
+class, and learning-rate schedulers (``lr_scheduler``).
 
 >>> import tracegrad as tg
 >>> net = tg.nn.Linear(2, 1)
 >>> opt = tg.optim.Adam(net.parameters(), lr=1e-2)
 >>> net(tg.ones(4, 2)).pow(2).mean().backward(); opt.step(); opt.zero_grad()
 """
+from . import lr_scheduler
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .optimizer import Optimizer
+from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]

@@ -19,11 +19,18 @@ from collections.abc import Callable, Iterable
 from .. import dtypes, functions as T
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
-from .optimizer import Optimizer, _check_nonnegative
+from .optimizer import Optimizer, _branch, _check_nonnegative, _hyper, _implementation_flags
 
 
-def _lerp_(start: Tensor, end: Tensor, weight: float) -> Tensor:
-    """start += weight * (end - start), in place, rounded as PyTorch's lerp_ rounds it."""
+def _lerp_(start: Tensor, end: Tensor, weight: float | Tensor) -> Tensor:
+    """start += weight * (end - start), in place, rounded as PyTorch's lerp_ rounds it.
+
+    A traced (0-d tensor) weight takes both forms and selects, so no branch depends on
+    its value."""
+    if isinstance(weight, Tensor):
+        diff = end - start
+        return start.copy_(T.where(weight.abs() < 0.5, start + diff * weight,
+                                   end - diff * (1 - weight)))
     if abs(weight) < 0.5:
         return start.add_((end - start) * weight)
     return start.copy_(end - (end - start) * (1 - weight))
@@ -39,7 +46,9 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
                  decoupled_weight_decay: bool = False):
         _check_nonnegative("learning rate", lr)
         _check_nonnegative("epsilon value", eps)
@@ -47,8 +56,9 @@ class Adam(Optimizer):
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        flags = _implementation_flags(foreach, fused, capturable, differentiable)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, maximize=maximize,
+                        amsgrad=amsgrad, maximize=maximize, **flags,
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
@@ -67,8 +77,8 @@ class Adam(Optimizer):
         """Update every parameter that has a gradient; returns ``closure()`` if given."""
         loss = self._closure_loss(closure)
         for group in self.param_groups:
-            lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
-            beta1, beta2 = group["betas"]
+            lr, eps = _hyper(group, "lr"), _hyper(group, "eps")
+            beta1, beta2 = _hyper(group, "betas", 0), _hyper(group, "betas", 1)
             amsgrad = group["amsgrad"]
             for p in group["params"]:
                 if p.grad is None:
@@ -77,11 +87,12 @@ class Adam(Optimizer):
                 state = self._init_state(p, amsgrad)
                 step = state["step"]
                 step.add_(1)
-                if weight_decay != 0:
+                if _branch(group, "weight_decay") != 0:
+                    weight_decay = _hyper(group, "weight_decay")
                     if group["decoupled_weight_decay"]:
                         p.mul_(1 - lr * weight_decay)
                     else:
-                        g = g.add(p, alpha=weight_decay)
+                        g = g + p * weight_decay
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 _lerp_(m, g, 1 - beta1)
                 v.mul_(beta2).add_(g * (1 - beta2) * g)
@@ -104,6 +115,10 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         foreach=foreach, capturable=capturable,
+                         differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True)

@@ -3,7 +3,9 @@
 Subclasses implement ``step()``. Updates are written with tracegrad's in-place
 tensor ops under ``no_grad`` (never raw NumPy), and all state lives in tracegrad
 Tensors, so the same ``step()`` runs eagerly and under ``tracegrad.compile``.
-Hyperparameters stay Python floats.
+Hyperparameters stay Python floats in ``param_groups``; ``step()`` reads the ones it
+does arithmetic with through ``_hyper`` (a 0-d tensor input while tracing, NOTE:
+[Dynamic hyperparameters] in ir/tracer.py) and branches only on their sign.
 
 NOTE: [Optimizer state identity]. ``state`` is keyed by the Parameter objects
 themselves; ``state_dict()`` replaces them with their position across all
@@ -40,6 +42,45 @@ def _check_nonnegative(what: str, value) -> None:
         raise TypeError(f"{what} must be a number, got {type(value).__name__}")
     if not value >= 0.0:
         raise ValueError(f"Invalid {what}: {value}")
+
+
+def _hyper(group: dict, key: str, index: int | None = None):
+    """``group[key]`` (``group[key][index]``) for arithmetic in ``step()``.
+
+    Eagerly the Python value itself. While tracing, a float is a 0-d float64 tensor
+    that each compiled call reads from the group, so a scheduler's new ``lr`` runs the
+    same program; use it only in tensor expressions (``p.add_(g * -lr)``, not
+    ``alpha=-lr``), and branch on it through ``_branch``. Read it where it is used
+    (inside the branch that needs it), so an unused one is not an input."""
+    value = group[key] if index is None else group[key][index]
+    tracer = trace_state.current
+    if tracer is None or not isinstance(value, float) or not hasattr(tracer, "hyperparameter"):
+        return value
+    return tracer.hyperparameter(group, key, index)
+
+
+def _branch(group: dict, key: str):
+    """``group[key]`` for a Python branch in ``step()`` (``if _branch(g, "momentum") != 0``).
+
+    Branch on its sign only: while tracing, the compiled step stays valid while the
+    sign is the same, and a value that crosses zero retraces."""
+    tracer = trace_state.current
+    if tracer is not None and hasattr(tracer, "note_branch"):
+        tracer.note_branch(group, key)
+    return group[key]
+
+
+def _implementation_flags(foreach, fused, capturable, differentiable) -> dict:
+    """PyTorch's implementation switches, accepted so torch code runs unchanged; they
+    choose kernels there and change no values, so they change nothing here."""
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if differentiable:
+        raise NotImplementedError("differentiable=True (gradients through the optimizer "
+                                  "step) is not supported by tracegrad.optim: step() runs "
+                                  "under no_grad")
+    return dict(foreach=foreach, capturable=capturable, differentiable=differentiable,
+                fused=fused)
 
 
 _SET_MESSAGE = ("optimizer parameters need to be organized in ordered collections, but the "
@@ -126,7 +167,8 @@ class Optimizer:
         def traced_step(self, *args, **kwargs):
             tracer = trace_state.current
             if tracer is not None and hasattr(tracer, "note_python_state"):
-                tracer.note_python_state(self)  # lr, momentum, ... are guarded
+                tracer.note_python_state(self)  # nesterov, amsgrad, ... are guarded
+            self._opt_called = True  # (lr_scheduler warns when it steps first)
             return step(self, *args, **kwargs)
         traced_step._notes_tracer = True
         cls.step = traced_step
