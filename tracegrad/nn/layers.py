@@ -275,15 +275,16 @@ class _ConvNd(Module):
             s += ", bias=False"
         return s
 
+    def forward(self, input: Tensor) -> Tensor:
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self._nsp - 1]
+        return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                    self.groups)
+
 
 class Conv1d(_ConvNd):
     """1-d convolution over (N, C, L) inputs (see ``nn.functional.conv1d``)."""
 
     _nsp = 1
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
 
 
 class Conv2d(_ConvNd):
@@ -296,19 +297,11 @@ class Conv2d(_ConvNd):
 
     _nsp = 2
 
-    def forward(self, input: Tensor) -> Tensor:
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
-
 
 class Conv3d(_ConvNd):
     """3-d convolution over (N, C, D, H, W) inputs (see ``nn.functional.conv3d``)."""
 
     _nsp = 3
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
 
 
 class MaxPool2d(Module):
