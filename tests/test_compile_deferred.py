@@ -577,3 +577,81 @@ def test_state_written_without_being_read():
             a.add_(1.0)
         return obs
     _same(program)
+
+
+# ---- results and new .grad slots: on the device until read --------------------------
+
+def test_results_and_new_grads_stay_on_the_device_until_read():
+    tg.manual_seed(0)
+    model, opt, step = _model_and_step(tg.compile)
+    x, y = _data()
+    losses = [step(x, y) for _ in range(4)]
+    assert _is_deferred(losses[-1])                     # nothing read it yet
+    assert all(_is_deferred(p.grad) for p in model.parameters())
+    got = [float(v) for v in losses]                    # reads copy each to the host
+    assert not any(_is_deferred(v) for v in losses)
+    tg.manual_seed(0)
+    _, _, eager_step = _model_and_step(_eager)
+    want = [float(eager_step(x, y)) for _ in range(4)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_results_read_later_equal_eager():
+    def program(comp):
+        model, _, step = _model_and_step(comp)
+        x, y = _data()
+        losses = [step(x, y) for _ in range(5)]        # read only after the loop
+        return losses + [p.grad for p in model.parameters()] + list(model.parameters())
+    _same(program)
+
+
+def test_a_result_is_the_users_to_write():
+    f = tg.compile(lambda x: x * 2 + 1)
+    x = tg.ones(3)
+    for _ in range(3):
+        r = f(x)
+    a = r.numpy()
+    a[0] = 7.0                                          # a raw NumPy write, as in torch
+    assert r.tolist() == [7.0, 3.0, 3.0]
+    r.add_(1)
+    assert r.tolist() == [8.0, 4.0, 4.0]
+
+
+def test_results_fed_back_stay_on_the_device_and_alias_correctly():
+    def program(comp):
+        @comp
+        def cell(h, x):
+            return (h * 0.5 + x).tanh()
+
+        @comp
+        def pair(a, b):
+            return a * 2 + b
+
+        x = tg.arange(4.0)
+        h = tg.zeros(4)
+        obs = []
+        for _ in range(4):
+            h = cell(h, x)          # a lazy result passed straight back in
+        obs.append(h)
+        for _ in range(2):
+            r = pair(x, x)
+            obs += [pair(r, r), pair(r, x)]   # f(r, r) and f(r, x) are different programs
+        return obs
+    _same(program)
+    cell = tg.compile(lambda h, x: (h * 0.5 + x).tanh())
+    h, x = tg.zeros(4), tg.arange(4.0)
+    for _ in range(4):
+        h = cell(h, x)
+    assert _is_deferred(h)
+
+
+def test_a_result_that_requires_grad_reads_lazily_too():
+    w = tg.ones(3, requires_grad=True)
+    f = tg.compile(lambda x: (x * w).sum())
+    x = tg.arange(3.0)
+    for _ in range(3):
+        out = f(x)
+        assert out.grad_fn is not None
+        out.backward()
+    assert float(out) == 3.0
+    assert w.grad.tolist() == [0.0, 3.0, 6.0]

@@ -18,7 +18,10 @@ keeps the device value instead; the first read of ``tensor._data`` (any eager us
 printing, numpy()) lands in ``Tensor.__getattr__``, which copies the device value
 into the same array and puts it back. A compiled call reads a deferred tensor's
 device value directly, so a training loop of compiled steps never copies its
-parameters to the host. A deferred tensor's ``_data`` assigned since (``p.data = ...``)
+parameters to the host. Its results and the ``.grad`` slots it creates start out
+deferred too (``defer_new``): a loss nobody reads is never copied, and the call
+returns as soon as XLA has the work (jax's async dispatch), so Python can trace
+ahead. A deferred tensor's ``_data`` assigned since (``p.data = ...``)
 wins over its device value (``lazy``). The reference count a private array has is
 measured at import (``_PRIVATE_REFS``), not assumed, as it differs between Pythons.
 
@@ -141,7 +144,7 @@ def defer(t, device_value) -> bool:
     pair = lazy(t)
     d = t.__dict__
     if pair is not None:
-        d["_lazy"] = (pair[0], device_value)
+        d["_lazy"] = (array(t), device_value)
         return True
     if not is_private(t):
         return False
@@ -160,7 +163,11 @@ def device_value(t):
 def array(t):
     """``t``'s host array, without materialising a deferred value into it."""
     pair = lazy(t)
-    return t._data if pair is None else pair[0]
+    if pair is None:
+        return t._data
+    if pair[0] is None:  # a result's array, made now: its identity keys aliasing
+        pair = t.__dict__["_lazy"] = (np.empty(pair[1].shape, pair[1].dtype),) + pair[1:]
+    return pair[0]
 
 
 def meta(t):
@@ -170,16 +177,39 @@ def meta(t):
     return v.shape, v.dtype
 
 
+_RESULT = "result"  # marks the pair of a compiled call's result
+
+
+def defer_new(t, device_value, result: bool = False) -> None:
+    """Give new tensor ``t`` (no ``_data`` yet) the value ``device_value``, copied to the
+    host on first read. A compiled call's results (``result``) and the ``.grad`` slots it
+    creates are made so: a loss never read is never copied, and the call returns without
+    waiting for XLA. A result's array stays the user's to write: it is not kept beside
+    its device value when read, as state's is."""
+    # a result's array is made when first needed (``array``): most are read once or never
+    t.__dict__["_lazy"] = ((None, device_value, _RESULT) if result else
+                           (np.empty(device_value.shape, device_value.dtype), device_value))
+
+
 def materialise(t):
     """Copy a deferred tensor's device value into its array and give it back."""
     d = t.__dict__
-    arr, value = d.pop("_lazy")
+    pair = d.pop("_lazy")
+    arr, value = pair[0], pair[1]
+    if arr is None:  # a result never passed anywhere: a new array, the user's
+        try:
+            d["_data"] = arr = np.array(value)
+        except BaseException:
+            d["_lazy"] = pair
+            raise
+        return arr
     try:
         arr.flags.writeable = True
         arr[...] = np.asarray(value)
     except BaseException:
-        d["_lazy"] = (arr, value)
+        d["_lazy"] = pair
         raise
     d["_data"] = arr
-    remember(arr, value)  # the device value stays valid for the next compiled call
+    if len(pair) == 2:  # state: the device value stays valid for the next compiled call
+        remember(arr, value)
     return arr

@@ -17,7 +17,17 @@ import weakref
 import numpy as np
 
 from . import dtypes
-from ._storage import array, defer, is_private, lazy, lookup, make_writable, meta, remember
+from ._storage import (
+    array,
+    defer,
+    defer_new,
+    is_private,
+    lazy,
+    lookup,
+    make_writable,
+    meta,
+    remember,
+)
 from .autograd._op_hooks import state as _op_state
 from .autograd.grad_mode import _state as _grad_state, is_grad_enabled
 from .autograd.profiler import _record_range, record_function
@@ -283,12 +293,12 @@ class _Entry:
         if self._pure:  # no state to write back: just the results
             tmpl = self.result_template
             if tmpl.__class__ is Tensor:
-                return Tensor._make(np.array(outs[0]))
-            return _rebuild(tmpl, (Tensor._make(np.array(o)) for o in outs))
+                return _result(outs[0])
+            return _rebuild(tmpl, map(_result, outs))
         del inputs  # (host arrays among them would look shared to defer())
         values = [outs[pos] if pos is not None else None for pos, _ in self.plan]
         n = tr.n_out
-        results = [Tensor._make(np.array(o)) for o in values[:n]]  # host copies the user owns
+        results = [_result(o) for o in values[:n]]
         k = n
         for src in tr.writes:
             kind = src[0]
@@ -307,10 +317,12 @@ class _Entry:
             owner = self._owner(owner, flat)
             if has:
                 const = self.plan[k][1]
-                arr = (np.full(const[1], const[0], const[2]) if const is not None
-                       else np.array(values[k]))
-                _write_back(arr, values[k], const, copy=False)
-                owner._grad = Tensor._make(arr)
+                if const is None:  # a new .grad, on the device until read
+                    owner._grad = _new_tensor(values[k])
+                else:
+                    arr = np.full(const[1], const[0], const[2])
+                    _write_back(arr, values[k], const, copy=False)
+                    owner._grad = Tensor._make(arr)
                 k += 1
             else:
                 owner._grad = None
@@ -609,6 +621,19 @@ def _remember_constant_state(trace, flat):
 _KEEP_ON_DEVICE = 4096  # elements: inputs this large keep a device copy between calls
 
 
+def _new_tensor(value, result=False):
+    """A new tensor holding a compiled call's device value until it is read (NOTE:
+    [Deferred write-back])."""
+    t = object.__new__(Tensor)
+    t._vc = [0]
+    defer_new(t, value, result)
+    return t
+
+
+def _result(value):
+    return _new_tensor(value, True)
+
+
 def _dead():
     return None
 
@@ -705,7 +730,7 @@ class CompiledFunction:
                 self._profiled = False
         key = None
         if not kwargs and len(args) <= len(_ARG_PATHS):  # the common case, fast
-            sig, arrays = [], set()
+            sig = []
             for a in args:
                 if a.__class__ is not Tensor:
                     break
@@ -713,15 +738,13 @@ class CompiledFunction:
                 if d is None:  # deferred: read its metadata, keep it on the device
                     shape, dtype = meta(a)
                     sig.append(("T", shape, dtype, a._rg))
-                    d = array(a)
                 else:
                     sig.append(("T", d.shape, d.dtype, a._rg))  # as _signature
-                arrays.add(id(d))
             else:
                 d = None  # (a reference to an array makes it look shared: defer())
                 flat = list(zip(_ARG_PATHS, args, strict=False))
                 key = (tuple(sig), _grad_state.enabled,
-                       () if len(arrays) == len(args) else _aliases(flat))
+                       _aliases(flat) if len(args) > 1 else ())
         if key is None:
             flat, _ = _flatten_args(args, kwargs)
             key = self._key(flat)

@@ -48,7 +48,7 @@ class CompiledBackward:
         node.metadata = None
         node._n_out = len(self.grad_outputs)
         node.program = self
-        node.residuals = [np.asarray(r) for r in residual_values]
+        node.residuals = list(residual_values)  # device values, passed straight back
         node.in_meta = [(t.shape, t.dtype) for t in tensors]
         for nr, j in enumerate(self.grad_outputs):
             out = results[j]
