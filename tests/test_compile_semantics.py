@@ -288,10 +288,20 @@ def test_python_side_effects_are_replayed():
     assert len(calls) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="a Python float argument is traced as a 0-d tensor "
-                   "(floats are dynamic): returning it gives a Tensor, round() of it fails")
-def test_float_argument_returned_stays_a_float():
-    f = tg.compile(lambda x, a: (x * a, a))
+def test_float_arguments_and_floats_made_from_them_come_back_as_floats():
+    # floats are traced as 0-d tensors (a new value does not recompile); values made
+    # from them alone are Python floats in eager, so compiled calls return floats too
+    f = tg.compile(lambda x, a: (x * a, a, a * 2 + 1, {"s": (x.sum() * a)}))
     for i in range(4):
         out = f(tg.ones(2), float(i))
-        assert isinstance(out[1], float)
+        assert isinstance(out[0], tg.Tensor) and out[0].tolist() == [float(i)] * 2
+        assert isinstance(out[1], float) and out[1] == float(i)
+        assert isinstance(out[2], float) and out[2] == 2.0 * i + 1
+        assert isinstance(out[3]["s"], tg.Tensor) and float(out[3]["s"]) == 2.0 * i
+        assert round(out[1]) == i
+    assert f.cache_info().misses == 1
+    g = tg.compile(lambda a: tg.rand(2) * 0 + a)      # depends on more than the float
+    assert isinstance(g(1.0), tg.Tensor)
+    h = tg.compile(lambda x, a: (x * 2 if float(x.sum()) > 0 else x, a))
+    with pytest.warns(UserWarning, match="graph break"):  # runs eagerly: a stays a float
+        assert h(tg.ones(2), 0.5)[1] == 0.5 and isinstance(h(tg.ones(2), 0.5)[1], float)

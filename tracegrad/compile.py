@@ -31,6 +31,7 @@ from ._storage import (
 from .autograd._op_hooks import state as _op_state
 from .autograd.grad_mode import _state as _grad_state, is_grad_enabled
 from .autograd.profiler import _record_range, record_function
+from .ir.graph import Const
 from .ir.tracer import Tracer, user_site
 from .tensor import Tensor
 
@@ -79,6 +80,49 @@ def _rebuild(x, leaves):
     if isinstance(x, dict):
         return {k: _rebuild(v, leaves) for k, v in x.items()}
     return x
+
+
+def _float_outputs(trace) -> frozenset:
+    """Outputs computed from Python float arguments alone (``lr * 0.5``, or the float
+    itself). The trace made the floats 0-d tensors so that a new value does not
+    recompile; eager would return floats here, so compiled calls do too."""
+    g = trace.graph
+    scalar = {v for v, s in zip(g.inputs, trace.sources, strict=False) if s[0] == "scalar"}
+    producer = {e.out: e for e in g.eqns}
+    verdict: dict = {}  # var -> True (scalars only), False
+
+    def from_scalars(v):
+        stack = [v]
+        while stack:
+            u = stack[-1]
+            if u in verdict:
+                stack.pop()
+                continue
+            e = producer.get(u)
+            if e is None:  # an input
+                verdict[u] = u in scalar
+                stack.pop()
+                continue
+            todo = [w for w in e.inputs if not isinstance(w, Const) and w not in verdict]
+            if todo:
+                stack += todo
+                continue
+            ins = [w for w in e.inputs if not isinstance(w, Const)]
+            verdict[u] = bool(ins) and all(verdict[w] for w in ins)
+            stack.pop()
+        return verdict[v]
+
+    return frozenset(j for j, v in enumerate(g.outputs[:trace.n_out]) if from_scalars(v))
+
+
+def _with_floats(result, outs, which, given=None):
+    """``result`` with its tensor leaves ``outs[j]`` for ``j`` in ``which`` as floats, and
+    the 0-d tensors that stood for float arguments (``given``: id -> float) as those."""
+    if not which and not given:
+        return result
+    given = given or {}
+    leaves = [float(t) if j in which else given.get(id(t), t) for j, t in enumerate(outs)]
+    return _rebuild(result, iter(leaves))
 
 
 def _signature(v):
@@ -290,7 +334,8 @@ class _Entry:
             self._first_call = False
             self.timings["xla_first_call"] = time.perf_counter() - t0
             _record_range("tracegrad::xla_first_call", t0, time.perf_counter())
-        if self._pure:  # no state to write back: just the results
+        floats = tr.float_outputs
+        if self._pure and not floats:  # no state to write back: just the results
             tmpl = self.result_template
             if tmpl.__class__ is Tensor:
                 return _result(outs[0])
@@ -299,6 +344,8 @@ class _Entry:
         values = [outs[pos] if pos is not None else None for pos, _ in self.plan]
         n = tr.n_out
         results = [_result(o) for o in values[:n]]
+        for j in floats:
+            results[j] = float(values[j])
         k = n
         for src in tr.writes:
             kind = src[0]
@@ -400,6 +447,40 @@ def _state_argument(state, flat, describe=False):
             if t is not None and array(t) is arr:
                 return path if describe else False
     return None if describe else True
+
+
+def _state_tensors(obj):
+    """Tensors a function's closure and globals, a module or an optimizer hold."""
+    Module, Optimizer = _module_types()
+    if isinstance(obj, Module):
+        return [*obj.parameters(), *obj.buffers()]
+    if isinstance(obj, Optimizer):
+        found = [p for g in obj.param_groups for p in g["params"]]
+        return found + [v for st in obj.state.values() for v in st.values()
+                        if isinstance(v, Tensor)]
+    found = []
+    _, slots, cells = _value_places(obj)
+    for v in [v for *_, v in slots] + [v for _, v in cells]:
+        if isinstance(v, Tensor):
+            found.append(v)
+        elif isinstance(v, (Module, Optimizer)):
+            found += _state_tensors(v)
+        elif isinstance(v, (list, tuple, dict)):
+            vs = v.values() if isinstance(v, dict) else v
+            found += [t for t in vs if isinstance(t, Tensor)]
+    return found
+
+
+def _argument_state(flat, owners):
+    """The path of a tensor argument whose array is also state ``owners`` hold (a
+    parameter passed to a step that also uses its model), else None."""
+    args = {id(array(v)): path for path, v in flat if isinstance(v, Tensor)}
+    for obj in owners:
+        for t in _state_tensors(obj):
+            path = args.get(id(array(t)))
+            if path is not None:
+                return path
+    return None
 
 
 def _tensor_check(t, shape, np_dtype, requires_grad):
@@ -836,6 +917,7 @@ class CompiledFunction:
             tracer.rollback()
             raise
         trace_seconds = time.perf_counter() - t0
+        given = {id(t): flat[i][1] for i, t in float_map.items()}
         if tracer.break_reason is not None:
             site, reason = tracer.break_reason
             self.graph_breaks.append((site, reason))
@@ -845,7 +927,7 @@ class CompiledFunction:
             from .logs import log
             log("breaks", f"tracegrad.compile: graph break at {site}: {reason}")
             self._cache[key] = _Entry(key, eager_reason=f"graph break at {site}: {reason}")
-            return result
+            return _with_floats(result, outs, (), given)
         needs_autograd = not tracer.ran_backward and any(t.requires_grad for t in outs)
         escaped = tracer.escaped(outs)
         if escaped:
@@ -857,8 +939,16 @@ class CompiledFunction:
             # new state was created (e.g. an optimizer's first step): trace again next call
             self._report_recompile(f"the previous call created {len(escaped)} new tensor(s) "
                                    "kept in Python state")
-            return result
+            return _with_floats(result, outs, (), given)
         trace = tracer.finish(outs)
+        shared = _argument_state(flat, [self.fn, *trace.python_state])
+        if shared is not None:
+            # the trace read that state through the argument, as one array: a later call
+            # with another argument would follow the argument. Not cached: it ran eagerly
+            self._warn_once(("state argument", shared), f"tracegrad.compile: {self.name}: "
+                            f"{shared}{_STATE_ARGUMENT}; this call ran eagerly")
+            return _with_floats(result, outs, (), given)
+        trace.float_outputs = _float_outputs(trace)
         trace.graph.meta["seconds"] = trace_seconds
         _remember_constant_state(trace, flat)
         if needs_autograd:
@@ -869,7 +959,7 @@ class CompiledFunction:
         self._cache[key] = entry
         from .logs import log
         log("graphs", f"tracegrad.compile: traced {self.name}:\n{trace.graph}")
-        return result
+        return _with_floats(result, outs, trace.float_outputs)
 
     # --- inspection --------------------------------------------------------------
     def explain(self, *args, **kwargs) -> ExplainReport:

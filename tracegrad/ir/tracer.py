@@ -610,6 +610,7 @@ class TraceResult:
         self.grad_reads = grad_reads
         self.captured = captured
         self.autograd = None  # set when calls must return outputs with a grad_fn
+        self.float_outputs = frozenset()  # outputs returned as Python floats (compile)
         self.const_sources = []
         self.python_state = []
         # (group, key, index, sign guarded) read as inputs (source "group")
