@@ -10,6 +10,7 @@ call. A hit checks the guards on lifted state (parameters, optimizer buffers,
 from __future__ import annotations
 
 import functools
+import os
 import time
 import warnings
 import weakref
@@ -32,7 +33,7 @@ from .autograd._op_hooks import state as _op_state
 from .autograd.grad_mode import _state as _grad_state, is_grad_enabled
 from .autograd.profiler import _record_range, record_function
 from .ir.graph import Const
-from .ir.tracer import Tracer, user_site
+from .ir.tracer import GraphBreak, Tracer, user_site
 from .tensor import Tensor
 
 # ---- pytrees of arguments and results ---------------------------------------
@@ -639,6 +640,51 @@ def _python_values(obj, dynamic=_NO_DYNAMIC) -> dict:
     return out
 
 
+def _python_snapshot(fn):
+    """What a trace of ``fn`` could change in Python, which compiled calls would not
+    repeat: the plain values (``_python_values``) of ``fn`` and of the modules and
+    optimizers it can reach, and the contents of the lists, dicts and sets it names.
+    Taken before and after a trace; any difference is a side effect."""
+    Module, Optimizer = _module_types()
+    owners, containers = [fn], {}
+    places = _value_places(fn)
+    values = [(n, v) for _, n, v in places[1]]
+    values += [(name, v) for name, (_, v) in
+               zip(getattr(getattr(fn, "__code__", None), "co_freevars", ()), places[2],
+                   strict=False)]
+    if isinstance(fn, Module):
+        values.append(("self", fn))
+    for name, v in values:
+        if isinstance(v, Module):
+            owners += [m for m in v.modules() if m is not fn]
+        elif isinstance(v, Optimizer):
+            owners.append(v)
+        elif v.__class__ in (list, dict, set):
+            containers[name] = v
+    snap = {f"{_owner_name(o)}.{k}": v for o in owners for k, v in _python_values(o).items()}
+    for name, c in containers.items():
+        items = [x for kv in c.items() for x in kv] if isinstance(c, dict) else c
+        snap[name] = (type(c).__name__, len(c),
+                      tuple(map(id, items)) if len(c) <= 1000 else None)
+    return snap
+
+
+def _owner_name(o):
+    return getattr(o, "__name__", None) or type(o).__name__
+
+
+def _side_effect(before, after):
+    """A description of the first Python value a trace changed, else None."""
+    for k in before.keys() | after.keys():
+        old, new = before.get(k, _MISSING), after.get(k, _MISSING)
+        if old is _MISSING or new is _MISSING or old != new:
+            if isinstance(old, tuple) and isinstance(new, tuple) and len(old) == 3 \
+                    and old[0] in ("list", "dict", "set"):
+                return f"{k} ({old[0]}) changed: {old[1]} -> {new[1]} items"
+            return f"{k}: {old!r} -> {new!r}"
+    return None
+
+
 def _output_plan(final, trace):
     """Which outputs the XLA program returns, and which are constants written on the host.
 
@@ -897,6 +943,7 @@ class CompiledFunction:
             if isinstance(v, float):
                 float_map[i] = Tensor._make(np.asarray(v, np.float64))
         call_args, call_kwargs = _substitute_floats(args, kwargs, float_map, flat)
+        before = _python_snapshot(self.fn)
         try:
             with tracer:
                 for i, (path, v) in enumerate(flat):
@@ -918,6 +965,19 @@ class CompiledFunction:
             raise
         trace_seconds = time.perf_counter() - t0
         given = {id(t): flat[i][1] for i, t in float_map.items()}
+        changed = _side_effect(before, _python_snapshot(self.fn))
+        if changed is not None and tracer.break_reason is None:
+            # compiled calls would not repeat it: run such calls eagerly
+            code = getattr(self.fn, "__code__", None)
+            site = (f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+                    if code is not None else self.name)
+            reason = f"a Python side effect ({changed}), which compiled calls would skip"
+            if self.fullgraph:
+                raise GraphBreak(f"{site}: {reason}. tracegrad.compile(fullgraph=True) needs "
+                                 "a function whose only effects are on tensors: move it out "
+                                 "of the compiled function, or drop fullgraph=True to run "
+                                 "such calls eagerly.")
+            tracer.break_reason = (site, reason)
         if tracer.break_reason is not None:
             site, reason = tracer.break_reason
             self.graph_breaks.append((site, reason))
