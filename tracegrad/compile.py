@@ -241,7 +241,11 @@ class _Entry:
                 checks.append(_PythonGuard(obj, a, b).holds)
             elif kind == "not_state":
                 checks.append(functools.partial(_state_argument, obj))
-            else:  # .grad slots and constants: few, checked the long way
+            elif kind == "grad_presence" and id(obj) not in self._arg_index:
+                checks.append(functools.partial(_grad_presence, obj, a))
+            elif kind == "constant" and (obj[0] != "grad" or id(obj[1]) not in self._arg_index):
+                checks.append(functools.partial(_still_constant, obj, a))
+            else:  # .grad slots of arguments and shapes of .grad: checked the long way
                 checks.append(functools.partial(self._guard_holds, guard))
         self._checks = checks
 
@@ -482,6 +486,18 @@ def _argument_state(flat, owners):
             if path is not None:
                 return path
     return None
+
+
+def _grad_presence(owner, was_none, flat):
+    return (owner._grad is None) is was_none
+
+
+def _still_constant(src, value, flat):
+    """The fast form of a "constant" guard on state that is not an argument."""
+    t = src[1]._grad if src[0] == "grad" else src[1]
+    arr = None if t is None else t.__dict__.get("_data")  # (a deferred value is no constant)
+    cached = None if arr is None else lookup(arr)
+    return cached is not None and cached[1] == value
 
 
 def _tensor_check(t, shape, np_dtype, requires_grad):
