@@ -674,3 +674,14 @@ def test_a_result_that_requires_grad_reads_lazily_too():
         out.backward()
     assert float(out) == 3.0
     assert w.grad.tolist() == [0.0, 3.0, 6.0]
+
+
+def test_shape_and_dtype_of_a_deferred_tensor_leave_it_on_the_device():
+    f = tg.compile(lambda x: (x * 2).reshape(2, 3).double())
+    x = tg.ones(6)
+    for _ in range(3):
+        r = f(x)
+    assert (r.shape, r.size(), r.size(1), r.dim(), r.ndim, r.numel(), len(r), r.dtype) == \
+        (tg.Size([2, 3]), tg.Size([2, 3]), 3, 2, 2, 6, 2, tg.float64)
+    assert _is_deferred(r)
+    assert r.tolist() == [[2.0] * 3] * 2 and not _is_deferred(r)

@@ -254,26 +254,32 @@ class Tensor:
         raise TypeError("create tensors with tracegrad.tensor(data), tracegrad.zeros(...), etc.")
 
     # ---- basic properties -------------------------------------------------
+    def _meta(self):
+        """The array, or for a deferred compiled value (NOTE: [Deferred write-back]) its
+        device value: shape and dtype without copying it to the host."""
+        d = self.__dict__.get("_data")
+        return d if d is not None else _storage.lazy(self)[1]
+
     @property
     def shape(self) -> Size:
-        return Size(self._data.shape)
+        return Size(self._meta().shape)
 
     def size(self, dim: int | None = None):
-        s = self._data.shape
+        s = self._meta().shape
         if dim is None:
             return Size(s)
         return s[dim]
 
     @property
     def ndim(self) -> int:
-        return len(self._data.shape)
+        return len(self._meta().shape)
 
     def dim(self) -> int:
-        return len(self._data.shape)
+        return len(self._meta().shape)
 
     def numel(self) -> int:
         n = 1
-        for d in self._data.shape:
+        for d in self._meta().shape:
             n *= d
         return n
 
@@ -281,7 +287,7 @@ class Tensor:
 
     @property
     def dtype(self) -> dtypes.DType:
-        d = self._data.dtype
+        d = self._meta().dtype
         return d if d.__class__ is dtypes.DType else dtypes._BY_NP[d]
 
     @property
@@ -300,9 +306,10 @@ class Tensor:
         return self.dtype.itemsize
 
     def __len__(self):
-        if not self._data.shape:
+        s = self._meta().shape
+        if not s:
             raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
+        return s[0]
 
     # ---- autograd attributes ----------------------------------------------
     @property
