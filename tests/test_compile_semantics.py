@@ -367,3 +367,15 @@ def test_float_arguments_and_floats_made_from_them_come_back_as_floats():
     h = tg.compile(lambda x, a: (x * 2 if float(x.sum()) > 0 else x, a))
     with pytest.warns(UserWarning, match="graph break"):  # runs eagerly: a stays a float
         assert h(tg.ones(2), 0.5)[1] == 0.5 and isinstance(h(tg.ones(2), 0.5)[1], float)
+
+
+def test_print_inside_a_compiled_function_prints_every_call(capsys):
+    f = tg.compile(lambda x: (print("step"), x * 2)[1])
+    with pytest.warns(UserWarning, match=r"test_compile_semantics.py:\d+: print\(\)"):
+        for _ in range(3):
+            assert f(tg.ones(2)).tolist() == [2.0, 2.0]
+    assert capsys.readouterr().out == "step\n" * 3
+    with pytest.raises(GraphBreak, match=r"print\(\) is output"):
+        tg.compile(lambda x: (print("x"), x)[1], fullgraph=True)(tg.ones(1))
+    print("after")  # print is itself again once tracing is over
+    assert capsys.readouterr().out == "after\n"

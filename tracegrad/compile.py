@@ -9,8 +9,11 @@ call. A hit checks the guards on lifted state (parameters, optimizer buffers,
 """
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
 import os
+import threading
 import time
 import warnings
 import weakref
@@ -685,6 +688,25 @@ def _python_snapshot(fn):
     return snap
 
 
+@contextlib.contextmanager
+def _print_breaks(tracer):
+    """While ``tracer`` traces, ``print()`` on its thread is a graph break: output
+    compiled calls would skip (what ``_python_snapshot`` is to Python state)."""
+    real, thread = builtins.print, threading.get_ident()
+
+    def traced_print(*args, **kwargs):
+        if tracer.recording and threading.get_ident() == thread:
+            tracer.graph_break("print() is output that compiled calls would skip; print "
+                               "outside the compiled function, or return what to print")
+        return real(*args, **kwargs)
+
+    builtins.print = traced_print
+    try:
+        yield
+    finally:
+        builtins.print = real
+
+
 def _owner_name(o):
     return getattr(o, "__name__", None) or type(o).__name__
 
@@ -961,7 +983,7 @@ class CompiledFunction:
         call_args, call_kwargs = _substitute_floats(args, kwargs, float_map, flat)
         before = _python_snapshot(self.fn)
         try:
-            with tracer:
+            with tracer, _print_breaks(tracer):
                 for i, (path, v) in enumerate(flat):
                     if isinstance(v, Tensor):
                         tracer.add_arg(v, path, i)
