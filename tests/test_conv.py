@@ -79,6 +79,15 @@ def test_cnn_init_equals_torch():
     lambda T: T.nn.MaxPool2d(3, 2, 1),
     lambda T: T.nn.AvgPool2d(2),
     lambda T: T.nn.AdaptiveAvgPool2d((1, 1)),
+    lambda T: T.nn.MaxPool1d(3),
+    lambda T: T.nn.MaxPool3d((2, 1, 2), 1, 1, ceil_mode=True),
+    lambda T: T.nn.AvgPool1d(3, 2, 1),
+    lambda T: T.nn.AvgPool3d(2, divisor_override=3),
+    lambda T: T.nn.AdaptiveAvgPool1d(3),
+    lambda T: T.nn.AdaptiveAvgPool3d((2, None, 1)),
+    lambda T: T.nn.AdaptiveMaxPool1d(3),
+    lambda T: T.nn.AdaptiveMaxPool2d((3, 2), return_indices=True),
+    lambda T: T.nn.AdaptiveMaxPool3d(2),
     lambda T: T.nn.BatchNorm1d(4, momentum=None, affine=False),
     lambda T: T.nn.BatchNorm2d(8),
 ])
@@ -110,6 +119,86 @@ def test_errors_are_worded_as_torch(call):
     assert type(theirs.value).__name__ in ("RuntimeError", "ValueError")
     assert isinstance(ours.value, type(theirs.value))
     assert str(ours.value) == str(theirs.value)
+
+
+# pooling argument errors, each as PyTorch words it (F: torch.nn.functional)
+POOL_ERRORS = [
+    "max_pool2d(ones(8, 8), 2)", "avg_pool2d(ones(8, 8), 2)",
+    "max_pool2d(ones(1, 1, 8, 8), (2, 2, 2))", "max_pool2d(ones(1, 1, 8, 8), 2, (2, 2, 2))",
+    "max_pool2d(ones(1, 1, 8, 8), 2, 2, (1, 1, 1))",
+    "max_pool2d(ones(1, 1, 8, 8), 2, 2, 0, (1, 1, 1))", "avg_pool2d(ones(1, 1, 8, 8), (2, 2, 2))",
+    "avg_pool2d(ones(1, 1, 8, 8), 2, (2, 2, 2))", "avg_pool2d(ones(1, 1, 8, 8), 2, 2, (1, 1, 1))",
+    "max_pool2d(ones(1, 1, 8, 8), 0)", "max_pool2d(ones(1, 1, 8, 8), 0, 1)",
+    "max_pool2d(ones(1, 1, 8, 8), 2, 1, -1)", "max_pool2d(ones(1, 1, 8, 8), 2, 1, 0, 0)",
+    "avg_pool2d(ones(1, 1, 8, 8), 0, 1)", "avg_pool2d(ones(1, 1, 8, 8), 2, 0)",
+    "avg_pool2d(ones(1, 1, 8, 8), 2, 1, -1)", "avg_pool2d(ones(1, 1, 8, 8), 2, divisor_override=0)",
+    "max_pool2d(ones(1, 0, 8, 8), 2)", "max_pool2d(ones(1, 1, 0, 8), 2)",
+    "avg_pool2d(ones(1, 0, 8, 8), 2)", "max_pool2d(ones(1, 1, 20, 20), 3, 1, 3, 3)",
+    "adaptive_avg_pool2d(ones(1, 1, 8, 8), (2, -1))",
+    "adaptive_avg_pool2d(ones(1, 1, 8, 8), (2, 2, 2))",
+    "adaptive_avg_pool2d(ones(1, 1, 0, 8), (2, 2))", "adaptive_avg_pool2d(ones(8, 8), (2, 2))",
+    "adaptive_avg_pool2d(ones(1, 1, 8, 8), (3,))",
+    "max_pool3d(ones(1, 1, 20, 20, 20), 3, 1, 3, 3)", "max_pool3d(ones(8, 8), 2)",
+    "avg_pool3d(ones(8, 8), 2)", "max_pool3d(ones(1, 1, 8, 8, 8), (2, 2, 2, 2))",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 2, (2, 2))", "max_pool3d(ones(1, 1, 8, 8, 8), 2, 2, (1, 1))",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 2, 2, 0, (1, 1))", "avg_pool3d(ones(1, 1, 8, 8, 8), (2, 2))",
+    "avg_pool3d(ones(1, 1, 8, 8, 8), 2, (2, 2))", "avg_pool3d(ones(1, 1, 8, 8, 8), 2, 2, (1, 1))",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 0)", "max_pool3d(ones(1, 1, 8, 8, 8), 0, 1)",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 2, 1, -1)", "max_pool3d(ones(1, 1, 8, 8, 8), 2, 1, 0, 0)",
+    "avg_pool3d(ones(1, 1, 8, 8, 8), 0, 1)", "avg_pool3d(ones(1, 1, 8, 8, 8), 2, 0)",
+    "avg_pool3d(ones(1, 1, 8, 8, 8), 2, divisor_override=0)", "max_pool3d(ones(1, 0, 8, 8, 8), 2)",
+    "avg_pool3d(ones(1, 0, 8, 8, 8), 2)", "max_pool3d(ones(1, 1, 1, 1, 1), 2)",
+    "avg_pool3d(ones(1, 1, 3, 1, 3), 2, padding=1)", "max_pool1d(ones(1, 1, 8), 0)",
+    "max_pool1d(ones(1, 1, 8), 2, 0)", "max_pool1d(ones(1, 1, 8), 2, 1, -1)",
+    "max_pool1d(ones(1, 1, 8), 2, 1, 0, 0)", "max_pool1d(ones(1, 1, 8), (2, 2))",
+    "max_pool1d(ones(1, 0, 8), 2)", "max_pool1d(ones(8), 2)", "max_pool1d(ones(1, 1, 1), 2)",
+    "max_pool1d(ones(1, 1, 8), 3, 1, 2, 2)", "avg_pool1d(ones(1, 1, 8), 0)",
+    "avg_pool1d(ones(1, 1, 8), 2, 1, -1)", "avg_pool1d(ones(1, 1, 8), (2, 2))",
+    "avg_pool1d(ones(8), 2)", "avg_pool1d(ones(1, 0, 8), 2)",
+    "adaptive_avg_pool1d(ones(1, 1, 8), -1)", "adaptive_avg_pool1d(ones(1, 1, 0), 2)",
+    "adaptive_avg_pool1d(ones(1, 1, 8), None)", "adaptive_avg_pool1d(ones(1, 1, 8), (2, 2))",
+    "adaptive_avg_pool1d(ones(8), 2)", "adaptive_avg_pool3d(ones(1, 1, 8, 8, 8), (2, -1, 2))",
+    "adaptive_avg_pool3d(ones(1, 1, 0, 8, 8), 2)", "adaptive_avg_pool3d(ones(2, 8, 8), 3)",
+    "adaptive_max_pool2d(ones(1, 1, 8, 8), (2, 2, 2))",
+    "adaptive_max_pool2d(ones(1, 1, 8, 8), (2, -1))", "adaptive_max_pool2d(ones(1, 1, 0, 8), 2)",
+    "adaptive_max_pool2d(ones(2, 8), 3)", "adaptive_max_pool3d(ones(1, 1, 8, 8, 8), (2, 2))",
+    "adaptive_max_pool1d(ones(1, 1, 8), (2, 2))", "adaptive_max_pool1d(ones(1, 1, 8), -2)",
+    "adaptive_max_pool1d(ones(1, 1, 8), None)",
+]
+
+
+@pytest.mark.parametrize("call", POOL_ERRORS)
+def test_pooling_errors_are_worded_as_torch(call):
+    def run(T):
+        with pytest.raises(Exception) as caught:
+            eval(f"F.{call}", {"F": T.nn.functional, "ones": T.ones})
+        return caught.value
+    theirs, ours = run(torch), run(tg)
+    assert isinstance(ours, type(theirs))
+    assert str(ours) == str(theirs)
+
+
+@pytest.mark.parametrize("call", [
+    "max_pool1d(x, 2)", "max_pool1d(x, 3, 1, 1, 2, True)", "avg_pool1d(x, 3, 2, 1)",
+    "adaptive_avg_pool1d(x, 4)", "adaptive_max_pool1d(x, 4)",
+])
+def test_torch_namespace_1d_pooling(call):
+    x = np.random.default_rng(0).standard_normal((2, 3, 9))
+    outs = []
+    for T in (tg, torch):
+        out = eval(f"T.{call}", {"T": T, "x": T.tensor(x)})
+        outs.append([_np(o) for o in (out if isinstance(out, tuple) else (out,))])
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_pools_on_empty_batches_match_torch():
+    for call in ("max_pool1d(ones(0, 2, 8), 2)", "max_pool2d(ones(0, 2, 4, 4), 2, 1, 1)",
+                 "max_pool3d(ones(0, 1, 2, 2, 2), 2)", "avg_pool3d(ones(0, 1, 2, 2, 2), 2)",
+                 "adaptive_max_pool2d(ones(1, 1, 4, 4), 0)"):
+        shapes = [tuple(eval(f"F.{call}", {"F": T.nn.functional, "ones": T.ones}).shape)
+                  for T in (tg, torch)]
+        assert shapes[0] == shapes[1], call
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])

@@ -1056,7 +1056,7 @@ def _pool_argmax_impl(x, *, kernel, stride, padding, dilation, ceil_mode):
     xp = _pad_crop(x, pads, -np.inf)
     win = _window_view(xp, kernel, stride, dilation)[(slice(None),) * 2
                                                        + tuple(slice(0, o) for o in out)]
-    k = np.argmax(win.reshape(win.shape[:2 + nsp] + (-1,)), axis=-1)  # first max, as torch
+    k = np.argmax(win.reshape(win.shape[:2 + nsp] + (math.prod(kernel),)), axis=-1)  # 1st max
     starts, offsets = _pool_index_parts(x.shape[2:], out, kernel, stride, padding, dilation)
     return starts + offsets[k]
 
