@@ -280,6 +280,14 @@ def _np_adaptive(x, out, reduce="avg"):
     return res
 
 
+def _np_pad(x, amounts, mode, **kw):
+    """np.pad with F.pad's amounts (last dim first); positive amounts only."""
+    k = len(amounts) // 2
+    pairs = [(0, 0)] * (x.ndim - k) + [(amounts[2 * (k - 1 - i)], amounts[2 * (k - 1 - i) + 1])
+                                       for i in range(k)]
+    return np.pad(x, pairs, mode, **kw)
+
+
 def _np_adaptive_avg(x, oh, ow):
     return _np_adaptive(x, (oh, ow))
 
@@ -806,6 +814,35 @@ ROWS: list[Row] = [
     Row("adaptive_max_pool3d_indices",
         lambda T, x: _F(T).adaptive_max_pool3d(x, (1, None, 2), return_indices=True),
         _s((1, 2, 3, 2, 5)), domain="distinct"),
+    # ---- padding (nn.functional.pad) ---------------------------------------
+    Row("pad_constant", lambda T, x: _F(T).pad(x, (1, 2, 0, 1), value=0.5),
+        _s((2, 3, 4), (3, 2)),
+        ref=lambda x: _np_pad(x, (1, 2, 0, 1), "constant", constant_values=0.5)),
+    Row("pad_constant_crop", lambda T, x: _F(T).pad(x, (-1, 2, 1, -2)), _s((2, 4, 5)),
+        ref=lambda x: np.pad(x[:, :2, 1:], ((0, 0), (1, 0), (0, 2)))),
+    Row("pad_constant_only_crop", lambda T, x: _F(T).pad(x, (0, -1)), _s((2, 3))),
+    Row("pad_reflect_1d", lambda T, x: _F(T).pad(x, (2, 1), mode="reflect"),
+        _s((2, 3, 5), (2, 4)),
+        ref=lambda x: _np_pad(x, (2, 1), "reflect")),
+    Row("pad_reflect_2d", lambda T, x: _F(T).pad(x, (1, 2, 3, 0), mode="reflect"),
+        _s((2, 2, 4, 5), (2, 4, 3)), ref=lambda x: _np_pad(x, (1, 2, 3, 0), "reflect")),
+    Row("pad_reflect_3d", lambda T, x: _F(T).pad(x, (1, 1, 2, 0, 0, 2), mode="reflect"),
+        _s((1, 2, 3, 4, 3)), ref=lambda x: _np_pad(x, (1, 1, 2, 0, 0, 2), "reflect")),
+    Row("pad_reflect_crop", lambda T, x: _F(T).pad(x, (-1, 3, 1, -1), mode="reflect"),
+        _s((1, 3, 4, 5))),
+    Row("pad_replicate_1d", lambda T, x: _F(T).pad(x, (3, 1), mode="replicate"), _s((2, 3, 2)),
+        ref=lambda x: _np_pad(x, (3, 1), "edge")),
+    Row("pad_replicate_2d", lambda T, x: _F(T).pad(x, (0, 2, 1, 1), mode="replicate"),
+        _s((2, 2, 3, 4), (2, 1, 3)), ref=lambda x: _np_pad(x, (0, 2, 1, 1), "edge")),
+    Row("pad_replicate_3d_crop", lambda T, x: _F(T).pad(x, (1, -1, 2, 0, -1, 1), mode="replicate"),
+        _s((1, 2, 3, 4, 3))),
+    Row("pad_circular_1d", lambda T, x: _F(T).pad(x, (2, 3), mode="circular"),
+        _s((2, 3, 3), (2, 4)),
+        ref=lambda x: _np_pad(x, (2, 3), "wrap")),
+    Row("pad_circular_2d", lambda T, x: _F(T).pad(x, (1, 2, 3, 0), mode="circular"),
+        _s((2, 2, 3, 4)), ref=lambda x: _np_pad(x, (1, 2, 3, 0), "wrap")),
+    Row("pad_circular_3d_crop", lambda T, x: _F(T).pad(x, (1, 1, 2, -1, 0, 2), mode="circular"),
+        _s((1, 2, 3, 4, 3))),
     Row("batch_norm_train", lambda T, x, w, b: _bn_train(T, x, w, b)[0],
         [((4, 3), (3,), (3,)), ((2, 3, 4, 5), (3,), (3,))], ref=_np_batch_norm_train, rtol=1e-6),
     Row("batch_norm_running_stats", _bn_train, [((4, 3), (3,), (3,)), ((2, 3, 2, 2), (3,), (3,))],

@@ -28,7 +28,7 @@ __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "conv1d", "conv2d", "conv3d",
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-    "adaptive_max_pool2d", "adaptive_max_pool3d", "batch_norm",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "batch_norm", "pad",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -208,6 +208,142 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     if weight is not None:
         out = out * weight
     return _binop(P.add_p, out, bias, name)
+
+
+# ----------------------------------------------------------------------------
+# padding. ``pad`` lists (left, right) amounts from the last dim backwards, as
+# PyTorch's; a negative amount crops. 'reflect', 'replicate' and 'circular' read
+# each output element from one input element: one gather (getitem with an index
+# array per padded dim), whose gradient sums back into the input, as PyTorch's.
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+_PAD_GRAD_NAMES = {"reflect": "ReflectionPad{}DBackward0",
+                   "replicate": "ReplicationPad{}DBackward0", "circular": "CopySlices"}
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad (or, with negative amounts, crop) the last ``len(pad) // 2`` dims.
+
+    ``mode``: 'constant' (fill with ``value``, default 0; any number of dims),
+    'reflect' (mirror without repeating the edge), 'replicate' (repeat the edge) or
+    'circular' (wrap around); the last three pad 1 to 3 dims of an input with at most
+    one more dim (a batch) before the channel dim, as PyTorch's.
+
+    >>> import tracegrad as tg
+    >>> pad(tg.tensor([[[1.0, 2.0, 3.0]]]), (2, 1), mode="reflect")
+    tensor([[[3., 2., 1., 2., 3., 2.]]])
+    """
+    if mode not in _PAD_MODES:
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    amounts = tuple(pad)
+    for i, a in enumerate(amounts):
+        if not isinstance(a, (int, np.integer)):
+            raise TypeError(f"pad(): argument 'pad' (position 2) must be tuple of ints, but found "
+                            f"element of type {type(a).__name__} at pos {i}")
+    amounts = tuple(int(a) for a in amounts)
+    if len(amounts) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    if len(amounts) > 2 * input.ndim:
+        raise RuntimeError(f"Padding length should be less than or equal to two times the input "
+                           f"dimension but got padding length {len(amounts)} and input of "
+                           f"dimension {input.ndim}")
+    k = len(amounts) // 2
+    # (lo, hi) per padded dim, in dim order
+    pairs = [(amounts[2 * (k - 1 - i)], amounts[2 * (k - 1 - i) + 1]) for i in range(k)]
+    if mode == "constant":
+        return _constant_pad(input, pairs, 0 if value is None else value)
+    if value is not None and value != 0:
+        raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
+    if k not in (1, 2, 3) or input.ndim not in (k + 1, k + 2):
+        raise NotImplementedError(
+            f"Padding size {len(amounts)} is not supported for {input.ndim}D input tensor.\n"
+            "Supported combinations for non-constant padding:\n"
+            "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+            "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
+    _check_pad(mode, input, pairs)
+    index = [_pad_index(mode, n, lo, hi) for n, (lo, hi) in zip(input.shape[-k:], pairs,
+                                                                  strict=True)]
+    # one index array per padded dim, shaped to broadcast into the output's padded dims
+    tensors = [T.tensor(ix.reshape((-1,) + (1,) * (k - 1 - i))) for i, ix in enumerate(index)]
+    return apply(P.getitem_p, (input, *tensors), {"index": (Ellipsis,) + (P.TENSOR,) * k},
+                 name=_PAD_GRAD_NAMES[mode].format(k))
+
+
+def _check_pad(mode: str, input: Tensor, pairs) -> None:
+    """PyTorch's checks for reflection, replication and circular padding, in its order."""
+    k, shape = len(pairs), list(input.shape)
+    sizes = shape[-k:]
+    if mode == "circular":
+        for n, (lo, hi) in zip(sizes, pairs, strict=True):
+            if lo > n or hi > n:
+                raise RuntimeError("Padding value causes wrapping around more than once.")
+            if n + lo + hi < 0:
+                raise RuntimeError("Negative padding value is resulting in an empty dimension")
+            if n + lo + hi > 0 and n + min(lo, 0) + min(hi, 0) <= 0:
+                raise RuntimeError(f"circular padding ({lo}, {hi}) crops all {n} elements of a "
+                                   f"dimension and has nothing left to wrap around")
+        return
+    non_batch = shape[1:] if input.ndim == k + 2 else shape
+    if 0 in non_batch:
+        raise RuntimeError(f"Expected {k + 1}D or {k + 2}D (batch mode) tensor with possibly 0 "
+                           f"batch size and other non-zero dimensions for input, but got: {shape}")
+    if mode == "reflect":
+        for i in reversed(range(k)):  # the last dim is PyTorch's argument #4, then #6, #8
+            (lo, hi), n = pairs[i], sizes[i]
+            if lo >= n or hi >= n:
+                raise RuntimeError(f"Argument #{4 + 2 * (k - 1 - i)}: Padding size should be less "
+                                   f"than the corresponding input dimension, but got: padding "
+                                   f"({lo}, {hi}) at dimension {input.ndim - k + i} of input "
+                                   f"{shape}")
+    out = [n + lo + hi for n, (lo, hi) in zip(sizes, pairs, strict=True)]
+    if min(out) < 1:
+        letters = "DHW"[3 - k:]
+        got = {1: "W: {}", 2: "H: {}, W: {} ", 3: "D: {} H: {}, W: {}"}[k].format(*sizes)
+        calc = " ".join(f"{c}: {o}" for c, o in zip(letters, out, strict=True))
+        raise RuntimeError(f"input ({got}) is too small. Calculated output {calc}")
+    if input.dtype is dtypes.bool_:
+        kernel = "reflection" if mode == "reflect" else "replication"
+        raise NotImplementedError(f"\"{kernel}_pad{k}d\" not implemented for 'Bool'")
+
+
+def _pad_index(mode: str, n: int, lo: int, hi: int) -> np.ndarray:
+    """The input position (of n) each output position reads, along one padded dim."""
+    p = np.arange(n + lo + hi) - lo
+    if mode == "reflect":
+        p = np.abs(p)
+        return np.where(p >= n, 2 * (n - 1) - p, p)
+    if mode == "replicate":
+        return np.clip(p, 0, n - 1)
+    # circular: wrap around what is left after cropping (negative amounts crop first)
+    start, kept = max(-lo, 0), n - max(-lo, 0) - max(-hi, 0)
+    if kept <= 0:
+        return np.zeros(0, np.int64)
+    return start + (p + lo - max(lo, 0)) % kept
+
+
+def _constant_pad(input: Tensor, pairs, value) -> Tensor:
+    """Crop the negative amounts, then place the rest in a tensor filled with ``value``."""
+    k = len(pairs)
+    crop, place, out_shape = [], [], list(input.shape)
+    for i, (lo, hi) in enumerate(pairs):
+        dim = input.ndim - k + i
+        n = input.shape[dim]
+        kept = n + min(lo, 0)
+        if kept < 0 or kept + min(hi, 0) < 0:
+            raise RuntimeError("narrow(): length must be non-negative.")
+        kept += min(hi, 0)
+        crop.append(slice(max(-lo, 0), max(-lo, 0) + kept))
+        place.append(slice(max(lo, 0), max(lo, 0) + kept))
+        out_shape[dim] = kept + max(lo, 0) + max(hi, 0)
+    name = "ConstantPadNdBackward0"
+    x = input
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        x = T.getitem(input, (Ellipsis, *crop), [])
+    if all(lo <= 0 and hi <= 0 for lo, hi in pairs):
+        return apply(P.copy_p, (x,), name=name)  # a new tensor, as PyTorch's
+    base = T.full(tuple(out_shape), value, dtype=input.dtype)
+    return T._index_put(base, x, [], (Ellipsis, *place), name=name)
 
 
 # ----------------------------------------------------------------------------

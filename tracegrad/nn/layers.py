@@ -235,8 +235,10 @@ class _ConvNd(Module):
                                  "{'valid', 'same'}")
             if padding == "same" and any(s != 1 for s in F._ntuple(stride, n, "stride")):
                 raise ValueError("padding='same' is not supported for strided convolutions")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"padding_mode={padding_mode!r}: only 'zeros' is supported")
+        valid_padding_modes = {"zeros", "reflect", "replicate", "circular"}
+        if padding_mode not in valid_padding_modes:
+            raise ValueError(f"padding_mode must be one of {valid_padding_modes}, but got "
+                             f"padding_mode='{padding_mode}'")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = F._ntuple(kernel_size, n, "kernel_size")
@@ -245,6 +247,18 @@ class _ConvNd(Module):
         self.dilation = F._ntuple(dilation, n, "dilation")
         self.groups = groups
         self.padding_mode = padding_mode
+        # F.pad's (left, right) amounts, last dim first, for the non-zero padding modes
+        if isinstance(padding, str):
+            self._reversed_padding_repeated_twice = [0, 0] * n
+            if padding == "same":
+                for i, (d, k) in enumerate(zip(self.dilation, self.kernel_size, strict=True)):
+                    total = d * (k - 1)
+                    j = 2 * (n - 1 - i)
+                    self._reversed_padding_repeated_twice[j:j + 2] = [total // 2,
+                                                                      total - total // 2]
+        else:
+            self._reversed_padding_repeated_twice = tuple(p for p in reversed(self.padding)
+                                                          for _ in range(2))
         self.weight = Parameter(_empty(out_channels, in_channels // groups, *self.kernel_size,
                                        dtype=dtype))
         if bias:
@@ -273,10 +287,16 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
     def forward(self, input: Tensor) -> Tensor:
         conv = (F.conv1d, F.conv2d, F.conv3d)[self._nsp - 1]
+        if self.padding_mode != "zeros":  # pad first, then an unpadded conv (as PyTorch)
+            padded = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return conv(padded, self.weight, self.bias, self.stride, 0, self.dilation,
+                        self.groups)
         return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
                     self.groups)
 
