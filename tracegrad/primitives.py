@@ -82,7 +82,8 @@ def broadcast_shapes(*shapes) -> tuple:
     out = [1] * ndim
     for k, s in enumerate(shapes):
         off = ndim - len(s)
-        for i, d in enumerate(s):
+        for i in reversed(range(len(s))):  # from the last dim, as PyTorch's infer_size
+            d = s[i]
             o = out[off + i]
             if o == 1:
                 out[off + i] = d
