@@ -235,38 +235,61 @@ def _np_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return out
 
 
-def _np_pool2d(x, k, s, p, reduce, ceil_mode=False, count_include_pad=True):
-    n, c, h, w = x.shape
+def _np_pool(x, nsp, k, s, p, reduce, ceil_mode=False, count_include_pad=True, dilation=1,
+             divisor=None):
+    """Pooling over the last ``nsp`` dims, one output position at a time."""
+    k, s, p, d = ((v,) * nsp if isinstance(v, int) else tuple(v) for v in (k, s, p, dilation))
+    sp = x.shape[-nsp:]
     out = []
-    for size in (h, w):
-        o = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
-        if ceil_mode and (o - 1) * s >= size + p:
+    for n, ki, si, pi, di in zip(sp, k, s, p, d, strict=True):
+        o = (n + 2 * pi - di * (ki - 1) - 1 + (si - 1 if ceil_mode else 0)) // si + 1
+        if ceil_mode and (o - 1) * si >= n + pi:
             o -= 1
         out.append(o)
-    res = np.zeros((n, c, *out))
-    for i in range(out[0]):
-        for j in range(out[1]):
-            h0, w0 = i * s - p, j * s - p
-            h1, w1 = min(h0 + k, h + p), min(w0 + k, w + p)
-            win = x[:, :, max(h0, 0):min(h1, h), max(w0, 0):min(w1, w)]
-            if reduce == "max":
-                res[:, :, i, j] = win.max((2, 3))
-            else:
-                count = (h1 - h0) * (w1 - w0) if count_include_pad else \
-                    (min(h1, h) - max(h0, 0)) * (min(w1, w) - max(w0, 0))
-                res[:, :, i, j] = win.sum((2, 3)) / count
+    res = np.zeros(x.shape[:-nsp] + tuple(out))
+    for pos in np.ndindex(*out):
+        taps = [np.arange(pos[i] * s[i] - p[i], pos[i] * s[i] - p[i] + d[i] * (k[i] - 1) + 1,
+                          d[i]) for i in range(nsp)]
+        inside = [t[(t >= 0) & (t < sp[i])] for i, t in enumerate(taps)]
+        win = x[(Ellipsis,) + np.ix_(*inside)].reshape(x.shape[:-nsp] + (-1,))
+        if reduce == "max":
+            res[(Ellipsis,) + pos] = win.max(-1)
+            continue
+        if divisor is None:  # windows clipped to the padded input, or to the input
+            ends = [min(t[-1] + 1, sp[i] + p[i]) - t[0] for i, t in enumerate(taps)]
+            divisor_here = np.prod(ends) if count_include_pad else win.shape[-1]
+        else:
+            divisor_here = divisor
+        res[(Ellipsis,) + pos] = win.sum(-1) / divisor_here
     return res
+
+
+def _np_pool2d(x, k, s, p, reduce, ceil_mode=False, count_include_pad=True):
+    return _np_pool(x, 2, k, s, p, reduce, ceil_mode, count_include_pad)
+
+
+def _np_adaptive(x, out, reduce="avg"):
+    nsp = len(out)
+    sp = x.shape[-nsp:]
+    res = np.zeros(x.shape[:-nsp] + tuple(out))
+    for pos in np.ndindex(*out):
+        win = x[(Ellipsis,) + tuple(slice((i * n) // o, -((-(i + 1) * n) // o))
+                                    for i, n, o in zip(pos, sp, out, strict=True))]
+        axes = tuple(range(-nsp, 0))
+        res[(Ellipsis,) + pos] = win.max(axes) if reduce == "max" else win.mean(axes)
+    return res
+
+
+def _np_pad(x, amounts, mode, **kw):
+    """np.pad with F.pad's amounts (last dim first); positive amounts only."""
+    k = len(amounts) // 2
+    pairs = [(0, 0)] * (x.ndim - k) + [(amounts[2 * (k - 1 - i)], amounts[2 * (k - 1 - i) + 1])
+                                       for i in range(k)]
+    return np.pad(x, pairs, mode, **kw)
 
 
 def _np_adaptive_avg(x, oh, ow):
-    h, w = x.shape[-2:]
-    res = np.zeros(x.shape[:-2] + (oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            hs, he = (i * h) // oh, -((-(i + 1) * h) // oh)
-            ws, we = (j * w) // ow, -((-(j + 1) * w) // ow)
-            res[..., i, j] = x[..., hs:he, ws:we].mean((-2, -1))
-    return res
+    return _np_adaptive(x, (oh, ow))
 
 
 def _np_batch_norm(x, mean, var, w, b, eps=1e-5):
@@ -738,6 +761,88 @@ ROWS: list[Row] = [
         _s((2, 3, 4, 6), (2, 3, 5, 7), (3, 4, 9)), ref=lambda x: _np_adaptive_avg(x, 2, 3)),
     Row("adaptive_avg_pool2d_none", lambda T, x: _F(T).adaptive_avg_pool2d(x, (None, 2)),
         _s((1, 2, 3, 4)), ref=lambda x: _np_adaptive_avg(x, 3, 2)),
+    Row("max_pool1d", lambda T, x: _F(T).max_pool1d(x, 3, 2, 1), _s((2, 3, 8), (2, 7)),
+        domain="distinct", ref=lambda x: _np_pool(x, 1, 3, 2, 1, "max")),
+    Row("max_pool1d_dilation_ceil_indices",
+        lambda T, x: _F(T).max_pool1d(x, 2, 2, 1, 2, ceil_mode=True, return_indices=True),
+        _s((1, 2, 8)), domain="distinct"),
+    Row("max_pool3d", lambda T, x: _F(T).max_pool3d(x, (2, 3, 2), (1, 2, 2), (1, 1, 0)),
+        _s((2, 2, 3, 5, 4), (2, 4, 3, 4)), domain="distinct",
+        ref=lambda x: _np_pool(x, 3, (2, 3, 2), (1, 2, 2), (1, 1, 0), "max")),
+    Row("max_pool3d_dilation_ceil_indices",
+        lambda T, x: _F(T).max_pool3d(x, 2, 2, 1, (1, 2, 1), ceil_mode=True,
+                                      return_indices=True),
+        _s((1, 2, 4, 5, 4)), domain="distinct"),
+    Row("max_pool3d_ties", lambda T, x: _F(T).max_pool3d(T.round(x * 0.5), 2, 1, 1) * 2.0,
+        _s((1, 1, 3, 3, 2)), domain="nonint", grad=False),
+    Row("avg_pool1d", lambda T, x: _F(T).avg_pool1d(x, 3, 2, 1), _s((2, 3, 8), (2, 7)),
+        ref=lambda x: _np_pool(x, 1, 3, 2, 1, "avg")),
+    Row("avg_pool1d_exclude_pad_ceil",
+        lambda T, x: _F(T).avg_pool1d(x, 4, 3, 2, ceil_mode=True, count_include_pad=False),
+        _s((1, 2, 9)), ref=lambda x: _np_pool(x, 1, 4, 3, 2, "avg", True, False)),
+    Row("avg_pool3d", lambda T, x: _F(T).avg_pool3d(x, (2, 3, 2), (1, 2, 2), (1, 1, 0)),
+        _s((2, 2, 3, 5, 4), (2, 4, 3, 4)),
+        ref=lambda x: _np_pool(x, 3, (2, 3, 2), (1, 2, 2), (1, 1, 0), "avg")),
+    Row("avg_pool3d_exclude_pad_ceil",
+        lambda T, x: _F(T).avg_pool3d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        _s((1, 2, 4, 5, 4)), ref=lambda x: _np_pool(x, 3, 3, 2, 1, "avg", True, False)),
+    Row("avg_pool3d_divisor", lambda T, x: _F(T).avg_pool3d(x, 2, 1, 1, divisor_override=3),
+        _s((1, 1, 3, 2, 3)), ref=lambda x: _np_pool(x, 3, 2, 1, 1, "avg", divisor=3)),
+    Row("adaptive_avg_pool1d", lambda T, x: _F(T).adaptive_avg_pool1d(x, 3),
+        _s((2, 3, 7), (2, 8)), ref=lambda x: _np_adaptive(x, (3,))),
+    Row("adaptive_avg_pool1d_1", lambda T, x: _F(T).adaptive_avg_pool1d(x, 1), _s((2, 3, 5)),
+        ref=lambda x: _np_adaptive(x, (1,))),
+    Row("adaptive_avg_pool3d", lambda T, x: _F(T).adaptive_avg_pool3d(x, (2, 3, 2)),
+        _s((2, 2, 3, 5, 4), (2, 5, 4, 3)), ref=lambda x: _np_adaptive(x, (2, 3, 2))),
+    Row("adaptive_avg_pool3d_none", lambda T, x: _F(T).adaptive_avg_pool3d(x, (None, 2, 1)),
+        _s((1, 2, 3, 5, 4)), ref=lambda x: _np_adaptive(x, (3, 2, 1))),
+    Row("adaptive_avg_pool3d_1", lambda T, x: _F(T).adaptive_avg_pool3d(x, 1),
+        _s((1, 2, 3, 2, 2)), ref=lambda x: x.mean((2, 3, 4), keepdims=True)),
+    Row("adaptive_max_pool1d", lambda T, x: _F(T).adaptive_max_pool1d(x, 3, True),
+        _s((2, 3, 7), (2, 8)), domain="distinct"),
+    Row("adaptive_max_pool2d", lambda T, x: _F(T).adaptive_max_pool2d(x, (2, 3)),
+        _s((2, 3, 5, 7), (3, 4, 4)), domain="distinct", ref=lambda x: _np_adaptive(x, (2, 3),
+                                                                                    "max")),
+    Row("adaptive_max_pool2d_grow_indices",
+        lambda T, x: _F(T).adaptive_max_pool2d(x, (4, None), return_indices=True),
+        _s((1, 2, 3, 4)), domain="distinct"),
+    Row("adaptive_max_pool2d_ties", lambda T, x: _F(T).adaptive_max_pool2d(T.round(x), 2) * x[
+        ..., :2, :2], _s((1, 2, 4, 5)), domain="nonint"),
+    Row("adaptive_max_pool3d", lambda T, x: _F(T).adaptive_max_pool3d(x, (2, 3, 2)),
+        _s((2, 2, 3, 5, 4), (2, 5, 4, 3)), domain="distinct",
+        ref=lambda x: _np_adaptive(x, (2, 3, 2), "max")),
+    Row("adaptive_max_pool3d_indices",
+        lambda T, x: _F(T).adaptive_max_pool3d(x, (1, None, 2), return_indices=True),
+        _s((1, 2, 3, 2, 5)), domain="distinct"),
+    # ---- padding (nn.functional.pad) ---------------------------------------
+    Row("pad_constant", lambda T, x: _F(T).pad(x, (1, 2, 0, 1), value=0.5),
+        _s((2, 3, 4), (3, 2)),
+        ref=lambda x: _np_pad(x, (1, 2, 0, 1), "constant", constant_values=0.5)),
+    Row("pad_constant_crop", lambda T, x: _F(T).pad(x, (-1, 2, 1, -2)), _s((2, 4, 5)),
+        ref=lambda x: np.pad(x[:, :2, 1:], ((0, 0), (1, 0), (0, 2)))),
+    Row("pad_constant_only_crop", lambda T, x: _F(T).pad(x, (0, -1)), _s((2, 3))),
+    Row("pad_reflect_1d", lambda T, x: _F(T).pad(x, (2, 1), mode="reflect"),
+        _s((2, 3, 5), (2, 4)),
+        ref=lambda x: _np_pad(x, (2, 1), "reflect")),
+    Row("pad_reflect_2d", lambda T, x: _F(T).pad(x, (1, 2, 3, 0), mode="reflect"),
+        _s((2, 2, 4, 5), (2, 4, 3)), ref=lambda x: _np_pad(x, (1, 2, 3, 0), "reflect")),
+    Row("pad_reflect_3d", lambda T, x: _F(T).pad(x, (1, 1, 2, 0, 0, 2), mode="reflect"),
+        _s((1, 2, 3, 4, 3)), ref=lambda x: _np_pad(x, (1, 1, 2, 0, 0, 2), "reflect")),
+    Row("pad_reflect_crop", lambda T, x: _F(T).pad(x, (-1, 3, 1, -1), mode="reflect"),
+        _s((1, 3, 4, 5))),
+    Row("pad_replicate_1d", lambda T, x: _F(T).pad(x, (3, 1), mode="replicate"), _s((2, 3, 2)),
+        ref=lambda x: _np_pad(x, (3, 1), "edge")),
+    Row("pad_replicate_2d", lambda T, x: _F(T).pad(x, (0, 2, 1, 1), mode="replicate"),
+        _s((2, 2, 3, 4), (2, 1, 3)), ref=lambda x: _np_pad(x, (0, 2, 1, 1), "edge")),
+    Row("pad_replicate_3d_crop", lambda T, x: _F(T).pad(x, (1, -1, 2, 0, -1, 1), mode="replicate"),
+        _s((1, 2, 3, 4, 3))),
+    Row("pad_circular_1d", lambda T, x: _F(T).pad(x, (2, 3), mode="circular"),
+        _s((2, 3, 3), (2, 4)),
+        ref=lambda x: _np_pad(x, (2, 3), "wrap")),
+    Row("pad_circular_2d", lambda T, x: _F(T).pad(x, (1, 2, 3, 0), mode="circular"),
+        _s((2, 2, 3, 4)), ref=lambda x: _np_pad(x, (1, 2, 3, 0), "wrap")),
+    Row("pad_circular_3d_crop", lambda T, x: _F(T).pad(x, (1, 1, 2, -1, 0, 2), mode="circular"),
+        _s((1, 2, 3, 4, 3))),
     Row("batch_norm_train", lambda T, x, w, b: _bn_train(T, x, w, b)[0],
         [((4, 3), (3,), (3,)), ((2, 3, 4, 5), (3,), (3,))], ref=_np_batch_norm_train, rtol=1e-6),
     Row("batch_norm_running_stats", _bn_train, [((4, 3), (3,), (3,)), ((2, 3, 2, 2), (3,), (3,))],

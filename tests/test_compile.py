@@ -184,6 +184,30 @@ def test_static_ints_specialise():
     assert f.cache_info().entries == 2
 
 
+@pytest.mark.parametrize("fn", [
+    lambda x, w: (x * 2)[0],                       # a returned view of an intermediate
+    lambda x, w: (x * 2).unsqueeze(0) * w,         # a view of one the backward graph holds
+], ids=["view_out", "view_in_graph"])
+def test_views_of_intermediates_are_not_new_state(fn):
+    # the base a view keeps alive is not Python state: the trace is cached
+    x, w = tg.randn(3, 2), tg.randn(2, requires_grad=True)
+    f = tg.compile(fn)
+    outs = [f(x, w) for _ in range(3)]
+    assert f.cache_info().hits == 2
+    for out in outs:
+        np.testing.assert_allclose(out.detach().numpy(), fn(x, w).detach().numpy())
+
+
+def test_compiled_backward_leaves_unused_inputs_without_grad():
+    f = tg.compile(lambda x, w: (x * 2).sum())
+    for _ in range(3):  # traced, then compiled
+        x, w = tg.ones(3, requires_grad=True), tg.ones(2, requires_grad=True)
+        f(x, w).backward()
+        assert w.grad is None  # as eager: no output depends on w
+        assert x.grad.tolist() == [2.0, 2.0, 2.0]
+    assert f.cache_info().hits == 2
+
+
 def test_cache_limit_falls_back_to_eager():
     f = tg.compile(lambda x: x + 1, cache_limit=2)
     with pytest.warns(UserWarning, match="cache_limit"):

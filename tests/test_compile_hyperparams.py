@@ -54,6 +54,10 @@ CASES = [
      lambda o: S.StepLR(o, step_size=5, gamma=0.7)),
     ("Adagrad-OneCycleLR", lambda p: tg.optim.Adagrad(p, lr=0.05, lr_decay=0.01),
      lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=30, cycle_momentum=False)),
+    ("SGD-CyclicLR-triangular2", lambda p: tg.optim.SGD(p, lr=0.1, momentum=0.9),
+     lambda o: S.CyclicLR(o, 0.01, 0.2, step_size_up=4, step_size_down=6, mode="triangular2")),
+    ("Adam-CyclicLR-exp_range", lambda p: tg.optim.Adam(p, lr=1e-2),
+     lambda o: S.CyclicLR(o, 1e-3, 0.05, step_size_up=5, mode="exp_range", gamma=0.95)),
 ]
 
 

@@ -104,6 +104,16 @@ ROWS = [
      _values({0, float(np.float32(1 / 0.75))}), 1.0),
     ("Dropout inplace", lambda x: nn.Dropout(0.5, inplace=True)(x + 1), "float32",
      _values({0, 2}), 1.0),
+    ("normal(t, t)", lambda x: tg.normal(x + 2.0, x + 0.5), "float32", None, 2.0),
+    ("normal(t, 3.0)", lambda x: tg.normal(x - 1.0, 3.0), "float32", None, -1.0),
+    ("normal(1.0, t) f64", lambda x: tg.normal(1.0, tg.full((N,), 2.0, dtype=tg.float64)),
+     "float64", None, 1.0),
+    ("normal(4.0, 0.5, size)", lambda x: tg.normal(4.0, 0.5, (N,)) + x, "float32", None, 4.0),
+    ("bernoulli(t)", lambda x: tg.bernoulli(x + 0.7), "float32", _values({0, 1}), 0.7),
+    ("bernoulli(t, 0.2) i64", lambda x: tg.bernoulli(tg.zeros(N, dtype=tg.int64), 0.2),
+     "int64", _values({0, 1}), 0.2),
+    ("randint_like", lambda x: tg.randint_like(x, 2, 6) + x, "float32", _values(range(2, 6)),
+     3.5),
     ("generator=", lambda x: _empty().uniform_(generator=_GEN) + tg.rand(N, generator=_GEN),
      "float32", _in_range(0, 2), 1.0),
 ]
@@ -223,7 +233,9 @@ def test_dropout_module_in_training_draws_fresh_masks_and_eval_is_identity():
     lambda x, a, b: x.clone().uniform_(a, b),
     lambda x, a, b: x.clone().normal_(a, b) * 0 + a,  # the mean, as a dynamic float
     lambda x, a, b: x.clone().bernoulli_(b - a) * 0 + a,
-], ids=["uniform_", "normal_", "bernoulli_"])
+    lambda x, a, b: tg.normal(a, b - a, (N,)) * 0 + a,
+    lambda x, a, b: tg.bernoulli(x, b - a) * 0 + a,
+], ids=["uniform_", "normal_", "bernoulli_", "normal(a, b, size)", "bernoulli(x, p)"])
 def test_float_arguments_as_parameters_stay_dynamic(draw):
     f = tg.compile(draw, fullgraph=True)
     x = tg.zeros(N)

@@ -76,9 +76,20 @@ def test_cnn_init_equals_torch():
     lambda T: T.nn.Conv2d(4, 8, (3, 2), stride=2, padding=1, dilation=(2, 1), groups=2,
                           bias=False),
     lambda T: T.nn.Conv1d(2, 4, 3, padding="same"),
+    lambda T: T.nn.Conv1d(2, 4, 3, padding=1, padding_mode="circular"),
+    lambda T: T.nn.Conv3d(2, 4, 3, padding="same", padding_mode="reflect", bias=False),
     lambda T: T.nn.MaxPool2d(3, 2, 1),
     lambda T: T.nn.AvgPool2d(2),
     lambda T: T.nn.AdaptiveAvgPool2d((1, 1)),
+    lambda T: T.nn.MaxPool1d(3),
+    lambda T: T.nn.MaxPool3d((2, 1, 2), 1, 1, ceil_mode=True),
+    lambda T: T.nn.AvgPool1d(3, 2, 1),
+    lambda T: T.nn.AvgPool3d(2, divisor_override=3),
+    lambda T: T.nn.AdaptiveAvgPool1d(3),
+    lambda T: T.nn.AdaptiveAvgPool3d((2, None, 1)),
+    lambda T: T.nn.AdaptiveMaxPool1d(3),
+    lambda T: T.nn.AdaptiveMaxPool2d((3, 2), return_indices=True),
+    lambda T: T.nn.AdaptiveMaxPool3d(2),
     lambda T: T.nn.BatchNorm1d(4, momentum=None, affine=False),
     lambda T: T.nn.BatchNorm2d(8),
 ])
@@ -110,6 +121,185 @@ def test_errors_are_worded_as_torch(call):
     assert type(theirs.value).__name__ in ("RuntimeError", "ValueError")
     assert isinstance(ours.value, type(theirs.value))
     assert str(ours.value) == str(theirs.value)
+
+
+# pooling argument errors, each as PyTorch words it (F: torch.nn.functional)
+POOL_ERRORS = [
+    "max_pool2d(ones(8, 8), 2)", "avg_pool2d(ones(8, 8), 2)",
+    "max_pool2d(ones(1, 1, 8, 8), (2, 2, 2))", "max_pool2d(ones(1, 1, 8, 8), 2, (2, 2, 2))",
+    "max_pool2d(ones(1, 1, 8, 8), 2, 2, (1, 1, 1))",
+    "max_pool2d(ones(1, 1, 8, 8), 2, 2, 0, (1, 1, 1))", "avg_pool2d(ones(1, 1, 8, 8), (2, 2, 2))",
+    "avg_pool2d(ones(1, 1, 8, 8), 2, (2, 2, 2))", "avg_pool2d(ones(1, 1, 8, 8), 2, 2, (1, 1, 1))",
+    "max_pool2d(ones(1, 1, 8, 8), 0)", "max_pool2d(ones(1, 1, 8, 8), 0, 1)",
+    "max_pool2d(ones(1, 1, 8, 8), 2, 1, -1)", "max_pool2d(ones(1, 1, 8, 8), 2, 1, 0, 0)",
+    "avg_pool2d(ones(1, 1, 8, 8), 0, 1)", "avg_pool2d(ones(1, 1, 8, 8), 2, 0)",
+    "avg_pool2d(ones(1, 1, 8, 8), 2, 1, -1)", "avg_pool2d(ones(1, 1, 8, 8), 2, divisor_override=0)",
+    "max_pool2d(ones(1, 0, 8, 8), 2)", "max_pool2d(ones(1, 1, 0, 8), 2)",
+    "avg_pool2d(ones(1, 0, 8, 8), 2)", "max_pool2d(ones(1, 1, 20, 20), 3, 1, 3, 3)",
+    "adaptive_avg_pool2d(ones(1, 1, 8, 8), (2, -1))",
+    "adaptive_avg_pool2d(ones(1, 1, 8, 8), (2, 2, 2))",
+    "adaptive_avg_pool2d(ones(1, 1, 0, 8), (2, 2))", "adaptive_avg_pool2d(ones(8, 8), (2, 2))",
+    "adaptive_avg_pool2d(ones(1, 1, 8, 8), (3,))",
+    "max_pool3d(ones(1, 1, 20, 20, 20), 3, 1, 3, 3)", "max_pool3d(ones(8, 8), 2)",
+    "avg_pool3d(ones(8, 8), 2)", "max_pool3d(ones(1, 1, 8, 8, 8), (2, 2, 2, 2))",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 2, (2, 2))", "max_pool3d(ones(1, 1, 8, 8, 8), 2, 2, (1, 1))",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 2, 2, 0, (1, 1))", "avg_pool3d(ones(1, 1, 8, 8, 8), (2, 2))",
+    "avg_pool3d(ones(1, 1, 8, 8, 8), 2, (2, 2))", "avg_pool3d(ones(1, 1, 8, 8, 8), 2, 2, (1, 1))",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 0)", "max_pool3d(ones(1, 1, 8, 8, 8), 0, 1)",
+    "max_pool3d(ones(1, 1, 8, 8, 8), 2, 1, -1)", "max_pool3d(ones(1, 1, 8, 8, 8), 2, 1, 0, 0)",
+    "avg_pool3d(ones(1, 1, 8, 8, 8), 0, 1)", "avg_pool3d(ones(1, 1, 8, 8, 8), 2, 0)",
+    "avg_pool3d(ones(1, 1, 8, 8, 8), 2, divisor_override=0)", "max_pool3d(ones(1, 0, 8, 8, 8), 2)",
+    "avg_pool3d(ones(1, 0, 8, 8, 8), 2)", "max_pool3d(ones(1, 1, 1, 1, 1), 2)",
+    "avg_pool3d(ones(1, 1, 3, 1, 3), 2, padding=1)", "max_pool1d(ones(1, 1, 8), 0)",
+    "max_pool1d(ones(1, 1, 8), 2, 0)", "max_pool1d(ones(1, 1, 8), 2, 1, -1)",
+    "max_pool1d(ones(1, 1, 8), 2, 1, 0, 0)", "max_pool1d(ones(1, 1, 8), (2, 2))",
+    "max_pool1d(ones(1, 0, 8), 2)", "max_pool1d(ones(8), 2)", "max_pool1d(ones(1, 1, 1), 2)",
+    "max_pool1d(ones(1, 1, 8), 3, 1, 2, 2)", "avg_pool1d(ones(1, 1, 8), 0)",
+    "avg_pool1d(ones(1, 1, 8), 2, 1, -1)", "avg_pool1d(ones(1, 1, 8), (2, 2))",
+    "avg_pool1d(ones(8), 2)", "avg_pool1d(ones(1, 0, 8), 2)",
+    "adaptive_avg_pool1d(ones(1, 1, 8), -1)", "adaptive_avg_pool1d(ones(1, 1, 0), 2)",
+    "adaptive_avg_pool1d(ones(1, 1, 8), None)", "adaptive_avg_pool1d(ones(1, 1, 8), (2, 2))",
+    "adaptive_avg_pool1d(ones(8), 2)", "adaptive_avg_pool3d(ones(1, 1, 8, 8, 8), (2, -1, 2))",
+    "adaptive_avg_pool3d(ones(1, 1, 0, 8, 8), 2)", "adaptive_avg_pool3d(ones(2, 8, 8), 3)",
+    "adaptive_max_pool2d(ones(1, 1, 8, 8), (2, 2, 2))",
+    "adaptive_max_pool2d(ones(1, 1, 8, 8), (2, -1))", "adaptive_max_pool2d(ones(1, 1, 0, 8), 2)",
+    "adaptive_max_pool2d(ones(2, 8), 3)", "adaptive_max_pool3d(ones(1, 1, 8, 8, 8), (2, 2))",
+    "adaptive_max_pool1d(ones(1, 1, 8), (2, 2))", "adaptive_max_pool1d(ones(1, 1, 8), -2)",
+    "adaptive_max_pool1d(ones(1, 1, 8), None)",
+]
+
+
+@pytest.mark.parametrize("call", POOL_ERRORS)
+def test_pooling_errors_are_worded_as_torch(call):
+    def run(T):
+        with pytest.raises(Exception) as caught:
+            eval(f"F.{call}", {"F": T.nn.functional, "ones": T.ones})
+        return caught.value
+    theirs, ours = run(torch), run(tg)
+    assert isinstance(ours, type(theirs))
+    assert str(ours) == str(theirs)
+
+
+@pytest.mark.parametrize("call", [
+    "max_pool1d(x, 2)", "max_pool1d(x, 3, 1, 1, 2, True)", "avg_pool1d(x, 3, 2, 1)",
+    "adaptive_avg_pool1d(x, 4)", "adaptive_max_pool1d(x, 4)",
+])
+def test_torch_namespace_1d_pooling(call):
+    x = np.random.default_rng(0).standard_normal((2, 3, 9))
+    outs = []
+    for T in (tg, torch):
+        out = eval(f"T.{call}", {"T": T, "x": T.tensor(x)})
+        outs.append([_np(o) for o in (out if isinstance(out, tuple) else (out,))])
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_pools_on_empty_batches_match_torch():
+    for call in ("max_pool1d(ones(0, 2, 8), 2)", "max_pool2d(ones(0, 2, 4, 4), 2, 1, 1)",
+                 "max_pool3d(ones(0, 1, 2, 2, 2), 2)", "avg_pool3d(ones(0, 1, 2, 2, 2), 2)",
+                 "adaptive_max_pool2d(ones(1, 1, 4, 4), 0)"):
+        shapes = [tuple(eval(f"F.{call}", {"F": T.nn.functional, "ones": T.ones}).shape)
+                  for T in (tg, torch)]
+        assert shapes[0] == shapes[1], call
+
+
+# F.pad's errors (F: torch.nn.functional); where torch's own checks misfire (a
+# negative amount leaving a 2-d or 3-d pad empty) ours say what was wrong instead
+PAD_ERRORS = [
+    "pad(ones(5), (1, 1), mode='reflect')", "pad(ones(1, 2, 5), (5, 1), mode='reflect')",
+    "pad(ones(1, 2, 5), (-3, -3), mode='reflect')",
+    "pad(ones(1, 2, 5), (-3, -2), mode='replicate')",
+    "pad(ones(1, 2, 5), (6, 1), mode='circular')", "pad(ones(1, 2, 5), (1, 1, 1))",
+    "pad(ones(1, 2, 5), (1, 1, 1, 1, 1, 1, 1, 1))", "pad(ones(1, 2, 5), (1, 1), mode='reflect', "
+    "value=1.0)", "pad(ones(1, 2, 5), (1, 1), mode='foo')", "pad(ones(1, 2, 5), (-3, -3))",
+    "pad(ones(2, 2, 5), (1, 1, 1, 1, 1, 1), mode='replicate')",
+    "pad(ones(1, 2, 0), (1, 1), mode='replicate')", "pad(ones(1, 0, 3), (1, 1), mode='reflect')",
+    "pad(ones(1, 2, 3, 4), (1, 1, 3, 2), mode='reflect')",
+    "pad(ones(1, 2, 3, 4, 4), (1, 1, 2, 2, 3, 3), mode='reflect')",
+    "pad(ones(1, 2, 3, 4, 5), (5, 0, 0, 0, 0, 0), mode='reflect')",
+    "pad(ones(1, 2, 3, 4), (-2, -2, -3, -2), mode='replicate')",
+    "pad(ones(1, 0, 3, 4, 2), (1, 1, 1, 1, 1, 1), mode='replicate')",
+    "pad(ones(1, 2, 3, 4, 2), (1, 1, 1, 1, 1, -5), mode='circular')",
+    "pad(ones(2, 2, 5), (1, 1), mode='circular', value=1)", "pad(ones(2, 5), (), mode='reflect')",
+    "pad(ones(2, 3, dtype=bool), (1, 1), mode='reflect')",
+    "pad(ones(2, 3, dtype=bool), (1, 1), mode='replicate')", "pad(ones(2, 3), (1.0, 1))",
+]
+
+
+@pytest.mark.parametrize("call", PAD_ERRORS)
+def test_pad_errors_are_worded_as_torch(call):
+    def run(T):
+        with pytest.raises(Exception) as caught:
+            eval(f"F.{call}", {"F": T.nn.functional, "ones": T.ones, "bool": T.bool})
+        return caught.value
+    theirs, ours = run(torch), run(tg)
+    assert isinstance(ours, type(theirs))
+    assert str(ours) == str(theirs)
+
+
+def test_pad_dtypes_match_torch():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)) * 3
+    for dtype in ("int64", "bool", "float16", "float32"):
+        for mode in ("constant", "reflect", "replicate", "circular"):
+            if dtype == "bool" and mode in ("reflect", "replicate"):
+                continue
+            kw = {"value": 2.5} if mode == "constant" else {}
+            a, b = (T.nn.functional.pad(T.tensor(x).to(getattr(T, dtype)), (1, 2), mode=mode, **kw)
+                    for T in (tg, torch))
+            assert str(a.dtype) == str(b.dtype)
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+PADDED_CONVS = [
+    lambda T, mode: T.nn.Conv1d(3, 4, 3, padding=2, stride=2, padding_mode=mode),
+    lambda T, mode: T.nn.Conv2d(3, 4, (3, 2), padding="same", dilation=2, padding_mode=mode),
+    lambda T, mode: T.nn.Conv2d(2, 4, 3, padding=(1, 2), groups=2, padding_mode=mode),
+    lambda T, mode: T.nn.Conv3d(2, 3, 2, padding=1, bias=False, padding_mode=mode),
+]
+PADDED_INPUTS = [(2, 3, 9), (2, 3, 6, 7), (2, 5, 6), (1, 2, 3, 4, 3)]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("which", range(len(PADDED_CONVS)))
+def test_conv_padding_modes_match_torch(which, mode):
+    x = np.random.default_rng(which).standard_normal(PADDED_INPUTS[which]).astype(np.float32)
+    results = []
+    for T in (tg, torch):
+        T.manual_seed(0)
+        conv = PADDED_CONVS[which](T, mode)
+        xt = T.tensor(x, requires_grad=True)
+        out = conv(xt)
+        (out * out).sum().backward()
+        pads = list(conv._reversed_padding_repeated_twice)
+        results.append((out, xt.grad, conv.weight.grad, pads))
+    (out, gx, gw, pads), (out_t, gx_t, gw_t, pads_t) = results
+    assert pads == pads_t
+    assert type(out.grad_fn).__name__ == type(out_t.grad_fn).__name__
+    for a, b in ((out, out_t), (gx, gx_t), (gw, gw_t)):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv_padding_modes_compiled_equal_eager(mode):
+    for make, shape in zip(PADDED_CONVS, PADDED_INPUTS, strict=True):
+        tg.manual_seed(0)
+        conv = make(tg, mode)
+        x = tg.randn(*shape)
+        step = tg.compile(lambda x, conv=conv: conv(x))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no graph breaks
+            outs = [step(x) for _ in range(3)]
+        for out in outs:
+            np.testing.assert_allclose(_np(out), _np(conv(x)), rtol=1e-5, atol=1e-6)
+        assert step.cache_info().hits >= 1
+
+
+def test_conv_padding_mode_errors():
+    with pytest.raises(ValueError, match=r"padding_mode must be one of \{.*'circular'.*\}, but "
+                                         r"got padding_mode='wrap'"):
+        tg.nn.Conv2d(1, 1, 3, padding_mode="wrap")
+    with pytest.raises(RuntimeError, match="Argument #4: Padding size should be less"):
+        tg.nn.Conv1d(1, 1, 5, padding=4, padding_mode="reflect")(tg.ones(1, 1, 3))
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])

@@ -38,6 +38,20 @@ SCHEDULERS = {
     "ChainedScheduler": lambda lib, o: lib.optim.lr_scheduler.ChainedScheduler([
         lib.optim.lr_scheduler.ConstantLR(o, 0.5, total_iters=3),
         lib.optim.lr_scheduler.ExponentialLR(o, gamma=0.8)]),
+    "CyclicLR": lambda lib, o: lib.optim.lr_scheduler.CyclicLR(o, 0.01, [0.1, 0.05],
+                                                               step_size_up=4),
+    "CyclicLR-triangular2-asym": lambda lib, o: lib.optim.lr_scheduler.CyclicLR(
+        o, [0.01, 0.02], 0.1, step_size_up=3, step_size_down=5, mode="triangular2",
+        base_momentum=[0.85, 0.7], max_momentum=0.95),
+    "CyclicLR-exp_range": lambda lib, o: lib.optim.lr_scheduler.CyclicLR(
+        o, 0.001, 0.1, step_size_up=2, step_size_down=4, mode="exp_range", gamma=0.9),
+    "CyclicLR-scale_fn-cycle": lambda lib, o: lib.optim.lr_scheduler.CyclicLR(
+        o, 0.01, 0.1, step_size_up=3, scale_fn=lambda x: 1 / (1 + 0.5 * x)),
+    "CyclicLR-scale_fn-iterations": lambda lib, o: lib.optim.lr_scheduler.CyclicLR(
+        o, 0.01, 0.1, step_size_up=3, scale_fn=lambda x: 0.97 ** x, scale_mode="iterations",
+        cycle_momentum=False),
+    "CyclicLR-bad-mode-with-scale_fn": lambda lib, o: lib.optim.lr_scheduler.CyclicLR(
+        o, 0.01, 0.1, step_size_up=1, mode="nope", scale_fn=lambda x: 0.5),
 }
 
 
@@ -63,9 +77,10 @@ def test_scheduler_lrs_match_torch(name):
     assert _lr_trace(tg, SCHEDULERS[name]) == _lr_trace(torch, SCHEDULERS[name])
 
 
-def test_one_cycle_cycles_adam_beta1_like_torch():
+@pytest.mark.parametrize("name", ["OneCycleLR", "CyclicLR", "CyclicLR-exp_range"])
+def test_momentum_cycling_schedulers_cycle_adam_beta1_like_torch(name):
     torch = pytest.importorskip("torch")
-    make = SCHEDULERS["OneCycleLR"]
+    make = SCHEDULERS[name]
     assert _lr_trace(tg, make, opt="Adam") == _lr_trace(torch, make, opt="Adam")
 
 
@@ -77,6 +92,8 @@ PINNED = {
     "OneCycleLR": [0.040000000000000036, 0.09498110768645929, 0.2473289215690453,
                    0.462142393477445, 0.6902103457804172, 0.8792851591221286],
     "LinearLR": [0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.0],
+    "CyclicLR-triangular2-asym": [0.01, 0.04, 0.07, 0.1, 0.082, 0.064, 0.046,
+                                  0.028000000000000004, 0.01, 0.025, 0.04],
 }
 
 
@@ -184,9 +201,54 @@ def test_scheduler_state_dict_round_trip():
         assert opt_a.param_groups[0]["lr"] == opt_b.param_groups[0]["lr"]
 
 
+class _Decay:
+    """A callable-object scale_fn: CyclicLR's state_dict keeps its __dict__."""
+
+    def __init__(self, rate):
+        self.rate = rate
+
+    def __call__(self, x):
+        return self.rate ** x
+
+
+def test_cyclic_lr_state_dict_round_trip_and_pickles():
+    import pickle
+
+    def make(rate):
+        w = tg.zeros(1, requires_grad=True)
+        opt = tg.optim.SGD([w], lr=0.1, momentum=0.9)
+        return opt, tg.optim.lr_scheduler.CyclicLR(opt, 0.01, 0.1, step_size_up=2,
+                                                   scale_fn=_Decay(rate))
+
+    opt_a, sched_a = make(0.5)
+    for _ in range(3):
+        opt_a.step()
+        sched_a.step()
+    sd = pickle.loads(pickle.dumps(sched_a.state_dict()))
+    assert sd["_scale_fn_custom"] == {"rate": 0.5} and "_scale_fn_ref" not in sd
+    opt_b, sched_b = make(0.9)
+    opt_b.load_state_dict(opt_a.state_dict())
+    sched_b.load_state_dict(sd)
+    assert sched_b._scale_fn_custom.rate == 0.5
+    for _ in range(4):
+        for opt, sched in ((opt_a, sched_a), (opt_b, sched_b)):
+            opt.step()
+            sched.step()
+        assert sched_a.get_last_lr() == sched_b.get_last_lr()
+        assert opt_a.param_groups[0]["momentum"] == opt_b.param_groups[0]["momentum"]
+    # the built-in policies drop their scale function and rebuild it on load
+    w = tg.zeros(1, requires_grad=True)
+    sched = tg.optim.lr_scheduler.CyclicLR(tg.optim.SGD([w], lr=0.1, momentum=0.9), 0.01, 0.1,
+                                           mode="exp_range", gamma=0.9)
+    sd = pickle.loads(pickle.dumps(sched.state_dict()))
+    sched.load_state_dict(sd)
+    assert sched.scale_fn(2) == pytest.approx(0.81)
+
+
 def test_scheduler_state_dict_keys_match_torch():
     torch = pytest.importorskip("torch")
-    for name in ("StepLR", "CosineAnnealingLR", "OneCycleLR", "LambdaLR"):
+    for name in ("StepLR", "CosineAnnealingLR", "OneCycleLR", "LambdaLR", "CyclicLR",
+                 "CyclicLR-exp_range", "CyclicLR-scale_fn-cycle"):
         keys = []
         for lib in (tg, torch):
             w, v = lib.zeros(1, requires_grad=True), lib.zeros(1, requires_grad=True)
@@ -214,6 +276,12 @@ def test_scheduler_argument_errors():
         S.OneCycleLR(tg.optim.Adagrad([w]), 0.1, total_steps=5)
     with pytest.raises(ValueError, match="positive integer T_0"):
         S.CosineAnnealingWarmRestarts(opt, T_0=0)
+    with pytest.raises(ValueError, match="mode is invalid and scale_fn is None"):
+        S.CyclicLR(opt, 0.01, 0.1, mode="triangular3")
+    with pytest.raises(ValueError, match="momentum or beta1"):
+        S.CyclicLR(tg.optim.Adagrad([w]), 0.01, 0.1)
+    with pytest.raises(ValueError, match="base_lr must have the same length"):
+        S.CyclicLR(opt, [0.01, 0.02], 0.1)
     with pytest.raises(ValueError, match="does not support `ReduceLROnPlateau`"):
         S.SequentialLR(opt, [S.ReduceLROnPlateau(opt)], milestones=[])
 
@@ -230,6 +298,8 @@ TRAINING = [
     ("Adagrad", {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1},
      "ExponentialLR"),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "foreach": False}, "SequentialLR"),
+    ("SGD", {"lr": 0.05, "momentum": 0.5, "nesterov": True}, "CyclicLR-triangular2-asym"),
+    ("Adam", {"lr": 0.01}, "CyclicLR-exp_range"),
 ]
 
 

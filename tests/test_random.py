@@ -26,6 +26,16 @@ PINNED = [
     (0, lambda m: m.nn.Linear(2, 2).weight,
      [[-0.005293981172144413, 0.37932288646698], [-0.5819807648658752, -0.5203874707221985]]),
     (0, lambda m: m.nn.functional.dropout(m.ones(8), 0.5), [0, 0, 2, 0, 0, 0, 2, 2]),
+    (0, lambda m: m.normal(m.arange(4.0), m.tensor([0.5, 1.0, 2.0, 0.1])),
+     [0.7704980373382568, 0.706571102142334, -2.357578754425049, 3.0568430423736572]),
+    (0, lambda m: m.normal(m.arange(3, dtype=m.float64), 0.25),
+     [0.38524902706101083, 0.9266427735597634, 1.4553026544813608]),
+    (0, lambda m: m.normal(2.0, m.tensor([1.0, 3.0])), [3.5409960746765137, 1.119713306427002]),
+    (0, lambda m: m.normal(-1.0, 2.0, (3,)),
+     [2.0819921493530273, -1.586857795715332, -5.357578754425049]),
+    (0, lambda m: m.bernoulli(m.tensor([0.2, 0.5, 0.8, 0.9, 0.1])), [0, 0, 1, 1, 0]),
+    (0, lambda m: m.bernoulli(m.zeros(6, dtype=m.int64), 0.5), [0, 0, 1, 0, 0, 0]),
+    (0, lambda m: m.randint_like(m.zeros(5), 3, 9), [5, 6, 8, 3, 4]),
 ]
 
 
@@ -38,7 +48,12 @@ def _sequence(m, dtype, shape):
             m.randperm(11), m.randn(1, dtype=d), e.clone().uniform_(-2.5, 1.3),
             e.clone().normal_(2.0, 3.0), e.clone().bernoulli_(0.3), e.clone().random_(),
             e.clone().random_(10), e.clone().random_(-3, 7),
-            e.clone().bernoulli_(m.full(shape, 0.4)), m.rand(2), m.get_rng_state()]
+            e.clone().bernoulli_(m.full(shape, 0.4)), m.rand(2),
+            m.normal(m.full(shape, 1.5, dtype=d), m.full(shape, 0.5, dtype=d)),
+            m.normal(m.zeros(shape, dtype=d), 2.0), m.normal(-1.0, m.ones(shape, dtype=d)),
+            m.normal(0.5, 3.0, shape, dtype=d), m.bernoulli(m.full(shape, 0.3, dtype=d)),
+            m.bernoulli(e, 0.6), m.randint_like(e, -4, 4), m.rand_like(e), m.randn_like(e),
+            m.get_rng_state()]
 
 
 def _np(t):
@@ -104,6 +119,100 @@ def test_float16_matches_torch(n):
              lambda m: m.rand(3)]
     for draw in draws:
         np.testing.assert_array_equal(_np(draw(tg)), draw(torch).numpy())
+
+
+# out-of-place draws beyond the sequence above: dtypes, generators, broadcasting
+OUT_OF_PLACE = {
+    "normal(t, t) broadcast": lambda m: m.normal(m.arange(20.0).reshape(4, 5),
+                                                 m.tensor([0.1, 0.5, 1.0, 2.0, 3.0])),
+    "normal(t, t) f32 mean, f64 std": lambda m: m.normal(m.arange(40.0),
+                                                         0.5 + m.arange(40, dtype=m.float64)),
+    "normal(t, t) f64 mean, f32 std": lambda m: m.normal(m.arange(40, dtype=m.float64),
+                                                         0.5 + m.arange(40.0)),
+    "normal(t, t) f16": lambda m: m.normal(m.arange(40, dtype=m.float16),
+                                           0.5 + m.arange(40, dtype=m.float16)),
+    "normal(t, float) f16": lambda m: m.normal(m.arange(33, dtype=m.float16), 2.5),
+    "normal(float, t) 0-d mean": lambda m: m.normal(m.zeros(()), m.ones(2, 2)),
+    "normal(t) default std": lambda m: m.normal(m.arange(7, dtype=m.float64)),
+    "normal size= f64": lambda m: m.normal(-2.0, 0.5, size=(40,), dtype=m.float64),
+    "normal generator=": lambda m: m.normal(m.zeros(20), 1.0,
+                                            generator=m.Generator().manual_seed(5)),
+    "bernoulli f16 probabilities": lambda m: m.bernoulli(m.linspace(0, 1, 2000).half()),
+    "bernoulli f64 probabilities": lambda m: m.bernoulli(m.full((50,), 0.5, dtype=m.float64)),
+    "bernoulli(t, p) bool": lambda m: m.bernoulli(m.zeros(4, 5, dtype=m.bool), 0.7),
+    "Tensor.bernoulli": lambda m: m.full((9,), 0.5).bernoulli(),
+    "bernoulli generator=": lambda m: m.bernoulli(m.full((30,), 0.5),
+                                                  generator=m.Generator().manual_seed(1)),
+    "Tensor.bernoulli_(f16 p)": lambda m: m.zeros(40).bernoulli_(m.full((40,), 0.5).half()),
+    "randint_like int32": lambda m: m.randint_like(m.zeros(3, 4, dtype=m.int32), -5, 5),
+    "randint_like wide int64": lambda m: m.randint_like(m.zeros(3, 4), 0, 2 ** 40,
+                                                        dtype=m.int64),
+    "randint_like wide f64": lambda m: m.randint_like(m.zeros(3, dtype=m.float64), 0, 2 ** 33),
+    "randint_like bool": lambda m: m.randint_like(m.zeros(7, dtype=m.bool), 2),
+    "randint_like 0-d high": lambda m: m.randint_like(m.zeros(7), m.tensor(4)),
+    "randint_like generator=": lambda m: m.randint_like(m.zeros(7), 100,
+                                                        generator=m.Generator().manual_seed(9)),
+    "randn_like f16": lambda m: m.randn_like(m.zeros(30, dtype=m.float16)),
+    "randn_like generator=": lambda m: m.randn_like(m.zeros(30),
+                                                    generator=m.Generator().manual_seed(2)),
+    "rand_like dtype= generator=": lambda m: m.rand_like(m.zeros(30), dtype=m.float64,
+                                                         generator=m.Generator().manual_seed(2)),
+}
+
+
+@pytest.mark.parametrize("name", list(OUT_OF_PLACE))
+def test_out_of_place_draws_match_torch(name):
+    torch = pytest.importorskip("torch")
+    results = []
+    for m in (torch, tg):
+        m.manual_seed(3)
+        out = OUT_OF_PLACE[name](m)
+        results.append((str(out.dtype), out.detach().numpy(), m.get_rng_state().numpy()))
+    (dt_t, v_t, st_t), (dt, v, st) = results
+    assert dt == dt_t
+    np.testing.assert_array_equal(v, v_t)
+    np.testing.assert_array_equal(st, st_t)
+
+
+def test_normal_and_bernoulli_record_zero_gradients_as_torch():
+    torch = pytest.importorskip("torch")
+    for make in (lambda m, a, b: m.normal(a, 1.0), lambda m, a, b: m.normal(0.0, b),
+                 lambda m, a, b: m.normal(a, b), lambda m, a, b: m.bernoulli(b.sigmoid())):
+        seen = []
+        for m in (torch, tg):
+            a = m.zeros(3, requires_grad=True)
+            b = m.full((2, 3), 0.5, requires_grad=True)
+            out = make(m, a, b)
+            (out * 3).sum().backward()
+            grads = [None if t.grad is None else t.grad.tolist() for t in (a, b)]
+            seen.append((type(out.grad_fn).__name__, grads))
+        assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("call", [
+    "normal(zeros(2, 3), ones(3, 2))", "normal(zeros(3), -1.0)", "normal(0.0, -ones(3))",
+    "normal(zeros(3), tensor([1.0, -1.0, 1.0]))", "normal(0.0, 1.0, (2,), dtype=int64)",
+    "normal(zeros(3, dtype=int64), 1.0)", "normal(0.0, 1.0)", "bernoulli(ones(3), 1.5)",
+    "bernoulli(ones(3, dtype=int64))", "randint_like(ones(3), 5, 2)",
+    "randn_like(ones(3, dtype=int64))",
+])
+def test_out_of_place_draw_errors_match_torch(call):
+    torch = pytest.importorskip("torch")
+    caught = []
+    for m in (torch, tg):
+        names = {k: getattr(m, k) for k in ("zeros", "ones", "tensor", "int64")}
+        with pytest.raises(Exception) as e:
+            eval(f"m.{call}", {"m": m, **names})
+        caught.append(e.value)
+    theirs, ours = caught
+    assert isinstance(ours, type(theirs))
+    if not isinstance(theirs, TypeError):  # torch's TypeError lists every overload
+        assert str(ours) == str(theirs)
+
+
+def test_bernoulli_of_out_of_range_probabilities_says_so():
+    with pytest.raises(RuntimeError, match=r"input \(the probabilities\) to be in \[0, 1\]"):
+        tg.bernoulli(tg.tensor([0.5, 1.5]))
 
 
 def test_large_normals_match_torch_bit_for_bit():

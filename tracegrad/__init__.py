@@ -37,7 +37,11 @@ def _lazy(name):
 
 # torch.* names whose code lives in nn.functional
 _FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
-                    "max_pool2d": "max_pool2d", "batch_norm": "_torch_batch_norm"}
+                    "max_pool1d": "max_pool1d", "max_pool2d": "max_pool2d",
+                    "max_pool3d": "max_pool3d", "avg_pool1d": "avg_pool1d",
+                    "adaptive_avg_pool1d": "adaptive_avg_pool1d",
+                    "adaptive_max_pool1d": "_torch_adaptive_max_pool1d",
+                    "batch_norm": "_torch_batch_norm"}
 
 
 def __getattr__(name):

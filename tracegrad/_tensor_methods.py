@@ -71,6 +71,7 @@ for _name in [
     "trunc", "remainder", "fmod", "floor_divide", "tril", "triu", "multiply", "subtract", "divide",
     "true_divide", "negative", "absolute", "greater", "less", "greater_equal", "less_equal",
     "not_equal", "allclose", "isclose", "equal", "take_along_dim", "scatter_add", "addmm",
+    "bernoulli",
 ]:
     setattr(Tensor, _name, getattr(F, _name))  # the function itself: no wrapper call
 

@@ -114,6 +114,11 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
     for i, vs in enumerate(versions):
         for _ in vs:
             grads[i] = _add_grads(bwd_eqns, grads[i], next(later_grads))
+    # an input no output depends on gets no edge (eager leaves its .grad None)
+    connected = [i for i, gv in enumerate(grads) if gv is not None]
+    wrt_sources = [wrt_sources[i] for i in connected]
+    wrt_vars = [wrt_vars[i] for i in connected]
+    grads = [grads[i] for i in connected]
     defined_in_bwd = {e.out for e in bwd_eqns} | set(seed_vars)
     residuals = []
     seen = set()
@@ -122,18 +127,7 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
             if not isinstance(v, Const) and v not in defined_in_bwd and v not in seen:
                 seen.add(v)
                 residuals.append(v)
-    grad_vars = []
-    for gv, wv in zip(grads, wrt_vars, strict=False):
-        if gv is None:
-            from .ir.graph import Eqn
-            from .primitives import full_p
-            z = Var(wv.shape, wv.dtype)
-            bwd_eqns.append(Eqn(full_p, (), {"shape": wv.shape, "value": 0, "dtype": wv.dtype}, z))
-            defined_in_bwd.add(z)  # made by the backward, not a residual
-            gv = z
-        elif gv in seen or gv in g.inputs:
-            pass
-        grad_vars.append(gv)
+    grad_vars = grads
     for gv in grad_vars:
         if gv not in defined_in_bwd and gv not in seen and not isinstance(gv, Const):
             seen.add(gv)

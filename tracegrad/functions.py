@@ -1419,7 +1419,7 @@ def _draw_bernoulli(g: Generator, shape, p) -> Tensor:
     # checked on eager calls and on the call that traces; compiled calls do not re-check
     if isinstance(arr, np.ndarray) and np.any((arr < 0) | (arr > 1)):
         raise RuntimeError("bernoulli_ expects all elements of p to be in [0, 1]")
-    udtype = dtypes.float32 if p.dtype is dtypes.float32 else dtypes.float64
+    udtype = dtypes.float64 if p.dtype is dtypes.float64 else dtypes.float32
     return lt(_draw_uniform(g, shape, udtype), broadcast_to(cast(p, udtype), shape))
 
 
@@ -1455,8 +1455,145 @@ def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
     return _draw(g, data, "permutation")
 
 
+def _not_implemented_for(kernel: str, dtype: DType) -> NotImplementedError:
+    from .random import not_implemented_for
+    return not_implemented_for(kernel, dtype)
+
+
+def _zero_grad_of(value: Tensor, name: str, *inputs) -> Tensor:
+    """``value``, recorded as an op of ``inputs`` whose gradient is zero (PyTorch's
+    ``torch.normal`` and ``torch.bernoulli`` record such a node, e.g. NormalBackward1):
+    ``where(False, input, value)`` per input that requires grad."""
+    never = _const(False, dtypes.bool_)
+    for x in inputs:
+        if isinstance(x, Tensor) and x.requires_grad:
+            value = apply(P.where_p, (never, cast(x, value.dtype), value), name=name)
+    return value
+
+
+def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, layout=None, device=None,
+           pin_memory: _bool = False, requires_grad: _bool = False) -> Tensor:
+    """Normal random numbers: PyTorch's ``torch.normal`` overloads and its stream.
+
+    * ``normal(mean: Tensor, std: Tensor)``: one draw per element of their broadcast
+      shape, in ``mean``'s dtype: ``N(0, 1) * std + mean``;
+    * ``normal(mean: Tensor, std: float = 1.0)``: ``N(0, std) + mean``, shaped as ``mean``;
+    * ``normal(mean: float, std: Tensor)``: ``N(0, 1) * std + mean``, shaped as ``std``;
+    * ``normal(mean: float, std: float, size)``: a new tensor, as ``randn`` (``dtype``,
+      ``requires_grad``).
+
+    Each is computed in PyTorch's order and rounding, so after ``manual_seed`` the values
+    equal torch's bit for bit. The tensor forms record a node whose gradient is zero
+    (NormalBackward1/2/3), as PyTorch's.
+
+    >>> import tracegrad as tg
+    >>> _ = tg.manual_seed(0)
+    >>> normal(tg.zeros(3), 0.1)
+    tensor([ 0.1541, -0.0293, -0.2179])
+    """
+    g = _gen(generator)
+    if size is not None:  # floats (or, in a compiled function, float arguments: 0-d tensors)
+        if builtins.any(isinstance(v, Tensor) and v.ndim for v in (mean, std)):
+            raise TypeError("normal(): size is taken only with a float mean and std")
+        _check_device(device)
+        dt = _creation_dtype(dtype)
+        if not dt.is_floating_point:
+            raise _not_implemented_for("normal_kernel_cpu", dt)
+        shape = _random_shape((size,) if isinstance(size, (_int, np.integer)) else size)
+        t = _draw_normal(g, shape, dt, mean, std)
+        return t.requires_grad_(True) if requires_grad else t
+    if not isinstance(mean, Tensor) and not isinstance(std, Tensor):
+        raise TypeError("normal() received an invalid combination of arguments - got "
+                        "(float, float): pass a size, or mean or std as a tensor")
+    if dtype is not None or requires_grad:
+        raise TypeError("normal(): dtype and requires_grad are taken only with a float mean and "
+                        "std and a size")
+    like = mean if isinstance(mean, Tensor) else std
+    if not like.dtype.is_floating_point:
+        raise _not_implemented_for("normal_kernel_cpu", like.dtype)
+    if isinstance(std, Tensor):
+        _check_normal_std(std)
+    elif std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
+    with _no_grad():
+        if not isinstance(std, Tensor):  # a Tensor mean, a float std: N(0, std) + mean
+            value = add(_draw_normal(g, tuple(mean.shape), mean.dtype, 0.0, std), mean)
+            name = "NormalBackward1"
+        elif not isinstance(mean, Tensor):  # a float mean, a Tensor std
+            noise = _draw_normal(g, tuple(std.shape), std.dtype)
+            value = add(mul(noise, std), full((), mean, dtype=std.dtype))
+            name = "NormalBackward2"
+        else:
+            shape = P.broadcast_shapes(tuple(mean.shape), tuple(std.shape))
+            scaled = cast(mul(_draw_normal(g, shape, mean.dtype), std), mean.dtype)
+            value = cast(add(scaled, mean), mean.dtype)
+            name = "NormalBackward3"
+    return _zero_grad_of(value, name, mean, std)
+
+
+def _check_normal_std(std: Tensor) -> None:
+    arr = std._data  # checked eagerly (and on the call that traces), as bernoulli's p
+    if isinstance(arr, np.ndarray) and arr.size and not (arr >= 0).all():
+        raise RuntimeError("normal expects all elements of std >= 0.0")
+
+
+def _no_grad():
+    from .autograd.grad_mode import no_grad
+    return no_grad()
+
+
+def bernoulli(input, p=None, *, generator=None) -> Tensor:
+    """0/1 draws in ``input``'s dtype: each element is 1 with probability ``input``
+    (its values, in [0, 1]) or, given, the float ``p``. One uniform per element,
+    ``u < p``, from the generator's PyTorch stream (float64 uniforms for float64
+    probabilities and a float ``p``, float32 ones otherwise), so after ``manual_seed``
+    the values equal torch's.
+
+    >>> import tracegrad as tg
+    >>> _ = tg.manual_seed(0)
+    >>> bernoulli(tg.tensor([0.0, 0.5, 1.0]))
+    tensor([0., 0., 1.])
+    """
+    g = _gen(generator)
+    if p is not None:  # PyTorch records a node whose backward raises; this records none
+        shape, prob = tuple(input.shape), _static_number(p)
+        if prob is None:  # a float argument of a compiled function: u < p, u in float64
+            draws = lt(_draw_uniform(g, shape, dtypes.float64), cast(p, dtypes.float64))
+        else:
+            draws = _draw_bernoulli(g, shape, _pyfloat(prob))
+        return cast(draws, input.dtype)
+    if not input.dtype.is_floating_point:
+        raise _not_implemented_for("bernoulli_tensor_cpu_p_", input.dtype)
+    probs = input.detach()
+    arr = probs._data
+    if isinstance(arr, np.ndarray) and np.any((arr < 0) | (arr > 1)):
+        raise RuntimeError("bernoulli expects all elements of input (the probabilities) to be "
+                           "in [0, 1]")
+    value = cast(_draw_bernoulli(g, tuple(input.shape), probs), input.dtype)
+    return _zero_grad_of(value, "BernoulliBackward0", input)
+
+
+def randint_like(input, low=0, high=None, *, generator=None, dtype=None, layout=None,
+                 device=None, requires_grad: _bool = False, memory_format=None) -> Tensor:
+    """Integers in [low, high) shaped as ``input``, in its dtype unless ``dtype`` is given
+    (``randint_like(x, high)`` or ``randint_like(x, low, high)``), drawn as torch's.
+
+    >>> import tracegrad as tg
+    >>> _ = tg.manual_seed(0)
+    >>> randint_like(tg.zeros(4), 10)
+    tensor([4., 9., 3., 0.])
+    """
+    if high is None:
+        low, high = 0, low
+    _check_device(device)
+    dtype = as_dtype(dtype) if dtype is not None else input.dtype
+    t = _draw_integers(_gen(generator), tuple(input.shape), dtype, _int(low), _int(high))
+    return t.requires_grad_(True) if requires_grad else t
+
+
 def _like(fn):
-    def like(input, *, dtype=None, device=None, requires_grad: _bool = False, **kw):
+    def like(input, *, dtype=None, layout=None, device=None, requires_grad: _bool = False,
+             memory_format=None, **kw):
         return fn(input.shape, dtype=dtype or input.dtype, device=device,
                   requires_grad=requires_grad, **kw)
     like.__name__ = fn.__name__ + "_like"

@@ -82,7 +82,8 @@ def broadcast_shapes(*shapes) -> tuple:
     out = [1] * ndim
     for k, s in enumerate(shapes):
         off = ndim - len(s)
-        for i, d in enumerate(s):
+        for i in reversed(range(len(s))):  # from the last dim, as PyTorch's infer_size
+            d = s[i]
             o = out[off + i]
             if o == 1:
                 out[off + i] = d
@@ -1056,7 +1057,7 @@ def _pool_argmax_impl(x, *, kernel, stride, padding, dilation, ceil_mode):
     xp = _pad_crop(x, pads, -np.inf)
     win = _window_view(xp, kernel, stride, dilation)[(slice(None),) * 2
                                                        + tuple(slice(0, o) for o in out)]
-    k = np.argmax(win.reshape(win.shape[:2 + nsp] + (-1,)), axis=-1)  # first max, as torch
+    k = np.argmax(win.reshape(win.shape[:2 + nsp] + (math.prod(kernel),)), axis=-1)  # 1st max
     starts, offsets = _pool_index_parts(x.shape[2:], out, kernel, stride, padding, dilation)
     return starts + offsets[k]
 

@@ -184,15 +184,15 @@ class Generator:
             if (lo, hi) != (0.0, 1.0):
                 x = _fma32(x, np.float32(hi - lo), lo)
         else:
-            raise RuntimeError(f"uniform_ is not implemented for {dtype}; use a floating dtype")
+            raise not_implemented_for("check_uniform_bounds", dtype)
         return x.astype(dtype.np, copy=False).reshape(shape)
 
     def normal(self, shape, dtype, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
         """N(mean, std**2) of ``dtype`` (PyTorch's ``normal_``)."""
         if not dtype.is_floating_point:
-            raise RuntimeError(f"normal_ is not implemented for {dtype}; use a floating dtype")
+            raise not_implemented_for("normal_kernel_cpu", dtype)
         if std < 0:
-            raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+            raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
         n = math.prod(shape)
         if n < 16:
             out = self._scalar_normals(n)
@@ -275,16 +275,26 @@ class Generator:
         """Booleans that are True with probability ``p`` (a float, or an array of shape).
 
         One uniform per element, ``u < p``: float64 uniforms for a float ``p`` or a
-        float64 array, float32 ones for a float32 array (as PyTorch's kernels)."""
+        float64 array, float32 ones for a float32 or float16 array (as PyTorch's kernels)."""
         if isinstance(p, np.ndarray):
             p = np.broadcast_to(p, shape)
             if np.any((p < 0) | (p > 1)):
                 raise RuntimeError("bernoulli_ expects all elements of p to be in [0, 1]")
-            udtype = dtypes.float32 if p.dtype == np.float32 else dtypes.float64
+            udtype = dtypes.float64 if p.dtype == np.float64 else dtypes.float32
             return self.uniform(shape, udtype) < p.astype(udtype.np, copy=False)
         if not 0 <= p <= 1:
             raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
         return self.uniform(shape, dtypes.float64) < p
+
+
+# PyTorch's ScalarType names, for its "not implemented for 'Long'" errors
+_SCALAR_NAMES = {"float64": "Double", "float32": "Float", "float16": "Half", "int64": "Long",
+                 "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+
+
+def not_implemented_for(kernel: str, dtype) -> NotImplementedError:
+    """PyTorch's error for a kernel that has no version for ``dtype`` (a RuntimeError)."""
+    return NotImplementedError(f'"{kernel}" not implemented for \'{_SCALAR_NAMES[dtype.name]}\'')
 
 
 def _not_while_tracing(what: str) -> None:

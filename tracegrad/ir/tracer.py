@@ -537,12 +537,15 @@ class Tracer:
     def escaped(self, outputs) -> list:
         """Tensors made during the trace that Python state still holds (not outputs,
         not .grad slots): a sign that the function builds new state lazily."""
-        keep = {id(t) for t in outputs}
-        keep.update(id(c[1]) for c in self.captured)  # state from outside (or its alias)
-        keep.update(id(o._grad) for o in self.grad_writes.values() if o._grad is not None)
+        held = list(outputs)
         # tensors the outputs' autograd graphs hold are not Python state
         for node in _graph_nodes(outputs):
-            keep.update(id(a) for a in (getattr(node, "inputs", None) or ()))
+            held.extend(getattr(node, "inputs", None) or ())
+        # nor is the base a held view keeps alive ((x * 2)[0] returned, or fed to an op)
+        held.extend(v.base for v in (getattr(t, "_view", None) for t in held) if v is not None)
+        keep = {id(t) for t in held}
+        keep.update(id(c[1]) for c in self.captured)  # state from outside (or its alias)
+        keep.update(id(o._grad) for o in self.grad_writes.values() if o._grad is not None)
         out = []
         for r in self._created:
             t = r()

@@ -13,6 +13,8 @@ tensor([0., 2.])
 """
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 
 import numpy as np
@@ -24,7 +26,9 @@ __all__ = [
     "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout",
     "embedding", "layer_norm", "mse_loss", "l1_loss", "nll_loss", "cross_entropy",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "conv1d", "conv2d", "conv3d",
-    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "batch_norm", "pad",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -207,6 +211,142 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
 
 
 # ----------------------------------------------------------------------------
+# padding. ``pad`` lists (left, right) amounts from the last dim backwards, as
+# PyTorch's; a negative amount crops. 'reflect', 'replicate' and 'circular' read
+# each output element from one input element: one gather (getitem with an index
+# array per padded dim), whose gradient sums back into the input, as PyTorch's.
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+_PAD_GRAD_NAMES = {"reflect": "ReflectionPad{}DBackward0",
+                   "replicate": "ReplicationPad{}DBackward0", "circular": "CopySlices"}
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad (or, with negative amounts, crop) the last ``len(pad) // 2`` dims.
+
+    ``mode``: 'constant' (fill with ``value``, default 0; any number of dims),
+    'reflect' (mirror without repeating the edge), 'replicate' (repeat the edge) or
+    'circular' (wrap around); the last three pad 1 to 3 dims of an input with at most
+    one more dim (a batch) before the channel dim, as PyTorch's.
+
+    >>> import tracegrad as tg
+    >>> pad(tg.tensor([[[1.0, 2.0, 3.0]]]), (2, 1), mode="reflect")
+    tensor([[[3., 2., 1., 2., 3., 2.]]])
+    """
+    if mode not in _PAD_MODES:
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    amounts = tuple(pad)
+    for i, a in enumerate(amounts):
+        if not isinstance(a, (int, np.integer)):
+            raise TypeError(f"pad(): argument 'pad' (position 2) must be tuple of ints, but found "
+                            f"element of type {type(a).__name__} at pos {i}")
+    amounts = tuple(int(a) for a in amounts)
+    if len(amounts) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    if len(amounts) > 2 * input.ndim:
+        raise RuntimeError(f"Padding length should be less than or equal to two times the input "
+                           f"dimension but got padding length {len(amounts)} and input of "
+                           f"dimension {input.ndim}")
+    k = len(amounts) // 2
+    # (lo, hi) per padded dim, in dim order
+    pairs = [(amounts[2 * (k - 1 - i)], amounts[2 * (k - 1 - i) + 1]) for i in range(k)]
+    if mode == "constant":
+        return _constant_pad(input, pairs, 0 if value is None else value)
+    if value is not None and value != 0:
+        raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
+    if k not in (1, 2, 3) or input.ndim not in (k + 1, k + 2):
+        raise NotImplementedError(
+            f"Padding size {len(amounts)} is not supported for {input.ndim}D input tensor.\n"
+            "Supported combinations for non-constant padding:\n"
+            "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+            "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
+    _check_pad(mode, input, pairs)
+    index = [_pad_index(mode, n, lo, hi) for n, (lo, hi) in zip(input.shape[-k:], pairs,
+                                                                  strict=True)]
+    # one index array per padded dim, shaped to broadcast into the output's padded dims
+    tensors = [T.tensor(ix.reshape((-1,) + (1,) * (k - 1 - i))) for i, ix in enumerate(index)]
+    return apply(P.getitem_p, (input, *tensors), {"index": (Ellipsis,) + (P.TENSOR,) * k},
+                 name=_PAD_GRAD_NAMES[mode].format(k))
+
+
+def _check_pad(mode: str, input: Tensor, pairs) -> None:
+    """PyTorch's checks for reflection, replication and circular padding, in its order."""
+    k, shape = len(pairs), list(input.shape)
+    sizes = shape[-k:]
+    if mode == "circular":
+        for n, (lo, hi) in zip(sizes, pairs, strict=True):
+            if lo > n or hi > n:
+                raise RuntimeError("Padding value causes wrapping around more than once.")
+            if n + lo + hi < 0:
+                raise RuntimeError("Negative padding value is resulting in an empty dimension")
+            if n + lo + hi > 0 and n + min(lo, 0) + min(hi, 0) <= 0:
+                raise RuntimeError(f"circular padding ({lo}, {hi}) crops all {n} elements of a "
+                                   f"dimension and has nothing left to wrap around")
+        return
+    non_batch = shape[1:] if input.ndim == k + 2 else shape
+    if 0 in non_batch:
+        raise RuntimeError(f"Expected {k + 1}D or {k + 2}D (batch mode) tensor with possibly 0 "
+                           f"batch size and other non-zero dimensions for input, but got: {shape}")
+    if mode == "reflect":
+        for i in reversed(range(k)):  # the last dim is PyTorch's argument #4, then #6, #8
+            (lo, hi), n = pairs[i], sizes[i]
+            if lo >= n or hi >= n:
+                raise RuntimeError(f"Argument #{4 + 2 * (k - 1 - i)}: Padding size should be less "
+                                   f"than the corresponding input dimension, but got: padding "
+                                   f"({lo}, {hi}) at dimension {input.ndim - k + i} of input "
+                                   f"{shape}")
+    out = [n + lo + hi for n, (lo, hi) in zip(sizes, pairs, strict=True)]
+    if min(out) < 1:
+        letters = "DHW"[3 - k:]
+        got = {1: "W: {}", 2: "H: {}, W: {} ", 3: "D: {} H: {}, W: {}"}[k].format(*sizes)
+        calc = " ".join(f"{c}: {o}" for c, o in zip(letters, out, strict=True))
+        raise RuntimeError(f"input ({got}) is too small. Calculated output {calc}")
+    if input.dtype is dtypes.bool_:
+        kernel = "reflection" if mode == "reflect" else "replication"
+        raise NotImplementedError(f"\"{kernel}_pad{k}d\" not implemented for 'Bool'")
+
+
+def _pad_index(mode: str, n: int, lo: int, hi: int) -> np.ndarray:
+    """The input position (of n) each output position reads, along one padded dim."""
+    p = np.arange(n + lo + hi) - lo
+    if mode == "reflect":
+        p = np.abs(p)
+        return np.where(p >= n, 2 * (n - 1) - p, p)
+    if mode == "replicate":
+        return np.clip(p, 0, n - 1)
+    # circular: wrap around what is left after cropping (negative amounts crop first)
+    start, kept = max(-lo, 0), n - max(-lo, 0) - max(-hi, 0)
+    if kept <= 0:
+        return np.zeros(0, np.int64)
+    return start + (p + lo - max(lo, 0)) % kept
+
+
+def _constant_pad(input: Tensor, pairs, value) -> Tensor:
+    """Crop the negative amounts, then place the rest in a tensor filled with ``value``."""
+    k = len(pairs)
+    crop, place, out_shape = [], [], list(input.shape)
+    for i, (lo, hi) in enumerate(pairs):
+        dim = input.ndim - k + i
+        n = input.shape[dim]
+        kept = n + min(lo, 0)
+        if kept < 0 or kept + min(hi, 0) < 0:
+            raise RuntimeError("narrow(): length must be non-negative.")
+        kept += min(hi, 0)
+        crop.append(slice(max(-lo, 0), max(-lo, 0) + kept))
+        place.append(slice(max(lo, 0), max(lo, 0) + kept))
+        out_shape[dim] = kept + max(lo, 0) + max(hi, 0)
+    name = "ConstantPadNdBackward0"
+    x = input
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        x = T.getitem(input, (Ellipsis, *crop), [])
+    if all(lo <= 0 and hi <= 0 for lo, hi in pairs):
+        return apply(P.copy_p, (x,), name=name)  # a new tensor, as PyTorch's
+    base = T.full(tuple(out_shape), value, dtype=input.dtype)
+    return T._index_put(base, x, [], (Ellipsis, *place), name=name)
+
+
+# ----------------------------------------------------------------------------
 # convolution and pooling (N, C, *spatial; an input without the batch dim is
 # treated as a batch of one, as PyTorch does)
 
@@ -288,11 +428,345 @@ def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return _conv_nd(3, input, weight, bias, stride, padding, dilation, groups)
 
 
-def _pool_args(nsp, kernel_size, stride, padding, dilation):
-    kernel = _ntuple(kernel_size, nsp, "kernel_size")
-    stride = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
-        else _ntuple(stride, nsp, "stride")
-    return kernel, stride, _ntuple(padding, nsp, "padding"), _ntuple(dilation, nsp, "dilation")
+# ----------------------------------------------------------------------------
+# pooling. NOTE: [One pooling path] max, avg and adaptive pooling each have one
+# N-d function (2-d and 3-d); the 1-d forms run the 2-d one on the input with a
+# unit dim inserted before the last and squeeze it out after, which is how
+# PyTorch computes them (so their grad_fn is SqueezeBackward1, as torch's). Each
+# checks its arguments in PyTorch's order, with PyTorch's messages.
+
+_COUNT = {1: "one", 2: "two", 3: "three"}
+_DIM_LETTERS = {2: "HW", 3: "THW"}
+
+
+def _pool_param(value, nsp: int, message: str) -> tuple:
+    """An int, or a sequence of one or ``nsp`` ints, as ``nsp`` ints."""
+    if isinstance(value, int):
+        return (value,) * nsp
+    value = tuple(value)
+    if len(value) == 1:
+        return value * nsp
+    if len(value) != nsp:
+        raise RuntimeError(message)
+    return value
+
+
+def _omitted(stride) -> bool:
+    return stride is None or (not isinstance(stride, int) and len(stride) == 0)
+
+
+def _pool_window(fn: str, nsp: int, kernel_size, stride, padding, dilation, either="either "):
+    """kernel, stride (default: the kernel), padding, dilation as tuples of ``nsp`` ints."""
+    n = _COUNT[nsp]
+    kernel = _pool_param(kernel_size, nsp, f"{fn}: kernel_size must {either}be a single int, or "
+                                           f"a tuple of {n} ints")
+    stride = kernel if _omitted(stride) else _pool_param(
+        stride, nsp, f"{fn}: stride must {either}be omitted, a single int, or a tuple of {n} ints")
+    padding = _pool_param(padding, nsp, f"{fn}: padding must {either}be a single int, or a tuple "
+                                        f"of {n} ints")
+    dilation = _pool_param(dilation, nsp, f"{fn}: dilation must be either a single int, or a "
+                                          f"tuple of {n} ints")
+    return kernel, stride, padding, dilation
+
+
+def _check_pool(where: str, x: Tensor, kernel, stride, padding, dilation, ceil_mode,
+                avg3d: bool = False) -> None:
+    """PyTorch's ``pooling_output_shape`` and ``pool{2,3}d_shape_check``, in their order."""
+    nsp = len(kernel)
+    for k, s, p, d in zip(kernel, stride, padding, dilation, strict=True):
+        if s == 0:
+            raise RuntimeError("stride should not be zero")
+        if p < 0:
+            raise RuntimeError(f"pad must be non-negative, but got pad: {p}")
+        if p > int(((k - 1) * d + 1) / 2):  # C++ division truncates
+            raise RuntimeError(f"pad should be at most half of effective kernel size, but got "
+                               f"pad={p}, kernel_size={k} and dilation={d}")
+    letters = _DIM_LETTERS[nsp]
+
+    def listing(prefix, values):
+        return " ".join(f"{prefix}{c}: {v}" for c, v in zip(letters, values, strict=True))
+
+    if min(kernel) <= 0:
+        raise RuntimeError(f"kernel size should be greater than zero, but got "
+                           f"{listing('k', kernel)}")
+    if min(stride) <= 0:
+        raise RuntimeError(f"stride should be greater than zero, but got {listing('d', stride)}")
+    if min(dilation) <= 0:
+        raise RuntimeError(f"dilation should be greater than zero, but got "
+                           f"{listing('dilation', dilation)}")
+    shape = list(x.shape)
+    non_batch = shape[1:] if x.ndim == nsp + 2 else shape
+    if nsp == 2 and (x.ndim not in (3, 4) or 0 in non_batch):
+        raise RuntimeError(f"Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size "
+                           f"for input, but got:{shape}")
+    if nsp == 3 and 0 in non_batch:
+        raise RuntimeError(f"{where}: Expected input's non-batch dimensions to have positive "
+                           f"length, but input has a shape of {shape} and non-batch dimension 0 "
+                           f"has length zero!")
+    sp = tuple(x.shape[-nsp:])
+    if avg3d and any(n < k for n, k in zip(sp, kernel, strict=True)):
+        sizes = " ".join(f"{c}: {n}" for c, n in zip(letters, sp, strict=True))
+        raise RuntimeError(f"input image ({sizes}) smaller than kernel size "
+                           f"({listing('k', kernel)})")
+    if any(k // 2 < p for k, p in zip(kernel, padding, strict=True)):
+        if nsp == 2:
+            detail = (f"padW = {padding[1]}, padH = {padding[0]}, kW = {kernel[1]}, "
+                      f"kH = {kernel[0]}")
+        else:
+            detail = (f"kT: {kernel[0]} kW: {kernel[2]} kH: {kernel[1]} padT: {padding[0]} "
+                      f"padW: {padding[2]} padH: {padding[1]}")
+        raise RuntimeError(f"pad should be smaller than or equal to half of kernel size, but got "
+                           f"{detail}")
+    out, _ = P._pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode)
+    if min(out) < 1:
+        c = x.shape[-nsp - 1]
+        raise RuntimeError(f"Given input size: ({'x'.join(map(str, (c,) + sp))}). Calculated "
+                           f"output size: ({'x'.join(map(str, (c,) + out))}). Output size is too "
+                           f"small")
+
+
+def _max_pool(nsp, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    fn = f"max_pool{nsp}d"
+    kernel, stride, padding, dilation = _pool_window(fn, nsp, kernel_size, stride, padding,
+                                                     dilation)
+    if input.ndim not in (nsp + 1, nsp + 2):
+        raise RuntimeError(f"non-empty {nsp + 1}D or {nsp + 2}D (batch mode) tensor expected for "
+                           f"input")
+    _check_pool(f"{fn}_with_indices_out_cpu_template()", input, kernel, stride, padding,
+                dilation, ceil_mode)
+    unbatched = input.ndim == nsp + 1
+    x = T.unsqueeze(input, 0) if unbatched else input
+    params = {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
+              "ceil_mode": bool(ceil_mode)}
+    idx = apply(P.pool_argmax_p, (x,), params)
+    n, c = x.shape[:2]
+    flat_in, flat_out = math.prod(x.shape[2:]), math.prod(idx.shape[2:])
+    picked = T.gather(T.reshape(x, (n, c, flat_in)), 2, T.reshape(idx, (n, c, flat_out)))
+    if unbatched:  # PyTorch pools a (C, *spatial) input as it is: no squeeze in the graph
+        idx = T.squeeze(idx, 0)
+    out = T.reshape(picked, idx.shape, _name=f"MaxPool{nsp}DWithIndicesBackward0")
+    return (out, idx) if return_indices else out
+
+
+def _window_sizes(n, out, k, s, p, count_pad):
+    """Elements each window averages over, along one dim (PyTorch's divisor)."""
+    start = np.arange(out) * s - p
+    end = np.minimum(start + k, n + p)
+    if count_pad:
+        return end - start
+    return np.minimum(end, n) - np.maximum(start, 0)
+
+
+def _avg_pool(nsp, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override):
+    """The mean of each window: a convolution with a ones kernel, divided by the window's
+    size (counting zero padding if ``count_include_pad``) or ``divisor_override``."""
+    fn = f"avg_pool{nsp}d"
+    kernel, stride, padding, dilation = _pool_window(fn, nsp, kernel_size, stride, padding, 1,
+                                                     "either " if nsp == 2 else "")
+    if nsp == 3 and input.ndim not in (4, 5):
+        raise RuntimeError("non-empty 4D or 5D (batch mode) tensor expected for input")
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("divisor must be not zero")
+    if input.ndim < nsp + 1:  # PyTorch reads the channel count as input.size(-3) first
+        raise IndexError(f"Dimension out of range (expected to be in range of "
+                         f"[{-max(input.ndim, 1)}, {max(input.ndim, 1) - 1}], but got -3)")
+    _check_pool(f"{fn}()", input, kernel, stride, padding, dilation, ceil_mode, avg3d=nsp == 3)
+    sp = tuple(input.shape[-nsp:])
+    planes = math.prod(input.shape[:-nsp])
+    out, pads = P._pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode)
+    ones = T.ones((1, 1) + kernel, dtype=input.dtype)
+    sums = T._conv(T.reshape(input, (planes, 1) + sp), ones, stride=stride, padding=pads,
+                   dilation=dilation, lhs_dilation=(1,) * nsp, groups=1)
+    sums = T.reshape(sums, tuple(input.shape[:-nsp]) + out)
+    if divisor_override:
+        divisor = divisor_override
+    else:
+        per_dim = [_window_sizes(sp[i], out[i], kernel[i], stride[i], padding[i],
+                                 count_include_pad) for i in range(nsp)]
+        sizes = functools.reduce(np.multiply.outer, per_dim)
+        divisor = int(sizes.flat[0]) if (sizes == sizes.flat[0]).all() else \
+            T.tensor(sizes, dtype=input.dtype)
+    return _binop(P.div_p, sums, divisor, f"AvgPool{nsp}DBackward0")
+
+
+def _adaptive_size(kind: str, nsp: int, input: Tensor, output_size) -> tuple:
+    """``output_size`` as ``nsp`` ints (a None entry keeps that input size), checked as
+    PyTorch checks it for ``adaptive_{kind}_pool{nsp}d``."""
+    fn = f"adaptive_{kind}_pool{nsp}d"
+    if isinstance(output_size, int):
+        out = (output_size,) * nsp
+    else:  # torch.nn.functional's _list_with_default
+        out = tuple(output_size)
+        if input.ndim <= len(out):
+            raise ValueError(f"Input dimension should be at least {len(out) + 1}")
+        out = tuple(input.shape[input.ndim - len(out) + i] if v is None else v
+                    for i, v in enumerate(out))
+    shape = list(input.shape)
+    if kind == "avg":
+        if len(out) != nsp:
+            raise RuntimeError(f"{fn}: output_size must be {nsp}")
+        if min(out) < 0:
+            got = ", ".join(map(str, out[:2])) + "".join(f",{o}" for o in out[2:])
+            raise RuntimeError(f"{fn}: elements of output_size must be greater than or equal to "
+                               f"0 but received {{{got}}}")
+        if input.ndim not in (nsp + 1, nsp + 2):
+            raise RuntimeError(f"{fn}(): Expected {nsp + 1}D or {nsp + 2}D tensor, but got {shape}")
+        checked = range(input.ndim - nsp, input.ndim)
+    else:
+        if input.ndim not in (nsp + 1, nsp + 2):
+            raise RuntimeError(f"{fn}(): Expected {nsp + 1}D or {nsp + 2}D tensor, but got: "
+                               f"{shape}")
+        checked = range(1, input.ndim)
+    for i in checked:
+        if shape[i] == 0:
+            raise RuntimeError(f"{fn}(): Expected input to have non-zero size for non-batch "
+                               f"dimensions, but input has sizes {shape} with dimension {i} being "
+                               f"empty")
+    if kind == "max":
+        if len(out) != nsp:
+            raise RuntimeError(f"{fn}(): internal error: output_size.size() must be {nsp}")
+        if min(out) < 0:
+            full = shape[:-nsp] + list(out)
+            raise RuntimeError(f"Trying to create tensor with negative dimension {min(out)}: "
+                               f"{full}")
+    return out
+
+
+def _adaptive_bounds(n: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window i covers input [floor(i n / out), ceil((i + 1) n / out))."""
+    i = np.arange(out)
+    return (i * n) // out, -((-(i + 1) * n) // out)
+
+
+def _adaptive_matrix(n: int, out: int) -> np.ndarray:
+    """(out, n): row i averages window i."""
+    a = np.zeros((out, n))
+    for i, (start, end) in enumerate(zip(*_adaptive_bounds(n, out), strict=True)):
+        a[i, start:end] = 1.0 / (end - start)
+    return a
+
+
+def _adaptive_avg_pool(nsp, input, output_size):
+    """Averaging matrices applied along each spatial dim: the last from the right, the
+    others from the left (``A_h @ x @ A_w.T`` in 2-d), so any sizes work."""
+    out = _adaptive_size("avg", nsp, input, output_size)
+    if all(o == 1 for o in out):  # PyTorch takes the mean here (MeanBackward1)
+        return T.mean(input, tuple(range(-nsp, 0)), keepdim=True)
+    name = f"AdaptiveAvgPool{nsp}DBackward0"
+    sp = tuple(input.shape[-nsp:])
+    mats = [_adaptive_matrix(n, o) for n, o in zip(sp, out, strict=True)]
+    mats = [T.tensor(m, dtype=input.dtype) for m in mats[:-1] + [mats[-1].T]]
+    y = apply(P.matmul_p, (input, mats[-1]), name=name if nsp == 1 else None)
+    for i in reversed(range(nsp - 1)):
+        last = name if i == 0 else None
+        rest = out[i + 1:]
+        if len(rest) == 1:  # dim -2: a left matmul broadcasts over the leading dims
+            y = apply(P.matmul_p, (mats[i], y), name=last)
+        else:  # fold the dims after it into one, multiply, unfold
+            lead = tuple(y.shape[:y.ndim - nsp + i])
+            y = T.matmul(mats[i], T.reshape(y, lead + (sp[i], math.prod(rest))))
+            y = T.reshape(y, lead + (out[i],) + rest, _name=last)
+    return y
+
+
+def _adaptive_max_pool(nsp, input, output_size, return_indices):
+    """The first maximum (row-major) of each adaptive window, as PyTorch picks it.
+
+    Windows differ in size, so each is read at the flat input indices of its widest
+    neighbour's shape, a short one repeating its last element (a repeat is never a
+    first maximum); the maximum's index selects the value with ``gather``, so the
+    gradient goes to that element alone."""
+    out = _adaptive_size("max", nsp, input, output_size)
+    sp = tuple(input.shape[-nsp:])
+    lead = tuple(input.shape[:-nsp])
+    # flat[*out, *k]: the flat input index of offset k in the window at out
+    bounds = [_adaptive_bounds(n, o) for n, o in zip(sp, out, strict=True)]
+    widths = [max(int((end - start).max(initial=1)), 1) for start, end in bounds]
+    flat = np.zeros(out + tuple(widths), np.int64)
+    place = 1
+    for i in reversed(range(nsp)):
+        start, end = bounds[i]
+        at = np.minimum(start[:, None] + np.arange(widths[i]), end[:, None] - 1)
+        shape = [1] * (2 * nsp)
+        shape[i], shape[nsp + i] = out[i], widths[i]
+        flat = flat + at.reshape(shape) * place
+        place *= sp[i]
+    flat = T.tensor(flat.reshape(out + (math.prod(widths),)))
+    x = T.reshape(input, lead + (math.prod(sp),))
+    windows = T.getitem(x, (Ellipsis, P.TENSOR), [flat])        # *lead, *out, K
+    best = T.argmax(windows, -1)
+    idx = T.squeeze(T.gather(T.broadcast_to(flat, windows.shape), -1, T.unsqueeze(best, -1)), -1)
+    picked = T.gather(x, -1, T.reshape(idx, lead + (math.prod(out),)))
+    values = T.reshape(picked, idx.shape, _name=f"AdaptiveMaxPool{nsp}DBackward0")
+    return (values, idx) if return_indices else values
+
+
+def _check_1d(fn: str, input: Tensor) -> None:
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"Expected 2 to 3 dimensions, but got {input.ndim}-dimensional tensor "
+                           f"for argument #1 'self' (while checking arguments for {fn})")
+
+
+def _one_int(fn: str, what: str, value) -> int:
+    """A 1-d size argument: an int or a sequence of one (PyTorch's argument parser)."""
+    if isinstance(value, int):
+        return value
+    if value is None or not all(isinstance(v, int) for v in value):
+        raise TypeError(f"{fn}(): argument '{what}' (position 2) must be tuple of ints, not "
+                        f"{type(value).__name__}")
+    if len(value) != 1:
+        raise RuntimeError(f"{fn}() argument '{what}' should contain one int (got {len(value)})")
+    return value[0]
+
+
+def _squeeze_1d(out):
+    """The 1-d result of a 2-d pool run on ``input.unsqueeze(-2)``."""
+    if isinstance(out, tuple):
+        return tuple(T.squeeze(o, -2) for o in out)
+    return T.squeeze(out, -2)
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """The maximum over each window of (N, C, L) or (C, L); see ``max_pool2d``.
+
+    >>> import tracegrad as tg
+    >>> max_pool1d(tg.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2)
+    tensor([[[3., 2.]]])
+    """
+    shape = list(input.shape)
+    if input.ndim not in (2, 3) or 0 in shape[-2:]:
+        raise RuntimeError(f"max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim "
+                           f"batch size for input, but got:{shape}")
+    args = {}
+    for what, value, also in (("kernel_size", kernel_size, "an int, list of ints or"),
+                              ("stride", stride, "None, an int, list of ints, or"),
+                              ("padding", padding, "an int, list of ints, or"),
+                              ("dilation", dilation, "an int, list of ints or")):
+        if what == "stride" and _omitted(value):
+            value = args["kernel_size"]
+        value = (value,) if isinstance(value, int) else tuple(value)
+        if len(value) != 1:
+            raise RuntimeError(f"max_pool1d() {what} must be {also} tuple of ints of size 1 but "
+                               f"got size {len(value)}")
+        args[what] = value[0]
+    k, s, p, d = args.values()
+    for what, value, ok, rule in (("kernel_size", k, k > 0, "be greater than zero"),
+                                  ("stride", s, s > 0, "be greater than zero"),
+                                  ("padding", p, p >= 0, "be non-negative")):
+        if not ok:
+            raise RuntimeError(f"max_pool1d() {what} must {rule}, but got {value}")
+    if p > k // 2:
+        raise RuntimeError(f"max_pool1d() padding should be at most half of kernel size, but got "
+                           f"padding={p} and kernel_size={k}")
+    if d <= 0:
+        raise RuntimeError(f"max_pool1d() dilation must be greater than zero, but got {d}")
+    (out,), _ = P._pool_geometry(shape[-1:], (k,), (s,), (p,), (d,), ceil_mode)
+    if out <= 0:
+        raise RuntimeError(f"max_pool1d() Invalid computed output size: {out}")
+    return _squeeze_1d(_max_pool(2, T.unsqueeze(input, -2), (1, k), (1, s), (0, p), (1, d),
+                                 ceil_mode, return_indices))
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
@@ -307,27 +781,30 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     tensor([[[[ 5.,  7.],
               [13., 15.]]]])
     """
-    x, unbatched = _batched(input, 2, "max_pool2d")
-    kernel, stride, padding, dilation = _pool_args(2, kernel_size, stride, padding, dilation)
-    params = {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
-              "ceil_mode": bool(ceil_mode)}
-    P.pool_argmax_p.shape(x, **params)  # PyTorch's errors
-    idx = apply(P.pool_argmax_p, (x,), params)
-    n, c = x.shape[:2]
-    picked = T.gather(T.reshape(x, (n, c, -1)), 2, T.reshape(idx, (n, c, -1)))
-    if unbatched:  # PyTorch pools a (C, H, W) input as it is: no squeeze in the graph
-        idx = T.squeeze(idx, 0)
-    out = T.reshape(picked, idx.shape, _name="MaxPool2DWithIndicesBackward0")
-    return (out, idx) if return_indices else out
+    return _max_pool(2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
-def _window_sizes(n, out, k, s, p, count_pad):
-    """Elements each window averages over, along one dim (PyTorch's divisor)."""
-    start = np.arange(out) * s - p
-    end = np.minimum(start + k, n + p)
-    if count_pad:
-        return end - start
-    return np.minimum(end, n) - np.maximum(start, 0)
+def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """The maximum over each window of (N, C, D, H, W) or (C, D, H, W); see ``max_pool2d``
+    (indices are flat over D, H, W)."""
+    return _max_pool(3, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    """The mean of each window of (N, C, L) or (C, L); see ``avg_pool2d``.
+
+    >>> import tracegrad as tg
+    >>> avg_pool1d(tg.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2)
+    tensor([[[2., 1.]]])
+    """
+    k = _one_int("avg_pool1d", "kernel_size", kernel_size)
+    s = k if _omitted(stride) else _one_int("avg_pool1d", "stride", stride)
+    p = _one_int("avg_pool1d", "padding", padding)
+    _check_1d("avg_pool1d", input)
+    return _squeeze_1d(_avg_pool(2, T.unsqueeze(input, -2), (1, k), (1, s), (0, p), ceil_mode,
+                                 count_include_pad, None))
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -340,35 +817,22 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     tensor([[[[ 2.5000,  4.5000],
               [10.5000, 12.5000]]]])
     """
-    x, _ = _batched(input, 2, "avg_pool2d")
-    kernel, stride, padding, dilation = _pool_args(2, kernel_size, stride, padding, 1)
-    params = {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
-              "ceil_mode": bool(ceil_mode)}
-    P.pool_argmax_p.shape(x, **params)  # PyTorch's errors
-    n, c, sp = x.shape[0], x.shape[1], tuple(x.shape[2:])
-    out, pads = P._pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode)
-    ones = T.ones((1, 1) + kernel, dtype=x.dtype)
-    sums = T._conv(T.reshape(x, (n * c, 1) + sp), ones, stride=stride, padding=pads,
-                   dilation=dilation, lhs_dilation=(1, 1), groups=1)
-    sums = T.reshape(sums, tuple(input.shape[:-2]) + out)
-    if divisor_override:
-        divisor = divisor_override
-    else:
-        h, w = (_window_sizes(sp[i], out[i], kernel[i], stride[i], padding[i], count_include_pad)
-                for i in range(2))
-        sizes = np.outer(h, w)
-        divisor = int(sizes.flat[0]) if (sizes == sizes.flat[0]).all() else \
-            T.tensor(sizes, dtype=x.dtype)
-    return _binop(P.div_p, sums, divisor, "AvgPool2DBackward0")
+    return _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
 
 
-def _adaptive_matrix(n: int, out: int) -> np.ndarray:
-    """(out, n): row i averages input [floor(i n / out), ceil((i + 1) n / out))."""
-    a = np.zeros((out, n))
-    for i in range(out):
-        start, end = (i * n) // out, -((-(i + 1) * n) // out)
-        a[i, start:end] = 1.0 / (end - start)
-    return a
+def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """The mean of each window of (N, C, D, H, W) or (C, D, H, W); see ``avg_pool2d``."""
+    return _avg_pool(3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    """Average over the ``output_size`` windows that split L (see ``adaptive_avg_pool2d``)."""
+    o = _one_int("adaptive_avg_pool1d", "output_size", output_size)
+    _check_1d("adaptive_avg_pool1d", input)
+    return _squeeze_1d(_adaptive_avg_pool(2, T.unsqueeze(input, -2), (1, o)))
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
@@ -379,17 +843,43 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     >>> adaptive_avg_pool2d(tg.ones(2, 3, 5, 7), (1, 1)).shape
     torch.Size([2, 3, 1, 1])
     """
-    if input.ndim not in (3, 4):
-        raise RuntimeError(f"adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got "
-                           f"{list(input.shape)}")
-    h, w = input.shape[-2:]
-    oh, ow = (input.shape[-2 + i] if o is None else o
-              for i, o in enumerate(_ntuple(output_size, 2, "output_size")))
-    if (oh, ow) == (1, 1):  # PyTorch takes the mean here (MeanBackward1)
-        return T.mean(input, (-2, -1), keepdim=True)
-    a_h = T.tensor(_adaptive_matrix(h, oh), dtype=input.dtype)
-    a_w = T.tensor(_adaptive_matrix(w, ow).T, dtype=input.dtype)
-    return apply(P.matmul_p, (a_h, T.matmul(input, a_w)), name="AdaptiveAvgPool2DBackward0")
+    return _adaptive_avg_pool(2, input, output_size)
+
+
+def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
+    """Average over the windows that split D, H and W into ``output_size``."""
+    return _adaptive_avg_pool(3, input, output_size)
+
+
+def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False):
+    """The maximum over the ``output_size`` windows that split L (see
+    ``adaptive_max_pool2d``)."""
+    o = _one_int("adaptive_max_pool1d", "output_size", output_size)
+    _check_1d("adaptive_max_pool1d", input)
+    return _squeeze_1d(_adaptive_max_pool(2, T.unsqueeze(input, -2), (1, o), return_indices))
+
+
+def _torch_adaptive_max_pool1d(input: Tensor, output_size):
+    """``torch.adaptive_max_pool1d``: values and indices, always."""
+    return adaptive_max_pool1d(input, output_size, return_indices=True)
+
+
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
+    """The maximum over the windows that split H and W into ``output_size`` (window i
+    of n inputs into o covers [floor(i n / o), ceil((i + 1) n / o))); ``return_indices``:
+    also the flat (h * W + w) index of each maximum.
+
+    >>> import tracegrad as tg
+    >>> adaptive_max_pool2d(tg.arange(12.0).reshape(1, 3, 4), (2, 2))
+    tensor([[[ 5.,  7.],
+             [ 9., 11.]]])
+    """
+    return _adaptive_max_pool(2, input, output_size, return_indices)
+
+
+def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False):
+    """The maximum over the windows that split D, H and W into ``output_size``."""
+    return _adaptive_max_pool(3, input, output_size, return_indices)
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,

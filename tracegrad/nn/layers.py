@@ -235,8 +235,10 @@ class _ConvNd(Module):
                                  "{'valid', 'same'}")
             if padding == "same" and any(s != 1 for s in F._ntuple(stride, n, "stride")):
                 raise ValueError("padding='same' is not supported for strided convolutions")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"padding_mode={padding_mode!r}: only 'zeros' is supported")
+        valid_padding_modes = {"zeros", "reflect", "replicate", "circular"}
+        if padding_mode not in valid_padding_modes:
+            raise ValueError(f"padding_mode must be one of {valid_padding_modes}, but got "
+                             f"padding_mode='{padding_mode}'")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = F._ntuple(kernel_size, n, "kernel_size")
@@ -245,6 +247,18 @@ class _ConvNd(Module):
         self.dilation = F._ntuple(dilation, n, "dilation")
         self.groups = groups
         self.padding_mode = padding_mode
+        # F.pad's (left, right) amounts, last dim first, for the non-zero padding modes
+        if isinstance(padding, str):
+            self._reversed_padding_repeated_twice = [0, 0] * n
+            if padding == "same":
+                for i, (d, k) in enumerate(zip(self.dilation, self.kernel_size, strict=True)):
+                    total = d * (k - 1)
+                    j = 2 * (n - 1 - i)
+                    self._reversed_padding_repeated_twice[j:j + 2] = [total // 2,
+                                                                      total - total // 2]
+        else:
+            self._reversed_padding_repeated_twice = tuple(p for p in reversed(self.padding)
+                                                          for _ in range(2))
         self.weight = Parameter(_empty(out_channels, in_channels // groups, *self.kernel_size,
                                        dtype=dtype))
         if bias:
@@ -273,10 +287,16 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
     def forward(self, input: Tensor) -> Tensor:
         conv = (F.conv1d, F.conv2d, F.conv3d)[self._nsp - 1]
+        if self.padding_mode != "zeros":  # pad first, then an unpadded conv (as PyTorch)
+            padded = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return conv(padded, self.weight, self.bias, self.stride, 0, self.dilation,
+                        self.groups)
         return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
                     self.groups)
 
@@ -304,8 +324,15 @@ class Conv3d(_ConvNd):
     _nsp = 3
 
 
-class MaxPool2d(Module):
-    """The maximum over each window (see ``nn.functional.max_pool2d``)."""
+def _single(v) -> tuple:
+    return (v,) if isinstance(v, int) else tuple(v)
+
+
+class _MaxPoolNd(Module):
+    """Shared by MaxPool1d/2d/3d: the maximum over each window (see
+    ``nn.functional.max_pool2d``)."""
+
+    _fn = staticmethod(F.max_pool2d)
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices: bool = False, ceil_mode: bool = False):
@@ -318,16 +345,39 @@ class MaxPool2d(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: Tensor):
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return self._fn(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                        ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
-class AvgPool2d(Module):
-    """The mean over each window (see ``nn.functional.avg_pool2d``)."""
+class MaxPool1d(_MaxPoolNd):
+    """Max pooling over (N, C, L) inputs (see ``nn.functional.max_pool1d``)."""
+
+    _fn = staticmethod(F.max_pool1d)
+
+
+class MaxPool2d(_MaxPoolNd):
+    """Max pooling over (N, C, H, W) inputs (see ``nn.functional.max_pool2d``).
+
+    >>> import tracegrad as tg
+    >>> tg.nn.MaxPool2d(2)
+    MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
+    """
+
+
+class MaxPool3d(_MaxPoolNd):
+    """Max pooling over (N, C, D, H, W) inputs (see ``nn.functional.max_pool3d``)."""
+
+    _fn = staticmethod(F.max_pool3d)
+
+
+class _AvgPoolNd(Module):
+    """Shared by AvgPool2d/3d: the mean over each window (see ``nn.functional.avg_pool2d``)."""
+
+    _fn = staticmethod(F.avg_pool2d)
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None):
@@ -340,25 +390,99 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad, self.divisor_override)
+        return self._fn(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                        self.count_include_pad, self.divisor_override)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AdaptiveAvgPool2d(Module):
-    """Average-pool to a fixed ``output_size`` (see ``nn.functional.adaptive_avg_pool2d``)."""
+class AvgPool1d(_AvgPoolNd):
+    """Average pooling over (N, C, L) inputs (see ``nn.functional.avg_pool1d``); as
+    PyTorch's, it keeps its sizes as 1-tuples and has no ``divisor_override``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True):
+        Module.__init__(self)
+        self.kernel_size = _single(kernel_size)
+        self.stride = _single(stride if stride is not None else kernel_size)
+        self.padding = _single(padding)
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad)
+
+
+class AvgPool2d(_AvgPoolNd):
+    """Average pooling over (N, C, H, W) inputs (see ``nn.functional.avg_pool2d``)."""
+
+
+class AvgPool3d(_AvgPoolNd):
+    """Average pooling over (N, C, D, H, W) inputs (see ``nn.functional.avg_pool3d``)."""
+
+    _fn = staticmethod(F.avg_pool3d)
+
+
+class _AdaptivePoolNd(Module):
+    """Shared by the adaptive pools: pool to a fixed ``output_size`` (None entries keep
+    that input size)."""
+
+    _fn = staticmethod(F.adaptive_avg_pool2d)
 
     def __init__(self, output_size):
         super().__init__()
         self.output_size = output_size
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.adaptive_avg_pool2d(input, self.output_size)
+        return self._fn(input, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool1d(_AdaptivePoolNd):
+    """See ``nn.functional.adaptive_avg_pool1d``."""
+
+    _fn = staticmethod(F.adaptive_avg_pool1d)
+
+
+class AdaptiveAvgPool2d(_AdaptivePoolNd):
+    """See ``nn.functional.adaptive_avg_pool2d``."""
+
+
+class AdaptiveAvgPool3d(_AdaptivePoolNd):
+    """See ``nn.functional.adaptive_avg_pool3d``."""
+
+    _fn = staticmethod(F.adaptive_avg_pool3d)
+
+
+class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__(output_size)
+        self.return_indices = return_indices
+
+    def forward(self, input: Tensor):
+        return self._fn(input, self.output_size, self.return_indices)
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
+    """See ``nn.functional.adaptive_max_pool1d``."""
+
+    _fn = staticmethod(F.adaptive_max_pool1d)
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
+    """See ``nn.functional.adaptive_max_pool2d``."""
+
+    _fn = staticmethod(F.adaptive_max_pool2d)
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
+    """See ``nn.functional.adaptive_max_pool3d``."""
+
+    _fn = staticmethod(F.adaptive_max_pool3d)
 
 
 class _BatchNorm(Module):
