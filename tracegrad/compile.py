@@ -187,6 +187,7 @@ class _Entry:
         self.stages = None
         self.timings = {}
         self.guards = []
+        self._checks = []
         self._seen = {}  # input position -> weakref to the host array passed last time
         if trace is not None:
             self._make_guards()
@@ -918,7 +919,7 @@ class CompiledFunction:
             if entry.eager_reason is not None:
                 self.hits += 1
                 return self.fn(*args, **kwargs)
-            failed = entry.check_guards(flat)
+            failed = entry.check_guards(flat) if entry._checks else None
             if failed is None:
                 self.hits += 1
                 return entry.run(flat)

@@ -473,7 +473,9 @@ class Tensor:
     def _concrete(self, what: str):
         if trace_state.current is not None:
             return trace_state.current.concretize(self, what)
-        return self._data
+        d = self.__dict__.get("_data")
+        # a compiled call's result is read here first, most often: fetch it directly
+        return d if d is not None else _storage.materialise(self)
 
     def __array__(self, dtype=None, copy=None):
         if self._rg:
