@@ -128,7 +128,8 @@ def _coerce(a, b):
                 return a, b
             rt = result_type(a, b)
             return (a if da is rt else cast(a, rt)), (b if db is rt else cast(b, rt))
-        da = a.dtype
+        da = a._data.dtype  # (not a.dtype: the operation reads the data anyway)
+        da = da if da.__class__ is DType else dtypes._BY_NP[da]
         if b.__class__ is _pyfloat and da._category == 2:
             return a, _const(b, da)
         rt = _dtype_with_scalar(da, b)
