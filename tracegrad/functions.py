@@ -128,8 +128,7 @@ def _coerce(a, b):
                 return a, b
             rt = result_type(a, b)
             return (a if da is rt else cast(a, rt)), (b if db is rt else cast(b, rt))
-        da = a._data.dtype  # (not a.dtype: the operation reads the data anyway)
-        da = da if da.__class__ is DType else dtypes._BY_NP[da]
+        da = _dtype_of(a)
         if b.__class__ is _pyfloat and da._category == 2:
             return a, _const(b, da)
         rt = _dtype_with_scalar(da, b)
@@ -147,7 +146,14 @@ def _as_tensor(x) -> Tensor:
 
 def _float(x: Tensor) -> Tensor:
     """Ops defined on floats promote integer and bool inputs to the default dtype."""
-    return x if x.dtype.is_floating_point else cast(x, dtypes.get_default_dtype())
+    return x if _dtype_of(x).is_floating_point else cast(x, dtypes.get_default_dtype())
+
+
+def _dtype_of(t: Tensor) -> DType:
+    """``t.dtype`` on the per-op path: read from the array, which the op reads anyway
+    (the property also serves deferred compiled values without fetching them)."""
+    d = t._data.dtype
+    return d if d.__class__ is DType else dtypes._BY_NP[d]
 
 
 def _dim(d, ndim: int) -> int:
