@@ -685,3 +685,44 @@ def test_shape_and_dtype_of_a_deferred_tensor_leave_it_on_the_device():
         (tg.Size([2, 3]), tg.Size([2, 3]), 3, 2, 2, 6, 2, tg.float64)
     assert _is_deferred(r)
     assert r.tolist() == [[2.0] * 3] * 2 and not _is_deferred(r)
+
+
+def test_tensors_made_by_randn_are_deferred_though_their_arrays_are_views():
+    # randn reshapes a flat buffer: the array is a view of a base nothing else holds
+    def program(comp):
+        x, y = tg.randn(8, 4), tg.randn(8, 2)
+        w = tg.randn(4, 2, requires_grad=True)
+
+        @comp
+        def step(x, y, w, lr):
+            loss = ((x.mm(w) - y) ** 2).sum()
+            loss.backward()
+            with tg.no_grad():
+                w -= lr * w.grad
+                w.grad.zero_()
+            return loss
+        losses = [step(x, y, w, 0.01) for _ in range(6)]
+        return losses + [w, w.grad]
+    _same(program)
+    w = tg.randn(4, 2, requires_grad=True)
+    assert w.__dict__["_data"].base is not None  # (pytest keeps an assert's operands alive)
+    assert _storage.is_private(w)
+    base = w._data.base  # someone else now reaches the memory: not private
+    assert not _storage.is_private(w)
+    del base
+    view = w.detach().view(8)
+    assert not _storage.is_private(w)
+    del view
+    assert _storage.is_private(w)
+
+
+def test_a_numpy_view_of_the_base_sees_every_compiled_update():
+    x = tg.randn(3, 2)
+    raw = x._data.base  # a user's handle on the memory, as np.frombuffer would give
+    f = tg.compile(lambda t: t.mul_(2))
+    for _ in range(4):
+        f(x)
+        np.testing.assert_allclose(raw.reshape(3, 2), x.numpy())
+    raw[0] = 100.0  # and a raw write is seen by the next call
+    f(x)
+    assert x.numpy()[0, 0] == 200.0

@@ -48,6 +48,10 @@ def _forget(key):
 
 
 def remember(arr, device_value, constant=None) -> None:
+    if arr.base is not None and not _sole_view(arr):
+        # a view whose memory is reachable some other way (a NumPy base the user
+        # holds): a raw write there would go around the read-only flag. Not cached
+        return
     key = id(arr)
     ref = _WATCHED.get(key)
     if ref is None or ref() is not arr:
@@ -120,12 +124,32 @@ def _refs(d) -> int:
 _PRIVATE_REFS = _refs({"_data": np.empty(0)})
 
 
+def _base_refs(arr) -> int:
+    base = arr.base
+    return sys.getrefcount(base)
+
+
+# the count ``_base_refs`` gives for a view's base that only the view holds (the flat
+# buffer ``randn`` reshapes), measured alike
+_SOLE_VIEW_REFS = _base_refs(np.empty(4).reshape(2, 2))
+
+
+def _sole_view(arr) -> bool:
+    """Whether ``arr`` is a view of a NumPy array nothing else holds: no raw NumPy handle
+    can write around it (``arr``'s read-only flag guards all of that memory)."""
+    base = arr.base
+    return (base.__class__ is np.ndarray and base.base is None
+            and _base_refs(arr) == _SOLE_VIEW_REFS + 1)  # (+ the local ``base`` here)
+
+
 def is_private(t, held: int = 0) -> bool:
     """Whether nothing but tensor ``t`` (and the caller's ``held`` references) can reach
-    its array: no view (it is not one, and no view holds it as base), alias or saved
-    reference."""
+    its array: no alias, saved reference or other view of its memory. The array may be
+    a view of a NumPy array that nothing else holds (``randn`` reshapes a flat buffer)."""
     d = t.__dict__
-    return d["_data"].base is None and _refs(d) == _PRIVATE_REFS + held
+    if _refs(d) != _PRIVATE_REFS + held:
+        return False
+    return d["_data"].base is None or _sole_view(d["_data"])
 
 
 def lazy(t):

@@ -413,7 +413,7 @@ class _Entry:
             cached = lookup(arr)
             if cached is None:
                 pos = len(inputs)
-                if pos not in self.donate and arr.flags.owndata and (
+                if pos not in self.donate and (
                         arr.size >= _KEEP_ON_DEVICE or self._seen.get(pos, _dead)() is arr) \
                         and is_private(t, held=1):  # (``arr`` here is one reference)
                     # a large input (a data batch), or one passed again: keep its device
