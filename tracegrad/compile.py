@@ -86,37 +86,13 @@ def _rebuild(x, leaves):
     return x
 
 
-def _float_outputs(trace) -> frozenset:
+def _float_outputs(outs) -> frozenset:
     """Outputs computed from Python float arguments alone (``lr * 0.5``, or the float
     itself). The trace made the floats 0-d tensors so that a new value does not
-    recompile; eager would return floats here, so compiled calls do too."""
-    g = trace.graph
-    scalar = {v for v, s in zip(g.inputs, trace.sources, strict=False) if s[0] == "scalar"}
-    producer = {e.out: e for e in g.eqns}
-    verdict: dict = {}  # var -> True (scalars only), False
-
-    def from_scalars(v):
-        stack = [v]
-        while stack:
-            u = stack[-1]
-            if u in verdict:
-                stack.pop()
-                continue
-            e = producer.get(u)
-            if e is None:  # an input
-                verdict[u] = u in scalar
-                stack.pop()
-                continue
-            todo = [w for w in e.inputs if not isinstance(w, Const) and w not in verdict]
-            if todo:
-                stack += todo
-                continue
-            ins = [w for w in e.inputs if not isinstance(w, Const)]
-            verdict[u] = bool(ins) and all(verdict[w] for w in ins)
-            stack.pop()
-        return verdict[v]
-
-    return frozenset(j for j, v in enumerate(g.outputs[:trace.n_out]) if from_scalars(v))
+    recompile, marked ``_wrapped`` as are the results of arithmetic on them alone (the
+    tracer's ``bind``); eager would return floats (bools for ``lr > 0.5``) here, so
+    compiled calls do too."""
+    return frozenset(j for j, t in enumerate(outs) if t._wrapped)
 
 
 def _with_floats(result, outs, which, given=None):
@@ -125,7 +101,7 @@ def _with_floats(result, outs, which, given=None):
     if not which and not given:
         return result
     given = given or {}
-    leaves = [float(t) if j in which else given.get(id(t), t) for j, t in enumerate(outs)]
+    leaves = [t.item() if j in which else given.get(id(t), t) for j, t in enumerate(outs)]
     return _rebuild(result, iter(leaves))
 
 
@@ -354,7 +330,7 @@ class _Entry:
         n = tr.n_out
         results = [_result(o) for o in values[:n]]
         for j in floats:
-            results[j] = float(values[j])
+            results[j] = values[j].item()  # a float, or a bool for a comparison (a > 0.5)
         k = n
         for src in tr.writes:
             kind = src[0]
@@ -729,7 +705,6 @@ def _output_plan(final, trace):
 
     State the step leaves filled with one value (``grad.zero_()``) is written with a
     NumPy fill and remembered as a constant, rather than returned from XLA."""
-    from .ir.graph import Const
     from .primitives import full_p
     producers = {e.out: e for e in final.eqns}
     n_state = len(trace.writes) + sum(1 for _, has in trace.grad_effects if has)
@@ -1047,7 +1022,7 @@ class CompiledFunction:
             self._warn_once(("state argument", shared), f"tracegrad.compile: {self.name}: "
                             f"{shared}{_STATE_ARGUMENT}; this call ran eagerly")
             return _with_floats(result, outs, (), given)
-        trace.float_outputs = _float_outputs(trace)
+        trace.float_outputs = _float_outputs(outs)
         trace.graph.meta["seconds"] = trace_seconds
         _remember_constant_state(trace, flat)
         if needs_autograd:
