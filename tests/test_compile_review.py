@@ -2,10 +2,13 @@
 side-effect check of ``tracegrad.compile``: compiled calls against eager ones."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 import tracegrad as tg
+from tracegrad.ir.tracer import GraphBreak
 
 
 def _eager(fn=None, **_):
@@ -71,3 +74,54 @@ def test_a_0d_parameter_is_updated_in_its_own_dtype(opt):
         x = tg.arange(3.0)
         return [t for _ in range(4) for t in (step(x), scale.detach().clone())]
     _same(program)
+
+
+# ---- results that alias: eager's share memory, compiled calls' must not be new -------
+
+def test_outputs_that_alias_arguments_state_or_each_other():
+    def aliased(comp):
+        f = comp(lambda x: (lambda y: (y, y, y.view(-1)))(x * 2))
+        x = tg.arange(4.0)
+        obs = []
+        for _ in range(4):
+            a, b, c = f(x)
+            a.add_(1)
+            obs += [b.clone(), c.clone(), a is b]
+        return obs
+
+    def argument(comp):
+        f = comp(lambda x: (x, x.detach(), x * 1))
+        x = tg.arange(4.0)
+        obs = []
+        for _ in range(4):
+            a, b, _ = f(x)
+            b.add_(1)
+            obs += [a is x, x.clone()]
+        return obs
+
+    def state(comp):
+        model = tg.nn.Linear(2, 2)
+        o = tg.optim.SGD(model.parameters(), lr=0.1)
+
+        @comp
+        def step(x):
+            o.zero_grad()
+            model(x).sum().backward()
+            o.step()
+            return model.weight, model.bias.detach(), model.weight.grad
+        obs = []
+        for _ in range(4):
+            w, b, g = step(tg.ones(1, 2))
+            b.add_(1.0)
+            obs += [w is model.weight, g is model.weight.grad, model.bias.clone()]
+        return obs
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "tracegrad.compile")
+        for program in (aliased, argument, state):
+            _same(program)
+    with pytest.raises(GraphBreak, match="output 0 is arg0"):
+        tg.compile(lambda x: x, fullgraph=True)(tg.ones(2))
+    f = tg.compile(lambda x, a: (a, a, x * a))       # a float returned twice is no alias
+    _calls(f, tg.ones(2), 0.5)
+    assert not f.graph_breaks and f.cache_info().hits == 3

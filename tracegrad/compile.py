@@ -434,6 +434,25 @@ def _state_argument(state, flat, describe=False):
     return None if describe else True
 
 
+def _aliased_output(outs, flat, tracer):
+    """Which output is, or shares memory with (``detach()``, a view), a tensor argument,
+    state the trace read or wrote, a ``.grad`` slot it set, or another output; else None.
+    A compiled call returns new tensors, so a write through one would miss the other."""
+    others = [(path, array(v)) for path, v in flat if isinstance(v, Tensor)]
+    others += [("state", c[2]) for c in tracer.captured if c[0][0] != "scalar"]
+    others += [(f"{_name(o)}.grad", o._grad._data) for o in tracer.grad_writes.values()
+               if o._grad is not None]
+    for j, t in enumerate(outs):
+        if t._wrapped:  # a float argument (or arithmetic on floats): returned as a float
+            continue
+        arr = t._data
+        for what, other in others:
+            if np.may_share_memory(arr, other):
+                return f"output {j} is {what} or shares its memory"
+        others.append((f"output {j}", arr))
+    return None
+
+
 def _state_tensors(obj):
     """Tensors a function's closure and globals, a module or an optimizer hold."""
     Module, Optimizer = _module_types()
@@ -980,12 +999,19 @@ class CompiledFunction:
         trace_seconds = time.perf_counter() - t0
         given = {id(t): flat[i][1] for i, t in float_map.items()}
         changed = _side_effect(before, _python_snapshot(self.fn))
-        if changed is not None and tracer.break_reason is None:
+        reason = None
+        if changed is not None:
             # compiled calls would not repeat it: run such calls eagerly
+            reason = f"a Python side effect ({changed}), which compiled calls would skip"
+        elif tracer.break_reason is None:
+            shared = _aliased_output(outs, flat, tracer)
+            if shared is not None:
+                reason = (f"{shared}, which eager returns as the same memory; compiled "
+                          "calls return new tensors")
+        if reason is not None and tracer.break_reason is None:
             code = getattr(self.fn, "__code__", None)
             site = (f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
                     if code is not None else self.name)
-            reason = f"a Python side effect ({changed}), which compiled calls would skip"
             if self.fullgraph:
                 raise GraphBreak(f"{site}: {reason}. tracegrad.compile(fullgraph=True) needs "
                                  "a function whose only effects are on tensors: move it out "
