@@ -125,3 +125,63 @@ def test_outputs_that_alias_arguments_state_or_each_other():
     f = tg.compile(lambda x, a: (a, a, x * a))       # a float returned twice is no alias
     _calls(f, tg.ones(2), 0.5)
     assert not f.graph_breaks and f.cache_info().hits == 3
+
+
+# ---- Python side effects -------------------------------------------------------------
+
+class _Trainer:
+    def __init__(self):
+        self.model = tg.nn.Linear(2, 2)
+        self.opt = tg.optim.SGD(self.model.parameters(), lr=0.1)
+        self.steps = 0
+        self.history = []
+
+    def step(self, x):
+        self.steps += 1
+        self.opt.zero_grad()
+        loss = self.model(x).sum()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+def test_a_compiled_methods_counter_on_its_object_is_not_skipped():
+    t = _Trainer()
+    step = tg.compile(t.step)
+    with pytest.warns(UserWarning, match=r"self\.steps: 0 -> 1"):
+        _calls(step, tg.ones(1, 2))
+    assert t.steps == 4
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_training_loops_with_schedulers_and_submodule_lists_stay_compiled(opt):
+    class Net(tg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = tg.nn.ModuleList([tg.nn.Linear(4, 6), tg.nn.Linear(6, 2)])
+            self.norm = tg.nn.BatchNorm1d(6)
+            self.drop = tg.nn.Dropout(0.2)
+            self.cfg = {"act": "relu"}
+
+        def forward(self, x):
+            x = self.drop(self.norm(self.layers[0](x)).relu())
+            return self.layers[1](x)
+    model = Net()
+    o = getattr(tg.optim, opt)(model.parameters(), lr=0.01)
+    sched = tg.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.9)
+    config = {"w": 0.5}
+
+    @tg.compile
+    def step(x, y):
+        o.zero_grad()
+        loss = ((model(x) - y) ** 2).mean() * config["w"]
+        loss.backward()
+        o.step()
+        return loss
+    x, y = tg.randn(8, 4), tg.randn(8, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(5):
+            step(x, y)
+            sched.step()
+    assert not step.graph_breaks and step.cache_info().hits == 3

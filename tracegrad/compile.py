@@ -669,6 +669,8 @@ def _python_snapshot(fn):
                    strict=False)]
     if isinstance(fn, Module):
         values.append(("self", fn))
+    elif _plain_object(getattr(fn, "__self__", None)):  # a compiled method: its object's
+        values += [(f"self.{k}", v) for k, v in vars(fn.__self__).items()]  # attributes
     for name, v in values:
         if isinstance(v, Module):
             owners += [m for m in v.modules() if m is not fn]
@@ -677,6 +679,7 @@ def _python_snapshot(fn):
         elif v.__class__ in (list, dict, set):
             containers[name] = v
     snap = {f"{_owner_name(o)}.{k}": v for o in owners for k, v in _python_values(o).items()}
+    snap.update((name, v) for name, v in values if name.startswith("self.") and _static_value(v))
     for name, c in containers.items():
         items = [x for kv in c.items() for x in kv] if isinstance(c, dict) else c
         snap[name] = (type(c).__name__, len(c),
@@ -701,6 +704,15 @@ def _print_breaks(tracer):
         yield
     finally:
         builtins.print = real
+
+
+def _plain_object(obj) -> bool:
+    """An instance of a user's class (a trainer whose method is compiled), whose plain
+    attributes are Python state like a module's."""
+    Module, Optimizer = _module_types()
+    return (obj is not None and hasattr(obj, "__dict__") and not isinstance(
+        obj, (type, Module, Optimizer, Tensor)) and not type(obj).__module__.startswith(
+        ("tracegrad", "builtins")))
 
 
 def _owner_name(o):
