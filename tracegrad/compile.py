@@ -86,37 +86,13 @@ def _rebuild(x, leaves):
     return x
 
 
-def _float_outputs(trace) -> frozenset:
+def _float_outputs(outs) -> frozenset:
     """Outputs computed from Python float arguments alone (``lr * 0.5``, or the float
     itself). The trace made the floats 0-d tensors so that a new value does not
-    recompile; eager would return floats here, so compiled calls do too."""
-    g = trace.graph
-    scalar = {v for v, s in zip(g.inputs, trace.sources, strict=False) if s[0] == "scalar"}
-    producer = {e.out: e for e in g.eqns}
-    verdict: dict = {}  # var -> True (scalars only), False
-
-    def from_scalars(v):
-        stack = [v]
-        while stack:
-            u = stack[-1]
-            if u in verdict:
-                stack.pop()
-                continue
-            e = producer.get(u)
-            if e is None:  # an input
-                verdict[u] = u in scalar
-                stack.pop()
-                continue
-            todo = [w for w in e.inputs if not isinstance(w, Const) and w not in verdict]
-            if todo:
-                stack += todo
-                continue
-            ins = [w for w in e.inputs if not isinstance(w, Const)]
-            verdict[u] = bool(ins) and all(verdict[w] for w in ins)
-            stack.pop()
-        return verdict[v]
-
-    return frozenset(j for j, v in enumerate(g.outputs[:trace.n_out]) if from_scalars(v))
+    recompile, marked ``_wrapped`` as are the results of arithmetic on them alone (the
+    tracer's ``bind``); eager would return floats (bools for ``lr > 0.5``) here, so
+    compiled calls do too."""
+    return frozenset(j for j, t in enumerate(outs) if t._wrapped)
 
 
 def _with_floats(result, outs, which, given=None):
@@ -125,7 +101,7 @@ def _with_floats(result, outs, which, given=None):
     if not which and not given:
         return result
     given = given or {}
-    leaves = [float(t) if j in which else given.get(id(t), t) for j, t in enumerate(outs)]
+    leaves = [t.item() if j in which else given.get(id(t), t) for j, t in enumerate(outs)]
     return _rebuild(result, iter(leaves))
 
 
@@ -354,7 +330,7 @@ class _Entry:
         n = tr.n_out
         results = [_result(o) for o in values[:n]]
         for j in floats:
-            results[j] = float(values[j])
+            results[j] = values[j].item()  # a float, or a bool for a comparison (a > 0.5)
         k = n
         for src in tr.writes:
             kind = src[0]
@@ -456,6 +432,25 @@ def _state_argument(state, flat, describe=False):
             if t is not None and array(t) is arr:
                 return path if describe else False
     return None if describe else True
+
+
+def _aliased_output(outs, flat, tracer):
+    """Which output is, or shares memory with (``detach()``, a view), a tensor argument,
+    state the trace read or wrote, a ``.grad`` slot it set, or another output; else None.
+    A compiled call returns new tensors, so a write through one would miss the other."""
+    others = [(path, array(v)) for path, v in flat if isinstance(v, Tensor)]
+    others += [("state", c[2]) for c in tracer.captured if c[0][0] != "scalar"]
+    others += [(f"{_name(o)}.grad", o._grad._data) for o in tracer.grad_writes.values()
+               if o._grad is not None]
+    for j, t in enumerate(outs):
+        if t._wrapped:  # a float argument (or arithmetic on floats): returned as a float
+            continue
+        arr = t._data
+        for what, other in others:
+            if np.may_share_memory(arr, other):
+                return f"output {j} is {what} or shares its memory"
+        others.append((f"output {j}", arr))
+    return None
 
 
 def _state_tensors(obj):
@@ -674,6 +669,8 @@ def _python_snapshot(fn):
                    strict=False)]
     if isinstance(fn, Module):
         values.append(("self", fn))
+    elif _plain_object(getattr(fn, "__self__", None)):  # a compiled method: its object's
+        values += [(f"self.{k}", v) for k, v in vars(fn.__self__).items()]  # attributes
     for name, v in values:
         if isinstance(v, Module):
             owners += [m for m in v.modules() if m is not fn]
@@ -682,6 +679,7 @@ def _python_snapshot(fn):
         elif v.__class__ in (list, dict, set):
             containers[name] = v
     snap = {f"{_owner_name(o)}.{k}": v for o in owners for k, v in _python_values(o).items()}
+    snap.update((name, v) for name, v in values if name.startswith("self.") and _static_value(v))
     for name, c in containers.items():
         items = [x for kv in c.items() for x in kv] if isinstance(c, dict) else c
         snap[name] = (type(c).__name__, len(c),
@@ -708,6 +706,15 @@ def _print_breaks(tracer):
         builtins.print = real
 
 
+def _plain_object(obj) -> bool:
+    """An instance of a user's class (a trainer whose method is compiled), whose plain
+    attributes are Python state like a module's."""
+    Module, Optimizer = _module_types()
+    return (obj is not None and hasattr(obj, "__dict__") and not isinstance(
+        obj, (type, Module, Optimizer, Tensor)) and not type(obj).__module__.startswith(
+        ("tracegrad", "builtins")))
+
+
 def _owner_name(o):
     return getattr(o, "__name__", None) or type(o).__name__
 
@@ -729,7 +736,6 @@ def _output_plan(final, trace):
 
     State the step leaves filled with one value (``grad.zero_()``) is written with a
     NumPy fill and remembered as a constant, rather than returned from XLA."""
-    from .ir.graph import Const
     from .primitives import full_p
     producers = {e.out: e for e in final.eqns}
     n_state = len(trace.writes) + sum(1 for _, has in trace.grad_effects if has)
@@ -1005,12 +1011,19 @@ class CompiledFunction:
         trace_seconds = time.perf_counter() - t0
         given = {id(t): flat[i][1] for i, t in float_map.items()}
         changed = _side_effect(before, _python_snapshot(self.fn))
-        if changed is not None and tracer.break_reason is None:
+        reason = None
+        if changed is not None:
             # compiled calls would not repeat it: run such calls eagerly
+            reason = f"a Python side effect ({changed}), which compiled calls would skip"
+        elif tracer.break_reason is None:
+            shared = _aliased_output(outs, flat, tracer)
+            if shared is not None:
+                reason = (f"{shared}, which eager returns as the same memory; compiled "
+                          "calls return new tensors")
+        if reason is not None and tracer.break_reason is None:
             code = getattr(self.fn, "__code__", None)
             site = (f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
                     if code is not None else self.name)
-            reason = f"a Python side effect ({changed}), which compiled calls would skip"
             if self.fullgraph:
                 raise GraphBreak(f"{site}: {reason}. tracegrad.compile(fullgraph=True) needs "
                                  "a function whose only effects are on tensors: move it out "
@@ -1047,7 +1060,7 @@ class CompiledFunction:
             self._warn_once(("state argument", shared), f"tracegrad.compile: {self.name}: "
                             f"{shared}{_STATE_ARGUMENT}; this call ran eagerly")
             return _with_floats(result, outs, (), given)
-        trace.float_outputs = _float_outputs(trace)
+        trace.float_outputs = _float_outputs(outs)
         trace.graph.meta["seconds"] = trace_seconds
         _remember_constant_state(trace, flat)
         if needs_autograd:

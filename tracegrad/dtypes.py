@@ -105,7 +105,8 @@ def result_type(*operands) -> DType:
     for x in operands:
         d = getattr(x, "dtype", None)
         if isinstance(d, DType):
-            tier = 0 if x.ndim else 1
+            # a traced Python float (Tensor._wrapped) promotes as the float does
+            tier = 2 if x._wrapped else 0 if x.ndim else 1
         else:
             cat = _scalar_category(x)
             d = (bool_, int64, _default_float)[cat]

@@ -90,6 +90,7 @@ def _const(value, dtype: DType) -> Tensor:
     t = Tensor._make(np.asarray(value, dtype=dtype.np))
     if tracer is not None:
         tracer.constant(t)
+        t._wrapped = True  # a Python number: ``lr * 2`` of a traced float ``lr`` is one too
     return t
 
 

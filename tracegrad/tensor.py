@@ -241,6 +241,7 @@ class Tensor:
     _is_param = False
     _out_nr = 0
     _fw_grad = None  # forward-mode tangent (autograd.forward_ad)
+    _wrapped = False  # while tracing: a 0-d tensor standing in for a Python float
     __array_priority__ = 1000
 
     @classmethod

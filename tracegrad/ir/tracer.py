@@ -152,6 +152,7 @@ class Tracer:
     def add_scalar(self, t: Tensor, name: str, index: int) -> None:
         v = self._new_input(t._data, t.dtype, ("scalar", index), name)
         self._bind_array(t._data, v)
+        t._wrapped = True
 
     def hyperparameter(self, group: dict, key: str, index: int | None = None):
         """``group[key]`` (or ``group[key][index]``), a float in an optimizer's param
@@ -174,6 +175,7 @@ class Tracer:
         name = key if index is None else f"{key}{index}"
         v = self._new_input(t._data, t.dtype, ("group", group, key, index), name)
         self._bind_array(t._data, v)
+        t._wrapped = True
         self.hyperparameters[slot] = (group, key, index, t)
         return t
 
@@ -254,6 +256,8 @@ class Tracer:
                                      mask))
                 self._bind_array(data, v)
                 self._note_view(data)
+                if args and all(a._wrapped for a in args):
+                    out._wrapped = True  # arithmetic on Python numbers only: still one
                 self._created.append(weakref.ref(out))
                 if self.phase != "forward":
                     self.phases[v] = self.phase
