@@ -121,7 +121,19 @@ def test_outputs_that_alias_arguments_state_or_each_other():
         for program in (aliased, argument, state):
             _same(program)
     with pytest.raises(GraphBreak, match="output 0 is arg0"):
-        tg.compile(lambda x: x, fullgraph=True)(tg.ones(2))
+        tg.compile(lambda x: x.detach(), fullgraph=True)(tg.ones(2))
+    # an output that is the argument or state itself is returned as that very tensor
+    w = tg.zeros(2)
+    g = tg.compile(lambda x: (x.mul_(2), w.add_(x), x * 1), fullgraph=True)
+    x = tg.ones(2)
+    for _ in range(4):
+        a, b, _ = g(x)
+        assert a is x and b is w
+    assert x.tolist() == [16.0, 16.0] and w.tolist() == [30.0, 30.0]
+    assert g.cache_info().hits == 3
+    p = tg.ones(2, requires_grad=True)
+    with pytest.raises(GraphBreak, match="output 0 is an input or state tensor itself"):
+        tg.compile(lambda y: (p, (p * y).sum()), fullgraph=True)(tg.ones(2))
     f = tg.compile(lambda x, a: (a, a, x * a))       # a float returned twice is no alias
     _calls(f, tg.ones(2), 0.5)
     assert not f.graph_breaks and f.cache_info().hits == 3

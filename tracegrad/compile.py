@@ -291,6 +291,7 @@ class _Entry:
         self.lowered = lower(program, donate=self.donate)
         tr = self.trace
         self._pure = (not tr.writes and not tr.grad_effects and tr.autograd is None
+                      and not tr.same_outputs
                       and all(pos == k for k, (pos, _) in enumerate(self.plan)))
         self._first_call = True
         t2 = time.perf_counter()
@@ -359,6 +360,9 @@ class _Entry:
             else:
                 owner._grad = None
         outs = values
+        for j, (kind, ref) in tr.same_outputs.items():  # that very tensor, as in eager
+            results[j] = flat[ref][1] if kind == "arg" else results[ref] if kind == "out" \
+                else ref
         if tr.autograd is not None and is_grad_enabled():
             tr.autograd.attach(results, outs[k:], flat)
         # non-tensor parts of the result keep the values they had when traced
@@ -434,16 +438,38 @@ def _state_argument(state, flat, describe=False):
     return None if describe else True
 
 
-def _aliased_output(outs, flat, tracer):
-    """Which output is, or shares memory with (``detach()``, a view), a tensor argument,
-    state the trace read or wrote, a ``.grad`` slot it set, or another output; else None.
-    A compiled call returns new tensors, so a write through one would miss the other."""
+def _same_outputs(outs, flat, tracer) -> dict:
+    """Outputs that are a tensor argument, a state tensor or an earlier output itself
+    (``return x.add_(1)``, ``return model.weight``, ``return y, y``): output index ->
+    ("arg", i) | ("tensor", t) | ("out", k). Compiled calls return that very tensor, after
+    its write-back, as eager does."""
+    known = {}
+    for i, (_, v) in enumerate(flat):
+        if isinstance(v, Tensor):
+            known.setdefault(id(v), ("arg", i))
+    for c in tracer.captured:
+        if c[0][0] == "tensor":
+            known.setdefault(id(c[1]), ("tensor", c[1]))
+    same = {}
+    for j, t in enumerate(outs):
+        if id(t) in known:
+            same[j] = known[id(t)]
+        else:
+            known[id(t)] = ("out", j)
+    return same
+
+
+def _aliased_output(outs, flat, tracer, same):
+    """Which output (not one of ``same``) shares memory with (``detach()``, a view) a
+    tensor argument, state the trace read or wrote, a ``.grad`` slot it set, or another
+    output; else None. A compiled call returns a new tensor for it, so a write through
+    one would miss the other."""
     others = [(path, array(v)) for path, v in flat if isinstance(v, Tensor)]
     others += [("state", c[2]) for c in tracer.captured if c[0][0] != "scalar"]
     others += [(f"{_name(o)}.grad", o._grad._data) for o in tracer.grad_writes.values()
                if o._grad is not None]
     for j, t in enumerate(outs):
-        if t._wrapped:  # a float argument (or arithmetic on floats): returned as a float
+        if t._wrapped or j in same:  # returned as a float, or as that very tensor
             continue
         arr = t._data
         for what, other in others:
@@ -1016,10 +1042,14 @@ class CompiledFunction:
             # compiled calls would not repeat it: run such calls eagerly
             reason = f"a Python side effect ({changed}), which compiled calls would skip"
         elif tracer.break_reason is None:
-            shared = _aliased_output(outs, flat, tracer)
+            same = _same_outputs(outs, flat, tracer)
+            shared = _aliased_output(outs, flat, tracer, same)
             if shared is not None:
                 reason = (f"{shared}, which eager returns as the same memory; compiled "
                           "calls return new tensors")
+            elif any(outs[j].requires_grad for j in same) and not tracer.ran_backward:
+                reason = (f"output {min(same)} is an input or state tensor itself, and the "
+                          "outputs' gradients would need a compiled backward attached to it")
         if reason is not None and tracer.break_reason is None:
             code = getattr(self.fn, "__code__", None)
             site = (f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
@@ -1061,6 +1091,7 @@ class CompiledFunction:
                             f"{shared}{_STATE_ARGUMENT}; this call ran eagerly")
             return _with_floats(result, outs, (), given)
         trace.float_outputs = _float_outputs(outs)
+        trace.same_outputs = same
         trace.graph.meta["seconds"] = trace_seconds
         _remember_constant_state(trace, flat)
         if needs_autograd:

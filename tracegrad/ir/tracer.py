@@ -618,6 +618,7 @@ class TraceResult:
         self.captured = captured
         self.autograd = None  # set when calls must return outputs with a grad_fn
         self.float_outputs = frozenset()  # outputs returned as Python floats (compile)
+        self.same_outputs: dict = {}  # outputs that are an input itself (compile)
         self.const_sources = []
         self.python_state = []
         # (group, key, index, sign guarded) read as inputs (source "group")
