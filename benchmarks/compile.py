@@ -15,9 +15,10 @@ Rows:
     result and the call alone (dispatch);
   * trace + passes time vs graph size (about 1k, 10k, 100k equations).
 
-Prints one table from one run. Times are the fastest of interleaved rounds (or of
-alternating fresh processes); ratios are tracegrad/peer of those, and "spread" is
-the range of the per-round (paired) ratios: the run's noise.
+Prints one table from one run. Times are the fastest of interleaved rounds (steady
+state: pooled over a few fresh processes, as XLA's step time moves with where its
+threads land; first calls: alternating fresh processes); ratios are tracegrad/peer of
+those, and "spread" is the range of the per-round (paired) ratios: the run's noise.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ import jax  # noqa: E402  (after pin_threads)
 import jax.numpy as jnp  # noqa: E402  (after pin_threads)
 import numpy as np  # noqa: E402  (after pin_threads)
 from _util import (  # noqa: E402  (after pin_threads)
+    Timing,
     compare,
     env_lines,
     fmt_time,
@@ -161,8 +163,15 @@ def jax_runner(step, params, data):
 
 # ---- steady state -----------------------------------------------------------------------
 
-def steady_rows(label, tg_build, torch_build, jax_build, torch, target_jax, target_torch,
-                rounds, min_batch):
+_MODELS = {"seed": ("seed net", seed_tg, seed_step_case, seed_jax, 1.05, 1 / 1.5),
+           "mlp": ("MLP", mlp_tg, mlp_torch, mlp_jax, 1.05, None)}
+
+
+def steady_child(model, rounds, min_batch) -> dict:
+    """Run in a fresh process: every candidate's seconds per step, one value per round."""
+    label, tg_build, torch_build, jax_build, _, _ = _MODELS[model]
+    torch = optional_torch()
+    set_torch_threads(torch, THREADS)
     comp, args_c = tg_build(True)
     eager, args_e = tg_build(False)
     # .item(): a compiled call returns before XLA is done (its loss is read lazily); the
@@ -175,6 +184,19 @@ def steady_rows(label, tg_build, torch_build, jax_build, torch, target_jax, targ
     t = compare(cands, rounds=rounds, min_batch_s=min_batch)
     info = comp.cache_info()
     assert info.hits > 0, f"{label}: compiled step never hit its cache ({info})"
+    return {name: v.per_round for name, v in t.items()}
+
+
+def steady_rows(model, processes, rounds, min_batch):
+    """The steady-state rows of one model, from ``processes`` fresh processes (XLA's
+    step time differs from process to process, with where its threads land: 0.35-0.49
+    ms for the same seed-net program here), their rounds pooled."""
+    label, _, _, _, target_jax, target_torch = _MODELS[model]
+    t: dict[str, Timing] = {}
+    for _ in range(processes):
+        for name, per_round in _child(["--steady", model, "--rounds", str(rounds),
+                                       "--min-batch", str(min_batch)]).items():
+            t.setdefault(name, Timing()).per_round.extend(per_round)
 
     def row(what, peer_name, peer, target, ours="compile"):
         c = t[ours]
@@ -192,6 +214,13 @@ def steady_rows(label, tg_build, torch_build, jax_build, torch, target_jax, targ
             # the bound on the torch target: XLA's own step, hand-written, against torch
             row("jax.jit step (peer) vs torch eager", "torch eager", "torch", None,
                 ours="jax")]
+
+
+def _child(argv) -> dict:
+    """Run this script in a fresh process with ``argv``; its last line of JSON."""
+    cmd = [sys.executable, os.path.abspath(__file__), *argv, "--threads", str(THREADS)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _target_text(target):
@@ -240,10 +269,7 @@ def first_call_child(which: str) -> dict:
 
 def first_call_rows(repeats: int):
     def child(which):
-        cmd = [sys.executable, os.path.abspath(__file__), "--first-call", which,
-               "--threads", str(THREADS)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return _child(["--first-call", which])
 
     rows, notes = [], []
     for model, label in (("seed", "seed net"), ("mlp", "MLP")):
@@ -349,7 +375,10 @@ def scaling_rows(max_nodes: int):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds "
+                    "(steady state: per process)")
+    ap.add_argument("--processes", type=int, default=3,
+                    help="fresh processes for the steady-state rows, rounds pooled")
     ap.add_argument("--min-batch", type=float, default=0.05,
                     help="seconds of calls per candidate per round")
     ap.add_argument("--threads", type=int, default=1,
@@ -357,20 +386,23 @@ def main(argv=None):
     ap.add_argument("--first-call-repeats", type=int, default=5)
     ap.add_argument("--max-nodes", type=int, default=100_000,
                     help="largest graph for the trace+passes scaling rows")
-    ap.add_argument("--first-call", help=argparse.SUPPRESS)  # child-process mode
+    ap.add_argument("--first-call", help=argparse.SUPPRESS)  # child-process modes
+    ap.add_argument("--steady", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.first_call:
         print(json.dumps(first_call_child(args.first_call)))
+        return
+    if args.steady:
+        print(json.dumps(steady_child(args.steady, args.rounds, args.min_batch)))
         return
 
     started = time.perf_counter()
     torch = optional_torch()
     set_torch_threads(torch, THREADS)
     rows = []
-    rows += steady_rows("seed net", seed_tg, seed_step_case, seed_jax, torch, 1.05, 1 / 1.5,
-                        args.rounds, args.min_batch)
-    rows += steady_rows("MLP", mlp_tg, mlp_torch, mlp_jax, torch, 1.05, None,
-                        args.rounds, args.min_batch)
+    steady_rounds = max(3, args.rounds // args.processes)
+    for model in _MODELS:
+        rows += steady_rows(model, args.processes, steady_rounds, args.min_batch)
     fc_rows, fc_notes = first_call_rows(args.first_call_repeats)
     rows += fc_rows
     rows += cache_hit_rows(args.rounds, args.min_batch)
@@ -378,8 +410,9 @@ def main(argv=None):
     rows += sc_rows
 
     footer = [
-        f"steady state: ms/step, fastest of {args.rounds} interleaved rounds after warm-up; "
-        "ratio = tracegrad/peer of those; spread = min-max of the per-round ratios (noise)",
+        f"steady state: ms/step, fastest of {steady_rounds} interleaved rounds after warm-up in "
+        f"each of {args.processes} fresh processes, pooled; ratio = tracegrad/peer of those; "
+        "spread = min-max of the per-round ratios (noise)",
         f"seed net {'x'.join(map(str, SEED_SHAPE))}, by-hand SGD; MLP "
         f"{'x'.join(map(str, MLP_SHAPE))}, Linear+ReLU+Linear, cross_entropy, SGD; float32",
         f"first calls: fresh process each, after a shared warm-up, fastest of "
