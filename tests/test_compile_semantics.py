@@ -379,3 +379,18 @@ def test_print_inside_a_compiled_function_prints_every_call(capsys):
         tg.compile(lambda x: (print("x"), x)[1], fullgraph=True)(tg.ones(1))
     print("after")  # print is itself again once tracing is over
     assert capsys.readouterr().out == "after\n"
+
+
+def test_logging_inside_a_compiled_function_logs_every_call(caplog):
+    import logging
+    log = logging.getLogger("tracegrad.test.step")
+    f = tg.compile(lambda x: (log.warning("step"), x * 2)[1])
+    with pytest.warns(UserWarning, match=r"logging \(tracegrad.test.step\) is output"):
+        for _ in range(3):
+            assert f(tg.ones(2)).tolist() == [2.0, 2.0]
+    assert [r.message for r in caplog.records] == ["step"] * 3
+    quiet = tg.compile(lambda x: (log.debug("hidden"), x * 2)[1])  # filtered out: no output
+    for _ in range(3):
+        quiet(tg.ones(2))
+    assert not quiet.graph_breaks and quiet.cache_info().hits == 2
+    assert logging.Logger._log.__name__ == "_log"  # restored after tracing

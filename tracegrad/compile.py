@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import logging
 import os
 import threading
 import time
@@ -714,22 +715,31 @@ def _python_snapshot(fn):
 
 
 @contextlib.contextmanager
-def _print_breaks(tracer):
-    """While ``tracer`` traces, ``print()`` on its thread is a graph break: output
-    compiled calls would skip (what ``_python_snapshot`` is to Python state)."""
-    real, thread = builtins.print, threading.get_ident()
+def _output_breaks(tracer):
+    """While ``tracer`` traces, ``print()`` and a logging record emitted on its thread are
+    graph breaks: output compiled calls would skip (what ``_python_snapshot`` is to
+    Python state)."""
+    thread = threading.get_ident()
+    real_print, real_log = builtins.print, logging.Logger._log
+
+    def breaks(what):
+        if tracer.recording and threading.get_ident() == thread:
+            tracer.graph_break(f"{what} is output that compiled calls would skip; do it "
+                               "outside the compiled function, or return what to report")
 
     def traced_print(*args, **kwargs):
-        if tracer.recording and threading.get_ident() == thread:
-            tracer.graph_break("print() is output that compiled calls would skip; print "
-                               "outside the compiled function, or return what to print")
-        return real(*args, **kwargs)
+        breaks("print()")
+        return real_print(*args, **kwargs)
 
-    builtins.print = traced_print
+    def traced_log(self, *args, **kwargs):  # (only records the logger's level lets out)
+        breaks(f"logging ({self.name})")
+        return real_log(self, *args, **kwargs)
+
+    builtins.print, logging.Logger._log = traced_print, traced_log
     try:
         yield
     finally:
-        builtins.print = real
+        builtins.print, logging.Logger._log = real_print, real_log
 
 
 def _plain_object(obj) -> bool:
@@ -1016,7 +1026,7 @@ class CompiledFunction:
         call_args, call_kwargs = _substitute_floats(args, kwargs, float_map, flat)
         before = _python_snapshot(self.fn)
         try:
-            with tracer, _print_breaks(tracer):
+            with tracer, _output_breaks(tracer):
                 for i, (path, v) in enumerate(flat):
                     if isinstance(v, Tensor):
                         tracer.add_arg(v, path, i)
