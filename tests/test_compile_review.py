@@ -197,3 +197,49 @@ def test_training_loops_with_schedulers_and_submodule_lists_stay_compiled(opt):
             step(x, y)
             sched.step()
     assert not step.graph_breaks and step.cache_info().hits == 3
+
+
+class _Config:
+    def __init__(self):
+        self.scale = 2.0
+        self.seen = 0
+        self.log = {"hist": [], "counts": {"n": 0}}
+
+
+_EFFECTS = {  # each alone must be seen
+    "setattr on a plain object": lambda st: setattr(st["cfg"], "seen", st["cfg"].seen + 1),
+    "a nested dict": lambda st: st["cfg"].log["counts"].__setitem__(
+        "n", st["cfg"].log["counts"]["n"] + 1),
+    "a list in a dict": lambda st: st["hist"]["runs"]["loss"].append(1.0),
+    "a deque": lambda st: st["q"].append(0),
+    "a list a module keeps": lambda st: st["model"].history.append(0),
+}
+
+
+@pytest.mark.parametrize("effect", sorted(_EFFECTS))
+def test_nested_containers_plain_objects_and_deques_are_not_skipped(effect):
+    import collections
+    model = tg.nn.Linear(2, 2)
+    model.history = []
+    st = {"cfg": _Config(), "hist": {"runs": {"loss": []}}, "q": collections.deque(),
+          "model": model}
+    do = _EFFECTS[effect]
+
+    def step(x):
+        do(st)
+        return model(x).sum()
+    f = tg.compile(step)
+    with pytest.warns(UserWarning, match="side effect"):
+        for _ in range(3):
+            f(tg.ones(1, 2))
+    assert (st["cfg"].seen + st["cfg"].log["counts"]["n"] + len(st["hist"]["runs"]["loss"])
+            + len(st["q"]) + len(model.history)) == 3
+
+
+def test_reading_nested_python_state_stays_compiled():
+    cfg, table = _Config(), {"a": {"b": [1.0, 2.0]}}
+    model = tg.nn.Linear(2, 2)
+    f = tg.compile(lambda x: model(x * cfg.scale).sum() * table["a"]["b"][1])
+    for _ in range(3):
+        f(tg.ones(1, 2))
+    assert not f.graph_breaks and f.cache_info().hits == 2

@@ -10,10 +10,12 @@ call. A hit checks the guards on lifted state (parameters, optimizer buffers,
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -682,13 +684,18 @@ def _python_values(obj, dynamic=_NO_DYNAMIC) -> dict:
     return out
 
 
+_SNAPSHOT_DEPTH = 3    # how far into containers and plain objects a snapshot looks
+_SNAPSHOT_ITEMS = 1000  # a container larger than this is fingerprinted by its size only
+
+
 def _python_snapshot(fn):
     """What a trace of ``fn`` could change in Python, which compiled calls would not
     repeat: the plain values (``_python_values``) of ``fn`` and of the modules and
-    optimizers it can reach, and the contents of the lists, dicts and sets it names.
-    Taken before and after a trace; any difference is a side effect."""
+    optimizers it can reach, and, a few levels down from what it names, the contents of
+    lists, dicts, sets and deques and the plain attributes of user objects (a trainer, a
+    config). Taken before and after a trace; any difference is a side effect."""
     Module, Optimizer = _module_types()
-    owners, containers = [fn], {}
+    owners, snap, seen = [fn], {}, set()
     places = _value_places(fn)
     values = [(n, v) for _, n, v in places[1]]
     values += [(name, v) for name, (_, v) in
@@ -696,21 +703,50 @@ def _python_snapshot(fn):
                    strict=False)]
     if isinstance(fn, Module):
         values.append(("self", fn))
-    elif _plain_object(getattr(fn, "__self__", None)):  # a compiled method: its object's
-        values += [(f"self.{k}", v) for k, v in vars(fn.__self__).items()]  # attributes
-    for name, v in values:
+    elif _plain_object(getattr(fn, "__self__", None)):  # a compiled method: its object
+        values.append(("self", fn.__self__))
+
+    def walk(name, v, depth):
+        if id(v) in seen or depth < 0:
+            return
         if isinstance(v, Module):
-            owners += [m for m in v.modules() if m is not fn]
+            seen.add(id(v))
+            for m in v.modules():
+                seen.add(id(m))
+                if m is not fn:
+                    owners.append(m)
+                for k, x in vars(m).items():  # a list or dict a module keeps (history)
+                    if x.__class__ in _CONTAINERS:
+                        walk(f"{name}.{k}", x, depth - 1)
         elif isinstance(v, Optimizer):
+            seen.add(id(v))
             owners.append(v)
-        elif v.__class__ in (list, dict, set):
-            containers[name] = v
-    snap = {f"{_owner_name(o)}.{k}": v for o in owners for k, v in _python_values(o).items()}
-    snap.update((name, v) for name, v in values if name.startswith("self.") and _static_value(v))
-    for name, c in containers.items():
-        items = [x for kv in c.items() for x in kv] if isinstance(c, dict) else c
-        snap[name] = (type(c).__name__, len(c),
-                      tuple(map(id, items)) if len(c) <= 1000 else None)
+        elif v.__class__ in _CONTAINERS:
+            seen.add(id(v))
+            items = list(v.items()) if isinstance(v, dict) else list(v)
+            snap[name] = (type(v).__name__, len(items),
+                          tuple(id(x) for kv in items for x in (kv if isinstance(v, dict)
+                                                                 else (kv,)))
+                          if len(items) <= _SNAPSHOT_ITEMS else None)
+            if len(items) <= _SNAPSHOT_ITEMS:
+                for i, x in enumerate(items):
+                    k, x = x if isinstance(v, dict) else (i, x)
+                    if x.__class__ in _CONTAINERS or isinstance(x, (Module, Optimizer)) \
+                            or _plain_object(x):
+                        walk(f"{name}[{k!r}]", x, depth - 1)
+        elif _plain_object(v):
+            seen.add(id(v))
+            for k, x in vars(v).items():
+                if _static_value(x):
+                    snap[f"{name}.{k}"] = x
+                else:
+                    walk(f"{name}.{k}", x, depth - 1)
+
+    for name, v in values:
+        walk(name, v, _SNAPSHOT_DEPTH)
+    for o in owners:  # (keyed by object too: two Linear layers are two owners)
+        snap.update(((f"{_owner_name(o)}.{k}", id(o)), v)
+                    for k, v in _python_values(o).items())
     return snap
 
 
@@ -742,13 +778,33 @@ def _output_breaks(tracer):
         builtins.print, logging.Logger._log = real_print, real_log
 
 
+_CONTAINERS = (list, dict, set, collections.deque)
+
+
 def _plain_object(obj) -> bool:
-    """An instance of a user's class (a trainer whose method is compiled), whose plain
-    attributes are Python state like a module's."""
+    """An instance of a class of the user's own code (a trainer whose method is compiled,
+    a config), whose plain attributes are Python state like a module's. Objects of the
+    standard library and installed packages (a logger's cache, a jax object) are not."""
     Module, Optimizer = _module_types()
-    return (obj is not None and hasattr(obj, "__dict__") and not isinstance(
-        obj, (type, Module, Optimizer, Tensor)) and not type(obj).__module__.startswith(
-        ("tracegrad", "builtins")))
+    return (obj is not None and hasattr(obj, "__dict__")
+            and not isinstance(obj, (type, Module, Optimizer, Tensor))
+            and _users_class(type(obj)))
+
+
+@functools.cache
+def _users_class(cls) -> bool:
+    import sysconfig
+    mod = sys.modules.get(cls.__module__)
+    path = getattr(mod, "__file__", None)
+    if mod is None or cls.__module__ == "builtins":
+        return False
+    if path is None:  # __main__ of an interactive session, or a namespace
+        return cls.__module__ == "__main__"
+    path = os.path.realpath(path)
+    library = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib",
+                                                                     "platlib")}
+    return not any(path.startswith(d + os.sep) for d in library) and \
+        not cls.__module__.startswith("tracegrad")
 
 
 def _owner_name(o):
@@ -760,8 +816,9 @@ def _side_effect(before, after):
     for k in before.keys() | after.keys():
         old, new = before.get(k, _MISSING), after.get(k, _MISSING)
         if old is _MISSING or new is _MISSING or old != new:
+            k = k[0] if isinstance(k, tuple) else k
             if isinstance(old, tuple) and isinstance(new, tuple) and len(old) == 3 \
-                    and old[0] in ("list", "dict", "set"):
+                    and old[0] in ("list", "dict", "set", "deque"):
                 return f"{k} ({old[0]}) changed: {old[1]} -> {new[1]} items"
             return f"{k}: {old!r} -> {new!r}"
     return None
