@@ -243,3 +243,19 @@ def test_reading_nested_python_state_stays_compiled():
     for _ in range(3):
         f(tg.ones(1, 2))
     assert not f.graph_breaks and f.cache_info().hits == 2
+
+
+def test_functions_of_a_float_argument_give_tensors_as_in_eager():
+    def fn(x, a):
+        return tg.as_tensor(a), tg.exp(a), tg.as_tensor(a > 0.5), tg.sin(a) + x, a * 2
+    f = tg.compile(fn)
+    for a in (0.25, 0.5, 0.75, 1.0):
+        got, want = f(tg.ones(2), a), fn(tg.ones(2), a)
+        for g, w in zip(got, want, strict=True):
+            assert type(g) is type(w)
+            if isinstance(w, tg.Tensor):
+                assert g.dtype == w.dtype
+                np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6)
+            else:
+                assert g == w
+    assert f.cache_info().misses == 1

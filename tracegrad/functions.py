@@ -142,7 +142,20 @@ def _coerce(a, b):
 
 
 def _as_tensor(x) -> Tensor:
-    return x if isinstance(x, Tensor) else tensor(x)
+    if isinstance(x, Tensor):
+        return _unwrapped(x) if x._wrapped else x
+    return tensor(x)
+
+
+def _unwrapped(x: Tensor) -> Tensor:
+    """A traced Python number (``Tensor._wrapped``: a compiled function's float argument)
+    given to a function: eager makes a tensor of the number, of the default dtype for a
+    float, and the result is a tensor, not a number."""
+    t = cast(x, dtypes.get_default_dtype()) if _dtype_of(x).is_floating_point else x
+    if t is x:
+        return Tensor._make(x._data, x._vc)  # the same traced value, not a number
+    t._wrapped = False
+    return t
 
 
 def _float(x: Tensor) -> Tensor:
@@ -1281,6 +1294,8 @@ def tensor(data, *, dtype=None, device=None, requires_grad: _bool = False,
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
+    if isinstance(data, Tensor) and data._wrapped:
+        data = _unwrapped(data)
     if isinstance(data, Tensor) and (dtype is None or as_dtype(dtype) is data.dtype):
         return data
     if isinstance(data, np.ndarray) and dtype is None and data.dtype in dtypes._BY_NP:
