@@ -294,7 +294,7 @@ class _Entry:
         self.lowered = lower(program, donate=self.donate)
         tr = self.trace
         self._pure = (not tr.writes and not tr.grad_effects and tr.autograd is None
-                      and not tr.same_outputs
+                      and not tr.same_outputs and not tr.float_outputs
                       and all(pos == k for k, (pos, _) in enumerate(self.plan)))
         self._first_call = True
         t2 = time.perf_counter()
@@ -323,8 +323,7 @@ class _Entry:
             self._first_call = False
             self.timings["xla_first_call"] = time.perf_counter() - t0
             _record_range("tracegrad::xla_first_call", t0, time.perf_counter())
-        floats = tr.float_outputs
-        if self._pure and not floats:  # no state to write back: just the results
+        if self._pure:  # no state to write back: just the results
             tmpl = self.result_template
             if tmpl.__class__ is Tensor:
                 return _result(outs[0])
@@ -333,7 +332,7 @@ class _Entry:
         values = [outs[pos] if pos is not None else None for pos, _ in self.plan]
         n = tr.n_out
         results = [_result(o) for o in values[:n]]
-        for j in floats:
+        for j in tr.float_outputs:
             results[j] = values[j].item()  # a float, or a bool for a comparison (a > 0.5)
         k = n
         for src in tr.writes:
