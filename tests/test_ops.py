@@ -340,3 +340,14 @@ def test_int_division_is_true_division():
 def test_clear_errors(make, exc, message):
     with pytest.raises(exc, match=message):
         make()
+
+
+def test_every_primitive_declares_a_kind_that_fusion_and_the_inspector_read():
+    import tracegrad.ir.ops  # noqa: F401  (the IR-only primitives)
+    from tracegrad.ir import inspect
+    from tracegrad.primitives import KINDS, PRIMITIVES
+
+    assert all(p.kind in KINDS for p in PRIMITIVES.values())
+    assert PRIMITIVES["expm1"].kind == "elementwise"   # was missing from fusion's own list
+    assert PRIMITIVES["conv"].kind == "conv"           # was drawn as "layout"
+    assert set(KINDS) <= set(inspect.KIND_COLORS)

@@ -15,6 +15,8 @@ Each primitive carries, side by side:
   Without one, forward mode derives the JVP from the VJP rules (exact, slower:
   see NOTE: [Derived JVP] in autograd/forward_ad.py). An elementwise op's Jacobian
   is diagonal, so its VJP rule applied to a tangent *is* its JVP rule;
+* ``kind``   what it is (one of ``KINDS``: elementwise, reduction, matmul, layout, ...),
+  read by fusion and the inspector;
 * ``jax``    its lowering, a format string over the argument names and params
   (``"jnp.exp({0})"``) or a function returning such source text.
 
@@ -33,17 +35,38 @@ from . import dtypes
 
 PRIMITIVES: dict[str, Primitive] = {}
 
+# What a primitive is, for the passes and the inspector that ask: fusion merges
+# "elementwise" chains; the viewer colours by kind. "control" is the IR-only
+# structure (fused regions, gradient requests, sub-graphs).
+KINDS = frozenset({
+    "elementwise",    # out[i] = f(in[i], ...), broadcasting allowed
+    "reduction",      # reduces over axes (sum, amax, argmax, var, norm, logsumexp)
+    "scan",           # cumulative along an axis (cumsum)
+    "normalization",  # softmax-like: reduce and broadcast back in one op
+    "loss",           # fused loss kernels (BCE with logits)
+    "matmul",         # contractions
+    "conv",           # convolutions
+    "pool",           # windowed reductions (max-pool indices)
+    "layout",         # reshape, permute, broadcast, flip, cat: moves data, no arithmetic
+    "index",          # getitem, gather, scatter, index_put
+    "creation",       # constants and fills
+    "random",         # draws from a key
+    "control",        # IR-only: fusion regions, grad requests, sub-graphs
+})
+
 
 class Primitive:
     """One row of the op table. See the module docstring for the fields."""
 
     __slots__ = ("name", "impl", "shape", "vjp", "vjp_all", "jvp", "jax", "grad_name",
-                 "save", "save_out", "differentiable", "variadic", "_rec", "__weakref__")
+                 "save", "save_out", "differentiable", "variadic", "kind", "_rec", "__weakref__")
 
-    def __init__(self, name, impl, shape, jax, *, vjp=None, vjp_all=None, jvp=None,
+    def __init__(self, name, impl, shape, jax, *, kind, vjp=None, vjp_all=None, jvp=None,
                  grad_name=None, save=(), save_out=False, differentiable=True, variadic=False):
         if name in PRIMITIVES:
             raise ValueError(f"primitive {name!r} declared twice")
+        if kind not in KINDS:
+            raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {sorted(KINDS)}")
         self.name = name
         self.impl = impl
         self.shape = shape
@@ -58,6 +81,7 @@ class Primitive:
         self.save_out = save_out    # the rules read the output value
         self.differentiable = differentiable
         self.variadic = variadic
+        self.kind = kind            # one of KINDS: read by fusion and the inspector
         self._rec = None            # autograd.graph's per-primitive recording cache
         PRIMITIVES[name] = self
 
@@ -153,7 +177,7 @@ def _jnp(fn):
 
 def _unary(name, impl, jax, vjp, *, save=(0,), save_out=False, grad_name=None):
     # elementwise: the Jacobian is diagonal, so the VJP rule is also the JVP rule
-    return Primitive(name, impl, _same, jax, vjp=(vjp,), jvp=(vjp,), save=save,
+    return Primitive(name, impl, _same, jax, vjp=(vjp,), jvp=(vjp,), save=save, kind="elementwise",
                      save_out=save_out, grad_name=grad_name)
 
 
@@ -214,7 +238,7 @@ round_p = _unary("round", np.round, _jnp("round"), _zero, save=())
 
 gelu_p = Primitive("gelu", _gelu_impl, _same,
                    "jax.nn.gelu({0}, approximate={approximate!r} == 'tanh')",
-                   vjp=(_gelu_vjp,), jvp=(_gelu_vjp,), save=(0,))
+                   vjp=(_gelu_vjp,), jvp=(_gelu_vjp,), save=(0,), kind="elementwise")
 
 
 def _clamp_impl(x, *, min, max):
@@ -237,7 +261,7 @@ clamp_p = Primitive("clamp", _clamp_impl, _same, "jnp.clip({0}, {min}, {max})",
                     vjp=(_clamp_vjp,), jvp=(_clamp_vjp,), save=(0,),
                     grad_name=lambda p, x: ("ClampMinBackward0" if p["max"] is None else
                                             "ClampMaxBackward0" if p["min"] is None else
-                                            "ClampBackward1"))
+                                            "ClampBackward1"), kind="elementwise")
 
 
 def _cast_shape(x, *, dtype):
@@ -251,10 +275,10 @@ def _cast_vjp(g, out, x, *, dtype):
 cast_p = Primitive("cast", lambda x, *, dtype: x.astype(dtype.np), _cast_shape,
                    "{0}.astype(jnp.{dtype.name})", vjp=(_cast_vjp,),
                    jvp=(lambda t, out, x, *, dtype: T.cast(t, dtype),),
-                   grad_name="ToCopyBackward0")
+                   grad_name="ToCopyBackward0", kind="elementwise")
 copy_p = Primitive("copy", np.copy, _same, "{0}", vjp=(lambda g, out, x: g,),
                    jvp=(lambda t, out, x: t,),
-                   grad_name="CloneBackward0")
+                   grad_name="CloneBackward0", kind="elementwise")
 
 # ----------------------------------------------------------------------------
 # elementwise, two inputs
@@ -283,7 +307,7 @@ def _maximum_vjp(pick):
 
 def _binop(name, impl, jax, rules, save, *, save_out=False, grad_name=None):
     # elementwise (the rules are g times a local derivative): each rule is its JVP too
-    return Primitive(name, impl, _binary, jax, vjp=rules, jvp=rules, save=save,
+    return Primitive(name, impl, _binary, jax, vjp=rules, jvp=rules, save=save, kind="elementwise",
                      save_out=save_out, grad_name=grad_name)
 
 
@@ -313,7 +337,7 @@ def _pow_scalar_vjp(g, out, x, *, exponent):
 pow_scalar_p = Primitive("pow_scalar", lambda x, *, exponent: np.power(x, x.dtype.type(exponent)),
                          _same, "{0} ** {exponent!r}", vjp=(_pow_scalar_vjp,),
                          jvp=(_pow_scalar_vjp,), save=(0,),
-                         grad_name="PowBackward0")
+                         grad_name="PowBackward0", kind="elementwise")
 
 
 def _rpow_scalar_vjp(g, out, x, *, base):
@@ -323,11 +347,11 @@ def _rpow_scalar_vjp(g, out, x, *, base):
 rpow_scalar_p = Primitive("rpow_scalar", lambda x, *, base: np.power(x.dtype.type(base), x),
                           _same, "{base!r} ** {0}", vjp=(_rpow_scalar_vjp,),
                           jvp=(_rpow_scalar_vjp,), save_out=True,
-                          grad_name="PowBackward2")
+                          grad_name="PowBackward2", kind="elementwise")
 
 
 def _cmp(name, impl, jax):
-    return Primitive(name, impl, _compare, jax, differentiable=False)
+    return Primitive(name, impl, _compare, jax, differentiable=False, kind="elementwise")
 
 
 eq_p = _cmp("eq", np.equal, "{0} == {1}")
@@ -340,9 +364,9 @@ logical_and_p = _cmp("logical_and", np.logical_and, "jnp.logical_and({0}, {1})")
 logical_or_p = _cmp("logical_or", np.logical_or, "jnp.logical_or({0}, {1})")
 logical_xor_p = _cmp("logical_xor", np.logical_xor, "jnp.logical_xor({0}, {1})")
 logical_not_p = Primitive("logical_not", np.logical_not, lambda x: (x.shape, dtypes.bool_),
-                          "jnp.logical_not({0})", differentiable=False)
+                          "jnp.logical_not({0})", differentiable=False, kind="elementwise")
 isfinite_p = Primitive("isfinite", np.isfinite, lambda x: (x.shape, dtypes.bool_),
-                       "jnp.isfinite({0})", differentiable=False)
+                       "jnp.isfinite({0})", differentiable=False, kind="elementwise")
 
 
 def _where_shape(c, x, y):
@@ -355,7 +379,7 @@ where_p = Primitive(
     vjp=(None,
          lambda g, out, c, x, y: T.where(c, g, T.zeros_like(g)),
          lambda g, out, c, x, y: T.where(c, T.zeros_like(g), g)),
-    save=(0,))
+    save=(0,), kind="elementwise")
 where_p.jvp = where_p.vjp  # elementwise: each rule is its own JVP
 
 # ----------------------------------------------------------------------------
@@ -377,7 +401,7 @@ def _full_or_dim(name0, name1):
 sum_p = Primitive("sum", _sum_impl, _reduce, "jnp.sum({0}, axis={axis}, keepdims={keepdim})",
                   vjp=(lambda g, out, x, *, axis, keepdim: _bcast_back(g, x, axis, keepdim),),
                   jvp=(lambda t, out, x, *, axis, keepdim: T.sum(t, axis, keepdim=keepdim),),
-                  grad_name=_full_or_dim("SumBackward0", "SumBackward1"))
+                  grad_name=_full_or_dim("SumBackward0", "SumBackward1"), kind="reduction")
 
 
 def _mean_vjp(g, out, x, *, axis, keepdim):
@@ -390,7 +414,7 @@ def _mean_vjp(g, out, x, *, axis, keepdim):
 mean_p = Primitive("mean", _mean_impl, _reduce, "jnp.mean({0}, axis={axis}, keepdims={keepdim})",
                    vjp=(_mean_vjp,),
                    jvp=(lambda t, out, x, *, axis, keepdim: T.mean(t, axis, keepdim=keepdim),),
-                   grad_name=_full_or_dim("MeanBackward0", "MeanBackward1"))
+                   grad_name=_full_or_dim("MeanBackward0", "MeanBackward1"), kind="reduction")
 
 
 def _prod_vjp(g, out, x, *, axis, keepdim):
@@ -407,7 +431,7 @@ def _prod_vjp(g, out, x, *, axis, keepdim):
 prod_p = Primitive("prod", lambda x, *, axis, keepdim: np.prod(x, axis=axis, keepdims=keepdim),
                    _reduce, "jnp.prod({0}, axis={axis}, keepdims={keepdim})",
                    vjp=(_prod_vjp,), save=(0,),
-                   grad_name=_full_or_dim("ProdBackward0", "ProdBackward1"))
+                   grad_name=_full_or_dim("ProdBackward0", "ProdBackward1"), kind="reduction")
 
 
 def _extreme_vjp(g, out, x, *, axis, keepdim):
@@ -420,11 +444,11 @@ def _extreme_vjp(g, out, x, *, axis, keepdim):
 amax_p = Primitive("amax", lambda x, *, axis, keepdim: np.amax(x, axis=axis, keepdims=keepdim),
                    _reduce, "jnp.max({0}, axis={axis}, keepdims={keepdim})",
                    vjp=(_extreme_vjp,), save=(0,), save_out=True,
-                   grad_name=_full_or_dim("MaxBackward1", "AmaxBackward0"))
+                   grad_name=_full_or_dim("MaxBackward1", "AmaxBackward0"), kind="reduction")
 amin_p = Primitive("amin", lambda x, *, axis, keepdim: np.amin(x, axis=axis, keepdims=keepdim),
                    _reduce, "jnp.min({0}, axis={axis}, keepdims={keepdim})",
                    vjp=(_extreme_vjp,), save=(0,), save_out=True,
-                   grad_name=_full_or_dim("MinBackward1", "AminBackward0"))
+                   grad_name=_full_or_dim("MinBackward1", "AminBackward0"), kind="reduction")
 
 
 def _arg_impl(fn):
@@ -435,9 +459,11 @@ def _arg_impl(fn):
 
 
 argmax_p = Primitive("argmax", _arg_impl(np.argmax), _reduce_index,
-                     "jnp.argmax({0}, axis={axis[0]}, keepdims={keepdim})", differentiable=False)
+                     "jnp.argmax({0}, axis={axis[0]}, keepdims={keepdim})", differentiable=False,
+                     kind="reduction")
 argmin_p = Primitive("argmin", _arg_impl(np.argmin), _reduce_index,
-                     "jnp.argmin({0}, axis={axis[0]}, keepdims={keepdim})", differentiable=False)
+                     "jnp.argmin({0}, axis={axis[0]}, keepdims={keepdim})", differentiable=False,
+                     kind="reduction")
 
 
 def _logsumexp_impl(x, *, axis, keepdim):
@@ -455,7 +481,7 @@ logsumexp_p = Primitive(
          _bcast_back(g, x, axis, keepdim) * T.exp(x - _bcast_back(out, x, axis, keepdim)),),
     jvp=(lambda t, out, x, *, axis, keepdim:
          T.sum(t * T.exp(x - _bcast_back(out, x, axis, keepdim)), axis, keepdim=keepdim),),
-    save=(0,), save_out=True)
+    save=(0,), save_out=True, kind="reduction")
 
 
 def _var_impl(x, *, axis, correction, keepdim):
@@ -482,7 +508,7 @@ def _var_vjp(g, out, x, *, axis, correction, keepdim):
 
 var_p = Primitive("var", _var_impl, _var_shape,
                   "jnp.var({0}, axis={axis}, ddof={correction}, keepdims={keepdim})",
-                  vjp=(_var_vjp,), save=(0,))
+                  vjp=(_var_vjp,), save=(0,), kind="reduction")
 
 
 def _norm_impl(x, *, ord, axis, keepdim):
@@ -521,7 +547,7 @@ norm_p = Primitive("norm", _norm_impl,
                    "axis=None if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {axis}, "
                    "keepdims={keepdim})",
                    vjp=(_norm_vjp,), save=(0,), save_out=True,
-                   grad_name="LinalgVectorNormBackward0")
+                   grad_name="LinalgVectorNormBackward0", kind="reduction")
 
 
 def _cumsum_impl(x, *, axis):
@@ -532,7 +558,7 @@ cumsum_p = Primitive("cumsum", _cumsum_impl, lambda x, *, axis: (x.shape, x.dtyp
                      "jnp.cumsum({0}, axis={axis})",
                      vjp=(lambda g, out, x, *, axis:
                           T.flip(T.cumsum(T.flip(g, (axis,)), axis), (axis,)),),
-                     jvp=(lambda t, out, x, *, axis: T.cumsum(t, axis),))
+                     jvp=(lambda t, out, x, *, axis: T.cumsum(t, axis),), kind="scan")
 
 
 def _softmax_impl(x, *, axis):
@@ -550,14 +576,14 @@ softmax_p = Primitive(
     "softmax", _softmax_impl, lambda x, *, axis: (x.shape, x.dtype),
     "jax.nn.softmax({0}, axis={axis})",
     vjp=(lambda g, out, x, *, axis: out * (g - T.sum(g * out, (axis,), keepdim=True)),),
-    save_out=True)
+    save_out=True, kind="normalization")
 softmax_p.jvp = softmax_p.vjp  # its Jacobian diag(s) - s s^T is symmetric
 log_softmax_p = Primitive(
     "log_softmax", _log_softmax_impl, lambda x, *, axis: (x.shape, x.dtype),
     "jax.nn.log_softmax({0}, axis={axis})",
     vjp=(lambda g, out, x, *, axis: g - T.exp(out) * T.sum(g, (axis,), keepdim=True),),
     jvp=(lambda t, out, x, *, axis: t - T.sum(t * T.exp(out), (axis,), keepdim=True),),
-    save_out=True, grad_name="LogSoftmaxBackward0")
+    save_out=True, grad_name="LogSoftmaxBackward0", kind="normalization")
 
 
 def _bce_logits_impl(x, y):
@@ -571,7 +597,7 @@ bce_logits_p = Primitive(
     "bce_with_logits", _bce_logits_impl, _binary,
     "(1 - {1}) * {0} - jax.nn.log_sigmoid({0})",
     vjp=(lambda g, out, x, y: g * (T.sigmoid(x) - y), lambda g, out, x, y: -g * x),
-    save=(0, 1), grad_name="BinaryCrossEntropyWithLogitsBackward0")
+    save=(0, 1), grad_name="BinaryCrossEntropyWithLogitsBackward0", kind="loss")
 bce_logits_p.jvp = bce_logits_p.vjp  # elementwise
 
 # ----------------------------------------------------------------------------
@@ -599,7 +625,7 @@ matmul_p = Primitive(
     jvp=(lambda t, out, x, y: T.matmul(t, y), lambda t, out, x, y: T.matmul(x, t)),
     save={0: (1,), 1: (0,)},
     grad_name=lambda p, x, y: ("MmBackward0" if len(x.shape) == len(y.shape) == 2
-                               else "UnsafeViewBackward0"))
+                               else "UnsafeViewBackward0"), kind="matmul")
 
 # ----------------------------------------------------------------------------
 # shape and data movement
@@ -615,7 +641,7 @@ reshape_p = Primitive("reshape", lambda x, *, shape: np.reshape(x, shape), _resh
                       "jnp.reshape({0}, {shape})",
                       vjp=(lambda g, out, x, *, shape: T.reshape(g, x.shape),),
                       jvp=(lambda t, out, x, *, shape: T.reshape(t, shape),),
-                      grad_name="ViewBackward0")
+                      grad_name="ViewBackward0", kind="layout")
 
 
 def _permute_shape(x, *, perm):
@@ -634,7 +660,7 @@ def _inverse_perm(perm):
 permute_p = Primitive("permute", lambda x, *, perm: np.transpose(x, perm), _permute_shape,
                       "jnp.transpose({0}, {perm})",
                       vjp=(lambda g, out, x, *, perm: T.permute(g, _inverse_perm(perm)),),
-                      jvp=(lambda t, out, x, *, perm: T.permute(t, perm),))
+                      jvp=(lambda t, out, x, *, perm: T.permute(t, perm),), kind="layout")
 
 
 def _broadcast_to_shape(x, *, shape):
@@ -658,11 +684,11 @@ broadcast_to_p = Primitive("broadcast_to", lambda x, *, shape: np.broadcast_to(x
                            _broadcast_to_shape, "jnp.broadcast_to({0}, {shape})",
                            vjp=(lambda g, out, x, *, shape: T.sum_to(g, x.shape),),
                            jvp=(lambda t, out, x, *, shape: T.broadcast_to(t, shape),),
-                           grad_name="ExpandBackward0")
+                           grad_name="ExpandBackward0", kind="layout")
 flip_p = Primitive("flip", lambda x, *, axes: np.flip(x, axes).copy(),  # a copy, as torch
                    lambda x, *, axes: (x.shape, x.dtype),
                    "jnp.flip({0}, {axes})", vjp=(lambda g, out, x, *, axes: T.flip(g, axes),),
-                   jvp=(lambda t, out, x, *, axes: T.flip(t, axes),))
+                   jvp=(lambda t, out, x, *, axes: T.flip(t, axes),), kind="layout")
 
 
 def _cat_shape(*xs, axis):
@@ -703,7 +729,7 @@ def _cat_jvp(ts, out, *xs, axis):
 
 cat_p = Primitive("cat", lambda *xs, axis: np.concatenate(xs, axis=axis), _cat_shape,
                   lambda args, p: f"jnp.concatenate([{', '.join(args)}], axis={p['axis']})",
-                  vjp_all=_cat_vjp, jvp=_cat_jvp, variadic=True)
+                  vjp_all=_cat_vjp, jvp=_cat_jvp, variadic=True, kind="layout")
 
 
 # Indexing. ``index`` is a static tuple whose entries are ints, slices, None,
@@ -802,7 +828,7 @@ getitem_p = Primitive("getitem", _getitem_impl, _getitem_shape,
                       lambda args, p: f"{args[0]}[{_index_source(p['index'], args[1:])}]",
                       vjp_all=_getitem_vjp, variadic=True, grad_name=_getitem_name,
                       jvp=lambda ts, out, x, *idx, index:
-                          None if ts[0] is None else T.getitem(ts[0], index, idx))
+                          None if ts[0] is None else T.getitem(ts[0], index, idx), kind="index")
 
 
 def _index_add_impl(base, g, *idx, index):
@@ -822,7 +848,8 @@ index_add_p = Primitive("index_add", _index_add_impl,
                         lambda base, g, *idx, index: (base.shape, base.dtype),
                         lambda args, p: (f"{args[0]}.at[{_index_source(p['index'], args[2:])}]"
                                          f".add({args[1]})"),
-                        vjp_all=_index_add_vjp, variadic=True, grad_name="IndexAddBackward0")
+                        vjp_all=_index_add_vjp, variadic=True, grad_name="IndexAddBackward0",
+                        kind="index")
 
 
 def _index_put_impl(base, v, *idx, index):
@@ -843,7 +870,7 @@ index_put_p = Primitive(
     vjp_all=_index_put_vjp, variadic=True,
     grad_name=lambda p, base, v, *idx: (
         "IndexPutBackward0" if any(i.shape or i.dtype is not dtypes.bool_ for i in idx)
-        else "CopySlices"))  # PyTorch writes through a view unless an index has dims
+        else "CopySlices"), kind="index")  # PyTorch writes through a view unless an index has dims
 
 
 def _index_source(index, names):
@@ -881,13 +908,13 @@ gather_p = Primitive(
     "jnp.take_along_axis({0}, {1}, axis={axis})",
     vjp=(lambda g, out, x, idx, *, axis: T._scatter_add(T.zeros_like(x), idx, g, axis), None),
     jvp=(lambda t, out, x, idx, *, axis: T.gather(t, axis, idx), None),
-    save=(1,))
+    save=(1,), kind="index")
 scatter_add_p = Primitive(
     "scatter_add", _scatter_add_impl, lambda base, idx, g, *, axis: (base.shape, base.dtype),
     lambda args, p: f"_scatter_add({args[0]}, {args[1]}, {args[2]}, {p['axis']})",
     vjp=(lambda gout, out, base, idx, g, *, axis: gout, None,
          lambda gout, out, base, idx, g, *, axis: T.gather(gout, axis, idx)),
-    save=(1,))
+    save=(1,), kind="index")
 
 
 # ----------------------------------------------------------------------------
@@ -1033,7 +1060,7 @@ conv_p = Primitive(
     vjp=(_conv_vjp_x, _conv_vjp_w),
     jvp=(lambda t, out, x, w, **p: T._conv(t, w, **p),   # bilinear in (x, w)
          lambda t, out, x, w, **p: T._conv(x, t, **p)),
-    save={0: (1,), 1: (0,)}, grad_name="ConvolutionBackward0")
+    save={0: (1,), 1: (0,)}, grad_name="ConvolutionBackward0", kind="conv")
 
 
 def _pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode):
@@ -1121,7 +1148,7 @@ JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn}
 pool_argmax_p = Primitive(
     "pool_argmax", _pool_argmax_impl, _pool_argmax_shape,
     "_pool_argmax({0}, {kernel}, {stride}, {padding}, {dilation}, {ceil_mode})",
-    differentiable=False)
+    differentiable=False, kind="pool")
 
 
 # ----------------------------------------------------------------------------
@@ -1136,7 +1163,7 @@ def _full_shape(*, shape, value, dtype):
 
 full_p = Primitive("full", lambda *, shape, value, dtype: np.full(shape, value, dtype.np),
                    _full_shape, "jnp.full({shape}, {value!r}, jnp.{dtype.name})",
-                   vjp=(), differentiable=False)
+                   vjp=(), differentiable=False, kind="creation")
 
 
 def _random_impl(key, *, dist, shape, dtype, index=0, **p):
@@ -1180,7 +1207,7 @@ def _random_jax(args, p):
 
 random_p = Primitive("random", _random_impl,
                      lambda key, *, dist, shape, dtype, **_: (tuple(shape), dtype),
-                     _random_jax, vjp=(None,), differentiable=False)
+                     _random_jax, vjp=(None,), differentiable=False, kind="random")
 
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)

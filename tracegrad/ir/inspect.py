@@ -19,9 +19,10 @@ NOTE: [Node kinds]. Colours follow ``node_kind``: inputs are ``input``
 equation is ``gradient`` if it was recorded while the autograd engine ran
 (the tracer keeps ``graph.meta["phase"]``, {out Var: "backward" | "update"};
 "update" is what ran after a backward pass, usually the optimizer step) or if
-the autodiff pass made it (src "autodiff"); otherwise its primitive decides:
-``matmul``, ``reduction``, ``elementwise``, ``fusion`` or ``layout`` (shape
-and data movement: reshape, permute, gather, ...).
+the autodiff pass made it (src "autodiff"); otherwise its primitive's ``kind``
+decides (``primitives.KINDS``: ``matmul``, ``reduction``, ``elementwise``,
+``conv``, ``layout`` for pure data movement, ``index``, ...; a fused region is
+``fusion``).
 """
 from __future__ import annotations
 
@@ -32,14 +33,13 @@ import networkx as nx
 
 from .graph import Const, Graph, type_str
 
-MATMUL = {"matmul"}
-REDUCTION = {"sum", "mean", "prod", "amax", "amin", "argmax", "argmin", "logsumexp",
-             "log_softmax", "softmax", "var", "norm", "cumsum"}
-
 KIND_COLORS = {
     "input": "#9ecae1", "parameter": "#fdd49e", "state": "#e0e0e0",
     "elementwise": "#c7e9c0", "reduction": "#fcbba1", "matmul": "#dadaeb",
     "fusion": "#fee391", "layout": "#f0f0f0", "gradient": "#d4b9da", "update": "#c6dbef",
+    "scan": "#fdd0a2", "normalization": "#fdae6b", "loss": "#fb6a4a", "conv": "#bcbddc",
+    "pool": "#9e9ac8", "index": "#d9d9d9", "creation": "#ffffcc", "random": "#ccebc5",
+    "control": "#fee391",
 }
 
 
@@ -59,7 +59,6 @@ def eqn_phase(graph: Graph, e) -> str:
 
 
 def eqn_kind(graph: Graph, e) -> str:
-    from ..passes.fusion import ELEMENTWISE
     name = e.prim.name
     if name == "fusion":
         return "fusion"
@@ -68,13 +67,7 @@ def eqn_kind(graph: Graph, e) -> str:
         return "gradient"
     if phase == "update":
         return "update"
-    if name in MATMUL:
-        return "matmul"
-    if name in REDUCTION:
-        return "reduction"
-    if name in ELEMENTWISE:
-        return "elementwise"
-    return "layout"
+    return e.prim.kind
 
 
 def input_kind(name: str | None, source=None) -> str:

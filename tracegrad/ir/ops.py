@@ -26,7 +26,7 @@ def _fusion_jax(args, p):
     return f"{p['graph'].name}({', '.join(args)})[0]"
 
 
-fusion_p = Primitive("fusion", _run_subgraph, _fusion_shape, _fusion_jax, vjp=None,
+fusion_p = Primitive("fusion", _run_subgraph, _fusion_shape, _fusion_jax, vjp=None, kind="control",
                      differentiable=False, variadic=True)
 
 
@@ -48,7 +48,7 @@ def _grad_jax(args, p):
 # (weighted by the seeds) w.r.t. ``wrt``, as asked for by backward()/autograd.grad
 # inside a traced function. All requests of one group come from one call and are
 # expanded together by passes/autodiff.expand_grads.
-grad_p = Primitive("grad", _grad_unexpanded, _grad_shape, _grad_jax, vjp=None,
+grad_p = Primitive("grad", _grad_unexpanded, _grad_shape, _grad_jax, vjp=None, kind="control",
                    differentiable=False, variadic=True)
 
 # primitives that exist only in graphs (no eager entry point, no op-table row)

@@ -13,14 +13,6 @@ from ..ir.graph import Const, Eqn, Graph, Var
 from ..ir.ops import fusion_p
 from .rewrite import use_counts
 
-ELEMENTWISE = {
-    "neg", "exp", "log", "log1p", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "gelu", "abs",
-    "sqrt", "rsqrt", "erf", "sign", "floor", "ceil", "round", "clamp", "cast", "add", "sub",
-    "mul", "div", "pow", "pow_scalar", "rpow_scalar", "maximum", "minimum", "eq", "ne", "lt",
-    "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "where",
-    "isfinite", "copy",
-}
-
 _region_ids = itertools.count()
 
 
@@ -39,12 +31,12 @@ def fuse_elementwise(graph: Graph) -> Graph:
     producer = {e.out: e for e in graph.eqns}
     region_of: dict = {}          # out var -> region (list of eqns)
     for e in graph.eqns:
-        if e.prim.name not in ELEMENTWISE:
+        if e.prim.kind != "elementwise":
             continue
         parts = []
         for v in e.inputs:
             p = producer.get(v)
-            if p is not None and p.prim.name in ELEMENTWISE and uses.get(v, 0) == 1 \
+            if p is not None and p.prim.kind == "elementwise" and uses.get(v, 0) == 1 \
                     and v in region_of:
                 parts.append(region_of.pop(v))
         # the input regions are disjoint trees, so any order of them, then e, is
