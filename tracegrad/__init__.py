@@ -56,7 +56,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'tracegrad' has no attribute {name!r}")
 
 
-from .compile import compile  # noqa: E402,A001  (tracegrad.compile, as torch.compile)
+from .runtime import compile  # noqa: E402,A001  (tracegrad.compile, as torch.compile)
 from .ir.tracer import trace  # noqa: E402  (the tracer imports the namespace above)
 
 from .autograd.graph import _late  # noqa: E402

@@ -23,8 +23,8 @@ import sys
 import time
 import traceback
 
-# the module, not the function ``tracegrad.compile`` that shadows it on the package
-compile_mod = importlib.import_module("tracegrad.compile")
+# the module that keeps the registry of compiled functions
+compile_mod = importlib.import_module("tracegrad.runtime.function")
 
 
 class CliError(Exception):
@@ -214,8 +214,9 @@ def explain_text(cfs) -> str:
 
 
 def _signature(c: Compilation) -> str:
-    from .compile import _sig_text
-    parts = [f"{p}: {_sig_text(s)}" for p, s in zip(c.entry.paths, c.entry.key[0], strict=False)]
+    from .runtime.outputs import signature_text
+    parts = [f"{p}: {signature_text(s)}"
+             for p, s in zip(c.entry.paths, c.entry.key[0], strict=False)]
     return "; ".join(parts) + f"; grad mode {c.entry.key[1]}"
 
 

@@ -7,6 +7,7 @@ that makes the output's ``grad_fn``.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 import weakref
 
@@ -41,10 +42,42 @@ class Size(tuple):
         return n
 
 
-class _TraceState:
-    """The active tracer, if any (set by tracegrad.ir.tracer)."""
+class _TraceState(threading.local):
+    """The active tracing context of this thread, if any (set by tracegrad.ir.tracer and
+    passes.autodiff.GraphBuilder). Per thread: eager ops of another thread are never
+    recorded into a trace, and two threads can trace at once."""
 
     current = None
+
+
+class TracingContext:
+    """What library code (modules, optimizers, the autograd engine) may tell or ask the
+    active tracing context. The defaults are a context that records ops and nothing
+    else (passes.autodiff.GraphBuilder); ir.tracer.Tracer overrides them."""
+
+    recording = True
+    phase = "forward"
+    ran_backward = False
+
+    def note_python_state(self, obj) -> None:
+        """A module was called or an optimizer stepped: its Python values are guarded."""
+
+    def hyperparameter(self, group: dict, key: str, index: int | None = None):
+        """An optimizer hyperparameter used in arithmetic (NOTE: [Dynamic hyperparameters])."""
+        return group[key] if index is None else group[key][index]
+
+    def note_branch(self, group: dict, key: str) -> None:
+        """``step()`` branches on ``group[key]``'s sign."""
+
+    def graph_break(self, reason: str, depth: int = 3) -> None:
+        """Python needs a value the graph cannot give: stop recording (Tracer)."""
+
+    def check_backward_nodes(self, nodes) -> None:
+        """A backward inside the trace reaches these nodes."""
+
+    def symbolic_grads(self, outputs, roots, seeds, inputs, retain_graph):
+        """backward()/autograd.grad as grad requests, or None to run the tape."""
+        return None
 
 
 trace_state = _TraceState()

@@ -120,7 +120,7 @@ def _traced_grads(outputs, roots, seeds, inputs, retain_graph, create_graph):
     (create_graph, hooks, custom Functions, graphs from outside the trace)."""
     from ..tensor import trace_state
     tracer = trace_state.current
-    if tracer is None or create_graph or not hasattr(tracer, "symbolic_grads"):
+    if tracer is None or create_graph:
         return None
     if inputs is not None and any(t.grad_fn is not None for t in inputs):
         return None

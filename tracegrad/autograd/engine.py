@@ -82,7 +82,7 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
     root_nodes = [n for n, _ in roots]
     deps, nodes = _discover(root_nodes)
     tracer = _tracer()
-    if tracer is not None and hasattr(tracer, "check_backward_nodes"):
+    if tracer is not None:
         tracer.check_backward_nodes(nodes)
     targets = None
     if capture is not None or accumulate_only is not None:
@@ -100,7 +100,7 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
     grad_mode._state.enabled = create_graph
     # a tracer tags what it records from here on as backward (inspection only)
     tracer = _tracer()
-    prev_phase = getattr(tracer, "phase", None)
+    prev_phase = tracer.phase if tracer is not None else None
     if prev_phase is not None:
         tracer.phase = "backward"
     try:

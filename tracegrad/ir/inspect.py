@@ -74,13 +74,13 @@ def input_kind(name: str | None, source=None) -> str:
     """``input`` for arguments, ``parameter`` or ``state`` for captured tensors.
 
     ``source`` is the tracer's record of where the input comes from (a compiled
-    function's ``_Entry.trace.sources``); without it the input name decides.
+    function's ``Entry.trace.sources``, ir/sources.py); without it the input name decides.
     """
     if source is not None:
-        kind = source[0]
+        kind = source.kind
         if kind in ("arg", "scalar", "group"):
             return "input"
-        if kind == "tensor" and getattr(source[1], "_is_param", False):
+        if kind == "tensor" and getattr(source.tensor, "_is_param", False):
             return "parameter"
         return "state"
     name = name or ""

@@ -25,8 +25,9 @@ import weakref
 import numpy as np
 
 from .. import dtypes
-from ..tensor import Tensor, _compute, _track_view, record, trace_state
+from ..tensor import Tensor, TracingContext, _compute, _track_view, record, trace_state
 from .graph import Const, Eqn, Graph, Var
+from .sources import Arg, Grad, GroupValue, RngKey, Scalar, State, tensor_name
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,7 +72,7 @@ class _StopTracing(Exception):
     pass
 
 
-class Tracer:
+class Tracer(TracingContext):
     def __init__(self, fullgraph: bool = False, name: str = "f"):
         self.fullgraph = fullgraph
         self.name = name
@@ -113,8 +114,7 @@ class Tracer:
     # ---- activation ---------------------------------------------------------
     def __enter__(self):
         if trace_state.current is not None:
-            raise RuntimeError("nested tracing is not supported: a compiled function called "
-                               "another compiled function while tracing")
+            raise RuntimeError("tracegrad: a trace is already active on this thread")
         trace_state.current = self
         from ..passes import gc_paused
         self._gc = gc_paused()
@@ -145,12 +145,13 @@ class Tracer:
         arr = t._data
         if id(arr) in self.vars:
             return
-        v = self._new_input(arr, t.dtype, ("arg", index), name)
+        src = Arg(index, name)
+        v = self._new_input(arr, t.dtype, src, name)
         self._bind_array(arr, v)
-        self.captured.append((("arg", index), t, arr, v))
+        self.captured.append((src, t, arr, v))
 
     def add_scalar(self, t: Tensor, name: str, index: int) -> None:
-        v = self._new_input(t._data, t.dtype, ("scalar", index), name)
+        v = self._new_input(t._data, t.dtype, Scalar(index, name), name)
         self._bind_array(t._data, v)
         t._wrapped = True
 
@@ -173,7 +174,7 @@ class Tracer:
             return value
         t = Tensor._make(np.asarray(value, np.float64))
         name = key if index is None else f"{key}{index}"
-        v = self._new_input(t._data, t.dtype, ("group", group, key, index), name)
+        v = self._new_input(t._data, t.dtype, GroupValue(group, key, index), name)
         self._bind_array(t._data, v)
         t._wrapped = True
         self.hyperparameters[slot] = (group, key, index, t)
@@ -188,9 +189,10 @@ class Tracer:
         arr = t._data
         owner = self.grad_owner.get(id(t))
         if owner is not None:
-            source, name = ("grad", owner), _tensor_name(owner) + "_grad"
+            source = Grad(owner)
         else:
-            source, name = ("tensor", t), _tensor_name(t)
+            source = State(t)
+        name = source.name
         from .._storage import lookup
         cached = lookup(arr)
         if cached is not None and cached[1] is not None:
@@ -377,7 +379,7 @@ class Tracer:
             g = default_generator if generator is None else generator
             key = self.rng_keys.get(id(g))
             if key is None:
-                source = ("rng",) if g is default_generator else ("rng", g)
+                source = RngKey(None if g is default_generator else g)
                 key = self._new_input(np.zeros((2,), np.uint32), _UINT32, source, "rng_key")
                 self.rng_keys[id(g)] = key
             v = Var(t.shape, t.dtype)
@@ -444,7 +446,7 @@ class Tracer:
         if not self.recording or not self._stale:
             return
         arrays = [t._data for t in outputs] + [c[2] for c in self.captured
-                                                if c[0][0] != "scalar"]
+                                                if c[0].kind != "scalar"]
         if any(id(a) in self._stale for a in arrays):
             self.graph_break("a tensor was modified in place through a view and then "
                              "returned or kept as state (tracing cannot follow NumPy views); "
@@ -562,7 +564,7 @@ class Tracer:
         out_vars = [self.var_of(t) for t in outputs]
         writes = []
         for source, _t, arr, v in self.captured:
-            if source[0] == "scalar":
+            if source.kind == "scalar":
                 continue
             now = self.vars.get(id(arr))
             if now is not v:
@@ -574,8 +576,8 @@ class Tracer:
         graph_outputs = out_vars + [v for _, v in writes] + [v for _, v in grad_effects
                                                                if v is not None]
         names = ([f"out{i}" for i in range(len(out_vars))]
-                 + [f"write_{_source_name(s)}" for s, _ in writes]
-                 + [f"grad_{_tensor_name(o)}" for o, v in grad_effects if v is not None])
+                 + [f"write_{s.name}" for s, _ in writes]
+                 + [f"grad_{tensor_name(o)}" for o, v in grad_effects if v is not None])
         graph = Graph(self.inputs, self.eqns, graph_outputs, self.input_names, names,
                       name=self.name, meta={"stage": "traced", "phase": self.phases})
         result = TraceResult(graph, self.sources, len(out_vars), [s for s, _ in writes],
@@ -626,22 +628,6 @@ class TraceResult:
         self.leaf_versions = {}  # id(leaf tensor) -> later Vars it held (see Tracer)
 
 
-def _tensor_name(t) -> str:
-    n = getattr(t, "_tg_name", None)
-    if n:
-        return n
-    return "p" if getattr(t, "_is_param", False) else "t"
-
-
-def _source_name(source) -> str:
-    kind = source[0]
-    if kind == "arg":
-        return f"arg{source[1]}"
-    if kind == "grad":
-        return _tensor_name(source[1]) + "_grad"
-    return _tensor_name(source[1])
-
-
 def trace(fn, *args, **kwargs) -> Graph:
     """Trace ``fn(*args, **kwargs)`` into a Graph (running it once, eagerly).
 
@@ -650,15 +636,15 @@ def trace(fn, *args, **kwargs) -> Graph:
     >>> [e.prim.name for e in g.eqns]
     ['mul', 'sin']
     """
-    from ..compile import _flatten_args, _flatten_out
+    from .._pytree import flatten_args, flatten_out
     tracer = Tracer(name=getattr(fn, "__name__", "f"))
-    flat, _ = _flatten_args(args, kwargs)
+    flat = flatten_args(args, kwargs)
     with tracer:
         for i, (path, a) in enumerate(flat):
             if isinstance(a, Tensor):
                 tracer.add_arg(a, path, i)
         result = fn(*args, **kwargs)
-    outs = [t for t in _flatten_out(result) if isinstance(t, Tensor)]
+    outs = [t for t in flatten_out(result) if isinstance(t, Tensor)]
     if tracer.break_reason:
         site, reason = tracer.break_reason
         raise GraphBreak(f"{site}: {reason}")

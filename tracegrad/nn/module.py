@@ -28,6 +28,35 @@ from ..autograd.graph import RemovableHandle, _HookDict
 from ..tensor import Tensor, trace_state
 from .parameter import Parameter
 
+# NOTE: [Module epoch]. Counts every change to any module's structure: registrations,
+# attribute assignments, deletions, hooks added or removed, train()/eval(), load_state_dict.
+# A compiled call's guard on the module trees it used (runtime/guards.ModulesGuard) is one
+# comparison with this while nothing changed.
+EPOCH = [0]
+
+
+class _ModuleHookDict(_HookDict):
+    """A module's hook table: adding or removing a hook moves the module epoch."""
+
+    __slots__ = ()
+
+    def __setitem__(self, k, v):
+        EPOCH[0] += 1
+        super().__setitem__(k, v)
+
+    def pop(self, *args):
+        EPOCH[0] += 1
+        return super().pop(*args)
+
+    def __delitem__(self, k):
+        EPOCH[0] += 1
+        super().__delitem__(k)
+
+    def clear(self):
+        EPOCH[0] += 1
+        super().clear()
+
+
 _IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
@@ -57,8 +86,9 @@ class Module:
         set_(self, "_buffers", {})
         set_(self, "_non_persistent_buffers", set())
         set_(self, "_modules", {})
-        set_(self, "_forward_hooks", _HookDict())
-        set_(self, "_forward_pre_hooks", _HookDict())
+        set_(self, "_forward_hooks", _ModuleHookDict())
+        set_(self, "_forward_pre_hooks", _ModuleHookDict())
+        EPOCH[0] += 1
 
     # ---- calling ------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -67,7 +97,7 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         tracer = trace_state.current
-        if tracer is not None and hasattr(tracer, "note_python_state"):
+        if tracer is not None:
             tracer.note_python_state(self)  # its Python attributes (training, ...) are guarded
         for hook in tuple(self._forward_pre_hooks.values()):
             out = hook(self, args)
@@ -120,6 +150,7 @@ class Module:
                              "parameters must be created explicitly: wrap the tensor in "
                              "nn.Parameter(t.detach())")
         self._parameters[name] = param
+        EPOCH[0] += 1
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Add a non-learned tensor; persistent buffers are part of ``state_dict``."""
@@ -129,6 +160,7 @@ class Module:
             raise TypeError(f"cannot assign '{_type_name(tensor)}' object to buffer '{name}' "
                             "(torch Tensor or None required)")
         self._buffers[name] = tensor
+        EPOCH[0] += 1
         if persistent:
             self._non_persistent_buffers.discard(name)
         else:
@@ -141,10 +173,12 @@ class Module:
             raise TypeError(f"{_type_name(module)} is not a Module subclass")
         self._check_name(name, "module")
         self._modules[name] = module
+        EPOCH[0] += 1
 
     register_module = add_module
 
     def __setattr__(self, name: str, value) -> None:
+        EPOCH[0] += 1
         d = self.__dict__
         params, buffers, modules = d.get("_parameters"), d.get("_buffers"), d.get("_modules")
         if isinstance(value, Parameter):
@@ -190,6 +224,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        EPOCH[0] += 1
         if self._owns(name):
             self._forget(name)
         else:
@@ -282,6 +317,7 @@ class Module:
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
+        EPOCH[0] += 1
         return self
 
     def eval(self) -> Module:
@@ -432,6 +468,7 @@ class Module:
             mod._parameters[name] = Parameter(value.detach(), target.requires_grad)
         else:
             mod._buffers[name] = value
+        EPOCH[0] += 1
 
     # ---- printing -------------------------------------------------------------
     def extra_repr(self) -> str:

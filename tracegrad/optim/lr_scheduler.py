@@ -72,7 +72,7 @@ def _per_group(name: str, optimizer: Optimizer, value) -> list:
 def _not_while_tracing(what: str) -> None:
     # A scheduler's step changes Python state only: a compiled call would skip it.
     tracer = trace_state.current
-    if tracer is not None and hasattr(tracer, "graph_break"):
+    if tracer is not None:
         tracer.graph_break(f"{what} inside a compiled function would only run when "
                            "tracing; call it outside (after the compiled step): the new "
                            "lr is read by the next compiled call without recompiling",

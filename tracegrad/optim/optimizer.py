@@ -54,7 +54,7 @@ def _hyper(group: dict, key: str, index: int | None = None):
     (inside the branch that needs it), so an unused one is not an input."""
     value = group[key] if index is None else group[key][index]
     tracer = trace_state.current
-    if tracer is None or not isinstance(value, float) or not hasattr(tracer, "hyperparameter"):
+    if tracer is None or not isinstance(value, float):
         return value
     return tracer.hyperparameter(group, key, index)
 
@@ -65,7 +65,7 @@ def _branch(group: dict, key: str):
     Branch on its sign only: while tracing, the compiled step stays valid while the
     sign is the same, and a value that crosses zero retraces."""
     tracer = trace_state.current
-    if tracer is not None and hasattr(tracer, "note_branch"):
+    if tracer is not None:
         tracer.note_branch(group, key)
     return group[key]
 
@@ -166,7 +166,7 @@ class Optimizer:
         @functools.wraps(step)
         def traced_step(self, *args, **kwargs):
             tracer = trace_state.current
-            if tracer is not None and hasattr(tracer, "note_python_state"):
+            if tracer is not None:
                 tracer.note_python_state(self)  # nesterov, amsgrad, ... are guarded
             self._opt_called = True  # (lr_scheduler warns when it steps first)
             return step(self, *args, **kwargs)

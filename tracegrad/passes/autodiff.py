@@ -14,10 +14,10 @@ import numpy as np
 
 from ..autograd.grad_mode import no_grad
 from ..ir.graph import Const, Eqn, Graph, Var
-from ..tensor import Tensor, trace_state
+from ..tensor import Tensor, TracingContext, trace_state
 
 
-class GraphBuilder:
+class GraphBuilder(TracingContext):
     """The active tracer while rules run symbolically: ops append equations."""
 
     def __init__(self, src: str = "autodiff"):

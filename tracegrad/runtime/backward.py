@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd.graph import FREED_MESSAGE, Node, _seq
-from .ir.graph import Const, Graph, Var
-from .passes.autodiff import vjp_graph
-from .tensor import Tensor
+from ..autograd.graph import FREED_MESSAGE, Node, _seq
+from ..ir.graph import Const, Eqn, Graph, Var
+from ..ir.sources import Arg, State
+from ..passes.autodiff import vjp_graph
+from ..primitives import add_p
+from ..tensor import Tensor
 
 
 class CompiledBackward:
@@ -29,8 +31,8 @@ class CompiledBackward:
 
     def lower(self):
         if self.lowered is None:
-            from .codegen.jax_lower import lower
-            from .passes import run_pipeline
+            from ..codegen.jax_lower import lower
+            from ..passes import run_pipeline
             final, _ = run_pipeline(self.graph)
             self.lowered = lower(final)
         return self.lowered
@@ -38,7 +40,7 @@ class CompiledBackward:
     def attach(self, results, residual_values, flat):
         tensors = []
         for _, src in self.wrt_sources:
-            tensors.append(flat[src[1]][1] if src[0] == "arg" else src[1])
+            tensors.append(flat[src.index][1] if isinstance(src, Arg) else src.tensor)
         node = CompiledFunctionBackward()
         node.next_functions = tuple(
             (t.grad_fn, t._out_nr) if t.grad_fn is not None else (t._accumulator(), 0)
@@ -61,7 +63,7 @@ class CompiledFunctionBackward(Node):
     __slots__ = ("program", "residuals", "in_meta", "_n_out")
 
     def apply(self, *grads):
-        from . import functions as F
+        from .. import functions as F
 
         if self.residuals is None:
             raise RuntimeError(FREED_MESSAGE)
@@ -84,17 +86,17 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
     g = trace.graph
     wrt_sources, wrt_vars = [], []
     for idx, (src, v) in enumerate(zip(trace.sources, g.inputs, strict=False)):
-        if src[0] == "arg" and flat[src[1]][1].requires_grad:
+        if isinstance(src, Arg) and flat[src.index][1].requires_grad:
             wrt_sources.append((idx, src))
             wrt_vars.append(v)
-        elif src[0] == "tensor" and src[1].requires_grad:
+        elif isinstance(src, State) and src.tensor.requires_grad:
             wrt_sources.append((idx, src))
             wrt_vars.append(v)
     # a leaf written in place under no_grad held more than one Var; eager gives the
     # leaf the gradients of all its uses, so differentiate w.r.t. each and add them
     versions = []
     for _, src in wrt_sources:
-        t = flat[src[1]][1] if src[0] == "arg" else src[1]
+        t = flat[src.index][1] if isinstance(src, Arg) else src.tensor
         versions.append(trace.leaf_versions.get(id(t), []))
     grad_outputs = [j for j, t in enumerate(outs) if t.requires_grad]
     seeds = {}
@@ -146,8 +148,6 @@ def _add_grads(eqns, a, b):
     """a + b as a backward equation (either may be None: no gradient)."""
     if a is None or b is None:
         return b if a is None else a
-    from .ir.graph import Eqn
-    from .primitives import add_p
     out = Var(a.shape, a.dtype)
     eqns.append(Eqn(add_p, (a, b), {}, out, "autodiff"))
     return out

@@ -1,0 +1,396 @@
+"""The Python state a trace can read: found by one walk, used twice.
+
+NOTE: [Reachable Python state]. A trace runs the user's Python once; what it read
+through Python (a global tensor, a closure cell, ``cfg["temp"]``, a module's
+submodule, an optimizer's state) is baked into the graph. ``Reach(fn)`` walks what
+``fn`` can reach: the globals its code loads and its closure cells, then, a few
+levels down, functions (their globals and cells too), modules, optimizers, lists,
+dicts, sets, tuples, NumPy arrays and the attributes of objects of the user's own
+classes. Each place is a *slot* (a dict key, a list index, a cell) with the object
+it held. Two uses:
+
+* side effects: a walk before the trace, re-read after it; any change is Python
+  state that compiled calls would not change again, so such calls run eagerly;
+* guards: a walk after the trace; a compiled call runs only while every slot
+  still holds the same object (or an equal plain value), every container has its
+  size, every small array its contents, every module tree its structure.
+
+Library objects (a logger, numpy itself, tracegrad's own modules) are not walked:
+they are not the user's state. Containers larger than ``ITEMS`` are guarded by
+size only and not walked; see docs/architecture.md for what that leaves out.
+"""
+from __future__ import annotations
+
+import collections
+import dis
+import functools
+import os
+import random as _py_random
+import sys
+import types
+
+import numpy as np
+
+from ..tensor import Tensor
+
+MISSING = object()
+DEPTH = 4      # how far from the function's own names the walk goes
+ITEMS = 256    # containers larger than this are guarded by size only
+ARRAY = 4096   # NumPy arrays up to this many elements are guarded by contents
+
+STATIC_TYPES = (bool, int, float, str, type(None), bytes, complex)
+_CONTAINERS = (list, dict, set, collections.deque)
+
+
+def static_value(v) -> bool:
+    return v.__class__ in STATIC_TYPES or isinstance(v, (np.generic,)) or (
+        v.__class__ is tuple and all(static_value(x) for x in v))
+
+
+def same(now, then) -> bool:
+    """The slot still holds ``then``: the same object, or an equal plain value."""
+    if now is then:
+        return True
+    if then.__class__ is frozenset:  # a set's contents (_SetView)
+        return now == then
+    if now.__class__ is not then.__class__ or not static_value(then):
+        return False
+    try:
+        return bool(now == then)
+    except Exception:  # (an array-valued comparison)
+        return False
+
+
+@functools.cache
+def module_types():
+    from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
+    return Module, Optimizer
+
+
+@functools.cache
+def global_names(code) -> tuple:
+    """The names ``code`` (and the functions and comprehensions nested in it) loads as
+    globals. ``co_names`` alone also holds attribute names: ``opt.step()`` is no read
+    of a global ``step``."""
+    names = set()
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"):
+            names.add(ins.argval)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names.update(global_names(c))
+    return tuple(sorted(names))
+
+
+@functools.cache
+def attribute_names(code) -> frozenset:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= attribute_names(c)
+    return frozenset(names)
+
+
+@functools.cache
+def _library_dirs() -> tuple:
+    import sysconfig
+    dirs = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib",
+                                                                 "platlib")}
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(d + os.sep for d in dirs) + (pkg + os.sep,)
+
+
+@functools.cache
+def _user_path(path: str | None, modname: str) -> bool:
+    if modname.startswith("tracegrad") and not modname.startswith("tracegrad_"):
+        return False
+    if path is None:
+        return modname == "__main__"
+    path = os.path.realpath(path)
+    return not path.startswith(_library_dirs()) and "importlib" not in path
+
+
+def users_class(cls) -> bool:
+    mod = sys.modules.get(cls.__module__)
+    if mod is None or cls.__module__ == "builtins":
+        return False
+    return _user_path(getattr(mod, "__file__", None), cls.__module__)
+
+
+def users_function(f) -> bool:
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return False
+    return _user_path(code.co_filename if not code.co_filename.startswith("<") else None,
+                      getattr(f, "__module__", None) or "__main__") or \
+        code.co_filename.startswith("<")
+
+
+def plain_object(obj) -> bool:
+    """An instance of a class of the user's own code (a trainer whose method is compiled,
+    a config), whose attributes are Python state like a module's."""
+    Module, Optimizer = module_types()
+    return (obj is not None and hasattr(obj, "__dict__")
+            and not isinstance(obj, (type, Module, Optimizer, Tensor, types.ModuleType,
+                                     types.FunctionType, types.MethodType))
+            and users_class(type(obj)))
+
+
+def python_values(obj) -> dict:
+    """The plain Python values (bools, numbers, strings, None) a module or an optimizer
+    holds: its attributes (``training``, a ``scale``) or its hyperparameters."""
+    Module, Optimizer = module_types()
+    if isinstance(obj, Optimizer):
+        return {f"param_groups[{i}][{k!r}]": v for i, g in enumerate(obj.param_groups)
+                for k, v in g.items() if k != "params" and static_value(v)}
+    if isinstance(obj, Module):
+        return {k: v for k, v in vars(obj).items() if static_value(v)}
+    return {}
+
+
+class Reach:
+    """The places ``fn`` can reach, with what they hold now (NOTE: [Reachable Python
+    state]). ``slots``: (container, key, object, label) where the container is a dict
+    (``key`` a key), a list (an index) or a cell (``key`` None); ``sizes``: (container,
+    length, label); ``arrays``: (array, copy, label); ``modules``, ``optimizers``,
+    ``generators`` (Python and NumPy random generators: (object, label))."""
+
+    def __init__(self, fn, extra=()):
+        self.slots: list = []
+        self.sizes: list = []
+        self.arrays: list = []
+        self.modules: list = []
+        self.optimizers: list = []
+        self.generators: list = []
+        self._seen: set = set()
+        self._py_modules: list = []
+        self._attrs: set = set()
+        self._walk_root(fn)
+        for obj in extra:  # modules and optimizers the trace used, however it got them
+            self._value(obj, type(obj).__name__, DEPTH)
+        self._module_attributes()
+
+    # ---- the walk -----------------------------------------------------------
+    def _walk_root(self, fn):
+        Module, _ = module_types()
+        if isinstance(fn, Module):
+            self._value(fn, "self", DEPTH)
+            return
+        if isinstance(fn, types.MethodType):
+            self._value(fn.__self__, "self", DEPTH)
+            fn = fn.__func__
+        if isinstance(fn, functools.partial):
+            for i, a in enumerate(fn.args):
+                self._value(a, f"partial.args[{i}]", DEPTH)
+            for k, a in fn.keywords.items():
+                self._value(a, f"partial.{k}", DEPTH)
+            fn = fn.func
+        if isinstance(fn, types.FunctionType):
+            self._function(fn, fn.__name__, DEPTH + 1)
+        elif not isinstance(fn, types.BuiltinFunctionType):
+            self._value(fn, "self", DEPTH)
+
+    def _function(self, f, label, depth):
+        if id(f) in self._seen:
+            return
+        self._seen.add(id(f))
+        code = f.__code__
+        self._attrs |= attribute_names(code)
+        g = f.__globals__
+        for name in global_names(code):
+            v = g.get(name, MISSING)
+            self.slots.append((g, name, v, name))
+            if v is not MISSING:
+                self._value(v, name, depth - 1)
+        for name, cell in zip(code.co_freevars, f.__closure__ or (), strict=False):
+            try:
+                v = cell.cell_contents
+            except ValueError:  # an empty cell
+                v = MISSING
+            self.slots.append((cell, None, v, name))
+            if v is not MISSING:
+                self._value(v, name, depth - 1)
+        for i, d in enumerate(f.__defaults__ or ()):
+            self._value(d, f"{label}.__defaults__[{i}]", depth - 1)
+
+    def _value(self, v, label, depth):
+        if depth < 0 or v is None or v.__class__ in STATIC_TYPES or id(v) in self._seen:
+            return
+        Module, Optimizer = module_types()
+        if isinstance(v, Tensor):
+            return
+        self._seen.add(id(v))
+        cls = v.__class__
+        if isinstance(v, Module):
+            for name, m in v.named_modules() if hasattr(v, "named_modules") else [("", v)]:
+                self._seen.add(id(m))
+                self.modules.append((m, f"{label}.{name}" if name else label))
+                for k, x in vars(m).items():
+                    if x.__class__ in _CONTAINERS or x.__class__ is tuple or plain_object(x):
+                        self._value(x, f"{label}.{k}", depth - 1)
+                self._methods(type(m), depth)
+        elif isinstance(v, Optimizer):
+            self.optimizers.append((v, label))
+        elif cls is list or cls is collections.deque:
+            self.sizes.append((v, len(v), label))
+            if len(v) <= ITEMS:
+                for i, x in enumerate(v):
+                    self.slots.append((v, i, x, f"{label}[{i}]"))
+                    self._value(x, f"{label}[{i}]", depth - 1)
+        elif cls is tuple or cls.__bases__ == (tuple,) and hasattr(v, "_fields"):
+            if len(v) <= ITEMS:
+                for i, x in enumerate(v):
+                    self._value(x, f"{label}[{i}]", depth - 1)
+        elif isinstance(v, dict):
+            self.sizes.append((v, len(v), label))
+            if len(v) <= ITEMS:
+                for k, x in list(v.items()):
+                    self.slots.append((v, k, x, f"{label}[{k!r}]"))
+                    self._value(x, f"{label}[{k!r}]", depth - 1)
+        elif cls is set or cls is frozenset:
+            if len(v) <= ITEMS:
+                self.slots.append((_SetView(v), None, frozenset(v), label))
+            else:
+                self.sizes.append((v, len(v), label))
+        elif isinstance(v, np.ndarray):
+            if v.size <= ARRAY and v.dtype != object:
+                self.arrays.append((v, v.copy(), label))
+        elif isinstance(v, (_py_random.Random, np.random.Generator, np.random.RandomState)):
+            self.generators.append((v, label))
+        elif isinstance(v, types.FunctionType):
+            if users_function(v):
+                self._function(v, label, depth)
+        elif isinstance(v, types.MethodType):
+            self._value(v.__self__, f"{label}.__self__", depth - 1)
+            self._value(v.__func__, label, depth)
+        elif isinstance(v, functools.partial):
+            self._value(v.func, f"{label}.func", depth - 1)
+            for i, a in enumerate(v.args):
+                self._value(a, f"{label}.args[{i}]", depth - 1)
+        elif isinstance(v, types.ModuleType):
+            if _user_path(getattr(v, "__file__", None), v.__name__):
+                self._py_modules.append((v, label))
+        elif plain_object(v):
+            d = vars(v)
+            self.sizes.append((d, len(d), label))
+            for k, x in list(d.items()):
+                self.slots.append((d, k, x, f"{label}.{k}"))
+                self._value(x, f"{label}.{k}", depth - 1)
+            self._methods(cls, depth)
+        elif hasattr(v, "__self__") and isinstance(getattr(v, "__self__", None), Module):
+            self._value(v.__self__, label, depth)  # a bound method of a module (C-level)
+
+    def _methods(self, cls, depth):
+        """The functions of a user's class (``forward``, helpers): their globals too."""
+        for klass in cls.__mro__:
+            if klass is object or not users_class(klass) or id(klass) in self._seen:
+                continue
+            self._seen.add(id(klass))
+            for name, f in vars(klass).items():
+                if isinstance(f, (staticmethod, classmethod)):
+                    f = f.__func__
+                if isinstance(f, types.FunctionType):
+                    self._function(f, f"{klass.__name__}.{name}", depth)
+
+    def _module_attributes(self):
+        """A user's Python module (``import config``): the attributes the code names."""
+        for mod, label in self._py_modules:
+            d = vars(mod)
+            for name in sorted(self._attrs & d.keys()):
+                v = d[name]
+                self.slots.append((d, name, v, f"{label}.{name}"))
+                self._value(v, f"{label}.{name}", DEPTH - 1)
+
+    # ---- reading it again ---------------------------------------------------
+    def changed(self) -> str | None:
+        """The first place that no longer holds what it held (a description), else None."""
+        for c, n, label in self.sizes:
+            if len(c) != n:
+                return f"{label} ({type(c).__name__}) changed: {n} -> {len(c)} items"
+        for c, k, v, label in self.slots:
+            now = read_slot(c, k)
+            if not same(now, v):
+                return f"{label}: {_show(v)} -> {_show(now)}"
+        for arr, copy, label in self.arrays:
+            if arr.shape != copy.shape or not np.array_equal(arr, copy, equal_nan=True):
+                return f"{label}: the NumPy array's contents changed"
+        return None
+
+
+class _SetView:
+    """A set as a slot container: the slot reads a frozen copy of it."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, s):
+        self.s = s
+
+
+def read_slot(c, k):
+    cls = c.__class__
+    if cls is types.CellType:
+        try:
+            return c.cell_contents
+        except ValueError:
+            return MISSING
+    if cls is _SetView:
+        return frozenset(c.s)
+    if isinstance(c, dict):
+        return c.get(k, MISSING)
+    return c[k] if k < len(c) else MISSING
+
+
+def _show(v):
+    if v is MISSING:
+        return "<deleted>"
+    if static_value(v):
+        return repr(v)
+    return f"<a {type(v).__name__}>"
+
+
+def random_state():
+    """Python's and NumPy's global random state: drawing from them while tracing is a
+    side effect (a compiled call would repeat the traced draw)."""
+    return (_py_random.getstate(), _np_state(np.random.get_state()))
+
+
+def _np_state(st):
+    return (st[0], st[1].tobytes(), *st[2:])
+
+
+def generator_state(g):
+    if isinstance(g, _py_random.Random):
+        return g.getstate()
+    if isinstance(g, np.random.Generator):
+        return repr(g.bit_generator.state)
+    return _np_state(g.get_state())
+
+
+class Snapshot:
+    """Taken before a trace; ``side_effect()`` after it names the first change."""
+
+    def __init__(self, fn, extra=()):
+        self.reach = Reach(fn, extra)
+        self.values = {id(o): python_values(o) for o, _ in
+                       self.reach.modules + self.reach.optimizers}
+        self.random = random_state()
+        self.generators = [(g, label, generator_state(g)) for g, label in self.reach.generators]
+
+    def side_effect(self) -> str | None:
+        changed = self.reach.changed()
+        if changed is not None:
+            return changed
+        for o, label in self.reach.modules + self.reach.optimizers:
+            now, then = python_values(o), self.values[id(o)]
+            if now != then:
+                k = next(k for k in now.keys() | then.keys()
+                         if now.get(k, MISSING) != then.get(k, MISSING))
+                return f"{label}.{k}: {_show(then.get(k, MISSING))} -> {_show(now.get(k, MISSING))}"
+        if random_state() != self.random:
+            return ("Python's or NumPy's global random generator was drawn from (random, "
+                    "numpy.random); a compiled call would repeat the traced draw")
+        for g, label, st in self.generators:
+            if generator_state(g) != st:
+                return f"{label}: a random generator was drawn from"
+        return None
