@@ -12,9 +12,8 @@ import tracegrad as tg
 from tracegrad.codegen.jax_lower import MissingLowering, lower_eqn
 from tracegrad.demo import two_layer_step
 from tracegrad.ir.graph import Eqn, Var, verify
-from tracegrad.ir.interpreter import evaluate
 from tracegrad.ir.tracer import GraphBreak
-from tracegrad.passes import PIPELINE, run_pipeline
+from tracegrad.passes import PIPELINE, evaluate, run_pipeline
 from tracegrad.passes.autodiff import expand_grads
 from tracegrad.passes.cse import eliminate_common_subexpressions
 from tracegrad.passes.dce import eliminate_dead_code

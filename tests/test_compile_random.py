@@ -16,8 +16,8 @@ import pytest
 
 import tracegrad as tg
 from tracegrad import nn
-from tracegrad.ir.interpreter import evaluate
 from tracegrad.ir.tracer import GraphBreak
+from tracegrad.passes import evaluate
 
 N = 4096  # elements per draw: enough for a coarse mean check
 CALLS = 4

@@ -64,10 +64,14 @@ class TracingContext:
 
     def hyperparameter(self, group: dict, key: str, index: int | None = None):
         """An optimizer hyperparameter used in arithmetic (NOTE: [Dynamic hyperparameters])."""
-        return group[key] if index is None else group[key][index]
+        value = dict.__getitem__(group, key)
+        return value if index is None else value[index]
 
     def note_branch(self, group: dict, key: str) -> None:
         """``step()`` branches on ``group[key]``'s sign."""
+
+    def note_group_read(self, group: dict, key: str) -> None:
+        """Python code read ``group[key]`` itself (not through ``_hyper``)."""
 
     def graph_break(self, reason: str, depth: int = 3) -> None:
         """Python needs a value the graph cannot give: stop recording (Tracer)."""

@@ -274,3 +274,20 @@ def verify(graph: Graph) -> Graph:
         if not isinstance(v, Const) and v not in defined:
             raise VerifyError(f"output {v} is never defined")
     return graph
+
+
+class gc_paused:
+    """Pause the cyclic garbage collector (passes and traces allocate millions of small
+    acyclic objects; full collections in between made their cost grow faster than
+    the graph). Reference counting still frees everything as usual."""
+
+    def __enter__(self):
+        import gc
+        self._was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        import gc
+        if self._was:
+            gc.enable()
+        return False

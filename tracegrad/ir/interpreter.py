@@ -7,9 +7,10 @@ from .graph import Const, Graph
 
 
 def evaluate(graph: Graph, args) -> list:
-    """Evaluate ``graph`` on NumPy arrays (or tensors); returns a list of arrays."""
-    from ..passes.autodiff import expand_grads
-    graph = expand_grads(graph)  # grad requests are defined by their expansion
+    """Evaluate ``graph`` on NumPy arrays (or tensors); returns a list of arrays.
+
+    Gradient requests (``grad`` equations) are defined by their expansion, a pass:
+    ``tracegrad.passes.evaluate`` expands them first."""
     env = {}
     for v, a in zip(graph.inputs, args, strict=False):
         env[v] = np.asarray(getattr(a, "_data", a))

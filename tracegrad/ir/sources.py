@@ -104,7 +104,7 @@ class GroupValue(Source):
         return self.name_ if self.index is None else f"{self.name_}{self.index}"
 
     def value(self):
-        v = self.group[self.name_]
+        v = dict.__getitem__(self.group, self.name_)
         return v if self.index is None else v[self.index]
 
 

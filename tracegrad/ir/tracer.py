@@ -105,6 +105,7 @@ class Tracer(TracingContext):
         self.python_state: dict = {}      # id -> module/optimizer whose Python values are guarded
         self.hyperparameters: dict = {}   # (id(group), key, index) -> (group, key, index, tensor)
         self.branched: set = set()        # (id(group), key): the step branched on its sign
+        self.group_reads: set = set()     # (id(group), key): read by Python code itself
         self._names_used: set = set()
         # "forward", then "backward" while the autograd engine runs, then "update"
         # (set by autograd.engine); the graph keeps {out Var: phase} in meta["phase"]
@@ -116,7 +117,7 @@ class Tracer(TracingContext):
         if trace_state.current is not None:
             raise RuntimeError("tracegrad: a trace is already active on this thread")
         trace_state.current = self
-        from ..passes import gc_paused
+        from .graph import gc_paused
         self._gc = gc_paused()
         self._gc.__enter__()
         return self
@@ -169,7 +170,9 @@ class Tracer(TracingContext):
         got = self.hyperparameters.get(slot)
         if got is not None:
             return got[3]
-        value = group[key] if index is None else group[key][index]
+        value = dict.__getitem__(group, key)
+        if index is not None:
+            value = value[index]
         if not self.recording or self._suspended:
             return value
         t = Tensor._make(np.asarray(value, np.float64))
@@ -179,6 +182,12 @@ class Tracer(TracingContext):
         t._wrapped = True
         self.hyperparameters[slot] = (group, key, index, t)
         return t
+
+    def note_group_read(self, group: dict, key: str) -> None:
+        """Python code read ``group[key]`` itself: its value is baked in, so a dynamic
+        hyperparameter read this way is guarded by value too."""
+        if self.recording and not self._suspended:
+            self.group_reads.add((id(group), key))
 
     def note_branch(self, group: dict, key: str) -> None:
         """The step's Python code branches on ``group[key]`` (on its sign): a dynamic
@@ -588,6 +597,7 @@ class Tracer(TracingContext):
         result.hyperparameters = [(g, k, i, (id(g), k) in self.branched)
                                   for g, k, i, _ in self.hyperparameters.values()]
         result.leaf_versions = self.leaf_versions
+        result.group_reads = self.group_reads
         return result
 
 
@@ -626,6 +636,7 @@ class TraceResult:
         # (group, key, index, sign guarded) read as inputs (source "group")
         self.hyperparameters = []
         self.leaf_versions = {}  # id(leaf tensor) -> later Vars it held (see Tracer)
+        self.group_reads = set()
 
 
 def trace(fn, *args, **kwargs) -> Graph:

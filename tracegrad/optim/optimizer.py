@@ -44,6 +44,32 @@ def _check_nonnegative(what: str, value) -> None:
         raise ValueError(f"Invalid {what}: {value}")
 
 
+class ParamGroup(dict):
+    """A param group: a dict that tells a tracer when the user's code reads a value.
+
+    ``step()`` reads the floats it does arithmetic with through ``_hyper`` (dynamic
+    inputs of a compiled step); a read from anywhere else (``return
+    opt.param_groups[0]["lr"]``, ``loss * group["lr"]``) bakes the value into the trace,
+    so it is guarded by value (NOTE: [Dynamic hyperparameters])."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key):
+        tracer = trace_state.current
+        if tracer is not None:
+            tracer.note_group_read(self, key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        tracer = trace_state.current
+        if tracer is not None:
+            tracer.note_group_read(self, key)
+        return dict.get(self, key, default)
+
+    def __reduce__(self):  # pickles (and deep-copies) as the plain dict torch has
+        return dict, (dict(self),)
+
+
 def _hyper(group: dict, key: str, index: int | None = None):
     """``group[key]`` (``group[key][index]``) for arithmetic in ``step()``.
 
@@ -52,7 +78,9 @@ def _hyper(group: dict, key: str, index: int | None = None):
     same program; use it only in tensor expressions (``p.add_(g * -lr)``, not
     ``alpha=-lr``), and branch on it through ``_branch``. Read it where it is used
     (inside the branch that needs it), so an unused one is not an input."""
-    value = group[key] if index is None else group[key][index]
+    value = dict.__getitem__(group, key)
+    if index is not None:
+        value = value[index]
     tracer = trace_state.current
     if tracer is None or not isinstance(value, float):
         return value
@@ -67,7 +95,7 @@ def _branch(group: dict, key: str):
     tracer = trace_state.current
     if tracer is not None:
         tracer.note_branch(group, key)
-    return group[key]
+    return dict.__getitem__(group, key)
 
 
 def _implementation_flags(foreach, fused, capturable, differentiable) -> dict:
@@ -139,7 +167,7 @@ class Optimizer:
         if len({id(p) for p in params}) != len(params):
             warnings.warn("optimizer contains a parameter group with duplicate parameters; in "
                           "future, this will cause an error", stacklevel=3)
-        group = dict(param_group, params=params)
+        group = ParamGroup(param_group, params=params)
         for name, default in self.defaults.items():
             if default is required and name not in group:
                 raise ValueError(f"parameter group didn't specify a value of required "

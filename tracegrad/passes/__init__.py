@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from ..ir.graph import gc_paused
 from .autodiff import expand_grads
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
@@ -26,21 +27,11 @@ PIPELINE = [
 ]
 
 
-class gc_paused:
-    """Pause the cyclic garbage collector (passes and traces allocate millions of small
-    acyclic objects; full collections in between made their cost grow faster than
-    the graph). Reference counting still frees everything as usual."""
-
-    def __enter__(self):
-        import gc
-        self._was = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc):
-        import gc
-        if self._was:
-            gc.enable()
-        return False
+def evaluate(graph, args) -> list:
+    """The reference interpreter on ``graph`` with its gradient requests expanded."""
+    from ..ir.interpreter import evaluate as run
+    from .autodiff import expand_grads
+    return run(expand_grads(graph), args)
 
 
 def run_pipeline(graph, passes=None, verify: bool = False):

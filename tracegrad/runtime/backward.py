@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autograd.grad_mode import enable_grad, is_grad_enabled
 from ..autograd.graph import FREED_MESSAGE, Node, _seq
 from ..ir.graph import Const, Eqn, Graph, Var
 from ..ir.sources import Arg, State
@@ -37,7 +38,7 @@ class CompiledBackward:
             self.lowered = lower(final)
         return self.lowered
 
-    def attach(self, results, residual_values, flat):
+    def attach(self, results, residual_values, flat, replay=None):
         tensors = []
         for _, src in self.wrt_sources:
             tensors.append(flat[src.index][1] if isinstance(src, Arg) else src.tensor)
@@ -52,6 +53,7 @@ class CompiledBackward:
         node.program = self
         node.residuals = list(residual_values)  # device values, passed straight back
         node.in_meta = [(t.shape, t.dtype) for t in tensors]
+        node.replay = None if replay is None else (*replay, tensors, self.grad_outputs)
         for nr, j in enumerate(self.grad_outputs):
             out = results[j]
             out.grad_fn = node
@@ -60,13 +62,15 @@ class CompiledBackward:
 
 
 class CompiledFunctionBackward(Node):
-    __slots__ = ("program", "residuals", "in_meta", "_n_out")
+    __slots__ = ("program", "residuals", "in_meta", "_n_out", "replay")
 
     def apply(self, *grads):
         from .. import functions as F
 
         if self.residuals is None:
             raise RuntimeError(FREED_MESSAGE)
+        if is_grad_enabled():  # create_graph=True: the gradients need a graph of their own
+            return self._replayed(grads)
         seeds = []
         for g, (shape, dtype) in zip(grads, self.program.out_meta, strict=False):
             seeds.append(np.zeros(shape, dtype.np) if g is None else np.asarray(g._data))
@@ -78,6 +82,31 @@ class CompiledFunctionBackward(Node):
 
     def _release(self):
         self.residuals = None
+
+    def _replayed(self, grads):
+        """Gradients with a graph (``create_graph=True``): the compiled backward gives
+        values only, so the call runs again eagerly, on the same arguments and state, and
+        the tape differentiates that (a WGAN-GP penalty through a compiled critic)."""
+        from .. import functions as F
+        from .._pytree import flatten_out
+        from ..autograd import grad as autograd_grad
+        if self.replay is None:
+            raise RuntimeError(
+                "create_graph=True (double backward) through a tracegrad.compile'd call that "
+                "writes state or draws random numbers is not supported: it would have to run "
+                "again. Call the module eagerly for this backward, or compile the whole step "
+                "including autograd.grad")
+        fn, args, kwargs, tensors, grad_outputs = self.replay
+        with enable_grad():
+            out = fn(*args, **kwargs)
+            leaves = [t for t in flatten_out(out) if isinstance(t, Tensor)]
+            roots = [leaves[j] for j in grad_outputs]
+            seeds = [F.zeros_like(r) if g is None else g for g, r in zip(grads, roots,
+                                                                         strict=True)]
+            got = autograd_grad(roots, tensors, grad_outputs=seeds, create_graph=True,
+                                allow_unused=True)
+        return tuple(F.zeros(shape, dtype=dtype) if g is None else g
+                     for g, (shape, dtype) in zip(got, self.in_meta, strict=True))
 
 
 def split_forward_backward(trace, outs, flat) -> CompiledBackward:

@@ -13,7 +13,6 @@ import numpy as np
 
 from .._pytree import rebuild
 from .._storage import array, defer, is_private, lazy, lookup, remember
-from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.profiler import _record_range
 from ..ir.sources import Arg, Grad, GroupValue, RngKey, Scalar, State
 from ..tensor import Tensor
@@ -103,7 +102,8 @@ class Entry:
         reach = Reach(self.fn, tr.python_state)
         dynamic = {}  # NOTE: [Dynamic hyperparameters]: (id(group), key) -> sign guarded
         for g, k, _, signed in tr.hyperparameters:
-            dynamic[id(g), k] = dynamic.get((id(g), k), False) or signed
+            if (id(g), k) not in tr.group_reads:  # (read by Python too: guarded by value)
+                dynamic[id(g), k] = dynamic.get((id(g), k), False) or signed
         for opt, label in reach.optimizers:
             guards.append(OptimizerGuard(label, opt, dynamic))
         if reach.modules:
@@ -134,6 +134,9 @@ class Entry:
                       and not tr.same_outputs and not tr.float_outputs
                       and all(pos == k for k, (pos, _) in enumerate(self.plan)))
         self._fetch = [_fetcher(s, self) for s in tr.sources]
+        # a call that writes no state and draws nothing can run again for a double backward
+        self._replayable = not tr.writes and not tr.grad_effects and not any(
+            isinstance(s, RngKey) for s in tr.sources)
         self._first_call = True
         t2 = time.perf_counter()
         self.stages = stages
@@ -146,7 +149,9 @@ class Entry:
                 log("stages", f"tracegrad.compile: {g.name} after {name}:\n{g}")
 
     # ---- run ----------------------------------------------------------------------
-    def run(self, flat):
+    def run(self, flat, call=None):
+        """Run on this call's flattened arguments; ``call`` is ``(args, kwargs)``, kept
+        only for a double backward through the results (backward.py)."""
         if self.lowered is None:
             self.build()
         faults.install()
@@ -169,9 +174,9 @@ class Entry:
                     return result_tensor(outs[0])
                 return rebuild(tmpl, map(result_tensor, outs))
             del inputs  # (host arrays among them would look shared to defer())
-            return self._write_back(flat, outs)
+            return self._write_back(flat, outs, call)
 
-    def _write_back(self, flat, outs):
+    def _write_back(self, flat, outs, call):
         tr = self.trace
         values = [outs[pos] if pos is not None else None for pos, _ in self.plan]
         n = tr.n_out
@@ -205,8 +210,11 @@ class Entry:
         for j, (kind, ref) in tr.same_outputs.items():  # that very tensor, as in eager
             results[j] = flat[ref][1] if kind == "arg" else results[ref] if kind == "out" \
                 else ref
-        if tr.autograd is not None and is_grad_enabled():
-            tr.autograd.attach(results, values[k:], flat)
+        if tr.autograd is not None:  # (grad mode is in the key: as when traced)
+            replay = None
+            if call is not None and self._replayable:
+                replay = (self.fn, *call)
+            tr.autograd.attach(results, values[k:], flat, replay)
         # non-tensor parts of the result keep the values they had when traced
         return rebuild(self.result_template, iter(results))
 

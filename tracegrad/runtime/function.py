@@ -126,7 +126,7 @@ class CompiledFunction:
             failed = entry.check_guards(flat) if entry.guards else None
             if failed is None:
                 self.hits += 1
-                return entry.run(flat)
+                return entry.run(flat, (args, kwargs))
             if failed.endswith(STATE_ARGUMENT):
                 # a trace of this call would read that state through the argument, and
                 # nothing would stop it from being reused with another argument: eager
