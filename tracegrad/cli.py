@@ -96,7 +96,7 @@ class Compilation:
         final = self.parts[part][-1][1]
         lowered = self.entry.lowered if part == "forward" else lower(final)
         specs = [jax.ShapeDtypeStruct(v.shape, v.dtype.np) for v in final.inputs]
-        return lowered.fn.lower(*specs).as_text()
+        return lowered.hlo(specs)
 
 
 def compilations(cfs, fn: str | None = None) -> list[Compilation]:

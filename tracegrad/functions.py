@@ -1381,8 +1381,10 @@ def _random_shape(size) -> tuple:
 # that are traced tensors (a Python float argument of a compiled function becomes
 # one) are applied with tensor ops to a standard draw, so they stay dynamic too.
 
-def _draw(g: Generator, data: np.ndarray, dist: str, **params) -> Tensor:
-    return _finish(data, False, random={"dist": dist, "generator": g, **params})
+def _draw(g: Generator, data: np.ndarray, dist: str, redraw=None, **params) -> Tensor:
+    # ``redraw()`` makes the same draw again (compile(random="eager") draws it each call)
+    return _finish(data, False, random={"dist": dist, "generator": g, "redraw": redraw,
+                                        **params})
 
 
 def _static_number(x):
@@ -1403,8 +1405,8 @@ def _draw_uniform(g: Generator, shape, dtype: DType, low=0.0, high=1.0) -> Tenso
         return cast(add(mul(u, sub(high, low)), low), dtype)
     lo, hi = _pyfloat(lo), _pyfloat(hi)
     data = g.uniform(shape, dtype, lo, hi)
-    return _draw(g, data, "uniform", **({} if (lo, hi) == (0.0, 1.0) else
-                                        {"low": lo, "high": hi}))
+    bounds = {} if (lo, hi) == (0.0, 1.0) else {"low": lo, "high": hi}
+    return _draw(g, data, "uniform", lambda: g.uniform(shape, dtype, lo, hi), **bounds)
 
 
 def _draw_normal(g: Generator, shape, dtype: DType, mean=0.0, std=1.0) -> Tensor:
@@ -1413,11 +1415,13 @@ def _draw_normal(g: Generator, shape, dtype: DType, mean=0.0, std=1.0) -> Tensor
         return cast(add(mul(_draw_normal(g, shape, dtype), std), mean), dtype)
     m, s = _pyfloat(m), _pyfloat(s)
     data = g.normal(shape, dtype, m, s)
-    return _draw(g, data, "normal", **({} if (m, s) == (0.0, 1.0) else {"mean": m, "std": s}))
+    moments = {} if (m, s) == (0.0, 1.0) else {"mean": m, "std": s}
+    return _draw(g, data, "normal", lambda: g.normal(shape, dtype, m, s), **moments)
 
 
 def _draw_integers(g: Generator, shape, dtype: DType, low: _int, high: _int) -> Tensor:
-    return _draw(g, g.integers(shape, low, high, dtype), "randint", low=low, high=high)
+    return _draw(g, g.integers(shape, low, high, dtype), "randint",
+                 lambda: g.integers(shape, low, high, dtype), low=low, high=high)
 
 
 def _draw_full_range(g: Generator, shape, dtype: DType) -> Tensor:
@@ -1428,7 +1432,8 @@ def _draw_full_range(g: Generator, shape, dtype: DType) -> Tensor:
         high = 2 ** (np.finfo(dtype.np).nmant + 1) + 1
     else:
         high = _int(np.iinfo(dtype.np).max) + 1
-    return _draw(g, g.full_range(shape, dtype), "randint", low=0, high=high)
+    return _draw(g, g.full_range(shape, dtype), "randint", lambda: g.full_range(shape, dtype),
+                 low=0, high=high)
 
 
 def _draw_bernoulli(g: Generator, shape, p) -> Tensor:
@@ -1474,8 +1479,9 @@ def randperm(n, *, generator=None, dtype=None, device=None) -> Tensor:
     (n,) = _random_shape((n,))
     _check_device(device)
     g = _gen(generator)
-    data = g.permutation(n).astype(as_dtype(dtype or dtypes.int64).np)
-    return _draw(g, data, "permutation")
+    np_dtype = as_dtype(dtype or dtypes.int64).np
+    data = g.permutation(n).astype(np_dtype)
+    return _draw(g, data, "permutation", lambda: g.permutation(n).astype(np_dtype))
 
 
 def _not_implemented_for(kernel: str, dtype: DType) -> NotImplementedError:

@@ -13,11 +13,11 @@ from ..ir.ops import fusion_p
 from ..primitives import JAX_HELPERS
 
 
-def _ensure_jax():
-    import jax
-    # tracegrad has float64 and int64 tensors; keep them 64-bit in XLA too
-    jax.config.update("jax_enable_x64", True)
-    return jax
+def x64():
+    """A context in which jax keeps tracegrad's float64 and int64 64-bit. Scoped, never
+    the process-wide ``jax_enable_x64``: a user's own jax code keeps its defaults."""
+    from jax._src.config import enable_x64
+    return enable_x64(True)
 
 
 def _scatter_add(base, idx, g, axis):
@@ -43,10 +43,20 @@ def lower_eqn(e, args: list[str]) -> str:
 class Lowered:
     """Generated source, the namespace it runs in, and the Python function."""
 
-    def __init__(self, source: str, fn, consts: dict):
+    def __init__(self, source: str, jitted, consts: dict):
         self.source = source
-        self.fn = fn
+        self.jitted = jitted
         self.consts = consts
+
+        def fn(*args):
+            with x64():
+                return jitted(*args)
+        self.fn = fn
+
+    def hlo(self, specs) -> str:
+        """The HLO text of the program for these input avals."""
+        with x64():
+            return self.jitted.lower(*specs).as_text()
 
 
 def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
@@ -85,14 +95,15 @@ def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
 
 def lower(graph: Graph, donate: tuple = ()) -> Lowered:
     """Generate, exec and jit the graph; returns a Lowered whose fn takes arrays."""
-    jax = _ensure_jax()
+    import jax
     import jax.numpy as jnp
     from jax import lax
 
     source, consts = to_jax_source(graph)
     namespace = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "_scatter_add": _scatter_add,
                  "inf": float("inf"), **JAX_HELPERS}
-    namespace.update({k: jnp.asarray(v) for k, v in consts.items()})
+    with x64():
+        namespace.update({k: jnp.asarray(v) for k, v in consts.items()})
     exec(compile(source, f"<tracegrad jax: {graph.name}>", "exec"), namespace)
     fn = namespace[_py_name(graph.name)]
     jitted = jax.jit(fn, donate_argnums=tuple(donate))

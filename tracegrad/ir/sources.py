@@ -123,6 +123,23 @@ class RngKey(Source):
         return self.generator._key_data()
 
 
+@dataclass(frozen=True, eq=False)
+class EagerDraw(Source):
+    """A random tensor drawn by the eager generator on each call (``compile(...,
+    random="eager")``): ``redraw()`` repeats the traced draw, in the same stream order."""
+
+    redraw: object = field(repr=False)
+    dist: str = ""
+    kind = "draw"
+
+    @property
+    def name(self):
+        return f"{self.dist}_draw"
+
+    def value(self):
+        return self.redraw()
+
+
 def tensor_name(t) -> str:
     n = getattr(t, "_tg_name", None)
     if n:

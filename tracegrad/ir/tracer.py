@@ -27,7 +27,7 @@ import numpy as np
 from .. import dtypes
 from ..tensor import Tensor, TracingContext, _compute, _track_view, record, trace_state
 from .graph import Const, Eqn, Graph, Var
-from .sources import Arg, Grad, GroupValue, RngKey, Scalar, State, tensor_name
+from .sources import Arg, EagerDraw, Grad, GroupValue, RngKey, Scalar, State, tensor_name
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,8 +73,9 @@ class _StopTracing(Exception):
 
 
 class Tracer(TracingContext):
-    def __init__(self, fullgraph: bool = False, name: str = "f"):
+    def __init__(self, fullgraph: bool = False, name: str = "f", eager_random: bool = False):
         self.fullgraph = fullgraph
+        self.eager_random = eager_random
         self.name = name
         self.eqns: list[Eqn] = []
         self.vars: dict[int, Var] = {}
@@ -376,11 +377,18 @@ class Tracer(TracingContext):
                     self._bind_array(arr, Const(arr.copy()))
         return t
 
-    def random(self, t: Tensor, dist: str, generator=None, **params) -> Tensor:
+    def random(self, t: Tensor, dist: str, generator=None, redraw=None, **params) -> Tensor:
         """A random tensor made inside the function: fresh on every compiled call.
 
         Its equation reads a key that each compiled call draws from ``generator`` (the
-        default one unless given), so a seeded generator makes calls repeatable."""
+        default one unless given), so a seeded generator makes calls repeatable. With
+        ``random="eager"`` (``eager_random``) it is an input instead, drawn each call by
+        ``redraw()`` from the generator's own stream: the numbers eager (and torch) draw."""
+        if self.recording and self.eager_random and redraw is not None:
+            self._created.append(weakref.ref(t))
+            v = self._new_input(t._data, t.dtype, EagerDraw(redraw, dist), f"{dist}_draw")
+            self._bind_array(t._data, v)
+            return t
         if self.recording:
             from ..primitives import random_p
             from ..random import default_generator

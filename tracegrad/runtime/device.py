@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._storage import defer_new, lazy, lookup, make_writable, remember
+from ..codegen.jax_lower import x64
 from ..tensor import Tensor
 
 KEEP_ON_DEVICE = 4096  # elements: inputs this large keep a device copy between calls
@@ -33,7 +34,9 @@ def device_put(arr):
     # a copy: on CPU, jax wraps a NumPy array's memory without copying it, and the
     # cached value must not change when the array is written after make_writable
     import jax
-    return jax.device_put(arr.copy())
+
+    with x64():
+        return jax.device_put(arr.copy())
 
 
 _DEVICE_CONSTANTS: dict = {}
@@ -44,8 +47,10 @@ def device_constant(value, shape, dtype):
     c = _DEVICE_CONSTANTS.get(key)
     if c is None:
         import jax
+
         # device_put of a host array: no XLA program to compile (jnp.full would be one)
-        c = _DEVICE_CONSTANTS[key] = jax.device_put(np.full(shape, value, dtype))
+        with x64():
+            c = _DEVICE_CONSTANTS[key] = jax.device_put(np.full(shape, value, dtype))
     return c
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from .._pytree import rebuild
 from .._storage import array, defer, is_private, lazy, lookup, remember
 from ..autograd.profiler import _record_range
-from ..ir.sources import Arg, Grad, GroupValue, RngKey, Scalar, State
+from ..ir.sources import Arg, EagerDraw, Grad, GroupValue, RngKey, Scalar, State
 from ..tensor import Tensor
 from . import faults
 from .device import (
@@ -136,7 +136,7 @@ class Entry:
         self._fetch = [_fetcher(s, self) for s in tr.sources]
         # a call that writes no state and draws nothing can run again for a double backward
         self._replayable = not tr.writes and not tr.grad_effects and not any(
-            isinstance(s, RngKey) for s in tr.sources)
+            isinstance(s, (RngKey, EagerDraw)) for s in tr.sources)
         self._first_call = True
         t2 = time.perf_counter()
         self.stages = stages
@@ -279,6 +279,6 @@ def _fetcher(src, entry):
         return lambda call: owner(call)._grad
     if isinstance(src, GroupValue):  # NOTE: [Dynamic hyperparameters]
         return lambda call: np.float64(src.value())
-    if isinstance(src, RngKey):  # a key from the generator the trace drew from
+    if isinstance(src, (RngKey, EagerDraw)):  # a key, or the eager generator's numbers
         return lambda call: src.value()
     raise TypeError(f"unknown source {src!r}")

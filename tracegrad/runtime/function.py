@@ -53,9 +53,10 @@ _ARG_PATHS = [f"arg{i}" for i in range(16)]
 class CompiledFunction:
     """What ``tracegrad.compile(fn)`` returns. Call it like ``fn``."""
 
-    def __init__(self, fn, fullgraph=False, cache_limit=8, name=None):
+    def __init__(self, fn, fullgraph=False, cache_limit=8, name=None, random="device"):
         self.fn = fn
         self.fullgraph = fullgraph
+        self.random = random
         self.cache_limit = cache_limit
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self._cache: dict = {}
@@ -181,7 +182,7 @@ class CompiledFunction:
 
     # --- tracing -----------------------------------------------------------------
     def _trace_and_run(self, args, kwargs, flat, key):
-        tracer = Tracer(self.fullgraph, name=self.name)
+        tracer = Tracer(self.fullgraph, name=self.name, eager_random=self.random == "eager")
         t0 = time.perf_counter()
         # Python floats become 0-d tensor inputs, so a new value does not recompile
         float_map = {}
@@ -382,8 +383,14 @@ _BACKENDS = (None, "inductor", "jax", "xla", "eager", "aot_eager")
 
 
 def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, mode=None,
-            options=None, disable: bool = False, cache_limit: int = 8):
+            options=None, disable: bool = False, cache_limit: int = 8, random: str = "device"):
     """Compile ``model`` (a training step, a module, any tensor function) to XLA.
+
+    ``random="device"`` (the default) draws a compiled call's random tensors (dropout
+    masks, ``randn``, in-place fills) on the device from a per-call key: fresh and
+    reproducible from the seed, but not torch's stream. ``random="eager"`` draws them
+    with the eager generator and passes them in, so compiled calls give eager's (and
+    torch's) numbers bit for bit, at the cost of drawing on the host.
 
     ``mode``, ``backend``, ``dynamic`` and ``options`` take torch.compile's values:
     every mode compiles the same way here (XLA picks its own kernels), ``backend``
@@ -411,10 +418,13 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, 
         raise ValueError(f"tracegrad.compile: options {sorted(options)} are inductor "
                          "settings, which tracegrad does not have (it compiles with XLA); "
                          "pass options=None")
+    if random not in ("device", "eager"):
+        raise ValueError(f"tracegrad.compile: random must be 'device' or 'eager', got "
+                         f"{random!r}")
     if model is None:
         return lambda f: compile(f, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
                                  mode=mode, options=options, disable=disable,
-                                 cache_limit=cache_limit)
+                                 cache_limit=cache_limit, random=random)
     if inspect.isclass(model):
         raise TypeError(f"tracegrad.compile takes a function or a module instance, not the "
                         f"class {model.__name__}; compile an instance "
@@ -434,5 +444,5 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, 
     if isinstance(model, Module):
         from .module import CompiledModule
         return CompiledModule(model, CompiledFunction(model, fullgraph=fullgraph,
-                                                      cache_limit=cache_limit))
-    return CompiledFunction(model, fullgraph=fullgraph, cache_limit=cache_limit)
+                                                      cache_limit=cache_limit, random=random))
+    return CompiledFunction(model, fullgraph=fullgraph, cache_limit=cache_limit, random=random)
