@@ -320,15 +320,13 @@ def test_lbfgs_errors_match_torch():
 
 # ---- compiled training steps --------------------------------------------------------
 
+# (the defaults of each run compiled in SCHEDULED below)
 COMPILED = [
-    ("Adadelta", {}), ("Adadelta", {"weight_decay": 0.1, "maximize": True}),
-    ("Adamax", {"lr": 0.01}), ("Adamax", {"lr": 0.01, "weight_decay": 0.1}),
-    ("NAdam", {"lr": 0.01}),
+    ("Adadelta", {"weight_decay": 0.1, "maximize": True}),
+    ("Adamax", {"lr": 0.01, "weight_decay": 0.1}),
     ("NAdam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("NAdam", {"lr": 0.01, "weight_decay": 0.1}),
-    ("RAdam", {"lr": 0.01}),  # steps 1-5 unrectified, then rectified: one program
     ("RAdam", {"lr": 0.01, "weight_decay": 0.01, "decoupled_weight_decay": True}),
-    ("ASGD", {"lr": 0.05, "t0": 4}),  # averaging starts at step 5: one program
     ("ASGD", {"lr": 0.05, "lambd": 0.01, "weight_decay": 0.1}),
     ("Rprop", {"lr": 0.01}), ("Rprop", {"lr": 0.01, "etas": (0.4, 1.5), "maximize": True}),
 ]
@@ -385,9 +383,11 @@ def test_compiled_step_equals_eager(name, kwargs):
 S = tg.optim.lr_scheduler
 SCHEDULED = [
     ("NAdam", {"lr": 0.01}, lambda o: S.StepLR(o, step_size=3, gamma=0.5)),
+    # steps 1-5 unrectified, then rectified: one program
     ("RAdam", {"lr": 0.01}, lambda o: S.CosineAnnealingLR(o, T_max=10)),
     ("Adamax", {"lr": 0.01}, lambda o: S.OneCycleLR(o, max_lr=0.05, total_steps=20)),
     ("Adadelta", {}, lambda o: S.ExponentialLR(o, gamma=0.9)),
+    # averaging starts at step 4: one program
     ("ASGD", {"lr": 0.05, "t0": 3}, lambda o: S.StepLR(o, step_size=2, gamma=0.7)),
 ]
 

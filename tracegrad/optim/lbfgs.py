@@ -141,9 +141,10 @@ class LBFGS(Optimizer):
     ...     loss = ((w - 1) ** 2).sum()
     ...     loss.backward()
     ...     return loss
-    >>> _ = opt.step(closure)
+    >>> opt.step(closure)  # the loss before the step
+    tensor(13., grad_fn=<SumBackward0>)
     >>> w
-    tensor([1., 1.], requires_grad=True)
+    tensor([1.0000, 1.0000], requires_grad=True)
     """
 
     def __init__(self, params: Iterable, lr: float = 1, max_iter: int = 20,
