@@ -162,6 +162,18 @@ def test_defaults_match_torch():
         assert plain(groups[0]) == plain(groups[1]), name
 
 
+@pytest.mark.parametrize("name", NAMES + ["LBFGS"])
+def test_signature_matches_torch(name):
+    """Same parameter names, order, kinds (positional or keyword-only) and defaults."""
+    torch = pytest.importorskip("torch")
+    import inspect
+    sigs = [[(p.name, p.kind, p.default) for p in
+             inspect.signature(getattr(lib.optim, name).__init__).parameters.values()]
+            for lib in (tg, torch)]
+    assert sigs[0] == sigs[1]
+    assert name in tg.optim.__all__
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_layout_matches_torch(name):
     torch = pytest.importorskip("torch")
