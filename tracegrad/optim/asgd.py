@@ -74,7 +74,7 @@ class ASGD(Optimizer):
                 step.add_(1)
                 if _branch(group, "weight_decay") != 0:
                     g = g + p * _hyper(group, "weight_decay")
-                # eta and mu enter as float64 (PyTorch reads them with .item())
+                # eta enters as a float64 number (PyTorch reads it with .item())
                 eta_value = eta.to(dtypes.float64)
                 p.mul_(1 - lambd * eta_value)
                 p.add_(g * -eta_value)
