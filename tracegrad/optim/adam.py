@@ -36,6 +36,12 @@ def _lerp_(start: Tensor, end: Tensor, weight: float | Tensor) -> Tensor:
     return start.copy_(end - (end - start) * (1 - weight))
 
 
+def _check_betas(betas) -> None:
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+
+
 def _step_dtype():
     # as PyTorch: the step counter is float64 only when that is the default dtype
     return dtypes.float64 if dtypes.get_default_dtype() is dtypes.float64 else dtypes.float32
@@ -53,9 +59,7 @@ class Adam(Optimizer):
         _check_nonnegative("learning rate", lr)
         _check_nonnegative("epsilon value", eps)
         _check_nonnegative("weight_decay value", weight_decay)
-        for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        _check_betas(betas)
         flags = _implementation_flags(foreach, fused, capturable, differentiable)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize, **flags,

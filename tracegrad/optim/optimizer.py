@@ -254,7 +254,13 @@ class Optimizer:
                     mine[k] = copy.deepcopy(v)
 
     @staticmethod
-    def _restore(key: str, value, param: Tensor):
+    def _restore(key: str | None, value, param: Tensor):
+        """A copy of one saved state value; tensors inside dicts, lists and tuples (LBFGS's
+        history) are copied too, as PyTorch's load_state_dict does."""
+        if isinstance(value, dict):
+            return {k: Optimizer._restore(k, v, param) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(Optimizer._restore(None, v, param) for v in value)
         if not isinstance(value, Tensor):
             return copy.deepcopy(value)
         value = value.detach().clone()
