@@ -3,7 +3,6 @@ random="eager", jax's configuration, and the guards' own texts."""
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import warnings
 

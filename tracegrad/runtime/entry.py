@@ -104,8 +104,9 @@ class Entry:
         for g, k, _, signed in tr.hyperparameters:
             if (id(g), k) not in tr.group_reads:  # (read by Python too: guarded by value)
                 dynamic[id(g), k] = dynamic.get((id(g), k), False) or signed
+        stepped = {id(o) for o in tr.python_state}
         for opt, label in reach.optimizers:
-            guards.append(OptimizerGuard(label, opt, dynamic))
+            guards.append(OptimizerGuard(label, opt, dynamic, id(opt) in stepped))
         if reach.modules:
             guards.append(ModulesGuard(reach.modules))
         if reach.slots or reach.sizes or reach.arrays:

@@ -270,13 +270,16 @@ class OptimizerGuard(Guard):
     hyperparameters]) only stay floats, and keep their sign where ``step()`` branches."""
 
 
-    def __init__(self, name, opt, dynamic):
+    def __init__(self, name, opt, dynamic, stepped=True):
         self.name, self.opt, self.dynamic = name, opt, dynamic
         self.values = optimizer_values(opt, dynamic)
         d = vars(opt)
         groups, state = opt.param_groups, opt.state
-        self.slots = [(d, "param_groups", groups), (d, "state", state)]
-        self.sizes = [(groups, len(groups)), (state, len(state))]
+        self.slots = [(d, "param_groups", groups)]
+        self.sizes = [(groups, len(groups))]
+        if stepped:
+            self.slots.append((d, "state", state))
+            self.sizes.append((state, len(state)))
         for i, g in enumerate(groups):
             self.slots.append((groups, i, g))
             self.sizes.append((g, len(g)))
@@ -286,7 +289,7 @@ class OptimizerGuard(Guard):
             self.slots += [(params, j, p) for j, p in enumerate(params)]
             self.slots += [(g, k, v) for k, v in g.items()
                            if k != "params" and (id(g), k) not in dynamic]
-        for p, s in state.items():
+        for p, s in state.items() if stepped else ():  # (zero_grad() alone reads no state)
             self.slots.append((state, p, s))
             self.sizes.append((s, len(s)))
             self.slots += [(s, k, v) for k, v in s.items()]
