@@ -307,3 +307,51 @@ Tensor.uniform_ = _random_(uniform_)
 Tensor.normal_ = _random_(normal_)
 Tensor.bernoulli_ = _random_(bernoulli_)
 Tensor.random_ = _random_(random_)
+
+
+# ---- devices/creation: exponential_, geometric_, cauchy_, log_normal_ ---------
+# Eagerly, each draws PyTorch's stream exactly (Generator.exponential & co., NOTE:
+# [Scalar double transforms] in random.py). Traced, the same transform is written in
+# tensor ops over a uniform (or normal) draw, so compiled calls draw afresh (NOTE:
+# [Random draws while tracing]); those values follow jax's stream, not torch's.
+
+def _transformed_fill(kernel: str, grad_name: str, traced):
+    exact = getattr(F.Generator, kernel)
+
+    def m(self, *args, generator=None):
+        g = F._gen(generator)
+        shape, dtype = tuple(self.shape), self.dtype
+        if trace_state.current is None:
+            value = Tensor._make(exact(g, shape, dtype, *args))
+        else:
+            exact(g, (0,), dtype, *args)  # the argument checks, drawing nothing
+            with _no_grad():
+                value = F.cast(traced(g, shape, *args), dtype)
+        if _grad_state.enabled and self._rg:  # PyTorch's node: a zero gradient for self
+            everywhere = F._const(True, dtypes.bool_)
+            return commit_inplace(self, apply(P.where_p, (everywhere, value, self),
+                                              name=grad_name))
+        with _no_grad():
+            return _copy_(self, value)
+    m.__name__ = kernel + "_"
+    return m
+
+
+def _u64(g, shape):
+    return F._draw_uniform(g, shape, dtypes.float64)
+
+
+Tensor.exponential_ = _transformed_fill(
+    "exponential", "ExponentialBackward0",
+    lambda g, shape, lambd=1.0: F.mul(F.log1p(F.neg(_u64(g, shape))), -1.0 / lambd))
+Tensor.geometric_ = _transformed_fill(
+    "geometric", "GeometricBackward0",
+    lambda g, shape, p: F.ceil(F.div(F.log(_u64(g, shape)), float(np.log1p(-p)))))
+Tensor.cauchy_ = _transformed_fill(
+    "cauchy", "CauchyBackward0",
+    lambda g, shape, median=0.0, sigma=1.0: F.add(
+        F.mul(F.tan(F.mul(F.sub(_u64(g, shape), 0.5), float(np.pi))), sigma), median))
+Tensor.log_normal_ = _transformed_fill(
+    "log_normal", "LogNormalBackward0",
+    lambda g, shape, mean=1.0, std=2.0: F.exp(F._draw_normal(g, shape, dtypes.float64, mean,
+                                                             std)))
