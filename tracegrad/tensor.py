@@ -251,8 +251,13 @@ class Tensor:
         t._vc = vc if vc is not None else [0]
         return t
 
+    def __new__(cls, *args, **kwargs):
+        # the legacy constructor: Tensor(2, 3) (zeros of that shape), Tensor([1, 2]) (data)
+        from .functions import _legacy_new
+        return _legacy_new(None, args, kwargs)
+
     def __init__(self, *args, **kwargs):
-        raise TypeError("create tensors with tracegrad.tensor(data), tracegrad.zeros(...), etc.")
+        pass  # all the work is in __new__
 
     # ---- basic properties -------------------------------------------------
     def _meta(self):
