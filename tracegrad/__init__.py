@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 from . import dtypes
-from .dtypes import (DType as dtype, bool_ as bool, float16, float32, float64, get_default_dtype,
-                     int8, int16, int32, int64, set_default_dtype, uint8)
+from .dtypes import (DType as dtype, bool_ as bool, bfloat16, float16, float32, float64,
+                     get_default_dtype, int8, int16, int32, int64, set_default_dtype, uint8)
 from .tensor import Size, Tensor
 from .functions import *  # noqa: F401,F403  (the torch.* namespace)
 from .functions import (Generator, default_generator, device, initial_seed, manual_seed, seed,

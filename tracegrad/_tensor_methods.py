@@ -78,6 +78,7 @@ for _name in [
 Tensor.float = lambda self: F.cast(self, dtypes.float32)
 Tensor.double = lambda self: F.cast(self, dtypes.float64)
 Tensor.half = lambda self: F.cast(self, dtypes.float16)
+Tensor.bfloat16 = lambda self: F.cast(self, dtypes.bfloat16)
 Tensor.long = lambda self: F.cast(self, dtypes.int64)
 Tensor.int = lambda self: F.cast(self, dtypes.int32)
 Tensor.bool = lambda self: F.cast(self, dtypes.bool_)

@@ -601,7 +601,8 @@ def mean(input, dim=None, keepdim: _bool = False, *, dtype=None):
 
 
 _TYPE_WORD = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
-              "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+              "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+              "bfloat16": "BFloat16"}
 
 
 def prod(input, dim=None, keepdim: _bool = False, *, dtype=None):
@@ -824,7 +825,7 @@ def matmul(input, other):
 
 _C_TYPE = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int",
            "int32": "int", "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
-           "bool": "bool"}
+           "bool": "bool", "bfloat16": "c10::BFloat16"}
 
 
 def _matmul_name(a, b) -> str:
@@ -1368,6 +1369,8 @@ def _default_for(arr: np.ndarray):
         return np.int64 if arr.dtype != np.uint8 else np.uint8
     if k == "f":
         return dtypes.get_default_dtype().np if arr.dtype == np.float64 else arr.dtype
+    if arr.dtype == dtypes.bfloat16.np:
+        return arr.dtype
     raise TypeError(f"can't convert data of dtype {arr.dtype} to a tensor; "
                     "expected numbers or bools")
 
@@ -1866,12 +1869,13 @@ def _legacy_type(name: str, dtype: DType):
 FloatTensor = _legacy_type("FloatTensor", dtypes.float32)
 DoubleTensor = _legacy_type("DoubleTensor", dtypes.float64)
 HalfTensor = _legacy_type("HalfTensor", dtypes.float16)
+BFloat16Tensor = _legacy_type("BFloat16Tensor", dtypes.bfloat16)
 LongTensor = _legacy_type("LongTensor", dtypes.int64)
 IntTensor = _legacy_type("IntTensor", dtypes.int32)
 ShortTensor = _legacy_type("ShortTensor", dtypes.int16)
 CharTensor = _legacy_type("CharTensor", dtypes.int8)
 ByteTensor = _legacy_type("ByteTensor", dtypes.uint8)
 BoolTensor = _legacy_type("BoolTensor", dtypes.bool_)
-_LEGACY_TYPES = {t.__name__: t for t in (FloatTensor, DoubleTensor, HalfTensor, LongTensor,
-                                         IntTensor, ShortTensor, CharTensor, ByteTensor,
-                                         BoolTensor)}
+_LEGACY_TYPES = {t.__name__: t for t in (FloatTensor, DoubleTensor, HalfTensor, BFloat16Tensor,
+                                         LongTensor, IntTensor, ShortTensor, CharTensor,
+                                         ByteTensor, BoolTensor)}

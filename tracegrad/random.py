@@ -177,7 +177,7 @@ class Generator:
             x = (self._random64(n) & _U64(2 ** 53 - 1)).astype(np.float64) * 2.0 ** -53
             if (low, high) != (0.0, 1.0):
                 x = _fma64(x, np.float64(high - low), np.float64(low))
-        elif dtype in (dtypes.float32, dtypes.float16):  # float16: drawn as float32, cast
+        elif dtype in (dtypes.float32, dtypes.float16, dtypes.bfloat16):  # 16 bits: as float32
             x = (self._random(n) & _U64(2 ** 24 - 1)).astype(np.float32)
             x *= np.float32(2.0 ** -24)
             lo, hi = np.array([low, high], np.float32)
@@ -202,7 +202,7 @@ class Generator:
         udtype = dtypes.float64 if dtype is dtypes.float64 else dtypes.float32
         box = _box_muller_f64 if udtype is dtypes.float64 else _box_muller_f32
         full = n - n % 16
-        if dtype is dtypes.float16:  # float32 math; uniforms are drawn for whole blocks only
+        if dtype in (dtypes.float16, dtypes.bfloat16):  # float32 math; whole blocks only
             data = np.empty(n, np.float32)
             data[:full] = self.uniform((full,), udtype)
         else:
@@ -255,7 +255,8 @@ class Generator:
         if dtype is dtypes.bool_:
             return (self._random(n) & _U64(1)).astype(bool).reshape(shape)
         if dtype.is_floating_point:
-            bits = {dtypes.float64: 53, dtypes.float32: 24, dtypes.float16: 11}[dtype]
+            bits = {dtypes.float64: 53, dtypes.float32: 24, dtypes.float16: 11,
+                    dtypes.bfloat16: 8}[dtype]
             draws = self._random64(n) if bits == 53 else self._random(n)
             return (draws % _U64(2 ** bits + 1)).astype(dtype.np).reshape(shape)
         draws = self._random64(n) if dtype is dtypes.int64 else self._random(n)
@@ -363,7 +364,8 @@ _C_NAMES = {"float64": "double", "float32": "float", "float16": "c10::Half", "in
 
 # PyTorch's ScalarType names, for its "not implemented for 'Long'" errors
 _SCALAR_NAMES = {"float64": "Double", "float32": "Float", "float16": "Half", "int64": "Long",
-                 "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+                 "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+                 "bfloat16": "BFloat16"}
 
 
 def not_implemented_for(kernel: str, dtype) -> NotImplementedError:

@@ -145,7 +145,7 @@ def record(prim, args, params, out, name=None):
 
 _TORCH_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
                      "bool": "Bool", "float16": "Half", "int16": "Short", "int8": "Char",
-                     "uint8": "Byte"}
+                     "uint8": "Byte", "bfloat16": "BFloat16"}
 
 
 def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
