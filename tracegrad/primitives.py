@@ -1212,7 +1212,6 @@ random_p = Primitive("random", _random_impl,
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
 
-
 # ----------------------------------------------------------------------------
 # devices/creation helper: bfloat16 arithmetic. ml_dtypes' ufuncs compute each element
 # in float32 and round once, as PyTorch's CPU kernels do; contractions, reductions,
