@@ -17,6 +17,8 @@ import numpy as np
 
 from . import dtypes, primitives as P
 from ._storage import make_writable
+from .amp import autocast_mode as _amp
+from .amp.autocast_mode import state as _autocast  # NOTE: [Autocast]
 from .autograd import views as _views
 from .dtypes import DType, as_dtype, result_type
 from .tensor import (
@@ -797,6 +799,8 @@ def equal(input, other) -> _bool:
 # matmul
 
 def matmul(input, other):
+    if _autocast.enabled:
+        input, other = _amp.lower(input, other)
     a, b = _coerce(input, other)
     if a is not input or b is not other:  # PyTorch does not promote matmul operands
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
@@ -861,6 +865,8 @@ def bmm(input, mat2):
         raise RuntimeError(f"bmm: expected 3D tensors, got {input.ndim}D and {mat2.ndim}D")
     if input.shape[0] != mat2.shape[0]:
         raise RuntimeError(f"bmm: batch sizes differ: {input.shape[0]} and {mat2.shape[0]}")
+    if _autocast.enabled:
+        input, mat2 = _amp.lower(input, mat2)
     a, b = _coerce(input, mat2)
     return apply(P.matmul_p, (a, b), name="BmmBackward0")
 
@@ -880,6 +886,8 @@ def outer(input, vec2):
 
 
 def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    if _autocast.enabled:
+        input, mat1, mat2 = _amp.lower(input, mat1, mat2)
     prod_ = matmul(mat1, mat2)
     if alpha != 1:
         prod_ = prod_ * alpha

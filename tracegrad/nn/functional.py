@@ -1116,3 +1116,29 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     if weight is not None:
         loss = _binop(P.mul_p, loss, weight, last)
     return _reduce(loss, reduction, name)
+
+
+# ----------------------------------------------------------------------------
+# devices/creation helper: autocast (NOTE: [Autocast] in amp/autocast_mode.py). Convs run
+# in the autocast dtype, the losses in float32; the checks cost one attribute read.
+
+def _autocast_wrap(fn, cast_inputs):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if _autocast.enabled:
+            args = tuple(cast_inputs(a)[0] if isinstance(a, Tensor) else a for a in args)
+            kwargs = {k: cast_inputs(v)[0] if isinstance(v, Tensor) else v
+                      for k, v in kwargs.items()}
+        return fn(*args, **kwargs)
+    return run
+
+
+from ..amp.autocast_mode import lower as _lower, state as _autocast, upper as _upper  # noqa: E402
+
+_conv_nd = _autocast_wrap(_conv_nd, _lower)
+mse_loss = _autocast_wrap(mse_loss, _upper)
+l1_loss = _autocast_wrap(l1_loss, _upper)
+nll_loss = _autocast_wrap(nll_loss, _upper)
+cross_entropy = _autocast_wrap(cross_entropy, _upper)
+binary_cross_entropy = _autocast_wrap(binary_cross_entropy, _upper)
+binary_cross_entropy_with_logits = _autocast_wrap(binary_cross_entropy_with_logits, _upper)
