@@ -888,6 +888,8 @@ def outer(input, vec2):
 def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     if _autocast.enabled:
         input, mat1, mat2 = _amp.lower(input, mat1, mat2)
+    if mat1.dtype in _ROUND_ONCE and isinstance(input, Tensor) and input.dtype is mat1.dtype:
+        return _rounded_once(addmm, mat1.dtype, input, mat1, mat2, beta=beta, alpha=alpha)
     prod_ = matmul(mat1, mat2)
     if alpha != 1:
         prod_ = prod_ * alpha
@@ -1887,3 +1889,22 @@ BoolTensor = _legacy_type("BoolTensor", dtypes.bool_)
 _LEGACY_TYPES = {t.__name__: t for t in (FloatTensor, DoubleTensor, HalfTensor, BFloat16Tensor,
                                          LongTensor, IntTensor, ShortTensor, CharTensor,
                                          ByteTensor, BoolTensor)}
+
+
+# devices/creation helper: bfloat16/float16 products with a bias. PyTorch's CPU kernels
+# (addmm, convolution with a bias) accumulate the product and the bias in float32 and
+# round once; so tracegrad computes them in float32 from the (exact) upcast operands and
+# casts the result, naming that cast as the float32 result's last node (AddmmBackward0).
+_ROUND_ONCE = (dtypes.bfloat16, dtypes.float16)
+
+
+def _rounded_once(fn, dt: DType, *args, **kwargs) -> Tensor:
+    saved = _autocast.enabled
+    _autocast.enabled = False  # the float32 computation is not lowered again
+    try:
+        out = fn(*(cast(a, dtypes.float32) if isinstance(a, Tensor) and a.dtype is dt else a
+                   for a in args), **kwargs)
+    finally:
+        _autocast.enabled = saved
+    name = type(out.grad_fn).__name__ if out.grad_fn is not None else None
+    return apply(P.cast_p, (out,), {"dtype": dt}, name=name)

@@ -1135,7 +1135,19 @@ def _autocast_wrap(fn, cast_inputs):
 
 from ..amp.autocast_mode import lower as _lower, state as _autocast, upper as _upper  # noqa: E402
 
-_conv_nd = _autocast_wrap(_conv_nd, _lower)
+
+def _conv_rounded_once(conv):
+    # a bfloat16/float16 convolution with a bias rounds once, as addmm (functions.py)
+    @functools.wraps(conv)
+    def run(nsp, input, weight, bias, *args):
+        dt = input.dtype
+        if bias is not None and dt in T._ROUND_ONCE and weight.dtype is dt and bias.dtype is dt:
+            return T._rounded_once(conv, dt, nsp, input, weight, bias, *args)
+        return conv(nsp, input, weight, bias, *args)
+    return run
+
+
+_conv_nd = _autocast_wrap(_conv_rounded_once(_conv_nd), _lower)
 mse_loss = _autocast_wrap(mse_loss, _upper)
 l1_loss = _autocast_wrap(l1_loss, _upper)
 nll_loss = _autocast_wrap(nll_loss, _upper)
