@@ -353,9 +353,13 @@ def _to(self, *args, non_blocking=False, copy=False, memory_format=None, **kwarg
                             f"{type(a).__name__}; expected a dtype, a device or a tensor")
     F._check_device(dev)
     out = self if dtype is None else F.cast(self, dtype)
-    if copy and out is self:
+    if out is self and (copy or _indexed(dev)):  # 'cpu:0' is not self.device: a copy
         out = F.clone(self)
     return out
+
+
+def _indexed(dev) -> bool:
+    return dev is not None and F.device(dev).index is not None
 
 
 def _cpu(self, memory_format=None):

@@ -144,6 +144,8 @@ def _check_device(dev) -> None:
     """Accept None, 'cpu', 'cpu:N' or a CPU device; refuse any other device clearly."""
     if dev is None or dev is _CPU or dev == "cpu":
         return
+    if isinstance(dev, (_int, np.integer)) and not isinstance(dev, _bool):
+        raise _no_device_error("cuda")  # device=0 is cuda:0, as in PyTorch
     d = dev if isinstance(dev, device) else device(dev)
     if d.type != "cpu":
         raise _no_device_error(d.type)
