@@ -305,6 +305,7 @@ def _bf16_pair(shape, seed):
     lambda x, y: x.clamp(-0.5, 0.5), lambda x, y: x.maximum(y), lambda x, y: x > y,
     lambda x, y: x.sin(), lambda x, y: x @ y.T, lambda x, y: x.sum(), lambda x, y: x.sum(0),
     lambda x, y: x.mean(1), lambda x, y: x.var(0), lambda x, y: x.softmax(-1),
+    lambda x, y: x.std(0), lambda x, y: x.std(),
     lambda x, y: x.logsumexp(0), lambda x, y: x.cumsum(1), lambda x, y: x.prod(0),
     lambda x, y: x.amax(1), lambda x, y: x.argmax(1), lambda x, y: x.norm(),
     lambda x, y: x.reshape(-1)[3:9], lambda x, y: x.T.contiguous(),

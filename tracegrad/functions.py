@@ -1910,3 +1910,14 @@ def _rounded_once(fn, dt: DType, *args, **kwargs) -> Tensor:
         _autocast.enabled = saved
     name = type(out.grad_fn).__name__ if out.grad_fn is not None else None
     return apply(P.cast_p, (out,), {"dtype": dt}, name=name)
+
+
+_std_rounded_twice = std
+
+
+def std(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    """The standard deviation; of a bfloat16 tensor, rounded once (as PyTorch's kernel)."""
+    if isinstance(input, Tensor) and input.dtype is dtypes.bfloat16:
+        return _rounded_once(_std_rounded_twice, dtypes.bfloat16, input, dim, unbiased, keepdim,
+                             correction=correction)
+    return _std_rounded_twice(input, dim, unbiased, keepdim, correction=correction)
