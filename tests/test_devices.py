@@ -729,3 +729,24 @@ def test_checkpoint_warnings_kwargs_and_sequential():
         np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6)
         np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-5)
         assert ours[2] == theirs[2]
+
+
+def test_custom_fwd_bwd():
+    class Mul(tg.autograd.Function):
+        @staticmethod
+        @tg.amp.custom_fwd(device_type="cpu", cast_inputs=tg.float32)
+        def forward(ctx, x):
+            ctx.dtype = x.dtype
+            return x @ x
+
+        @staticmethod
+        @tg.amp.custom_bwd(device_type="cpu")
+        def backward(ctx, g):
+            return g
+
+    x = tg.ones(2, 2, dtype=tg.bfloat16)
+    with tg.autocast("cpu"):
+        assert Mul.apply(x).dtype is tg.float32  # cast to float32, run with autocast off
+    assert Mul.apply(x).dtype is tg.bfloat16
+    ours = _warnings(lambda: tg.cuda.amp.custom_fwd(lambda c, a: a))[1]
+    assert ours == _warnings(lambda: torch.cuda.amp.custom_fwd(lambda c, a: a))[1]

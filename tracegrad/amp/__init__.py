@@ -9,14 +9,17 @@ GradScaler (loss scaling), with PyTorch's CPU-build behaviour.
 torch.bfloat16
 """
 from .autocast_mode import (
-           autocast,
-           get_autocast_dtype,
-           is_autocast_available,
-           is_autocast_enabled,
-           set_autocast_dtype,
-           set_autocast_enabled,
+    autocast,
+    custom_bwd,
+    custom_fwd,
+    get_autocast_dtype,
+    is_autocast_available,
+    is_autocast_enabled,
+    set_autocast_dtype,
+    set_autocast_enabled,
 )
 from .grad_scaler import GradScaler
 
-__all__ = ["autocast", "GradScaler", "is_autocast_available", "is_autocast_enabled",
-           "get_autocast_dtype", "set_autocast_enabled", "set_autocast_dtype"]
+__all__ = ["autocast", "GradScaler", "custom_fwd", "custom_bwd", "is_autocast_available",
+           "is_autocast_enabled", "get_autocast_dtype", "set_autocast_enabled",
+           "set_autocast_dtype"]

@@ -133,3 +133,34 @@ def upper(*tensors):
     from ..functions import cast
     return tuple(cast(t, dtypes.float32) if t is not None and getattr(t, "dtype", None)
                  in _CPU_DTYPES else t for t in tensors)
+
+
+def custom_fwd(fwd=None, *, device_type: str = "cuda", cast_inputs=None):
+    """``torch.amp.custom_fwd``: decorates a custom Function's forward. With CPU autocast on
+    and ``cast_inputs`` given, floating tensor arguments are cast to it and the forward runs
+    with autocast off; otherwise the forward runs as is (there is no CUDA autocast)."""
+    if fwd is None:
+        return functools.partial(custom_fwd, device_type=device_type, cast_inputs=cast_inputs)
+    device = _device_type(device_type)
+
+    @functools.wraps(fwd)
+    def decorate_fwd(*args, **kwargs):
+        if device != "cpu" or cast_inputs is None or not state.enabled:
+            return fwd(*args, **kwargs)
+        from ..functions import cast
+        target = dtypes.as_dtype(cast_inputs)
+
+        def to(v):
+            dt = getattr(v, "dtype", None)
+            return cast(v, target) if dt is not None and getattr(dt, "is_floating_point", 0) \
+                else v
+        with autocast(device, enabled=False):
+            return fwd(*[to(a) for a in args], **{k: to(v) for k, v in kwargs.items()})
+    return decorate_fwd
+
+
+def custom_bwd(bwd=None, *, device_type: str = "cuda"):
+    """``torch.amp.custom_bwd``: the backward runs as is."""
+    if bwd is None:
+        return functools.partial(custom_bwd, device_type=device_type)
+    return bwd
