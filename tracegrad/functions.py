@@ -1826,7 +1826,10 @@ def _rebuild_tensor(data, requires_grad):
 
 
 # ----------------------------------------------------------------------------
-# devices/creation helper: the legacy constructors (Tensor(2, 3), FloatTensor([1, 2]))
+# devices/creation helper (to the end of the file): the legacy constructors, and
+# bfloat16/float16 results that PyTorch rounds once
+#
+# The legacy constructors: Tensor(2, 3), FloatTensor([1, 2])
 
 def _legacy_new(dtype, args: tuple, kwargs: dict) -> Tensor:
     """``torch.Tensor(*args)`` / ``torch.FloatTensor(*args)``: ints or a Size make a tensor
@@ -1893,7 +1896,7 @@ _LEGACY_TYPES = {t.__name__: t for t in (FloatTensor, DoubleTensor, HalfTensor, 
                                          ByteTensor, BoolTensor)}
 
 
-# devices/creation helper: bfloat16/float16 products with a bias. PyTorch's CPU kernels
+# bfloat16/float16 products with a bias. PyTorch's CPU kernels
 # (addmm, convolution with a bias) accumulate the product and the bias in float32 and
 # round once; so tracegrad computes them in float32 from the (exact) upcast operands and
 # casts the result, naming that cast as the float32 result's last node (AddmmBackward0).
@@ -1912,6 +1915,7 @@ def _rounded_once(fn, dt: DType, *args, **kwargs) -> Tensor:
     return apply(P.cast_p, (out,), {"dtype": dt}, name=name)
 
 
+# std of bfloat16: one rounding of the float32 result, not var's and then sqrt's
 _std_rounded_twice = std
 
 
