@@ -1578,7 +1578,7 @@ def randint(*args, low=None, high=None, size=None, generator=None, dtype=None, d
     >>> import tracegrad as tg
     >>> _ = tg.manual_seed(0)
     >>> randint(3, 10, (3,))
-    tensor([7, 6, 6])
+    tensor([7, 6, 3])
     """
     pos = list(args)
     if len(pos) > 3:
