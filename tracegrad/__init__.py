@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 from . import dtypes
-from .dtypes import (DType as dtype, bool_ as bool, float16, float32, float64, get_default_dtype,
-                     int8, int16, int32, int64, set_default_dtype, uint8)
+from .dtypes import (DType as dtype, bool_ as bool, bfloat16, float16, float32, float64,
+                     get_default_dtype, int8, int16, int32, int64, set_default_dtype, uint8)
 from .tensor import Size, Tensor
 from .functions import *  # noqa: F401,F403  (the torch.* namespace)
 from .functions import (Generator, default_generator, device, initial_seed, manual_seed, seed,
@@ -44,8 +44,36 @@ _FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
                     "batch_norm": "_torch_batch_norm"}
 
 
+# devices/creation helper: the device and runtime modules real scripts touch at the top
+# (torch.cuda, torch.backends, torch.distributed, ...), loaded on first use
+_DEVICE_MODULES = ("cuda", "backends", "accelerator", "amp", "distributed", "onnx", "jit", "hub",
+                   "utils")
+from ._settings import (  # noqa: E402
+    are_deterministic_algorithms_enabled,
+    get_deterministic_debug_mode,
+    get_float32_matmul_precision,
+    get_num_interop_threads,
+    get_num_threads,
+    is_deterministic_algorithms_warn_only_enabled,
+    set_deterministic_debug_mode,
+    set_float32_matmul_precision,
+    set_num_interop_threads,
+    set_num_threads,
+    use_deterministic_algorithms,
+)
+from .amp import autocast  # noqa: E402
+from .amp.autocast_mode import (  # noqa: E402
+    get_autocast_dtype,
+    is_autocast_available,
+    is_autocast_enabled,
+    set_autocast_dtype,
+    set_autocast_enabled,
+)
+
+
 def __getattr__(name):
-    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler"):
+    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler") \
+            or name in _DEVICE_MODULES:
         mod = _lazy(name)
         globals()[name] = mod
         return mod

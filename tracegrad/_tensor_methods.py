@@ -78,6 +78,7 @@ for _name in [
 Tensor.float = lambda self: F.cast(self, dtypes.float32)
 Tensor.double = lambda self: F.cast(self, dtypes.float64)
 Tensor.half = lambda self: F.cast(self, dtypes.float16)
+Tensor.bfloat16 = lambda self: F.cast(self, dtypes.bfloat16)
 Tensor.long = lambda self: F.cast(self, dtypes.int64)
 Tensor.int = lambda self: F.cast(self, dtypes.int32)
 Tensor.bool = lambda self: F.cast(self, dtypes.bool_)
@@ -85,46 +86,11 @@ Tensor.type_as = lambda self, other: F.cast(self, other.dtype)
 Tensor.view_as = lambda self, other: F.reshape(self, other.shape)
 Tensor.reshape_as = lambda self, other: F.reshape(self, other.shape)
 Tensor.expand_as = lambda self, other: F.expand(self, other.shape)
-Tensor.new_zeros = lambda self, *size, dtype=None, **kw: F.zeros(
-    *size, dtype=dtype or self.dtype, **kw)
-Tensor.new_ones = lambda self, *size, dtype=None, **kw: F.ones(
-    *size, dtype=dtype or self.dtype, **kw)
-Tensor.new_full = lambda self, size, fill, dtype=None, **kw: F.full(
-    size, fill, dtype=dtype or self.dtype, **kw)
-Tensor.new_tensor = lambda self, data, dtype=None, **kw: F.tensor(
-    data, dtype=dtype or self.dtype, **kw)
-Tensor.cpu = lambda self: self
-Tensor.cuda = lambda self, *a, **k: F._check_device("cuda")
 Tensor.contiguous = lambda self, *a, **k: self
 Tensor.is_contiguous = lambda self, *a, **k: True
 Tensor.T = property(lambda self: F.permute(self, tuple(reversed(range(self.ndim)))))
 Tensor.mT = property(lambda self: F.transpose(self, -2, -1))
 
-
-def _to(self, *args, **kwargs):
-    """to(dtype) / to(device) / to(device, dtype) / to(other)."""
-    dtype = kwargs.pop("dtype", None)
-    kwargs.pop("non_blocking", None)
-    kwargs.pop("copy", None)
-    dev = kwargs.pop("device", None)
-    for a in args:
-        if isinstance(a, Tensor):
-            dtype = a.dtype
-        elif isinstance(a, (dtypes.DType, np.dtype)) or a in (float, int, bool):
-            dtype = a
-        else:
-            dev = a
-    F._check_device(dev)
-    if dtype is None:
-        return self
-    return F.cast(self, dtype)
-
-
-Tensor.to = _to
-Tensor.type = lambda self, dtype=None: (f"torch.{_TYPE_NAME.get(self.dtype.name, 'Tensor')}"
-                                        if dtype is None else F.cast(self, dtype))
-_TYPE_NAME = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
-              "int32": "IntTensor", "bool": "BoolTensor"}
 
 
 # ---- in-place methods: compute out of place, then commit into self ----------
@@ -307,3 +273,160 @@ Tensor.uniform_ = _random_(uniform_)
 Tensor.normal_ = _random_(normal_)
 Tensor.bernoulli_ = _random_(bernoulli_)
 Tensor.random_ = _random_(random_)
+
+
+# ---- devices/creation: exponential_, geometric_, cauchy_, log_normal_ ---------
+# Eagerly, each draws PyTorch's stream exactly (Generator.exponential & co., NOTE:
+# [Scalar double transforms] in random.py). Traced, the same transform is written in
+# tensor ops over a uniform (or normal) draw, so compiled calls draw afresh (NOTE:
+# [Random draws while tracing]); those values follow jax's stream, not torch's.
+
+def _transformed_fill(kernel: str, grad_name: str, traced):
+    exact = getattr(F.Generator, kernel)
+
+    def m(self, *args, generator=None):
+        g = F._gen(generator)
+        shape, dtype = tuple(self.shape), self.dtype
+        if trace_state.current is None:
+            value = Tensor._make(exact(g, shape, dtype, *args))
+        else:
+            exact(g, (0,), dtype, *args)  # the argument checks, drawing nothing
+            with _no_grad():
+                value = F.cast(traced(g, shape, *args), dtype)
+        if _grad_state.enabled and self._rg:  # PyTorch's node: a zero gradient for self
+            everywhere = F._const(True, dtypes.bool_)
+            return commit_inplace(self, apply(P.where_p, (everywhere, value, self),
+                                              name=grad_name))
+        with _no_grad():
+            return _copy_(self, value)
+    m.__name__ = kernel + "_"
+    return m
+
+
+def _u64(g, shape):
+    return F._draw_uniform(g, shape, dtypes.float64)
+
+
+Tensor.exponential_ = _transformed_fill(
+    "exponential", "ExponentialBackward0",
+    lambda g, shape, lambd=1.0: F.mul(F.log1p(F.neg(_u64(g, shape))), -1.0 / lambd))
+Tensor.geometric_ = _transformed_fill(
+    "geometric", "GeometricBackward0",
+    lambda g, shape, p: F.ceil(F.div(F.log(_u64(g, shape)), float(np.log1p(-p)))))
+Tensor.cauchy_ = _transformed_fill(
+    "cauchy", "CauchyBackward0",
+    lambda g, shape, median=0.0, sigma=1.0: F.add(
+        F.mul(F.tan(F.mul(F.sub(_u64(g, shape), 0.5), float(np.pi))), sigma), median))
+Tensor.log_normal_ = _transformed_fill(
+    "log_normal", "LogNormalBackward0",
+    lambda g, shape, mean=1.0, std=2.0: F.exp(F._draw_normal(g, shape, dtypes.float64, mean,
+                                                             std)))
+
+
+# ---- devices/creation: .to, .cpu, .cuda, device queries, new_* ---------------
+# (NOTE: [One device] in functions.py: the CPU is the only device a tensor can be on.)
+
+def _to(self, *args, non_blocking=False, copy=False, memory_format=None, **kwargs):
+    """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)`` (other's dtype and
+    device), ``device=``/``dtype=`` by keyword. Returns self when nothing changes, unless
+    ``copy=True``. A device other than the CPU is refused (NOTE: [One device]).
+
+    >>> import tracegrad as tg
+    >>> tg.ones(2).to('cpu', tg.float64)
+    tensor([1., 1.], dtype=torch.float64)
+    """
+    dtype = kwargs.pop("dtype", None)
+    dev = kwargs.pop("device", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    if len(args) > 2:
+        raise TypeError(f"to() takes at most 2 positional arguments ({len(args)} given)")
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a.dtype
+        elif isinstance(a, (dtypes.DType, np.dtype)) or a in (float, int, bool):
+            dtype = a
+        elif isinstance(a, (str, F.device, int)) and not isinstance(a, bool):
+            dev = a
+        else:
+            raise TypeError(f"to() received an invalid argument {a!r} of type "
+                            f"{type(a).__name__}; expected a dtype, a device or a tensor")
+    F._check_device(dev)
+    out = self if dtype is None else F.cast(self, dtype)
+    if out is self and (copy or _indexed(dev)):  # 'cpu:0' is not self.device: a copy
+        out = F.clone(self)
+    return out
+
+
+def _indexed(dev) -> bool:
+    return dev is not None and F.device(dev).index is not None
+
+
+def _cpu(self, memory_format=None):
+    return self
+
+
+def _cuda(self, device=None, non_blocking=False, memory_format=None):
+    raise F._no_device_error("cuda")
+
+
+def _type(self, dtype=None, non_blocking=False, **kwargs):
+    """``x.type()`` -> 'torch.FloatTensor'; ``x.type(torch.LongTensor)``,
+    ``x.type('torch.LongTensor')`` or ``x.type(torch.int64)`` converts."""
+    if dtype is None:
+        return f"torch.{F._TYPE_WORD[self.dtype.name]}Tensor"
+    if isinstance(dtype, F._LegacyTensorType):
+        return F.cast(self, dtype.dtype)
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in F._LEGACY_TYPES:
+        return F.cast(self, F._LEGACY_TYPES[dtype.removeprefix("torch.")].dtype)
+    return F.cast(self, dtype)
+
+
+def _sizes(size) -> tuple:
+    return size[0] if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+
+
+def _new_zeros(self, *size, dtype=None, device=None, requires_grad=False, **_):
+    return F.zeros(*_sizes(size), dtype=dtype or self.dtype, device=device,
+                   requires_grad=requires_grad)
+
+
+def _new_ones(self, *size, dtype=None, device=None, requires_grad=False, **_):
+    return F.ones(*_sizes(size), dtype=dtype or self.dtype, device=device,
+                  requires_grad=requires_grad)
+
+
+def _new_empty(self, *size, dtype=None, device=None, requires_grad=False, **_):
+    return F.empty(*_sizes(size), dtype=dtype or self.dtype, device=device,
+                   requires_grad=requires_grad)
+
+
+def _new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False, **_):
+    return F.full(size, fill_value, dtype=dtype or self.dtype, device=device,
+                  requires_grad=requires_grad)
+
+
+def _new_tensor(self, data, *, dtype=None, device=None, requires_grad=False, **_):
+    return F.tensor(data, dtype=dtype or self.dtype, device=device, requires_grad=requires_grad)
+
+
+def _pin_memory(self, device=None):
+    raise RuntimeError("Cannot access accelerator device when none is available. (Pinned "
+                       "memory is for copies to an accelerator; " + F._WHERE + ")")
+
+
+Tensor.to = _to
+Tensor.cpu = _cpu
+Tensor.cuda = _cuda
+Tensor.type = _type
+Tensor.new_zeros = _new_zeros
+Tensor.new_ones = _new_ones
+Tensor.new_empty = _new_empty
+Tensor.new_full = _new_full
+Tensor.new_tensor = _new_tensor
+Tensor.pin_memory = _pin_memory
+Tensor.is_pinned = lambda self, device=None: False
+Tensor.get_device = lambda self: -1
+Tensor.is_cpu = property(lambda self: True)
+Tensor.is_mps = property(lambda self: False)
+Tensor.is_meta = property(lambda self: False)

@@ -5,6 +5,7 @@ so programs written for PyTorch print the same text under tracegrad.
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 
@@ -15,7 +16,7 @@ class DType:
         self.name = name
         self.np = np.dtype(np_dtype)
         self.is_floating_point = category == 2
-        self.is_signed = self.np.kind in "if"
+        self.is_signed = self.np.kind in "if" or category == 2
         self.itemsize = self.np.itemsize
         self._category = category  # 0 bool, 1 integer, 2 floating
 
@@ -35,8 +36,11 @@ int64 = DType("int64", np.int64, 1)
 float16 = DType("float16", np.float16, 2)
 float32 = DType("float32", np.float32, 2)
 float64 = DType("float64", np.float64, 2)
+# bfloat16 (devices/creation helper): ml_dtypes' bfloat16 on the NumPy side (its ufuncs
+# compute in float32 and round once, as PyTorch's CPU kernels do), jnp.bfloat16 in jax
+bfloat16 = DType("bfloat16", ml_dtypes.bfloat16, 2)
 
-ALL = (bool_, uint8, int8, int16, int32, int64, float16, float32, float64)
+ALL = (bool_, uint8, int8, int16, int32, int64, float16, float32, float64, bfloat16)
 _BY_NP = {d.np: d for d in ALL}
 _BY_NAME = {d.name: d for d in ALL}
 _ALIASES = {"float": float32, "double": float64, "half": float16, "long": int64,

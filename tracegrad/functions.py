@@ -17,6 +17,8 @@ import numpy as np
 
 from . import dtypes, primitives as P
 from ._storage import make_writable
+from .amp import autocast_mode as _amp
+from .amp.autocast_mode import state as _autocast  # NOTE: [Autocast]
 from .autograd import views as _views
 from .dtypes import DType, as_dtype, result_type
 from .tensor import (
@@ -34,34 +36,131 @@ _bool, _int, _pyfloat, _slice = builtins.bool, builtins.int, builtins.float, bui
 
 
 # ----------------------------------------------------------------------------
-# device (cpu only; accepted for compatibility)
+# devices (devices/creation helper). NOTE: [One device]. Eager tensors live in host
+# memory, so the only device a tensor reports is the CPU; compiled functions run on
+# whatever device jax has (jax.devices()). Asking for another device fails at once with
+# an error that says so, of the type a CPU-only PyTorch raises.
+
+_DEVICE_TYPES = ("cpu", "cuda", "ipu", "xpu", "mkldnn", "opengl", "opencl", "ideep", "hip", "ve",
+                 "fpga", "maia", "xla", "lazy", "vulkan", "mps", "meta", "hpu", "mtia",
+                 "privateuseone")
+
+_WHERE = ("tracegrad's eager tensors live on the CPU, and compiled functions "
+          "(tracegrad.compile) run on whatever device jax has (jax.devices()); use "
+          "device='cpu', e.g. device = 'cuda' if torch.cuda.is_available() else 'cpu'")
+
+
+class CudaNotAvailableError(RuntimeError, AssertionError):
+    """A CUDA device was asked for. PyTorch built without CUDA raises AssertionError
+    ("Torch not compiled with CUDA enabled"); this is both that and a RuntimeError."""
+
+
+def _no_device_error(kind: str) -> Exception:
+    if kind == "cuda":
+        return CudaNotAvailableError(f"Torch not compiled with CUDA enabled: {_WHERE}")
+    if kind == "mps":
+        return RuntimeError(f"PyTorch is not linked with support for mps devices: {_WHERE}")
+    return RuntimeError(f"tracegrad has no {kind!r} device: {_WHERE}")
+
 
 class device:
-    """``tracegrad.device("cpu")``; tracegrad computes on the host (and in XLA when compiled)."""
+    """A device: ``tracegrad.device('cpu')``, ``device('cpu:0')``, ``device('cuda', 1)``.
+
+    Any of PyTorch's device names makes a device object (so a script can name one), but
+    tensors can only be made on the CPU (NOTE: [One device]).
+
+    >>> device('cpu:0')
+    device(type='cpu', index=0)
+    >>> str(device('cpu'))
+    'cpu'
+    """
+
+    __slots__ = ("type", "index", "_prev")
 
     def __init__(self, type="cpu", index=None):
         if isinstance(type, device):
-            type = type.type
-        self.type = str(type).split(":")[0]
-        self.index = index
+            if index is not None:
+                raise TypeError("device(): a device object takes no index")
+            type, index = type.type, type.index
+        elif isinstance(type, (_int, np.integer)) and not isinstance(type, _bool):
+            raise RuntimeError("Cannot access accelerator device when none is available.")
+        elif not isinstance(type, str):
+            raise TypeError(f"device() expected a string, a device or an int, got "
+                            f"{builtins.type(type).__name__}")
+        else:
+            name, sep, idx = type.partition(":")
+            if sep:
+                if index is not None:
+                    raise RuntimeError(f"type (string) must not include an index because index "
+                                       f"was passed explicitly: {type}")
+                if not idx.isdigit():
+                    raise RuntimeError(f"Invalid device string: '{type}'")
+                index = _int(idx)
+            if name not in _DEVICE_TYPES:
+                raise RuntimeError("Expected one of " + ", ".join(_DEVICE_TYPES) +
+                                   f" device type at start of device string: {type}")
+            type = name
+        if index is not None:
+            if isinstance(index, _bool) or not isinstance(index, (_int, np.integer)):
+                raise TypeError(f"device(): index must be an int, got "
+                                f"{builtins.type(index).__name__}")
+            if index < 0:
+                raise RuntimeError(f"Device index must not be negative, got {index}")
+            index = _int(index)
+        self.type, self.index, self._prev = type, index, None
 
     def __repr__(self):
-        return f"device(type='{self.type}')"
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
 
     def __eq__(self, other):
-        return isinstance(other, device) and other.type == self.type
+        return isinstance(other, device) and (other.type, other.index) == (self.type, self.index)
 
     def __hash__(self):
-        return hash(self.type)
+        return hash((self.type, self.index))
+
+    def __reduce__(self):
+        return (device, (self.type, self.index))
+
+    def __enter__(self):  # ``with tracegrad.device('cpu'):`` sets the default device
+        self._prev = _default_device
+        set_default_device(self)
+        return self
+
+    def __exit__(self, *exc):
+        set_default_device(self._prev)
+        return False
 
 
-def _check_device(dev):
-    if dev is None:
+_CPU = device("cpu")
+_default_device = None  # what set_default_device set (None: the CPU)
+
+
+def _check_device(dev) -> None:
+    """Accept None, 'cpu', 'cpu:N' or a CPU device; refuse any other device clearly."""
+    if dev is None or dev is _CPU or dev == "cpu":
         return
-    t = dev.type if isinstance(dev, device) else str(dev).split(":")[0]
-    if t not in ("cpu",):
-        raise RuntimeError(f"tracegrad runs eager tensors on the CPU; got device {dev!r}. "
-                           "Use device='cpu' (compiled functions run wherever jax runs).")
+    if isinstance(dev, (_int, np.integer)) and not isinstance(dev, _bool):
+        raise _no_device_error("cuda")  # device=0 is cuda:0, as in PyTorch
+    d = dev if isinstance(dev, device) else device(dev)
+    if d.type != "cpu":
+        raise _no_device_error(d.type)
+
+
+def set_default_device(device_) -> None:
+    """``torch.set_default_device``: only the CPU (or None) is accepted (NOTE: [One device])."""
+    global _default_device
+    _check_device(device_)
+    _default_device = None if device_ is None else device(device_)
+
+
+def get_default_device() -> device:
+    """The device new tensors are made on: always the CPU."""
+    return _CPU
 
 
 # ----------------------------------------------------------------------------
@@ -506,7 +605,8 @@ def mean(input, dim=None, keepdim: _bool = False, *, dtype=None):
 
 
 _TYPE_WORD = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
-              "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+              "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+              "bfloat16": "BFloat16"}
 
 
 def prod(input, dim=None, keepdim: _bool = False, *, dtype=None):
@@ -701,6 +801,8 @@ def equal(input, other) -> _bool:
 # matmul
 
 def matmul(input, other):
+    if _autocast.enabled:
+        input, other = _amp.lower(input, other)
     a, b = _coerce(input, other)
     if a is not input or b is not other:  # PyTorch does not promote matmul operands
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
@@ -729,7 +831,7 @@ def matmul(input, other):
 
 _C_TYPE = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int",
            "int32": "int", "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
-           "bool": "bool"}
+           "bool": "bool", "bfloat16": "c10::BFloat16"}
 
 
 def _matmul_name(a, b) -> str:
@@ -765,6 +867,8 @@ def bmm(input, mat2):
         raise RuntimeError(f"bmm: expected 3D tensors, got {input.ndim}D and {mat2.ndim}D")
     if input.shape[0] != mat2.shape[0]:
         raise RuntimeError(f"bmm: batch sizes differ: {input.shape[0]} and {mat2.shape[0]}")
+    if _autocast.enabled:
+        input, mat2 = _amp.lower(input, mat2)
     a, b = _coerce(input, mat2)
     return apply(P.matmul_p, (a, b), name="BmmBackward0")
 
@@ -784,6 +888,10 @@ def outer(input, vec2):
 
 
 def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    if _autocast.enabled:
+        input, mat1, mat2 = _amp.lower(input, mat1, mat2)
+    if mat1.dtype in _ROUND_ONCE and isinstance(input, Tensor) and input.dtype is mat1.dtype:
+        return _rounded_once(addmm, mat1.dtype, input, mat1, mat2, beta=beta, alpha=alpha)
     prod_ = matmul(mat1, mat2)
     if alpha != 1:
         prod_ = prod_ * alpha
@@ -1273,6 +1381,8 @@ def _default_for(arr: np.ndarray):
         return np.int64 if arr.dtype != np.uint8 else np.uint8
     if k == "f":
         return dtypes.get_default_dtype().np if arr.dtype == np.float64 else arr.dtype
+    if arr.dtype == dtypes.bfloat16.np:
+        return arr.dtype
     raise TypeError(f"can't convert data of dtype {arr.dtype} to a tensor; "
                     "expected numbers or bools")
 
@@ -1294,6 +1404,7 @@ def tensor(data, *, dtype=None, device=None, requires_grad: _bool = False,
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
+    _check_device(device)
     if isinstance(data, Tensor) and data._wrapped:
         data = _unwrapped(data)
     if isinstance(data, Tensor) and (dtype is None or as_dtype(dtype) is data.dtype):
@@ -1463,15 +1574,56 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad: _bool =
     return t.requires_grad_(True) if requires_grad else t
 
 
-def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
-            requires_grad: _bool = False) -> Tensor:
-    if size is None:
-        low, high, size = 0, low, high
+def randint(*args, low=None, high=None, size=None, generator=None, dtype=None, device=None,
+            requires_grad: _bool = False, out=None, layout=None, pin_memory: _bool = False):
+    """Integers in [low, high): ``randint(high, size)``, ``randint(low, high, size)``, any of
+    them by keyword, with ``generator=``, ``dtype=`` (int64 unless given; floats and bool
+    too), ``out=``; drawn as torch's (``draw % (high - low) + low``).
+
+    >>> import tracegrad as tg
+    >>> _ = tg.manual_seed(0)
+    >>> randint(3, 10, (3,))
+    tensor([7, 6, 3])
+    """
+    pos = list(args)
+    if len(pos) > 3:
+        raise TypeError(f"randint() takes at most 3 positional arguments ({len(pos)} given)")
+    if len(pos) == 3:
+        low, high, size = pos
+    elif len(pos) == 2:
+        if size is not None or high is not None:
+            low, high = pos if high is None else (pos[0], high)
+            if size is None:
+                size = pos[1]
+        else:
+            high, size = pos
+    elif len(pos) == 1:
+        if high is None:
+            high = pos[0]
+        else:
+            low = pos[0]
     if high is None:
-        low, high = 0, low
+        raise TypeError("randint() missing required argument 'high' (pos 1)")
+    if size is None:
+        raise TypeError("randint() missing required argument 'size' (pos 2)")
+    for what, v in (("low", low), ("high", high)):
+        if v is not None and (isinstance(v, _bool) or not isinstance(v, (_int, np.integer))):
+            if isinstance(v, Tensor) and v.ndim == 0 and not v.dtype.is_floating_point:
+                continue
+            raise TypeError(f"randint(): argument '{what}' must be int, not "
+                            f"{type(v).__name__}")
+    if not isinstance(size, (tuple, list, Size)):
+        raise TypeError(f"randint(): argument 'size' must be tuple of ints, not "
+                        f"{type(size).__name__}")
     _check_device(device)
     dtype = as_dtype(dtype) if dtype is not None else dtypes.int64
-    t = _draw_integers(_gen(generator), _random_shape((size,)), dtype, _int(low), _int(high))
+    low = 0 if low is None else _int(low)
+    t = _draw_integers(_gen(generator), _random_shape((size,)), dtype, low, _int(high))
+    if requires_grad and not dtype.is_floating_point:  # checked after the draw, as torch's
+        raise RuntimeError("Only Tensors of floating point and complex dtype can require "
+                           "gradients")
+    if out is not None:
+        return out.copy_(t)
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -1677,3 +1829,105 @@ def _rebuild_tensor(data, requires_grad):
     t = Tensor._make(data)
     t._rg = requires_grad
     return t
+
+
+# ----------------------------------------------------------------------------
+# devices/creation helper (to the end of the file): the legacy constructors, and
+# bfloat16/float16 results that PyTorch rounds once
+#
+# The legacy constructors: Tensor(2, 3), FloatTensor([1, 2])
+
+def _legacy_new(dtype, args: tuple, kwargs: dict) -> Tensor:
+    """``torch.Tensor(*args)`` / ``torch.FloatTensor(*args)``: ints or a Size make a tensor
+    of that shape (PyTorch leaves it uninitialised; tracegrad fills it with zeros), a
+    sequence or array makes one of that data, a tensor is returned as an alias, nothing
+    makes an empty 1-d tensor. ``dtype`` None is ``Tensor``: the default dtype."""
+    name = "new" if dtype is None else f"{_TYPE_WORD[dtype.name]}Tensor"
+    dev = kwargs.pop("device", None)
+    if kwargs:
+        raise TypeError(f"{name}() got unexpected keyword arguments {sorted(kwargs)}; "
+                        "it takes sizes or data and device=. Use tracegrad.tensor(data, "
+                        "dtype=...) or tracegrad.empty(*size, dtype=...) instead")
+    _check_device(dev)
+    dt = dtype or dtypes.get_default_dtype()
+    if not args:
+        return empty(0, dtype=dt)
+    if len(args) == 1 and isinstance(args[0], Tensor):
+        x = args[0]
+        if dtype is not None and x.dtype is not dtype:
+            raise TypeError(f"expected a tensor of dtype {dtype} for {name}(), got one of "
+                            f"{x.dtype}; convert it with .to({dtype})")
+        return x.detach()
+    if isinstance(args[0], Size) and len(args) == 1:
+        return zeros(_random_shape(args), dtype=dt)
+    if builtins.all(isinstance(a, (_int, np.integer)) and not isinstance(a, _bool)
+                    for a in args):
+        return zeros(_random_shape(args), dtype=dt)
+    if len(args) == 1 and isinstance(args[0], (list, tuple, np.ndarray)):
+        return tensor(args[0], dtype=dt)
+    raise TypeError(f"{name}(): data must be a sequence (got {type(args[0]).__name__}); pass "
+                    "sizes as ints, or a (nested) list, tuple or array of data")
+
+
+class _LegacyTensorType(type):
+    """The metaclass of FloatTensor & co.: calling one constructs a tensor of its dtype,
+    ``isinstance(x, FloatTensor)`` checks x's dtype, as in PyTorch."""
+
+    def __call__(cls, *args, **kwargs):
+        return _legacy_new(cls.dtype, args, kwargs)
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Tensor) and obj.dtype is cls.dtype
+
+    def __repr__(cls):
+        return f"<class 'torch.{cls.__name__}'>"
+
+
+def _legacy_type(name: str, dtype: DType):
+    return _LegacyTensorType(name, (), {"dtype": dtype, "__module__": "tracegrad"})
+
+
+FloatTensor = _legacy_type("FloatTensor", dtypes.float32)
+DoubleTensor = _legacy_type("DoubleTensor", dtypes.float64)
+HalfTensor = _legacy_type("HalfTensor", dtypes.float16)
+BFloat16Tensor = _legacy_type("BFloat16Tensor", dtypes.bfloat16)
+LongTensor = _legacy_type("LongTensor", dtypes.int64)
+IntTensor = _legacy_type("IntTensor", dtypes.int32)
+ShortTensor = _legacy_type("ShortTensor", dtypes.int16)
+CharTensor = _legacy_type("CharTensor", dtypes.int8)
+ByteTensor = _legacy_type("ByteTensor", dtypes.uint8)
+BoolTensor = _legacy_type("BoolTensor", dtypes.bool_)
+_LEGACY_TYPES = {t.__name__: t for t in (FloatTensor, DoubleTensor, HalfTensor, BFloat16Tensor,
+                                         LongTensor, IntTensor, ShortTensor, CharTensor,
+                                         ByteTensor, BoolTensor)}
+
+
+# bfloat16/float16 products with a bias. PyTorch's CPU kernels
+# (addmm, convolution with a bias) accumulate the product and the bias in float32 and
+# round once; so tracegrad computes them in float32 from the (exact) upcast operands and
+# casts the result, naming that cast as the float32 result's last node (AddmmBackward0).
+_ROUND_ONCE = (dtypes.bfloat16, dtypes.float16)
+
+
+def _rounded_once(fn, dt: DType, *args, **kwargs) -> Tensor:
+    saved = _autocast.enabled
+    _autocast.enabled = False  # the float32 computation is not lowered again
+    try:
+        out = fn(*(cast(a, dtypes.float32) if isinstance(a, Tensor) and a.dtype is dt else a
+                   for a in args), **kwargs)
+    finally:
+        _autocast.enabled = saved
+    name = type(out.grad_fn).__name__ if out.grad_fn is not None else None
+    return apply(P.cast_p, (out,), {"dtype": dt}, name=name)
+
+
+# std of bfloat16: one rounding of the float32 result, not var's and then sqrt's
+_std_rounded_twice = std
+
+
+def std(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    """The standard deviation; of a bfloat16 tensor, rounded once (as PyTorch's kernel)."""
+    if isinstance(input, Tensor) and input.dtype is dtypes.bfloat16:
+        return _rounded_once(_std_rounded_twice, dtypes.bfloat16, input, dim, unbiased, keepdim,
+                             correction=correction)
+    return _std_rounded_twice(input, dim, unbiased, keepdim, correction=correction)

@@ -1211,3 +1211,52 @@ random_p = Primitive("random", _random_impl,
 
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
+
+# ----------------------------------------------------------------------------
+# devices/creation helper: bfloat16 arithmetic. ml_dtypes' ufuncs compute each element
+# in float32 and round once, as PyTorch's CPU kernels do; contractions, reductions,
+# scans and normalisations must also accumulate in float32 and round once at the end
+# (NumPy would sum in bfloat16, and ml_dtypes' matmul returns float32), and rsqrt must
+# not round twice. Only these primitives pay for the check.
+
+_BF16 = dtypes.bfloat16.np
+
+
+def _bfloat16_in_float32(impl):
+    # the operands of these primitives share a dtype (the wrappers promote), so the
+    # first one's says whether this is bfloat16 work: one identity check otherwise
+    def run(*args, **params):
+        if getattr(args[0], "dtype", None) is _BF16:
+            args = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == _BF16
+                    else a for a in args]
+            out = np.asarray(impl(*args, **params))
+            return out.astype(_BF16) if out.dtype == np.float32 else out
+        return impl(*args, **params)
+    run.__name__ = getattr(impl, "__name__", "impl")
+    run.__wrapped__ = impl
+    return run
+
+
+def _logsumexp_bfloat16(impl):
+    # PyTorch rounds each step to bfloat16 (x - max, exp, the float32-accumulated sum, log,
+    # + max); only the sum needs float32 here, the ufuncs round as PyTorch does
+    def run(x, *, axis, keepdim):
+        if x.dtype != _BF16:
+            return impl(x, axis=axis, keepdim=keepdim)
+        m = np.amax(x, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0).astype(_BF16)
+        total = np.sum(np.exp(x - m).astype(np.float32), axis=axis, keepdims=True)
+        with np.errstate(divide="ignore"):
+            out = np.log(total.astype(_BF16)) + m
+        return out if keepdim else np.squeeze(out, axis)
+    run.__wrapped__ = impl
+    return run
+
+
+for _prim in PRIMITIVES.values():
+    if _prim is logsumexp_p:
+        _prim.impl = _logsumexp_bfloat16(_prim.impl)
+    elif _prim.kind in ("reduction", "scan", "normalization", "loss", "matmul", "conv",
+                        "pool") and _prim.name != "prod" or _prim.name == "rsqrt":
+        # (prod is left alone: PyTorch multiplies bfloat16 products in bfloat16)
+        _prim.impl = _bfloat16_in_float32(_prim.impl)

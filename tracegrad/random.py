@@ -177,7 +177,7 @@ class Generator:
             x = (self._random64(n) & _U64(2 ** 53 - 1)).astype(np.float64) * 2.0 ** -53
             if (low, high) != (0.0, 1.0):
                 x = _fma64(x, np.float64(high - low), np.float64(low))
-        elif dtype in (dtypes.float32, dtypes.float16):  # float16: drawn as float32, cast
+        elif dtype in (dtypes.float32, dtypes.float16, dtypes.bfloat16):  # 16 bits: as float32
             x = (self._random(n) & _U64(2 ** 24 - 1)).astype(np.float32)
             x *= np.float32(2.0 ** -24)
             lo, hi = np.array([low, high], np.float32)
@@ -202,7 +202,7 @@ class Generator:
         udtype = dtypes.float64 if dtype is dtypes.float64 else dtypes.float32
         box = _box_muller_f64 if udtype is dtypes.float64 else _box_muller_f32
         full = n - n % 16
-        if dtype is dtypes.float16:  # float32 math; uniforms are drawn for whole blocks only
+        if dtype in (dtypes.float16, dtypes.bfloat16):  # float32 math; whole blocks only
             data = np.empty(n, np.float32)
             data[:full] = self.uniform((full,), udtype)
         else:
@@ -255,7 +255,8 @@ class Generator:
         if dtype is dtypes.bool_:
             return (self._random(n) & _U64(1)).astype(bool).reshape(shape)
         if dtype.is_floating_point:
-            bits = {dtypes.float64: 53, dtypes.float32: 24, dtypes.float16: 11}[dtype]
+            bits = {dtypes.float64: 53, dtypes.float32: 24, dtypes.float16: 11,
+                    dtypes.bfloat16: 8}[dtype]
             draws = self._random64(n) if bits == 53 else self._random(n)
             return (draws % _U64(2 ** bits + 1)).astype(dtype.np).reshape(shape)
         draws = self._random64(n) if dtype is dtypes.int64 else self._random(n)
@@ -287,9 +288,84 @@ class Generator:
         return self.uniform(shape, dtypes.float64) < p
 
 
+    # -- exponential_, geometric_, cauchy_, log_normal_ (devices/creation helper) ------
+    # NOTE: [Scalar double transforms]. PyTorch's CPU kernels for these four draw one
+    # double per element (a ``random64()`` uniform, or for log_normal_ a scalar Box-Muller
+    # normal with its cached second value) and apply the transform in double with the C
+    # library's log1p/log/tan/exp, then cast to the tensor's dtype (float16 by way of
+    # float32, as c10::Half's constructor takes a float). ``math`` calls the same C library.
+
+    def _uniform64(self, n: int) -> np.ndarray:
+        return (self._random64(n) & _U64(2 ** 53 - 1)).astype(np.float64) * 2.0 ** -53
+
+    def exponential(self, shape, dtype, lambd: float = 1.0) -> np.ndarray:
+        """Exponential(lambd) (PyTorch's ``exponential_``): -1/lambd * log1p(-u)."""
+        if not lambd > 0:
+            raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
+        if not dtype.is_floating_point:
+            raise RuntimeError("Exponential distribution is a continuous probability "
+                               "distribution. dtype must be a floating point but you specified "
+                               f"{_SCALAR_NAMES[dtype.name]}")
+        scale = -1.0 / lambd
+        u = self._uniform64(math.prod(shape)).tolist()
+        return _from_doubles([scale * math.log1p(-x) for x in u], shape, dtype)
+
+    def geometric(self, shape, dtype, p: float) -> np.ndarray:
+        """Geometric(p) on {1, 2, ...} (PyTorch's ``geometric_``): ceil(log(u) / log(1 - p))."""
+        if not 0 < p < 1:
+            raise RuntimeError(f"geometric_ expects p to be in (0, 1), but got p={p:g}")
+        if dtype is dtypes.bool_:
+            raise not_implemented_for("geometric_cpu", dtype)
+        denom = math.log(1.0 - p)
+        u = self._uniform64(math.prod(shape)).tolist()
+        # log(0) is -inf: PyTorch's ceil gives inf there, which an integer dtype wraps
+        return _from_doubles([math.ceil(math.log(x) / denom) if x > 0 else math.inf
+                              for x in u], shape, dtype)
+
+    def cauchy(self, shape, dtype, median: float = 0.0, sigma: float = 1.0) -> np.ndarray:
+        """Cauchy(median, sigma) (PyTorch's ``cauchy_``): median + sigma * tan(pi * (u - 1/2))."""
+        if not sigma > 0:
+            raise RuntimeError(f"cauchy_ expects sigma > 0.0, but found sigma={sigma:g}")
+        if not dtype.is_floating_point:
+            raise RuntimeError("Cauchy distribution is a continuous probability distribution. "
+                               f"dtype must be a floating point but you specified "
+                               f"{_C_NAMES[dtype.name]}")
+        u = self._uniform64(math.prod(shape)).tolist()
+        return _from_doubles([median + sigma * math.tan(math.pi * (x - 0.5)) for x in u],
+                             shape, dtype)
+
+    def log_normal(self, shape, dtype, mean: float = 1.0, std: float = 2.0) -> np.ndarray:
+        """exp(N(mean, std**2)) (PyTorch's ``log_normal_``), from scalar double normals."""
+        if not std > 0:
+            raise RuntimeError(f"log_normal_ expects std > 0.0, but found std={std:g}")
+        if not dtype.is_floating_point:
+            raise not_implemented_for("log_normal_cpu", dtype)
+        z = self._scalar_normals(math.prod(shape)).tolist()
+        return _from_doubles([math.exp(v * std + mean) for v in z], shape, dtype)
+
+
+def _from_doubles(values: list, shape, dtype) -> np.ndarray:
+    """Doubles cast as PyTorch's ``static_cast<scalar_t>(double)`` casts them."""
+    a = np.array(values, np.float64).reshape(shape)
+    if dtype is dtypes.float64:
+        return a
+    if dtype.is_floating_point and dtype is not dtypes.float32:
+        a = a.astype(np.float32)  # c10::Half / BFloat16 are made from a float
+    if not dtype.is_floating_point:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return a.astype(np.int64).astype(dtype.np)
+    return a.astype(dtype.np)
+
+
+_C_NAMES = {"float64": "double", "float32": "float", "float16": "c10::Half", "int64": "long int",
+            "int32": "int", "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
+            "bool": "bool", "bfloat16": "c10::BFloat16"}
+
+
 # PyTorch's ScalarType names, for its "not implemented for 'Long'" errors
 _SCALAR_NAMES = {"float64": "Double", "float32": "Float", "float16": "Half", "int64": "Long",
-                 "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+                 "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+                 "bfloat16": "BFloat16"}
 
 
 def not_implemented_for(kernel: str, dtype) -> NotImplementedError:

@@ -182,7 +182,7 @@ def record(prim, args, params, out, name=None):
 
 _TORCH_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
                      "bool": "Bool", "float16": "Half", "int16": "Short", "int8": "Char",
-                     "uint8": "Byte"}
+                     "uint8": "Byte", "bfloat16": "BFloat16"}
 
 
 def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
@@ -288,8 +288,13 @@ class Tensor:
         t._vc = vc if vc is not None else [0]
         return t
 
+    def __new__(cls, *args, **kwargs):
+        # the legacy constructor: Tensor(2, 3) (zeros of that shape), Tensor([1, 2]) (data)
+        from .functions import _legacy_new
+        return _legacy_new(None, args, kwargs)
+
     def __init__(self, *args, **kwargs):
-        raise TypeError("create tensors with tracegrad.tensor(data), tracegrad.zeros(...), etc.")
+        pass  # all the work is in __new__
 
     # ---- basic properties -------------------------------------------------
     def _meta(self):

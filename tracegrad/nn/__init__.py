@@ -50,5 +50,9 @@ __all__ = [
     "BCEWithLogitsLoss", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "BatchNorm1d", "BatchNorm2d", "functional", "init",
+    "BatchNorm1d", "BatchNorm2d", "functional", "init", "parallel", "DataParallel",
 ]
+
+# devices/creation helper: torch.nn.parallel, and DataParallel at nn's top level
+from . import parallel  # noqa: E402
+from .parallel import DataParallel  # noqa: E402

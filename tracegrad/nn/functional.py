@@ -1116,3 +1116,41 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     if weight is not None:
         loss = _binop(P.mul_p, loss, weight, last)
     return _reduce(loss, reduction, name)
+
+
+# ----------------------------------------------------------------------------
+# devices/creation helper: autocast (NOTE: [Autocast] in amp/autocast_mode.py). Convs run
+# in the autocast dtype, the losses in float32; the checks cost one attribute read.
+
+def _autocast_wrap(fn, cast_inputs):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if _autocast.enabled:
+            args = tuple(cast_inputs(a)[0] if isinstance(a, Tensor) else a for a in args)
+            kwargs = {k: cast_inputs(v)[0] if isinstance(v, Tensor) else v
+                      for k, v in kwargs.items()}
+        return fn(*args, **kwargs)
+    return run
+
+
+from ..amp.autocast_mode import lower as _lower, state as _autocast, upper as _upper  # noqa: E402
+
+
+def _conv_rounded_once(conv):
+    # a bfloat16/float16 convolution with a bias rounds once, as addmm (functions.py)
+    @functools.wraps(conv)
+    def run(nsp, input, weight, bias, *args):
+        dt = input.dtype
+        if bias is not None and dt in T._ROUND_ONCE and weight.dtype is dt and bias.dtype is dt:
+            return T._rounded_once(conv, dt, nsp, input, weight, bias, *args)
+        return conv(nsp, input, weight, bias, *args)
+    return run
+
+
+_conv_nd = _autocast_wrap(_conv_rounded_once(_conv_nd), _lower)
+mse_loss = _autocast_wrap(mse_loss, _upper)
+l1_loss = _autocast_wrap(l1_loss, _upper)
+nll_loss = _autocast_wrap(nll_loss, _upper)
+cross_entropy = _autocast_wrap(cross_entropy, _upper)
+binary_cross_entropy = _autocast_wrap(binary_cross_entropy, _upper)
+binary_cross_entropy_with_logits = _autocast_wrap(binary_cross_entropy_with_logits, _upper)

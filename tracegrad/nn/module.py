@@ -391,6 +391,9 @@ class Module:
     def half(self) -> Module:
         return self.to(dtypes.float16)
 
+    def bfloat16(self) -> Module:
+        return self.to(dtypes.bfloat16)
+
     def cpu(self) -> Module:
         return self
 

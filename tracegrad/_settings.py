@@ -1,0 +1,124 @@
+"""Process-wide settings real scripts set at the top: deterministic algorithms, float32
+matmul precision, thread counts (``torch.use_deterministic_algorithms`` & co.).
+
+tracegrad's eager ops are deterministic already (NumPy on the host), so the deterministic
+flags are recorded and reported, as PyTorch reports them, and change no result. Matmul
+precision is recorded too (``backends.cuda.matmul.allow_tf32`` reads and writes it, as in
+PyTorch); NumPy's float32 matmul is always full precision. ``set_num_threads`` sets the
+BLAS thread pool NumPy's matmul runs on (through threadpoolctl); XLA's CPU threads are
+fixed when jax starts, so compiled functions keep theirs.
+"""
+from __future__ import annotations
+
+import os
+
+__all__ = ["use_deterministic_algorithms", "are_deterministic_algorithms_enabled",
+           "is_deterministic_algorithms_warn_only_enabled", "set_deterministic_debug_mode",
+           "get_deterministic_debug_mode", "set_float32_matmul_precision",
+           "get_float32_matmul_precision", "get_num_threads", "set_num_threads",
+           "get_num_interop_threads", "set_num_interop_threads"]
+
+
+class _Settings:
+    deterministic = False
+    warn_only = False
+    matmul_precision = "highest"
+    interop_threads = None  # None until set: the default is the CPU count
+    blas_limits = None      # the threadpoolctl limiter set_num_threads installed
+
+
+_s = _Settings()
+
+
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    if not isinstance(mode, bool):
+        raise TypeError(f"_set_deterministic_algorithms(): argument 'mode' (position 1) must "
+                        f"be bool, not {type(mode).__name__}")
+    _s.deterministic, _s.warn_only = mode, bool(warn_only) and mode
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _s.deterministic
+
+
+def is_deterministic_algorithms_warn_only_enabled() -> bool:
+    return _s.warn_only
+
+
+_DEBUG_MODES = {"default": 0, "warn": 1, "error": 2}
+
+
+def set_deterministic_debug_mode(debug_mode) -> None:
+    if isinstance(debug_mode, str):
+        if debug_mode not in _DEBUG_MODES:
+            raise RuntimeError("invalid value of debug_mode, expected one of `default`, `warn`, "
+                               f"`error`, but got {debug_mode}")
+        debug_mode = _DEBUG_MODES[debug_mode]
+    if debug_mode not in (0, 1, 2):
+        raise RuntimeError("invalid value of debug_mode, expected 0, 1, or 2, but got "
+                           f"{debug_mode}")
+    use_deterministic_algorithms(debug_mode != 0, warn_only=debug_mode == 1)
+
+
+def get_deterministic_debug_mode() -> int:
+    return 0 if not _s.deterministic else 1 if _s.warn_only else 2
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """'highest', 'high' or 'medium' (recorded; tracegrad's float32 matmul is always full
+    precision). Another string warns and changes nothing, as in PyTorch."""
+    if not isinstance(precision, str):
+        raise RuntimeError(f"set_float32_matmul_precision expects a str, but got "
+                           f"{type(precision).__name__}")
+    if precision not in ("highest", "high", "medium"):
+        import warnings
+        warnings.warn(f"{precision} is not one of 'highest', 'high', or 'medium'; the current"
+                      "setFloat32MatmulPrecision call has no effect.", stacklevel=2)
+        return
+    _s.matmul_precision = precision
+
+
+def get_float32_matmul_precision() -> str:
+    return _s.matmul_precision
+
+
+def _blas_threads() -> int | None:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # threadpoolctl is a dependency; be usable without it all the same
+        return None
+    counts = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return max(counts) if counts else None
+
+
+def get_num_threads() -> int:
+    """The number of threads NumPy's BLAS (tracegrad's eager matmul) uses."""
+    n = _blas_threads()
+    return n if n is not None else os.cpu_count() or 1
+
+
+def set_num_threads(num: int) -> None:
+    """Set the BLAS thread pool's size (torch.set_num_threads)."""
+    if isinstance(num, bool) or not isinstance(num, int):
+        raise RuntimeError(f"set_num_threads expects an int, but got {type(num).__name__}")
+    if num <= 0:
+        raise RuntimeError("set_num_threads expects a positive integer")
+    from threadpoolctl import threadpool_limits
+    _s.blas_limits = threadpool_limits(limits=num, user_api="blas")
+
+
+def get_num_interop_threads() -> int:
+    return _s.interop_threads if _s.interop_threads is not None else os.cpu_count() or 1
+
+
+def set_num_interop_threads(num: int) -> None:
+    """Recorded, once, as PyTorch allows it once (tracegrad runs ops one at a time)."""
+    if isinstance(num, bool) or not isinstance(num, int):
+        raise RuntimeError(f"set_num_interop_threads expects an int, but got "
+                           f"{type(num).__name__}")
+    if num <= 0:
+        raise RuntimeError("set_num_interop_threads expects a positive integer")
+    if _s.interop_threads is not None:
+        raise RuntimeError("Error: cannot set number of interop threads after parallel work "
+                           "has started or set_num_interop_threads called")
+    _s.interop_threads = num
