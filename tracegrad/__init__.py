@@ -45,10 +45,16 @@ _FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
 
 
 def __getattr__(name):
-    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler"):
+    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler",
+                "serialization"):
         mod = _lazy(name)
         globals()[name] = mod
         return mod
+    # ---- serialization: tracegrad.save / tracegrad.load (torch's checkpoint format) ----
+    if name in ("save", "load"):
+        fn = getattr(_lazy("serialization"), name)
+        globals()[name] = fn
+        return fn
     if name in _FROM_FUNCTIONAL:
         fn = getattr(_lazy("nn").functional, _FROM_FUNCTIONAL[name])
         globals()[name] = fn
