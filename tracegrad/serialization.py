@@ -597,7 +597,7 @@ class _ZipWriter:
         self.pos += b.nbytes if isinstance(b, memoryview) else len(b)
 
     def record(self, rec: str, payload) -> None:
-        fname = f"{self.name}/{rec}".encode("utf-8")
+        fname = f"{self.name}/{rec}".encode()
         n = payload.nbytes if isinstance(payload, memoryview) else len(payload)
         crc = zlib.crc32(payload)
         self.crc = zlib.crc32(payload, self.crc)

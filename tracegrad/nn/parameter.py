@@ -1,7 +1,6 @@
 """Parameter: a leaf Tensor that a Module registers as one of its weights."""
 from __future__ import annotations
 
-
 from ..tensor import Tensor
 
 
