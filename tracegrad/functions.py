@@ -48,6 +48,9 @@ class device:
     def __repr__(self):
         return f"device(type='{self.type}')"
 
+    def __str__(self):  # str(torch.device("cpu")) == "cpu" (map_location, print)
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
     def __eq__(self, other):
         return isinstance(other, device) and other.type == self.type
 
