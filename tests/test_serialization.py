@@ -487,11 +487,16 @@ def test_state_dict_after_compiled_steps_has_the_trained_values(tmp_path):
 
     model, opt = train(compiled=True)
     path = tmp_path / "compiled.pt"
+    # the parameters themselves (not detached copies) may hold their value on the device
+    # (saved first: state_dict's detach() would read them to the host before save does)
+    tg.save(list(model.parameters()), tmp_path / "params.pt")
     tg.save({"model": model.state_dict(), "opt": opt.state_dict()}, path)
     eager, eager_opt = train(compiled=False)
     got = torch.load(path)
-    for k, v in eager.state_dict().items():
+    params = torch.load(tmp_path / "params.pt")
+    for (k, v), p in zip(eager.state_dict().items(), params, strict=True):
         np.testing.assert_allclose(got["model"][k].numpy(), v.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(p.detach().numpy(), v.numpy(), rtol=1e-5, atol=1e-6)
     tg.manual_seed(0)  # the compiled steps moved the weights away from their init
     init = tg.nn.Linear(3, 4)
     assert not np.allclose(got["model"]["0.weight"].numpy(), init.weight.detach().numpy())

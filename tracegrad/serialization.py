@@ -870,7 +870,8 @@ def _load_zip(fh, path, restore, unpickler_cls, mmap, pickle_load_args):
     if mmap:
         if path is None:
             raise ValueError("f must be a file path in order to use the mmap argument")
-        mapped = np.memmap(path, dtype=np.uint8, mode="c")
+        # copy-on-write, as torch maps (MAP_PRIVATE); a plain ndarray view, not a memmap
+        mapped = np.asarray(np.memmap(path, dtype=np.uint8, mode="c"))
     loaded: dict[str, _Storage] = {}
 
     def load_storage(dtype: DType, numel: int, key: str, location: str) -> _Storage:
