@@ -503,3 +503,60 @@ def test_state_dict_after_compiled_steps_has_the_trained_values(tmp_path):
     for i, s in eager_opt.state_dict()["state"].items():
         np.testing.assert_allclose(got["opt"]["state"][i]["momentum_buffer"].numpy(),
                                    s["momentum_buffer"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ---- odds and ends ------------------------------------------------------------------------
+
+def test_not_a_checkpoint():
+    for data, err in [(b"garbage", pickle.UnpicklingError), (b"", EOFError),
+                      (b"PK\x03\x04junk", RuntimeError)]:
+        with pytest.raises(err):
+            torch.load(io.BytesIO(data))
+        with pytest.raises(err):
+            tg.load(io.BytesIO(data))
+    with pytest.raises(RuntimeError, match="PytorchStreamReader failed reading zip archive"):
+        tg.load(io.BytesIO(b"PK\x03\x04junk"))
+
+
+@pytest.mark.parametrize("src", ["tg", "torch"])
+def test_non_leaf_tensor_and_parameter_with_attributes(src):
+    lib = tg if src == "tg" else torch
+    x = lib.ones(2, requires_grad=True)
+    p = lib.nn.Parameter(lib.zeros(2))
+    p.tag = "shared"
+    buf = io.BytesIO()
+    lib.save({"y": x * 2, "p": p}, buf)
+    for load in (tg.load, torch.load):
+        buf.seek(0)
+        r = load(buf)
+        assert r["y"].is_leaf and r["y"].requires_grad and r["y"].tolist() == [2.0, 2.0]
+        assert type(r["p"]).__name__ == "Parameter" and r["p"].tag == "shared"
+
+
+def test_training_compiled_from_a_loaded_checkpoint():
+    model, opt, data, _ = _model_and_opt(torch, "sgd")
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    want = _continue(torch, model, opt, data)
+    buf.seek(0)
+    ckpt = tg.load(buf)
+    fresh, fresh_opt, (x, y), _ = _model_and_opt(tg, "sgd", steps=0)
+    fresh.load_state_dict(ckpt["model"])
+    fresh_opt.load_state_dict(ckpt["opt"])
+
+    @tg.compile
+    def step(x, y):
+        fresh_opt.zero_grad()
+        loss = ((fresh(x) - y) ** 2).mean()
+        loss.backward()
+        fresh_opt.step()
+        return loss
+    got = [step(x, y).item() for _ in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_serialization_is_a_module_and_the_api_is_torchs():
+    import tracegrad.serialization as mod
+    assert tg.serialization is mod and tg.save is mod.save and tg.load is mod.load
+    for name in ("add_safe_globals", "safe_globals", "get_safe_globals", "clear_safe_globals"):
+        assert callable(getattr(mod, name)) and hasattr(torch.serialization, name)

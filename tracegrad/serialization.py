@@ -849,7 +849,15 @@ def _record_offset(fh, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
 
 
 def _load_zip(fh, path, restore, unpickler_cls, mmap, pickle_load_args):
-    zf = zipfile.ZipFile(fh)
+    try:
+        zf = zipfile.ZipFile(fh)
+    except zipfile.BadZipFile as e:
+        raise RuntimeError(
+            "PytorchStreamReader failed reading zip archive: not a ZIP archive. This is an "
+            "internal miniz error. If you are seeing this error, there is a high likelihood "
+            "that your checkpoint file is corrupted. This can happen if the checkpoint was not "
+            "saved properly, was transferred incorrectly, or the file was modified after "
+            f"saving. ({e})") from None
     names = zf.namelist()
     if not names:
         raise RuntimeError("PytorchStreamReader failed reading zip archive: the archive is empty")
@@ -930,11 +938,7 @@ def _load_legacy(fh, restore, unpickler_cls, pickle_load_args):
     """Files of ``torch.save(..., _use_new_zipfile_serialization=False)``."""
     def header_load():
         return pickle.Unpickler(fh, **pickle_load_args).load()
-    try:
-        magic = header_load()
-    except Exception as e:
-        raise RuntimeError(f"not a torch checkpoint (neither a zip archive nor the legacy "
-                           f"format): {e}") from None
+    magic = header_load()  # not a checkpoint at all: pickle's own error, as in torch
     if magic != _LEGACY_MAGIC_NUMBER:
         raise RuntimeError("Invalid magic number; corrupt file?")
     version = header_load()
