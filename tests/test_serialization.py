@@ -560,3 +560,29 @@ def test_serialization_is_a_module_and_the_api_is_torchs():
     assert tg.serialization is mod and tg.save is mod.save and tg.load is mod.load
     for name in ("add_safe_globals", "safe_globals", "get_safe_globals", "clear_safe_globals"):
         assert callable(getattr(mod, name)) and hasattr(torch.serialization, name)
+
+
+def test_force_weights_only_environment_variables(monkeypatch):
+    buf = io.BytesIO()
+    tg.save({"cfg": _Config()}, buf)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    buf.seek(0)
+    with pytest.warns(UserWarning, match="forcing weights_only=False"):
+        assert tg.load(buf)["cfg"].lr == 0.1
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(RuntimeError, match="but both were set"):
+        tg.load(buf)
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    buf.seek(0)
+    with pytest.raises(pickle.UnpicklingError, match="_Config"):
+        tg.load(buf, weights_only=False)
+
+
+@pytest.mark.parametrize("name", ["a.b.pt", "noext", "x.tar.gz"])
+def test_archive_folder_is_named_after_the_file(name, tmp_path):
+    (tmp_path / "tg").mkdir()
+    (tmp_path / "torch").mkdir()
+    tg.save(tg.ones(1), tmp_path / "tg" / name)
+    torch.save(torch.ones(1), tmp_path / "torch" / name)
+    ours = zipfile.ZipFile(tmp_path / "tg" / name).namelist()
+    assert ours == zipfile.ZipFile(tmp_path / "torch" / name).namelist()

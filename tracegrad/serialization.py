@@ -25,6 +25,7 @@ import os
 import pickle
 import struct
 import sys
+import warnings
 import weakref
 import zipfile
 import zlib
@@ -685,12 +686,10 @@ def _restorer(map_location):
     if isinstance(map_location, (str, bytes)):
         where = map_location.decode() if isinstance(map_location, bytes) else map_location
         return lambda storage, location: _restore_location(storage, where)
-    if isinstance(map_location, device):
-        where = map_location.type if map_location.index is None else \
-            f"{map_location.type}:{map_location.index}"
+    if isinstance(map_location, device) or (type(map_location).__name__ == "device"
+                                             and hasattr(map_location, "type")):
+        where = str(map_location)  # (a torch.device too: "cpu", "cuda:0")
         return lambda storage, location: _restore_location(storage, where)
-    if type(map_location).__name__ == "device" and hasattr(map_location, "type"):
-        return lambda storage, location: _restore_location(storage, str(map_location))
     if callable(map_location):
         def restore(storage, location):
             result = map_location(storage, location)
@@ -799,11 +798,13 @@ def load(f, map_location=None, pickle_module: Any = None, *, weights_only: bool 
     if force_wo:
         weights_only = True
     elif force_no_wo and weights_only_not_set:
+        warnings.warn("Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected, since the"
+                      "`weights_only` argument was not explicitly passed to `torch.load`, forcing "
+                      "weights_only=False.", UserWarning, stacklevel=2)
         weights_only = False
     if weights_only and pickle_module is not None:
         raise RuntimeError("Can not safely load weights when explicit pickle_module is specified")
     if pickle_load_args and weights_only:
-        import warnings
         warnings.warn("pickle_load_args only works if `weights_only=False`.", stacklevel=2)
     pickle_load_args.setdefault("encoding", "utf-8")
     if weights_only:
