@@ -198,11 +198,13 @@ def _tensor_layout(arr: np.ndarray):
             flat = flat.view(arr.dtype) if flat.size % item == 0 else None
     if flat is not None:
         start = arr.__array_interface__["data"][0] - flat.__array_interface__["data"][0]
-        ok = start >= 0 and start % item == 0 and all(s >= 0 and s % item == 0
-                                                      for s in arr.strides)
+        ok = (start >= 0 and start % item == 0 and np.may_share_memory(flat, root)
+              and all(s >= 0 and s % item == 0 for s in arr.strides))
         if ok:
-            return (_storage_for(root, flat), start // item, size,
-                    tuple(s // item for s in arr.strides))
+            offset, stride = start // item, tuple(s // item for s in arr.strides)
+            last = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True))
+            if last < flat.size:
+                return _storage_for(root, flat), offset, size, stride
     copy = np.ascontiguousarray(arr)
     return _Storage(copy.reshape(-1), copy), 0, size, _contiguous_strides(size)
 
@@ -378,6 +380,9 @@ def add_safe_globals(safe_globals: list) -> None:
     >>> import tracegrad as tg
     >>> class Config: pass
     >>> tg.serialization.add_safe_globals([Config])
+    >>> Config in tg.serialization.get_safe_globals()
+    True
+    >>> tg.serialization.clear_safe_globals()
     """
     global _marked_safe_globals
     _marked_safe_globals = _marked_safe_globals.union(set(safe_globals))
