@@ -586,3 +586,16 @@ def test_archive_folder_is_named_after_the_file(name, tmp_path):
     torch.save(torch.ones(1), tmp_path / "torch" / name)
     ours = zipfile.ZipFile(tmp_path / "tg" / name).namelist()
     assert ours == zipfile.ZipFile(tmp_path / "torch" / name).namelist()
+
+
+def test_zip64_records(monkeypatch):
+    # files past 4 GiB need zip64 fields: lower the threshold so small files use them
+    monkeypatch.setattr(serialization._ZipWriter, "limit", 200)
+    obj = {"a": tg.arange(100.0), "b": tg.ones(3, dtype=tg.int64)}
+    buf = io.BytesIO()
+    tg.save(obj, buf)
+    assert b"PK\x06\x06" in buf.getvalue()  # the zip64 end of central directory
+    assert zipfile.ZipFile(io.BytesIO(buf.getvalue())).testzip() is None
+    for load in (tg.load, torch.load):
+        buf.seek(0)
+        _same(load(buf), obj)

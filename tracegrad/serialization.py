@@ -592,7 +592,8 @@ class _ZipWriter:
     descriptor (torch computes record offsets from these sizes when it mmaps a file),
     the central directory, and zip64 records only where sizes or offsets need them."""
 
-    _U32 = 0xFFFFFFFF
+    limit = 0xFFFFFFFF  # sizes and offsets from here on need zip64 fields
+    _MAX = 0xFFFFFFFF  # what a 32-bit field then holds ("see the zip64 extra field")
 
     def __init__(self, fh, name: str):
         self.fh, self.name, self.pos, self.crc = fh, name, 0, 0
@@ -602,17 +603,20 @@ class _ZipWriter:
         self.fh.write(b)
         self.pos += b.nbytes if isinstance(b, memoryview) else len(b)
 
+    def _u32(self, v: int) -> int:
+        return self._MAX if v >= self.limit else v
+
     def record(self, rec: str, payload) -> None:
         fname = f"{self.name}/{rec}".encode()
         n = payload.nbytes if isinstance(payload, memoryview) else len(payload)
         crc = zlib.crc32(payload)
         self.crc = zlib.crc32(payload, self.crc)
         offset = self.pos
-        big = n >= self._U32 or offset >= self._U32
+        big = n >= self.limit or offset >= self.limit
         z64 = struct.pack("<HHQQ", 1, 16, n, n) if big else b""
         pad = (-(offset + 30 + len(fname) + len(z64) + 4)) % _STORAGE_ALIGNMENT
         extra = z64 + b"FB" + struct.pack("<H", pad) + b"Z" * pad
-        size32 = self._U32 if big else 0  # sizes follow in the descriptor (flag bit 3)
+        size32 = self._MAX if big else 0  # sizes follow in the descriptor (flag bit 3)
         self._write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if big else 0, 0x0808, 0, 0, 0,
                                 0, size32, size32, len(fname), len(extra)) + fname + extra)
         self._write(payload)
@@ -622,23 +626,24 @@ class _ZipWriter:
 
     def finish(self) -> None:
         start = self.pos
-        u32 = self._U32
         for fname, crc, n, offset in self.entries:
-            vals = [v for v in (n, n, offset) if v >= u32]
+            vals = [v for v in (n, n, offset) if v >= self.limit]
             extra = struct.pack("<HH", 1, 8 * len(vals)) + b"".join(
                 struct.pack("<Q", v) for v in vals) if vals else b""
-            self._write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45 if vals else 0,
-                                    45 if vals else 0, 0x0808, 0, 0, 0, crc, min(n, u32),
-                                    min(n, u32), len(fname), len(extra), 0, 0, 0, 0,
-                                    min(offset, u32)) + fname + extra)
+            version = 45 if vals else 0
+            self._write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, version, version, 0x0808,
+                                    0, 0, 0, crc, self._u32(n), self._u32(n), len(fname),
+                                    len(extra), 0, 0, 0, 0, self._u32(offset)) + fname + extra)
         count, size = len(self.entries), self.pos - start
-        if count >= 0xFFFF or size >= u32 or start >= u32:
+        z64 = count >= 0xFFFF or size >= self.limit or start >= self.limit
+        if z64:
             z64_at = self.pos
             self._write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count,
                                     size, start))
             self._write(struct.pack("<IIQI", 0x07064B50, 0, z64_at, 1))
-        self._write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(count, 0xFFFF),
-                                min(count, 0xFFFF), min(size, u32), min(start, u32), 0))
+        count16 = 0xFFFF if z64 else count
+        self._write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count16, count16,
+                                self._MAX if z64 else size, self._MAX if z64 else start, 0))
 
 
 def _write_legacy(fh, data, pickle_module, protocol) -> None:
