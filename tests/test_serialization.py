@@ -437,14 +437,18 @@ def test_archive_layout_matches_torchs(tmp_path, monkeypatch):
 
 # ---- training resumed from a checkpoint ---------------------------------------------------
 
-def _continue(lib, model, opt, data, steps=3):
+def _continue(lib, model, opt, data, sched=None, steps=3, noisy=False):
     x, y = data
     losses = []
     for _ in range(steps):
         opt.zero_grad()
+        if noisy:  # the random stream is part of what resumes
+            x = data[0] + lib.randn(*x.shape) * 0.01
         loss = ((model(x) - y) ** 2).mean()
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         losses.append(loss.item())
     return losses
 
@@ -454,17 +458,23 @@ def _continue(lib, model, opt, data, steps=3):
 def test_resumed_training_continues_with_the_same_losses(opt, direction, tmp_path):
     src, dst = (torch, tg) if direction == "torch->tg" else (tg, torch)
     model, o, data, _ = _model_and_opt(src, opt)
+    sched = src.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5)
+    _continue(src, model, o, data, sched, noisy=True)
     path = tmp_path / "ckpt.pt"
     src.save({"epoch": 2, "model": model.state_dict(), "optimizer": o.state_dict(),
-              "loss": 0.5}, path)
-    want = _continue(src, model, o, data)  # the uninterrupted run
+              "scheduler": sched.state_dict(), "rng": src.get_rng_state(), "loss": 0.5}, path)
+    want = _continue(src, model, o, data, sched, noisy=True)  # the uninterrupted run
     fresh, fresh_opt, fresh_data, _ = _model_and_opt(dst, opt, steps=0)
+    fresh_sched = dst.optim.lr_scheduler.StepLR(fresh_opt, step_size=2, gamma=0.5)
     ckpt = dst.load(path)
     assert ckpt["epoch"] == 2 and ckpt["loss"] == 0.5
     fresh.load_state_dict(ckpt["model"])
     fresh_opt.load_state_dict(ckpt["optimizer"])
-    got = _continue(dst, fresh, fresh_opt, fresh_data)
+    fresh_sched.load_state_dict(ckpt["scheduler"])
+    dst.set_rng_state(ckpt["rng"])
+    got = _continue(dst, fresh, fresh_opt, fresh_data, fresh_sched, noisy=True)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert fresh_opt.param_groups[0]["lr"] == o.param_groups[0]["lr"]
 
 
 def test_state_dict_after_compiled_steps_has_the_trained_values(tmp_path):
