@@ -609,3 +609,21 @@ def test_zip64_records(monkeypatch):
     for load in (tg.load, torch.load):
         buf.seek(0)
         _same(load(buf), obj)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_get_unsafe_globals_in_checkpoint(protocol):
+    obj = {"cfg": _Config(), "w": tg.ones(2), "f": os.getcwd, "o": collections.OrderedDict()}
+    a, b = io.BytesIO(), io.BytesIO()
+    tg.save(obj, a, pickle_protocol=protocol)
+    torch.save({**obj, "w": torch.ones(2)}, b, pickle_protocol=protocol)
+    a.seek(0)
+    b.seek(0)
+    ours = serialization.get_unsafe_globals_in_checkpoint(a)
+    cwd = f"{os.getcwd.__module__}.getcwd"  # posix.getcwd on Linux
+    assert ours == sorted([cwd, "test_serialization._Config"])
+    if protocol == 2:  # (torch's reader knows protocol 2's opcodes only)
+        assert sorted(torch.serialization.get_unsafe_globals_in_checkpoint(b)) == ours
+    with serialization.safe_globals([_Config]):
+        a.seek(0)
+        assert serialization.get_unsafe_globals_in_checkpoint(a) == [cwd]

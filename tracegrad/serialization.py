@@ -40,7 +40,7 @@ from .functions import device
 from .tensor import Size, Tensor
 
 __all__ = ["save", "load", "add_safe_globals", "clear_safe_globals", "get_safe_globals",
-           "safe_globals", "DEFAULT_PROTOCOL"]
+           "safe_globals", "get_unsafe_globals_in_checkpoint", "DEFAULT_PROTOCOL"]
 
 DEFAULT_PROTOCOL = 2
 _STORAGE_ALIGNMENT = 64
@@ -762,6 +762,48 @@ def _weights_only_global(module: str, name: str):
         f"Please use `torch.serialization.add_safe_globals([{full_path}])` or the "
         f"`torch.serialization.safe_globals([{full_path}])` context manager to allowlist this "
         "global if you trust this class/function.")
+
+
+def get_unsafe_globals_in_checkpoint(f) -> list[str]:
+    """The ``module.name`` globals a checkpoint's pickle names that ``load(weights_only=True)``
+    would refuse (read statically, as torch does, without unpickling)."""
+    import pickletools
+    opened = open(os.fspath(f), "rb") if isinstance(f, (str, os.PathLike)) else None
+    fh = opened or f
+    try:
+        pos = fh.tell()
+        is_zip = fh.read(4) == b"PK\x03\x04"
+        fh.seek(pos)
+        if not is_zip:
+            raise ValueError("Expected input to be a checkpoint returned by torch.save")
+        zf = zipfile.ZipFile(fh)
+        names = zf.namelist()
+        prefix = names[0].split("/", 1)[0] if names else ""
+        if f"{prefix}/constants.pkl" in names:
+            raise ValueError("Expected input to be a checkpoint returned by torch.save but got a "
+                             "torchscript checkpoint")
+        data = zf.read(f"{prefix}/data.pkl")
+    finally:
+        if opened is not None:
+            opened.close()
+    found, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL":
+            module, name = arg.split(" ", 1)
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            module, name = strings[-2], strings[-1]
+        else:
+            if isinstance(arg, str) and "UNICODE" in op.name:
+                strings.append(arg)
+            continue
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        found.add((module, name))
+    safe = set(_load_globals()) | set(_SAFE_BUILTINS)
+    user = _user_allowed_globals()
+    return [f"{m}.{n}" for m, n in sorted(found) if (m, n) not in safe and f"{m}.{n}" not in user]
 
 
 def _weights_only_message(message: str) -> str:
