@@ -627,3 +627,12 @@ def test_get_unsafe_globals_in_checkpoint(protocol):
     with serialization.safe_globals([_Config]):
         a.seek(0)
         assert serialization.get_unsafe_globals_in_checkpoint(a) == [cwd]
+
+
+@pytest.mark.parametrize("weights_only", [True, False])
+def test_tensor_kinds_tracegrad_lacks_are_refused_clearly(weights_only):
+    buf = io.BytesIO()
+    torch.save({"s": torch.eye(2).to_sparse()}, buf)
+    buf.seek(0)
+    with pytest.raises(RuntimeError, match="_rebuild_sparse_tensor, a kind of tensor"):
+        tg.load(buf, weights_only=weights_only)

@@ -733,6 +733,12 @@ def _unpickler_class(weights_only: bool, pickle_module):
             found = torch_globals.get((module, name))
             if found is not None:
                 return found
+            if module == "torch._utils" and name.startswith("_rebuild"):
+                raise RuntimeError(
+                    f"tracegrad.load: the checkpoint rebuilds a tensor with {module}.{name}, a "
+                    "kind of tensor tracegrad does not have (sparse, quantized, nested, meta or "
+                    "device-specific); convert it to a dense CPU tensor in PyTorch first "
+                    "(t.to_dense().cpu())")
             if weights_only:
                 return _weights_only_global(module, name)
             if module == "torch" or module.startswith("torch."):
