@@ -411,6 +411,11 @@ def test_file_objects_and_paths(tmp_path):
     assert tg.load(buf).tolist() == [1.0, 2.0]
     with pytest.raises(AttributeError, match="file-like object with a 'write'"):
         tg.save(t, 3)
+    for lib in (tg, torch):
+        with pytest.raises(RuntimeError, match="Parent directory .*nope does not exist"):
+            lib.save(lib.ones(1), str(tmp_path / "nope" / "x.pt"))
+        with pytest.raises(FileNotFoundError):
+            lib.load(tmp_path / "nope" / "x.pt")
 
 
 def test_archive_layout_matches_torchs(tmp_path, monkeypatch):

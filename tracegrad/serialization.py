@@ -520,6 +520,9 @@ def save(obj: object, f, pickle_module: Any = pickle, pickle_protocol: int = DEF
                                  legacy=not _use_new_zipfile_serialization)
     if _use_new_zipfile_serialization:
         if isinstance(f, str):
+            parent = os.path.dirname(f)
+            if parent and not os.path.isdir(parent):
+                raise RuntimeError(f"Parent directory {parent} does not exist.")
             with open(f, "wb") as fh:
                 _write_zip(fh, _archive_name(f), data, _disable_byteorder_record)
         else:
