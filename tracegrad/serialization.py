@@ -902,7 +902,7 @@ def _load_file(fh, path, restore, unpickler_cls, weights_only, mmap, pickle_load
         raise
 
 
-def _record_offset(fh, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+def _record_offset(fh, info: zipfile.ZipInfo) -> int:
     """Where a stored record's bytes begin in the file (after its local header)."""
     fh.seek(info.header_offset)
     header = fh.read(30)
@@ -954,7 +954,7 @@ def _load_zip(fh, path, restore, unpickler_cls, mmap, pickle_load_args):
             raise RuntimeError(f"storage data/{key} holds {info.file_size} bytes, the checkpoint "
                                f"expects {nbytes} ({numel} x {dtype})")
         if mapped is not None and info.compress_type == zipfile.ZIP_STORED:
-            off = _record_offset(fh, zf, info)
+            off = _record_offset(fh, info)
             flat = mapped[off:off + nbytes].view(dtype.np)
         else:
             flat = np.empty(numel, dtype.np)
