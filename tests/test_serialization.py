@@ -641,3 +641,45 @@ def test_tensor_kinds_tracegrad_lacks_are_refused_clearly(weights_only):
     buf.seek(0)
     with pytest.raises(RuntimeError, match="_rebuild_sparse_tensor, a kind of tensor"):
         tg.load(buf, weights_only=weights_only)
+
+
+_TUTORIAL = '''
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+for epoch in range(3):
+    optimizer.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+torch.save({"epoch": epoch, "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": optimizer.state_dict(), "loss": loss}, PATH)
+torch.save(model, PATH + ".whole")
+
+model2 = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+optimizer2 = torch.optim.SGD(model2.parameters(), lr=0.05, momentum=0.9)
+checkpoint = torch.load(PATH, weights_only=True, map_location=torch.device("cpu"))
+print(model2.load_state_dict(checkpoint["model_state_dict"]))
+optimizer2.load_state_dict(checkpoint["optimizer_state_dict"])
+print(checkpoint["epoch"], checkpoint["loss"].requires_grad, f"{checkpoint['loss'].item():.5f}")
+model2.train()
+for epoch in range(2):
+    optimizer2.zero_grad()
+    loss = torch.nn.functional.mse_loss(model2(x), y)
+    loss.backward()
+    optimizer2.step()
+    print(f"{loss.item():.5f}")
+whole = torch.load(PATH + ".whole", weights_only=False)
+whole.eval()
+print(type(whole).__name__, f"{whole(x).sum().item():.4f}", list(checkpoint["model_state_dict"]))
+'''
+
+
+def test_the_checkpoint_tutorial_prints_the_same(tmp_path, capsys):
+    out = {}
+    for name, lib in (("torch", torch), ("tg", tg)):
+        exec(_TUTORIAL, {"torch": lib, "PATH": str(tmp_path / f"{name}.pt")})
+        out[name] = capsys.readouterr().out
+    assert out["tg"] == out["torch"]
+    assert "<All keys matched successfully>" in out["tg"]
