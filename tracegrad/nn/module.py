@@ -28,6 +28,7 @@ from ..autograd.graph import RemovableHandle, _HookDict
 from ..tensor import Tensor, trace_state
 from .parameter import Parameter
 
+
 class _IncompatibleKeys(collections.namedtuple("IncompatibleKeys",
                                                ["missing_keys", "unexpected_keys"])):
     """What ``load_state_dict`` returns; prints as PyTorch's does."""
