@@ -72,11 +72,16 @@ from .amp.autocast_mode import (  # noqa: E402
 
 
 def __getattr__(name):
-    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler") \
-            or name in _DEVICE_MODULES:
+    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler",
+                "serialization") or name in _DEVICE_MODULES:
         mod = _lazy(name)
         globals()[name] = mod
         return mod
+    # ---- serialization: tracegrad.save / tracegrad.load (torch's checkpoint format) ----
+    if name in ("save", "load"):
+        fn = getattr(_lazy("serialization"), name)
+        globals()[name] = fn
+        return fn
     if name in _FROM_FUNCTIONAL:
         fn = getattr(_lazy("nn").functional, _FROM_FUNCTIONAL[name])
         globals()[name] = fn

@@ -117,6 +117,7 @@ class device:
     def __str__(self):
         return self.type if self.index is None else f"{self.type}:{self.index}"
 
+
     def __eq__(self, other):
         return isinstance(other, device) and (other.type, other.index) == (self.type, self.index)
 

@@ -582,8 +582,10 @@ class Tensor:
         return _deepcopy_tensor(self, memo)
 
     def __reduce_ex__(self, proto):
-        from .functions import _rebuild_tensor
-        return (_rebuild_tensor, (np.array(self._concrete("pickle")), self._rg))
+        # torch's rebuild call (storage, offset, size, stride, ...): views of one buffer
+        # pickle one storage, and tracegrad.save writes it under torch's names
+        from .serialization import reduce_tensor
+        return reduce_tensor(self)
 
 
 class _View(Tensor):

@@ -1,8 +1,6 @@
 """Parameter: a leaf Tensor that a Module registers as one of its weights."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..tensor import Tensor
 
 
@@ -39,8 +37,10 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
     def __reduce_ex__(self, proto):
-        return (_rebuild_parameter, (np.array(self._concrete("pickle")), self._rg))
+        from ..serialization import reduce_parameter  # torch's _rebuild_parameter call
+        return reduce_parameter(self)
 
 
 def _rebuild_parameter(data, requires_grad):
+    # (what pickles made before tracegrad.serialization name; kept so they still load)
     return Parameter(Tensor._make(data), requires_grad)
