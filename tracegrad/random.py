@@ -286,6 +286,65 @@ class Generator:
             raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
         return self.uniform(shape, dtypes.float64) < p
 
+    # -- exponential and multinomial (utils.data's WeightedRandomSampler) ----------
+
+    def exponential(self, shape, dtype, lambd: float = 1.0) -> np.ndarray:
+        """Exp(lambd) of ``dtype`` (PyTorch's ``exponential_``): one float64 uniform per
+        element, ``-1 / lambd * log1p(-u)`` in double, cast to ``dtype``."""
+        if not dtype.is_floating_point:
+            raise RuntimeError("Exponential distribution is a continuous probability "
+                               "distribution. dtype must be a floating point but you "
+                               f"specified {_SCALAR_NAMES[dtype.name]}")
+        if not lambd > 0:
+            raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
+        u = self.uniform((math.prod(shape),), dtypes.float64)
+        # the C library's log1p (NumPy's differs in the last bit now and then)
+        scale = -1.0 / lambd
+        x = np.array([scale * math.log1p(-v) for v in u.tolist()], np.float64)
+        return x.astype(dtype.np).reshape(shape)
+
+    def multinomial(self, probs: np.ndarray, n_sample: int, replacement: bool) -> np.ndarray:
+        """Category indices drawn from the rows of ``probs`` (1-d or 2-d), as PyTorch's CPU
+        ``multinomial``: without replacement (or for one sample) the exponential trick,
+        ``argmax``/``topk`` of ``p / Exp(1)``; with replacement, per row, a float64 uniform
+        per sample looked up in the normalised cumulative sum by binary search."""
+        rows = probs.reshape(-1, probs.shape[-1])
+        out_shape = probs.shape[:-1] + (n_sample,)
+        if math.prod(out_shape) == 0:
+            return np.zeros(out_shape, np.int64)
+        if not replacement or n_sample == 1:
+            if not (np.max(probs) < np.inf and np.min(probs) >= 0):
+                raise RuntimeError("probability tensor contains either `inf`, `nan` or "
+                                   "element < 0")
+            if np.any(rows.sum(axis=1, dtype=probs.dtype) == 0):
+                raise RuntimeError("invalid multinomial distribution (sum of probabilities "
+                                   "<= 0)")
+            q = self.exponential(rows.shape, dtypes.from_numpy_dtype(probs.dtype))
+            ratio = rows / q
+            # topk's order: largest first (ties, i.e. zero-probability categories, in
+            # index order; PyTorch's std::nth_element may order those differently)
+            picks = np.argsort(-ratio, axis=1, kind="stable")[:, :n_sample]
+            return picks.astype(np.int64).reshape(out_shape)
+        acc = np.float32 if probs.dtype == np.float16 else probs.dtype
+        out = np.empty((rows.shape[0], n_sample), np.int64)
+        for i, row in enumerate(rows.astype(acc)):
+            bad = ~(row >= 0) | ~np.isfinite(row)
+            if bad.any():  # PyTorch checks entry by entry: NaN fails ">= 0" first
+                what = "< 0" if not row[np.argmax(bad)] >= 0 else "= infinity or NaN"
+                raise RuntimeError(f"invalid multinomial distribution (encountering "
+                                   f"probability entry {what})")
+            cum = np.cumsum(row, dtype=acc)  # summed in order, in the input's precision
+            total = cum[-1]
+            if not total > 0:
+                raise RuntimeError("invalid multinomial distribution (sum of probabilities "
+                                   "<= 0)")
+            cum = cum / total
+            cum[-1] = 1
+            u = self.uniform((n_sample,), dtypes.float64)
+            # the first slot whose cumulative probability is >= u (PyTorch's binary search)
+            out[i] = np.searchsorted(cum.astype(np.float64), u, side="left")
+        return out.reshape(out_shape)
+
 
 # PyTorch's ScalarType names, for its "not implemented for 'Long'" errors
 _SCALAR_NAMES = {"float64": "Double", "float32": "Float", "float16": "Half", "int64": "Long",
