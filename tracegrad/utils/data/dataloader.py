@@ -328,6 +328,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
             raise ValueError("prefetch_factor must be positive with num_workers > 0")
         ctx = loader.multiprocessing_context or multiprocessing.get_context()
         self._shutdown = False
+        self._pid = os.getpid()  # a forked child holds a copy of this iterator: not its workers
         self._workers = []
         self._index_queues = []
         self._worker_result_queue = ctx.Queue()
@@ -458,7 +459,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         return data
 
     def _shutdown_workers(self) -> None:
-        if getattr(self, "_shutdown", True):
+        if getattr(self, "_shutdown", True) or os.getpid() != self._pid:
             return
         self._shutdown = True
         _live_iterators.discard(self)
