@@ -1458,7 +1458,7 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad: _bool =
     return t.requires_grad_(True) if requires_grad else t
 
 
-def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None,
+def randint(low=0, high=None, size=None, *, generator=None, dtype=None, device=None,
             requires_grad: _bool = False) -> Tensor:
     if size is None:
         low, high, size = 0, low, high
@@ -1678,9 +1678,9 @@ def _rebuild_tensor(data, requires_grad):
 
 def _draw_exponential(g: Generator, shape, dtype: DType, lambd=1.0) -> Tensor:
     lambd = _pyfloat(lambd)
-    data = g.exponential(shape, dtype, lambd)  # checks the arguments, on a trace too
     if trace_state.current is None:
-        return _finish(data, False)
+        return _finish(g.exponential(shape, dtype, lambd), False)
+    g.exponential((0,), dtype, lambd)  # the argument checks, drawing nothing
     # traced: -log1p(-u) / lambd of a uniform drawn afresh per compiled call
     u = _draw_uniform(g, shape, dtypes.float64)
     return cast(mul(log1p(neg(u)), -1.0 / lambd), dtype)

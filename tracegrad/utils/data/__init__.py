@@ -13,13 +13,26 @@ processes) behave as PyTorch's, and their random draws are PyTorch's draws: afte
 [[0, 4, 3, 5], [2, 1]]
 """
 from . import _utils  # noqa: F401
-from .dataloader import (DataLoader, _DatasetKind, default_collate, default_convert,
-                         get_worker_info)
-from .dataset import (ChainDataset, ConcatDataset, Dataset, IterableDataset, StackDataset,
-                      Subset, TensorDataset, random_split)
+from .dataloader import DataLoader, _DatasetKind, default_collate, default_convert, get_worker_info
+from .dataset import (
+                         ChainDataset,
+                         ConcatDataset,
+                         Dataset,
+                         IterableDataset,
+                         StackDataset,
+                         Subset,
+                         TensorDataset,
+                         random_split,
+)
 from .distributed import DistributedSampler
-from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
-                      SubsetRandomSampler, WeightedRandomSampler)
+from .sampler import (
+                         BatchSampler,
+                         RandomSampler,
+                         Sampler,
+                         SequentialSampler,
+                         SubsetRandomSampler,
+                         WeightedRandomSampler,
+)
 
 __all__ = ["BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset",
            "DistributedSampler", "IterableDataset", "RandomSampler", "Sampler",

@@ -454,8 +454,7 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._workers_num_tasks[worker_id] -= 1
         self._try_put_index()
         if isinstance(data, ExceptionWrapper):
-            self._shutdown_workers()
-            data.reraise()
+            data.reraise()  # the workers go on, as torch's: the next batch can be read
         return data
 
     def _shutdown_workers(self) -> None:

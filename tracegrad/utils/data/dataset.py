@@ -210,4 +210,4 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float],
         raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
     indices = randperm(sum(lengths), generator=generator).tolist()
     return [Subset(dataset, indices[end - n:end])
-            for end, n in zip(itertools.accumulate(lengths), lengths)]
+            for end, n in zip(itertools.accumulate(lengths), lengths, strict=True)]

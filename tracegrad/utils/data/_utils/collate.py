@@ -105,13 +105,13 @@ def collate(batch, *, collate_fn_map: dict[type | tuple[type, ...], Callable] | 
                                                   collate_fn_map=collate_fn_map)
                                        for k in elem})
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
-        return elem_type(*(collate(list(s), collate_fn_map=collate_fn_map)
-                           for s in zip(*batch)))
+        return elem_type(*(collate(s, collate_fn_map=collate_fn_map)
+                           for s in zip(*batch, strict=False)))
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(e) != size for e in batch):
             raise RuntimeError("each element in list of batch should be of equal size")
-        columns = [collate(list(s), collate_fn_map=collate_fn_map) for s in zip(*batch)]
+        columns = [collate(s, collate_fn_map=collate_fn_map) for s in zip(*batch, strict=False)]
         if isinstance(elem, tuple):
             return columns  # a list, as PyTorch's
         return _rebuild_sequence(elem, columns)

@@ -20,7 +20,7 @@ from . import fetch
 
 __all__ = ["WorkerInfo", "get_worker_info", "ExceptionWrapper"]
 
-_CHECK_INTERVAL = 5.0  # seconds between checks that the loader's process is alive
+_POLL_INTERVAL = 0.2  # seconds between an idle worker's checks that it should stop
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _worker_loop(iterable: bool, dataset, index_queue, data_queue, done_event,
                  worker_id: int, num_workers: int) -> None:
     """A worker's life: seed (NOTE: [Worker seeding]), run ``init_fn``, then answer
     ``(task index, indices)`` requests with ``(task index, batch)`` until told to stop
-    (None) or the loader's process is gone."""
+    (None, or ``done_event`` while idle) or the loader's process is gone."""
     global _worker_info
     try:
         import numpy as np
@@ -140,8 +140,13 @@ def _worker_loop(iterable: bool, dataset, index_queue, data_queue, done_event,
         parent = os.getppid()
         while os.getppid() == parent:
             try:
-                r = index_queue.get(timeout=_CHECK_INTERVAL)
+                r = index_queue.get(timeout=_POLL_INTERVAL)
             except queue.Empty:
+                # NOTE: the loader also sets done_event on shutdown: its None may never come
+                # when the iterator is collected with its queues (their feeder threads are
+                # finalized first)
+                if done_event.is_set():
+                    break
                 continue
             if isinstance(r, _ResumeIteration):
                 data_queue.put((r, None))
