@@ -325,6 +325,8 @@ ERRORS = {
     "prefetch_without_workers": lambda lib, D: D.DataLoader(_ds(lib), prefetch_factor=2),
     "negative_prefetch": lambda lib, D: D.DataLoader(_ds(lib), num_workers=1,
                                                      prefetch_factor=-1),
+    "prefetch_zero": lambda lib, D: iter(D.DataLoader(_ds(lib), num_workers=1,
+                                                      prefetch_factor=0)),
     "persistent_without_workers": lambda lib, D: D.DataLoader(_ds(lib),
                                                               persistent_workers=True),
     "context_without_workers": lambda lib, D: D.DataLoader(_ds(lib),
@@ -358,7 +360,8 @@ ERRORS = {
 }
 
 
-@pytest.mark.parametrize("name", list(ERRORS))
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # torch's
+@pytest.mark.parametrize("name", list(ERRORS))  # __del__ after its prefetch_factor=0 error
 def test_errors_match_torch(name):
     both_raise(lambda lib: ERRORS[name](lib, lib.utils.data))
 

@@ -15,8 +15,10 @@ to worker ``k % num_workers`` (skipping workers whose iterable dataset ended), k
 (``in_order=False``: as they come). A worker's exception comes back as an
 ``ExceptionWrapper`` and is raised in the main process with the worker's traceback; a worker
 that dies, or a ``timeout`` that passes, raises RuntimeError. Workers are stopped (None on
-their queue, joined, terminated if they hang) when the epoch ends, on an error, when the
-iterator is collected, and at exit.
+their queue, joined, terminated if they hang) when the epoch ends, when the iterator is
+collected, and at exit. As in PyTorch, the default start method on Linux is fork; once a
+compiled function has run, jax warns at a fork (its threads do not survive one): a dataset
+that itself runs compiled functions wants ``multiprocessing_context="spawn"``.
 """
 from __future__ import annotations
 
@@ -325,7 +327,8 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
         self._prefetch_factor = loader.prefetch_factor
         self._in_order = loader.in_order
         if self._prefetch_factor <= 0:
-            raise ValueError("prefetch_factor must be positive with num_workers > 0")
+            raise AssertionError("prefetch_factor must be greater than 0 for "
+                                 "MultiProcessingDataLoaderIter")
         ctx = loader.multiprocessing_context or multiprocessing.get_context()
         self._shutdown = False
         self._pid = os.getpid()  # a forked child holds a copy of this iterator: not its workers
