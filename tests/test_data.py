@@ -356,6 +356,7 @@ ERRORS = {
     "split_fraction": lambda lib, D: D.random_split(range(5), [1.5, -0.5]),
     "distributed_rank": lambda lib, D: D.DistributedSampler(range(4), num_replicas=2, rank=2),
     "dataset_getitem": lambda lib, D: D.Dataset()[0],
+    "sampler_arguments": lambda lib, D: D.Sampler(range(3)),
     "collate_in_loader": lambda lib, D: list(D.DataLoader([object()], batch_size=1)),
 }
 

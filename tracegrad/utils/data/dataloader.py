@@ -30,6 +30,7 @@ import os
 import queue
 import warnings
 import weakref
+from typing import Generic, TypeVar
 
 from . import _utils
 from ._utils.collate import default_collate, default_convert
@@ -38,6 +39,8 @@ from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
 __all__ = ["DataLoader", "get_worker_info", "default_collate", "default_convert"]
+
+T_co = TypeVar("T_co", covariant=True)
 
 
 class _DatasetKind:
@@ -65,7 +68,7 @@ def _cpu_count() -> int | None:
         return os.cpu_count()
 
 
-class DataLoader:
+class DataLoader(Generic[T_co]):
     """Iterate over ``dataset`` in batches (PyTorch's ``DataLoader``).
 
     >>> import tracegrad as tg

@@ -27,9 +27,6 @@ class Sampler(Generic[T_co]):
     """Base class: subclasses define ``__iter__`` (indices, or lists of indices for a batch
     sampler) and, for ``len(loader)``, ``__len__``."""
 
-    def __init__(self, data_source: Sized | None = None) -> None:
-        pass
-
     def __iter__(self) -> Iterator[T_co]:
         raise NotImplementedError
 
