@@ -574,6 +574,24 @@ def test_multinomial_matches_torch(probs, n, replacement, dtype):
         both(run, seed)
 
 
+@pytest.mark.parametrize("k", [3, 7, 8])
+def test_multinomial_zero_weights_come_in_torchs_order(k):
+    # more samples than non-zero weights: the zeros tie, and torch's topk (libstdc++'s
+    # nth_element and sort) leaves them in an order of its own
+    weights = [1.0, 0, 0, 0, 1, 0, 0, 2.0]
+    for seed in SEEDS:
+        both(lambda lib: [lib.multinomial(lib.tensor(weights), k),
+                          list(lib.utils.data.WeightedRandomSampler(weights, k, False))], seed)
+
+
+@pytest.mark.parametrize("n,k,levels", [(7, 7, 2), (40, 30, 3), (300, 4, 2), (300, 250, 5),
+                                        (1000, 15, 3), (17, 16, 1)])
+def test_topk_order_of_ties_matches_torch(n, k, levels):
+    from tracegrad.random import _topk_order
+    values = np.random.default_rng(n + k).integers(0, levels, n).astype(np.float64)
+    assert _topk_order(values, k) == torch.topk(torch.tensor(values), k).indices.tolist()
+
+
 @pytest.mark.parametrize("args", [
     ([1.0, -1.0], 1, False), ([0.0, 0.0], 1, False), ([0.0, 0.0], 2, True),
     ([1.0, -1.0], 2, True), ([1.0, float("inf")], 2, True), ([float("nan"), 1.0], 2, True),
