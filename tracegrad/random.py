@@ -358,7 +358,7 @@ def _topk_order(values: np.ndarray, k: int) -> list[int]:
     n = len(values)
     if len(np.unique(values)) == n:
         return np.argsort(-values, kind="stable")[:k].tolist()
-    q = list(zip(values.tolist(), range(n)))
+    q = list(zip(values.tolist(), range(n), strict=True))
     if k * 64 <= n:
         _heap_select(q, 0, k, n)
         _sort_heap(q, 0, k)
