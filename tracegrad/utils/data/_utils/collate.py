@@ -119,6 +119,13 @@ def collate(batch, *, collate_fn_map: dict[type | tuple[type, ...], Callable] | 
 
 
 def collate_tensor_fn(batch, *, collate_fn_map=None):
+    from ....tensor import Tensor, trace_state
+    first = batch[0]
+    if trace_state.current is None and all(
+            type(t) is type(first) and not t.requires_grad and t.dtype is first.dtype
+            and t.shape == first.shape for t in batch):
+        # the common case (samples of one dtype and shape, no autograd): one np.stack
+        return Tensor._make(np.stack([t._concrete("default_collate") for t in batch]))
     return _tg().stack(list(batch), 0)
 
 

@@ -26,11 +26,14 @@ _POLL_INTERVAL = 0.2  # seconds between an idle worker's checks that it should s
 @dataclass(frozen=True)
 class WorkerInfo:
     """What ``get_worker_info()`` returns inside a worker: its ``id``, ``num_workers``, the
-    ``seed`` it was seeded with and its copy of the ``dataset``."""
+    ``seed`` it was seeded with and its copy of the ``dataset`` (and, as torch 2.13's,
+    ``rng=None`` and ``worker_method``)."""
     id: int
     num_workers: int
     seed: int
     dataset: object
+    rng: object | None = None
+    worker_method: str | None = "multiprocessing"
 
 
 _worker_info: WorkerInfo | None = None
