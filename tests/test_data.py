@@ -247,6 +247,7 @@ COLLATE = {
     "tensors": lambda lib: [lib.arange(3), lib.arange(3) + 1],
     "float_tensors": lambda lib: [lib.ones(2, 2, dtype=lib.float64), lib.zeros(2, 2,
                                                                               dtype=lib.float64)],
+    "mixed_dtype_tensors": lambda lib: [lib.zeros(2), lib.ones(2, dtype=lib.float64)],
     "numpy_arrays": [np.arange(4, dtype=np.float32), np.ones(4, dtype=np.float32)],
     "numpy_int_arrays": [np.arange(2), np.arange(2)],
     "numpy_scalars_f64": [np.float64(1.5), np.float64(2)],
@@ -294,6 +295,17 @@ def test_default_convert_matches_torch(name):
 ], ids=["object", "ragged", "numpy_strings", "nested_object"])
 def test_default_collate_errors_match_torch(batch):
     both_raise(lambda lib: lib.utils.data.default_collate(batch))
+
+
+def test_default_collate_keeps_autograd_and_makes_new_memory():
+    def run(lib):
+        w = lib.ones(2, requires_grad=True)
+        batch = lib.utils.data.default_collate([w * 2, w * 3])
+        x = lib.zeros(2)
+        fresh = lib.utils.data.default_collate([x, x])
+        x.add_(1)
+        return [batch.requires_grad, type(batch.grad_fn).__name__, fresh]
+    both(run)
 
 
 def test_custom_collate_fn_map():
