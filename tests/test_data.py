@@ -383,6 +383,12 @@ def test_pin_memory_and_too_many_workers_warn_as_torch():
     with pytest.warns(UserWarning, match="'pin_memory' argument is set as true but no "
                                          "accelerator is found"):
         assert len(list(tg.utils.data.DataLoader(range(4), pin_memory=True))) == 4
+    def caught(lib):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            iter(lib.utils.data.DataLoader(range(3), pin_memory=True, pin_memory_device="cuda"))
+        return [str(w.message) for w in seen]
+    assert caught(tg) == caught(torch) and len(caught(tg)) == 2
     with pytest.warns(UserWarning, match="This DataLoader will create 1000 worker processes"):
         tg.utils.data.DataLoader(range(4), num_workers=1000)
 
