@@ -237,7 +237,7 @@ class DataLoader(Generic[T_co]):
         warnings.warn(f"This DataLoader will create {self.num_workers} worker processes in "
                       f"total. {suggestion} Please be aware that excessive worker creation "
                       "might get DataLoader running slow or even freeze, lower the worker "
-                      "number to avoid potential slowness/freeze if necessary.", stacklevel=3)
+                      "number to avoid potential slowness/freeze if necessary.", stacklevel=2)
 
 
 class _BaseDataLoaderIter:
