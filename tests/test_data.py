@@ -334,6 +334,7 @@ ERRORS = {
                                                           batch_sampler=[[0, 1]]),
     "negative_workers": lambda lib, D: D.DataLoader(_ds(lib), num_workers=-1),
     "negative_timeout": lambda lib, D: D.DataLoader(_ds(lib), timeout=-1),
+    "timeout_without_workers": lambda lib, D: iter(D.DataLoader(_ds(lib), timeout=1)),
     "prefetch_without_workers": lambda lib, D: D.DataLoader(_ds(lib), prefetch_factor=2),
     "negative_prefetch": lambda lib, D: D.DataLoader(_ds(lib), num_workers=1,
                                                      prefetch_factor=-1),
