@@ -253,10 +253,10 @@ class _BaseDataLoaderIter:
         if loader.pin_memory and loader.pin_memory_device:
             warnings.warn("pin_memory_device is deprecated, the current accelerator will be "
                           "used as the device,ignore "
-                          f"pin_memory_device='{loader.pin_memory_device}'.", stacklevel=3)
+                          f"pin_memory_device='{loader.pin_memory_device}'.", stacklevel=2)
         if loader.pin_memory:
             warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
-                          "then device pinned memory won't be used.", stacklevel=3)
+                          "then device pinned memory won't be used.", stacklevel=2)
         self._timeout = loader.timeout
         self._collate_fn = loader.collate_fn
         self._sampler_iter = iter(self._index_sampler)
