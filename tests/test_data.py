@@ -457,6 +457,15 @@ def _no_children():
     return False
 
 
+# a worker that hangs (a fork of a process whose jax threads held a lock, say) fails the
+# test after this many seconds instead of hanging the suite
+HANG = 120
+
+# jax warns at every fork once it has started (earlier tests ran compiled functions); the
+# workers here run NumPy code only
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+
+
 @pytest.fixture
 def reap_workers():
     yield
@@ -466,12 +475,13 @@ def reap_workers():
 def test_workers_match_torch_and_main_process(reap_workers):
     def run(lib, workers):
         D = lib.utils.data
+        hang = {"timeout": HANG} if workers else {}
         loaders = [D.DataLoader(_Seeds(lib), batch_size=2, shuffle=True, num_workers=workers,
-                                worker_init_fn=_draw_in_init(lib) if workers else None),
+                                worker_init_fn=_draw_in_init(lib) if workers else None, **hang),
                    D.DataLoader(_Index(lib), batch_size=3, shuffle=True, num_workers=workers,
-                                **({"persistent_workers": True, "prefetch_factor": 1}
+                                **({"persistent_workers": True, "prefetch_factor": 1, **hang}
                                    if workers else {})),
-                   D.DataLoader(_Shards(lib), batch_size=2, num_workers=workers)]
+                   D.DataLoader(_Shards(lib), batch_size=2, num_workers=workers, **hang)]
         out = []
         for loader in loaders:
             for _ in range(2):
@@ -507,7 +517,7 @@ class _Fails:
 
 
 def test_worker_exception_is_reraised_with_its_traceback(reap_workers):
-    loader = tg.utils.data.DataLoader(_Fails(tg), batch_size=2, num_workers=2)
+    loader = tg.utils.data.DataLoader(_Fails(tg), batch_size=2, num_workers=2, timeout=HANG)
     it = iter(loader)
     assert [next(it).tolist(), next(it).tolist()] == [[0, 1], [2, 3]]
     with pytest.raises(ValueError) as info:
@@ -524,10 +534,11 @@ def test_worker_exception_is_reraised_with_its_traceback(reap_workers):
 def test_worker_init_error_and_dead_worker(reap_workers):
     D = tg.utils.data
     with pytest.raises(ZeroDivisionError, match="Caught ZeroDivisionError in DataLoader worker"):
-        list(D.DataLoader(range(4), num_workers=1, worker_init_fn=_divide_by_zero))
+        list(D.DataLoader(range(4), num_workers=1, worker_init_fn=_divide_by_zero,
+                          timeout=HANG))
     with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid\(s\) \d+\) exited "
                                            "unexpectedly"):
-        list(D.DataLoader(_Exits(), num_workers=1))
+        list(D.DataLoader(_Exits(), num_workers=1))  # no timeout: the death is noticed
     with pytest.raises(RuntimeError, match="DataLoader timed out after 0.1 seconds"):
         list(D.DataLoader(_Slow(), num_workers=1, timeout=0.1))
 
@@ -554,11 +565,12 @@ class _Slow:
 
 
 def test_workers_stop_when_the_epoch_ends(reap_workers):
-    it = iter(tg.utils.data.DataLoader(range(6), batch_size=2, num_workers=2))
+    it = iter(tg.utils.data.DataLoader(range(6), batch_size=2, num_workers=2, timeout=HANG))
     workers = list(it._workers)
     assert [b.tolist() for b in it] == [[0, 1], [2, 3], [4, 5]]
     assert not any(w.is_alive() for w in workers)
-    it = iter(tg.utils.data.DataLoader(range(6), batch_size=2, num_workers=2, in_order=False))
+    it = iter(tg.utils.data.DataLoader(range(6), batch_size=2, num_workers=2, in_order=False,
+                                       timeout=HANG))
     assert next(it).tolist() in ([0, 1], [2, 3])
     del it  # a half-read iterator stops its workers when it is collected
 
