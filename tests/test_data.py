@@ -564,6 +564,19 @@ class _Slow:
         return i
 
 
+def test_unpicklable_worker_arguments_warn_as_torch(reap_workers):
+    # spawn pickles the worker's arguments in this process, before any child starts
+    def run(lib):
+        loader = lib.utils.data.DataLoader(range(2), num_workers=1, worker_init_fn=lambda w: w,
+                                           multiprocessing_context="spawn")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            error = error_of(lambda: iter(loader))
+        return error[0], [str(w.message) for w in seen]
+    ours = run(tg)
+    assert ours == run(torch) and ours[1][0].startswith("Got pickle error")
+
+
 def test_workers_stop_when_the_epoch_ends(reap_workers):
     it = iter(tg.utils.data.DataLoader(range(6), batch_size=2, num_workers=2, timeout=HANG))
     workers = list(it._workers)

@@ -27,6 +27,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import pickle
 import queue
 import warnings
 import weakref
@@ -354,7 +355,17 @@ class _MultiProcessingDataLoaderIter(_BaseDataLoaderIter):
                     self._worker_result_queue, self._workers_done_event,
                     self._auto_collation, self._collate_fn, self._drop_last,
                     self._base_seed, loader.worker_init_fn, i, self._num_workers))
-                w.start()
+                try:
+                    w.start()
+                except (TypeError, AttributeError, pickle.PicklingError):
+                    warnings.warn(
+                        "Got pickle error when attempting to start a worker Process. This might "
+                        "be because the worker Process arguments are not picklable. Python "
+                        "3.14+ changed the multiprocessing start method in non-Mac POSIX "
+                        "platforms to 'forkserver', which requires the worker Process "
+                        "arguments to be picklable. You can also try "
+                        "multiprocessing.set_start_method('fork').", stacklevel=2)
+                    raise
                 self._index_queues.append(index_queue)
                 self._workers.append(w)
         except BaseException:
