@@ -1932,3 +1932,57 @@ def std(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=No
         return _rounded_once(_std_rounded_twice, dtypes.bfloat16, input, dim, unbiased, keepdim,
                              correction=correction)
     return _std_rounded_twice(input, dim, unbiased, keepdim, correction=correction)
+
+
+# multinomial (utils.data: WeightedRandomSampler draws with it)
+
+def multinomial(input, num_samples, replacement: _bool = False, *, generator=None,
+                out=None) -> Tensor:
+    """Indices drawn from the categories of each row of ``input`` (weights, not
+    necessarily summing to one), from PyTorch's CPU stream (``Generator.multinomial``).
+
+    >>> import tracegrad as tg
+    >>> _ = tg.manual_seed(0)
+    >>> tg.multinomial(tg.tensor([0.1, 0.0, 0.9]), 4, replacement=True)
+    tensor([2, 2, 2, 2])
+    """
+    if generator is not None and not isinstance(generator, Generator):
+        raise TypeError("multinomial(): argument 'generator' must be torch.Generator, not "
+                        f"{type(generator).__name__}")
+    g = _gen(generator)
+    if not isinstance(input, Tensor):
+        raise TypeError("multinomial(): argument 'input' (position 1) must be Tensor, not "
+                        f"{type(input).__name__}")
+    if input.ndim not in (1, 2):
+        raise RuntimeError("prob_dist must be 1 or 2 dim")
+    if not input.dtype.is_floating_point:
+        from .random import _SCALAR_NAMES
+        raise RuntimeError("multinomial only supports floating-point dtypes for input, got: "
+                           f"{_SCALAR_NAMES[input.dtype.name]}")
+    n = _int(num_samples)
+    if n <= 0:
+        raise RuntimeError("cannot sample n_sample <= 0 samples")
+    if not replacement and n > input.shape[-1]:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
+                           "replacement")
+    if input.shape[-1] > 2 ** 24:
+        raise RuntimeError("number of categories cannot exceed 2^24")
+    tracer = trace_state.current
+    if tracer is not None:
+        # the draw depends on the probabilities' values through a binary search or a
+        # sort, which has no fresh-per-call random equation: the call runs eagerly
+        tracer.graph_break("torch.multinomial inside a compiled function (it is drawn "
+                           "eagerly, from PyTorch's stream)", depth=3)
+    probs = np.asarray(input.detach()._concrete("multinomial"))
+    result = _finish(g.multinomial(probs, n, _bool(replacement)), False)
+    if out is not None:
+        out.copy_(result)
+        return out
+    return result
+
+
+def _tensor_multinomial(self, num_samples, replacement: _bool = False, *, generator=None):
+    return multinomial(self, num_samples, replacement, generator=generator)
+
+
+Tensor.multinomial = _tensor_multinomial

@@ -287,6 +287,50 @@ class Generator:
             raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
         return self.uniform(shape, dtypes.float64) < p
 
+    # -- exponential and multinomial (utils.data's WeightedRandomSampler) ----------
+
+    def multinomial(self, probs: np.ndarray, n_sample: int, replacement: bool) -> np.ndarray:
+        """Category indices drawn from the rows of ``probs`` (1-d or 2-d), as PyTorch's CPU
+        ``multinomial``: without replacement (or for one sample) the exponential trick,
+        ``argmax``/``topk`` of ``p / Exp(1)``; with replacement, per row, a float64 uniform
+        per sample looked up in the normalised cumulative sum by binary search."""
+        rows = probs.reshape(-1, probs.shape[-1])
+        out_shape = probs.shape[:-1] + (n_sample,)
+        if math.prod(out_shape) == 0:
+            return np.zeros(out_shape, np.int64)
+        if not replacement or n_sample == 1:
+            if not (np.max(probs) < np.inf and np.min(probs) >= 0):
+                raise RuntimeError("probability tensor contains either `inf`, `nan` or "
+                                   "element < 0")
+            if np.any(rows.sum(axis=1, dtype=probs.dtype) == 0):
+                raise RuntimeError("invalid multinomial distribution (sum of probabilities "
+                                   "<= 0)")
+            q = self.exponential(rows.shape, dtypes.from_numpy_dtype(probs.dtype))
+            ratio = rows / q
+            if n_sample == 1:  # argmax: the first largest
+                return np.argmax(ratio, axis=1).astype(np.int64).reshape(out_shape)
+            picks = [_topk_order(row, n_sample) for row in ratio]
+            return np.array(picks, np.int64).reshape(out_shape)
+        acc = np.float32 if probs.dtype == np.float16 else probs.dtype
+        out = np.empty((rows.shape[0], n_sample), np.int64)
+        for i, row in enumerate(rows.astype(acc)):
+            bad = ~(row >= 0) | ~np.isfinite(row)
+            if bad.any():  # PyTorch checks entry by entry: NaN fails ">= 0" first
+                what = "< 0" if not row[np.argmax(bad)] >= 0 else "= infinity or NaN"
+                raise RuntimeError(f"invalid multinomial distribution (encountering "
+                                   f"probability entry {what})")
+            cum = np.cumsum(row, dtype=acc)  # summed in order, in the input's precision
+            total = cum[-1]
+            if not total > 0:
+                raise RuntimeError("invalid multinomial distribution (sum of probabilities "
+                                   "<= 0)")
+            cum = cum / total
+            cum[-1] = 1
+            u = self.uniform((n_sample,), dtypes.float64)
+            # the first slot whose cumulative probability is >= u (PyTorch's binary search)
+            out[i] = np.searchsorted(cum.astype(np.float64), u, side="left")
+        return out.reshape(out_shape)
+
 
     # -- exponential_, geometric_, cauchy_, log_normal_ (devices/creation helper) ------
     # NOTE: [Scalar double transforms]. PyTorch's CPU kernels for these four draw one
@@ -342,6 +386,182 @@ class Generator:
             raise not_implemented_for("log_normal_cpu", dtype)
         z = self._scalar_normals(math.prod(shape)).tolist()
         return _from_doubles([math.exp(v * std + mean) for v in z], shape, dtype)
+
+
+# ----------------------------------------------------------------------------------
+# PyTorch's CPU topk, in its order
+
+def _topk_order(values: np.ndarray, k: int) -> list[int]:
+    """The indices of the ``k`` largest ``values``, largest first, as PyTorch's CPU ``topk``
+    gives them: a libstdc++ ``std::partial_sort`` when ``k * 64 <= n``, else
+    ``std::nth_element`` then ``std::sort`` of the first ``k - 1``. Distinct values have one
+    order; tied ones (zero-probability categories in ``multinomial``) come in the order
+    those algorithms leave them, replayed here step by step."""
+    n = len(values)
+    if len(np.unique(values)) == n:
+        return np.argsort(-values, kind="stable")[:k].tolist()
+    q = list(zip(values.tolist(), range(n), strict=True))
+    if k * 64 <= n:
+        _heap_select(q, 0, k, n)
+        _sort_heap(q, 0, k)
+    else:
+        _nth_element(q, 0, k - 1, n)
+        _sort(q, 0, k - 1)
+    return [i for _, i in q[:k]]
+
+
+# NOTE: [libstdc++ sorting]. The functions below follow GCC's bits/stl_algo.h and
+# bits/stl_heap.h for a strict "greater" comparison on (value, index) pairs, on a list
+# q with half-open ranges [first, last): introsort (threshold 16, depth 2*lg n, median of
+# three into first, unguarded partition), insertion sorts, introselect, heap select.
+
+def _greater(a, b) -> bool:
+    return a[0] > b[0]
+
+
+def _insertion_sort(q, first, last) -> None:
+    for i in range(first + 1, last):
+        if _greater(q[i], q[first]):  # a new largest: shift the sorted prefix right
+            val = q[i]
+            q[first + 1:i + 1] = q[first:i]
+            q[first] = val
+        else:
+            _linear_insert(q, i)
+
+
+def _linear_insert(q, last) -> None:
+    val = q[last]
+    nxt = last - 1
+    while _greater(val, q[nxt]):
+        q[last] = q[nxt]
+        last, nxt = nxt, nxt - 1
+    q[last] = val
+
+
+def _final_insertion_sort(q, first, last) -> None:
+    if last - first > 16:
+        _insertion_sort(q, first, first + 16)
+        for i in range(first + 16, last):
+            _linear_insert(q, i)
+    else:
+        _insertion_sort(q, first, last)
+
+
+def _median_to_first(q, result, a, b, c) -> None:
+    if _greater(q[a], q[b]):
+        if _greater(q[b], q[c]):
+            m = b
+        elif _greater(q[a], q[c]):
+            m = c
+        else:
+            m = a
+    elif _greater(q[a], q[c]):
+        m = a
+    elif _greater(q[b], q[c]):
+        m = c
+    else:
+        m = b
+    q[result], q[m] = q[m], q[result]
+
+
+def _partition_pivot(q, first, last) -> int:
+    mid = first + (last - first) // 2
+    _median_to_first(q, first, first + 1, mid, last - 1)
+    pivot, lo, hi = q[first], first + 1, last
+    while True:
+        while _greater(q[lo], pivot):
+            lo += 1
+        hi -= 1
+        while _greater(pivot, q[hi]):
+            hi -= 1
+        if not lo < hi:
+            return lo
+        q[lo], q[hi] = q[hi], q[lo]
+        lo += 1
+
+
+def _sort(q, first, last) -> None:
+    if last - first < 1:
+        return
+    _introsort(q, first, last, 2 * ((last - first).bit_length() - 1))
+    _final_insertion_sort(q, first, last)
+
+
+def _introsort(q, first, last, depth) -> None:
+    while last - first > 16:
+        if depth == 0:
+            _heap_select(q, first, last, last)
+            _sort_heap(q, first, last)
+            return
+        depth -= 1
+        cut = _partition_pivot(q, first, last)
+        _introsort(q, cut, last, depth)
+        last = cut
+
+
+def _nth_element(q, first, nth, last) -> None:
+    if first == last or nth == last:
+        return
+    depth = 2 * ((last - first).bit_length() - 1)
+    while last - first > 3:
+        if depth == 0:
+            _heap_select(q, first, nth + 1, last)
+            q[first], q[nth] = q[nth], q[first]
+            return
+        depth -= 1
+        cut = _partition_pivot(q, first, last)
+        if cut <= nth:
+            first = cut
+        else:
+            last = cut
+    _insertion_sort(q, first, last)
+
+
+def _adjust_heap(q, first, hole, length, value) -> None:
+    top, child = hole, hole
+    while child < (length - 1) // 2:
+        child = 2 * (child + 1)
+        if _greater(q[first + child], q[first + child - 1]):
+            child -= 1
+        q[first + hole] = q[first + child]
+        hole = child
+    if length % 2 == 0 and child == (length - 2) // 2:
+        child = 2 * (child + 1)
+        q[first + hole] = q[first + child - 1]
+        hole = child - 1
+    parent = (hole - 1) // 2
+    while hole > top and _greater(q[first + parent], value):
+        q[first + hole] = q[first + parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    q[first + hole] = value
+
+
+def _make_heap(q, first, last) -> None:
+    length = last - first
+    if length < 2:
+        return
+    for parent in range((length - 2) // 2, -1, -1):
+        _adjust_heap(q, first, parent, length, q[first + parent])
+
+
+def _pop_heap(q, first, last, result) -> None:
+    value = q[result]
+    q[result] = q[first]
+    _adjust_heap(q, first, 0, last - first, value)
+
+
+def _heap_select(q, first, middle, last) -> None:
+    _make_heap(q, first, middle)
+    for i in range(middle, last):
+        if _greater(q[i], q[first]):
+            _pop_heap(q, first, middle, i)
+
+
+def _sort_heap(q, first, last) -> None:
+    while last - first > 1:
+        last -= 1
+        _pop_heap(q, first, last, last)
 
 
 def _from_doubles(values: list, shape, dtype) -> np.ndarray:

@@ -1,7 +1,10 @@
-"""``torch.utils``: submodules load on first use (``tracegrad.utils.checkpoint``)."""
+"""``torch.utils``: ``data`` (datasets and loaders) and submodules that load on first use
+(``tracegrad.utils.checkpoint``)."""
 from __future__ import annotations
 
 import importlib
+
+from . import data  # noqa: F401  (torch.utils.data, reachable as an attribute)
 
 
 def __getattr__(name):
