@@ -11,6 +11,8 @@ run may warn (graph break, eager fallback): that is allowed; a different value i
 Rows marked ``torch=True`` are pure torch-API programs, also run under real torch.
 
 A row that fails today carries ``xfail=`` naming what differs; a fix flips it (strict).
+``TRACEGRAD_STATE_UNMARKED=1`` runs the table without its xfail marks (to see each row's
+difference), ``TRACEGRAD_STATE_DEBUG=1`` prints the traceback of anything a step raised.
 """
 from __future__ import annotations
 
@@ -311,7 +313,7 @@ def _closure_step(s, i):
     return s._f(s.x)
 
 
-row("closure cell rebound", torch=True, step=_closure_step,
+row("closure cell rebound", step=_closure_step,
     xfail="compiled returns 3.0, eager 15.0: a rebound closure cell is not guarded")(_closure_build)
 
 
@@ -339,7 +341,7 @@ def _b(L, comp):
     return NS(L=L, _g=g, model=m, x=_x(L, 1, 5, 3), _f=comp(g["_f_global_opt"]))
 
 
-@row("global function replaced", torch=True,
+@row("global function replaced",
      step=_rebind_step("ACT", lambda L: L.tanh),
      xfail="compiled keeps relu after global ACT is rebound to tanh: 0.871 vs 0.663")
 def _b(L, comp):
@@ -501,7 +503,7 @@ def _toggle_eval(s, i):
     return s._f(s.x)
 
 
-row("eval()/train() toggled with BatchNorm", torch=True, step=_toggle_eval, steps=6,
+row("eval()/train() toggled with BatchNorm", torch=True, step=_toggle_eval, steps=5,
 )(_bn_state)
 
 
@@ -523,7 +525,7 @@ def _dropout_step(s, i):
     return y
 
 
-row("eval()/train() toggled with Dropout", step=_dropout_step, steps=6)(_dropout_build)
+row("eval()/train() toggled with Dropout", step=_dropout_step, steps=5)(_dropout_build)
 
 
 def _data_assign(s):
@@ -559,7 +561,7 @@ def _cfg_dict_step(s, i):
     return s._f(s.x)
 
 
-row("dict config value (cfg['temp'], nested)", torch=True, step=_cfg_dict_step,
+row("dict config value (cfg['temp'], nested)", step=_cfg_dict_step,
     xfail="compiled returns 1.5, eager 0.75 after cfg['temp'] = 4.0: dict values not guarded")(
     _cfg_dict)
 
@@ -588,10 +590,10 @@ def _cfg_obj_step(s, i):
     return s._f(s.x)
 
 
-row("config object attribute", torch=True, step=_cfg_obj_step,
+row("config object attribute", step=_cfg_obj_step,
     xfail="compiled returns 1.5, eager 0.75 after cfg.temp = 4.0: attributes not guarded")(
     _cfg_obj(_Cfg))
-row("dataclass config attribute", torch=True, step=_cfg_obj_step,
+row("dataclass config attribute", step=_cfg_obj_step,
     xfail="compiled returns 1.5, eager 0.75 after cfg.temp = 4.0 on a dataclass")(
     _cfg_obj(_DCfg))
 
@@ -633,7 +635,7 @@ def _np_scalar_step(s, i):
     return s._f(s.x)
 
 
-row("NumPy scalar in config", torch=True, step=_np_scalar_step,
+row("NumPy scalar in config", step=_np_scalar_step,
     xfail="compiled returns 6.0, eager 15.0 after cfg['scale'] = np.float32(5.0)")(
     _np_scalar_build)
 
@@ -642,7 +644,7 @@ def _np_scalar_arg_step(s, i):
     return s._f(s.x, np.float64(i + 0.5))
 
 
-row("NumPy scalar argument", torch=True, step=_np_scalar_arg_step)(
+row("NumPy scalar argument", step=_np_scalar_arg_step)(
     lambda L, comp: NS(L=L, x=L.ones(3), _f=comp(lambda x, a: (x * a).sum())))
 
 
@@ -657,7 +659,7 @@ def _list_tensor_step(s, i):
     return s._f(s.x)
 
 
-row("a list given to tensor()", torch=True, step=_list_tensor_step,
+row("a list given to tensor()", step=_list_tensor_step,
     xfail="compiled returns 6.0, eager 15.0 after lst[0] = 10.0: tensor(lst) baked in at trace")(
     _list_tensor_build)
 
@@ -669,7 +671,7 @@ def _global_plain_rows():
         def build(L, comp):
             g = _globals(_f_globals_plain, L=L, N=2, SCALE=0.5, FLAG=True, MODE="sum")
             return NS(L=L, _g=g, x=L.ones(3), _f=comp(g["_f_globals_plain"]))
-        row(f"global {kind} changed", torch=True,
+        row(f"global {kind} changed", torch=kind == "int",
             step=_rebind_step(name, lambda L, v=value: v))(build)
 
 
@@ -681,7 +683,7 @@ class Color(enum.Enum):
     BLUE = 3.0
 
 
-@row("global enum value changed", torch=True,
+@row("global enum value changed",
      step=_rebind_step("COLOR", lambda L: Color.BLUE),
      xfail="compiled returns 3.0 (Color.RED), eager 9.0 after COLOR = Color.BLUE")
 def _b(L, comp):
@@ -697,7 +699,7 @@ def _glist_step(s, i):
     return s._f(s.x)
 
 
-@row("global list appended/edited", torch=True, step=_glist_step,
+@row("global list appended/edited", step=_glist_step,
      xfail="compiled returns 6.0, eager 18.0 after WS.append(3.0): list contents baked in")
 def _b(L, comp):
     g = _globals(_f_global_list, L=L, WS=[2.0])
@@ -707,9 +709,9 @@ def _b(L, comp):
 def _arg_rows():
     def tup(L, comp):
         return NS(L=L, x=L.ones(3), _f=comp(lambda x, p: (x * p[0] + p[1]).sum()))
-    row("float in a tuple argument", torch=True,
+    row("float in a tuple argument",
         step=lambda s, i: s._f(s.x, (0.5 + i, 2.0 * i)))(tup)
-    row("float in a list argument", torch=True,
+    row("float in a list argument",
         step=lambda s, i: s._f(s.x, [0.5 + i, 2.0 * i]))(tup)
 
     def dct(L, comp):
@@ -730,7 +732,7 @@ def _arg_rows():
 
     def plain(L, comp):
         return NS(L=L, x=L.ones(3), _f=comp(lambda x, a, n: (x * a).sum() * n))
-    row("float and int arguments changing", torch=True,
+    row("float and int arguments changing",
         step=lambda s, i: s._f(s.x, 0.5 * i, i % 2 + 1))(plain)
 
 
@@ -747,7 +749,7 @@ def _opt_ck_step(s, i):
     return s._f(s.x)
 
 
-row("Adam load_state_dict between steps", torch=True, step=_opt_ck_step, steps=6,
+row("Adam load_state_dict between steps", torch=True, step=_opt_ck_step, steps=5,
     xfail="after opt.load_state_dict(ck) compiled keeps using/updating the old state "
           "tensors: step 4 loss 0.0445 vs 0.0326")(lambda L, comp: _train_state(L, comp, "Adam"))
 
@@ -919,7 +921,7 @@ def _tensor_hook(s, i):
     return s._f(s.x)
 
 
-row("tensor hook added then removed", torch=True, step=_tensor_hook, steps=6,
+row("tensor hook added then removed", torch=True, step=_tensor_hook, steps=5,
     xfail="compiled ignores p.register_hook() added after tracing: step 2 loss 0.0656 vs "
           "0.0520")(_hook_state)
 
@@ -932,7 +934,7 @@ def _fwd_hook(s, i):
     return s._f(s.x)
 
 
-row("forward hook added then removed", torch=True, step=_fwd_hook, steps=6,
+row("forward hook added then removed", torch=True, step=_fwd_hook, steps=5,
     xfail="compiled ignores a forward hook added after tracing: step 3 loss 0.133 vs 0.252")(
     _hook_state)
 
@@ -997,7 +999,7 @@ row("nested compiled, inner warm", torch=True, step=_nested_step,
     xfail="outer returns [1,1,1,1] for input 1 (eager [3,3,3,3]): a warm inner compiled "
           "function's result is baked into the outer trace")(
     _nested(True))
-row("nested compiled, inner cold", torch=True, step=_nested_step,
+row("nested compiled, inner cold", step=_nested_step,
     xfail="cold inner: RuntimeError 'nested tracing is not supported' (eager returns values)")(
     _nested(False))
 
@@ -1042,9 +1044,9 @@ def _pyrandom(draw):
 row("random.randint in the trace", torch=True, step=lambda s, i: s._f(s.x),
     xfail="compiled bakes in the traced random.randint value: step 1 150 vs 294")(
     _pyrandom(lambda: random.randint(1, 100)))
-row("random.random in the trace", torch=True, step=lambda s, i: s._f(s.x),
+row("random.random in the trace", step=lambda s, i: s._f(s.x),
     xfail="compiled bakes in the traced random.random value")(_pyrandom(random.random))
-row("np.random.rand in the trace", torch=True, step=lambda s, i: s._f(s.x),
+row("np.random.rand in the trace", step=lambda s, i: s._f(s.x),
     xfail="compiled bakes in the traced np.random.rand value")(
     _pyrandom(lambda: float(np.random.rand())))
 
@@ -1177,7 +1179,7 @@ def _inplace_arg_build(L, comp):
     return NS(L=L, a=L.zeros(3), _f=comp(lambda a, k: a.add_(k).sum()))
 
 
-row("in-place update of an argument with a changing float", torch=True,
+row("in-place update of an argument with a changing float",
     step=lambda s, i: s._f(s.a, 0.5 * i))(_inplace_arg_build)
 
 
@@ -1225,7 +1227,7 @@ def _data_raise_build(L, comp):
 
 
 row("data-dependent raise after the optimizer step", torch=True, step=_step_train,
-    steps=6, xfail="ValueError raised after opt.step() inside the compiled step (every call): "
+    steps=4, xfail="ValueError raised after opt.step() inside the compiled step (every call): "
     "the final weights differ from eager's, whose updates before the raise stay")(
     _data_raise_build)
 
@@ -1287,7 +1289,7 @@ def _global_inplace(s):
         s._g["W"].mul_(2.0)
 
 
-@row("global tensor edited in place", torch=True, step=_mutating(_global_inplace))
+@row("global tensor edited in place", step=_mutating(_global_inplace))
 def _b(L, comp):
     g = _globals(_f_global_tensor, L=L, W=L.ones(3))
     return NS(L=L, _g=g, x=L.ones(3), _f=comp(g["_f_global_tensor"]))
@@ -1329,7 +1331,7 @@ def _closure_list_step(s, i):
     return s._f(s.x)
 
 
-row("a tensor in a closure's list replaced", torch=True, step=_closure_list_step,
+row("a tensor in a closure's list replaced", step=_closure_list_step,
     xfail="compiled returns 6.0, eager 24.0 after ws[0] = tensor: list items not guarded")(
     _closure_list_build)
 
@@ -1413,6 +1415,73 @@ def _lazy_hook_train(s, i):
 
 row("grad-clipping tensor hook added on the 2nd call", torch=True, step=_lazy_hook_train)(
     _hook_state)
+
+
+# ---- Python side effects of the step itself ------------------------------------------
+
+def _counter_build(L, comp):
+    stats = {"calls": 0, "losses": []}
+    m = _mlp(L)
+    opt = L.optim.SGD(m.parameters(), lr=0.1)
+
+    def train(x):
+        stats["calls"] += 1
+        opt.zero_grad()
+        loss = ((m(x) - 1.0) ** 2).mean()
+        loss.backward()
+        opt.step()
+        stats["losses"].append(loss.item())
+        return loss.detach()
+    return NS(L=L, model=m, opt=opt, stats=stats, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+row("step counts its calls and appends loss.item() to a list", torch=True,
+    step=_step_train)(_counter_build)
+
+
+def _records_build(L, comp):
+    class Net(L.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = L.nn.Linear(3, 1)
+            self.last_mean = None
+            self.n = 0
+
+        def forward(self, x):
+            self.n += 1
+            y = self.fc(x)
+            self.last_mean = y.detach().mean()
+            return y
+    m = _init(L, Net())
+    return NS(L=L, model=m, x=_x(L, 0, 4, 3), _f=comp(lambda x: m(x).sum()))
+
+
+def _records_step(s, i):
+    y = s._f(s.x * (i + 1))
+    return y, s.model.last_mean, s.model.n
+
+
+row("forward records self.last_mean and self.n", torch=True, step=_records_step)(
+    _records_build)
+
+
+def _bwd_interrupt_build(L, comp):
+    s = _hook_state(L, comp)
+    s.calls = [0]
+
+    def hook(g):
+        s.calls[0] += 1
+        if s.calls[0] == 3:
+            raise KeyboardInterrupt
+        return g
+    s.model[2].weight.register_hook(hook)
+    return s
+
+
+row("KeyboardInterrupt from a tensor hook during backward on the 3rd call", torch=True,
+    step=_step_train, steps=5,
+    xfail="cache hits skip the tensor hook's Python body: no KeyboardInterrupt on the 3rd call")(
+    _bwd_interrupt_build)
 
 
 # ---- the table's tests ---------------------------------------------------------------
@@ -1655,3 +1724,17 @@ def test_a_jax_users_default_dtype_stays_float32():
     f(tg.ones(2))
     f(tg.ones(2))
     assert jnp.arange(3.0).dtype == jnp.float32
+
+
+@pytest.mark.xfail(strict=True, reason="compile() has no random='eager' option (TypeError)")
+def test_random_eager_draws_the_eager_generators_masks():
+    def program(comp):
+        tg.manual_seed(0)
+        m = tg.nn.Dropout(0.5)
+        f = comp(lambda x: m(x) + tg.randn(8))
+        return [f(tg.ones(8)).tolist() for _ in range(4)]
+    want = program(_eager)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = program(lambda fn: tg.compile(fn, random="eager"))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
