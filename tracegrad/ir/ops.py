@@ -51,8 +51,20 @@ def _grad_jax(args, p):
 grad_p = Primitive("grad", _grad_unexpanded, _grad_shape, _grad_jax, vjp=None, kind="control",
                    differentiable=False, variadic=True)
 
+
+def _graft_shape(value, like):
+    return value.shape, value.dtype
+
+
+# ``y = graft(value, like)``: ``value``, with the gradient going to ``like``. The tracer
+# records it where eager changes a tensor's data behind autograd's back (an in-place
+# write through ``detach()``): the new value, the old autograd history.
+graft_p = Primitive("graft", lambda value, like: value, _graft_shape, "{0}", kind="control",
+                    vjp=(None, lambda g, out, value, like: g), save=(), grad_name="GraftBackward0")
+
 # primitives that exist only in graphs (no eager entry point, no op-table row)
-IR_ONLY = {"fusion": "passes/fusion.py wraps a subgraph", "grad": "expanded by passes/autodiff.py"}
+IR_ONLY = {"fusion": "passes/fusion.py wraps a subgraph", "grad": "expanded by passes/autodiff.py",
+           "graft": "recorded by ir/tracer.py for an in-place write through detach()"}
 
 
 def _call(prim):

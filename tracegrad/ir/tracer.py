@@ -112,6 +112,7 @@ class Tracer(TracingContext):
         # (set by autograd.engine); the graph keeps {out Var: phase} in meta["phase"]
         self.phase = "forward"
         self.phases: dict = {}
+        self._grad_vars: set = set()      # Vars with autograd history (for graft, below)
 
     # ---- activation ---------------------------------------------------------
     def __enter__(self):
@@ -150,6 +151,8 @@ class Tracer(TracingContext):
         src = Arg(index, name)
         v = self._new_input(arr, t.dtype, src, name)
         self._bind_array(arr, v)
+        if t._rg:
+            self._grad_vars.add(v)
         self.captured.append((src, t, arr, v))
 
     def add_scalar(self, t: Tensor, name: str, index: int) -> None:
@@ -216,6 +219,8 @@ class Tracer(TracingContext):
         else:
             v = self._new_input(arr, t.dtype, source, name)
         self._bind_array(arr, v)
+        if t._rg:
+            self._grad_vars.add(v)
         self.captured.append((source, t, arr, v))
         return v
 
@@ -267,6 +272,8 @@ class Tracer(TracingContext):
                                      out.grad_fn.name() if out.grad_fn is not None else name,
                                      mask))
                 self._bind_array(data, v)
+                if mask is not None:
+                    self._grad_vars.add(v)
                 self._note_view(data)
                 if args and all(a._wrapped for a in args):
                     out._wrapped = True  # arithmetic on Python numbers only: still one
@@ -504,6 +511,17 @@ class Tracer(TracingContext):
             w = Var(v.shape, dst.dtype)
             self.eqns.append(Eqn(cast_p, (v,), {"dtype": dst.dtype}, w, user_site(3)))
             v = w
+        old = self.vars.get(id(dst._data))
+        if not dst._rg and old in self._grad_vars and v not in self._grad_vars \
+                and not self._suspended:
+            # a write through a detached alias (``y.detach().mul_(2)``): eager's ``y`` has
+            # the new value and keeps its history; the graph says the same with a graft
+            from .ops import graft_p
+            w = Var(v.shape, v.dtype)
+            self.eqns.append(Eqn(graft_p, (v, old), {}, w, user_site(3), "GraftBackward0",
+                                 (False, True)))
+            self._grad_vars.add(w)
+            v = w
         self.vars[id(dst._data)] = v
         self._stale.discard(id(dst._data))
         if dst._rg and dst.grad_fn is None:
@@ -639,6 +657,7 @@ class TraceResult:
         self.autograd = None  # set when calls must return outputs with a grad_fn
         self.float_outputs = frozenset()  # outputs returned as Python floats (compile)
         self.same_outputs: dict = {}  # outputs that are an input itself (compile)
+        self.spent: dict = {}  # outputs whose graph a backward inside used (compile)
         self.const_sources = []
         self.python_state = []
         # (group, key, index, sign guarded) read as inputs (source "group")

@@ -180,3 +180,31 @@ def _add_grads(eqns, a, b):
     out = Var(a.shape, a.dtype)
     eqns.append(Eqn(add_p, (a, b), {}, out, "autodiff"))
     return out
+
+
+class SpentBackward(Node):
+    """The grad_fn of a result whose graph a ``backward()`` inside the compiled call used
+    up (``return loss`` after ``loss.backward()``): it requires grad and names its node as
+    eager's does, and a second backward through it fails as eager's would."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name):
+        self._name = name
+        self.next_functions = ()
+        self._seq = next(_seq)
+
+    def name(self):
+        return self._name
+
+    def apply(self, *grads):
+        raise RuntimeError(FREED_MESSAGE + " (This is a result of a tracegrad.compile'd call "
+                           "that ran backward() inside: its graph was used there.)")
+
+
+def mark_spent(results, spent):
+    """Give the results at ``spent`` (index -> grad_fn name) a SpentBackward node."""
+    for j, name in spent.items():
+        t = results[j]
+        t.grad_fn = SpentBackward(name)
+        t._rg = True

@@ -17,6 +17,7 @@ from ..autograd.profiler import _record_range
 from ..ir.sources import Arg, EagerDraw, Grad, GroupValue, RngKey, Scalar, State
 from ..tensor import Tensor
 from . import faults
+from .backward import mark_spent
 from .device import (
     KEEP_ON_DEVICE,
     dead,
@@ -132,7 +133,7 @@ class Entry:
         self.lowered = lower(program, donate=self.donate)
         tr = self.trace
         self._pure = (not tr.writes and not tr.grad_effects and tr.autograd is None
-                      and not tr.same_outputs and not tr.float_outputs
+                      and not tr.same_outputs and not tr.float_outputs and not tr.spent
                       and all(pos == k for k, (pos, _) in enumerate(self.plan)))
         self._fetch = [_fetcher(s, self) for s in tr.sources]
         # a call that writes no state and draws nothing can run again for a double backward
@@ -208,6 +209,8 @@ class Entry:
                 k += 1
             else:
                 owner._grad = None
+        if tr.spent:
+            mark_spent(results, tr.spent)
         for j, (kind, ref) in tr.same_outputs.items():  # that very tensor, as in eager
             results[j] = flat[ref][1] if kind == "arg" else results[ref] if kind == "out" \
                 else ref

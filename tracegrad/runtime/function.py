@@ -207,9 +207,11 @@ class CompiledFunction:
                                        "autograd.Function, whose backward is Python; call "
                                        "backward() inside the compiled function, or compile "
                                        "the code around it", depth=3)
-        except BaseException:
-            tracer.rollback()
+        except GraphBreak:
+            tracer.rollback()  # fullgraph=True refused to run it: nothing half-updated
             raise
+        # any other exception is the user's: the tracing call ran eagerly, so it leaves
+        # what eager leaves (the writes made before the raise stay)
         trace_seconds = time.perf_counter() - t0
         given = {id(t): flat[i][1] for i, t in float_map.items()}
         reason = _eager_reason(before, tracer, outs, flat, key)
@@ -264,6 +266,9 @@ class CompiledFunction:
                             f"{shared}{STATE_ARGUMENT}; this call ran eagerly")
             return with_floats(result, outs, (), given)
         trace.float_outputs = float_outputs(outs)
+        # results whose graph the backward inside used up: eager returns them with it
+        trace.spent = {j: t.grad_fn.name() for j, t in enumerate(outs)
+                       if tracer.ran_backward and t.grad_fn is not None and j not in same}
         trace.same_outputs = same
         trace.graph.meta["seconds"] = trace_seconds
         remember_constant_state(trace, _written_tensors(trace, flat))

@@ -17,6 +17,17 @@ class CompiledModule(Module):
         self._orig_mod = mod
         object.__setattr__(self, "_compiled", compiled)
 
+    @property
+    def training(self):  # the original's, never a stale copy
+        mod = self.__dict__.get("_modules", {}).get("_orig_mod")
+        return True if mod is None else mod.training
+
+    @training.setter
+    def training(self, mode):  # (train()/eval() set the original's flag too)
+        mod = self.__dict__.get("_modules", {}).get("_orig_mod")
+        if mod is not None:
+            object.__setattr__(mod, "training", mode)
+
     def forward(self, *args, **kwargs):
         return self.__dict__["_compiled"](*args, **kwargs)
 

@@ -21,6 +21,7 @@ size only and not walked; see docs/architecture.md for what that leaves out.
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import dis
 import functools
@@ -134,7 +135,10 @@ def plain_object(obj) -> bool:
     return (obj is not None and hasattr(obj, "__dict__")
             and not isinstance(obj, (type, Module, Optimizer, Tensor, types.ModuleType,
                                      types.FunctionType, types.MethodType))
-            and users_class(type(obj)))
+            and (users_class(type(obj)) or type(obj) in _NAMESPACES))
+
+
+_NAMESPACES = (types.SimpleNamespace, argparse.Namespace)  # attribute bags: user state
 
 
 def python_values(obj) -> dict:
@@ -195,6 +199,9 @@ class Reach:
         if id(f) in self._seen:
             return
         self._seen.add(id(f))
+        self._function_body(f, label, depth)
+
+    def _function_body(self, f, label, depth):
         code = f.__code__
         self._attrs |= attribute_names(code)
         g = f.__globals__
@@ -229,6 +236,13 @@ class Reach:
                 for k, x in vars(m).items():
                     if x.__class__ in _CONTAINERS or x.__class__ is tuple or plain_object(x):
                         self._value(x, f"{label}.{k}", depth - 1)
+                    elif isinstance(x, dict) and k.endswith("hooks"):  # hook functions
+                        for i, h in enumerate(x.values()):
+                            self._value(h, f"{label}.{k}[{i}]", depth - 1)
+                for k, t in list(m._parameters.items()) + list(m._buffers.items()):
+                    for i, h in enumerate((getattr(t, "__dict__", {}).get("_hooks") or
+                                           {}).values()):
+                        self._value(h, f"{label}.{k}._hooks[{i}]", depth - 1)
                 self._methods(type(m), depth)
         elif isinstance(v, Optimizer):
             self.optimizers.append((v, label))
@@ -260,7 +274,7 @@ class Reach:
             self.generators.append((v, label))
         elif isinstance(v, types.FunctionType):
             if users_function(v):
-                self._function(v, label, depth)
+                self._function_body(v, label, depth)
         elif isinstance(v, types.MethodType):
             self._value(v.__self__, f"{label}.__self__", depth - 1)
             self._value(v.__func__, label, depth)
