@@ -42,6 +42,26 @@ class Size(tuple):
         return n
 
 
+# NOTE: [Tensor meta epoch]. Counts every change to an existing tensor's requires_grad,
+# hooks or data (``.data =``): what a compiled call's guards on the state tensors it reads
+# check (runtime/guards.TensorsGuard). While it has not moved, they hold.
+META_EPOCH = [0]
+
+
+class _TensorHookDict(_HookDict):
+    """A tensor's hook table: adding or removing a hook moves the meta epoch."""
+
+    __slots__ = ()
+
+    def __setitem__(self, k, v):
+        META_EPOCH[0] += 1
+        super().__setitem__(k, v)
+
+    def pop(self, *args):
+        META_EPOCH[0] += 1
+        return super().pop(*args)
+
+
 class _TraceState(threading.local):
     """The active tracing context of this thread, if any (set by tracegrad.ir.tracer and
     passes.autodiff.GraphBuilder). Per thread: eager ops of another thread are never
@@ -223,6 +243,8 @@ def commit_inplace(self: Tensor, out: Tensor) -> Tensor:
             _views.rebase(self, node, old_fn)
         else:
             self.grad_fn = node
+            if not self._rg:
+                META_EPOCH[0] += 1
             self._rg = True
             if self._retains_grad:  # retain_grad follows the tensor to its new grad_fn
                 node._retain_grad = weakref.ref(self)
@@ -375,6 +397,7 @@ class Tensor:
         if flag and not self.dtype.is_floating_point:
             raise RuntimeError("only Tensors of floating point dtype can require gradients "
                                f"(got {self.dtype}); convert first, e.g. x.float()")
+        META_EPOCH[0] += 1
         self._rg = flag
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -450,7 +473,7 @@ class Tensor:
                 return node._add_pre_hook(on_output)
             return node._add_pre_hook(hook)
         if self._hooks is None:
-            self._hooks = _HookDict()
+            self._hooks = _TensorHookDict()
         h = RemovableHandle(self._hooks)
         self._hooks[h.id] = hook
         acc = self._acc() if self._acc is not None else None
@@ -489,6 +512,7 @@ class Tensor:
         if self.grad_fn is not None and self._grad is None:
             pass
         self.grad_fn = None
+        META_EPOCH[0] += 1
         self._rg = False
         return self
 
@@ -504,6 +528,7 @@ class Tensor:
         if trace_state.current is not None:
             trace_state.current.graph_break("assigning to .data")
         self.__dict__.pop("_lazy", None)  # a deferred compiled write-back is overwritten
+        META_EPOCH[0] += 1
         self._data = value._data
 
     # ---- conversion ---------------------------------------------------------

@@ -180,6 +180,9 @@ def rebase(view, node, old_fn) -> None:
     cs.next_functions = ((base.grad_fn, 0), (node, 0))
     _init_node(cs)
     base.grad_fn = cs
+    if not base._rg:
+        from ..tensor import META_EPOCH
+        META_EPOCH[0] += 1
     base._rg = True
     if base._retains_grad:  # retain_grad follows the tensor to its new grad_fn
         cs._retain_grad = weakref.ref(base)

@@ -367,6 +367,7 @@ class Module:
                 for name, b in m._buffers.items():
                     if b is not None:
                         m._buffers[name] = convert(b)
+        EPOCH[0] += 1
         return self
 
     def to(self, *args, **kwargs) -> Module:

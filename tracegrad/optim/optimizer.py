@@ -44,6 +44,94 @@ def _check_nonnegative(what: str, value) -> None:
         raise ValueError(f"Invalid {what}: {value}")
 
 
+# NOTE: [Optimizer epoch]. Counts every change to any optimizer's structure: its
+# attributes, its param_groups list, a group's entries and params list, its state dict and
+# each parameter's state dict. A compiled call's guard on an optimizer it stepped
+# (runtime/guards.OptimizerGuard) is one comparison with this while nothing changed. A
+# group's float that compiled steps read as an input (``lr`` set by a scheduler) moves it
+# only when its sign changes, unless a trace baked that key in (``baked``).
+EPOCH = [0]
+
+
+def _bumping(base, names):
+    """A subclass of ``base`` whose mutating methods ``names`` move the epoch."""
+    def wrap(name):
+        method = getattr(base, name)
+
+        def bumped(self, *args, **kwargs):
+            EPOCH[0] += 1
+            return method(self, *args, **kwargs)
+        bumped.__name__ = name
+        return bumped
+    return {name: wrap(name) for name in names}
+
+
+_LIST_MUTATORS = ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+                  "insert", "pop", "remove", "clear", "sort", "reverse")
+_DICT_MUTATORS = ("__setitem__", "__delitem__", "pop", "popitem", "clear", "update",
+                  "setdefault", "__ior__")
+
+
+class TrackedList(list):
+    """A list whose changes move the optimizer epoch (param_groups, a group's params)."""
+
+    __slots__ = ()
+    locals().update(_bumping(list, _LIST_MUTATORS))
+
+    def __reduce__(self):
+        return list, (list(self),)
+
+
+class TrackedDict(dict):
+    """A parameter's state dict: its changes move the optimizer epoch."""
+
+    __slots__ = ()
+    locals().update(_bumping(dict, _DICT_MUTATORS))
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
+class TrackedState(defaultdict):
+    """``Optimizer.state``: a defaultdict of TrackedDicts whose changes move the epoch."""
+
+    __slots__ = ()
+    locals().update(_bumping(defaultdict, _DICT_MUTATORS))
+
+    def __init__(self, items=()):
+        super().__init__(TrackedDict)
+        for k, v in dict(items).items():
+            self[k] = v
+
+    def __missing__(self, key):
+        EPOCH[0] += 1
+        return super().__missing__(key)
+
+    def __setitem__(self, key, value):
+        EPOCH[0] += 1
+        if type(value) is dict:
+            value = TrackedDict(value)
+        super().__setitem__(key, value)
+
+    def __reduce__(self):
+        return _plain_state, (dict(self),)
+
+    def __deepcopy__(self, memo):
+        out = TrackedState()
+        memo[id(self)] = out
+        for k, v in self.items():
+            out[copy.deepcopy(k, memo)] = copy.deepcopy(v, memo)
+        return out
+
+
+def _plain_state(items):
+    return defaultdict(dict, items)
+
+
+def _sign(v):
+    return (v > 0) - (v < 0) if v == v else 2
+
+
 class ParamGroup(dict):
     """A param group: a dict that tells a tracer when the user's code reads a value.
 
@@ -52,7 +140,25 @@ class ParamGroup(dict):
     opt.param_groups[0]["lr"]``, ``loss * group["lr"]``) bakes the value into the trace,
     so it is guarded by value (NOTE: [Dynamic hyperparameters])."""
 
-    __slots__ = ()
+    __slots__ = ("baked",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.baked = set()  # keys a trace baked in: any change to them moves the epoch
+        params = dict.get(self, "params")
+        if type(params) is list:
+            dict.__setitem__(self, "params", TrackedList(params))
+
+    def __setitem__(self, key, value):
+        old = dict.get(self, key)
+        if not (old.__class__ is float and value.__class__ is float and key not in self.baked
+                and _sign(old) == _sign(value)):
+            EPOCH[0] += 1
+        if key == "params" and type(value) is list:
+            value = TrackedList(value)
+        dict.__setitem__(self, key, value)
+
+    locals().update(_bumping(dict, [m for m in _DICT_MUTATORS if m != "__setitem__"]))
 
     def __getitem__(self, key):
         tracer = trace_state.current
@@ -128,8 +234,8 @@ class Optimizer:
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]):
         self.defaults = defaults
-        self.state: defaultdict[Tensor, dict] = defaultdict(dict)
-        self.param_groups: list[dict] = []
+        self.state: defaultdict[Tensor, dict] = TrackedState()
+        self.param_groups: list[dict] = TrackedList()
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {params.type()}")
@@ -167,7 +273,7 @@ class Optimizer:
         if len({id(p) for p in params}) != len(params):
             warnings.warn("optimizer contains a parameter group with duplicate parameters; in "
                           "future, this will cause an error", stacklevel=3)
-        group = ParamGroup(param_group, params=params)
+        group = ParamGroup(param_group, params=TrackedList(params))
         for name, default in self.defaults.items():
             if default is required and name not in group:
                 raise ValueError(f"parameter group didn't specify a value of required "
@@ -177,6 +283,21 @@ class Optimizer:
         if any(id(p) in seen for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(group)
+
+    def __setattr__(self, name, value):
+        EPOCH[0] += 1
+        if name == "state" and not isinstance(value, TrackedState) and isinstance(value, dict):
+            value = TrackedState(value)
+        elif name == "param_groups" and type(value) is list:
+            value = TrackedList(value)
+        object.__setattr__(self, name, value)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # (a pickled optimizer comes back with plain containers: track them again)
+        self.state = self.__dict__.get("state", {})
+        self.param_groups = [g if isinstance(g, ParamGroup) else ParamGroup(g)
+                             for g in self.__dict__.get("param_groups", [])]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all optimized params (to None by default)."""
@@ -226,7 +347,7 @@ class Optimizer:
                 ids.append(index[id(p)])
             packed["params"] = ids
             groups.append(packed)
-        state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
+        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -242,7 +363,7 @@ class Optimizer:
         for mine, saved in zip(self.param_groups, groups, strict=True):
             for p, i in zip(mine["params"], saved["params"], strict=True):
                 by_index[i] = p
-        self.state = defaultdict(dict)
+        self.state = TrackedState()
         for i, s in state_dict["state"].items():
             if i not in by_index:
                 continue
@@ -280,6 +401,3 @@ class Optimizer:
 
     def __getstate__(self):
         return self.__dict__
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)

@@ -36,6 +36,7 @@ from .guards import (
     OptimizerGuard,
     PlacesGuard,
     TensorGuard,
+    TensorsGuard,
     first_failure,
 )
 from .outputs import output_plan
@@ -77,10 +78,11 @@ class Entry:
     def _make_guards(self):
         tr = self.trace
         guards = []
+        tensors = [TensorGuard(s.name, s.tensor) for s in tr.sources if isinstance(s, State)]
+        if tensors:
+            guards.append(TensorsGuard(tensors))
         for src in tr.sources:
-            if isinstance(src, State):
-                guards.append(TensorGuard(src.name, src.tensor))
-            elif isinstance(src, Grad):
+            if isinstance(src, Grad):
                 g = src.owner._grad
                 guards.append(GradGuard(f"{src.name[:-5]}.grad", self.owner_of(src.owner),
                                         None if g is None else tuple(g.shape)))

@@ -257,6 +257,14 @@ class CompiledFunction:
             self._report_recompile(f"the previous call created {len(escaped)} new tensor(s) "
                                    "kept in Python state")
             return with_floats(result, outs, (), given)
+        changed = before.structure_change()
+        if changed is not None:
+            reason = f"a Python side effect ({changed}), which compiled calls would skip"
+            self.graph_breaks.append((self.name, reason))
+            self._warn_once(("break", "structure"), f"tracegrad.compile: {self.name}: {reason};"
+                            " calls with this signature run eagerly")
+            self._cache[key] = Entry(key, eager_reason=reason)
+            return with_floats(result, outs, (), given)
         trace = tracer.finish(outs)
         shared = _argument_state(flat, before.reach, trace.python_state)
         if shared is not None:

@@ -10,11 +10,21 @@ keeps (a module tree's mutation epoch), so a cache hit costs O(places), not a wa
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from .._storage import array, lookup, meta
 from ..tensor import Tensor
-from .pystate import MISSING, module_types, python_values, read_slot, same, static_value
+from .pystate import (
+    MISSING,
+    module_fingerprint,
+    module_types,
+    python_values,
+    read_slot,
+    same,
+    static_value,
+)
 
 
 class Guard:
@@ -64,6 +74,36 @@ class TensorGuard(Guard):
 def _hooks(t):
     h = t.__dict__.get("_hooks")
     return len(h) if h else 0
+
+
+class TensorsGuard(Guard):
+    """Every state tensor keeps its shape, dtype, requires_grad and hooks (one
+    ``TensorGuard`` each). Fast path: NOTE: [Tensor meta epoch] has not moved since the
+    members last held."""
+
+    def __init__(self, members):
+        from ..tensor import META_EPOCH
+        self.name = "state tensors"
+        self.members = members
+        self.counter = META_EPOCH
+        self.epoch = META_EPOCH[0]
+
+    def holds(self, call):
+        if self.counter[0] == self.epoch:
+            return True
+        if all(g.holds(call) for g in self.members):
+            self.epoch = self.counter[0]
+            return True
+        return False
+
+    def failure(self, call):
+        for g in self.members:
+            if not g.holds(call):
+                return g.failure(call)
+        return None
+
+    def text(self):
+        return "\n".join(g.text() for g in self.members)
 
 
 class GradGuard(Guard):
@@ -157,6 +197,11 @@ class PlacesGuard(Guard):
         self.name = name
         self.sizes = [(c, n) for c, n, _ in reach.sizes]
         self.slots = [(c, k, v) for c, k, v, _ in reach.slots]
+        # split by kind of container, so the loops need no dispatch
+        self.dict_slots = [(c, k, v) for c, k, v in self.slots if type(c) is dict]
+        self.cell_slots = [(c, v) for c, k, v in self.slots if type(c) is types.CellType]
+        self.other_slots = [(c, k, v) for c, k, v in self.slots
+                            if type(c) is not dict and type(c) is not types.CellType]
         self.arrays = [(a, c) for a, c, _ in reach.arrays]
         self._labels = reach
 
@@ -164,7 +209,18 @@ class PlacesGuard(Guard):
         for c, n in self.sizes:
             if len(c) != n:
                 return False
-        for c, k, v in self.slots:
+        for c, k, v in self.dict_slots:
+            now = c.get(k, MISSING)
+            if now is not v and not same(now, v):
+                return False
+        for c, v in self.cell_slots:
+            try:
+                now = c.cell_contents
+            except ValueError:
+                now = MISSING
+            if now is not v and not same(now, v):
+                return False
+        for c, k, v in self.other_slots:
             now = read_slot(c, k)
             if now is not v and not same(now, v):
                 return False
@@ -199,16 +255,16 @@ class ModulesGuard(Guard):
         self.name = "modules"
         self.modules = [m for m, _ in modules]
         self.labels = [label for _, label in modules]
+        self.counter = _m.EPOCH
         self.epoch = _m.EPOCH[0]
         self.fingerprint = [module_fingerprint(m) for m in self.modules]
 
     def holds(self, call):
-        from ..nn.module import EPOCH
-        if EPOCH[0] == self.epoch:
+        if self.counter[0] == self.epoch:
             return True
         if all(module_fingerprint(m) == f for m, f in
                zip(self.modules, self.fingerprint, strict=True)):
-            self.epoch = EPOCH[0]
+            self.epoch = self.counter[0]
             return True
         return False
 
@@ -221,28 +277,6 @@ class ModulesGuard(Guard):
 
     def text(self):
         return f"modules: {len(self.modules)} module(s) unchanged (structure, hooks, attributes)"
-
-
-def module_fingerprint(m):
-    d = m.__dict__
-    return (tuple((k, id(v)) for k, v in d["_parameters"].items()),
-            tuple((k, id(v)) for k, v in d["_buffers"].items()),
-            tuple((k, id(v)) for k, v in d["_modules"].items()),
-            tuple(d["_forward_hooks"]), tuple(d["_forward_pre_hooks"]),
-            tuple(_hook_keys(d)),
-            tuple(sorted((k, _plain(v)) for k, v in d.items() if static_value(v))))
-
-
-def _hook_keys(d):
-    for k in ("_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
-              "_load_state_dict_pre_hooks"):
-        h = d.get(k)
-        if h:
-            yield k, tuple(h)
-
-
-def _plain(v):
-    return (type(v).__name__, v if v == v else "nan")
 
 
 def _fingerprint_change(old, new):
@@ -295,8 +329,24 @@ class OptimizerGuard(Guard):
             self.slots += [(s, k, v) for k, v in s.items()]
         self.dynamic_slots = [(g, k, Dynamic(v, dynamic[id(g), k])) for g in groups
                               for k, v in g.items() if (id(g), k) in dynamic]
+        for g in groups:  # floats baked into the trace: their changes move the epoch
+            baked = getattr(g, "baked", None)
+            if baked is not None:
+                baked.update(k for k, v in g.items() if (id(g), k) not in dynamic
+                             and isinstance(v, float))
+        from ..optim.optimizer import EPOCH
+        self.counter = EPOCH
+        self.epoch = EPOCH[0]
 
     def holds(self, call):
+        if self.counter[0] == self.epoch:  # NOTE: [Optimizer epoch]
+            return True
+        if self._holds():
+            self.epoch = self.counter[0]
+            return True
+        return False
+
+    def _holds(self):
         for c, n in self.sizes:
             if len(c) != n:
                 return False
@@ -310,7 +360,7 @@ class OptimizerGuard(Guard):
         return True
 
     def failure(self, call):
-        if self.holds(call):
+        if self._holds():
             return None
         now = optimizer_values(self.opt, self.dynamic)
         for k in [*self.values, *(k for k in now if k not in self.values)]:

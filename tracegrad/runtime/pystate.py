@@ -41,6 +41,7 @@ ARRAY = 4096   # NumPy arrays up to this many elements are guarded by contents
 
 STATIC_TYPES = (bool, int, float, str, type(None), bytes, complex)
 _CONTAINERS = (list, dict, set, collections.deque)
+_MODULE_TABLES = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers"})
 
 
 def static_value(v) -> bool:
@@ -57,7 +58,7 @@ def same(now, then) -> bool:
     if now.__class__ is not then.__class__ or not static_value(then):
         return False
     try:
-        return bool(now == then)
+        return bool(now == then) or (now != now and then != then)  # (nan is nan's value)
     except Exception:  # (an array-valued comparison)
         return False
 
@@ -153,6 +154,29 @@ def python_values(obj) -> dict:
     return {}
 
 
+def module_fingerprint(m):
+    d = m.__dict__
+    return (tuple((k, id(v)) for k, v in d["_parameters"].items()),
+            tuple((k, id(v)) for k, v in d["_buffers"].items()),
+            tuple((k, id(v)) for k, v in d["_modules"].items()),
+            tuple(d["_forward_hooks"]), tuple(d["_forward_pre_hooks"]),
+            tuple(_hook_keys(d)),
+            tuple(sorted((k, _plain(v)) for k, v in d.items() if static_value(v))))
+
+
+def _hook_keys(d):
+    for k in ("_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+              "_load_state_dict_pre_hooks"):
+        h = d.get(k)
+        if h:
+            yield k, tuple(h)
+
+
+def _plain(v):
+    return (type(v).__name__, v if v == v else "nan")
+
+
+
 class Reach:
     """The places ``fn`` can reach, with what they hold now (NOTE: [Reachable Python
     state]). ``slots``: (container, key, object, label) where the container is a dict
@@ -234,6 +258,8 @@ class Reach:
                 self._seen.add(id(m))
                 self.modules.append((m, f"{label}.{name}" if name else label))
                 for k, x in vars(m).items():
+                    if k in _MODULE_TABLES:  # (the module's own tables: ModulesGuard's)
+                        continue
                     if x.__class__ in _CONTAINERS or x.__class__ is tuple or plain_object(x):
                         self._value(x, f"{label}.{k}", depth - 1)
                     elif isinstance(x, dict) and k.endswith("hooks"):  # hook functions
@@ -388,8 +414,17 @@ class Snapshot:
         self.reach = Reach(fn, extra)
         self.values = {id(o): python_values(o) for o, _ in
                        self.reach.modules + self.reach.optimizers}
+        self.structure = [(m, label, module_fingerprint(m)) for m, label in self.reach.modules]
         self.random = random_state()
         self.generators = [(g, label, generator_state(g)) for g, label in self.reach.generators]
+
+    def structure_change(self) -> str | None:
+        """A module tree the trace changed (a submodule, parameter, buffer or hook added or
+        replaced); asked after new state (which retraces) is ruled out."""
+        for m, label, before in self.structure:
+            if module_fingerprint(m) != before:
+                return f"{label}: its submodules, parameters, buffers or hooks changed"
+        return None
 
     def side_effect(self) -> str | None:
         changed = self.reach.changed()
