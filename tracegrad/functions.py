@@ -1351,17 +1351,91 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: _
     return _finish(data, requires_grad, device)
 
 
-def linspace(start, end, steps, *, dtype=None, device=None, requires_grad: _bool = False):
-    dtype = _creation_dtype(dtype)
-    data = np.linspace(_pyfloat(start), _pyfloat(end), _int(steps), dtype=np.float64)
+def _fma64(a, b, c):
+    """a * b + c rounded once, in float64 (C's fma, which PyTorch's compiled kernels
+    contract ``start + step * i`` to): Dekker's error-free product and Knuth's sum."""
+    a, b, c = (np.asarray(v, np.float64) for v in (a, b, c))
+    p = a * b
+    split = 134217729.0  # 2**27 + 1
+    ta, tb = split * a, split * b
+    ah, bh = ta - (ta - a), tb - (tb - b)
+    al, bl = a - ah, b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    s = p + c
+    bb = s - p
+    t = (p - (s - bb)) + (c - bb)
+    return s + (t + e)
+
+
+def _linspace_values(start, end, steps: _int, dtype: DType) -> np.ndarray:
+    """PyTorch's linspace kernel: each half from its nearer end (``start + step * i``,
+    ``end - step * (steps - 1 - i)``); integer dtypes truncate ``start``/``end`` first,
+    step in float64, and truncate each value, as ``linspace(5, 10, 3, dtype=int32)``
+    -> ``[5, 7, 10]``."""
+    i = np.arange(steps)
+    half = steps // 2
+    if not dtype.is_floating_point:
+        s0, e0 = _int(start), _int(end)
+        if steps == 1:
+            return np.full(1, s0, dtype.np)
+        step = (_pyfloat(e0) - _pyfloat(s0)) / (steps - 1)
+        fwd = _fma64(step, i, s0)
+        bwd = _fma64(-step, steps - 1 - i, e0)
+        return np.trunc(np.where(i < half, fwd, bwd)).astype(dtype.np)
+    data = np.linspace(_pyfloat(start), _pyfloat(end), steps, dtype=np.float64)
     if steps > 1:
         # PyTorch computes each half from its nearer end, in the output precision
         step = np.asarray((end - start) / (steps - 1), dtype=dtype.np)
-        i = np.arange(steps)
-        half = steps // 2
         fwd = np.asarray(start, dtype.np) + step * i.astype(dtype.np)
         bwd = np.asarray(end, dtype.np) - step * (steps - 1 - i).astype(dtype.np)
         data = np.where(i < half, fwd, bwd)
+    return data.astype(dtype.np)
+
+
+def _check_steps(steps):
+    if not isinstance(steps, (_int, np.integer)) or isinstance(steps, _bool):
+        raise TypeError(f"linspace(): argument 'steps' must be int, not {type(steps).__name__}")
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    return _int(steps)
+
+
+def linspace(start, end, steps, *, dtype=None, device=None, requires_grad: _bool = False):
+    """``steps`` evenly spaced values from ``start`` to ``end``, as PyTorch computes them.
+
+    >>> linspace(5, 10, 3, dtype=int32)
+    tensor([ 5,  7, 10], dtype=torch.int32)
+    """
+    dtype = _creation_dtype(dtype)
+    data = _linspace_values(start, end, _check_steps(steps), dtype)
+    return _finish(data, requires_grad, device)
+
+
+def logspace(start, end, steps, base=10.0, *, dtype=None, device=None,
+             requires_grad: _bool = False):
+    """``base ** linspace(start, end, steps)``, each half from its nearer end (PyTorch's
+    kernel: exponents in float64 for integer dtypes).
+
+    >>> logspace(0, 3, 4)
+    tensor([   1.,   10.,  100., 1000.])
+    """
+    dtype = _creation_dtype(dtype)
+    steps = _check_steps(steps)
+    if dtype.is_floating_point:
+        exps = _linspace_values(start, end, steps, dtype)
+        with np.errstate(over="ignore"):  # std::pow(double base, exponent)
+            data = np.power(_pyfloat(base), exps.astype(np.float64))
+    else:
+        i = np.arange(steps)
+        start_f, start, end = start, _int(start), _int(end)  # as linspace, the ends are truncated first
+        if steps == 1:
+            exps = np.full(1, _pyfloat(start_f))
+        else:
+            step = (_pyfloat(end) - _pyfloat(start)) / (steps - 1)
+            exps = np.where(i < steps // 2, _fma64(step, i, start),
+                            _fma64(-step, steps - 1 - i, end))
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = np.trunc(np.power(_pyfloat(base), exps)).astype(dtype.np)
     return _finish(data.astype(dtype.np), requires_grad, device)
 
 
