@@ -435,11 +435,12 @@ ROWS: list[Row] = [
     Row("gt_scalar", lambda T, x: x > 0.5, UNARY_SHAPES, grad=False, ref=lambda x: x > 0.5),
     Row("logical_and", lambda T, x, y: T.logical_and(x > 0, y > 0), BINARY_SHAPES, grad=False,
         ref=lambda x, y: (x > 0) & (y > 0)),
-    Row("logical_or", lambda T, x, y: (x > 0) | (y > 0), BINARY_SHAPES, grad=False,
+    Row("logical_or", lambda T, x, y: T.logical_or(x > 0, y > 0), BINARY_SHAPES, grad=False,
         ref=lambda x, y: (x > 0) | (y > 0)),
     Row("logical_xor", lambda T, x, y: T.logical_xor(x > 0, y > 0), BINARY_SHAPES, grad=False,
         ref=lambda x, y: (x > 0) ^ (y > 0)),
-    Row("logical_not", lambda T, x: ~(x > 0), UNARY_SHAPES, grad=False, ref=lambda x: ~(x > 0)),
+    Row("logical_not", lambda T, x: T.logical_not(x > 0), UNARY_SHAPES, grad=False,
+        ref=lambda x: ~(x > 0)),
     Row("isfinite", lambda T, x: T.isfinite(x / x.round()), UNARY_SHAPES, domain="small",
         grad=False, ref=lambda x: np.isfinite(x / np.round(x))),
     # ---- reductions -------------------------------------------------------
@@ -859,7 +860,52 @@ ROWS: list[Row] = [
     # ---- creation primitives (recorded by the tracer; runnable eagerly) -----
     Row("full", _plus_full, UNARY_SHAPES, ref=lambda x: x + 1.5),
     Row("random", _plus_random_times_zero, UNARY_SHAPES, ref=lambda x: x),
+    # ---- opsa: bitwise ops, contiguous (issue 12) ---------------------------
+    Row("bitwise_and", lambda T, x, y: x.long() & y.long(), BINARY_SHAPES, domain="nonint",
+        grad=False, ref=lambda x, y: _i64(x) & _i64(y)),
+    Row("bitwise_and_int32_scalar", lambda T, x: ((x * 100).int() & 0x1337).long(), UNARY_SHAPES,
+        domain="nonint", grad=False, ref=lambda x: (x * 100).astype(np.int32) & 0x1337),
+    Row("bitwise_or", lambda T, x, y: T.bitwise_or(x.long(), y.long()), BINARY_SHAPES,
+        domain="nonint", grad=False, ref=lambda x, y: _i64(x) | _i64(y)),
+    Row("bitwise_xor", lambda T, x, y: x.long() ^ y.long(), BINARY_SHAPES, domain="nonint",
+        grad=False, ref=lambda x, y: _i64(x) ^ _i64(y)),
+    Row("rxor_scalar", lambda T, x: (5 ^ x.int()).long(), UNARY_SHAPES, domain="nonint", grad=False,
+        ref=lambda x: 5 ^ x.astype(np.int32)),
+    Row("bitwise_not", lambda T, x: ~x.long(), UNARY_SHAPES, domain="nonint", grad=False,
+        ref=lambda x: ~_i64(x)),
+    Row("bitwise_bool", lambda T, x, y: ((x > 0) & (y > 0)) | ~(x > y) ^ (y < 0),
+        BINARY_SHAPES, grad=False,
+        ref=lambda x, y: ((x > 0) & (y > 0)) | ~(x > y) ^ (y < 0)),
+    Row("lshift", lambda T, x, y: x.long() << (y * 20).long().abs(), BINARY_SHAPES,
+        domain="nonint", grad=False, ref=lambda x, y: _np_shift(_i64(x), _i64(np.abs(y * 20)))),
+    Row("rshift", lambda T, x, y: ((x * 1e4).int() >> (y * 20).int()).long(), BINARY_SHAPES,
+        domain="nonint", grad=False,
+        ref=lambda x, y: _np_shift((x * 1e4).astype(np.int32), (y * 20).astype(np.int32),
+                                   left=False)),
+    Row("rlshift_scalar", lambda T, x: 3 << x.long().abs(), UNARY_SHAPES, domain="nonint",
+        grad=False, ref=lambda x: _np_shift(np.int64(3), np.abs(_i64(x)))),
+    Row("contiguous_view", lambda T, x: x.t().contiguous().view(-1) * 2, MAT_SHAPES,
+        ref=lambda x: x.T.reshape(-1) * 2),
 ]
+
+
+def _i64(x):
+    return x.astype(np.int64)
+
+
+def _np_shift(a, b, left=True):
+    """ATen's shifts: a shift out of [0, bits) gives 0 (left) or the sign fill (right)."""
+    a, b = np.broadcast_arrays(a, b)
+    bits = a.dtype.itemsize * 8
+    out = []
+    for u, v in zip(a.ravel().tolist(), b.ravel().tolist(), strict=True):
+        if left:
+            r = 0 if not 0 <= v < bits else (u << v)
+            r = (r + 2 ** (bits - 1)) % 2 ** bits - 2 ** (bits - 1)  # wrap as C does
+        else:
+            r = u >> (v if 0 <= v < bits - 1 else bits - 1)
+        out.append(r)
+    return np.array(out, a.dtype).reshape(a.shape)
 
 
 def _np_setitem_slice(x, v):

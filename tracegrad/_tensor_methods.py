@@ -41,20 +41,29 @@ Tensor.__rmatmul__ = lambda self, other: F.matmul(other, self)
 Tensor.__neg__ = lambda self: F.neg(self)
 Tensor.__pos__ = lambda self: self
 Tensor.__abs__ = lambda self: F.abs(self)
-Tensor.__invert__ = lambda self: F.logical_not(self)
+
 Tensor.__eq__ = F.eq
 Tensor.__ne__ = F.ne
 Tensor.__lt__ = F.lt
 Tensor.__le__ = F.le
 Tensor.__gt__ = F.gt
 Tensor.__ge__ = F.ge
-Tensor.__and__ = lambda self, other: F.logical_and(self, other)
-Tensor.__or__ = lambda self, other: F.logical_or(self, other)
-Tensor.__xor__ = lambda self, other: F.logical_xor(self, other)
-Tensor.__rand__ = lambda self, other: F.logical_and(other, self)
-Tensor.__ror__ = lambda self, other: F.logical_or(other, self)
 Tensor.__getitem__ = F.getitem
 Tensor.__setitem__ = F.setitem
+
+# ---- opsa: bitwise operators (issue 12): bitwise on integers, logical on bools ----
+Tensor.__and__ = F.bitwise_and
+Tensor.__or__ = F.bitwise_or
+Tensor.__xor__ = F.bitwise_xor
+Tensor.__rand__ = lambda self, other: F.bitwise_and(other, self)
+Tensor.__ror__ = lambda self, other: F.bitwise_or(other, self)
+Tensor.__rxor__ = lambda self, other: F.bitwise_xor(other, self)
+Tensor.__lshift__ = F.bitwise_left_shift
+Tensor.__rshift__ = F.bitwise_right_shift
+Tensor.__rlshift__ = lambda self, other: F.bitwise_left_shift(other, self)
+Tensor.__rrshift__ = lambda self, other: F.bitwise_right_shift(other, self)
+Tensor.__invert__ = F._invert
+# ---- end of opsa operators ----
 
 # ---- plain methods ----------------------------------------------------------
 for _name in [
@@ -95,8 +104,6 @@ Tensor.new_tensor = lambda self, data, dtype=None, **kw: F.tensor(
     data, dtype=dtype or self.dtype, **kw)
 Tensor.cpu = lambda self: self
 Tensor.cuda = lambda self, *a, **k: F._check_device("cuda")
-Tensor.contiguous = lambda self, *a, **k: self
-Tensor.is_contiguous = lambda self, *a, **k: True
 Tensor.T = property(lambda self: F.permute(self, tuple(reversed(range(self.ndim)))))
 Tensor.mT = property(lambda self: F.transpose(self, -2, -1))
 
@@ -307,3 +314,37 @@ Tensor.uniform_ = _random_(uniform_)
 Tensor.normal_ = _random_(normal_)
 Tensor.bernoulli_ = _random_(bernoulli_)
 Tensor.random_ = _random_(random_)
+
+
+# ---- opsa: methods of issue 12's elementwise ops (functions.py's opsa block) ----
+_OPSA_METHODS = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+                 "bitwise_right_shift"]
+_OPSA_INPLACE = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+                 "bitwise_right_shift"]
+for _name in _OPSA_METHODS:
+    setattr(Tensor, _name, getattr(F, _name))
+for _name in _OPSA_INPLACE:
+    setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+Tensor.__iand__ = Tensor.bitwise_and_
+Tensor.__ior__ = Tensor.bitwise_or_
+Tensor.__ixor__ = Tensor.bitwise_xor_
+Tensor.__ilshift__ = Tensor.bitwise_left_shift_
+Tensor.__irshift__ = Tensor.bitwise_right_shift_
+
+
+def _is_contiguous(self, memory_format=None) -> bool:
+    """Row-major with no gaps (dims of size 1 may have any stride), as ATen's flag."""
+    data = self.__dict__.get("_data")
+    return data.__class__ is not np.ndarray or data.flags.c_contiguous
+
+
+def _contiguous(self, memory_format=None):
+    """self if row-major already, else a row-major copy (CloneBackward0), as ATen."""
+    if _is_contiguous(self):
+        return self
+    return apply(P.contiguous_p, (self,))
+
+
+Tensor.is_contiguous = _is_contiguous
+Tensor.contiguous = _contiguous
+# ---- end of opsa methods ----

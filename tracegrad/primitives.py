@@ -334,14 +334,48 @@ def _pow_scalar_vjp(g, out, x, *, exponent):
     return g * (exponent * (x if exponent == 2 else x ** (exponent - 1)))
 
 
-pow_scalar_p = Primitive("pow_scalar", lambda x, *, exponent: np.power(x, x.dtype.type(exponent)),
+def _pow_scalar_impl(x, *, exponent):
+    # ATen's pow(Tensor, Scalar) on float/double: rsqrt and reciprocal kernels for -0.5
+    # and -1, products for 2, 3, -2 (bit for bit what PyTorch returns); other exponents go
+    # to SLEEF's pow (1 ulp), which float32 is nearest to computed in float64 and rounded
+    if x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        one = x.dtype.type(1)
+        if exponent == 2:
+            return x * x
+        if exponent == 3:
+            return x * x * x
+        if exponent == -0.5:
+            return one / np.sqrt(x)
+        if exponent == -1:
+            return one / x
+        if exponent == -2:
+            return one / (x * x)
+        if x.dtype.itemsize == 4:
+            return np.power(x.astype(np.float64), float(exponent)).astype(x.dtype)
+    elif x.dtype.kind in "iu" and exponent in (2, 3):
+        return x * x if exponent == 2 else x * x * x
+    return np.power(x, x.dtype.type(exponent))
+
+
+pow_scalar_p = Primitive("pow_scalar", _pow_scalar_impl,
                          _same, "{0} ** {exponent!r}", vjp=(_pow_scalar_vjp,),
                          jvp=(_pow_scalar_vjp,), save=(0,),
                          grad_name="PowBackward0", kind="elementwise")
 
 
+def _scalar_log(base) -> float:
+    # std::log of PyTorch's Scalar: log(0) = -inf, log(negative) = nan
+    return math.log(base) if base > 0 else -math.inf if base == 0 else math.nan
+
+
 def _rpow_scalar_vjp(g, out, x, *, base):
-    return g * (out * math.log(base)) if base > 0 else g * T.zeros_like(out)
+    # PyTorch's pow_backward_exponent for a Scalar base: grad * (result * log(base)), and
+    # 0 where base == 0 and the exponent >= 0 (0 ** -1 = inf gives inf * -inf = -inf)
+    if base == 0:  # out is inf (x < 0), 1 or 0 elsewhere: no 0 * -inf off the branch taken
+        zero = x >= 0
+        d = T.where(zero, T.ones_like(out), out) * -math.inf
+        return g * T.where(zero, T.zeros_like(out), d)
+    return g * (out * _scalar_log(base))
 
 
 rpow_scalar_p = Primitive("rpow_scalar", lambda x, *, base: np.power(x.dtype.type(base), x),
@@ -1078,10 +1112,16 @@ def _pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode):
     return tuple(out), tuple(pads)
 
 
+def _lowest(dtype):
+    """A padding value no element beats: -inf, or an integer dtype's least value."""
+    dtype = np.dtype(dtype)
+    return -np.inf if dtype.kind == "f" else False if dtype.kind == "b" else np.iinfo(dtype).min
+
+
 def _pool_argmax_impl(x, *, kernel, stride, padding, dilation, ceil_mode):
     nsp = len(kernel)
     out, pads = _pool_geometry(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
-    xp = _pad_crop(x, pads, -np.inf)
+    xp = _pad_crop(x, pads, _lowest(x.dtype))
     win = _window_view(xp, kernel, stride, dilation)[(slice(None),) * 2
                                                        + tuple(slice(0, o) for o in out)]
     k = np.argmax(win.reshape(win.shape[:2 + nsp] + (math.prod(kernel),)), axis=-1)  # 1st max
@@ -1129,7 +1169,7 @@ def _pool_argmax_jax_fn(x, kernel, stride, padding, dilation, ceil_mode):
     from jax import lax
     sp = x.shape[2:]
     out, pads = _pool_geometry(sp, kernel, stride, padding, dilation, ceil_mode)
-    xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0),) * 2 + tuple(
+    xp = lax.pad(x, jnp.array(_lowest(x.dtype), x.dtype), ((0, 0, 0),) * 2 + tuple(
         (lo, hi, 0) for lo, hi in pads))
     slices = []
     for offset in np.ndindex(*kernel):
@@ -1208,6 +1248,121 @@ def _random_jax(args, p):
 random_p = Primitive("random", _random_impl,
                      lambda key, *, dist, shape, dtype, **_: (tuple(shape), dtype),
                      _random_jax, vjp=(None,), differentiable=False, kind="random")
+
+
+# ----------------------------------------------------------------------------
+# opsa: bitwise ops and more elementwise math (issue 12)
+#
+# Bitwise ops have integer/bool operands (functions.py refuses floats with PyTorch's
+# error) and no gradient. Shifts follow ATen's lshift/rshift wrappers: a shift by a
+# negative amount or by the bit width or more gives 0 (left) or the sign fill (right),
+# where NumPy and C leave it undefined.
+
+
+def _shift_limits(dtype):
+    bits = np.dtype(dtype).itemsize * 8
+    signed = np.dtype(dtype).kind == "i"
+    return bits, signed
+
+
+def _lshift_impl(a, b):
+    bits, _ = _shift_limits(a.dtype)
+    out_of_range = (b < 0) | (b >= bits)
+    shifted = np.left_shift(a, np.where(out_of_range, 0, b).astype(a.dtype, copy=False))
+    return np.where(out_of_range, a.dtype.type(0), shifted)
+
+
+def _rshift_impl(a, b):
+    bits, signed = _shift_limits(a.dtype)
+    top = bits - 1 if signed else bits
+    out_of_range = (b < 0) | (b >= top)
+    b = np.where(out_of_range, 0, b).astype(a.dtype, copy=False)
+    fill = np.right_shift(a, a.dtype.type(bits - 1)) if signed else a.dtype.type(0)
+    return np.where(out_of_range, fill, np.right_shift(a, b))
+
+
+def _lshift_jax(a, b):
+    import jax.numpy as jnp
+    bits = jnp.dtype(a.dtype).itemsize * 8
+    out_of_range = (b < 0) | (b >= bits)
+    shifted = jnp.left_shift(a, jnp.where(out_of_range, 0, b))
+    return jnp.where(out_of_range, jnp.zeros_like(a), shifted)
+
+
+def _rshift_jax(a, b):
+    import jax.numpy as jnp
+    bits = jnp.dtype(a.dtype).itemsize * 8
+    signed = jnp.issubdtype(a.dtype, jnp.signedinteger)
+    top = bits - 1 if signed else bits
+    out_of_range = (b < 0) | (b >= top)
+    fill = jnp.right_shift(a, bits - 1) if signed else jnp.zeros_like(a)
+    return jnp.where(out_of_range, fill, jnp.right_shift(a, jnp.where(out_of_range, 0, b)))
+
+
+JAX_HELPERS.update({"_torch_lshift": _lshift_jax, "_torch_rshift": _rshift_jax})
+
+
+def _bitwise(name, impl, jax):
+    return Primitive(name, impl, _binary, jax, differentiable=False, kind="elementwise")
+
+
+bitwise_and_p = _bitwise("bitwise_and", np.bitwise_and, "jnp.bitwise_and({0}, {1})")
+bitwise_or_p = _bitwise("bitwise_or", np.bitwise_or, "jnp.bitwise_or({0}, {1})")
+bitwise_xor_p = _bitwise("bitwise_xor", np.bitwise_xor, "jnp.bitwise_xor({0}, {1})")
+lshift_p = _bitwise("lshift", _lshift_impl, "_torch_lshift({0}, {1})")
+rshift_p = _bitwise("rshift", _rshift_impl, "_torch_rshift({0}, {1})")
+bitwise_not_p = Primitive("bitwise_not", np.invert, _same, "jnp.invert({0})",
+                          differentiable=False, kind="elementwise")
+
+# ``contiguous()`` of a strided array: a row-major copy (view() reads strides, as ATen's)
+contiguous_p = Primitive("contiguous", np.ascontiguousarray, _same, "{0}",
+                         vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,),
+                         grad_name="CloneBackward0", kind="layout")
+
+
+# NOTE: [Quiet NumPy kernels] PyTorch computes 1 / 0, log(0), exp(1000), inf - inf
+# silently; NumPy warns (RuntimeWarning: divide by zero ...). The impls that can raise a
+# floating point flag run with NumPy's error state set to ignore, for that call only (the
+# user's np.seterr is left alone). np.errstate costs ~1 us a call; setting the context
+# variable it sets costs ~0.2 us, so that is used where NumPy has it. Ops that cannot
+# raise a flag (compares, selects, layout, bitwise, sign, floor...) are left unwrapped, and
+# so are the hottest ones (add, sub, mul, sum, sin, cos, tanh, cumsum): the wrapper costs
+# as much as a small ufunc, and those warn only on overflow or inf - inf, inf * 0.
+try:
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+
+    _QUIET_EXTOBJ = _make_extobj(all="ignore")
+
+    def _quiet(impl):
+        def run(*args, **params):
+            token = _extobj_contextvar.set(_QUIET_EXTOBJ)
+            try:
+                return impl(*args, **params)
+            finally:
+                _extobj_contextvar.reset(token)
+        run._quiet_of = impl
+        return run
+except ImportError:  # another NumPy layout: the public (slower) context manager
+    def _quiet(impl):
+        def run(*args, **params):
+            with np.errstate(all="ignore"):
+                return impl(*args, **params)
+        run._quiet_of = impl
+        return run
+
+_CANNOT_WARN = frozenset({
+    "neg", "abs", "sign", "floor", "ceil", "round", "relu", "copy", "where", "eq", "ne", "lt",
+    "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not", "isfinite",
+    "maximum", "minimum", "amax", "amin", "argmax", "argmin", "bitwise_and", "bitwise_or",
+    "bitwise_xor", "bitwise_not", "lshift", "rshift", "clamp", "sigmoid", "erf",
+    # hot, and warn only on overflow or inf arithmetic: see the NOTE
+    "add", "sub", "mul", "sum", "sin", "cos", "tanh", "cumsum"})
+for _p in list(PRIMITIVES.values()):
+    if (_p.kind in ("elementwise", "reduction", "normalization", "loss", "scan")
+            and _p.name not in _CANNOT_WARN and not hasattr(_p.impl, "_quiet_of")):
+        _p.impl = _quiet(_p.impl)
+
+# ---- end of opsa block -------------------------------------------------------
 
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)

@@ -1076,6 +1076,12 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
                          f"size ({input.shape}) is deprecated. Please ensure they have the same "
                          "size.")
+    data = input.__dict__.get("_data")
+    if data.__class__ is np.ndarray and trace_state.current is None:
+        with np.errstate(invalid="ignore"):
+            inside = ((data >= 0) & (data <= 1)).all()  # nan is outside
+        if not inside:
+            raise RuntimeError("all elements of input should be between 0 and 1")
     log_x = T.clamp(T.log(input), min=-100.0)
     log_1mx = T.clamp(T.log(1.0 - input), min=-100.0)
     name = "BinaryCrossEntropyBackward0"
