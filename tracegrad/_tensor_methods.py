@@ -317,14 +317,34 @@ Tensor.random_ = _random_(random_)
 
 
 # ---- opsa: methods of issue 12's elementwise ops (functions.py's opsa block) ----
+_OPSA_ELEMENTWISE = ["asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "arcsin",
+                     "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "atan2", "arctan2",
+                     "exp2", "erfc", "erfinv", "lgamma", "digamma", "hypot", "copysign", "xlogy",
+                     "logit", "frac", "fix", "sinc", "deg2rad", "rad2deg", "nan_to_num",
+                     "heaviside"]
 _OPSA_METHODS = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
-                 "bitwise_right_shift"]
+                 "bitwise_right_shift", "signbit", "logaddexp", "logaddexp2", "float_power",
+                 "isposinf", "isneginf", "isreal"] + _OPSA_ELEMENTWISE
 _OPSA_INPLACE = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
-                 "bitwise_right_shift"]
+                 "bitwise_right_shift"] + _OPSA_ELEMENTWISE
 for _name in _OPSA_METHODS:
     setattr(Tensor, _name, getattr(F, _name))
 for _name in _OPSA_INPLACE:
     setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+Tensor.polygamma = lambda self, n: F.polygamma(n, self)
+Tensor.polygamma_ = lambda self, n: commit_inplace(self, F.polygamma(n, self))
+Tensor.__rmod__ = lambda self, other: F.rremainder(self, other)
+
+
+def _float_power_(self, exponent):
+    if self.dtype is not dtypes.float64:
+        raise RuntimeError(f"the base given to float_power_ has dtype "
+                           f"{F._torch_type_name(self.dtype)} but the operation's result "
+                           "requires dtype Double")
+    return commit_inplace(self, F.float_power(self, exponent))
+
+
+Tensor.float_power_ = _float_power_
 Tensor.__iand__ = Tensor.bitwise_and_
 Tensor.__ior__ = Tensor.bitwise_or_
 Tensor.__ixor__ = Tensor.bitwise_xor_

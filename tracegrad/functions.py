@@ -1861,6 +1861,18 @@ def _rebuild_tensor(data, requires_grad):
 # ----------------------------------------------------------------------------
 # opsa: bitwise ops and more elementwise math (issue 12)
 
+def _quietly(fn):
+    """Run a composite with NumPy's floating point warnings off (NOTE: [Quiet NumPy
+    kernels] in primitives.py): its inner add/sub/mul may meet inf - inf by design."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return run
+
+
 def _int_operands(kernel: str, a, b):
     """Promote two operands of a bitwise op; floats have no such kernel in PyTorch."""
     a, b = _coerce(a, b)
@@ -1925,5 +1937,204 @@ def _invert(x):
         raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type "
                         "tensors")
     return bitwise_not(x)
+
+
+
+asin = _unary(P.asin_p)
+acos = _unary(P.acos_p)
+atan = _unary(P.atan_p)
+sinh = _unary(P.sinh_p)
+cosh = _unary(P.cosh_p)
+asinh = _unary(P.asinh_p)
+acosh = _unary(P.acosh_p)
+atanh = _unary(P.atanh_p)
+exp2 = _unary(P.exp2_p)
+erfc = _unary(P.erfc_p)
+erfinv = _unary(P.erfinv_p)
+lgamma = _unary(P.lgamma_p)
+digamma = _unary(P.digamma_p)
+arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
+
+
+def polygamma(n, input):
+    """The n-th derivative of digamma (``polygamma(0, x) == digamma(x)``)."""
+    if not isinstance(n, (_int, np.integer)) or n < 0:
+        raise RuntimeError("polygamma(n, x) does not support negative n.")
+    x = _float(_as_tensor(input))
+    if n == 0:
+        return apply(P.digamma_p, (x,))
+    return apply(P.polygamma_p, (x,), {"n": _int(n)})
+
+
+def _float_pair(a, b):
+    a, b = _coerce(a, b)
+    return _float(a), _float(b)
+
+
+def atan2(input, other):
+    """The angle of (other, input), in (-pi, pi]."""
+    return apply(P.atan2_p, _float_pair(input, other))
+
+
+arctan2 = atan2
+
+
+def hypot(input, other):
+    """sqrt(input**2 + other**2), without overflow."""
+    return apply(P.hypot_p, _float_pair(input, other))
+
+
+def signbit(input):
+    """True where the sign bit is set (-0.0 and -nan included)."""
+    x = _as_tensor(input)
+    if not _dtype_of(x).is_floating_point:
+        return ne(x, x) if not _dtype_of(x).is_signed else lt(x, 0)
+    return apply(P.signbit_p, (x,))
+
+
+@_quietly
+def copysign(input, other):
+    """|input| with the sign of other (-0.0 counts as negative).
+
+    >>> copysign(tensor([1.0, -2.0, 3.0]), tensor([-0.0, 1.0, -1.0]))
+    tensor([-1.,  2., -3.])
+    """
+    x, y = _float_pair(input, other)
+    shape = P.broadcast_shapes(x.shape, y.shape)
+    x = x if x.shape == shape else broadcast_to(x, shape)
+    ax = abs(x)
+    return apply(P.where_p, (signbit(y), neg(ax), ax), name="CopysignBackward0")
+
+
+@_quietly
+def logaddexp(input, other):
+    """log(exp(input) + exp(other)), computed without overflow."""
+    x, y = _float_pair(input, other)
+    m = maximum(x, y)
+    # equal infinities: log(2 * exp(inf)) is inf, and inf - inf would be nan
+    same_inf = logical_and(isinf(x), eq(x, y))
+    rest = log1p(exp(neg(abs(sub(x, y)))))
+    return apply(P.where_p, (same_inf, x, m + rest), name="LogaddexpBackward0")
+
+
+@_quietly
+def logaddexp2(input, other):
+    """log2(2**input + 2**other), computed without overflow."""
+    x, y = _float_pair(input, other)
+    m = maximum(x, y)
+    same_inf = logical_and(isinf(x), eq(x, y))
+    rest = log1p(exp2(neg(abs(sub(x, y))))) * (1 / math.log(2))
+    return apply(P.where_p, (same_inf, x, m + rest), name="Logaddexp2Backward0")
+
+
+@_quietly
+def xlogy(input, other):
+    """input * log(other), 0 where input == 0 (unless other is nan)."""
+    x, y = _float_pair(input, other)
+    shape = P.broadcast_shapes(x.shape, y.shape)
+    y = y if y.shape == shape else broadcast_to(y, shape)
+    zero = logical_and(eq(x, 0), logical_not(isnan(y)))
+    safe_y = where(zero, ones_like(y), y)  # no 0 * log(0) off the branch taken
+    return apply(P.where_p, (zero, zeros_like(safe_y), x * log(safe_y)), name="XlogyBackward0")
+
+
+@_quietly
+def logit(input, eps=None):
+    """log(p / (1 - p)); with ``eps``, p is clamped to [eps, 1 - eps] first."""
+    x = _float(_as_tensor(input))
+    if eps is not None:
+        x = clamp(x, eps, 1 - eps)
+    return apply(P.log_p, (x / (1 - x),), name="LogitBackward0")
+
+
+def frac(input):
+    """input - trunc(input), with input's sign."""
+    x = _as_tensor(input)
+    if not _dtype_of(x).is_floating_point:
+        raise _not_implemented_for("frac_cpu", _dtype_of(x))
+    return apply(P.sub_p, (x, trunc(x)), name="FracBackward0")
+
+
+fix = trunc
+
+
+@_quietly
+def sinc(input):
+    """sin(pi x) / (pi x), and 1 at 0."""
+    x = _float(_as_tensor(input))
+    zero = eq(x, 0)
+    px = where(zero, ones_like(x), x) * math.pi  # no 0 / 0 off the branch taken
+    return apply(P.where_p, (zero, ones_like(x), sin(px) / px), name="SincBackward0")
+
+
+def deg2rad(input):
+    """Degrees to radians."""
+    x = _float(_as_tensor(input))
+    return apply(P.mul_p, (x, _const(math.pi / 180, _dtype_of(x))), name="Deg2RadBackward0")
+
+
+def rad2deg(input):
+    """Radians to degrees."""
+    x = _float(_as_tensor(input))
+    return apply(P.mul_p, (x, _const(180 / math.pi, _dtype_of(x))), name="Rad2DegBackward0")
+
+
+def float_power(input, exponent):
+    """input ** exponent in float64 (PyTorch's float_power)."""
+    if isinstance(input, Tensor):
+        x = cast(input, dtypes.float64)
+        e = cast(exponent, dtypes.float64) if isinstance(exponent, Tensor) else _pyfloat(exponent)
+        return pow(x, e)
+    return pow(_pyfloat(input), cast(exponent, dtypes.float64))
+
+
+@_quietly
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    """nan, +inf and -inf replaced by ``nan``, ``posinf`` (default: the dtype's largest
+    finite value) and ``neginf`` (its lowest)."""
+    x = _as_tensor(input)
+    dt = _dtype_of(x)
+    if not dt.is_floating_point:
+        return apply(P.copy_p, (x,), name="NanToNumBackward0")
+    info = np.finfo(dt.np)
+    hi = _pyfloat(info.max) if posinf is None else posinf
+    lo = _pyfloat(info.min) if neginf is None else neginf
+    r = where(isnan(x), _const(_pyfloat(nan), dt), x)
+    r = where(eq(x, math.inf), _const(_pyfloat(hi), dt), r)
+    return apply(P.where_p, (eq(x, -math.inf), _const(_pyfloat(lo), dt), r),
+                 name="NanToNumBackward0")
+
+
+def heaviside(input, values):
+    """0 where input < 0, ``values`` where input == 0, 1 where input > 0."""
+    x, v = _as_tensor(input), _as_tensor(values)
+    if x.dtype is not v.dtype:
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes")
+    if _dtype_of(x).is_floating_point and (x._rg or v._rg):
+        raise RuntimeError("the derivative for 'heaviside' is not implemented.")
+    return where(eq(x, 0), v, cast(gt(x, 0), x.dtype))
+
+
+def isposinf(input):
+    """True where input is +inf."""
+    x = _as_tensor(input)
+    return eq(x, math.inf) if _dtype_of(x).is_floating_point else zeros_like(x, dtype=dtypes.bool_)
+
+
+def isneginf(input):
+    """True where input is -inf."""
+    x = _as_tensor(input)
+    return eq(x, -math.inf) if _dtype_of(x).is_floating_point else zeros_like(x, dtype=dtypes.bool_)
+
+
+def isreal(input):
+    """True everywhere: tracegrad has no complex dtypes."""
+    return ones_like(_as_tensor(input), dtype=dtypes.bool_)
+
+
+def rremainder(a, b):
+    """``b % a`` for a Python number ``b`` (PyTorch's remainder(Scalar, Tensor)): the
+    result has the divisor's sign."""
+    return remainder(b, a)
 
 # ---- end of opsa block -------------------------------------------------------

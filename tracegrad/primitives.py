@@ -1314,6 +1314,73 @@ rshift_p = _bitwise("rshift", _rshift_impl, "_torch_rshift({0}, {1})")
 bitwise_not_p = Primitive("bitwise_not", np.invert, _same, "jnp.invert({0})",
                           differentiable=False, kind="elementwise")
 
+# inverse trig, hyperbolic, exp2, special functions: NumPy/SciPy kernels (PyTorch's values
+# up to their libm's rounding); VJP rules are derivatives.yaml's formulas
+
+
+def _float_impl(fn):
+    def impl(x):
+        return fn(x).astype(x.dtype, copy=False)
+    impl.__name__ = getattr(fn, "__name__", "impl")
+    return impl
+
+
+_LN2 = math.log(2.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SQRT_PI_OVER_TWO = math.sqrt(math.pi) / 2.0
+
+asin_p = _unary("asin", np.arcsin, _jnp("arcsin"),
+                lambda g, out, x: g * T.rsqrt(-x * x + 1))
+acos_p = _unary("acos", np.arccos, _jnp("arccos"),
+                lambda g, out, x: g * -T.rsqrt(-x * x + 1))
+atan_p = _unary("atan", np.arctan, _jnp("arctan"), lambda g, out, x: g / (x * x + 1))
+sinh_p = _unary("sinh", np.sinh, _jnp("sinh"), lambda g, out, x: g * T.cosh(x))
+cosh_p = _unary("cosh", np.cosh, _jnp("cosh"), lambda g, out, x: g * T.sinh(x))
+asinh_p = _unary("asinh", np.arcsinh, _jnp("arcsinh"),
+                 lambda g, out, x: g * T.rsqrt(x * x + 1))
+acosh_p = _unary("acosh", np.arccosh, _jnp("arccosh"),
+                 lambda g, out, x: g * T.rsqrt(x * x - 1))
+atanh_p = _unary("atanh", np.arctanh, _jnp("arctanh"), lambda g, out, x: g / (-x * x + 1))
+exp2_p = _unary("exp2", np.exp2, _jnp("exp2"), lambda g, out, x: g * (out * _LN2),
+                save=(), save_out=True)
+erfc_p = _unary("erfc", _float_impl(_special.erfc), "jax.scipy.special.erfc({0})",
+                lambda g, out, x: g * (-_TWO_OVER_SQRT_PI * T.exp(-(x * x))))
+erfinv_p = _unary("erfinv", _float_impl(_special.erfinv), "jax.scipy.special.erfinv({0})",
+                  lambda g, out, x: g * (_SQRT_PI_OVER_TWO * T.exp(out * out)),
+                  save=(), save_out=True)
+lgamma_p = _unary("lgamma", _float_impl(_special.gammaln), "lax.lgamma({0})",
+                  lambda g, out, x: g * T.digamma(x))
+digamma_p = _unary("digamma", _float_impl(_special.psi), "lax.digamma({0})",
+                   lambda g, out, x: g * T.polygamma(1, x))
+
+
+def _polygamma_impl(x, *, n):
+    return _special.polygamma(n, x).astype(x.dtype, copy=False)
+
+
+def _polygamma_vjp(g, out, x, *, n):
+    return g * T.polygamma(n + 1, x)
+
+
+polygamma_p = Primitive("polygamma", _polygamma_impl, _same,
+                        "jax.scipy.special.polygamma({n}, {0})", vjp=(_polygamma_vjp,),
+                        jvp=(_polygamma_vjp,), save=(0,), kind="elementwise")
+signbit_p = Primitive("signbit", np.signbit, lambda x: (x.shape, dtypes.bool_),
+                      "jnp.signbit({0})", differentiable=False, kind="elementwise")
+
+
+def _atan2_den(x, y):
+    return x * x + y * y
+
+
+atan2_p = _binop("atan2", np.arctan2, "jnp.arctan2({0}, {1})",
+                 (lambda g, o, y, x: g * (x / _atan2_den(x, y)),
+                  lambda g, o, y, x: g * (-y / _atan2_den(x, y))), (0, 1))
+hypot_p = _binop("hypot", np.hypot, "jnp.hypot({0}, {1})",
+                 (lambda g, o, x, y: g * (x / o), lambda g, o, x, y: g * (y / o)), (0, 1),
+                 save_out=True)
+
+
 # ``contiguous()`` of a strided array: a row-major copy (view() reads strides, as ATen's)
 contiguous_p = Primitive("contiguous", np.ascontiguousarray, _same, "{0}",
                          vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,),
