@@ -45,7 +45,7 @@ _FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
 
 
 def __getattr__(name):
-    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler"):
+    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler", "special"):
         mod = _lazy(name)
         globals()[name] = mod
         return mod

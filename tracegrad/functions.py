@@ -2030,12 +2030,14 @@ def logaddexp2(input, other):
 @_quietly
 def xlogy(input, other):
     """input * log(other), 0 where input == 0 (unless other is nan)."""
+    name = ("XlogyBackward1" if not isinstance(input, Tensor) else
+            "XlogyBackward2" if not isinstance(other, Tensor) else "XlogyBackward0")
     x, y = _float_pair(input, other)
     shape = P.broadcast_shapes(x.shape, y.shape)
     y = y if y.shape == shape else broadcast_to(y, shape)
     zero = logical_and(eq(x, 0), logical_not(isnan(y)))
     safe_y = where(zero, ones_like(y), y)  # no 0 * log(0) off the branch taken
-    return apply(P.where_p, (zero, zeros_like(safe_y), x * log(safe_y)), name="XlogyBackward0")
+    return apply(P.where_p, (zero, zeros_like(safe_y), x * log(safe_y)), name=name)
 
 
 @_quietly
@@ -2134,7 +2136,10 @@ def isreal(input):
 
 def rremainder(a, b):
     """``b % a`` for a Python number ``b`` (PyTorch's remainder(Scalar, Tensor)): the
-    result has the divisor's sign."""
-    return remainder(b, a)
+    result has the divisor's sign. PyTorch has no derivative for it: the result does not
+    require grad (PyTorch's raises when backward reaches it)."""
+    from .autograd.grad_mode import no_grad
+    with no_grad():
+        return remainder(b, a)
 
 # ---- end of opsa block -------------------------------------------------------

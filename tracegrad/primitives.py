@@ -1354,7 +1354,31 @@ digamma_p = _unary("digamma", _float_impl(_special.psi), "lax.digamma({0})",
                    lambda g, out, x: g * T.polygamma(1, x))
 
 
+def _trigamma(x):
+    """ATen's calc_trigamma (reflection below 1/2, six recurrence steps, then the
+    asymptotic series), in x's precision: PyTorch's polygamma(1, x) to the last bit."""
+    t = x.dtype.type
+    x = x.copy()
+    sign = np.ones_like(x)
+    result = np.zeros_like(x)
+    low = x < t(0.5)
+    if low.any():
+        sin_pi_x = np.sin(t(math.pi) * x[low])
+        result[low] -= t(math.pi * math.pi) / (sin_pi_x * sin_pi_x)
+        sign[low] = -1
+        x[low] = t(1) - x[low]
+    for _ in range(6):
+        result += t(1) / (x * x)
+        x += t(1)
+    ixx = t(1) / (x * x)
+    series = t(1) + t(1) / (t(2) * x) + ixx * (t(1 / 6) - ixx * (t(1 / 30) - ixx * t(1 / 42)))
+    result += series / x
+    return sign * result
+
+
 def _polygamma_impl(x, *, n):
+    if n == 1:
+        return _trigamma(x)
     return _special.polygamma(n, x).astype(x.dtype, copy=False)
 
 

@@ -1136,6 +1136,7 @@ __all__ += [
 ]
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
+_ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
@@ -1219,7 +1220,8 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """(x + 3) / 6 clamped to [0, 1]; the gradient is 0 at -3 and 3."""
     x = T._float(input)
-    inner = _select(x >= 3, 1.0, (x + 3) / 6)
+    # ATen multiplies by 1/6 rounded to float32, in every dtype
+    inner = _select(x >= 3, 1.0, (x + 3) * _ONE_SIXTH_F32)
     return _finish_act(input, _select(x <= -3, 0.0, inner, "HardsigmoidBackward0"), inplace)
 
 
