@@ -271,19 +271,17 @@ def floor_divide(a, b):
 
 
 def remainder(a, b):
+    """The remainder with the sign of ``b`` (Python's %), as ATen computes it."""
     a, b_ = _coerce(a, b)
     name = "RemainderBackward1" if isinstance(b, Tensor) else "RemainderBackward0"
-    with np.errstate(all="ignore"):  # x % 0 is nan, silently (NOTE: [Quiet NumPy kernels])
-        return apply(P.sub_p, _coerce(a, mul(floor_divide(a, b_), b_)), name=name)
+    return apply(P.remainder_p, (a, b_), name=name)
 
 
 def fmod(a, b):
     """The remainder with the sign of ``a`` (C's fmod), unlike remainder's sign of ``b``."""
     a, b_ = _coerce(a, b)
     name = "FmodBackward1" if isinstance(b, Tensor) else "FmodBackward0"
-    with np.errstate(all="ignore"):  # as remainder
-        q = div(a, b_, rounding_mode="trunc")
-        return apply(P.sub_p, _coerce(a, mul(q, b_)), name=name)
+    return apply(P.fmod_p, (a, b_), name=name)
 
 
 def pow(x, exponent):
@@ -2027,17 +2025,11 @@ def logaddexp2(input, other):
     return apply(P.where_p, (same_inf, x, m + rest), name="Logaddexp2Backward0")
 
 
-@_quietly
 def xlogy(input, other):
     """input * log(other), 0 where input == 0 (unless other is nan)."""
     name = ("XlogyBackward1" if not isinstance(input, Tensor) else
             "XlogyBackward2" if not isinstance(other, Tensor) else "XlogyBackward0")
-    x, y = _float_pair(input, other)
-    shape = P.broadcast_shapes(x.shape, y.shape)
-    y = y if y.shape == shape else broadcast_to(y, shape)
-    zero = logical_and(eq(x, 0), logical_not(isnan(y)))
-    safe_y = where(zero, ones_like(y), y)  # no 0 * log(0) off the branch taken
-    return apply(P.where_p, (zero, zeros_like(safe_y), x * log(safe_y)), name=name)
+    return apply(P.xlogy_p, _float_pair(input, other), name=name)
 
 
 @_quietly
@@ -2049,6 +2041,7 @@ def logit(input, eps=None):
     return apply(P.log_p, (x / (1 - x),), name="LogitBackward0")
 
 
+@_quietly
 def frac(input):
     """input - trunc(input), with input's sign."""
     x = _as_tensor(input)

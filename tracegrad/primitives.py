@@ -1348,7 +1348,12 @@ erfc_p = _unary("erfc", _float_impl(_special.erfc), "jax.scipy.special.erfc({0})
 erfinv_p = _unary("erfinv", _float_impl(_special.erfinv), "jax.scipy.special.erfinv({0})",
                   lambda g, out, x: g * (_SQRT_PI_OVER_TWO * T.exp(out * out)),
                   save=(), save_out=True)
-lgamma_p = _unary("lgamma", _float_impl(_special.gammaln), "lax.lgamma({0})",
+def _lgamma_impl(x):
+    # log|gamma(-inf)| is inf (SciPy's gammaln says -inf)
+    return np.where(x == -np.inf, x.dtype.type(np.inf), _special.gammaln(x)).astype(x.dtype)
+
+
+lgamma_p = _unary("lgamma", _lgamma_impl, "lax.lgamma({0})",
                   lambda g, out, x: g * T.digamma(x))
 digamma_p = _unary("digamma", _float_impl(_special.psi), "lax.digamma({0})",
                    lambda g, out, x: g * T.polygamma(1, x))
@@ -1403,6 +1408,64 @@ atan2_p = _binop("atan2", np.arctan2, "jnp.arctan2({0}, {1})",
 hypot_p = _binop("hypot", np.hypot, "jnp.hypot({0}, {1})",
                  (lambda g, o, x, y: g * (x / o), lambda g, o, x, y: g * (y / o)), (0, 1),
                  save_out=True)
+
+
+# remainder / fmod: ATen's kernels (remainder: fmod, moved into the divisor's sign when
+# non-zero; so -1 % inf is inf and -0.0 % 2 is -0.0), not a - floor(a / b) * b, which
+# gives nan for a finite a over an infinite b. Integer division by zero raises.
+def _int_divisor_check(b):
+    if b.dtype.kind in "iub" and not np.all(b):
+        raise RuntimeError("ZeroDivisionError")
+
+
+def _remainder_impl(a, b):
+    _int_divisor_check(b)
+    if a.dtype.kind != "f":
+        return np.remainder(a, b)
+    mod = np.fmod(a, b)
+    move = (mod != 0) & ((b < 0) != (mod < 0))
+    return np.where(move, mod + b, mod)
+
+
+def _fmod_impl(a, b):
+    _int_divisor_check(b)
+    return np.fmod(a, b)
+
+
+def _remainder_jax(a, b):
+    import jax.numpy as jnp
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        return jnp.remainder(a, b)
+    mod = jnp.fmod(a, b)
+    return jnp.where((mod != 0) & ((b < 0) != (mod < 0)), mod + b, mod)
+
+
+JAX_HELPERS["_torch_remainder"] = _remainder_jax
+
+remainder_p = _binop("remainder", _remainder_impl, "_torch_remainder({0}, {1})",
+                     (lambda g, o, x, y: g,
+                      lambda g, o, x, y: -g * T.div(x, y, rounding_mode="floor")), {1: (0, 1)})
+fmod_p = _binop("fmod", _fmod_impl, "jnp.fmod({0}, {1})",
+                (lambda g, o, x, y: g,
+                 lambda g, o, x, y: -g * T.div(x, y, rounding_mode="trunc")), {1: (0, 1)})
+
+
+# xlogy: x * log(y), 0 where x == 0 unless y is nan; derivatives as PyTorch 2.13 gives
+# them: d/dx = log(y) (0 where x == y == 0), d/dy = x / y
+def _xlogy_impl(x, y):
+    out = x * np.log(y)
+    return np.where(np.isnan(y), y.dtype.type(np.nan),
+                    np.where(x == 0, out.dtype.type(0), out)).astype(out.dtype, copy=False)
+
+
+def _xlogy_vjp_x(g, out, x, y):
+    both_zero = T.logical_and(x == 0, y == 0)
+    return g * T.where(both_zero, T.zeros_like(y), T.log(y))
+
+
+xlogy_p = _binop("xlogy", _xlogy_impl,
+                 "jnp.where(jnp.isnan({1}), jnp.nan, jax.scipy.special.xlogy({0}, {1}))",
+                 (_xlogy_vjp_x, lambda g, o, x, y: g * x / y), (0, 1))
 
 
 # ``contiguous()`` of a strided array: a row-major copy (view() reads strides, as ATen's)

@@ -1220,8 +1220,10 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """(x + 3) / 6 clamped to [0, 1]; the gradient is 0 at -3 and 3."""
     x = T._float(input)
-    # ATen multiplies by 1/6 rounded to float32, in every dtype
-    inner = _select(x >= 3, 1.0, (x + 3) * _ONE_SIXTH_F32)
+    # ATen's backward multiplies by 1/6 rounded to float32 in every dtype (its forward
+    # divides by 6): the value is (x + 3) / 6, the slope that float32 sixth
+    slope = x * _ONE_SIXTH_F32
+    inner = _select(x >= 3, 1.0, ((x + 3) / 6).detach() + (slope - slope.detach()))
     return _finish_act(input, _select(x <= -3, 0.0, inner, "HardsigmoidBackward0"), inplace)
 
 
