@@ -396,3 +396,23 @@ def test_compiled_max_pool_indices_of_int_tensor(dtype):
     for _ in range(3):
         for got, w in zip(f(x), want, strict=True):
             np.testing.assert_array_equal(got.numpy(), w.numpy())
+
+
+# ---- numpy-style names on reductions ----------------------------------------------
+
+@pytest.mark.parametrize("name", ["sum", "mean", "prod", "amax", "amin", "max", "min", "argmax",
+                                  "argmin", "var", "std", "logsumexp", "all", "any", "cumsum",
+                                  "softmax", "log_softmax", "squeeze", "unsqueeze"])
+@pytest.mark.parametrize("kw", [{"axis": 1}, {"dim": 1, "keepdims": True},
+                                {"axis": 0, "keepdims": True}, {"axis": 1, "dim": 1}])
+def test_axis_and_keepdims_aliases(name, kw):
+    def f(T, method):
+        x = T.tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]])
+        r = getattr(x, name)(**kw) if method else getattr(T, name)(x, **kw)
+        return tuple(r) if isinstance(r, tuple) else r
+    for method in (False, True):
+        ours, theirs = _both(lambda T, method=method: f(T, method))
+        if _raised(theirs):
+            assert _raised(ours) and ours[1] == theirs[1]
+        else:
+            _assert_same_tensors(ours, theirs)

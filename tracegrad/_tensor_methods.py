@@ -331,6 +331,10 @@ for _name in _OPSA_METHODS:
     setattr(Tensor, _name, getattr(F, _name))
 for _name in _OPSA_INPLACE:
     setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+for _name in ["sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "var",
+              "std", "logsumexp", "all", "any", "cumsum", "softmax", "log_softmax", "squeeze",
+              "unsqueeze"]:
+    setattr(Tensor, _name, getattr(F, _name))  # with numpy's axis= / keepdims= names
 Tensor.polygamma = lambda self, n: F.polygamma(n, self)
 Tensor.polygamma_ = lambda self, n: commit_inplace(self, F.polygamma(n, self))
 Tensor.__rmod__ = lambda self, other: F.rremainder(self, other)

@@ -2135,4 +2135,52 @@ def rremainder(a, b):
     with no_grad():
         return remainder(b, a)
 
+
+
+# numpy-style names PyTorch accepts on reductions: axis= for dim=, keepdims= for keepdim=
+_UNSET = object()
+
+
+def _numpy_names(fn, keepdims: _bool = True):
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args, axis=_UNSET, keepdims=_UNSET, **kwargs):
+        if axis is not _UNSET:
+            if "dim" in kwargs:
+                raise TypeError(f"{fn.__name__}() received an invalid combination of arguments "
+                                "- got both 'dim' and its alias 'axis'")
+            kwargs["dim"] = axis
+        if keepdims is not _UNSET:
+            if not has_keepdim:
+                raise TypeError(f"{fn.__name__}() got an unexpected keyword argument 'keepdims'")
+            if "keepdim" in kwargs:
+                raise TypeError(f"{fn.__name__}() received an invalid combination of arguments "
+                                "- got both 'keepdim' and its alias 'keepdims'")
+            kwargs["keepdim"] = keepdims
+        return fn(*args, **kwargs)
+    has_keepdim = keepdims
+    return call
+
+
+sum = _numpy_names(sum)
+mean = _numpy_names(mean)
+prod = _numpy_names(prod)
+amax = _numpy_names(amax)
+amin = _numpy_names(amin)
+max = _numpy_names(max)
+min = _numpy_names(min)
+argmax = _numpy_names(argmax)
+argmin = _numpy_names(argmin)
+var = _numpy_names(var)
+std = _numpy_names(std)
+logsumexp = _numpy_names(logsumexp)
+all = _numpy_names(all)
+any = _numpy_names(any)
+cumsum = _numpy_names(cumsum, keepdims=False)
+softmax = _numpy_names(softmax, keepdims=False)
+log_softmax = _numpy_names(log_softmax, keepdims=False)
+squeeze = _numpy_names(squeeze, keepdims=False)
+unsqueeze = _numpy_names(unsqueeze, keepdims=False)
+
 # ---- end of opsa block -------------------------------------------------------
