@@ -1279,11 +1279,25 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
 def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
           training: bool = False, inplace: bool = False) -> Tensor:
     """Leaky ReLU with slope (lower + upper) / 2 (eval); in training each non-positive
-    element's slope is drawn from U(lower, upper) (tracegrad's stream, not PyTorch's)."""
+    element's slope is drawn from U(lower, upper): eagerly from PyTorch's stream (one
+    float64 draw per such element, in order, as ATen's loop), traced from a jax key."""
     x = T._float(input)
     if training:
-        slope = T._draw_uniform(T._gen(None), tuple(x.shape), x.dtype, lower, upper)
-        slope = _select(x <= 0, slope, 1.0)
+        gen = T._gen(None)
+        data = x.__dict__.get("_data")
+        if trace_state.current is None and data.__class__ is np.ndarray:
+            nonpos = data <= 0
+            # at::uniform_real_distribution<double>(lower, upper), the bounds in x's
+            # precision (opmath): 53 bits of random64() times (upper - lower) plus lower
+            lo, hi = float(data.dtype.type(lower)), float(data.dtype.type(upper))
+            bits = gen._random64(int(nonpos.sum())) & np.uint64(2 ** 53 - 1)
+            r = bits.astype(np.float64) * 2.0 ** -53 * (hi - lo) + lo
+            slopes = np.ones(data.shape, data.dtype)
+            slopes[nonpos] = r.astype(data.dtype)
+            slope = Tensor._make(slopes)
+        else:
+            slope = T._draw_uniform(gen, tuple(x.shape), x.dtype, lower, upper)
+            slope = _select(x <= 0, slope, 1.0)
     else:
         slope = T.where(x <= 0, T._const((lower + upper) / 2, x.dtype), T._const(1.0, x.dtype))
     return _finish_act(input, _binop(P.mul_p, x, slope, "RreluWithNoiseBackward0"), inplace)
