@@ -324,3 +324,13 @@ def test_activations_compile():
         assert got[0] == pytest.approx(y.item(), rel=1e-12)
         np.testing.assert_allclose(got[1], x.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(got[2], w.grad.numpy(), rtol=1e-10)
+
+
+def test_heaviside_records_a_node_whose_backward_raises():
+    for T in (tg, torch):
+        x = T.tensor([1.0, 0.0, -2.0], requires_grad=True)
+        y = T.heaviside(x, T.tensor([0.5]))
+        assert y.requires_grad and type(y.grad_fn).__name__ == "NotImplemented"
+        with pytest.raises(RuntimeError, match="derivative for aten::heaviside is not "
+                                               "implemented"):
+            y.sum().backward()

@@ -321,7 +321,7 @@ _OPSA_ELEMENTWISE = ["asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "
                      "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "atan2", "arctan2",
                      "exp2", "erfc", "erfinv", "lgamma", "digamma", "hypot", "copysign", "xlogy",
                      "logit", "frac", "fix", "sinc", "deg2rad", "rad2deg", "nan_to_num",
-                     "heaviside"]
+                     "heaviside", "fmod"]
 _OPSA_METHODS = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
                  "bitwise_right_shift", "signbit", "logaddexp", "logaddexp2", "float_power",
                  "isposinf", "isneginf", "isreal"] + _OPSA_ELEMENTWISE

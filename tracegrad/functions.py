@@ -2105,9 +2105,7 @@ def heaviside(input, values):
     x, v = _as_tensor(input), _as_tensor(values)
     if x.dtype is not v.dtype:
         raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes")
-    if _dtype_of(x).is_floating_point and (x._rg or v._rg):
-        raise RuntimeError("the derivative for 'heaviside' is not implemented.")
-    return where(eq(x, 0), v, cast(gt(x, 0), x.dtype))
+    return apply(P.heaviside_p, (x, v))
 
 
 def isposinf(input):

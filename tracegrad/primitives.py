@@ -1468,6 +1468,24 @@ xlogy_p = _binop("xlogy", _xlogy_impl,
                  (_xlogy_vjp_x, lambda g, o, x, y: g * x / y), (0, 1))
 
 
+# heaviside: PyTorch records it but has no derivative: backward raises, as its
+# NotImplemented node does
+def _heaviside_impl(x, v):
+    return np.where(x == 0, v, (x > 0).astype(x.dtype))
+
+
+def _no_derivative(op):
+    def rule(g, out, *inputs, **params):
+        raise RuntimeError(f"derivative for aten::{op} is not implemented")
+    return rule
+
+
+heaviside_p = Primitive("heaviside", _heaviside_impl, _binary,
+                        "jnp.where({0} == 0, {1}, ({0} > 0).astype({0}.dtype))",
+                        vjp=(_no_derivative("heaviside"), _no_derivative("heaviside")),
+                        grad_name="NotImplemented", kind="elementwise")
+
+
 # ``contiguous()`` of a strided array: a row-major copy (view() reads strides, as ATen's)
 contiguous_p = Primitive("contiguous", np.ascontiguousarray, _same, "{0}",
                          vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,),
