@@ -150,8 +150,12 @@ def test_binary_inplace_and_scalar_remainder():
     for T in (tg, torch):
         assert (100 % T.tensor([3, -3, 7, -7])).tolist() == [1, -2, 2, -5]
         np.testing.assert_allclose((-7.5 % T.tensor([2.0, -2.0])).numpy(), [0.5, -1.5])
-    x = tg.tensor([2.0], requires_grad=True)
-    assert not (3.0 % x).requires_grad  # torch has no derivative for remainder(Scalar, Tensor)
+    for T in (tg, torch):  # remainder(Scalar, Tensor) has no derivative
+        y = 3.0 % T.tensor([2.0], requires_grad=True)
+        assert y.requires_grad and type(y.grad_fn).__name__ == "NotImplemented"
+        with pytest.raises(RuntimeError, match="derivative for aten::remainder is not "
+                                               "implemented"):
+            y.sum().backward()
 
 
 def test_polygamma_and_float_power_forms():

@@ -2127,11 +2127,8 @@ def isreal(input):
 
 def rremainder(a, b):
     """``b % a`` for a Python number ``b`` (PyTorch's remainder(Scalar, Tensor)): the
-    result has the divisor's sign. PyTorch has no derivative for it: the result does not
-    require grad (PyTorch's raises when backward reaches it)."""
-    from .autograd.grad_mode import no_grad
-    with no_grad():
-        return remainder(b, a)
+    result has the divisor's sign. PyTorch has no derivative for it: backward raises."""
+    return apply(P.rremainder_p, _coerce(b, a))
 
 
 

@@ -1482,6 +1482,10 @@ def _no_derivative(op):
     return rule
 
 
+# remainder(Scalar, Tensor) (``2.5 % x``): recorded, but PyTorch has no derivative for it
+rremainder_p = Primitive("rremainder", _remainder_impl, _binary, "_torch_remainder({0}, {1})",
+                         vjp=(_no_derivative("remainder"), _no_derivative("remainder")),
+                         grad_name="NotImplemented", kind="elementwise")
 heaviside_p = Primitive("heaviside", _heaviside_impl, _binary,
                         "jnp.where({0} == 0, {1}, ({0} > 0).astype({0}.dtype))",
                         vjp=(_no_derivative("heaviside"), _no_derivative("heaviside")),
