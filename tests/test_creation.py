@@ -2,8 +2,6 @@
 exponential_/geometric_/cauchy_/log_normal_ streams, and bfloat16 -- against torch."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -373,6 +371,6 @@ def test_bfloat16_from_numpy_and_tensor():
     arr = np.array([1.5, 2.25], ml_dtypes.bfloat16)
     assert tg.from_numpy(arr).dtype is tg.bfloat16
     assert tg.tensor(arr).dtype is tg.bfloat16
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert tg.tensor([1.0], dtype="bfloat16").dtype is tg.bfloat16
+    with pytest.raises(TypeError, match="must be torch.dtype, not str"):  # as torch's
+        tg.tensor([1.0], dtype="bfloat16")
+    assert tg.tensor([1.0], dtype=tg.bfloat16).dtype is tg.bfloat16

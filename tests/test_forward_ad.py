@@ -120,7 +120,8 @@ def _sample_args(prim, rng):
               "permute": {"perm": (1, 0)}, "broadcast_to": {"shape": (4, 2, 3)},
               "flip": {"axes": (0,)}, "clamp": {"min": 0.7, "max": 1.2},
               "cast": {"dtype": tg.float32}, "gelu": {"approximate": "none"},
-              "pow_scalar": {"exponent": 2.5}, "rpow_scalar": {"base": 2.0}}.get(prim.name, {})
+              "pow_scalar": {"exponent": 2.5}, "rpow_scalar": {"base": 2.0},
+              "polygamma": {"n": 2}}.get(prim.name, {})
     return [x] + [rng.uniform(0.5, 1.5, (2, 3)) for _ in range(n - 1)], params
 
 

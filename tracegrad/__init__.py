@@ -73,7 +73,7 @@ from .amp.autocast_mode import (  # noqa: E402
 
 def __getattr__(name):
     if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler",
-                "serialization") or name in _DEVICE_MODULES:
+                "serialization", "special") or name in _DEVICE_MODULES:
         mod = _lazy(name)
         globals()[name] = mod
         return mod

@@ -41,20 +41,29 @@ Tensor.__rmatmul__ = lambda self, other: F.matmul(other, self)
 Tensor.__neg__ = lambda self: F.neg(self)
 Tensor.__pos__ = lambda self: self
 Tensor.__abs__ = lambda self: F.abs(self)
-Tensor.__invert__ = lambda self: F.logical_not(self)
+
 Tensor.__eq__ = F.eq
 Tensor.__ne__ = F.ne
 Tensor.__lt__ = F.lt
 Tensor.__le__ = F.le
 Tensor.__gt__ = F.gt
 Tensor.__ge__ = F.ge
-Tensor.__and__ = lambda self, other: F.logical_and(self, other)
-Tensor.__or__ = lambda self, other: F.logical_or(self, other)
-Tensor.__xor__ = lambda self, other: F.logical_xor(self, other)
-Tensor.__rand__ = lambda self, other: F.logical_and(other, self)
-Tensor.__ror__ = lambda self, other: F.logical_or(other, self)
 Tensor.__getitem__ = F.getitem
 Tensor.__setitem__ = F.setitem
+
+# ---- opsa: bitwise operators (issue 12): bitwise on integers, logical on bools ----
+Tensor.__and__ = F.bitwise_and
+Tensor.__or__ = F.bitwise_or
+Tensor.__xor__ = F.bitwise_xor
+Tensor.__rand__ = lambda self, other: F.bitwise_and(other, self)
+Tensor.__ror__ = lambda self, other: F.bitwise_or(other, self)
+Tensor.__rxor__ = lambda self, other: F.bitwise_xor(other, self)
+Tensor.__lshift__ = F.bitwise_left_shift
+Tensor.__rshift__ = F.bitwise_right_shift
+Tensor.__rlshift__ = lambda self, other: F.bitwise_left_shift(other, self)
+Tensor.__rrshift__ = lambda self, other: F.bitwise_right_shift(other, self)
+Tensor.__invert__ = F._invert
+# ---- end of opsa operators ----
 
 # ---- plain methods ----------------------------------------------------------
 for _name in [
@@ -86,8 +95,6 @@ Tensor.type_as = lambda self, other: F.cast(self, other.dtype)
 Tensor.view_as = lambda self, other: F.reshape(self, other.shape)
 Tensor.reshape_as = lambda self, other: F.reshape(self, other.shape)
 Tensor.expand_as = lambda self, other: F.expand(self, other.shape)
-Tensor.contiguous = lambda self, *a, **k: self
-Tensor.is_contiguous = lambda self, *a, **k: True
 Tensor.T = property(lambda self: F.permute(self, tuple(reversed(range(self.ndim)))))
 Tensor.mT = property(lambda self: F.transpose(self, -2, -1))
 
@@ -430,3 +437,61 @@ Tensor.get_device = lambda self: -1
 Tensor.is_cpu = property(lambda self: True)
 Tensor.is_mps = property(lambda self: False)
 Tensor.is_meta = property(lambda self: False)
+
+
+# ---- opsa: methods of issue 12's elementwise ops (functions.py's opsa block) ----
+_OPSA_ELEMENTWISE = ["asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "arcsin",
+                     "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "atan2", "arctan2",
+                     "exp2", "erfc", "erfinv", "lgamma", "digamma", "hypot", "copysign", "xlogy",
+                     "logit", "frac", "fix", "sinc", "deg2rad", "rad2deg", "nan_to_num",
+                     "heaviside", "fmod"]
+_OPSA_METHODS = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+                 "bitwise_right_shift", "signbit", "logaddexp", "logaddexp2", "float_power",
+                 "isposinf", "isneginf", "isreal"] + _OPSA_ELEMENTWISE
+_OPSA_INPLACE = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+                 "bitwise_right_shift"] + _OPSA_ELEMENTWISE
+for _name in _OPSA_METHODS:
+    setattr(Tensor, _name, getattr(F, _name))
+for _name in _OPSA_INPLACE:
+    setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+for _name in ["sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "var",
+              "std", "logsumexp", "all", "any", "cumsum", "softmax", "log_softmax", "squeeze",
+              "unsqueeze"]:
+    setattr(Tensor, _name, getattr(F, _name))  # with numpy's axis= / keepdims= names
+Tensor.polygamma = lambda self, n: F.polygamma(n, self)
+Tensor.polygamma_ = lambda self, n: commit_inplace(self, F.polygamma(n, self))
+Tensor.__rmod__ = lambda self, other: F.rremainder(self, other)
+
+
+def _float_power_(self, exponent):
+    if self.dtype is not dtypes.float64:
+        raise RuntimeError(f"the base given to float_power_ has dtype "
+                           f"{F._torch_type_name(self.dtype)} but the operation's result "
+                           "requires dtype Double")
+    return commit_inplace(self, F.float_power(self, exponent))
+
+
+Tensor.float_power_ = _float_power_
+Tensor.__iand__ = Tensor.bitwise_and_
+Tensor.__ior__ = Tensor.bitwise_or_
+Tensor.__ixor__ = Tensor.bitwise_xor_
+Tensor.__ilshift__ = Tensor.bitwise_left_shift_
+Tensor.__irshift__ = Tensor.bitwise_right_shift_
+
+
+def _is_contiguous(self, memory_format=None) -> bool:
+    """Row-major with no gaps (dims of size 1 may have any stride), as ATen's flag."""
+    data = self.__dict__.get("_data")
+    return data.__class__ is not np.ndarray or data.flags.c_contiguous
+
+
+def _contiguous(self, memory_format=None):
+    """self if row-major already, else a row-major copy (CloneBackward0), as ATen."""
+    if _is_contiguous(self):
+        return self
+    return apply(P.contiguous_p, (self,))
+
+
+Tensor.is_contiguous = _is_contiguous
+Tensor.contiguous = _contiguous
+# ---- end of opsa methods ----

@@ -77,8 +77,8 @@ def as_dtype(d) -> DType:
     """Accept a tracegrad dtype, a NumPy dtype, a Python type or a name."""
     if isinstance(d, DType):
         return d
-    if d is float:
-        return _default_float
+    if d is float:  # Python's float is a double, whatever the default dtype (as torch)
+        return float64
     if d is int:
         return int64
     if d is bool:

@@ -288,7 +288,8 @@ def _axes(dim, ndim: int) -> tuple:
         if len(out) != len(dim):
             raise RuntimeError(f"dim {list(dim)} appears multiple times in the list of dims")
         return out
-    return (_dim(dim, ndim),) if ndim else ()
+    d = _dim(dim, ndim)  # a 0-d tensor takes dim 0 or -1, and only those
+    return (d,) if ndim else ()
 
 
 def _shape_args(shape) -> tuple:
@@ -370,17 +371,17 @@ def floor_divide(a, b):
 
 
 def remainder(a, b):
+    """The remainder with the sign of ``b`` (Python's %), as ATen computes it."""
     a, b_ = _coerce(a, b)
     name = "RemainderBackward1" if isinstance(b, Tensor) else "RemainderBackward0"
-    return apply(P.sub_p, _coerce(a, mul(floor_divide(a, b_), b_)), name=name)
+    return apply(P.remainder_p, (a, b_), name=name)
 
 
 def fmod(a, b):
     """The remainder with the sign of ``a`` (C's fmod), unlike remainder's sign of ``b``."""
     a, b_ = _coerce(a, b)
     name = "FmodBackward1" if isinstance(b, Tensor) else "FmodBackward0"
-    q = div(a, b_, rounding_mode="trunc")
-    return apply(P.sub_p, _coerce(a, mul(q, b_)), name=name)
+    return apply(P.fmod_p, (a, b_), name=name)
 
 
 def pow(x, exponent):
@@ -559,6 +560,9 @@ def where(condition, input=None, other=None):
         return nonzero(condition, as_tuple=True)
     cond = _as_tensor(condition)
     if cond.dtype is not dtypes.bool_:
+        if cond.dtype is not dtypes.uint8:
+            raise RuntimeError("where expected condition to be a boolean tensor, but got a "
+                               f"tensor with dtype {_torch_type_name(cond.dtype)}")
         cond = ne(cond, 0)
     x, y = _coerce(input, other)
     return apply(P.where_p, (cond, x, y))
@@ -566,10 +570,24 @@ def where(condition, input=None, other=None):
 
 def masked_fill(input, mask, value):
     x = input
+    if _as_tensor(mask).dtype is not dtypes.bool_:
+        raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
+                           f"{_C_TYPE_NAMES.get(_as_tensor(mask).dtype.name)}")
     v = value if isinstance(value, Tensor) else _const(value, x.dtype)
     if v.dtype is not x.dtype:
         v = cast(v, x.dtype)
     return apply(P.where_p, (_as_tensor(mask), v, x), name="MaskedFillBackward0")
+
+
+def _torch_type_name(dtype: DType) -> str:
+    from .tensor import _TORCH_TYPE_NAMES
+    return _TORCH_TYPE_NAMES[dtype.name]
+
+
+# the C type names some ATen messages print for a dtype (its caffe2 TypeMeta name)
+_C_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+                 "int64": "long int", "int32": "int", "int16": "short int",
+                 "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
 
 
 def nonzero(input, *, as_tuple=False):
@@ -910,6 +928,9 @@ def einsum(equation, *operands):
 
 def _infer_shape(shape, numel):
     shape = list(shape)
+    for i, s in enumerate(shape):
+        if s < -1:
+            raise RuntimeError(f"invalid shape dimension {s} at index {i} of shape {shape}")
     neg = [i for i, s in enumerate(shape) if s == -1]
     if len(neg) > 1:
         raise RuntimeError("only one dimension can be inferred")
@@ -929,18 +950,67 @@ def reshape(input, *shape, _name=None):
     shape = _infer_shape(_shape_args(shape), x.numel())
     if shape == x.shape:
         return apply(P.reshape_p, (x,), {"shape": shape}, name=_name) if x._rg else x
+    if _name is None and x._rg and not _viewable(x, shape):
+        _name = "UnsafeViewBackward0"  # PyTorch copies, then views the copy
     return apply(P.reshape_p, (x,), {"shape": shape}, name=_name)
+
+
+def _viewable(x: Tensor, shape: tuple) -> _bool:
+    """Whether ``x`` (its array's strides) can be viewed with ``shape`` without a copy."""
+    data = x.__dict__.get("_data")
+    if data.__class__ is not np.ndarray or data.flags.c_contiguous:
+        return True
+    strides = tuple(st // data.itemsize for st in data.strides)
+    return _view_strides(data.shape, strides, shape) is not None
 
 
 def view(input, *shape):
     if len(shape) == 1 and isinstance(shape[0], (DType, str)) or shape and shape[0] in (float, int):
         raise NotImplementedError("view(dtype) is not supported; use .to(dtype)")
-    return reshape(input, *shape)
+    x = input
+    new = _infer_shape(_shape_args(shape), x.numel())
+    if not _viewable(x, new):
+        raise RuntimeError("view size is not compatible with input tensor's size and stride "
+                           "(at least one dimension spans across two contiguous subspaces). "
+                           "Use .reshape(...) instead.")
+    return reshape(x, new)
+
+
+def _view_strides(old_shape, old_strides, new_shape):
+    """The strides a view of shape ``new_shape`` has over memory laid out as
+    (``old_shape``, ``old_strides``), or None where no view can (ATen's computeStride):
+    the old dims split into runs that are contiguous with each other, and each run must
+    be made of whole new dims."""
+    if not old_shape:
+        return (1,) * len(new_shape)
+    numel = math.prod(old_shape)
+    if numel == 0:
+        return tuple(old_strides) if tuple(old_shape) == tuple(new_shape) else ()
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    chunk_base = old_strides[-1]
+    tensor_numel = view_numel = 1
+    for d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[d]
+        if d == 0 or (old_shape[d - 1] != 1
+                      and old_strides[d - 1] != tensor_numel * chunk_base):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * chunk_base
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                chunk_base = old_strides[d - 1]
+                tensor_numel = view_numel = 1
+    return tuple(new_strides) if view_d == -1 else None
 
 
 def flatten(input, start_dim: _int = 0, end_dim: _int = -1):
     x = input
     if x.ndim == 0:
+        _dim(start_dim, 0)
+        _dim(end_dim, 0)
         return reshape(x, (1,))
     s, e = _dim(start_dim, x.ndim), _dim(end_dim, x.ndim)
     if s > e:
@@ -990,6 +1060,8 @@ def permute(input, *dims):
 def transpose(input, dim0: _int, dim1: _int, _name="TransposeBackward0"):
     x = input
     if x.ndim < 2:
+        _dim(dim0, x.ndim)
+        _dim(dim1, x.ndim)
         return x if not x._rg else apply(P.reshape_p, (x,), {"shape": x.shape}, name=_name)
     a, b = _dim(dim0, x.ndim), _dim(dim1, x.ndim)
     perm = list(range(x.ndim))
@@ -1122,7 +1194,21 @@ def select(input, dim, index):
 
 
 def narrow(input, dim, start, length):
+    if input.ndim == 0:
+        raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
     d = _dim(dim, input.ndim)
+    if isinstance(start, Tensor):
+        start = start.item()
+    size = input.shape[d]
+    if not -size <= start <= size:
+        raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], "
+                         f"but got {start})")
+    if length < 0:
+        raise RuntimeError("narrow(): length must be non-negative.")
+    start = start % size if start < 0 else start
+    if start + length > size:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size "
+                           f"({size}).")
     index, _ = _parse_index(input, (_slice(None),) * d + (_slice(start, start + length),))
     return apply(P.getitem_p, (input,), {"index": index}, name="SliceBackward0")
 
@@ -1257,6 +1343,8 @@ def setitem(x: Tensor, key, value) -> None:
 
 def gather(input, dim, index):
     x = input
+    if _as_tensor(index).dtype not in (dtypes.int64, dtypes.int32):
+        raise RuntimeError("gather(): Expected dtype int32/int64 for index")
     return apply(P.gather_p, (x, cast(index, dtypes.int64)), {"axis": _dim(dim, x.ndim)})
 
 
@@ -1282,7 +1370,14 @@ def index_select(input, dim, index):
 
 
 def masked_select(input, mask):
-    return getitem(input, mask)
+    """The elements of ``input`` where ``mask`` (broadcast with it) is True, as a 1-d tensor."""
+    x, m = _as_tensor(input), _as_tensor(mask)
+    if m.dtype is not dtypes.bool_:
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
+    shape = P.broadcast_shapes(x.shape, m.shape)
+    x = x if x.shape == shape else broadcast_to(x, shape)
+    m = m if m.shape == shape else broadcast_to(m, shape)
+    return apply(P.getitem_p, (x, m), {"index": (P.TENSOR,)}, name="MaskedSelectBackward0")
 
 
 # ----------------------------------------------------------------------------
@@ -1355,9 +1450,10 @@ def _np_from_data(data, dtype):
         arr = np.array(_to_nested(data))
     else:
         arr = np.array(data)
-    if dtype is not None:
-        return arr.astype(as_dtype(dtype).np)
-    return arr.astype(_default_for(arr), copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e300 -> inf in float32, as torch
+        if dtype is not None:
+            return arr.astype(as_dtype(dtype).np)
+        return arr.astype(_default_for(arr), copy=False)
 
 
 def _contains_tensor(data):
@@ -1397,6 +1493,9 @@ def tensor(data, *, dtype=None, device=None, requires_grad: _bool = False,
     tensor([[1, 2],
             [3, 4]])
     """
+    if dtype is not None and not isinstance(dtype, DType) and dtype not in (float, int, _bool):
+        raise TypeError(f"tensor(): argument 'dtype' must be torch.dtype, not "
+                        f"{type(dtype).__name__}")
     if isinstance(data, np.ndarray) and data.dtype == np.float64 and dtype is None:
         arr = np.array(data)
     else:
@@ -1458,22 +1557,106 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: _
         is_int = builtins.all(isinstance(v, (_int, np.integer)) for v in (start, end, step))
         dtype = dtypes.int64 if is_int else dtypes.get_default_dtype()
     dtype = as_dtype(dtype)
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise RuntimeError(f"unsupported range: {start} -> {end}")
+    if not ((step > 0 and end >= start) or (step < 0 and end <= start)):
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     n = _int(math.ceil((end - start) / step))
     data = (start + np.arange(builtins.max(n, 0), dtype=np.float64) * step).astype(dtype.np)
     return _finish(data, requires_grad, device)
 
 
+def _fma64(a, b, c):
+    """a * b + c rounded once, in float64 (C's fma, which PyTorch's compiled kernels
+    contract ``start + step * i`` to): Dekker's error-free product and Knuth's sum."""
+    a, b, c = (np.asarray(v, np.float64) for v in (a, b, c))
+    p = a * b
+    split = 134217729.0  # 2**27 + 1
+    ta, tb = split * a, split * b
+    ah, bh = ta - (ta - a), tb - (tb - b)
+    al, bl = a - ah, b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    s = p + c
+    bb = s - p
+    t = (p - (s - bb)) + (c - bb)
+    return s + (t + e)
+
+
+def _linspace_values(start, end, steps: _int, dtype: DType) -> np.ndarray:
+    """PyTorch's linspace kernel: each half from its nearer end (``start + step * i``,
+    ``end - step * (steps - 1 - i)``); integer dtypes truncate ``start``/``end`` first,
+    step in float64, and truncate each value, as ``linspace(5, 10, 3, dtype=int32)``
+    -> ``[5, 7, 10]``."""
+    i = np.arange(steps)
+    half = steps // 2
+    if not dtype.is_floating_point:
+        s0, e0 = _int(start), _int(end)
+        if steps == 1:
+            return np.full(1, s0, dtype.np)
+        step = (_pyfloat(e0) - _pyfloat(s0)) / (steps - 1)
+        fwd = _fma64(step, i, s0)
+        bwd = _fma64(-step, steps - 1 - i, e0)
+        return np.trunc(np.where(i < half, fwd, bwd)).astype(dtype.np)
+    t = dtype.np.type
+    s0, e0 = t(start), t(end)
+    if steps == 1:
+        return np.full(1, s0, dtype.np)
+    # in the output precision; one rounding per value (fma), done in float64: exact for
+    # float32 and float16 operands, Dekker's product for float64
+    step = (e0 - s0) / t(steps - 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fwd = _fma64(step, i, s0)
+        bwd = _fma64(-step, steps - 1 - i, e0)
+        return np.where(i < half, fwd, bwd).astype(dtype.np)
+
+
+def _check_steps(steps):
+    if not isinstance(steps, (_int, np.integer)) or isinstance(steps, _bool):
+        raise TypeError(f"linspace(): argument 'steps' must be int, not {type(steps).__name__}")
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    return _int(steps)
+
+
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad: _bool = False):
+    """``steps`` evenly spaced values from ``start`` to ``end``, as PyTorch computes them.
+
+    >>> linspace(5, 10, 3, dtype=int32)
+    tensor([ 5,  7, 10], dtype=torch.int32)
+    """
     dtype = _creation_dtype(dtype)
-    data = np.linspace(_pyfloat(start), _pyfloat(end), _int(steps), dtype=np.float64)
-    if steps > 1:
-        # PyTorch computes each half from its nearer end, in the output precision
-        step = np.asarray((end - start) / (steps - 1), dtype=dtype.np)
+    data = _linspace_values(start, end, _check_steps(steps), dtype)
+    return _finish(data, requires_grad, device)
+
+
+def logspace(start, end, steps, base=10.0, *, dtype=None, device=None,
+             requires_grad: _bool = False):
+    """``base ** linspace(start, end, steps)``, each half from its nearer end (PyTorch's
+    kernel: exponents in float64 for integer dtypes).
+
+    >>> logspace(0, 3, 4)
+    tensor([   1.,   10.,  100., 1000.])
+    """
+    dtype = _creation_dtype(dtype)
+    steps = _check_steps(steps)
+    if dtype.is_floating_point:
+        exps = _linspace_values(start, end, steps, dtype)
+        with np.errstate(over="ignore"):  # std::pow(double base, exponent)
+            data = np.power(_pyfloat(base), exps.astype(np.float64))
+    else:
         i = np.arange(steps)
-        half = steps // 2
-        fwd = np.asarray(start, dtype.np) + step * i.astype(dtype.np)
-        bwd = np.asarray(end, dtype.np) - step * (steps - 1 - i).astype(dtype.np)
-        data = np.where(i < half, fwd, bwd)
+        # as linspace, the ends are truncated first (but one step is base ** start)
+        start_f, start, end = start, _int(start), _int(end)
+        if steps == 1:
+            exps = np.full(1, _pyfloat(start_f))
+        else:
+            step = (_pyfloat(end) - _pyfloat(start)) / (steps - 1)
+            exps = np.where(i < steps // 2, _fma64(step, i, start),
+                            _fma64(-step, steps - 1 - i, end))
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = np.trunc(np.power(_pyfloat(base), exps)).astype(dtype.np)
     return _finish(data.astype(dtype.np), requires_grad, device)
 
 
@@ -1986,3 +2169,328 @@ def _tensor_multinomial(self, num_samples, replacement: _bool = False, *, genera
 
 
 Tensor.multinomial = _tensor_multinomial
+
+
+# ----------------------------------------------------------------------------
+# opsa: bitwise ops and more elementwise math (issue 12)
+
+def _quietly(fn):
+    """Run a composite with NumPy's floating point warnings off (NOTE: [Quiet NumPy
+    kernels] in primitives.py): its inner add/sub/mul may meet inf - inf by design."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return run
+
+
+def _int_operands(kernel: str, a, b):
+    """Promote two operands of a bitwise op; floats have no such kernel in PyTorch."""
+    a, b = _coerce(a, b)
+    dt = _dtype_of(a)
+    if dt.is_floating_point:
+        raise _not_implemented_for(kernel, dt)
+    return a, b
+
+
+def bitwise_and(input, other):
+    """Bitwise AND of integer tensors; logical AND of bool tensors.
+
+    >>> bitwise_and(tensor([1, -8, 6], dtype=int32), 0x1337)
+    tensor([   1, 4912,    6], dtype=torch.int32)
+    """
+    return apply(P.bitwise_and_p, _int_operands("bitwise_and_cpu", input, other))
+
+
+def bitwise_or(input, other):
+    """Bitwise OR of integer tensors; logical OR of bool tensors."""
+    return apply(P.bitwise_or_p, _int_operands("bitwise_or_cpu", input, other))
+
+
+def bitwise_xor(input, other):
+    """Bitwise XOR of integer tensors; logical XOR of bool tensors."""
+    return apply(P.bitwise_xor_p, _int_operands("bitwise_xor_cpu", input, other))
+
+
+def bitwise_not(input):
+    """Bitwise NOT of an integer tensor (``~x == -x - 1``); logical NOT of a bool tensor."""
+    x = _as_tensor(input)
+    if _dtype_of(x).is_floating_point:
+        raise _not_implemented_for("bitwise_not_cpu", _dtype_of(x))
+    return apply(P.bitwise_not_p, (x,))
+
+
+def _shift(prim, kernel, input, other):
+    a, b = _int_operands(kernel, input, other)
+    if _dtype_of(a) is dtypes.bool_:
+        raise _not_implemented_for(kernel, dtypes.bool_)
+    return apply(prim, (a, b))
+
+
+def bitwise_left_shift(input, other):
+    """``input << other``; a shift by a negative amount or by the bit width or more gives 0.
+
+    >>> bitwise_left_shift(tensor([1, -8, 6], dtype=int32), 2)
+    tensor([  4, -32,  24], dtype=torch.int32)
+    """
+    return _shift(P.lshift_p, "lshift_cpu", input, other)
+
+
+def bitwise_right_shift(input, other):
+    """``input >> other`` (arithmetic for signed types); out-of-range shifts give the sign."""
+    return _shift(P.rshift_p, "rshift_cpu", input, other)
+
+
+def _invert(x):
+    """``~x``: PyTorch's operator refuses floats with a TypeError (bitwise_not with a
+    NotImplementedError)."""
+    if _dtype_of(x).is_floating_point:
+        raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type "
+                        "tensors")
+    return bitwise_not(x)
+
+
+
+asin = _unary(P.asin_p)
+acos = _unary(P.acos_p)
+atan = _unary(P.atan_p)
+sinh = _unary(P.sinh_p)
+cosh = _unary(P.cosh_p)
+asinh = _unary(P.asinh_p)
+acosh = _unary(P.acosh_p)
+atanh = _unary(P.atanh_p)
+exp2 = _unary(P.exp2_p)
+erfc = _unary(P.erfc_p)
+erfinv = _unary(P.erfinv_p)
+lgamma = _unary(P.lgamma_p)
+digamma = _unary(P.digamma_p)
+arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
+
+
+def polygamma(n, input):
+    """The n-th derivative of digamma (``polygamma(0, x) == digamma(x)``)."""
+    if not isinstance(n, (_int, np.integer)) or n < 0:
+        raise RuntimeError("polygamma(n, x) does not support negative n.")
+    x = _float(_as_tensor(input))
+    if n == 0:
+        return apply(P.digamma_p, (x,))
+    return apply(P.polygamma_p, (x,), {"n": _int(n)})
+
+
+def _float_pair(a, b):
+    a, b = _coerce(a, b)
+    return _float(a), _float(b)
+
+
+def atan2(input, other):
+    """The angle of (other, input), in (-pi, pi]."""
+    return apply(P.atan2_p, _float_pair(input, other))
+
+
+arctan2 = atan2
+
+
+def hypot(input, other):
+    """sqrt(input**2 + other**2), without overflow."""
+    return apply(P.hypot_p, _float_pair(input, other))
+
+
+def signbit(input):
+    """True where the sign bit is set (-0.0 and -nan included)."""
+    x = _as_tensor(input)
+    if not _dtype_of(x).is_floating_point:
+        return ne(x, x) if not _dtype_of(x).is_signed else lt(x, 0)
+    return apply(P.signbit_p, (x,))
+
+
+@_quietly
+def copysign(input, other):
+    """|input| with the sign of other (-0.0 counts as negative).
+
+    >>> copysign(tensor([1.0, -2.0, 3.0]), tensor([-0.0, 1.0, -1.0]))
+    tensor([-1.,  2., -3.])
+    """
+    x, y = _float_pair(input, other)
+    shape = P.broadcast_shapes(x.shape, y.shape)
+    x = x if x.shape == shape else broadcast_to(x, shape)
+    ax = abs(x)
+    return apply(P.where_p, (signbit(y), neg(ax), ax), name="CopysignBackward0")
+
+
+@_quietly
+def logaddexp(input, other):
+    """log(exp(input) + exp(other)), computed without overflow."""
+    x, y = _float_pair(input, other)
+    m = maximum(x, y)
+    # equal infinities: log(2 * exp(inf)) is inf, and inf - inf would be nan
+    same_inf = logical_and(isinf(x), eq(x, y))
+    rest = log1p(exp(neg(abs(sub(x, y)))))
+    return apply(P.where_p, (same_inf, x, m + rest), name="LogaddexpBackward0")
+
+
+@_quietly
+def logaddexp2(input, other):
+    """log2(2**input + 2**other), computed without overflow."""
+    x, y = _float_pair(input, other)
+    m = maximum(x, y)
+    same_inf = logical_and(isinf(x), eq(x, y))
+    rest = log1p(exp2(neg(abs(sub(x, y))))) * (1 / math.log(2))
+    return apply(P.where_p, (same_inf, x, m + rest), name="Logaddexp2Backward0")
+
+
+def xlogy(input, other):
+    """input * log(other), 0 where input == 0 (unless other is nan)."""
+    name = ("XlogyBackward1" if not isinstance(input, Tensor) else
+            "XlogyBackward2" if not isinstance(other, Tensor) else "XlogyBackward0")
+    return apply(P.xlogy_p, _float_pair(input, other), name=name)
+
+
+@_quietly
+def logit(input, eps=None):
+    """log(p / (1 - p)); with ``eps``, p is clamped to [eps, 1 - eps] first."""
+    x = _float(_as_tensor(input))
+    if eps is not None:
+        x = clamp(x, eps, 1 - eps)
+    return apply(P.log_p, (x / (1 - x),), name="LogitBackward0")
+
+
+@_quietly
+def frac(input):
+    """input - trunc(input), with input's sign."""
+    x = _as_tensor(input)
+    if not _dtype_of(x).is_floating_point:
+        raise _not_implemented_for("frac_cpu", _dtype_of(x))
+    return apply(P.sub_p, (x, trunc(x)), name="FracBackward0")
+
+
+fix = trunc
+
+
+@_quietly
+def sinc(input):
+    """sin(pi x) / (pi x), and 1 at 0."""
+    x = _float(_as_tensor(input))
+    zero = eq(x, 0)
+    px = where(zero, ones_like(x), x) * math.pi  # no 0 / 0 off the branch taken
+    return apply(P.where_p, (zero, ones_like(x), sin(px) / px), name="SincBackward0")
+
+
+def deg2rad(input):
+    """Degrees to radians."""
+    x = _float(_as_tensor(input))
+    return apply(P.mul_p, (x, _const(math.pi / 180, _dtype_of(x))), name="Deg2RadBackward0")
+
+
+def rad2deg(input):
+    """Radians to degrees."""
+    x = _float(_as_tensor(input))
+    return apply(P.mul_p, (x, _const(180 / math.pi, _dtype_of(x))), name="Rad2DegBackward0")
+
+
+def float_power(input, exponent):
+    """input ** exponent in float64 (PyTorch's float_power)."""
+    if isinstance(input, Tensor):
+        x = cast(input, dtypes.float64)
+        e = cast(exponent, dtypes.float64) if isinstance(exponent, Tensor) else _pyfloat(exponent)
+        return pow(x, e)
+    return pow(_pyfloat(input), cast(exponent, dtypes.float64))
+
+
+@_quietly
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    """nan, +inf and -inf replaced by ``nan``, ``posinf`` (default: the dtype's largest
+    finite value) and ``neginf`` (its lowest)."""
+    x = _as_tensor(input)
+    dt = _dtype_of(x)
+    if not dt.is_floating_point:
+        return apply(P.copy_p, (x,), name="NanToNumBackward0")
+    info = np.finfo(dt.np)
+    hi = _pyfloat(info.max) if posinf is None else posinf
+    lo = _pyfloat(info.min) if neginf is None else neginf
+    r = where(isnan(x), _const(_pyfloat(nan), dt), x)
+    r = where(eq(x, math.inf), _const(_pyfloat(hi), dt), r)
+    return apply(P.where_p, (eq(x, -math.inf), _const(_pyfloat(lo), dt), r),
+                 name="NanToNumBackward0")
+
+
+def heaviside(input, values):
+    """0 where input < 0, ``values`` where input == 0, 1 where input > 0."""
+    x, v = _as_tensor(input), _as_tensor(values)
+    if x.dtype is not v.dtype:
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes")
+    return apply(P.heaviside_p, (x, v))
+
+
+def isposinf(input):
+    """True where input is +inf."""
+    x = _as_tensor(input)
+    return eq(x, math.inf) if _dtype_of(x).is_floating_point else zeros_like(x, dtype=dtypes.bool_)
+
+
+def isneginf(input):
+    """True where input is -inf."""
+    x = _as_tensor(input)
+    return eq(x, -math.inf) if _dtype_of(x).is_floating_point else zeros_like(x, dtype=dtypes.bool_)
+
+
+def isreal(input):
+    """True everywhere: tracegrad has no complex dtypes."""
+    return ones_like(_as_tensor(input), dtype=dtypes.bool_)
+
+
+def rremainder(a, b):
+    """``b % a`` for a Python number ``b`` (PyTorch's remainder(Scalar, Tensor)): the
+    result has the divisor's sign. PyTorch has no derivative for it: backward raises."""
+    return apply(P.rremainder_p, _coerce(b, a))
+
+
+
+# numpy-style names PyTorch accepts on reductions: axis= for dim=, keepdims= for keepdim=
+_UNSET = object()
+
+
+def _numpy_names(fn, keepdims: _bool = True):
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args, axis=_UNSET, keepdims=_UNSET, **kwargs):
+        if axis is not _UNSET:
+            if "dim" in kwargs:
+                raise TypeError(f"{fn.__name__}() received an invalid combination of arguments "
+                                "- got both 'dim' and its alias 'axis'")
+            kwargs["dim"] = axis
+        if keepdims is not _UNSET:
+            if not has_keepdim:
+                raise TypeError(f"{fn.__name__}() got an unexpected keyword argument 'keepdims'")
+            if "keepdim" in kwargs:
+                raise TypeError(f"{fn.__name__}() received an invalid combination of arguments "
+                                "- got both 'keepdim' and its alias 'keepdims'")
+            kwargs["keepdim"] = keepdims
+        return fn(*args, **kwargs)
+    has_keepdim = keepdims
+    return call
+
+
+sum = _numpy_names(sum)
+mean = _numpy_names(mean)
+prod = _numpy_names(prod)
+amax = _numpy_names(amax)
+amin = _numpy_names(amin)
+max = _numpy_names(max)
+min = _numpy_names(min)
+argmax = _numpy_names(argmax)
+argmin = _numpy_names(argmin)
+var = _numpy_names(var)
+std = _numpy_names(std)
+logsumexp = _numpy_names(logsumexp)
+all = _numpy_names(all)
+any = _numpy_names(any)
+cumsum = _numpy_names(cumsum, keepdims=False)
+softmax = _numpy_names(softmax, keepdims=False)
+log_softmax = _numpy_names(log_softmax, keepdims=False)
+squeeze = _numpy_names(squeeze, keepdims=False)
+unsqueeze = _numpy_names(unsqueeze, keepdims=False)
+
+# ---- end of opsa block -------------------------------------------------------

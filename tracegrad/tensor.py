@@ -14,6 +14,7 @@ import weakref
 import numpy as np
 
 from . import _storage, dtypes
+from ._quiet import QUIET as _QUIET, enter as _quiet_enter, leave as _quiet_leave
 from ._storage import make_writable
 from .autograd import grad_mode, views as _views
 from .autograd._op_hooks import (
@@ -115,15 +116,30 @@ def apply(prim, args: tuple, params: dict = _EMPTY, name: str | None = None,
     tracer = trace_state.current
     if tracer is not None:
         return tracer.bind(prim, args, params, name)
-    try:
-        if len(args) == 1:
-            data = prim.impl(args[0]._data, **params)
-        elif len(args) == 2:
-            data = prim.impl(args[0]._data, args[1]._data, **params)
-        else:
-            data = prim.impl(*[a._data for a in args], **params)
-    except (ValueError, IndexError, TypeError) as e:
-        _raise_shape_error(prim, args, params, e)
+    raw = prim.raw_impl
+    if raw is not None:  # NOTE: [Quiet NumPy kernels]: NumPy's warnings off, for this call
+        token = _quiet_enter(_QUIET)
+        try:
+            if len(args) == 1:
+                data = raw(args[0]._data, **params)
+            elif len(args) == 2:
+                data = raw(args[0]._data, args[1]._data, **params)
+            else:
+                data = raw(*[a._data for a in args], **params)
+        except (ValueError, IndexError, TypeError) as e:
+            _raise_shape_error(prim, args, params, e)
+        finally:
+            _quiet_leave(token)
+    else:
+        try:
+            if len(args) == 1:
+                data = prim.impl(args[0]._data, **params)
+            elif len(args) == 2:
+                data = prim.impl(args[0]._data, args[1]._data, **params)
+            else:
+                data = prim.impl(*[a._data for a in args], **params)
+        except (ValueError, IndexError, TypeError) as e:
+            _raise_shape_error(prim, args, params, e)
     if data.__class__ is not np.ndarray:
         data = np.asarray(data)
     out = _new(Tensor)

@@ -108,7 +108,7 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
 
 def _show(m):
     from .. import functions as F
-    return repr(F.tensor(m, dtype="float64"))
+    return repr(F.tensor(m, dtype=F.dtypes.float64))
 
 
 def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=1e-3,

@@ -27,6 +27,17 @@ def _scatter_add(base, idx, g, axis):
     return base.at[tuple(grids)].add(g)
 
 
+def _literal(value) -> str:
+    """Python source for a scalar constant: nan and the infinities have no literal (repr
+    gives ``nan``, ``inf``), -0.0 keeps its sign, ints and bools are exact."""
+    if isinstance(value, float):
+        if value != value:
+            return "float('nan')"
+        if value in (float("inf"), float("-inf")):
+            return "float('inf')" if value > 0 else "float('-inf')"
+    return repr(value)
+
+
 class MissingLowering(NotImplementedError):
     pass
 
@@ -69,7 +80,7 @@ def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
     def arg(v):
         if isinstance(v, Const):
             if v.value.ndim == 0:
-                return f"jnp.asarray({v.value.item()!r}, jnp.{v.dtype.name})"
+                return f"jnp.asarray({_literal(v.value.item())}, jnp.{v.dtype.name})"
             name = f"_c{len(consts)}"
             consts[name] = v.value
             return name
@@ -101,7 +112,7 @@ def lower(graph: Graph, donate: tuple = ()) -> Lowered:
 
     source, consts = to_jax_source(graph)
     namespace = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "_scatter_add": _scatter_add,
-                 "inf": float("inf"), **JAX_HELPERS}
+                 "inf": float("inf"), "nan": float("nan"), **JAX_HELPERS}  # params print so
     with x64():
         namespace.update({k: jnp.asarray(v) for k, v in consts.items()})
     exec(compile(source, f"<tracegrad jax: {graph.name}>", "exec"), namespace)

@@ -8,7 +8,11 @@ torch.Size([3, 2])
 from . import functional, init
 from .containers import ModuleList, Sequential
 from .layers import (
+    CELU,
+    ELU,
     GELU,
+    GLU,
+    SELU,
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
     AdaptiveAvgPool3d,
@@ -26,18 +30,35 @@ from .layers import (
     Dropout,
     Embedding,
     Flatten,
+    Hardshrink,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
     Identity,
     LayerNorm,
     LeakyReLU,
     Linear,
+    LogSigmoid,
     LogSoftmax,
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
+    Mish,
+    PReLU,
     ReLU,
+    ReLU6,
+    RReLU,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softmax2d,
+    Softmin,
+    Softplus,
+    Softshrink,
+    Softsign,
     Tanh,
+    Tanhshrink,
+    Threshold,
 )
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module
@@ -51,6 +72,10 @@ __all__ = [
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "BatchNorm1d", "BatchNorm2d", "functional", "init", "parallel", "DataParallel",
+    # opsa: more activations (issue 12)
+    "SiLU", "ELU", "CELU", "SELU", "Softplus", "Softsign", "Hardtanh", "Hardsigmoid",
+    "Hardswish", "ReLU6", "Mish", "LogSigmoid", "GLU", "PReLU", "RReLU", "Softmin", "Softmax2d",
+    "Threshold", "Tanhshrink", "Softshrink", "Hardshrink",
 ]
 
 # devices/creation helper: torch.nn.parallel, and DataParallel at nn's top level

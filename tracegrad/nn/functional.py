@@ -1076,6 +1076,12 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
                          f"size ({input.shape}) is deprecated. Please ensure they have the same "
                          "size.")
+    data = input.__dict__.get("_data")
+    if data.__class__ is np.ndarray and trace_state.current is None:
+        with np.errstate(invalid="ignore"):
+            inside = ((data >= 0) & (data <= 1)).all()  # nan is outside
+        if not inside:
+            raise RuntimeError("all elements of input should be between 0 and 1")
     log_x = T.clamp(T.log(input), min=-100.0)
     log_1mx = T.clamp(T.log(1.0 - input), min=-100.0)
     name = "BinaryCrossEntropyBackward0"
@@ -1154,3 +1160,217 @@ nll_loss = _autocast_wrap(nll_loss, _upper)
 cross_entropy = _autocast_wrap(cross_entropy, _upper)
 binary_cross_entropy = _autocast_wrap(binary_cross_entropy, _upper)
 binary_cross_entropy_with_logits = _autocast_wrap(binary_cross_entropy_with_logits, _upper)
+
+
+# ----------------------------------------------------------------------------
+# opsa: more activations (issue 12). Composites over primitives; the last op of each
+# is recorded under PyTorch's grad_fn name, and the gradient at a kink is PyTorch's
+# (a strict or non-strict comparison picks the branch, as its backward kernel does).
+
+__all__ += [
+    "silu", "elu", "celu", "selu", "softplus", "softsign", "hardtanh", "hardsigmoid",
+    "hardswish", "relu6", "mish", "logsigmoid", "glu", "prelu", "rrelu", "threshold",
+    "tanhshrink", "softshrink", "hardshrink", "softmin",
+]
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _finish_act(input: Tensor, out: Tensor, inplace: bool) -> Tensor:
+    return commit_inplace(input, out) if inplace else out
+
+
+def _select(cond: Tensor, a, b, name: str | None = None) -> Tensor:
+    """where(cond, a, b) with number operands made tensors of b's (or a's) dtype."""
+    like = a if isinstance(a, Tensor) else b
+    a = a if isinstance(a, Tensor) else T._const(a, like.dtype)
+    b = b if isinstance(b, Tensor) else T._const(b, like.dtype)
+    return apply(P.where_p, (cond, a, b), name=name)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x)."""
+    x = T._float(input)
+    return _finish_act(input, _binop(P.mul_p, x, T.sigmoid(x), "SiluBackward0"), inplace)
+
+
+@T._quietly
+def _elu(input, alpha, scale, input_scale, name):
+    x = T._float(input)
+    neg = T.expm1(x * input_scale) * alpha if input_scale != 1 else T.expm1(x) * alpha
+    if scale != 1:
+        return _select(x > 0, x * scale, neg * scale, name)
+    return _select(x > 0, x, neg, name)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha * (exp(x) - 1)."""
+    return _finish_act(input, _elu(input, alpha, 1, 1, "EluBackward0"), inplace)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha * (exp(x / alpha) - 1)."""
+    if alpha == 0:
+        raise RuntimeError("ZeroDivisionError")
+    return _finish_act(input, _elu(input, alpha, 1, 1 / alpha, "CeluBackward0"), inplace)
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with the self-normalising constants."""
+    return _finish_act(input, _elu(input, _SELU_ALPHA, _SELU_SCALE, 1, "EluBackward0"), inplace)
+
+
+@T._quietly
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold."""
+    x = T._float(input)
+    bx = x * beta if beta != 1 else x
+    soft = T.log1p(T.exp(bx))
+    if beta != 1:
+        soft = soft / beta
+    return _select(bx > threshold, x, soft, "SoftplusBackward0")
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    x = T._float(input)
+    return x / (T.abs(x) + 1)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    """x clamped to [min_val, max_val]; the gradient is 0 at the bounds (as PyTorch)."""
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    x = input if input.dtype.is_floating_point else T._float(input)
+    inner = _select(x >= max_val, max_val, x)
+    return _finish_act(input, _select(x <= min_val, min_val, inner, "HardtanhBackward0"),
+                       inplace)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(x, 0), 6)."""
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """(x + 3) / 6 clamped to [0, 1]; the gradient is 0 at -3 and 3."""
+    x = T._float(input)
+    # ATen's backward multiplies by 1/6 rounded to float32 in every dtype (its forward
+    # divides by 6): the value is (x + 3) / 6, the slope that float32 sixth
+    slope = x * _ONE_SIXTH_F32
+    inner = _select(x >= 3, 1.0, ((x + 3) / 6).detach() + (slope - slope.detach()))
+    return _finish_act(input, _select(x <= -3, 0.0, inner, "HardsigmoidBackward0"), inplace)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * hardsigmoid(x), with PyTorch's gradient: 0 up to -3, x/3 + 1/2, then 1 from 3."""
+    x = T._float(input)
+    inner = _select(x < 3, x * (x + 3) / 6, x)
+    return _finish_act(input, _select(x <= -3, 0.0, inner, "HardswishBackward0"), inplace)
+
+
+@T._quietly
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    x = T._float(input)
+    sp = T.log1p(T.exp(x))
+    return _finish_act(input, _binop(P.mul_p, x, T.tanh(sp), "MishBackward0"), inplace)
+
+
+@T._quietly
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), finite for any x."""
+    x = T._float(input)
+    return _binop(P.sub_p, T.minimum(x, 0.0), T.log1p(T.exp(-T.abs(x))), "LogSigmoidBackward0")
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a * sigmoid(b), a and b the two halves of input along ``dim``."""
+    if input.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    d = T._dim(dim, input.ndim)
+    n = input.shape[d]
+    if n % 2:
+        raise RuntimeError(f"Halving dimension must be even, but dimension {d} is size {n}")
+    a, b = T.split(input, n // 2, d)
+    return _binop(P.mul_p, a, T.sigmoid(b), "GluBackward0")
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """x where x > 0, else weight * x, one weight per channel (dim 1) or one for all."""
+    x = input
+    if weight.numel() != 1:
+        channels = x.shape[1] if x.ndim >= 2 else 1
+        if x.ndim == 0 or weight.numel() != channels:
+            raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Found "
+                               f"parameter numbers = {weight.numel()} and channel size = "
+                               f"{channels}.")
+        w = T.reshape(weight, (channels,) + (1,) * (x.ndim - 2))
+    else:
+        w = T.reshape(weight, ()) if x.ndim == 0 else T.reshape(weight, (1,) * x.ndim)
+    return _select(x > 0, x, w * x, "PreluKernelBackward0")
+
+
+def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
+          training: bool = False, inplace: bool = False) -> Tensor:
+    """Leaky ReLU with slope (lower + upper) / 2 (eval); in training each non-positive
+    element's slope is drawn from U(lower, upper): eagerly from PyTorch's stream (one
+    float64 draw per such element, in order, as ATen's loop), traced from a jax key."""
+    x = T._float(input)
+    if training:
+        gen = T._gen(None)
+        data = x.__dict__.get("_data")
+        if trace_state.current is None and data.__class__ is np.ndarray:
+            nonpos = data <= 0
+            # at::uniform_real_distribution<double>(lower, upper), the bounds in x's
+            # precision (opmath): 53 bits of random64() times (upper - lower) plus lower
+            lo, hi = float(data.dtype.type(lower)), float(data.dtype.type(upper))
+            bits = gen._random64(int(nonpos.sum())) & np.uint64(2 ** 53 - 1)
+            r = bits.astype(np.float64) * 2.0 ** -53 * (hi - lo) + lo
+            slopes = np.ones(data.shape, data.dtype)
+            slopes[nonpos] = r.astype(data.dtype)
+            slope = Tensor._make(slopes)
+        else:
+            slope = T._draw_uniform(gen, tuple(x.shape), x.dtype, lower, upper)
+            slope = _select(x <= 0, slope, 1.0)
+    else:
+        slope = T.where(x <= 0, T._const((lower + upper) / 2, x.dtype), T._const(1.0, x.dtype))
+    return _finish_act(input, _binop(P.mul_p, x, slope, "RreluWithNoiseBackward0"), inplace)
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, else value."""
+    x = input
+    return _finish_act(input, _select(x > threshold, x, value, "ThresholdBackward0"), inplace)
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x)."""
+    x = T._float(input)
+    return x - T.tanh(x)
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, 0 between."""
+    if lambd < 0:
+        raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
+    x = T._float(input)
+    inner = _select(x < -lambd, x + lambd, 0.0)
+    return _select(x > lambd, x - lambd, inner, "SoftshrinkBackward0")
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, else 0."""
+    x = T._float(input)
+    keep = T.logical_or(x > lambd, x < -lambd)
+    return _select(keep, x, 0.0, "HardshrinkBackward0")
+
+
+def softmin(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """softmax(-x)."""
+    return T.softmax(-input, dim, dtype=dtype)
+
+# ---- end of opsa activations ------------------------------------------------
