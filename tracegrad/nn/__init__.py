@@ -5,7 +5,7 @@
 >>> net(tg.randn(3, 4)).shape
 torch.Size([3, 2])
 """
-from . import functional, init
+from . import functional, init, utils
 from .containers import ModuleList, Sequential
 from .layers import (
     GELU,
@@ -50,5 +50,5 @@ __all__ = [
     "BCEWithLogitsLoss", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "BatchNorm1d", "BatchNorm2d", "functional", "init",
+    "BatchNorm1d", "BatchNorm2d", "functional", "init", "utils",
 ]
