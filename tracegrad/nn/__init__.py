@@ -6,7 +6,7 @@
 torch.Size([3, 2])
 """
 from . import functional, init, utils
-from .containers import ModuleList, Sequential
+from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .layers import (
     GELU,
     AdaptiveAvgPool1d,
@@ -44,7 +44,8 @@ from .module import Module
 from .parameter import Parameter
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "ModuleList", "Identity", "Linear", "Embedding",
+    "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+    "ParameterDict", "Identity", "Linear", "Embedding",
     "LayerNorm", "Dropout", "Flatten", "ReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "LogSoftmax", "LeakyReLU", "MSELoss", "L1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
     "BCEWithLogitsLoss", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
