@@ -39,7 +39,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
-from .loss import (  # nn extras (issue 11)
+from .loss import (
     BCELoss,
     BCEWithLogitsLoss,
     CosineEmbeddingLoss,
