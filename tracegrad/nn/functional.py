@@ -53,8 +53,7 @@ def _eager() -> bool:
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not a valid value for reduction; "
-                         f"expected one of {', '.join(_REDUCTIONS)}")
+        raise ValueError(f"{reduction} is not a valid value for reduction")  # PyTorch's text
 
 
 def _reduce(loss: Tensor, reduction: str, name: str | None) -> Tensor:

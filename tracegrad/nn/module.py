@@ -440,7 +440,7 @@ class Module:
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        unexpected = self._unexpected_keys(state_dict)
         errors = []
         if strict:
             if missing:
@@ -584,6 +584,24 @@ class Module:
         if prepend:
             _move_first(table, h.id)
         return h
+
+    def _unexpected_keys(self, state_dict, prefix: str = "") -> list[str]:
+        """The keys no module claims, in PyTorch's order: module by module (pre-order),
+        each in the state_dict's order."""
+        local = {n for n, p in self._parameters.items() if p is not None}
+        local |= {n for n, b in self._buffers.items()
+                  if b is not None and n not in self._non_persistent_buffers}
+        found = []
+        for key in state_dict:
+            if not key.startswith(prefix):
+                continue
+            head, dot, _ = key[len(prefix):].partition(".")
+            if (head not in self._modules) if dot else (head not in local):
+                found.append(key)
+        for name, child in self._modules.items():
+            if child is not None:
+                found += child._unexpected_keys(state_dict, f"{prefix}{name}.")
+        return found
 
     def get_buffer(self, target: str) -> Tensor:
         """The buffer at dotted path ``target`` ('bn.running_mean')."""
