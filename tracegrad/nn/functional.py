@@ -1127,7 +1127,7 @@ __all__ += [
     "smooth_l1_loss", "huber_loss", "kl_div", "poisson_nll_loss", "gaussian_nll_loss",
     "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
     "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
-    "multi_margin_loss", "cosine_similarity", "pairwise_distance",
+    "multi_margin_loss", "multilabel_margin_loss", "cosine_similarity", "pairwise_distance",
 ]
 
 
@@ -1439,6 +1439,45 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     if reduction == "none":
         shape = tuple(target.shape) if nd <= 1 else (nframe,)
         return apply(P.reshape_p, (per_sample,), {"shape": shape}, name=name)
+    return _reduce(per_sample, reduction, name)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                           reduction: str = "mean") -> Tensor:
+    """Multi-label hinge loss: ``target`` lists each sample's classes, ended by the first
+    -1; every listed class j and unlisted class i add max(0, 1 - x[j] + x[i]), and the
+    sum is divided by the number of classes."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    nd = input.ndim
+    if not ((nd == 2 and input.shape[1] != 0) or (nd == 1 and input.shape[0] != 0) or nd == 0):
+        raise RuntimeError("Expected non-empty vector or matrix with optional 0-dim batch size, "
+                           f"but got: {list(input.shape)}")
+    if target.shape != input.shape:
+        raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size: "
+                           f"{list(input.shape)}")
+    if target.dtype is not dtypes.int64:
+        raise RuntimeError(f"expected scalar type Long but found "
+                           f"{_SCALAR_TYPE_NAMES.get(target.dtype.name, 'Float')}")
+    nframe = input.shape[0] if nd == 2 else 1
+    x = T.reshape(input, (nframe, -1))
+    n_classes = x.shape[1]
+    y = T.reshape(target, (nframe, n_classes))
+    # the listed classes: the entries before the first -1
+    listed = T.cumsum(T.cast(y == -1, dtypes.int64), 1) == 0
+    if _eager() and bool(T.any(T.logical_or(y < -1, y >= n_classes))):  # every entry
+        raise RuntimeError("argument #2 'target' is out of range")
+    safe = T.where(listed, y, 0)
+    hit = T.logical_and(T.unsqueeze(safe, 2) == T.arange(n_classes), T.unsqueeze(listed, 2))
+    is_target = T.any(hit, 1)                                              # (N, C)
+    z = 1 - T.unsqueeze(T.gather(x, 1, safe), 2) + T.unsqueeze(x, 1)       # (N, listed, C)
+    keep = T.logical_and(T.unsqueeze(listed, 2), T.unsqueeze(T.logical_not(is_target), 1))
+    h = T.where(keep, T.clamp_min(z, 0), T.zeros_like(z))
+    per_sample = T.sum(h, (1, 2)) / n_classes
+    name = "MultilabelMarginLossBackward0"
+    if reduction == "none":
+        return apply(P.reshape_p, (per_sample,), {"shape": (nframe,) if nd == 2 else ()},
+                     name=name)
     return _reduce(per_sample, reduction, name)
 
 

@@ -231,6 +231,13 @@ class MultiMarginLoss(_WeightedLoss):
                                    weight=self.weight, reduction=self.reduction)
 
 
+class MultiLabelMarginLoss(_Loss):
+    """Multi-label hinge loss over the classes each target row lists (ended by -1)."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.multilabel_margin_loss(input, target, reduction=self.reduction)
+
+
 class TripletMarginLoss(_Loss):
     """max(0, margin + d(anchor, positive) - d(anchor, negative))."""
 
