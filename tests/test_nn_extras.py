@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 
 import numpy as np
@@ -31,7 +32,8 @@ def _err(fn) -> str:
     try:
         fn()
     except Exception as e:  # the error's type and text are what is compared
-        return f"{type(e).__name__}: {e}"
+        # a class prints with its module path, which differs: keep only its name
+        return re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"<class \1>", f"{type(e).__name__}: {e}")
     return "no error"
 
 
@@ -675,3 +677,31 @@ def test_clipping_in_a_compiled_training_step_equals_eager(how):
     else:
         assert max(p.grad.abs().max().item() for p in model_e.parameters()) <= 0.02
     assert step_c.cache_info().hits >= 4
+
+
+def test_sequential_and_module_list_operators_match_torch():
+    def scenario(lib):
+        nn = lib.nn
+        a, b = nn.Sequential(nn.ReLU(), nn.Tanh()), nn.Sequential(nn.Sigmoid())
+        out = [repr(a + b), repr(2 * b), repr(b * 3), len(a)]
+        c = nn.Sequential(nn.ReLU())
+        c += a
+        c *= 2
+        out += [repr(c), repr(c.pop(1)), repr(c), repr(c.pop(-1))]
+        for bad in (lambda: a + nn.ReLU(), lambda: a * 0, lambda: a * 1.5):
+            out.append(_err(bad))
+        ml = nn.ModuleList([nn.ReLU(), nn.Tanh()])
+        both = ml + [nn.Sigmoid()]
+        out += [repr(both), type(both).__name__, repr(ml.pop(0)), repr(ml), len(both)]
+        net = _net(lib)
+        net.set_submodule("head.0", nn.GELU())
+        net.set_submodule("extra", nn.Tanh())
+        out += [repr(net.head), [n for n, _ in net.named_children()]]
+        for bad in (lambda: net.set_submodule("", nn.ReLU()),
+                    lambda: net.set_submodule("head.0", 3),
+                    lambda: net.set_submodule("head.nope", nn.ReLU(), strict=True),
+                    lambda: net.set_submodule("scale", nn.ReLU()),
+                    lambda: net.set_submodule("nope.x", nn.ReLU())):
+            out.append(_err(bad))
+        return out
+    _both(scenario)

@@ -86,6 +86,47 @@ class Sequential(Module):
             self.add_module(str(i), m)
         return self
 
+    # nn extras (issue 11): PyTorch's operators on Sequential
+    def pop(self, key) -> Module:
+        v = self[key]
+        del self[key]
+        return v
+
+    def __add__(self, other) -> Sequential:
+        if not isinstance(other, Sequential):
+            raise ValueError("add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        return Sequential(*self, *other)
+
+    def __iadd__(self, other) -> Sequential:
+        if not isinstance(other, Sequential):
+            raise ValueError("add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        offset = len(self)
+        for i, module in enumerate(list(other)):
+            self.add_module(str(i + offset), module)
+        return self
+
+    def _check_factor(self, other) -> None:
+        if not isinstance(other, int):
+            raise TypeError(f"unsupported operand type(s) for *: {type(self)} and {type(other)}")
+        if other <= 0:
+            raise ValueError(f"Non-positive multiplication factor {other} for {type(self)}")
+
+    def __mul__(self, other: int) -> Sequential:
+        self._check_factor(other)
+        return Sequential(*(list(self) * other))
+
+    def __rmul__(self, other: int) -> Sequential:
+        return self.__mul__(other)
+
+    def __imul__(self, other: int) -> Sequential:
+        self._check_factor(other)
+        modules = list(self)
+        for i, module in enumerate(modules * (other - 1)):
+            self.add_module(str(len(modules) + i), module)
+        return self
+
     def forward(self, input):
         for module in self._modules.values():
             input = module(input)
@@ -127,6 +168,14 @@ class ModuleList(Module):
 
     def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
         return self.extend(modules)
+
+    def __add__(self, other: Iterable[Module]) -> ModuleList:  # nn extras (issue 11)
+        return ModuleList([*self, *other])
+
+    def pop(self, key) -> Module:
+        v = self[key]
+        del self[key]
+        return v
 
     def append(self, module: Module) -> ModuleList:
         self.add_module(str(len(self)), module)

@@ -603,6 +603,20 @@ class Module:
                 found += child._unexpected_keys(state_dict, f"{prefix}{name}.")
         return found
 
+    def set_submodule(self, target: str, module: Module, strict: bool = False) -> None:
+        """Put ``module`` at dotted path ``target``; with ``strict`` the name must exist."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module)}")
+        owner, _, name = target.rpartition(".")
+        parent = self.get_submodule(owner)
+        if strict and not hasattr(parent, name):
+            raise AttributeError(f"{parent._get_name()} has no attribute `{name}`")
+        if hasattr(parent, name) and not isinstance(getattr(parent, name), Module):
+            raise AttributeError(f"`{name}` is not an nn.Module")
+        setattr(parent, name, module)
+
     def get_buffer(self, target: str) -> Tensor:
         """The buffer at dotted path ``target`` ('bn.running_mean')."""
         owner, _, name = target.rpartition(".")
