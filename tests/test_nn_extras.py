@@ -705,3 +705,57 @@ def test_sequential_and_module_list_operators_match_torch():
             out.append(_err(bad))
         return out
     _both(scenario)
+
+
+@pytest.mark.parametrize("dim", [0, 1, 3, -2, None, -1])
+def test_weight_norm_matches_torch(dim):
+    def scenario(lib):
+        lib.manual_seed(0)
+        conv = lib.nn.Conv2d(2, 3, 3).double()
+        with lib.no_grad():
+            conv.weight.copy_(lib.tensor(np.random.default_rng(0).standard_normal((3, 2, 3, 3))))
+        lib.nn.utils.weight_norm(conv, dim=dim)
+        out = [list(conv.state_dict()), [n for n, _ in conv.named_parameters()],
+               tuple(conv.weight_g.shape), np.round(conv.weight_g.detach().numpy(), 10).tolist(),
+               type(conv.weight).__name__, repr(conv)]
+        x = lib.tensor(np.random.default_rng(1).standard_normal((1, 2, 4, 4)))
+        y = conv(x)
+        out.append(conv.weight.grad_fn.name())
+        (y * y).sum().backward()
+        out += [np.round(y.detach().numpy(), 10).tolist(),
+                np.round(conv.weight_g.grad.numpy(), 8).tolist(),
+                np.round(conv.weight_v.grad.numpy(), 8).tolist()]
+        out.append(_err(lambda: lib.nn.utils.weight_norm(conv, dim=dim)))
+        lib.nn.utils.remove_weight_norm(conv)
+        out += [list(conv.state_dict()), type(conv.weight).__name__,
+                np.round(conv.weight.detach().numpy(), 10).tolist(), len(conv._forward_pre_hooks)]
+        out.append(_err(lambda: lib.nn.utils.remove_weight_norm(conv)))
+        return out
+    _both(scenario)
+
+
+def test_weight_norm_in_a_compiled_training_step_equals_eager():
+    tg.manual_seed(0)
+    base = tg.nn.Linear(4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        models = [tg.nn.utils.weight_norm(copy.deepcopy(base)) for _ in range(2)]
+    opts = [tg.optim.SGD(m.parameters(), lr=0.1) for m in models]
+    x = tg.randn(8, 4)
+
+    def make(m, o):
+        def step(x):
+            o.zero_grad()
+            loss = m(x).pow(2).sum()
+            loss.backward()
+            o.step()
+            return loss
+        return step
+
+    step_c, step_e = tg.compile(make(models[0], opts[0])), make(models[1], opts[1])
+    for _ in range(4):
+        np.testing.assert_allclose(step_c(x).item(), step_e(x).item(), rtol=1e-5)
+    for name in ("weight_g", "weight_v", "bias"):
+        np.testing.assert_allclose(getattr(models[0], name).detach().numpy(),
+                                   getattr(models[1], name).detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
