@@ -759,3 +759,49 @@ def test_weight_norm_in_a_compiled_training_step_equals_eager():
         np.testing.assert_allclose(getattr(models[0], name).detach().numpy(),
                                    getattr(models[1], name).detach().numpy(), rtol=1e-5,
                                    atol=1e-6)
+
+
+def test_normalize_matches_torch():
+    def scenario(lib):
+        x = lib.tensor(np.random.default_rng(2).standard_normal((3, 4)), requires_grad=True)
+        y = lib.nn.functional.normalize(x, p=3.0, dim=0)
+        z = lib.nn.functional.normalize(x, dim=1, eps=10.0)
+        (y.sum() + (z * z).sum()).backward()
+        out_buf = lib.zeros(3, 4, dtype=lib.float64)
+        r = lib.nn.functional.normalize(x.detach(), out=out_buf)
+        return [np.round(y.detach().numpy(), 10).tolist(), y.grad_fn.name(),
+                np.round(z.detach().numpy(), 10).tolist(), np.round(x.grad.numpy(), 9).tolist(),
+                r is out_buf, np.round(out_buf.numpy(), 10).tolist(),
+                lib.nn.functional.normalize(lib.zeros(2, 2)).tolist()]
+    _both(scenario)
+
+
+@pytest.mark.parametrize("dim, n_iter", [(None, 1), (1, 3)])
+def test_spectral_norm_matches_torch(dim, n_iter):
+    def scenario(lib):
+        lib.manual_seed(0)
+        conv = lib.nn.Conv2d(2, 3, 3).double()
+        lib.nn.utils.spectral_norm(conv, n_power_iterations=n_iter, dim=dim)
+        out = [list(conv.state_dict()), [n for n, _ in conv.named_parameters()],
+               [n for n, _ in conv.named_buffers()], repr(conv),
+               np.round(conv.weight_u.numpy(), 10).tolist()]
+        x = lib.tensor(np.random.default_rng(1).standard_normal((1, 2, 4, 4)))
+        for _ in range(2):
+            y = conv(x)
+            (y * y).sum().backward()
+        out += [conv.weight.grad_fn.name(), np.round(y.detach().numpy(), 8).tolist(),
+                np.round(conv.weight_orig.grad.numpy(), 7).tolist(),
+                np.round(conv.weight_u.numpy(), 8).tolist(),
+                np.round(conv.weight_v.numpy(), 8).tolist()]
+        conv.eval()
+        u_before = conv.weight_u.clone()
+        out.append(np.round(conv(x).detach().numpy(), 8).tolist())
+        out.append(bool((conv.weight_u == u_before).all()))  # eval: no power iteration
+        out.append(_err(lambda: lib.nn.utils.spectral_norm(conv)))
+        lib.nn.utils.remove_spectral_norm(conv)
+        out += [list(conv.state_dict()), type(conv.weight).__name__,
+                _err(lambda: lib.nn.utils.remove_spectral_norm(conv)),
+                _err(lambda: lib.nn.utils.spectral_norm(lib.nn.Linear(2, 2),
+                                                        n_power_iterations=0))]
+        return out
+    _both(scenario)

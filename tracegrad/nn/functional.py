@@ -1128,6 +1128,7 @@ __all__ += [
     "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
     "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
     "multi_margin_loss", "multilabel_margin_loss", "cosine_similarity", "pairwise_distance",
+    "normalize",
 ]
 
 
@@ -1513,3 +1514,19 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
 
 def _reduce_dim_sum(x: Tensor, axis: tuple) -> Tensor:
     return apply(P.sum_p, (x,), {"axis": axis, "keepdim": False}, name="SumBackward1")
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
+              out: Tensor | None = None) -> Tensor:
+    """``input`` divided by its p-norm along ``dim`` (the norm clamped below at ``eps``).
+
+    >>> import tracegrad as tg
+    >>> normalize(tg.tensor([[3.0, 4.0]]))
+    tensor([[0.6000, 0.8000]])
+    """
+    denom = T.clamp_min(T.norm(input, p, dim, keepdim=True), eps).expand_as(input)
+    result = input / denom
+    if out is None:
+        return result
+    out.copy_(result)
+    return out
