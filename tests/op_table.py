@@ -859,6 +859,15 @@ ROWS: list[Row] = [
     # ---- creation primitives (recorded by the tracer; runnable eagerly) -----
     Row("full", _plus_full, UNARY_SHAPES, ref=lambda x: x + 1.5),
     Row("random", _plus_random_times_zero, UNARY_SHAPES, ref=lambda x: x),
+    # ---- nn extras (issue 11): vector norms over several dims, p = 0 and -inf ----
+    Row("norm_two_dims", lambda T, x: T.norm(x, dim=(0, 1)), _s((2, 3, 4)), domain="nonzero",
+        ref=_np_norm(2, axis=(0, 1))),
+    Row("norm_p3_three_dims_keepdim", lambda T, x: T.norm(x, 3, dim=(0, 2, 3), keepdim=True),
+        _s((2, 3, 2, 2)), domain="nonzero", ref=_np_norm(3, axis=(0, 2, 3), keepdims=True)),
+    Row("norm_p0_dim", lambda T, x: T.norm(x * (x > 0), 0, dim=1), MAT_SHAPES, domain="nonzero",
+        ref=lambda x: np.sum(x > 0, axis=1).astype(x.dtype)),
+    Row("norm_ninf_dim", lambda T, x: T.norm(x, -math.inf, dim=1), MAT_SHAPES,
+        domain="distinct", ref=lambda x: np.amin(np.abs(x), axis=1)),
 ]
 
 

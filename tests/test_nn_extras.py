@@ -500,6 +500,14 @@ def test_extra_loss_errors_match_torch():
     _both(scenario)
 
 
+def test_pairwise_distance_p0_counts_nonzeros_as_torch():
+    def scenario(lib):
+        x = lib.tensor([[1.0, 2.0, 3.0], [0.0, 5.0, 1.0]])
+        y = lib.tensor([[1.0, 0.0, 3.0], [0.0, 0.0, 0.0]])
+        return lib.nn.functional.pairwise_distance(x, y, p=0, eps=0.0).tolist()
+    assert _both(scenario) == [1.0, 2.0]
+
+
 def test_extra_loss_warnings_match_torch():
     torch = pytest.importorskip("torch")
     for lib in (torch, tg):
@@ -573,7 +581,7 @@ def _grads_model(lib, scale=1.0, dtype=None):
     return ps
 
 
-@pytest.mark.parametrize("norm_type", [2.0, 1, float("inf"), "inf", 3.5])
+@pytest.mark.parametrize("norm_type", [2.0, 1, float("inf"), "inf", 3.5, 0, -math.inf])
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_clip_grad_norm_matches_torch(norm_type, max_norm, dtype):

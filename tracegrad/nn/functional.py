@@ -1372,10 +1372,7 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     ndim = max(x1.ndim, x2.ndim)
     d = x1 - x2 + eps
     axis = () if ndim == 0 else (ndim - 1,)
-    if p == 0:
-        raise NotImplementedError("pairwise_distance: p=0 (a count of nonzeros) is not "
-                                  "supported")
-    ord_ = math.inf if p == math.inf else float(p)
+    ord_ = float(p)
     return apply(P.norm_p, (d,), {"ord": ord_, "axis": axis, "keepdim": bool(keepdim)},
                  name="NormBackward1")
 
