@@ -538,6 +538,12 @@ LOSS_MODULE_CASES = [
     ("MultiLabelSoftMarginLoss", {"weight": np.abs(_Z[0])}, [_X, (_Y > 0) * 1.0]),
     ("MultiMarginLoss", {"p": 2, "weight": np.abs(_Z[0]), "margin": 0.7},
      [_X, np.array([4, 0, 1, 1])]),
+    ("MSELoss", {"size_average": False}, [_X, _Y]),
+    ("L1Loss", {"reduce": False}, [_X, _Y]),
+    ("BCEWithLogitsLoss", {"size_average": False, "pos_weight": np.abs(_Z[0])},
+     [_X, (_Y > 0) * 1.0]),
+    ("BCELoss", {"weight": np.abs(_Z[0]), "reduce": False}, [np.abs(np.tanh(_X)) * 0.9 + 0.05,
+                                                            (_Y > 0) * 1.0]),
     ("MultiLabelMarginLoss", {"reduction": "none"}, [_X, np.array([[4, 0, -1, 1, 1]] * 4)]),
     ("TripletMarginLoss", {"swap": True, "p": 1.0}, [_X, _Y, _Z]),
     ("CosineSimilarity", {"dim": 0}, [_X, _Y]),
@@ -811,5 +817,21 @@ def test_spectral_norm_matches_torch(dim, n_iter):
                 _err(lambda: lib.nn.utils.remove_spectral_norm(conv)),
                 _err(lambda: lib.nn.utils.spectral_norm(lib.nn.Linear(2, 2),
                                                         n_power_iterations=0))]
+        return out
+    _both(scenario)
+
+
+def test_class_losses_take_torch_positional_and_legacy_arguments():
+    def scenario(lib):
+        w = lib.tensor([1.0, 2.0, 0.5], dtype=lib.float64)
+        x = lib.tensor(np.random.default_rng(4).standard_normal((4, 3)))
+        y = lib.tensor([0, 2, 1, 2])
+        out = []
+        for make in (lambda: lib.nn.CrossEntropyLoss(w, None, 2),
+                     lambda: lib.nn.CrossEntropyLoss(w, size_average=False, label_smoothing=0.1),
+                     lambda: lib.nn.NLLLoss(None, None, 1, False),
+                     lambda: lib.nn.NLLLoss(w, reduction="sum")):
+            loss = make()
+            out.append((loss.reduction, round(loss(x.log_softmax(1), y).sum().item(), 10)))
         return out
     _both(scenario)
