@@ -835,3 +835,33 @@ def test_class_losses_take_torch_positional_and_legacy_arguments():
             out.append((loss.reduction, round(loss(x.log_softmax(1), y).sum().item(), 10)))
         return out
     _both(scenario)
+
+
+def test_module_hooks_in_a_compiled_step_equal_eager():
+    tg.manual_seed(0)
+    model_c = tg.nn.Sequential(tg.nn.Linear(4, 3), tg.nn.Tanh(), tg.nn.Linear(3, 2))
+    model_e = copy.deepcopy(model_c)
+    for m in (model_c, model_e):
+        m[0].register_forward_hook(lambda mod, args, out: out * 2)
+        m[2].register_full_backward_hook(lambda mod, gi, go: (gi[0] * 0.5,))
+    x = tg.randn(8, 4)
+
+    def make(m):
+        def step(x):
+            m.zero_grad()
+            loss = m(x).pow(2).sum()
+            loss.backward()
+            return loss
+        return step
+
+    step_c, step_e = tg.compile(make(model_c)), make(model_e)
+    for _ in range(3):
+        np.testing.assert_allclose(step_c(x).item(), step_e(x).item(), rtol=1e-6)
+    for pc, pe in zip(model_c.parameters(), model_e.parameters(), strict=True):
+        np.testing.assert_allclose(pc.grad.numpy(), pe.grad.numpy(), rtol=1e-5, atol=1e-6)
+    plain = copy.deepcopy(model_e)
+    plain[2]._backward_hooks.clear()
+    make(plain)(x)
+    # the backward hook halved the gradient reaching the first layer
+    np.testing.assert_allclose(model_e[0].weight.grad.numpy(), plain[0].weight.grad.numpy() / 2,
+                               rtol=1e-5, atol=1e-7)
