@@ -495,8 +495,9 @@ class Module:
         return _layout(self._get_name(), extra_lines, child_lines)
 
     # ==== nn extras (issue 11): hooks with kwargs / always_call, full backward hooks,
-    # get_buffer. Flags live in tables made on first use (the names PyTorch uses), so
-    # modules that never register such a hook carry nothing extra.
+    # set_submodule, get_buffer, load_state_dict's unexpected keys. Hook flags live in
+    # tables made on first use (the names PyTorch uses), so modules that never register
+    # such a hook carry nothing extra.
     def _hook_flags(self, name: str) -> dict:
         table = self.__dict__.get(name)
         if table is None:
