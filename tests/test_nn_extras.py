@@ -865,3 +865,52 @@ def test_module_hooks_in_a_compiled_step_equal_eager():
     # the backward hook halved the gradient reaching the first layer
     np.testing.assert_allclose(model_e[0].weight.grad.numpy(), plain[0].weight.grad.numpy() / 2,
                                rtol=1e-5, atol=1e-7)
+
+
+def test_a_training_script_runs_unchanged_and_prints_torch_numbers():
+    def script(torch):  # written against torch's API; run with tracegrad as torch too
+        nn, F = torch.nn, torch.nn.functional
+        torch.manual_seed(0)
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.ModuleDict({"inp": nn.Linear(6, 8), "out": nn.Linear(8, 3)})
+                self.extra = nn.ParameterDict({"scale": nn.Parameter(torch.ones(3))})
+                self.gates = nn.ParameterList([torch.zeros(8)])
+
+            def forward(self, x):
+                h = torch.tanh(self.layers["inp"](x)) * torch.sigmoid(self.gates[0])
+                return self.layers["out"](h) * self.extra["scale"]
+
+        net = Net()
+        net.apply(lambda m: nn.init.zeros_(m.bias) if isinstance(m, nn.Linear) else None)
+        acts = []
+        net.layers["inp"].register_forward_hook(lambda m, a, out: acts.append(out.abs().mean()))
+        opt = torch.optim.Adam(net.parameters(), lr=0.05)
+        x, y = torch.randn(16, 6), torch.randn(16, 3)
+        target = torch.softmax(torch.randn(16, 3), dim=1)
+        losses, norms = [], []
+        for _ in range(5):
+            opt.zero_grad()
+            out = net(x)
+            loss = nn.HuberLoss(delta=0.5)(out, y) + F.kl_div(
+                F.log_softmax(out, dim=1), target, reduction="batchmean")
+            loss = loss + 0.1 * F.cosine_embedding_loss(out, y, torch.ones(16))
+            loss.backward()
+            norms.append(nn.utils.clip_grad_norm_(net.parameters(), max_norm=0.05).item())
+            opt.step()
+            losses.append(loss.item())
+        state = net.state_dict()
+        fresh = Net()
+        result = fresh.load_state_dict(state)
+        same = torch.allclose(fresh(x), net(x))
+        return losses, norms, [a.item() for a in acts[:5]], list(state), repr(result), same
+
+    torch = pytest.importorskip("torch")
+    theirs, ours = script(torch), script(tg)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-5)
+    np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-5)
+    assert ours[3:] == theirs[3:]
+    assert min(theirs[1]) > 0.05  # the clip was active on every step
