@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import re
 import warnings
 
@@ -914,3 +915,46 @@ def test_a_training_script_runs_unchanged_and_prints_torch_numbers():
     np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-5)
     assert ours[3:] == theirs[3:]
     assert min(theirs[1]) > 0.05  # the clip was active on every step
+
+
+class _ContainerNet(tg.nn.Module):
+    def __init__(self):
+        super().__init__()
+        nn = tg.nn
+        self.layers = nn.ModuleDict({"inp": nn.Linear(6, 8), "out": nn.Linear(8, 3)})
+        self.extra = nn.ParameterDict({"scale": nn.Parameter(tg.ones(3))})
+        self.gates = nn.ParameterList([tg.zeros(8)])
+
+    def forward(self, x):
+        h = tg.tanh(self.layers["inp"](x)) * tg.sigmoid(self.gates[0])
+        return self.layers["out"](h) * self.extra["scale"]
+
+
+def test_containers_losses_and_clipping_in_a_compiled_step_equal_eager():
+    nn, Fn = tg.nn, tg.nn.functional
+    tg.manual_seed(0)
+    net_c = _ContainerNet()
+    net_e = copy.deepcopy(net_c)
+    restored = pickle.loads(pickle.dumps(net_c))
+    assert repr(restored) == repr(net_c) and list(restored.state_dict()) == list(net_c.state_dict())
+    opt_c, opt_e = (tg.optim.Adam(n.parameters(), lr=0.05) for n in (net_c, net_e))
+    x, y = tg.randn(16, 6), tg.randn(16, 3)
+
+    def make(net, opt):
+        def step(x, y):
+            opt.zero_grad()
+            out = net(x)
+            loss = Fn.smooth_l1_loss(out, y, beta=0.5) + 0.1 * Fn.triplet_margin_loss(out, y, -y)
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_(net.parameters(), 0.05)
+            opt.step()
+            return loss, norm
+        return step
+
+    step_c, step_e = tg.compile(make(net_c, opt_c)), make(net_e, opt_e)
+    for _ in range(5):
+        (lc, nc), (le, ne) = step_c(x, y), step_e(x, y)
+        np.testing.assert_allclose([lc.item(), nc.item()], [le.item(), ne.item()], rtol=1e-5)
+    for pc, pe in zip(net_c.parameters(), net_e.parameters(), strict=True):
+        np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert step_c.cache_info().hits >= 3
