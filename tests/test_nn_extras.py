@@ -705,6 +705,10 @@ def test_sequential_and_module_list_operators_match_torch():
         out += [repr(c), repr(c.pop(1)), repr(c), repr(c.pop(-1))]
         for bad in (lambda: a + nn.ReLU(), lambda: a * 0, lambda: a * 1.5):
             out.append(_err(bad))
+        from collections import OrderedDict
+        named = nn.Sequential(OrderedDict([("a", nn.ReLU()), ("b", nn.Tanh()), ("c", nn.GELU())]))
+        del named[0]
+        out += [list(named._modules), repr(named[1:])]
         ml = nn.ModuleList([nn.ReLU(), nn.Tanh()])
         both = ml + [nn.Sigmoid()]
         out += [repr(both), type(both).__name__, repr(ml.pop(0)), repr(ml), len(both)]

@@ -54,12 +54,11 @@ class Sequential(Module):
         keys = list(self._modules)
         for key in (keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(keys))]]):
             del self._modules[key]
-        # keep the string indices contiguous, as after a list deletion
+        # renumber "0", "1", ... as after a list deletion (PyTorch does, even for names)
         items = list(self._modules.values())
-        if all(k.isdigit() for k in keys):
-            self._modules.clear()
-            for i, m in enumerate(items):
-                self._modules[str(i)] = m
+        self._modules.clear()
+        for i, m in enumerate(items):
+            self._modules[str(i)] = m
 
     def __len__(self) -> int:
         return len(self._modules)
