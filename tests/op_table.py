@@ -990,6 +990,15 @@ ROWS: list[Row] = [
         ref=lambda x: np.where(np.abs(x) > 0.2, x, 0)),
     Row("softmin", lambda T, x: _F(T).softmin(x, 1), [((2, 3),)],
         ref=lambda x: _np_softmax(-x, 1)),
+    # ---- nn extras (issue 11): vector norms over several dims, p = 0 and -inf ----
+    Row("norm_two_dims", lambda T, x: T.norm(x, dim=(0, 1)), _s((2, 3, 4)), domain="nonzero",
+        ref=_np_norm(2, axis=(0, 1))),
+    Row("norm_p3_three_dims_keepdim", lambda T, x: T.norm(x, 3, dim=(0, 2, 3), keepdim=True),
+        _s((2, 3, 2, 2)), domain="nonzero", ref=_np_norm(3, axis=(0, 2, 3), keepdims=True)),
+    Row("norm_p0_dim", lambda T, x: T.norm(x * (x > 0), 0, dim=1), MAT_SHAPES, domain="nonzero",
+        ref=lambda x: np.sum(x > 0, axis=1).astype(x.dtype)),
+    Row("norm_ninf_dim", lambda T, x: T.norm(x, -math.inf, dim=1), MAT_SHAPES,
+        domain="distinct", ref=lambda x: np.amin(np.abs(x), axis=1)),
 ]
 
 

@@ -931,8 +931,7 @@ def _bwd_hook(s, i):
     return s._f(s.x)
 
 
-row("full backward hook added", torch=True, step=_bwd_hook,
-    torch_xfail="Module.register_full_backward_hook is missing in tracegrad")(_hook_state)
+row("full backward hook added", torch=True, step=_bwd_hook)(_hook_state)
 
 
 # ---- nested compiled functions -------------------------------------------------------

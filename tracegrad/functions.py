@@ -801,19 +801,24 @@ def any(input, dim=None, keepdim: _bool = False):
     return gt(sum(cast(x, dtypes.bool_), dim, keepdim), 0)
 
 
+def _values(x):
+    """The numbers of a tensor (one that requires grad too: comparing needs no graph)."""
+    return np.asarray(x.detach() if isinstance(x, Tensor) else x)
+
+
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> _bool:
-    return _bool(np.allclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol,
+    return _bool(np.allclose(_values(input), _values(other), rtol=rtol, atol=atol,
                              equal_nan=equal_nan))
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-    return Tensor._make(np.isclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol,
+    return Tensor._make(np.isclose(_values(input), _values(other), rtol=rtol, atol=atol,
                                    equal_nan=equal_nan))
 
 
 def equal(input, other) -> _bool:
-    return input.shape == other.shape and _bool(np.array_equal(np.asarray(input),
-                                                               np.asarray(other)))
+    return input.shape == other.shape and _bool(np.array_equal(_values(input),
+                                                               _values(other)))
 
 
 # ----------------------------------------------------------------------------

@@ -555,6 +555,10 @@ def _norm_impl(x, *, ord, axis, keepdim):
         r = np.amax(a, axis=axis, keepdims=keepdim)
     elif ord == 1:
         r = np.sum(a, axis=axis, keepdims=keepdim)
+    elif ord == 0:  # the count of nonzeros (nn extras, issue 11)
+        r = np.sum(a != 0, axis=axis, keepdims=keepdim)
+    elif ord == -math.inf:
+        r = np.amin(a, axis=axis, keepdims=keepdim)
     else:
         r = np.sum(a ** ord, axis=axis, keepdims=keepdim) ** (1.0 / ord)
     return np.asarray(r, dtype=x.dtype)
@@ -565,7 +569,9 @@ def _norm_vjp(g, out, x, *, ord, axis, keepdim):
     ob = _bcast_back(out, x, axis, keepdim)
     if ord == 1:
         return gb * T.sign(x)
-    if ord == math.inf:
+    if ord == 0:  # piecewise constant
+        return T.zeros_like(x)
+    if ord in (math.inf, -math.inf):
         hit = T.cast(T.abs(x) == ob, x.dtype)
         return gb * T.sign(x) * hit / T.sum(hit, axis, keepdim=True)
     # |x|^(p-1) sign(x) / out^(p-1); zero where the norm is zero (as PyTorch)
@@ -576,12 +582,9 @@ def _norm_vjp(g, out, x, *, ord, axis, keepdim):
 
 norm_p = Primitive("norm", _norm_impl,
                    lambda x, *, ord, axis, keepdim: _reduce(x, axis=axis, keepdim=keepdim),
-                   "jnp.linalg.norm("
-                   "{0}.reshape(-1) if {axis} == tuple(range({0}.ndim)) and not {keepdim} "
-                   "else {0}, "
-                   "ord={ord!r}, "
-                   "axis=None if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {axis}, "
-                   "keepdims={keepdim})",
+                   # a vector norm over any number of axes (jnp.linalg.norm would take
+                   # two axes as a matrix norm)
+                   "jnp.linalg.vector_norm({0}, ord={ord!r}, axis={axis}, keepdims={keepdim})",
                    vjp=(_norm_vjp,), save=(0,), save_out=True,
                    grad_name="LinalgVectorNormBackward0", kind="reduction")
 

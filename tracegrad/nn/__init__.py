@@ -5,8 +5,8 @@
 >>> net(tg.randn(3, 4)).shape
 torch.Size([3, 2])
 """
-from . import functional, init
-from .containers import ModuleList, Sequential
+from . import functional, init, utils
+from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .layers import (
     CELU,
     ELU,
@@ -60,22 +60,50 @@ from .layers import (
     Tanhshrink,
     Threshold,
 )
-from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CosineEmbeddingLoss,
+    CosineSimilarity,
+    CrossEntropyLoss,
+    GaussianNLLLoss,
+    HingeEmbeddingLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MarginRankingLoss,
+    MSELoss,
+    MultiLabelMarginLoss,
+    MultiLabelSoftMarginLoss,
+    MultiMarginLoss,
+    NLLLoss,
+    PairwiseDistance,
+    PoissonNLLLoss,
+    SmoothL1Loss,
+    SoftMarginLoss,
+    TripletMarginLoss,
+)
 from .module import Module
 from .parameter import Parameter
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "ModuleList", "Identity", "Linear", "Embedding",
+    "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+    "ParameterDict", "Identity", "Linear", "Embedding",
     "LayerNorm", "Dropout", "Flatten", "ReLU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "LogSoftmax", "LeakyReLU", "MSELoss", "L1Loss", "NLLLoss", "CrossEntropyLoss", "BCELoss",
     "BCEWithLogitsLoss", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "BatchNorm1d", "BatchNorm2d", "functional", "init", "parallel", "DataParallel",
+    "BatchNorm1d", "BatchNorm2d", "functional", "init", "parallel", "DataParallel", "utils",
     # opsa: more activations (issue 12)
     "SiLU", "ELU", "CELU", "SELU", "Softplus", "Softsign", "Hardtanh", "Hardsigmoid",
     "Hardswish", "ReLU6", "Mish", "LogSigmoid", "GLU", "PReLU", "RReLU", "Softmin", "Softmax2d",
     "Threshold", "Tanhshrink", "Softshrink", "Hardshrink",
+    # nn extras (issue 11)
+    "SmoothL1Loss", "HuberLoss", "KLDivLoss", "PoissonNLLLoss", "GaussianNLLLoss",
+    "MarginRankingLoss", "HingeEmbeddingLoss", "CosineEmbeddingLoss", "SoftMarginLoss",
+    "MultiLabelSoftMarginLoss", "MultiLabelMarginLoss", "MultiMarginLoss", "TripletMarginLoss",
+    "CosineSimilarity", "PairwiseDistance",
 ]
 
 # devices/creation helper: torch.nn.parallel, and DataParallel at nn's top level

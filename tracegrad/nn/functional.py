@@ -53,8 +53,7 @@ def _eager() -> bool:
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not a valid value for reduction; "
-                         f"expected one of {', '.join(_REDUCTIONS)}")
+        raise ValueError(f"{reduction} is not a valid value for reduction")  # PyTorch's text
 
 
 def _reduce(loss: Tensor, reduction: str, name: str | None) -> Tensor:
@@ -1374,3 +1373,415 @@ def softmin(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     return T.softmax(-input, dim, dtype=dtype)
 
 # ---- end of opsa activations ------------------------------------------------
+
+
+# ============================================================================
+# nn extras: more losses and distances (issue 11). Each is a composite over the
+# primitives in PyTorch's own formula (ATen's Loss.cpp / Distance.cpp), with its
+# checks and messages; the last op carries PyTorch's grad_fn name where PyTorch
+# computes the loss as one op (SmoothL1LossBackward0, ...).
+
+__all__ += [
+    "smooth_l1_loss", "huber_loss", "kl_div", "poisson_nll_loss", "gaussian_nll_loss",
+    "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+    "multilabel_soft_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
+    "multi_margin_loss", "multilabel_margin_loss", "cosine_similarity", "pairwise_distance",
+    "normalize",
+]
+
+
+def _legacy_reduction(size_average, reduce, reduction: str) -> str:
+    """The old ``size_average``/``reduce`` flags, mapped to a reduction as PyTorch does."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    ret = "mean" if size_average and reduce else "sum" if reduce else "none"
+    warnings.warn("size_average and reduce args will be deprecated, please use "
+                  f"reduction='{ret}' instead.", stacklevel=3)
+    return ret
+
+
+def _straight_through(x: Tensor, value: Tensor) -> Tensor:
+    """``value``'s numbers with ``x``'s gradient (identity), as an in-place edit under
+    no_grad is in PyTorch: x - x is exactly 0 for finite x, so the value is exact."""
+    return (x - x.detach()) + value.detach()
+
+
+def _safe_softplus(x: Tensor) -> Tensor:
+    """log(1 + exp(x)), finite for any x (the logits-BCE primitive against target 0)."""
+    return apply(P.bce_logits_p, (x, T.zeros_like(x)))
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                   reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """0.5 d² / beta where |d| < beta, else |d| - 0.5 beta (d = input - target).
+
+    >>> import tracegrad as tg
+    >>> smooth_l1_loss(tg.tensor([0.5, 3.0]), tg.tensor([0.0, 0.0]), reduction="none")
+    tensor([0.1250, 2.5000])
+    """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    input, target = _broadcast_target(input, target, "smooth_l1_loss")
+    if beta == 0.0:
+        return l1_loss(input, target, reduction)
+    _check_reduction(reduction)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    name = "SmoothL1LossBackward0"
+    d = input - target
+    z = T.abs(d)
+    loss = apply(P.where_p, T.broadcast_tensors(z < beta, d * d * (0.5 / beta), z - 0.5 * beta),
+                 name=_last_name(reduction, name))
+    return _reduce(loss, reduction, name)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    """0.5 d² where |d| < delta, else delta (|d| - 0.5 delta); optionally weighted."""
+    input, target = _broadcast_target(input, target, "huber_loss")
+    if weight is not None and weight.shape != input.shape:
+        raise ValueError("Weights and input must have the same size.")
+    _check_reduction(reduction)
+    if not delta > 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    name = "HuberLossBackward0"
+    d = input - target
+    z = T.abs(d)
+    last = _last_name(reduction, name) if weight is None else None
+    loss = apply(P.where_p, T.broadcast_tensors(z < delta, d * d * 0.5, (z - 0.5 * delta) * delta),
+                 name=last)
+    if weight is None:
+        return _reduce(loss, reduction, name)
+    return _reduce(loss * weight, reduction, None)
+
+
+def _xlogy_self(t: Tensor) -> Tensor:
+    """t log t, 0 where t == 0 (torch.xlogy(t, t)); the log never sees the zeros, so
+    their gradient is finite."""
+    zero = t == 0
+    safe = T.where(zero, T.ones_like(t), t)
+    return T.where(zero, T.zeros_like(t), safe * T.log(safe))
+
+
+def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None,
+           reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """KL divergence with ``input`` as log-probabilities: target (log target - input).
+
+    'batchmean' sums and divides by the batch size (the mathematical KL per sample);
+    'mean' averages over every element (and warns, as PyTorch).
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction)
+    elif reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the "
+                      "support size.'batchmean' divides only by the batch size, and aligns with "
+                      "the KL div math definition.'mean' will be changed to behave the same as "
+                      "'batchmean' in the next major release.", stacklevel=2)
+    base = "sum" if reduction == "batchmean" else reduction
+    _check_reduction(base)
+    input, target = T._coerce(input, target)
+    if log_target:
+        loss = T.exp(target) * (target - input)
+    else:
+        loss = _xlogy_self(target) - target * input
+    out = _reduce(loss, base, None)
+    if reduction == "batchmean" and input.ndim != 0:
+        out = out / input.shape[0]
+    return out
+
+
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
+                     size_average=None, eps: float = 1e-8, reduce=None,
+                     reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of ``target`` under Poisson(rate): exp(input) - target input
+    for log rates, else input - target log(input + eps); ``full`` adds Stirling's term."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(reduction + " is not a valid value for reduction")
+    if log_input:
+        loss = T.exp(input) - target * input
+    else:
+        loss = input - target * T.log(input + eps)
+    if full:
+        # target log target - target + 0.5 log(2 pi target), only where target > 1
+        big = target > 1
+        t = T.where(big, target, T.ones_like(target))
+        stirling = t * T.log(t) - t + 0.5 * T.log(2 * math.pi * t)
+        loss = loss + T.where(big, stirling, T.zeros_like(stirling))
+    return _reduce(loss, reduction, None)
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+    """0.5 (log var + (input - target)² / var), var clamped below at ``eps`` (the clamp
+    passes the gradient through, as PyTorch's no-grad clamp does).
+
+    ``var`` may have the input's shape, lack its last dim, or differ from it in one
+    dim of size 1 (one variance shared along that dim).
+    """
+    if isinstance(var, float):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = var * T.ones_like(input)
+    elif _eager() and bool(T.any(var < 0)):
+        raise ValueError("var has negative entry/entries")
+    if var.shape != input.shape:
+        if tuple(input.shape[:-1]) == tuple(var.shape):
+            var = T.unsqueeze(var, -1)
+        elif input.ndim == var.ndim and sum(
+                y for x, y in zip(input.shape, var.shape, strict=True) if x != y) == 1:
+            pass
+        else:
+            raise ValueError("var is of incorrect size")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(reduction + " is not valid")
+    var = _straight_through(var, T.clamp(var.detach(), min=eps))
+    loss = 0.5 * (T.log(var) + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction, None)
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                        size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """max(0, -target (input1 - input2) + margin): target 1 wants input1 ranked higher."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if input1.ndim != input2.ndim or input1.ndim != target.ndim:
+        raise RuntimeError("margin_ranking_loss : All input tensors should have same dimension "
+                           f"but got sizes: input1: {input1.shape}, input2: {input2.shape}, "
+                           f"target: {target.shape} ")
+    loss = T.clamp_min(T.neg(target) * (input1 - input2) + margin, 0)
+    return _reduce(loss, reduction, None)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None,
+                         reduce=None, reduction: str = "mean") -> Tensor:
+    """input where target is 1, max(0, margin - input) where it is -1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    zeros = T.zeros_like(input)
+    margin_clamp = T.clamp_min(margin - input, 0)
+    output_margin = T.where(target != 1, margin_clamp, zeros)
+    output_self = T.where(target != -1, input, zeros)
+    return _reduce(output_margin + output_self, reduction, None)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                     reduction: str = "mean") -> Tensor:
+    """log(1 + exp(-target input)), the logistic loss for targets ±1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    name = "SoftMarginLossBackward0"
+    x, y = T._coerce(input, target)
+    z = T.neg(x) * y
+    loss = apply(P.log1p_p, (T.exp(z),), name=_last_name(reduction, name))
+    return _reduce(loss, reduction, name)
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                size_average=None, reduce=None,
+                                reduction: str = "mean") -> Tensor:
+    """Per-class logistic loss, averaged over the classes (the last dim)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    # -(t log sigmoid(x) + (1 - t) log sigmoid(-x)), with -log sigmoid(x) = softplus(-x)
+    loss = target * _safe_softplus(T.neg(input)) + (1 - target) * _safe_softplus(input)
+    if weight is not None:
+        loss = loss * weight
+    class_dim = input.ndim - 1
+    loss = T.sum(loss, class_dim) / input.shape[class_dim]
+    if reduction not in _REDUCTIONS:
+        raise ValueError(reduction + " is not valid")
+    return _reduce(loss, reduction, None)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                          size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """1 - cos(x1, x2) where target is 1, max(0, cos(x1, x2) - margin) where it is -1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    targ_dim = target.ndim
+    if targ_dim not in (0, 1):
+        raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+    want = 2 if targ_dim == 1 else 1
+    if input1.ndim != want or input2.ndim != want:
+        raise RuntimeError(f"{targ_dim}D target tensor expects {want}D input tensors, but found "
+                           f"inputs with sizes {list(input1.shape)} and {list(input2.shape)}.")
+    epsilon = 1e-12
+    prod_sum = T.sum(input1 * input2, targ_dim)
+    mag_square1 = T.sum(input1 * input1, targ_dim) + epsilon
+    mag_square2 = T.sum(input2 * input2, targ_dim) + epsilon
+    cos = prod_sum / T.sqrt(mag_square1 * mag_square2)
+    zeros = T.zeros_like(cos)
+    output_pos = T.where(target == 1, 1 - cos, zeros)
+    output_neg = T.where(target == -1, T.clamp_min(cos - margin, 0), zeros)
+    return _reduce(output_pos + output_neg, reduction, None)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
+                      keepdim: bool = False) -> Tensor:
+    """The p-norm of x1 - x2 + eps along the last dim (inputs broadcast).
+
+    >>> import tracegrad as tg
+    >>> pairwise_distance(tg.tensor([[0.0, 0.0]]), tg.tensor([[3.0, 4.0]]), eps=0.0)
+    tensor([5.])
+    """
+    ndim = max(x1.ndim, x2.ndim)
+    d = x1 - x2 + eps
+    axis = () if ndim == 0 else (ndim - 1,)
+    ord_ = float(p)
+    return apply(P.norm_p, (d,), {"ord": ord_, "axis": axis, "keepdim": bool(keepdim)},
+                 name="NormBackward1")
+
+
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0,
+                        p: float = 2, eps: float = 1e-6, swap: bool = False, size_average=None,
+                        reduce=None, reduction: str = "mean") -> Tensor:
+    """max(0, margin + d(anchor, positive) - d(anchor, negative)) with pairwise distances;
+    ``swap`` uses d(positive, negative) where it is smaller."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    a_dim, p_dim, n_dim = anchor.ndim, positive.ndim, negative.ndim
+    if not a_dim == p_dim == n_dim:
+        raise RuntimeError("The anchor, positive, and negative tensors are expected to have the "
+                           f"same number of dimensions, but got: anchor {a_dim}D, positive "
+                           f"{p_dim}D, and negative {n_dim}D inputs")
+    dist_pos = pairwise_distance(anchor, positive, p, eps)
+    dist_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        dist_neg = T.minimum(dist_neg, pairwise_distance(positive, negative, p, eps))
+    loss = T.clamp_min(margin + dist_pos - dist_neg, 0)
+    return _reduce(loss, reduction, None)
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0,
+                      weight: Tensor | None = None, size_average=None, reduce=None,
+                      reduction: str = "mean") -> Tensor:
+    """Multi-class hinge loss: sum over classes i != y of max(0, margin - x[y] + x[i])^p,
+    divided by the number of classes (and scaled by weight[y])."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    if weight is not None and weight.ndim != 1:
+        raise ValueError("weight must be one-dimensional")
+    nd = input.ndim
+    if not ((nd == 2 and input.shape[1] != 0) or (nd == 1 and input.shape[0] != 0) or nd == 0):
+        raise RuntimeError("Expected non-empty vector or matrix with optional 0-dim batch size, "
+                           f"but got: {list(input.shape)}")
+    nframe = input.shape[0] if nd == 2 else 1
+    if not (target.ndim <= 1 and target.numel() == nframe):
+        raise RuntimeError("multi_margin_loss: target tensor should be 1-D with size equal to the "
+                           "number of input samples (batch size). Expected target size "
+                           f"[{nframe}], but got {list(target.shape)}. Input has shape "
+                           f"{list(input.shape)}.")
+    x = T.reshape(input, (nframe, -1))
+    n_classes = x.shape[1]
+    y = T.cast(T.reshape(target, (nframe, 1)), dtypes.int64)
+    if _eager() and bool(T.any(T.logical_or(y < 0, y >= n_classes))):
+        raise RuntimeError("target out of range")
+    z = margin - T.gather(x, 1, y) + x
+    h = T.clamp_min(z, 0)
+    if p == 2:
+        h = h * h
+    if weight is not None:
+        h = h * T.getitem(weight, y)
+    is_target = T.arange(n_classes) == y
+    per_sample = T.sum(T.where(is_target, T.zeros_like(h), h), 1) / n_classes
+    name = "MultiMarginLossBackward0"
+    if reduction == "none":
+        shape = tuple(target.shape) if nd <= 1 else (nframe,)
+        return apply(P.reshape_p, (per_sample,), {"shape": shape}, name=name)
+    return _reduce(per_sample, reduction, name)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                           reduction: str = "mean") -> Tensor:
+    """Multi-label hinge loss: ``target`` lists each sample's classes, ended by the first
+    -1; every listed class j and unlisted class i add max(0, 1 - x[j] + x[i]), and the
+    sum is divided by the number of classes."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    nd = input.ndim
+    if not ((nd == 2 and input.shape[1] != 0) or (nd == 1 and input.shape[0] != 0) or nd == 0):
+        raise RuntimeError("Expected non-empty vector or matrix with optional 0-dim batch size, "
+                           f"but got: {list(input.shape)}")
+    if target.shape != input.shape:
+        raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size: "
+                           f"{list(input.shape)}")
+    if target.dtype is not dtypes.int64:
+        raise RuntimeError(f"expected scalar type Long but found "
+                           f"{_SCALAR_TYPE_NAMES.get(target.dtype.name, 'Float')}")
+    nframe = input.shape[0] if nd == 2 else 1
+    x = T.reshape(input, (nframe, -1))
+    n_classes = x.shape[1]
+    y = T.reshape(target, (nframe, n_classes))
+    # the listed classes: the entries before the first -1
+    listed = T.cumsum(T.cast(y == -1, dtypes.int64), 1) == 0
+    if _eager() and bool(T.any(T.logical_or(y < -1, y >= n_classes))):  # every entry
+        raise RuntimeError("argument #2 'target' is out of range")
+    safe = T.where(listed, y, 0)
+    hit = T.logical_and(T.unsqueeze(safe, 2) == T.arange(n_classes), T.unsqueeze(listed, 2))
+    is_target = T.any(hit, 1)                                              # (N, C)
+    z = 1 - T.unsqueeze(T.gather(x, 1, safe), 2) + T.unsqueeze(x, 1)       # (N, listed, C)
+    keep = T.logical_and(T.unsqueeze(listed, 2), T.unsqueeze(T.logical_not(is_target), 1))
+    h = T.where(keep, T.clamp_min(z, 0), T.zeros_like(z))
+    per_sample = T.sum(h, (1, 2)) / n_classes
+    name = "MultilabelMarginLossBackward0"
+    if reduction == "none":
+        return apply(P.reshape_p, (per_sample,), {"shape": (nframe,) if nd == 2 else ()},
+                     name=name)
+    return _reduce(per_sample, reduction, name)
+
+
+# PyTorch's C++ names of the non-float dtypes, as its messages print them
+_SCALAR_TYPE_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
+                      "uint8": "Byte", "bool": "Bool"}
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """Cosine of the angle between x1 and x2 along ``dim`` (inputs broadcast).
+
+    PyTorch 2.13's formula: each input is divided by its norm clamped below at
+    ``eps`` (the clamp passes the gradient through), then the products are summed,
+    so the result stays within [-1, 1].
+
+    >>> import tracegrad as tg
+    >>> cosine_similarity(tg.tensor([[1.0, 0.0]]), tg.tensor([[1.0, 1.0]]))
+    tensor([0.7071])
+    """
+    a, b = T._coerce(x1, x2)
+    if not a.dtype.is_floating_point:
+        raise RuntimeError("expected common dtype to be floating point, yet common dtype is "
+                           + _SCALAR_TYPE_NAMES.get(a.dtype.name, a.dtype.name))
+    a, b = T.broadcast_tensors(a, b)
+    axis = (T._dim(dim, a.ndim),) if a.ndim else ()
+
+    def normed(v):
+        n = apply(P.norm_p, (v,), {"ord": 2.0, "axis": axis, "keepdim": True})
+        return v / _straight_through(n, T.clamp(n.detach(), min=eps))
+
+    return _reduce_dim_sum(normed(a) * normed(b), axis)
+
+
+def _reduce_dim_sum(x: Tensor, axis: tuple) -> Tensor:
+    return apply(P.sum_p, (x,), {"axis": axis, "keepdim": False}, name="SumBackward1")
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
+              out: Tensor | None = None) -> Tensor:
+    """``input`` divided by its p-norm along ``dim`` (the norm clamped below at ``eps``).
+
+    >>> import tracegrad as tg
+    >>> normalize(tg.tensor([[3.0, 4.0]]))
+    tensor([[0.6000, 0.8000]])
+    """
+    denom = T.clamp_min(T.norm(input, p, dim, keepdim=True), eps).expand_as(input)
+    result = input / denom
+    if out is None:
+        return result
+    out.copy_(result)
+    return out

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import collections
 import itertools
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 
 from .. import dtypes
-from ..autograd.grad_mode import no_grad
+from ..autograd.function import Function
+from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..autograd.graph import RemovableHandle, _HookDict
 from ..tensor import Tensor, trace_state
 from .parameter import Parameter
@@ -111,27 +113,43 @@ class Module:
         tracer = trace_state.current
         if tracer is not None:
             tracer.note_python_state(self)  # its Python attributes (training, ...) are guarded
-        for hook in tuple(self._forward_pre_hooks.values()):
-            out = hook(self, args)
-            if out is not None:
-                args = out if isinstance(out, tuple) else (out,)
-        result = self.forward(*args, **kwargs)
-        for hook in tuple(self._forward_hooks.values()):
-            out = hook(self, args, result)
-            if out is not None:
-                result = out
-        return result
+        d = self.__dict__
+        if not (self._forward_pre_hooks or self._forward_hooks or d.get("_backward_hooks")
+                or d.get("_backward_pre_hooks")):
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
 
-    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
-        """``hook(module, args)`` runs before forward; a non-None return replaces args."""
+    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """``hook(module, args)`` runs before forward; a non-None return replaces args.
+
+        With ``with_kwargs`` it is ``hook(module, args, kwargs)`` and returns None or a
+        new ``(args, kwargs)``; ``prepend`` runs it before the hooks already there.
+        """
         h = RemovableHandle(self._forward_pre_hooks)
         self._forward_pre_hooks[h.id] = hook
+        if with_kwargs:
+            self._hook_flags("_forward_pre_hooks_with_kwargs")[h.id] = True
+        if prepend:
+            _move_first(self._forward_pre_hooks, h.id)
         return h
 
-    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
-        """``hook(module, args, output)`` runs after forward; a non-None return replaces output."""
+    def register_forward_hook(self, hook: Callable, *, prepend: bool = False,
+                              with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after forward; a non-None return replaces output.
+
+        With ``with_kwargs`` it is ``hook(module, args, kwargs, output)``; with
+        ``always_call`` it also runs when forward raises; ``prepend`` runs it first.
+        """
         h = RemovableHandle(self._forward_hooks)
         self._forward_hooks[h.id] = hook
+        if with_kwargs:
+            self._hook_flags("_forward_hooks_with_kwargs")[h.id] = True
+        if always_call:
+            self._hook_flags("_forward_hooks_always_called")[h.id] = True
+        if prepend:
+            _move_first(self._forward_hooks, h.id)
         return h
 
     # ---- registration -------------------------------------------------------
@@ -140,11 +158,20 @@ class Module:
             raise AttributeError(f"cannot assign {what} before Module.__init__() call")
 
     def _check_name(self, name, kind: str) -> None:
+        # PyTorch's checks and messages, in its order (add_module tests the name clash first)
         if not isinstance(name, str):
-            raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
-        if name == "" or "." in name:
-            raise KeyError(f'{kind} name can\'t be empty or contain ".", got: {name!r}')
-        if hasattr(self, name) and not self._owns(name):
+            raise TypeError(f"{kind} name should be a string. Got {_type_name(name)}")
+        own = {"parameter": self._parameters, "buffer": self._buffers,
+               "module": self._modules}[kind]
+        taken = hasattr(self, name) and name not in own
+        if taken and kind == "module":
+            raise KeyError(f"attribute '{name}' already exists")
+        if "." in name:
+            raise KeyError(f'module name can\'t contain ".", got: {name}' if kind == "module"
+                           else f'{kind} name can\'t contain "."')
+        if name == "":
+            raise KeyError(f'{kind} name can\'t be empty string ""')
+        if taken:
             raise KeyError(f"attribute '{name}' already exists")
 
     def _owns(self, name: str) -> bool:
@@ -250,17 +277,23 @@ class Module:
         """The module at dotted path ``target`` ('' is self)."""
         mod = self
         for part in target.split(".") if target else ():
-            if part not in mod._modules:
-                raise AttributeError(f"{type(mod).__name__} has no attribute `{part}`")
-            mod = mod._modules[part]
+            if not hasattr(mod, part):
+                raise AttributeError(f"{mod._get_name()} has no attribute `{part}`")
+            mod = getattr(mod, part)
+            if not isinstance(mod, Module):
+                raise AttributeError(f"`{part}` is not an nn.Module")
         return mod
 
     def get_parameter(self, target: str) -> Parameter:
+        """The parameter at dotted path ``target`` ('fc.weight')."""
         owner, _, name = target.rpartition(".")
         mod = self.get_submodule(owner)
-        if name not in mod._parameters:
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
+        param = getattr(mod, name)
+        if not isinstance(param, Parameter):
             raise AttributeError(f"`{name}` is not an nn.Parameter")
-        return mod._parameters[name]
+        return param
 
     # ---- walking ------------------------------------------------------------
     def named_modules(self, memo: set | None = None, prefix: str = "",
@@ -391,8 +424,8 @@ class Module:
             return self
         dtype = dtypes.as_dtype(dtype)
         if not dtype.is_floating_point:
-            raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got "
-                            f"desired dtype={dtype}")
+            raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but "
+                            f"got desired dtype={dtype}")
         return self._apply_to_tensors(lambda t: t.to(dtype) if t.is_floating_point() else t)
 
     def float(self) -> Module:
@@ -414,7 +447,9 @@ class Module:
         return self.to("cuda")
 
     def type(self, dst_type) -> Module:
-        return self.to(dst_type)
+        """Cast every parameter and buffer (integer ones too) to ``dst_type``."""
+        dst_type = dtypes.as_dtype(dst_type)
+        return self._apply_to_tensors(lambda t: t.to(dst_type))
 
     # ---- state_dict -----------------------------------------------------------
     def state_dict(self, *, destination: dict | None = None, prefix: str = "",
@@ -445,7 +480,7 @@ class Module:
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        unexpected = self._unexpected_keys(state_dict)
         errors = []
         if strict:
             if missing:
@@ -499,6 +534,258 @@ class Module:
         extra_lines = extra.split("\n") if extra else []
         child_lines = [f"({name}): {_indent(repr(m), 2)}" for name, m in self._modules.items()]
         return _layout(self._get_name(), extra_lines, child_lines)
+
+    # ==== nn extras (issue 11): hooks with kwargs / always_call, full backward hooks,
+    # set_submodule, get_buffer, load_state_dict's unexpected keys. Hook flags live in
+    # tables made on first use (the names PyTorch uses), so modules that never register
+    # such a hook carry nothing extra.
+    def _hook_flags(self, name: str) -> dict:
+        table = self.__dict__.get(name)
+        if table is None:
+            table = _ModuleHookDict()  # (its changes move the module epoch)
+            object.__setattr__(self, name, table)
+            EPOCH[0] += 1
+        return table
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict):
+        d = self.__dict__
+        pre_kw = d.get("_forward_pre_hooks_with_kwargs", ())
+        post_kw = d.get("_forward_hooks_with_kwargs", ())
+        always = d.get("_forward_hooks_always_called", ())
+        called = set()
+        result = None
+        try:
+            for hook_id, hook in tuple(self._forward_pre_hooks.items()):
+                if hook_id in pre_kw:
+                    out = hook(self, args, kwargs)
+                    if out is not None:
+                        if not (isinstance(out, tuple) and len(out) == 2):
+                            raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                               f"(new_args, new_kwargs), but got {out}.")
+                        args, kwargs = out
+                else:
+                    out = hook(self, args)
+                    if out is not None:
+                        args = out if isinstance(out, tuple) else (out,)
+            bw = None
+            if d.get("_backward_hooks") or d.get("_backward_pre_hooks"):
+                bw = _BackwardHook(self)
+                args = bw.setup_input_hook(args)
+            result = self.forward(*args, **kwargs)
+            for hook_id, hook in tuple(self._forward_hooks.items()):
+                if hook_id in always:
+                    called.add(hook_id)
+                out = hook(self, args, kwargs, result) if hook_id in post_kw \
+                    else hook(self, args, result)
+                if out is not None:
+                    result = out
+            if bw is not None:
+                result = bw.setup_output_hook(result)
+            return result
+        except Exception:
+            for hook_id, hook in tuple(self._forward_hooks.items()):
+                if hook_id not in always or hook_id in called:
+                    continue
+                try:
+                    out = hook(self, args, kwargs, result) if hook_id in post_kw \
+                        else hook(self, args, result)
+                    if out is not None:
+                        result = out
+                except Exception as e:
+                    warnings.warn("module forward hook with ``always_call=True`` raised an "
+                                  "exception that was silenced as another error was raised in "
+                                  f"forward: {e}", stacklevel=2)
+            raise
+
+    def register_full_backward_pre_hook(self, hook: Callable,
+                                        prepend: bool = False) -> RemovableHandle:
+        """``hook(module, grad_output)`` runs when the gradients of the module's outputs are
+        known; a non-None return replaces grad_output."""
+        table = self._hook_flags("_backward_pre_hooks")
+        h = RemovableHandle(table)
+        table[h.id] = hook
+        if prepend:
+            _move_first(table, h.id)
+        return h
+
+    def register_full_backward_hook(self, hook: Callable,
+                                    prepend: bool = False) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
+        the module's inputs are computed; a non-None return replaces grad_input.
+
+        >>> import tracegrad as tg
+        >>> lin = tg.nn.Linear(2, 1)
+        >>> seen = []
+        >>> _ = lin.register_full_backward_hook(lambda m, gi, go: seen.append(go[0].shape))
+        >>> lin(tg.ones(3, 2, requires_grad=True)).sum().backward()
+        >>> seen
+        [torch.Size([3, 1])]
+        """
+        table = self._hook_flags("_backward_hooks")
+        h = RemovableHandle(table)
+        table[h.id] = hook
+        if prepend:
+            _move_first(table, h.id)
+        return h
+
+    def _unexpected_keys(self, state_dict, prefix: str = "") -> list[str]:
+        """The keys no module claims, in PyTorch's order: module by module (pre-order),
+        each in the state_dict's order."""
+        local = {n for n, p in self._parameters.items() if p is not None}
+        local |= {n for n, b in self._buffers.items()
+                  if b is not None and n not in self._non_persistent_buffers}
+        found = []
+        for key in state_dict:
+            if not key.startswith(prefix):
+                continue
+            head, dot, _ = key[len(prefix):].partition(".")
+            if (head not in self._modules) if dot else (head not in local):
+                found.append(key)
+        for name, child in self._modules.items():
+            if child is not None:
+                found += child._unexpected_keys(state_dict, f"{prefix}{name}.")
+        return found
+
+    def set_submodule(self, target: str, module: Module, strict: bool = False) -> None:
+        """Put ``module`` at dotted path ``target``; with ``strict`` the name must exist."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module)}")
+        owner, _, name = target.rpartition(".")
+        parent = self.get_submodule(owner)
+        if strict and not hasattr(parent, name):
+            raise AttributeError(f"{parent._get_name()} has no attribute `{name}`")
+        if hasattr(parent, name) and not isinstance(getattr(parent, name), Module):
+            raise AttributeError(f"`{name}` is not an nn.Module")
+        setattr(parent, name, module)
+
+    def get_buffer(self, target: str) -> Tensor:
+        """The buffer at dotted path ``target`` ('bn.running_mean')."""
+        owner, _, name = target.rpartition(".")
+        mod = self.get_submodule(owner)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
+        buffer = getattr(mod, name)
+        if name not in mod._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return buffer
+
+
+def _move_first(table: dict, key) -> None:
+    """Make ``key`` the first entry of ``table`` (a hook registered with prepend=True)."""
+    items = list(table.items())
+    table.clear()
+    table[key] = dict(items)[key]
+    table.update((k, v) for k, v in items if k != key)
+
+
+class BackwardHookFunction(Function):
+    """Identity on the module's input (or output) tensors; its backward hands their
+    gradients to ``callback``, which may replace them. PyTorch's node of the same name."""
+
+    @staticmethod
+    def forward(ctx, callback, materialize, *tensors):
+        ctx.callback = callback
+        # as PyTorch: an unused output's gradient is None, an input's is zeros
+        ctx.set_materialize_grads(materialize)
+        ctx.mark_non_differentiable(*[t for t in tensors if not t.requires_grad])
+        return tensors
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return (None, None, *ctx.callback(grads))
+
+
+class _BackwardHook:
+    """One forward call's full backward hooks (PyTorch's torch.utils.hooks.BackwardHook):
+    the outputs' gradients are caught first, then the inputs' ones are handed to the
+    hooks together with them."""
+
+    def __init__(self, module: Module):
+        self.module = module
+        d = module.__dict__
+        self.hooks = tuple(d.get("_backward_hooks", {}).values())
+        self.pre_hooks = tuple(d.get("_backward_pre_hooks", {}).values())
+        self.grad_outputs = None
+        self.input_index = self.output_index = None
+        self.n_inputs = self.n_outputs = 0
+
+    @staticmethod
+    def _wrap(values: tuple, callback, materialize: bool):
+        index = [i for i, v in enumerate(values) if isinstance(v, Tensor)]
+        if not any(values[i].requires_grad for i in index) or not is_grad_enabled():
+            return values, None
+        new = BackwardHookFunction.apply(callback, materialize, *(values[i] for i in index))
+        out = list(values)
+        for i, t in zip(index, new, strict=True):
+            out[i] = t
+        return tuple(out), index
+
+    @staticmethod
+    def _pack(index, grads, n: int) -> tuple:
+        out = [None] * n
+        for i, g in zip(index, grads, strict=True):
+            out[i] = g
+        return tuple(out)
+
+    def setup_input_hook(self, args: tuple) -> tuple:
+        self.n_inputs = len(args)
+        args, self.input_index = self._wrap(args, self._on_input_grads, True)
+        return args
+
+    def setup_output_hook(self, result):
+        single = isinstance(result, Tensor)
+        if not single and not isinstance(result, tuple):
+            warnings.warn("For backward hooks to be called, module output should be a Tensor "
+                          f"or a tuple of Tensors but received {type(result)}", stacklevel=3)
+            return result
+        values = (result,) if single else result
+        self.n_outputs = len(values)
+        values, self.output_index = self._wrap(values, self._on_output_grads, False)
+        return values[0] if single else values
+
+    def _on_output_grads(self, grads):
+        grad_outputs = self._pack(self.output_index, grads, self.n_outputs)
+        for hook in self.pre_hooks:
+            out = hook(self.module, grad_outputs)
+            if out is not None:
+                out = out if isinstance(out, tuple) else (out,)
+                if len(out) != len(grad_outputs):
+                    raise RuntimeError("Backward pre hook returned an invalid number of "
+                                       f"grad_output, got {len(out)}, but expected "
+                                       f"{len(grad_outputs)}")
+                grad_outputs = out
+        self.grad_outputs = grad_outputs
+        if self.input_index is None and self.hooks:  # no input needs a gradient: run them now
+            warnings.warn("Full backward hook is firing when gradients are computed with respect "
+                          "to module outputs since no inputs require gradients. See "
+                          "https://docs.pytorch.org/docs/main/generated/torch.nn.Module.html"
+                          "#torch.nn.Module.register_full_backward_hook for more details.",
+                          stacklevel=2)
+            grad_inputs = (None,) * self.n_inputs
+            for hook in self.hooks:
+                out = hook(self.module, grad_inputs, grad_outputs)
+                if out is not None and not (isinstance(out, tuple)
+                                            and all(g is None for g in out)):
+                    raise RuntimeError("Backward hook for Modules where no input requires "
+                                       "gradient should always return None or None for all "
+                                       "gradients.")
+            self.grad_outputs = None
+        return tuple(grad_outputs[i] for i in self.output_index)
+
+    def _on_input_grads(self, grads):
+        grad_inputs = self._pack(self.input_index, grads, self.n_inputs)
+        for hook in self.hooks:
+            out = hook(self.module, grad_inputs, self.grad_outputs)
+            if out is not None:
+                out = out if isinstance(out, tuple) else (out,)
+                if len(out) != len(grad_inputs):
+                    raise RuntimeError("Backward hook returned an invalid number of grad_input, "
+                                       f"got {len(out)}, but expected {len(grad_inputs)}")
+                grad_inputs = out
+        self.grad_outputs = None
+        return tuple(grad_inputs[i] for i in self.input_index)
 
 
 def _layout(name: str, extra_lines: list[str], child_lines: list[str]) -> str:
