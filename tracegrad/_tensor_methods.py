@@ -307,3 +307,10 @@ Tensor.uniform_ = _random_(uniform_)
 Tensor.normal_ = _random_(normal_)
 Tensor.bernoulli_ = _random_(bernoulli_)
 Tensor.random_ = _random_(random_)
+
+
+# ---- structural ops (opsb): cumulative scans, scatter, sorting ---------------------
+for _name in ["cummax", "cummin", "cumprod", "logcumsumexp", "scatter", "scatter_reduce"]:
+    setattr(Tensor, _name, getattr(F, _name))
+for _name in ["cumsum", "cumprod", "scatter", "scatter_reduce", "scatter_add"]:
+    setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))

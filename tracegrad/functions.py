@@ -1147,8 +1147,16 @@ def setitem(x: Tensor, key, value) -> None:
 
 
 def gather(input, dim, index):
-    x = input
-    return apply(P.gather_p, (x, cast(index, dtypes.int64)), {"axis": _dim(dim, x.ndim)})
+    x = _as_tensor(input)
+    index = _index_arg(index, "gather")
+    if x.ndim == 0 and index.ndim == 0:
+        _dim(dim, 0)
+        r = apply(P.gather_p, (reshape(x, (1,)), reshape(index, (1,))), {"axis": 0})
+        return _back_to_0d(r, 0, "GatherBackward0")
+    d = _dim(dim, x.ndim)
+    if index.ndim == x.ndim:
+        _check_index_values(index, x.shape[d], d)
+    return apply(P.gather_p, (x, index), {"axis": d})
 
 
 def take_along_dim(input, indices, dim):
@@ -1161,7 +1169,10 @@ def _scatter_add(base, idx, g, axis: _int):
 
 
 def scatter_add(input, dim, index, src):
-    return _scatter_add(input, cast(index, dtypes.int64), src, _dim(dim, input.ndim))
+    x0 = input
+    x, d, index, src = _scatter_args(input, dim, index, src, "scatter_add")
+    r = _scatter_add(x, index, src, d)
+    return _back_to_0d(r, x0.ndim) if x0.ndim == 0 else r
 
 
 def index_select(input, dim, index):
@@ -1671,3 +1682,198 @@ def _rebuild_tensor(data, requires_grad):
     t = Tensor._make(data)
     t._rg = requires_grad
     return t
+
+
+# ----------------------------------------------------------------------------
+# ==== structural ops (opsb): cumulative scans, scatter, sorting and selection ====
+
+def _return_type(name: str, fields=("values", "indices")):
+    """A ``torch.return_types.<name>`` named tuple (its repr is torch's)."""
+    base = collections.namedtuple(name, fields)
+
+    def __repr__(self):
+        body = ",\n".join(f"{f}={v!r}" for f, v in zip(fields, self, strict=True))
+        return f"torch.return_types.{name}(\n{body})"
+    cls = type(name, (base,), {"__slots__": (), "__repr__": __repr__})
+    cls.__module__ = "torch.return_types"
+    return cls
+
+
+_cummax_t, _cummin_t = _return_type("cummax"), _return_type("cummin")
+
+
+def _as_vector(x: Tensor) -> Tensor:
+    return reshape(x, (1,)) if x.ndim == 0 else x
+
+
+def _back_to_0d(r: Tensor, ndim: _int, name=None) -> Tensor:
+    return _not_a_view(apply(P.reshape_p, (r,), {"shape": ()}, name=name)) if ndim == 0 else r
+
+
+def _cum_extreme(op, input, dim):
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    name = "CummaxBackward0" if op == "max" else "CumminBackward0"
+    v = _as_vector(x)
+    idx = apply(P.cumextreme_index_p, (v,), {"axis": d, "op": op})
+    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else name)
+    result = _cummax_t if op == "max" else _cummin_t
+    return result(_back_to_0d(values, x.ndim, name), _back_to_0d(idx, x.ndim))
+
+
+def cummax(input, dim):
+    """(values, indices) of the running maximum along ``dim``; a tie takes the later index.
+
+    >>> tracegrad.cummax(tracegrad.tensor([1., 3., 2., 3.]), 0).indices
+    tensor([0, 1, 1, 3])
+    """
+    return _cum_extreme("max", input, dim)
+
+
+def cummin(input, dim):
+    """(values, indices) of the running minimum along ``dim``; a tie takes the later index."""
+    return _cum_extreme("min", input, dim)
+
+
+def cumprod(input, dim, *, dtype=None):
+    """Running product along ``dim``; its gradient is exact where the input has zeros.
+
+    >>> tracegrad.cumprod(tracegrad.tensor([1., 2., 3.]), 0)
+    tensor([1., 2., 6.])
+    """
+    x = _as_tensor(input)
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif not x.dtype.is_floating_point:
+        x = cast(x, dtypes.int64)
+    d = _dim(dim, x.ndim)
+    r = apply(P.cumprod_p, (_as_vector(x),), {"axis": d})
+    return _back_to_0d(r, x.ndim, "CumprodBackward0")
+
+
+def logcumsumexp(input, dim):
+    """log(cumsum(exp(x))) along ``dim``, computed stably (no overflow, no log(0)).
+
+    >>> tracegrad.logcumsumexp(tracegrad.tensor([0., 0.]), 0)
+    tensor([0.0000, 0.6931])
+    """
+    x = _as_tensor(input)
+    if not x.dtype.is_floating_point:
+        raise _not_implemented_for("logcumsumexp_out_cpu", x.dtype)
+    d = _dim(dim, x.ndim)
+    r = apply(P.logcumsumexp_p, (_as_vector(x),), {"axis": d})
+    return _back_to_0d(r, x.ndim, "LogcumsumexpBackward0")
+
+
+def _index_arg(index, fn: str) -> Tensor:
+    index = _as_tensor(index)
+    if index.dtype._category != 1 or index.dtype is dtypes.bool_:
+        raise RuntimeError(f"{fn}(): Expected dtype int32/int64 for index")
+    return cast(index, dtypes.int64)
+
+
+def _check_index_values(index: Tensor, size: _int, dim: _int) -> None:
+    a = index._data
+    if a.__class__ is np.ndarray and a.size:  # known values (eager, or a traced constant)
+        bad = a[(a < 0) | (a >= size)]
+        if bad.size:
+            raise RuntimeError(f"index {bad.flat[0]} is out of bounds for dimension {dim} with "
+                               f"size {size}")
+
+
+def _scatter(base: Tensor, idx: Tensor, src: Tensor, axis: _int, reduce: str = "none",
+             include_self: _bool = True) -> Tensor:
+    """The ``scatter`` primitive (idx and src of one shape; see primitives.py)."""
+    return apply(P.scatter_p, (base, idx, src), {"axis": axis, "reduce": reduce,
+                                                 "include_self": _bool(include_self)})
+
+
+def _scatter_args(input, dim, index, src, fn: str):
+    """Checked, normalised (x, axis, index, src) for the scatter family; src sliced to
+    the index's shape (PyTorch reads only that corner of it); 0-d made 1-d."""
+    x = _as_tensor(input)
+    index = _index_arg(index, fn)
+    if x.ndim == 0 and index.ndim == 0:
+        x, index = reshape(x, (1,)), reshape(index, (1,))
+        if isinstance(src, Tensor) and src.ndim == 0:
+            src = reshape(src, (1,))
+    d = _dim(dim, x.ndim)
+    if isinstance(src, Tensor):
+        if src.dtype is not x.dtype:
+            raise RuntimeError(f"{fn}(): Expected self.dtype to be equal to src.dtype")
+        if not (index.ndim == x.ndim == src.ndim):
+            raise RuntimeError("Index tensor must have the same number of dimensions as "
+                               + ("self tensor" if index.ndim != x.ndim else "src tensor"))
+    elif index.ndim != x.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as self tensor")
+    too_big = builtins.any(i > n for k, (i, n) in enumerate(zip(index.shape, x.shape,
+                                                                 strict=True)) if k != d)
+    if isinstance(src, Tensor):
+        too_big = too_big or builtins.any(i > n for i, n in zip(index.shape, src.shape,
+                                                                 strict=True))
+    if too_big:
+        src_part = (f" and to be no larger size than src {list(src.shape)}"
+                    if isinstance(src, Tensor) else "")
+        raise RuntimeError(f"Expected index {list(index.shape)} to be no larger than self "
+                           f"{list(x.shape)} apart from dimension {d}{src_part}")
+    _check_index_values(index, x.shape[d], d)
+    if isinstance(src, Tensor):
+        if src.shape != index.shape:
+            src = getitem(src, tuple(_slice(0, n) for n in index.shape))
+    else:
+        src = broadcast_to(_const(src, x.dtype), index.shape)
+    return x, d, index, src
+
+
+_SCATTER_OLD_REDUCE = {"add": "sum", "multiply": "prod"}
+
+
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    """``input`` with ``src`` (a tensor, or the number ``value``) written at ``index``
+    along ``dim``: out[i][index[i][j]] = src[i][j] for dim=1. ``reduce='add'|'multiply'``
+    combines instead of writing (deprecated in PyTorch; see scatter_reduce).
+
+    >>> tracegrad.zeros(3).scatter(0, tracegrad.tensor([2, 0]), tracegrad.tensor([5., 6.]))
+    tensor([6., 0., 5.])
+    """
+    if src is None:
+        src = value
+    if src is None:
+        raise TypeError("scatter() missing 1 required positional argument: 'src' (or value=)")
+    x0 = input
+    x, d, index, src_t = _scatter_args(input, dim, index, src, "scatter")
+    if reduce is not None:
+        if reduce not in _SCATTER_OLD_REDUCE:
+            raise RuntimeError("reduce argument must be either add or multiply.")
+        if isinstance(src, Tensor):
+            import warnings
+            warnings.warn("The reduce argument of torch.scatter with Tensor src is deprecated and "
+                          "will be removed in a future PyTorch release. Use torch.scatter_reduce "
+                          "instead for more reduction options.", UserWarning, stacklevel=2)
+        r = _scatter(x, index, src_t, d, _SCATTER_OLD_REDUCE[reduce])
+    else:
+        r = apply(P.scatter_p, (x, index, src_t), {"axis": d, "reduce": "none",
+                                                   "include_self": True},
+                  name=None if isinstance(src, Tensor) else "ScatterBackward1")
+    return _back_to_0d(r, x0.ndim) if x0.ndim == 0 else r
+
+
+_SCATTER_REDUCE = ("sum", "prod", "mean", "amax", "amin")
+
+
+def scatter_reduce(input, dim, index, src, reduce, *, include_self: _bool = True):
+    """``input`` with ``src`` reduced into it at ``index`` along ``dim``: reduce is one of
+    sum, prod, mean, amax, amin; ``include_self=False`` leaves input's own values out
+    where anything is scattered.
+
+    >>> x = tracegrad.tensor([1., 2.])
+    >>> x.scatter_reduce(0, tracegrad.tensor([0, 0]), tracegrad.tensor([5., 3.]), "amax")
+    tensor([5., 2.])
+    """
+    if reduce not in _SCATTER_REDUCE:
+        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got "
+                           f"{reduce}")
+    x0 = input
+    x, d, index, src = _scatter_args(input, dim, index, src, "scatter_reduce")
+    r = _scatter(x, index, src, d, reduce, include_self)
+    return _back_to_0d(r, x0.ndim) if x0.ndim == 0 else r

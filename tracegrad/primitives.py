@@ -892,7 +892,30 @@ def _index_source(index, names):
 def _gather_shape(x, idx, *, axis):
     if len(idx.shape) != len(x.shape):
         raise ShapeError("Index tensor must have the same number of dimensions as input tensor")
+    for d, (i, n) in enumerate(zip(idx.shape, x.shape, strict=True)):
+        if d != axis and i > n:
+            raise ShapeError(f"Size does not match at dimension {d} expected index "
+                             f"{list(idx.shape)} to be no larger than self {list(x.shape)} "
+                             f"apart from dimension {axis}")
     return idx.shape, x.dtype
+
+
+def _gather_impl(x, idx, *, axis):
+    # PyTorch lets the index be smaller than x off the axis: gather from that corner
+    if any(i != n for d, (i, n) in enumerate(zip(idx.shape, x.shape, strict=True)) if d != axis):
+        x = x[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(idx.shape))]
+    return np.take_along_axis(x, idx, axis)
+
+
+def _gather_jax(args, p):
+    return f"_gather({args[0]}, {args[1]}, {p['axis']})"
+
+
+def _gather_jax_fn(x, idx, axis):
+    import jax.numpy as jnp
+    if any(i != n for d, (i, n) in enumerate(zip(idx.shape, x.shape, strict=True)) if d != axis):
+        x = x[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(idx.shape))]
+    return jnp.take_along_axis(x, idx, axis=axis)
 
 
 def _scatter_add_impl(base, idx, g, *, axis):
@@ -904,8 +927,7 @@ def _scatter_add_impl(base, idx, g, *, axis):
 
 
 gather_p = Primitive(
-    "gather", lambda x, idx, *, axis: np.take_along_axis(x, idx, axis), _gather_shape,
-    "jnp.take_along_axis({0}, {1}, axis={axis})",
+    "gather", _gather_impl, _gather_shape, _gather_jax,
     vjp=(lambda g, out, x, idx, *, axis: T._scatter_add(T.zeros_like(x), idx, g, axis), None),
     jvp=(lambda t, out, x, idx, *, axis: T.gather(t, axis, idx), None),
     save=(1,), kind="index")
@@ -1143,7 +1165,7 @@ def _pool_argmax_jax_fn(x, kernel, stride, padding, dilation, ceil_mode):
 
 
 # helpers the generated jax source may call, beside the primitives that emit them
-JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn}
+JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn, "_gather": _gather_jax_fn}
 
 pool_argmax_p = Primitive(
     "pool_argmax", _pool_argmax_impl, _pool_argmax_shape,
@@ -1209,5 +1231,242 @@ random_p = Primitive("random", _random_impl,
                      lambda key, *, dist, shape, dtype, **_: (tuple(shape), dtype),
                      _random_jax, vjp=(None,), differentiable=False, kind="random")
 
+
+# ----------------------------------------------------------------------------
+# ==== structural ops (opsb): cumulative scans, scatter with reductions, sorting ====
+#
+# Ops that return values and indices (cummax, sort, topk, kthvalue, median, mode)
+# compute the *indices* with a non-differentiable primitive and take the values
+# with ``gather``, whose VJP (a scatter-add at the indices) is exactly PyTorch's
+# backward for them (value_selecting_reduction_backward, cummaxmin_backward).
+
+
+def _axis_iota(shape, axis):
+    """Positions along ``axis``, shaped to broadcast against an array of ``shape``."""
+    return np.arange(shape[axis]).reshape((-1,) + (1,) * (len(shape) - 1 - axis))
+
+
+def _cumextreme_index_impl(x, *, axis, op):
+    # the last position holding the running extreme (PyTorch compares with >= / <=);
+    # a NaN is the extreme from where it appears on, and the last NaN is its index
+    acc = np.maximum if op == "max" else np.minimum
+    m = acc.accumulate(x, axis=axis) if x.size else x
+    hit = x == m
+    if x.dtype.kind == "f":
+        hit |= np.isnan(x)
+    pos = np.where(hit, _axis_iota(x.shape, axis), 0)
+    return np.maximum.accumulate(pos, axis=axis).astype(np.int64) if x.size else \
+        np.zeros(x.shape, np.int64)
+
+
+def _cumextreme_index_jax_fn(x, axis, op):
+    import jax.numpy as jnp
+    from jax import lax
+    v = x.astype(jnp.int8) if x.dtype == jnp.bool_ else x
+    m = lax.cummax(v, axis) if op == "max" else lax.cummin(v, axis)
+    hit = v == m
+    if jnp.issubdtype(v.dtype, jnp.floating):
+        hit = hit | jnp.isnan(v)
+    pos = jnp.where(hit, lax.broadcasted_iota(jnp.int64, v.shape, axis), 0)
+    return lax.cummax(pos, axis)
+
+
+cumextreme_index_p = Primitive(
+    "cumextreme_index", _cumextreme_index_impl,
+    lambda x, *, axis, op: (x.shape, dtypes.int64),
+    "_cumextreme_index({0}, {axis}, {op!r})", differentiable=False, kind="scan")
+
+
+def _reverse_cumsum(x, axis):
+    return T.flip(T.cumsum(T.flip(x, (axis,)), axis), (axis,))
+
+
+def _cumprod_vjp(g, out, x, *, axis):
+    # exact with zeros (PyTorch's cumprod_backward): before the first zero along the
+    # axis, sum_{j>=i} g_j out_j / x_i; at the first zero, the same sum over the
+    # products that skip it (cumprod with that zero set to one); after it, zero
+    is_zero = x == 0
+    nzeros = T.cumsum(is_zero, axis)
+    before = nzeros == 0
+    first = T.logical_and(is_zero, nzeros == 1)
+    safe_x = T.where(before, x, T.ones_like(x))
+    skip_first = T.cumprod(T.where(first, T.ones_like(x), x), axis)
+    at_first = _reverse_cumsum(g * skip_first, axis)
+    return T.where(before, _reverse_cumsum(g * out, axis) / safe_x,
+                   T.where(first, at_first, T.zeros_like(x)))
+
+
+cumprod_p = Primitive("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis, dtype=x.dtype),
+                      lambda x, *, axis: (x.shape, x.dtype), "jnp.cumprod({0}, axis={axis})",
+                      vjp=(_cumprod_vjp,), save=(0,), save_out=True, kind="scan")
+
+
+def _logcumsumexp_impl(x, *, axis):
+    if not x.size:
+        return x.copy()
+    with np.errstate(invalid="ignore"):
+        return np.logaddexp.accumulate(x, axis=axis).astype(x.dtype, copy=False)
+
+
+def _logcumsumexp_vjp(g, out, x, *, axis):
+    # PyTorch's logcumsumexp_backward: the positive and negative parts of g in log
+    # space, each summed backwards with logcumsumexp itself (stable for any x)
+    lowest = float(np.finfo(g.dtype.np).min)
+    log_abs = T.log(T.abs(g))
+    log_pos = T.where(g > 0, log_abs, lowest)
+    log_neg = T.where(g < 0, log_abs, lowest)
+
+    def reverse_lcse(v):
+        return T.flip(T.logcumsumexp(T.flip(v, (axis,)), axis), (axis,))
+    return T.exp(reverse_lcse(log_pos - out) + x) - T.exp(reverse_lcse(log_neg - out) + x)
+
+
+logcumsumexp_p = Primitive("logcumsumexp", _logcumsumexp_impl,
+                           lambda x, *, axis: (x.shape, x.dtype),
+                           "lax.cumlogsumexp({0}, axis={axis})", vjp=(_logcumsumexp_vjp,),
+                           save=(0,), save_out=True, kind="scan")
+
+
+# scatter with a reduction: base with src's entries put (reduce "none") or reduced
+# (sum, prod, mean, amax, amin) into base[.., idx, ..] along ``axis``; idx and src
+# have the same shape, at most base's off the axis (the wrapper slices src).
+
+_SCATTER_UFUNC = {"sum": np.add, "mean": np.add, "prod": np.multiply, "amax": np.maximum,
+                  "amin": np.minimum}
+
+
+def _scatter_where(idx, axis):
+    grids = list(np.indices(idx.shape, sparse=True))
+    grids[axis] = idx
+    return tuple(grids)
+
+
+def _scatter_identity(reduce, dtype):
+    if reduce in ("sum", "mean"):
+        return 0
+    if reduce == "prod":
+        return 1
+    if dtype.kind == "f":
+        return -np.inf if reduce == "amax" else np.inf
+    if dtype.kind == "b":
+        return reduce == "amin"
+    info = np.iinfo(dtype)
+    return info.min if reduce == "amax" else info.max
+
+
+def _scatter_impl(base, idx, src, *, axis, reduce, include_self):
+    out = base.copy()
+    where = _scatter_where(idx, axis)
+    if reduce == "none":
+        out[where] = src
+        return out
+    if not include_self:
+        out[where] = _scatter_identity(reduce, base.dtype)
+    _SCATTER_UFUNC[reduce].at(out, where, src)
+    if reduce == "mean":
+        count = np.full(base.shape, 1 if include_self else 0, np.int64)
+        np.add.at(count, where, 1)
+        count = np.maximum(count, 1)
+        out = (out / count).astype(out.dtype) if base.dtype.kind == "f" else out // count
+    return out
+
+
+def _scatter_jax_fn(base, idx, src, axis, reduce, include_self):
+    import jax.numpy as jnp
+    grids = list(jnp.meshgrid(*[jnp.arange(n) for n in idx.shape], indexing="ij", sparse=True))
+    grids[axis] = idx
+    where = tuple(grids)
+    if reduce == "none":
+        return base.at[where].set(src)
+    out = base if include_self else base.at[where].set(
+        _scatter_identity(reduce, np.dtype(base.dtype)))
+    out = {"sum": out.at[where].add, "mean": out.at[where].add, "prod": out.at[where].multiply,
+           "amax": out.at[where].max, "amin": out.at[where].min}[reduce](src)
+    if reduce == "mean":
+        count = jnp.full(base.shape, 1 if include_self else 0, jnp.int64).at[where].add(1)
+        count = jnp.maximum(count, 1)
+        out = (out / count).astype(out.dtype) if jnp.issubdtype(base.dtype, jnp.floating) \
+            else out // count
+    return out
+
+
+def _scatter_shape(base, idx, src, *, axis, reduce, include_self):
+    if base.dtype is not src.dtype:
+        raise ShapeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    if not (len(idx.shape) == len(base.shape) == len(src.shape)):
+        raise ShapeError("Index tensor must have the same number of dimensions as self tensor")
+    if tuple(idx.shape) != tuple(src.shape) or any(
+            i > b for d, (i, b) in enumerate(zip(idx.shape, base.shape, strict=True))
+            if d != axis):
+        raise ShapeError(f"Expected index {list(idx.shape)} to be no larger than self "
+                         f"{list(base.shape)} apart from dimension {axis} and to be no larger "
+                         f"size than src {list(src.shape)}")
+    return base.shape, base.dtype
+
+
+def _scatter_vjp_base(g, out, base, idx, src, *, axis, reduce, include_self):
+    if reduce == "none":
+        return T._scatter(g, idx, T.zeros_like(T.gather(g, axis, idx)), axis)
+    if reduce == "sum":
+        gb = g
+    elif reduce == "mean":
+        gb = g / _scatter_counts(g, idx, axis, include_self)
+    elif reduce in ("amax", "amin"):
+        gb = T.cast(base == out, g.dtype) * (g / _scatter_ties(out, base, idx, src, axis))
+    else:  # prod: the product of the others, with a zero in base handled exactly
+        nonzero_base = T.where(base == 0, T.ones_like(base), base)
+        gb = g * T._scatter(nonzero_base, idx, src, axis, "prod", include_self) / nonzero_base
+    if not include_self:
+        gb = T._scatter(gb, idx, T.zeros_like(T.gather(gb, axis, idx)), axis)
+    return gb
+
+
+def _scatter_counts(g, idx, axis, include_self):
+    ones = T.ones_like(T.gather(g, axis, idx))
+    n = T._scatter(T.full_like(g, 1 if include_self else 0), idx, ones, axis, "sum")
+    return T.where(n == 0, T.ones_like(n), n)
+
+
+def _scatter_ties(out, base, idx, src, axis):
+    # how many entries (base and src) equal the result: the gradient is shared among them
+    value = T.gather(out, axis, idx)
+    return T._scatter(T.cast(base == out, out.dtype), idx, T.cast(src == value, out.dtype),
+                      axis, "sum")
+
+
+def _scatter_vjp_src(g, out, base, idx, src, *, axis, reduce, include_self):
+    if reduce in ("none", "sum"):
+        return T.gather(g, axis, idx)
+    if reduce == "mean":
+        return T.gather(g / _scatter_counts(g, idx, axis, include_self), axis, idx)
+    if reduce in ("amax", "amin"):
+        value = T.gather(out, axis, idx)
+        share = T.gather(g / _scatter_ties(out, base, idx, src, axis), axis, idx)
+        return T.cast(src == value, g.dtype) * share
+    # prod (PyTorch's scatter_reduce_backward): a src entry that is the only zero at its
+    # place gets the product of the others; other entries (g * out) / src
+    src_zero = src == 0
+    nzeros = T.gather(T._scatter(T.zeros_like(base), idx, T.cast(src_zero, base.dtype), axis,
+                                 "sum"), axis, idx)
+    single_zero = T.logical_and(src_zero, nzeros == 1)
+    masked_src = T.where(single_zero, T.ones_like(src), src)
+    without = T._scatter(base, idx, masked_src, axis, "prod", include_self)
+    return T.where(single_zero, T.gather(g * without, axis, idx),
+                   T.gather(g * out, axis, idx) / T.where(src_zero, T.ones_like(src), src))
+
+
+def _scatter_name(p, base, idx, src):
+    return "ScatterBackward0" if p["reduce"] == "none" else "ScatterReduceBackward0"
+
+
+scatter_p = Primitive(
+    "scatter", _scatter_impl, _scatter_shape,
+    "_scatter({0}, {1}, {2}, {axis}, {reduce!r}, {include_self})",
+    vjp=(_scatter_vjp_base, None, _scatter_vjp_src), save=(0, 1, 2), save_out=True,
+    grad_name=_scatter_name, kind="index")
+
+JAX_HELPERS.update({"_cumextreme_index": _cumextreme_index_jax_fn, "_scatter": _scatter_jax_fn})
+
+# ==== end of structural ops (opsb) ====
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
