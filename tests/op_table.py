@@ -883,6 +883,155 @@ def _np_scatter_add(x, s):
     return out
 
 
+# ==== structural ops (opsb): cumulative scans, scatter, sorting ====================
+
+def _with_zeros(rng, shape):
+    # real values with exact zeros at fixed places (one or more per row): cumprod and
+    # scatter_reduce('prod') gradients at zeros
+    x = rng.standard_normal(shape)
+    flat = x.reshape(-1)
+    flat[1::3] = 0.0
+    return x
+
+
+DOMAINS["with_zeros"] = _with_zeros
+
+
+def _np_cum_extreme(x, axis, op):
+    """(values, indices) of the running max/min, the later index on ties."""
+    x = np.moveaxis(x, axis, -1)
+    vals, idx = np.empty_like(x), np.zeros(x.shape, np.int64)
+    for pos in np.ndindex(*x.shape[:-1]):
+        best, at = None, 0
+        for j, v in enumerate(x[pos]):
+            if best is None or (v >= best if op == "max" else v <= best):
+                best, at = v, j
+            vals[pos + (j,)], idx[pos + (j,)] = best, at
+    return np.moveaxis(vals, -1, axis), np.moveaxis(idx, -1, axis)
+
+
+def _np_logcumsumexp(x, axis):
+    return np.logaddexp.accumulate(x, axis=axis)
+
+
+_SC_IDX = [[0, 1, 2, 0], [2, 0, 1, 1]]            # no duplicate targets within a column pair
+_SC_DUP = [[0, 0, 2, 2], [0, 0, 2, 2]]            # every target hit twice
+
+
+def _np_scatter_reduce(x, s, idx, reduce, include_self=True, axis=0):
+    out = x.copy()
+    idx = np.asarray(idx)
+    hits = {}
+    for pos in np.ndindex(*idx.shape):
+        tgt = list(pos)
+        tgt[axis] = idx[pos]
+        hits.setdefault(tuple(tgt), []).append(s[pos])
+    for tgt, vals in hits.items():
+        vals = ([x[tgt]] if include_self or reduce == "none" else []) + vals
+        out[tgt] = {"none": lambda v: v[-1], "sum": np.sum, "prod": np.prod, "mean": np.mean,
+                    "amax": np.max, "amin": np.min}[reduce](vals)
+    return out
+
+
+def _sr(reduce, include_self=True, idx=_SC_IDX):
+    return lambda T, x, s: x.scatter_reduce(0, T.tensor(idx), s, reduce,
+                                            include_self=include_self)
+
+
+def _inplace_on_copy(method, *args, **kwargs):
+    def fn(T, x, *more):
+        y = x * 1.0
+        return getattr(y, method)(*[a(T) if callable(a) else a for a in args], *more, **kwargs)
+    return fn
+
+
+ROWS += [
+    Row("cummax", lambda T, x: T.cummax(x, -1), _s((2, 3), (4,), ()), domain="distinct",
+        ref=lambda x: _np_cum_extreme(x, x.ndim - 1, "max") if x.ndim else
+        (x, np.zeros((), np.int64))),
+    Row("cummax_dim0", lambda T, x: x.cummax(0), _s((3, 2)), domain="distinct",
+        ref=lambda x: _np_cum_extreme(x, 0, "max")),
+    Row("cummin", lambda T, x: T.cummin(x, -1), _s((2, 4), (5,)), domain="distinct",
+        ref=lambda x: _np_cum_extreme(x, x.ndim - 1, "min")),
+    Row("cummin_values_0d", lambda T, x: x.cummin(0).values * 2, _s(()),
+        ref=lambda x: x * 2),
+    Row("cumprod", lambda T, x: T.cumprod(x, 1), _s((2, 4)), ref=lambda x: np.cumprod(x, 1)),
+    Row("cumprod_dim0_0d", lambda T, x: x.cumprod(0), _s((4,), ()), ref=lambda x: np.cumprod(
+        x.reshape(-1), 0).reshape(x.shape)),
+    Row("cumprod_zeros", lambda T, x: T.cumprod(x, -1), _s((2, 5), (7,)), domain="with_zeros",
+        ref=lambda x: np.cumprod(x, -1), gradgrad=False),
+    Row("cumprod_", _inplace_on_copy("cumprod_", 0), _s((3, 2)), ref=lambda x: np.cumprod(x, 0)),
+    Row("cumsum_", _inplace_on_copy("cumsum_", 1), _s((3, 2)), ref=lambda x: np.cumsum(x, 1)),
+    Row("logcumsumexp", lambda T, x: T.logcumsumexp(x, 1), _s((2, 4)),
+        ref=lambda x: _np_logcumsumexp(x, 1)),
+    Row("logcumsumexp_spread", lambda T, x: (x * 30).logcumsumexp(0), _s((5,), (3, 2), ()),
+        ref=lambda x: _np_logcumsumexp(np.atleast_1d(x * 30), 0).reshape(x.shape)),
+    # scatter: x (3, 4), src (2, 4) or larger (only its index-shaped corner is read)
+    Row("scatter", lambda T, x, s: x.scatter(0, T.tensor(_SC_IDX), s), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_IDX, "none")),
+    # a src larger than the index: torch's backward refuses the index-shaped gradient
+    # ("returned an invalid gradient"); tracegrad pads it, so only values are compared
+    Row("scatter_large_src", lambda T, x, s: x.scatter(0, T.tensor(_SC_IDX), s),
+        [((3, 4), (3, 5))], grad=False,
+        ref=lambda x, s: _np_scatter_reduce(x, s[:2, :4], _SC_IDX, "none")),
+    Row("scatter_value", lambda T, x: T.scatter(x, 1, T.tensor([[3], [0], [1]]), -1.5),
+        _s((3, 4)), ref=lambda x: _np_scatter_reduce(x, np.full((3, 1), -1.5),
+                                                     [[3], [0], [1]], "none", axis=1)),
+    Row("scatter_", _inplace_on_copy("scatter_", 0, lambda T: T.tensor(_SC_IDX)),
+        [((3, 4), (2, 4))], ref=lambda x, s: _np_scatter_reduce(x, s, _SC_IDX, "none")),
+    Row("scatter_reduce_add_old", lambda T, x, s: x.scatter(0, T.tensor(_SC_DUP), s,
+                                                            reduce="add"),
+        [((3, 4), (2, 4))], grad=False,
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_multiply_value_old",
+        lambda T, x: x.scatter(1, T.tensor([[0, 0], [2, 1], [3, 3]]), 2.0, reduce="multiply"),
+        _s((3, 4)), grad=False,
+        ref=lambda x: _np_scatter_reduce(x, np.full((3, 2), 2.0), [[0, 0], [2, 1], [3, 3]],
+                                         "prod", axis=1)),
+    Row("scatter_add_dup", lambda T, x, s: T.scatter_add(x, 0, T.tensor(_SC_DUP), s),
+        [((3, 4), (2, 4))], ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_add_large_src", lambda T, x, s: T.scatter_add(x, 0, T.tensor(_SC_DUP), s),
+        [((3, 4), (2, 6))], grad=False,
+        ref=lambda x, s: _np_scatter_reduce(x, s[:, :4], _SC_DUP, "sum")),
+    Row("scatter_add_", _inplace_on_copy("scatter_add_", 0, lambda T: T.tensor(_SC_DUP)),
+        [((3, 4), (2, 4))], ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_reduce_sum", _sr("sum", idx=_SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_reduce_sum_exclude", _sr("sum", False, _SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum", False)),
+    Row("scatter_reduce_prod", _sr("prod", idx=_SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "prod")),
+    Row("scatter_reduce_prod_exclude", _sr("prod", False, _SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "prod", False)),
+    Row("scatter_reduce_prod_zeros", _sr("prod", idx=_SC_DUP), [((3, 4), (2, 4))],
+        domain="with_zeros", ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "prod"),
+        gradgrad=False),
+    Row("scatter_reduce_mean", _sr("mean", idx=_SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "mean")),
+    Row("scatter_reduce_mean_exclude", _sr("mean", False, _SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "mean", False)),
+    Row("scatter_reduce_amax", _sr("amax", idx=_SC_DUP), [((3, 4), (2, 4))], domain="distinct",
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "amax")),
+    Row("scatter_reduce_amax_exclude", _sr("amax", False, _SC_DUP), [((3, 4), (2, 4))],
+        domain="distinct", ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "amax", False)),
+    Row("scatter_reduce_amin", _sr("amin", idx=_SC_DUP), [((3, 4), (2, 4))], domain="distinct",
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "amin")),
+    Row("scatter_reduce_amin_exclude", _sr("amin", False), [((3, 4), (2, 4))],
+        domain="distinct", ref=lambda x, s: _np_scatter_reduce(x, s, _SC_IDX, "amin", False)),
+    Row("scatter_reduce_", _inplace_on_copy("scatter_reduce_", 1, lambda T: T.tensor(
+        [[0, 0], [1, 1], [2, 0]]), reduce="mean"), [((3, 4), (3, 2))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, [[0, 0], [1, 1], [2, 0]], "mean", axis=1)),
+    Row("gather_small_index", lambda T, x: x.gather(1, T.tensor([[2], [0]])), _s((3, 4)),
+        ref=lambda x: np.take_along_axis(x[:2], np.array([[2], [0]]), 1)),
+    Row("gather_small_index_dim0", lambda T, x: T.gather(x, 0, T.tensor([[2, 0], [1, 1],
+                                                                          [0, 2], [2, 2]])),
+        _s((3, 4)), ref=lambda x: np.take_along_axis(x[:, :2], np.array(
+            [[2, 0], [1, 1], [0, 2], [2, 2]]), 0)),
+]
+
+# ==== end of structural ops (opsb) ====
+
+
 ROWS_BY_NAME = {r.name: r for r in ROWS}
 assert len(ROWS_BY_NAME) == len(ROWS), "duplicate row names"
 

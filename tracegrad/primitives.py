@@ -1311,20 +1311,31 @@ def _logcumsumexp_impl(x, *, axis):
 def _logcumsumexp_vjp(g, out, x, *, axis):
     # PyTorch's logcumsumexp_backward: the positive and negative parts of g in log
     # space, each summed backwards with logcumsumexp itself (stable for any x)
-    lowest = float(np.finfo(g.dtype.np).min)
-    log_abs = T.log(T.abs(g))
-    log_pos = T.where(g > 0, log_abs, lowest)
-    log_neg = T.where(g < 0, log_abs, lowest)
+    log_pos, log_neg = _log_parts(g)
 
     def reverse_lcse(v):
         return T.flip(T.logcumsumexp(T.flip(v, (axis,)), axis), (axis,))
     return T.exp(reverse_lcse(log_pos - out) + x) - T.exp(reverse_lcse(log_neg - out) + x)
 
 
+def _log_parts(v):
+    """log of v's positive and negative parts (the dtype's lowest number where empty)."""
+    lowest = float(np.finfo(v.dtype.np).min)
+    log_abs = T.log(T.where(v == 0, 1.0, T.abs(v)))  # log(0) is never taken
+    return T.where(v > 0, log_abs, lowest), T.where(v < 0, log_abs, lowest)
+
+
+def _logcumsumexp_jvp(t, out, x, *, axis):
+    # sum_{i<=j} t_i exp(x_i - out_j), each sign part summed in log space
+    pos, neg = _log_parts(t)
+    return (T.exp(T.logcumsumexp(pos + x, axis) - out)
+            - T.exp(T.logcumsumexp(neg + x, axis) - out))
+
+
 logcumsumexp_p = Primitive("logcumsumexp", _logcumsumexp_impl,
                            lambda x, *, axis: (x.shape, x.dtype),
                            "lax.cumlogsumexp({0}, axis={axis})", vjp=(_logcumsumexp_vjp,),
-                           save=(0,), save_out=True, kind="scan")
+                           jvp=(_logcumsumexp_jvp,), save=(0,), save_out=True, kind="scan")
 
 
 # scatter with a reduction: base with src's entries put (reduce "none") or reduced

@@ -1,0 +1,180 @@
+"""Structural ops beside the op table: integer, bool, 0-d and empty inputs, ties,
+in-place forms and misuse, each case run on tracegrad and torch and compared (values,
+dtypes, shapes, grad_fn names, gradients; error types and messages)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+
+torch = pytest.importorskip("torch")
+
+
+def _x(T):
+    return T.arange(12.0, dtype=T.float64).reshape(3, 4).requires_grad_() * 1
+
+
+def _s(T):
+    return T.arange(1.0, 9.0, dtype=T.float64).reshape(2, 4).requires_grad_() * 1
+
+
+def _idx(T):
+    return T.tensor([[0, 1, 2, 0], [2, 0, 1, 1]])
+
+
+def _nan(T):
+    return T.tensor([1.0, float("nan"), 3.0, float("nan"), 0.0])
+
+
+CASES = {
+    # ---- cumulative -----------------------------------------------------------
+    "cummax_ties_take_later": lambda T: T.cummax(T.tensor([1.0, 3.0, 3.0, 2.0, 5.0, 5.0]), 0),
+    "cummin_ties": lambda T: T.cummin(T.tensor([[2.0, 1.0, 1.0], [0.0, 0.0, 3.0]]), 1),
+    "cummax_nan": lambda T: T.cummax(_nan(T), 0),
+    "cummin_nan": lambda T: T.cummin(_nan(T), 0),
+    "cummax_0d": lambda T: T.cummax(T.tensor(2.0), 0),
+    "cummax_int": lambda T: T.cummax(T.tensor([1, 3, 2]), 0),
+    "cummin_int32": lambda T: T.tensor([4, 3, 5], dtype=T.int32).cummin(-1),
+    "cummax_bool": lambda T: T.cummax(T.tensor([True, False, True]), 0),
+    "cummax_empty": lambda T: T.cummax(T.ones(0, 3), 0),
+    "cummax_grad_ties": lambda T: T.cummax(T.tensor([1.0, 3.0, 3.0], requires_grad=True), 0)[0],
+    "cumprod_int": lambda T: T.cumprod(T.tensor([1, 2, 3]), 0),
+    "cumprod_bool": lambda T: T.cumprod(T.tensor([True, True, False]), 0),
+    "cumprod_dtype": lambda T: T.tensor([1, 2, 3]).cumprod(0, dtype=T.float64),
+    "cumprod_empty": lambda T: T.cumprod(T.ones(2, 0), 1),
+    "cumprod_0d": lambda T: T.cumprod(T.tensor(3.0, requires_grad=True), 0),
+    "cumsum_inplace": lambda T: T.tensor([1.0, 2.0], requires_grad=True).clone().cumsum_(0),
+    "cumprod_inplace": lambda T: T.tensor([1.0, 2.0], requires_grad=True).clone().cumprod_(0),
+    "logcumsumexp_spread": lambda T: T.logcumsumexp(
+        T.tensor([-1000.0, 0.0, 1000.0], requires_grad=True), 0),
+    "logcumsumexp_0d": lambda T: T.logcumsumexp(T.tensor(2.0), 0),
+    "logcumsumexp_neg_inf": lambda T: T.logcumsumexp(
+        T.tensor([float("-inf"), float("-inf"), 1.0], requires_grad=True), 0),
+    "logcumsumexp_empty": lambda T: T.logcumsumexp(T.ones(0), 0),
+    # ---- scatter / gather -------------------------------------------------------
+    "scatter_value": lambda T: _x(T).scatter(0, _idx(T), 2.5),
+    "scatter_old_add": lambda T: _x(T).detach().scatter(0, _idx(T), _s(T).detach(), reduce="add"),
+    "scatter_old_multiply_value": lambda T: _x(T).detach().scatter(0, _idx(T), 2.0,
+                                                                  reduce="multiply"),
+    "scatter_add_small_index": lambda T: T.scatter_add(_x(T), 0, _idx(T)[:, :2], _s(T).detach()),
+    "scatter_int32_index": lambda T: T.scatter(_x(T), 0, _idx(T).int(), _s(T)),
+    "gather_int32_index": lambda T: T.gather(_x(T), 0, _idx(T).int()),
+    "gather_small_index": lambda T: T.gather(_x(T), 1, T.tensor([[0], [1]])),
+    "scatter_int_mean": lambda T: T.scatter_reduce(T.tensor([1, 2, 3]), 0, T.tensor([0, 0, 2]),
+                                                   T.tensor([5, 6, 7]), "mean"),
+    "scatter_int_mean_exclude": lambda T: T.scatter_reduce(
+        T.tensor([1, 2, 3]), 0, T.tensor([0, 0, 2]), T.tensor([5, 6, 7]), "mean",
+        include_self=False),
+    "scatter_int_amin_exclude": lambda T: T.scatter_reduce(
+        T.tensor([1, 2, 3]), 0, T.tensor([0, 0, 2]), T.tensor([5, 6, 7]), "amin",
+        include_self=False),
+    "scatter_amax_exclude": lambda T: T.scatter_reduce(
+        T.tensor([1.0, 2, 3]), 0, T.tensor([0, 0, 2]), T.tensor([5.0, 6, 7]), "amax",
+        include_self=False),
+    "scatter_amax_ties_share": lambda T: T.scatter_reduce(
+        T.tensor([5.0, 2.0], requires_grad=True), 0, T.tensor([0, 0, 1]),
+        T.tensor([5.0, 1.0, 2.0], requires_grad=True), "amax"),
+    "scatter_prod_zeros": lambda T: T.scatter_reduce(
+        T.tensor([0.0, 2.0, 3.0], requires_grad=True), 0, T.tensor([0, 1, 1, 2]),
+        T.tensor([4.0, 0.0, 5.0, 0.0], requires_grad=True), "prod"),
+    "scatter_0d": lambda T: T.tensor(3.0).scatter(0, T.tensor(0), T.tensor(5.0)),
+    "gather_0d": lambda T: T.tensor(3.0, requires_grad=True).gather(0, T.tensor(0)),
+    "scatter_bool": lambda T: T.zeros(3, dtype=T.bool).scatter(0, T.tensor([1]), True),
+    "scatter_neg_dim": lambda T: _x(T).scatter(-1, T.tensor([[3], [0]]), -1.0),
+    "scatter_empty_index": lambda T: _x(T).scatter(0, T.zeros(0, 4, dtype=T.int64), 1.0),
+    "scatter_inplace_value": lambda T: _x(T).scatter_(0, _idx(T), 3.0),
+    "scatter_reduce_inplace": lambda T: _x(T).scatter_reduce_(0, _idx(T), _s(T), "amax"),
+    "scatter_add_inplace": lambda T: _x(T).scatter_add_(0, _idx(T), _s(T)),
+}
+
+ERRORS = {
+    "cummax_dim": lambda T: T.cummax(T.ones(2, 3), 2),
+    "logcumsumexp_int": lambda T: T.logcumsumexp(T.tensor([1, 2]), 0),
+    "scatter_bad_reduce": lambda T: _x(T).scatter(0, _idx(T), _s(T), reduce="mean"),
+    "scatter_value_bad_reduce": lambda T: T.ones(2).scatter(0, T.tensor([0]), 1.0, reduce="sum"),
+    "scatter_reduce_bad": lambda T: _x(T).scatter_reduce(0, _idx(T), _s(T), "foo"),
+    "gather_out_of_bounds": lambda T: T.gather(_x(T), 1, T.tensor([[4]])),
+    "gather_negative": lambda T: T.gather(_x(T), 1, T.tensor([[-1]])),
+    "gather_ndim": lambda T: T.gather(_x(T), 1, T.tensor([0])),
+    "gather_float_index": lambda T: T.gather(_x(T), 1, T.tensor([[0.0]])),
+    "gather_index_too_big": lambda T: T.gather(_x(T), 0, T.tensor([[0, 1, 2, 0, 1]])),
+    "scatter_float_index": lambda T: T.scatter(_x(T), 1, T.tensor([[0.0]]), _s(T)),
+    "scatter_out_of_bounds": lambda T: _x(T).scatter(0, T.tensor([[3]]), _s(T)),
+    "scatter_dtype": lambda T: _x(T).scatter(0, _idx(T), _s(T).float()),
+    "scatter_index_too_big": lambda T: _x(T).scatter(0, T.tensor([[0, 1, 2, 0, 1]]),
+                                                     T.ones(2, 5, dtype=T.float64)),
+    "scatter_src_too_small": lambda T: _x(T).scatter(0, _idx(T), T.ones(1, 4, dtype=T.float64)),
+    "scatter_add_src_ndim": lambda T: T.scatter_add(T.zeros(2, 2), 0, T.tensor([[0, 1]]),
+                                                    T.ones(1, 2, 3)),
+}
+
+
+def _np(t):
+    return t.detach().numpy()
+
+
+def _outs(r):
+    return list(r) if isinstance(r, tuple) else [r]
+
+
+def _name(t):
+    return None if t.grad_fn is None else type(t.grad_fn).__name__
+
+
+def _run(T, fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outs = _outs(fn(T))
+    grads = []
+    for o in outs:
+        if o.requires_grad:
+            leaves = [t for t in _leaves(o)]
+            if leaves:
+                gs = T.autograd.grad(o, leaves, T.ones_like(o), allow_unused=True)
+                grads += [None if g is None else _np(g) for g in gs]
+    return outs, grads
+
+
+def _leaves(o):
+    """The leaf tensors that requires grad reached from ``o`` (by walking next_functions)."""
+    seen, found, stack = set(), [], [o.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if hasattr(fn, "variable"):
+            found.append(fn.variable)
+        stack.extend(f for f, _ in fn.next_functions)
+    return found
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_torch(name):
+    touts, tgrads = _run(tg, CASES[name])
+    pouts, pgrads = _run(torch, CASES[name])
+    assert type(CASES[name](tg)).__name__ == type(CASES[name](torch)).__name__
+    assert len(touts) == len(pouts)
+    for t, p in zip(touts, pouts, strict=True):
+        assert tuple(t.shape) == tuple(p.shape)
+        assert str(t.dtype) == str(p.dtype)
+        np.testing.assert_allclose(_np(t), p.detach().numpy(), rtol=1e-12, atol=0)
+        assert _name(t) == _name(p)
+    assert len(tgrads) == len(pgrads)
+    for a, b in zip(tgrads, pgrads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", list(ERRORS))
+def test_errors_match_torch(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception) as p:
+            ERRORS[name](torch)
+        with pytest.raises(Exception) as t:
+            ERRORS[name](tg)
+    assert issubclass(t.type, p.type), (t.type, p.type)
+    assert str(p.value).splitlines()[0] in str(t.value)
