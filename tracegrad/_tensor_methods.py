@@ -314,3 +314,6 @@ for _name in ["cummax", "cummin", "cumprod", "logcumsumexp", "scatter", "scatter
     setattr(Tensor, _name, getattr(F, _name))
 for _name in ["cumsum", "cumprod", "scatter", "scatter_reduce", "scatter_add"]:
     setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+for _name in ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode",
+              "unique", "unique_consecutive"]:
+    setattr(Tensor, _name, getattr(F, _name))

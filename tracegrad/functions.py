@@ -1877,3 +1877,198 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self: _bool = True
     x, d, index, src = _scatter_args(input, dim, index, src, "scatter_reduce")
     r = _scatter(x, index, src, d, reduce, include_self)
     return _back_to_0d(r, x0.ndim) if x0.ndim == 0 else r
+
+
+_sort_t, _topk_t, _kthvalue_t = (_return_type(n) for n in ("sort", "topk", "kthvalue"))
+_median_t, _nanmedian_t, _mode_t = (_return_type(n) for n in ("median", "nanmedian", "mode"))
+
+
+def _sort_index(x: Tensor, axis: _int, descending: _bool) -> Tensor:
+    return apply(P.sort_index_p, (x,), {"axis": axis, "descending": _bool(descending)})
+
+
+def _take(x: Tensor, idx: Tensor, axis: _int, keepdim: _bool, name: str) -> Tensor:
+    """x's values at ``idx`` (size 1 along ``axis`` unless keepdim is moot), recorded as
+    ``name``; the axis dropped unless keepdim."""
+    if keepdim or idx.shape[axis] != 1:
+        return apply(P.gather_p, (x, idx), {"axis": axis}, name=name)
+    values = apply(P.gather_p, (x, idx), {"axis": axis})
+    shape = values.shape[:axis] + values.shape[axis + 1:]
+    return _not_a_view(apply(P.reshape_p, (values,), {"shape": shape}, name=name))
+
+
+def _drop(idx: Tensor, axis: _int, keepdim: _bool) -> Tensor:
+    return idx if keepdim else _not_a_view(squeeze(idx, axis))
+
+
+def sort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False):
+    """(values, indices) sorted along ``dim``; always stable (equal values keep their
+    order, as PyTorch's CPU sort), NaN sorted as the largest value.
+
+    >>> tracegrad.sort(tracegrad.tensor([3., 1., 2.]), descending=True).indices
+    tensor([0, 2, 1])
+    """
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    idx = _sort_index(v, d, descending)
+    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
+                   "SortBackward0")
+    return _sort_t(_back_to_0d(values, x.ndim, "SortBackward0"), _back_to_0d(idx, x.ndim))
+
+
+def argsort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False) -> Tensor:
+    """The indices that sort ``input`` along ``dim`` (stable)."""
+    return sort(input, dim, descending, stable).indices
+
+
+def msort(input) -> Tensor:
+    """``input`` sorted along its first dim."""
+    return sort(input, 0).values
+
+
+def topk(input, k: _int, dim: _int = -1, largest: _bool = True, sorted: _bool = True):
+    """(values, indices) of the ``k`` largest (or smallest) entries along ``dim``, in
+    order. Among equal values the earlier index comes first.
+
+    >>> tracegrad.topk(tracegrad.tensor([1., 5., 3.]), 2).values
+    tensor([5., 3.])
+    """
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if not 0 <= k <= v.shape[d]:
+        raise RuntimeError("selected index k out of range")
+    idx = _sort_index(v, d, largest)
+    if k != v.shape[d]:
+        idx = getitem(idx, (_slice(None),) * d + (_slice(0, k),))
+    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
+                   "TopkBackward0")
+    return _topk_t(_back_to_0d(values, x.ndim, "TopkBackward0"), _back_to_0d(idx, x.ndim))
+
+
+def kthvalue(input, k: _int, dim: _int = -1, keepdim: _bool = False):
+    """(values, indices) of the k-th smallest entry along ``dim`` (k counts from 1)."""
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if not 1 <= k <= v.shape[d]:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
+    idx = getitem(_sort_index(v, d, False), (_slice(None),) * d + (_slice(k - 1, k),))
+    return _select_result(_kthvalue_t, x, v, idx, d, keepdim, "KthvalueBackward0")
+
+
+def _select_result(result, x, v, idx, d, keepdim, name):
+    if x.ndim == 0:
+        values = apply(P.gather_p, (v, idx), {"axis": 0})
+        return result(_back_to_0d(values, 0, name), _back_to_0d(idx, 0))
+    return result(_take(v, idx, d, keepdim, name), _drop(idx, d, keepdim))
+
+
+def _median(input, dim, keepdim, ignore_nan: _bool):
+    x = _as_tensor(input)
+    fn = "nanmedian" if ignore_nan else "median"
+    if dim is None:
+        flat = reshape(x, (-1,))
+        if flat.shape[0] == 0:
+            return full((), math.nan, dtype=x.dtype)
+        idx = apply(P.median_index_p, (flat,), {"axis": 0, "ignore_nan": ignore_nan})
+        m = apply(P.gather_p, (flat.detach(), idx), {"axis": 0})
+        # PyTorch's MedianBackward0 shares the gradient among the entries equal to the
+        # median: the amax of those entries has that very gradient
+        hit = eq(x, m)
+        if x.dtype.is_floating_point:
+            hit = logical_or(hit, logical_and(isnan(x), isnan(m)))
+            lowest = -math.inf
+        else:
+            lowest = _int(np.iinfo(x.dtype.np).min)
+        masked = where(hit, x, _const(lowest, x.dtype))
+        return apply(P.amax_p, (masked,), {"axis": tuple(range(x.ndim)), "keepdim": False},
+                     name="NanmedianBackward0" if ignore_nan else "MedianBackward0")
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if v.shape[d] == 0:
+        raise IndexError(f"{fn}(): Expected reduction dim {d} to have non-zero size.")
+    idx = apply(P.median_index_p, (v,), {"axis": d, "ignore_nan": ignore_nan})
+    name = "NanmedianBackward1" if ignore_nan else "MedianBackward1"
+    return _select_result(_nanmedian_t if ignore_nan else _median_t, x, v, idx, d, keepdim, name)
+
+
+def median(input, dim=None, keepdim: _bool = False):
+    """The lower median (of all entries, or (values, indices) along ``dim``); NaN if
+    there is a NaN.
+
+    >>> tracegrad.median(tracegrad.tensor([1., 4., 2., 3.]))
+    tensor(2.)
+    """
+    return _median(input, dim, keepdim, False)
+
+
+def nanmedian(input, dim=None, keepdim: _bool = False):
+    """median() of the entries that are not NaN."""
+    return _median(input, dim, keepdim, True)
+
+
+def mode(input, dim: _int = -1, keepdim: _bool = False):
+    """(values, indices) of the most frequent value along ``dim`` (the smallest of equally
+    frequent ones; its last index)."""
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if v.shape[d] == 0:
+        raise IndexError(f"mode(): Expected reduction dim {d} to have non-zero size.")
+    idx = apply(P.mode_index_p, (v,), {"axis": d})
+    return _select_result(_mode_t, x, v, idx, d, keepdim, "ModeBackward0")
+
+
+def _unique_result(out, inverse, counts, return_inverse, return_counts):
+    parts = [Tensor._make(out)]
+    if return_inverse:
+        parts.append(Tensor._make(inverse.astype(np.int64)))
+    if return_counts:
+        parts.append(Tensor._make(counts.astype(np.int64)))
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def unique(input, sorted: _bool = True, return_inverse: _bool = False,
+           return_counts: _bool = False, dim=None):
+    """The distinct values (sorted), or distinct slices along ``dim``; optionally the
+    index of each entry's value in the result and each value's count. The output's size
+    depends on the data: inside a compiled function this is a graph break.
+
+    >>> tracegrad.unique(tracegrad.tensor([3, 1, 3]), return_counts=True)
+    (tensor([1, 3]), tensor([1, 2]))
+    """
+    x = _as_tensor(input)
+    a = x._concrete("unique()")
+    if dim is None:
+        out, inv, cnt = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
+        inv = inv.reshape(a.shape)
+    else:
+        d = _dim(dim, x.ndim)
+        out, inv, cnt = np.unique(a, return_inverse=True, return_counts=True, axis=d)
+        inv = inv.reshape(-1)
+    return _unique_result(out, inv, cnt, return_inverse, return_counts)
+
+
+def unique_consecutive(input, return_inverse: _bool = False, return_counts: _bool = False,
+                       dim=None):
+    """Collapse runs of equal consecutive values (or slices along ``dim``) to one."""
+    x = _as_tensor(input)
+    a = x._concrete("unique_consecutive()")
+    d = 0 if dim is None else _dim(dim, x.ndim)
+    flat = a.reshape(-1) if dim is None else np.moveaxis(a, d, 0)
+    n = flat.shape[0]
+    if n == 0:
+        starts = np.zeros(0, bool)
+    else:
+        differs = (flat[1:] != flat[:-1]).reshape(n - 1, -1).any(axis=1)
+        starts = np.concatenate([[True], differs])
+    out = flat[starts]
+    if dim is not None:
+        out = np.moveaxis(out, 0, d)
+    inv = np.cumsum(starts) - 1
+    if dim is None:
+        inv = inv.reshape(a.shape)
+    cnt = np.diff(np.append(np.flatnonzero(starts), n))
+    return _unique_result(np.ascontiguousarray(out), inv, cnt, return_inverse, return_counts)

@@ -1478,6 +1478,99 @@ scatter_p = Primitive(
 
 JAX_HELPERS.update({"_cumextreme_index": _cumextreme_index_jax_fn, "_scatter": _scatter_jax_fn})
 
+# sorting and order statistics: indices only (values are a gather at them)
+
+def _sort_index_impl(x, *, axis, descending):
+    # stable both ways: equal values keep their order; NaN is the largest value
+    if not descending:
+        return np.argsort(x, axis=axis, kind="stable").astype(np.int64, copy=False)
+    n = x.shape[axis]
+    rev = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+    return (n - 1 - np.flip(rev, axis)).astype(np.int64)
+
+
+def _sort_index_jax_fn(x, axis, descending):
+    import jax.numpy as jnp
+    v = x.astype(jnp.int8) if x.dtype == jnp.bool_ else x
+    if not descending:
+        return jnp.argsort(v, axis=axis, stable=True).astype(jnp.int64)
+    rev = jnp.argsort(jnp.flip(v, axis), axis=axis, stable=True)
+    return (v.shape[axis] - 1 - jnp.flip(rev, axis)).astype(jnp.int64)
+
+
+sort_index_p = Primitive("sort_index", _sort_index_impl,
+                         lambda x, *, axis, descending: (x.shape, dtypes.int64),
+                         "_sort_index({0}, {axis}, {descending})", differentiable=False,
+                         kind="index")
+
+
+def _median_index_impl(x, *, axis, ignore_nan, xp=np):
+    # the lower median's position (keepdim): the ((n - 1) // 2)-th in stable sorted order;
+    # median with a NaN gives the (first) NaN, nanmedian counts only the other values
+    order = (np.argsort(x, axis=axis, kind="stable") if xp is np
+             else xp.argsort(x, axis=axis, stable=True))
+    n = x.shape[axis]
+    nans = xp.sum(xp.isnan(x), axis=axis, keepdims=True) if x.dtype.kind == "f" else \
+        xp.zeros((1,) * x.ndim, np.int64)
+    if ignore_nan:
+        k = (xp.maximum(n - nans, 1) - 1) // 2
+    else:
+        k = xp.where(nans > 0, n - nans, (n - 1) // 2)
+    return xp.take_along_axis(order, k.astype(np.int64), axis=axis).astype(np.int64)
+
+
+def _median_index_jax_fn(x, axis, ignore_nan):
+    import jax.numpy as jnp
+    return _median_index_impl(x, axis=axis, ignore_nan=ignore_nan, xp=jnp)
+
+
+def _kept_shape(x, *, axis, **_):
+    return _kept(tuple(x.shape), (axis,)), dtypes.int64
+
+
+median_index_p = Primitive("median_index", _median_index_impl, _kept_shape,
+                           "_median_index({0}, {axis}, {ignore_nan})", differentiable=False,
+                           kind="reduction")
+
+
+def _mode_index_impl(x, *, axis, xp=np):
+    # the most frequent value, the smallest of equally frequent ones (as PyTorch's CPU
+    # kernel); its index is its last occurrence (keepdim)
+    s = xp.sort(x, axis=axis)
+    n = x.shape[axis]
+    pos = xp.arange(n).reshape((-1,) + (1,) * (x.ndim - 1 - axis))
+    first = [slice(None)] * x.ndim
+    first[axis] = slice(0, 1)
+    prev = [slice(None)] * x.ndim
+    prev[axis] = slice(0, n - 1)
+    nxt = [slice(None)] * x.ndim
+    nxt[axis] = slice(1, n)
+    new_run = xp.concatenate([xp.ones_like(s[tuple(first)], dtype=bool),
+                              s[tuple(nxt)] != s[tuple(prev)]], axis=axis)
+    run_start = (np.maximum.accumulate(np.where(new_run, pos, 0), axis=axis) if xp is np else
+                 _jax_cummax(xp.where(new_run, pos, 0), axis))
+    count = pos - run_start + 1
+    best = xp.argmax(count == xp.max(count, axis=axis, keepdims=True), axis=axis)
+    value = xp.take_along_axis(s, xp.expand_dims(best, axis), axis=axis)
+    return xp.max(xp.where(x == value, pos, -1), axis=axis, keepdims=True).astype(np.int64)
+
+
+def _jax_cummax(v, axis):
+    from jax import lax
+    return lax.cummax(v, axis)
+
+
+def _mode_index_jax_fn(x, axis):
+    import jax.numpy as jnp
+    return _mode_index_impl(x, axis=axis, xp=jnp)
+
+
+mode_index_p = Primitive("mode_index", _mode_index_impl, _kept_shape,
+                         "_mode_index({0}, {axis})", differentiable=False, kind="reduction")
+
+JAX_HELPERS.update({"_sort_index": _sort_index_jax_fn, "_median_index": _median_index_jax_fn,
+                    "_mode_index": _mode_index_jax_fn})
+
 # ==== end of structural ops (opsb) ====
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
