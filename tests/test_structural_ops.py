@@ -29,6 +29,10 @@ def _nan(T):
     return T.tensor([1.0, float("nan"), 3.0, float("nan"), 0.0])
 
 
+def _ties(T):
+    return T.tensor([3.0, 1.0, 3.0, 2.0, 1.0, 3.0, float("nan"), 2.0])
+
+
 CASES = {
     # ---- cumulative -----------------------------------------------------------
     "cummax_ties_take_later": lambda T: T.cummax(T.tensor([1.0, 3.0, 3.0, 2.0, 5.0, 5.0]), 0),
@@ -88,6 +92,52 @@ CASES = {
     "scatter_inplace_value": lambda T: _x(T).scatter_(0, _idx(T), 3.0),
     "scatter_reduce_inplace": lambda T: _x(T).scatter_reduce_(0, _idx(T), _s(T), "amax"),
     "scatter_add_inplace": lambda T: _x(T).scatter_add_(0, _idx(T), _s(T)),
+    # ---- sorting: ties as PyTorch's CPU kernels break them (stable sort; median along
+    # a dim; mode: the smallest most frequent value, at its last index) -----------------
+    "sort_ties_nan": lambda T: T.sort(_ties(T)),
+    "sort_ties_descending": lambda T: T.sort(_ties(T), descending=True),
+    "sort_stable_descending": lambda T: T.sort(_ties(T), stable=True, descending=True),
+    "argsort_ties": lambda T: T.argsort(_ties(T), descending=True),
+    "sort_bool": lambda T: T.sort(T.tensor([True, False, True]), descending=True),
+    "sort_uint8": lambda T: T.sort(T.tensor([3, 1, 2], dtype=T.uint8), descending=True),
+    "sort_int_dim0": lambda T: T.tensor([[3, 1, 2], [0, 5, -1]]).sort(0, descending=True),
+    "sort_empty": lambda T: T.sort(T.ones(0, 3), 1),
+    "sort_0d": lambda T: T.sort(T.tensor(2.0, requires_grad=True)),
+    "topk_nan_first": lambda T: T.topk(_ties(T)[5:], 2),
+    "topk_smallest_skips_nan": lambda T: T.topk(_ties(T), 3, largest=False),
+    "topk_0d": lambda T: T.topk(T.tensor(2.0), 1),
+    "topk_zero": lambda T: T.topk(T.ones(3), 0),
+    "kthvalue_ties_elsewhere": lambda T: T.kthvalue(_ties(T)[:7], 3),
+    "median_ties_share_gradient": lambda T: T.median(T.tensor([1.0, 2.0, 2.0, 3.0],
+                                                              requires_grad=True)),
+    "median_dim_ties": lambda T: T.median(T.tensor([1.0, 2.0, 2.0, 3.0], requires_grad=True),
+                                          0),
+    "median_lower_of_even": lambda T: T.median(T.tensor([1.0, 2.0, 3.0, 4.0]), 0),
+    "median_nan": lambda T: T.median(_ties(T)),
+    "median_nan_dim": lambda T: T.median(_ties(T), 0),
+    "nanmedian": lambda T: T.nanmedian(_ties(T)),
+    "nanmedian_dim": lambda T: T.nanmedian(_ties(T), 0),
+    "median_int": lambda T: T.median(T.tensor([[3, 1, 2], [0, 5, -1]])),
+    "median_int_keepdim": lambda T: T.tensor([[3, 1, 2], [0, 5, -1]]).median(1, keepdim=True),
+    "median_empty": lambda T: T.median(T.ones(0)),
+    "median_0d": lambda T: T.median(T.tensor(2.0), 0),
+    "mode_ties": lambda T: T.mode(_ties(T)[:7]),
+    "mode_int_rows": lambda T: T.mode(T.tensor([[1, 2, 2, 1], [3, 3, 1, 1]]), 1),
+    "mode_keepdim": lambda T: T.tensor([[1, 2, 2, 1], [3, 3, 1, 1]]).mode(0, keepdim=True),
+    "unique": lambda T: T.unique(T.tensor([3, 1, 2, 3, 1]), return_inverse=True,
+                                 return_counts=True),
+    "unique_plain_float": lambda T: T.tensor([3.0, 1.0, 3.0]).unique(),
+    "unique_dim0": lambda T: T.unique(T.tensor([[1, 2], [1, 2], [0, 5]]), dim=0,
+                                      return_inverse=True, return_counts=True),
+    "unique_dim1": lambda T: T.unique(T.tensor([[1, 2, 1], [1, 2, 1], [0, 5, 0]]), dim=1,
+                                      return_inverse=True),
+    "unique_0d": lambda T: T.unique(T.tensor(3), return_inverse=True),
+    "unique_consecutive": lambda T: T.unique_consecutive(
+        T.tensor([1, 1, 2, 2, 3, 1, 1]), return_inverse=True, return_counts=True),
+    "unique_consecutive_dim": lambda T: T.tensor([[1, 1, 2], [1, 1, 2]]).unique_consecutive(
+        return_counts=True, dim=1),
+    "unique_consecutive_2d": lambda T: T.unique_consecutive(T.tensor([[1, 1, 2], [2, 1, 1]]),
+                                                            return_inverse=True),
 }
 
 ERRORS = {
@@ -107,6 +157,13 @@ ERRORS = {
     "scatter_index_too_big": lambda T: _x(T).scatter(0, T.tensor([[0, 1, 2, 0, 1]]),
                                                      T.ones(2, 5, dtype=T.float64)),
     "scatter_src_too_small": lambda T: _x(T).scatter(0, _idx(T), T.ones(1, 4, dtype=T.float64)),
+    "topk_k_too_big": lambda T: T.topk(T.ones(3), 4),
+    "kthvalue_k_0": lambda T: T.kthvalue(T.ones(3), 0),
+    "kthvalue_k_too_big": lambda T: T.kthvalue(T.ones(2, 3), 4, 1),
+    "median_empty_dim": lambda T: T.median(T.ones(0, 2), 0),
+    "nanmedian_empty_dim": lambda T: T.nanmedian(T.ones(2, 0), 1),
+    "mode_empty": lambda T: T.mode(T.ones(0)),
+    "sort_dim": lambda T: T.sort(T.ones(2), 1),
     "scatter_add_src_ndim": lambda T: T.scatter_add(T.zeros(2, 2), 0, T.tensor([[0, 1]]),
                                                     T.ones(1, 2, 3)),
 }
@@ -156,7 +213,9 @@ def _leaves(o):
 def test_matches_torch(name):
     touts, tgrads = _run(tg, CASES[name])
     pouts, pgrads = _run(torch, CASES[name])
-    assert type(CASES[name](tg)).__name__ == type(CASES[name](torch)).__name__
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert type(CASES[name](tg)).__name__ == type(CASES[name](torch)).__name__
     assert len(touts) == len(pouts)
     for t, p in zip(touts, pouts, strict=True):
         assert tuple(t.shape) == tuple(p.shape)

@@ -1973,7 +1973,7 @@ def _median(input, dim, keepdim, ignore_nan: _bool):
         if flat.shape[0] == 0:
             return full((), math.nan, dtype=x.dtype)
         idx = apply(P.median_index_p, (flat,), {"axis": 0, "ignore_nan": ignore_nan})
-        m = apply(P.gather_p, (flat.detach(), idx), {"axis": 0})
+        m = reshape(apply(P.gather_p, (flat.detach(), idx), {"axis": 0}), ())
         # PyTorch's MedianBackward0 shares the gradient among the entries equal to the
         # median: the amax of those entries has that very gradient
         hit = eq(x, m)
