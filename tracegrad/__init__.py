@@ -45,7 +45,7 @@ _FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
 
 
 def __getattr__(name):
-    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler"):
+    if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler", "linalg"):
         mod = _lazy(name)
         globals()[name] = mod
         return mod
@@ -57,7 +57,17 @@ def __getattr__(name):
 
 
 from .compile import compile  # noqa: E402,A001  (tracegrad.compile, as torch.compile)
-from .ir.tracer import trace  # noqa: E402  (the tracer imports the namespace above)
+from .ir.tracer import trace as _trace_fn  # noqa: E402  (the tracer imports the namespace above)
+
+
+def trace(fn_or_input, *args, **kwargs):
+    """``tracegrad.trace(fn, *args)`` -> the traced Graph; ``tracegrad.trace(matrix)`` ->
+    the sum of its diagonal (``torch.trace``)."""
+    if isinstance(fn_or_input, Tensor):
+        from .functions import trace as matrix_trace
+        return matrix_trace(fn_or_input, *args, **kwargs)
+    return _trace_fn(fn_or_input, *args, **kwargs)
+
 
 from .autograd.graph import _late  # noqa: E402
 _late.load()  # the names autograd's nodes use, bound now that every module is loaded

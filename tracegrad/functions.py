@@ -460,6 +460,11 @@ def where(condition, input=None, other=None):
     cond = _as_tensor(condition)
     if cond.dtype is not dtypes.bool_:
         cond = ne(cond, 0)
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        # two numbers: the dtype their kinds give (bool, int64 or the default float)
+        cat = builtins.max(_scalar_category(input), _scalar_category(other))
+        dt = _SCALAR_DEFAULTS[cat] or dtypes.get_default_dtype()
+        input, other = _const(input, dt), _const(other, dt)
     x, y = _coerce(input, other)
     return apply(P.where_p, (cond, x, y))
 
@@ -474,10 +479,20 @@ def masked_fill(input, mask, value):
 
 def nonzero(input, *, as_tuple=False):
     a = _as_tensor(input)._concrete("nonzero()")
+    if a.ndim == 0:  # PyTorch: a 0-d input counts as one element with no coordinates
+        hit = _int(_bool(a))
+        if as_tuple:
+            return (Tensor._make(np.zeros(hit, np.int64)),)
+        return Tensor._make(np.zeros((hit, 0), np.int64))
     idx = np.nonzero(a)
     if as_tuple:
         return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
     return Tensor._make(np.stack(idx, axis=1).astype(np.int64))
+
+
+def argwhere(input) -> Tensor:
+    """The coordinates of the nonzero entries, one row each (nonzero())."""
+    return nonzero(input)
 
 
 # ----------------------------------------------------------------------------
@@ -683,13 +698,29 @@ def any(input, dim=None, keepdim: _bool = False):
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> _bool:
-    return _bool(np.allclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol,
-                             equal_nan=equal_nan))
+    """Whether every entry isclose(). Traced, the answer stays a 0-d bool tensor, so a
+    compiled function breaks the graph only where Python reads it (``if allclose(..)``)."""
+    close = all(isclose(input, other, rtol, atol, equal_nan))
+    return close if trace_state.current is not None else _bool(close._data)
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-    return Tensor._make(np.isclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol,
-                                   equal_nan=equal_nan))
+    """|input - other| <= atol + rtol * |other|, elementwise (equal infinities are close;
+    NaNs only with equal_nan). Made of elementwise ops: no graph break when compiled."""
+    a, b = _as_tensor(input), _as_tensor(other)
+    if a.dtype is not b.dtype:
+        raise RuntimeError(f"{_TYPE_WORD[a.dtype.name]} did not match "
+                           f"{_TYPE_WORD[b.dtype.name]}")
+    a, b = a.detach(), b.detach()
+    close = eq(a, b)
+    if equal_nan and a.dtype.is_floating_point:
+        close = logical_or(close, logical_and(isnan(a), isnan(b)))
+    if rtol == 0 and atol == 0 or a.dtype is dtypes.bool_:
+        return close
+    if not a.dtype.is_floating_point:
+        a, b = cast(a, dtypes.get_default_dtype()), cast(b, dtypes.get_default_dtype())
+    error = abs(a - b)
+    return logical_or(close, logical_and(isfinite(error), le(error, atol + rtol * abs(b))))
 
 
 def equal(input, other) -> _bool:
@@ -1018,13 +1049,20 @@ def narrow(input, dim, start, length):
     return apply(P.getitem_p, (input,), {"index": index}, name="SliceBackward0")
 
 
+def _check_matrix_like(x, name):
+    if x.ndim < 2:
+        raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions")
+
+
 def tril(input, diagonal=0):
+    _check_matrix_like(input, "tril")
     n, m = input.shape[-2:]
     mask = Tensor._make(np.tril(np.ones((n, m), bool), diagonal))
     return apply(P.where_p, (mask, input, _const(0, input.dtype)), name="TrilBackward0")
 
 
 def triu(input, diagonal=0):
+    _check_matrix_like(input, "triu")
     n, m = input.shape[-2:]
     mask = Tensor._make(np.triu(np.ones((n, m), bool), diagonal))
     return apply(P.where_p, (mask, input, _const(0, input.dtype)), name="TriuBackward0")
@@ -2072,3 +2110,313 @@ def unique_consecutive(input, return_inverse: _bool = False, return_counts: _boo
         inv = inv.reshape(a.shape)
     cnt = np.diff(np.append(np.flatnonzero(starts), n))
     return _unique_result(np.ascontiguousarray(out), inv, cnt, return_inverse, return_counts)
+
+
+# ---- shape ops (opsb): repeat, tile, roll, rot90, meshgrid, diagonals, unfold ---------
+
+def _int_tuple(args) -> tuple:
+    return _shape_args(args)
+
+
+def _named(t: Tensor, name: str) -> Tensor:
+    """``t`` with its last node named as PyTorch names the composite that made it (for
+    ops whose last primitive is shared with another output, as std_mean's)."""
+    from .autograd.graph import PrimitiveNode, node_class
+    fn = t.grad_fn
+    if isinstance(fn, PrimitiveNode):
+        fn.__class__ = node_class(name)
+    return t
+
+
+def repeat(input, *sizes) -> Tensor:
+    """``input`` tiled ``sizes`` times along each dim (leading sizes add dims).
+
+    >>> tracegrad.tensor([1, 2]).repeat(2)
+    tensor([1, 2, 1, 2])
+    """
+    x = _as_tensor(input)
+    reps = _int_tuple(sizes)
+    if len(reps) < x.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number "
+                           "of dimensions of tensor")
+    shape = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+    # (s0, s1, ..) -> (1, s0, 1, s1, ..) -> broadcast (r0, s0, r1, s1, ..) -> (r0*s0, r1*s1, ..)
+    spread = reshape(x, tuple(d for s in shape for d in (1, s)))
+    big = broadcast_to(spread, tuple(d for r, s in zip(reps, shape, strict=True) for d in (r, s)))
+    out = tuple(r * s for r, s in zip(reps, shape, strict=True))
+    return _not_a_view(apply(P.reshape_p, (big,), {"shape": out}, name="RepeatBackward0"))
+
+
+def tile(input, dims) -> Tensor:
+    """repeat() with ``dims`` padded with leading ones to the input's rank."""
+    x = _as_tensor(input)
+    reps = _int_tuple((dims,) if isinstance(dims, (_int, np.integer)) else (tuple(dims),))
+    reps = (1,) * (x.ndim - len(reps)) + reps
+    return repeat(x, reps)
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None) -> Tensor:
+    """Each element (or slice along ``dim``) repeated ``repeats`` times in place; with a
+    tensor of repeats, one count each. ``repeat_interleave(counts)`` gives the indices.
+
+    >>> tracegrad.tensor([1, 2]).repeat_interleave(2)
+    tensor([1, 1, 2, 2])
+    """
+    if repeats is None:  # repeat_interleave(repeats): arange(n) repeated
+        counts = _as_tensor(input)
+        c = counts._concrete("repeat_interleave()")
+        return Tensor._make(np.repeat(np.arange(c.shape[0], dtype=np.int64), c))
+    x = _as_tensor(input)
+    if dim is None:
+        x, d = reshape(x, (-1,)), 0
+    else:
+        d = _dim(dim, x.ndim)
+    if isinstance(repeats, Tensor) and repeats.numel() != 1 or isinstance(repeats, (list, tuple)):
+        r = np.asarray(_as_tensor(repeats)._concrete("repeat_interleave()")).reshape(-1)
+        if r.shape[0] != x.shape[d]:
+            raise RuntimeError(f"repeats must have the same size as input along dim, but got "
+                               f"repeats.size(0) = {r.shape[0]} and input.size({d}) = "
+                               f"{x.shape[d]}")
+        if output_size is not None and _int(r.sum()) != output_size:
+            raise RuntimeError("allocated size does not match required size")
+        index = Tensor._make(np.repeat(np.arange(x.shape[d], dtype=np.int64), r))
+        return index_select(x, d, index)
+    n = _int(repeats.item() if isinstance(repeats, Tensor) else repeats)
+    if n < 0:
+        raise RuntimeError("repeats can not be negative")
+    if x.ndim == 0:
+        x = reshape(x, (1,))
+    shape = tuple(x.shape)
+    spread = reshape(x, shape[:d + 1] + (1,) + shape[d + 1:])
+    big = broadcast_to(spread, shape[:d + 1] + (n,) + shape[d + 1:])
+    return _not_a_view(apply(P.reshape_p, (big,),
+                             {"shape": shape[:d] + (shape[d] * n,) + shape[d + 1:]}))
+
+
+def _roll_one(x: Tensor, shift: _int, d: _int, name=None) -> Tensor:
+    n = x.shape[d]
+    if n == 0:
+        return x
+    s = shift % n
+    pre = (_slice(None),) * d
+    if s == 0:
+        return apply(P.copy_p, (x,), name=name)
+    tail = getitem(x, pre + (_slice(n - s, n),))
+    head = getitem(x, pre + (_slice(0, n - s),))
+    return apply(P.cat_p, (tail, head), {"axis": d}, name=name)
+
+
+def roll(input, shifts, dims=None) -> Tensor:
+    """Entries shifted cyclically by ``shifts`` along ``dims`` (the flattened tensor
+    without dims).
+
+    >>> tracegrad.tensor([1, 2, 3]).roll(1)
+    tensor([3, 1, 2])
+    """
+    x = _as_tensor(input)
+    shifts = (shifts,) if isinstance(shifts, (_int, np.integer)) else tuple(shifts)
+    if dims is None:
+        if len(shifts) != 1:
+            raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, "
+                               f"dims:0")
+        flat = _roll_one(reshape(x, (-1,)), _int(shifts[0]), 0)
+        return _not_a_view(apply(P.reshape_p, (flat,), {"shape": tuple(x.shape)},
+                                 name="RollBackward0"))
+    dims = (dims,) if isinstance(dims, (_int, np.integer)) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, "
+                           f"dims:{len(dims)}")
+    for k, (s, d) in enumerate(zip(shifts, dims, strict=True)):
+        last = k == len(dims) - 1
+        x = _roll_one(x, _int(s), _dim(d, x.ndim), "RollBackward0" if last else None)
+    return x
+
+
+def rot90(input, k: _int = 1, dims=(0, 1)) -> Tensor:
+    """Rotation by 90 degrees ``k`` times in the plane of ``dims`` (from the first
+    towards the second)."""
+    x = _as_tensor(input)
+    if len(dims) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(dims)}")
+    if x.ndim < 2:
+        raise RuntimeError(f"expected total dims >= 2, but got total dims = {x.ndim}")
+    a, b = _dim(dims[0], x.ndim), _dim(dims[1], x.ndim)
+    if a == b:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {a} and "
+                           f"dim1 = {b}")
+    k %= 4
+    name = "Rot90Backward0"
+    if k == 0:
+        return apply(P.copy_p, (x,), name=name)
+    if k == 2:
+        return apply(P.flip_p, (x,), {"axes": (a, b)}, name=name)
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    if k == 1:
+        return apply(P.permute_p, (flip(x, b),), {"perm": tuple(perm)}, name=name)
+    return apply(P.flip_p, (permute(x, perm),), {"axes": (b,)}, name=name)
+
+
+def meshgrid(*tensors, indexing=None):
+    """Coordinate grids of 1-d tensors: 'ij' (matrix) or 'xy' (Cartesian) indexing."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        import warnings
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the "
+                      "indexing argument.", UserWarning, stacklevel=2)
+        indexing = "ij"
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f'torch.meshgrid: indexing must be one of "xy" or "ij", but '
+                           f"received: {indexing}")
+    ts = [reshape(_as_tensor(t), (-1,)) for t in tensors]
+    for t in tensors:
+        if _as_tensor(t).ndim > 1:
+            raise RuntimeError("torch.meshgrid: Expected 0D or 1D tensor in the tensor list but "
+                               f"got: {t}")
+    # 'xy' puts the first two inputs' axes the other way round (x across columns)
+    order = list(range(len(ts)))
+    if indexing == "xy" and len(ts) >= 2:
+        order[0], order[1] = 1, 0
+    shape = [0] * len(ts)
+    for i, t in enumerate(ts):
+        shape[order[i]] = t.shape[0]
+    shape = tuple(shape)
+    grids = []
+    for i, t in enumerate(ts):
+        view = reshape(t, tuple(n if j == order[i] else 1 for j, n in enumerate(shape)))
+        grids.append(apply(P.broadcast_to_p, (view,), {"shape": shape}))
+    return tuple(grids)
+
+
+def cartesian_prod(*tensors) -> Tensor:
+    """All tuples of one element from each 1-d tensor, one per row (itertools.product)."""
+    if len(tensors) == 1:
+        return _as_tensor(tensors[0])
+    grids = meshgrid(*tensors, indexing="ij")
+    return stack([reshape(g, (-1,)) for g in grids], 1)
+
+
+def unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
+    """Tensor.unfold: the windows of ``size`` every ``step`` along ``dimension``, as a new
+    last dim (a copy here; a view in PyTorch)."""
+    x = _as_tensor(input)
+    d = _dim(dimension, x.ndim)
+    n = x.shape[d] if x.ndim else 1
+    if size > n:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    starts = np.arange(0, n - size + 1, step, dtype=np.int64)
+    index = Tensor._make(starts[:, None] + np.arange(size, dtype=np.int64))
+    if trace_state.current is not None:
+        trace_state.current.constant(index)
+    win = apply(P.getitem_p, (x, index), {"index": (_slice(None),) * d + (P.TENSOR,)})
+    perm = tuple(i for i in range(win.ndim) if i != d + 1) + (d + 1,)
+    return apply(P.permute_p, (win,), {"perm": perm}, name="UnfoldBackward0")
+
+
+def trace(input) -> Tensor:
+    """The sum of the main diagonal of a matrix."""
+    x = _as_tensor(input)
+    if x.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {x.ndim}")
+    n = builtins.min(x.shape)
+    d = getitem(x, (Tensor._make(np.arange(n)), Tensor._make(np.arange(n))))
+    if not x.dtype.is_floating_point:
+        d = cast(d, dtypes.int64)
+    return apply(P.sum_p, (d,), {"axis": (0,), "keepdim": False}, name="TraceBackward0")
+
+
+def ger(input, vec2) -> Tensor:
+    return outer(input, vec2)
+
+
+def addmv(input, mat, vec, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * (mat @ vec)."""
+    return _add_scaled(input, mv(mat, vec), beta, alpha, "AddmvBackward0")
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * (batch1 @ batch2), batch by batch."""
+    return _add_scaled(input, bmm(batch1, batch2), beta, alpha, "BaddbmmBackward0")
+
+
+def addbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * sum_b (batch1[b] @ batch2[b])."""
+    return _add_scaled(input, sum(bmm(batch1, batch2), 0), beta, alpha, "AddbmmBackward0")
+
+
+def _add_scaled(input, product, beta, alpha, name):
+    if alpha != 1:
+        product = product * alpha
+    base = input if beta == 1 else (zeros_like(input) if beta == 0 else input * beta)
+    a, b = _coerce(base, product)
+    return apply(P.add_p, (a, b), name=name)
+
+
+def cross(input, other, dim=None) -> Tensor:
+    """The cross product of 3-vectors along ``dim`` (the first dim of size 3 if None)."""
+    a, b = _as_tensor(input), _as_tensor(other)
+    if dim is None:
+        import warnings
+        warnings.warn("Using torch.cross without specifying the dim arg is deprecated.\n"
+                      "Please either pass the dim explicitly or simply use torch.linalg.cross.\n"
+                      "The default value of dim will change to agree with that of linalg.cross "
+                      "in a future release.", UserWarning, stacklevel=2)
+        shape = P.broadcast_shapes(a.shape, b.shape)
+        dim = next((i for i, n in enumerate(shape) if n == 3), None)
+        if dim is None:
+            raise RuntimeError("no dimension of size 3 in input")
+    return _linalg_cross(a, b, dim)
+
+
+def _linalg_cross(a, b, dim=-1):
+    a, b = _coerce(a, b)
+    nd = builtins.max(a.ndim, b.ndim)
+    d = _dim(dim, nd)
+    da, db = d - (nd - a.ndim), d - (nd - b.ndim)
+    na = a.shape[da] if 0 <= da < a.ndim else 1
+    nb = b.shape[db] if 0 <= db < b.ndim else 1
+    if na != 3 or nb != 3:
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {na} "
+                           f"and {nb}")
+    a, b = broadcast_tensors(a, b)
+
+    def c(t, i):
+        return getitem(t, (_slice(None),) * d + (_slice(i, i + 1),))
+    parts = [c(a, 1) * c(b, 2) - c(a, 2) * c(b, 1), c(a, 2) * c(b, 0) - c(a, 0) * c(b, 2),
+             c(a, 0) * c(b, 1) - c(a, 1) * c(b, 0)]
+    return apply(P.cat_p, tuple(parts), {"axis": d}, name="LinalgCrossBackward0")
+
+
+def _std_var_mean(fn, name, input, dim, unbiased, keepdim, correction):
+    x = _as_tensor(input)
+    if isinstance(dim, _bool):
+        dim, unbiased = None, dim
+    spread = fn(x, dim, unbiased, keepdim, correction=correction)
+    m = mean(_float(x), dim, keepdim)
+    return (_named(spread, name), _named(m, name))
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    """(std, mean) over ``dim``."""
+    return _std_var_mean(std, "StdMeanBackward0", input, dim, unbiased, keepdim, correction)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    """(var, mean) over ``dim``."""
+    return _std_var_mean(var, "VarMeanBackward0", input, dim, unbiased, keepdim, correction)
+
+
+def lerp(input, end, weight) -> Tensor:
+    """input + weight * (end - input), weight a number or a tensor."""
+    a, b = _as_tensor(input), _as_tensor(end)
+    if a.dtype is not b.dtype:
+        raise RuntimeError(f"expected dtype {a.dtype.name.replace('32', '')} for `end` but got "
+                           f"dtype {b.dtype.name.replace('64', '').replace('float', 'double')}")
+    if isinstance(weight, Tensor):
+        return apply(P.add_p, _coerce(a, weight * (b - a)), name="LerpBackward1")
+    return apply(P.add_p, _coerce(a, (b - a) * weight), name="LerpBackward0")
