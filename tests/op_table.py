@@ -945,6 +945,12 @@ def _inplace_on_copy(method, *args, **kwargs):
     return fn
 
 
+def _diag_mul_(x):
+    y = x * 1.0
+    y.diagonal(0, -2, -1).mul_(3)
+    return y
+
+
 ROWS += [
     Row("cummax", lambda T, x: T.cummax(x, -1), _s((2, 3), (4,), ()), domain="distinct",
         ref=lambda x: _np_cum_extreme(x, x.ndim - 1, "max") if x.ndim else
@@ -1063,6 +1069,74 @@ ROWS += [
         grad=False),
     Row("mode_grad", lambda T, x: T.cat([x, x[:, :1]], 1).mode(1), _s((3, 4)),
         domain="distinct"),
+    # shape ops
+    Row("repeat", lambda T, x: x.repeat(2, 1, 3), _s((2, 3), (3,), ()),
+        ref=lambda x: np.tile(x, (2, 1, 3))),
+    Row("tile", lambda T, x: T.tile(x, (2,)), _s((2, 3), ()), ref=lambda x: np.tile(x, 2)),
+    Row("repeat_interleave", lambda T, x: x.repeat_interleave(2, dim=1), _s((2, 3)),
+        ref=lambda x: np.repeat(x, 2, 1)),
+    Row("repeat_interleave_flat", lambda T, x: T.repeat_interleave(x, 3), _s((2, 2), ()),
+        ref=lambda x: np.repeat(x, 3)),
+    Row("repeat_interleave_tensor", lambda T, x: T.repeat_interleave(
+        x, T.tensor([1, 0, 2]), dim=-1, output_size=3), _s((2, 3)),
+        ref=lambda x: np.repeat(x, [1, 0, 2], -1)),
+    Row("roll", lambda T, x: x.roll(1), _s((2, 3), (4,)),
+        ref=lambda x: np.roll(x.reshape(-1), 1).reshape(x.shape)),
+    Row("roll_dims", lambda T, x: T.roll(x, (1, -2), (0, -1)), _s((3, 4)),
+        ref=lambda x: np.roll(x, (1, -2), (0, 1))),
+    Row("rot90", lambda T, x: x.rot90(), _s((2, 3)), ref=np.rot90),
+    Row("rot90_k", lambda T, x: T.rot90(x, -1, (2, 0)), _s((2, 3, 4)),
+        ref=lambda x: np.rot90(x, -1, (2, 0))),
+    Row("rot90_2", lambda T, x: T.rot90(x, 2), _s((2, 3)), ref=lambda x: np.rot90(x, 2)),
+    Row("meshgrid_ij", lambda T, x, y: T.meshgrid(x, y, indexing="ij"), [((3,), (2,))],
+        ref=lambda x, y: tuple(np.meshgrid(x, y, indexing="ij"))),
+    Row("meshgrid_xy", lambda T, x, y, z: T.meshgrid(x, y, z, indexing="xy"),
+        [((3,), (2,), (4,))], ref=lambda x, y, z: tuple(np.meshgrid(x, y, z, indexing="xy"))),
+    Row("cartesian_prod", lambda T, x, y: T.cartesian_prod(x, y), [((3,), (2,))],
+        ref=lambda x, y: np.array([[a, b] for a in x for b in y])),
+    Row("unfold_windows", lambda T, x: x.unfold(1, 3, 2), _s((2, 7), (2, 6, 2)),
+        ref=lambda x: np.moveaxis(np.stack([x[:, i:i + 3] for i in range(0, x.shape[1] - 2,
+                                                                         2)], 1), 2, -1)),
+    Row("trace", lambda T, x: T.trace(x), _s((3, 3), (2, 4)), ref=lambda x: np.trace(x)),
+    Row("ger", lambda T, x, y: T.ger(x, y), [((3,), (2,))], ref=np.outer),
+    Row("addmv", lambda T, b, m, v: T.addmv(b, m, v, beta=0.5, alpha=2),
+        [((2,), (2, 3), (3,)), ((), (2, 3), (3,))], ref=lambda b, m, v: 0.5 * b + 2 * m @ v),
+    Row("baddbmm", lambda T, b, x, y: T.baddbmm(b, x, y, beta=2, alpha=0.5),
+        [((2, 2, 4), (2, 2, 3), (2, 3, 4)), ((4,), (2, 2, 3), (2, 3, 4))],
+        ref=lambda b, x, y: 2 * b + 0.5 * x @ y),
+    Row("addbmm", lambda T, b, x, y: T.addbmm(b, x, y, alpha=2), [((2, 4), (3, 2, 3), (3, 3, 4))],
+        ref=lambda b, x, y: b + 2 * (x @ y).sum(0)),
+    Row("addmm_beta_alpha", lambda T, b, x, y: T.addmm(b, x, y, beta=0.5, alpha=-2),
+        [((2, 4), (2, 3), (3, 4)), ((4,), (2, 3), (3, 4))],
+        ref=lambda b, x, y: 0.5 * b - 2 * x @ y),
+    Row("cross", lambda T, x, y: T.cross(x, y, dim=1), [((2, 3), (2, 3)), ((3, 3, 2), (1, 3, 2))],
+        ref=lambda x, y: np.cross(x, y, axis=1)),
+    Row("linalg_cross", lambda T, x, y: T.linalg.cross(x, y), [((2, 3), (1, 3))], ref=np.cross),
+    Row("std_mean", lambda T, x: T.std_mean(x, 1), _s((2, 3)),
+        ref=lambda x: (x.std(1, ddof=1), x.mean(1))),
+    Row("var_mean", lambda T, x: T.var_mean(x, correction=0), _s((2, 3), (4,)),
+        ref=lambda x: (x.var(), x.mean())),
+    Row("lerp", lambda T, x, y: T.lerp(x, y, 0.3), [((2, 3), (2, 3)), ((2, 3), (3,))],
+        ref=lambda x, y: x + 0.3 * (y - x)),
+    Row("lerp_tensor_weight", lambda T, x, y, w: x.lerp(y, w), [((2, 3), (2, 3), (3,))],
+        ref=lambda x, y, w: x + w * (y - x)),
+    Row("where_two_scalars", lambda T, x: T.where(x > 0, 1.5, -2.0) * x, _s((2, 3), ()),
+        domain="nonzero", ref=lambda x: np.where(x > 0, 1.5, -2.0) * x),
+    Row("isclose", lambda T, x, y: T.isclose(x, x + y * 1e-6, rtol=1e-6, atol=1e-7),
+        BINARY_SHAPES[:3], grad=False,
+        ref=lambda x, y: np.isclose(x, x + y * 1e-6, rtol=1e-6, atol=1e-7)),
+    Row("allclose_as_values", lambda T, x: x * 1.0 if T.allclose(x, x + 1e-9) else -x,
+        _s((2, 3)), ref=lambda x: x),
+    Row("diag_embed_vector", lambda T, x: T.diag(x, 1), _s((3,)), ref=lambda x: np.diag(x, 1)),
+    Row("diag_of_matrix", lambda T, x: T.diag(x, -1), _s((3, 4)), ref=lambda x: np.diag(x, -1)),
+    Row("diagonal", lambda T, x: x.diagonal(), _s((3, 3), (2, 4)), ref=np.diagonal),
+    Row("diagonal_batched", lambda T, x: T.diagonal(x, 1, -1, 0), _s((3, 2, 4)),
+        ref=lambda x: np.diagonal(x, 1, 2, 0)),
+    Row("diagonal_inplace", lambda T, x: _diag_mul_(x), _s((3, 3), (2, 3, 3)),
+        ref=lambda x: x * (1 + 2 * np.eye(3))),
+    Row("diag_embed", lambda T, x: T.diag_embed(x, -1, 0, 2), _s((2, 3)),
+        ref=lambda x: np.stack([np.diag(r, -1) for r in x], 1)),
+
 ]
 
 # ==== end of structural ops (opsb) ====

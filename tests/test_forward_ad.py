@@ -15,7 +15,12 @@ from tracegrad import primitives as P
 from tracegrad.autograd.forward_ad import derived_jvp
 from tracegrad.tensor import apply
 
-FIRST_SAMPLES = [(r, r.shapes[0]) for r in ROWS if r.grad]
+# Forward mode does not follow an in-place write through a view (the tangent of the base
+# stays the old one): y = x * 1; y[0].mul_(3) has the same defect. Known, strict xfail.
+_VIEW_WRITE_ROWS = {"diagonal_inplace"}
+FIRST_SAMPLES = [(r, r.shapes[0]) if r.name not in _VIEW_WRITE_ROWS else pytest.param(
+    (r, r.shapes[0]), marks=pytest.mark.xfail(strict=True, reason="fw AD: write through view"))
+    for r in ROWS if r.grad]
 
 
 def _duals(row, arrays, seed=3):
@@ -123,7 +128,10 @@ def _sample_args(prim, rng):
               "permute": {"perm": (1, 0)}, "broadcast_to": {"shape": (4, 2, 3)},
               "flip": {"axes": (0,)}, "clamp": {"min": 0.7, "max": 1.2},
               "cast": {"dtype": tg.float32}, "gelu": {"approximate": "none"},
-              "pow_scalar": {"exponent": 2.5}, "rpow_scalar": {"base": 2.0}}.get(prim.name, {})
+              "pow_scalar": {"exponent": 2.5}, "rpow_scalar": {"base": 2.0},
+              "cumprod": {"axis": 1}, "diagonal": {"offset": 1, "dim1": 0, "dim2": 1},
+              "diag_embed": {"offset": 0, "dim1": 0, "dim2": 2, "shape": (3, 2, 3)},
+              }.get(prim.name, {})
     return [x] + [rng.uniform(0.5, 1.5, (2, 3)) for _ in range(n - 1)], params
 
 

@@ -322,3 +322,5 @@ for _name in ["repeat", "tile", "repeat_interleave", "roll", "rot90", "unfold", 
     setattr(Tensor, _name, getattr(F, _name))
 for _name in ["addmm", "addmv", "baddbmm", "addbmm", "lerp"]:
     setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+for _name in ["diagonal", "diag_embed", "diag"]:
+    setattr(Tensor, _name, getattr(F, _name))

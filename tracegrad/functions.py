@@ -2375,7 +2375,9 @@ def cross(input, other, dim=None) -> Tensor:
 
 def _linalg_cross(a, b, dim=-1):
     a, b = _coerce(a, b)
-    nd = builtins.max(a.ndim, b.ndim)
+    if a.ndim != b.ndim:
+        raise RuntimeError("linalg.cross: inputs must have the same number of dimensions.")
+    nd = a.ndim
     d = _dim(dim, nd)
     da, db = d - (nd - a.ndim), d - (nd - b.ndim)
     na = a.shape[da] if 0 <= da < a.ndim else 1
@@ -2420,3 +2422,54 @@ def lerp(input, end, weight) -> Tensor:
     if isinstance(weight, Tensor):
         return apply(P.add_p, _coerce(a, weight * (b - a)), name="LerpBackward1")
     return apply(P.add_p, _coerce(a, (b - a) * weight), name="LerpBackward0")
+
+
+def _diagonal(x: Tensor, offset: _int, dim1: _int, dim2: _int, name=None) -> Tensor:
+    return apply(P.diagonal_p, (x,), {"offset": offset, "dim1": dim1, "dim2": dim2}, name=name)
+
+
+def _diag_embed(v: Tensor, offset: _int, dim1: _int, dim2: _int, shape: tuple,
+                name=None) -> Tensor:
+    return apply(P.diag_embed_p, (v,), {"offset": offset, "dim1": dim1, "dim2": dim2,
+                                        "shape": tuple(shape)}, name=name)
+
+
+def diagonal(input, offset: _int = 0, dim1: _int = 0, dim2: _int = 1) -> Tensor:
+    """The diagonal ``offset`` above the main one, of the matrices in dims (dim1, dim2),
+    as a last dim. A view of ``input``, as in PyTorch (writes go through).
+
+    >>> tracegrad.arange(9.).reshape(3, 3).diagonal(1)
+    tensor([1., 5.])
+    """
+    x = _as_tensor(input)
+    a, b = _dim(dim1, x.ndim), _dim(dim2, x.ndim)
+    if a == b:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    return _diagonal(x, _int(offset), a, b)
+
+
+def diag_embed(input, offset: _int = 0, dim1: _int = -2, dim2: _int = -1) -> Tensor:
+    """Matrices (in dims dim1, dim2 of the result) with ``input``'s last dim on their
+    ``offset`` diagonal, zero elsewhere."""
+    x = _as_tensor(input)
+    nd = x.ndim + 1
+    a, b = _dim(dim1, nd), _dim(dim2, nd)
+    if a == b:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    n = (x.shape[-1] if x.ndim else 1) + builtins.abs(_int(offset))
+    rest = iter(x.shape[:-1])
+    shape = tuple(n if i in (a, b) else next(rest) for i in range(nd))
+    return _diag_embed(x if x.ndim else reshape(x, (1,)), _int(offset), a, b, shape)
+
+
+def diag(input, diagonal: _int = 0) -> Tensor:
+    """A vector -> the square matrix with it on the ``diagonal``-th diagonal; a matrix ->
+    that diagonal (a copy)."""
+    x = _as_tensor(input)
+    if x.ndim == 1:
+        n = x.shape[0] + builtins.abs(diagonal)
+        return _diag_embed(x, diagonal, 0, 1, (n, n), name="DiagEmbedBackward0")
+    if x.ndim == 2:
+        d = _diagonal(x, diagonal, 0, 1)
+        return apply(P.copy_p, (d,), name="DiagonalBackward0_copy")
+    raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {x.ndim}D")

@@ -1571,6 +1571,71 @@ mode_index_p = Primitive("mode_index", _mode_index_impl, _kept_shape,
 JAX_HELPERS.update({"_sort_index": _sort_index_jax_fn, "_median_index": _median_index_jax_fn,
                     "_mode_index": _mode_index_jax_fn})
 
+
+# diagonals: ``diagonal`` is a (writable) NumPy view, so the result is a view of its
+# input as in PyTorch; ``diag_embed`` places a last dim on the diagonal of a zero
+# tensor of ``shape``. Each is the other's VJP.
+
+def _diag_length(n1, n2, offset):
+    return max(0, min(n1 + min(offset, 0), n2 - max(offset, 0)))
+
+
+def _diagonal_shape(x, *, offset, dim1, dim2):
+    if dim1 == dim2:
+        raise ShapeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    rest = tuple(n for i, n in enumerate(x.shape) if i not in (dim1, dim2))
+    return rest + (_diag_length(x.shape[dim1], x.shape[dim2], offset),), x.dtype
+
+
+def _diagonal_impl(x, *, offset, dim1, dim2):
+    d = np.diagonal(x, offset, dim1, dim2)  # a read-only view whose base chain reaches x
+    if x.flags.writeable:
+        d.flags.writeable = True  # writes through it reach x, as through PyTorch's view
+    return d
+
+
+def _diag_embed_where(shape, offset, dim1, dim2):
+    """Index arrays (for a result of ``shape``) of every diagonal element, laid out as
+    the diagonal's own shape (other dims..., L)."""
+    n = _diag_length(shape[dim1], shape[dim2], offset)
+    rest = [s for i, s in enumerate(shape) if i not in (dim1, dim2)]
+    grids = np.indices(tuple(rest) + (n,), sparse=True)
+    it = iter(grids[:-1])
+    index = []
+    for i in range(len(shape)):
+        if i == dim1:
+            index.append(grids[-1] + max(-offset, 0))
+        elif i == dim2:
+            index.append(grids[-1] + max(offset, 0))
+        else:
+            index.append(next(it))
+    return tuple(index)
+
+
+def _diag_embed_impl(v, *, offset, dim1, dim2, shape):
+    out = np.zeros(shape, v.dtype)
+    out[_diag_embed_where(shape, offset, dim1, dim2)] = v
+    return out
+
+
+def _diag_embed_jax_fn(v, offset, dim1, dim2, shape):
+    import jax.numpy as jnp
+    return jnp.zeros(shape, v.dtype).at[_diag_embed_where(shape, offset, dim1, dim2)].set(v)
+
+
+diagonal_p = Primitive(
+    "diagonal", _diagonal_impl, _diagonal_shape,
+    "jnp.diagonal({0}, offset={offset}, axis1={dim1}, axis2={dim2})",
+    vjp=(lambda g, out, x, *, offset, dim1, dim2:
+         T._diag_embed(g, offset, dim1, dim2, tuple(x.shape)),),
+    jvp=(lambda t, out, x, **p: T._diagonal(t, **p),), kind="index")
+diag_embed_p = Primitive(
+    "diag_embed", _diag_embed_impl, lambda v, *, shape, **_: (tuple(shape), v.dtype),
+    "_diag_embed({0}, {offset}, {dim1}, {dim2}, {shape})",
+    vjp=(lambda g, out, v, *, offset, dim1, dim2, shape: T._diagonal(g, offset, dim1, dim2),),
+    jvp=(lambda t, out, v, **p: T._diag_embed(t, **p),), kind="index")
+
+JAX_HELPERS["_diag_embed"] = _diag_embed_jax_fn
 # ==== end of structural ops (opsb) ====
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
