@@ -41,7 +41,10 @@ _FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
                     "max_pool3d": "max_pool3d", "avg_pool1d": "avg_pool1d",
                     "adaptive_avg_pool1d": "adaptive_avg_pool1d",
                     "adaptive_max_pool1d": "_torch_adaptive_max_pool1d",
-                    "batch_norm": "_torch_batch_norm"}
+                    "batch_norm": "_torch_batch_norm",
+                    # structural ops (opsb)
+                    "conv_transpose1d": "conv_transpose1d", "conv_transpose2d": "conv_transpose2d",
+                    "conv_transpose3d": "conv_transpose3d"}
 
 
 def __getattr__(name):

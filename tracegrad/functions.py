@@ -2473,3 +2473,175 @@ def diag(input, diagonal: _int = 0) -> Tensor:
         d = _diagonal(x, diagonal, 0, 1)
         return apply(P.copy_p, (d,), name="DiagonalBackward0_copy")
     raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {x.ndim}D")
+
+
+# ---- einsum (opsb) -------------------------------------------------------------------
+#
+# NOTE: [einsum as matmul] einsum is a composite: a repeated label within one operand is a
+# diagonal (the ``diagonal`` primitive), a label no later operand or the output needs is
+# summed away at once, and each pair of operands is contracted with one batched ``matmul``
+# (batch labels, then each side's own labels, the shared summed labels as the inner dim),
+# or a broadcast multiply when nothing is summed. Gradients are those of the primitives:
+# matmul's VJPs are matmuls, so backward costs what forward does and stays exact.
+
+
+def _einsum_parse(equation: str, operands):
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise RuntimeError(f"einsum(): more operands were provided than specified in the "
+                           f"equation" if len(operands) > len(terms) else
+                           "einsum(): fewer operands were provided than specified in the "
+                           "equation")
+    ell_dims = 0
+    parsed = []
+    for term, op in zip(terms, operands, strict=True):
+        labels = term.replace("...", ".")
+        for c in labels:
+            if c != "." and not c.isalpha():
+                raise RuntimeError(f"einsum(): invalid subscript given at index "
+                                   f"{eq.index(c)} in the equation string, subscripts must "
+                                   f"be in [a-zA-Z]")
+        n_named = len(labels) - labels.count(".")
+        if "." in labels:
+            k = op.ndim - n_named
+            ell_dims = builtins.max(ell_dims, k)
+        elif n_named != op.ndim:
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation "
+                               f"({n_named}) does not match the number of dimensions "
+                               f"({op.ndim}) for operand {len(parsed)} and no ellipsis was "
+                               f"given")
+        parsed.append(labels)
+    ell = [chr(0x100 + i) for i in range(ell_dims)]  # stand-in labels for ellipsis dims
+    expanded = []
+    for labels, op in zip(parsed, operands, strict=True):
+        if "." in labels:
+            k = op.ndim - (len(labels) - 1)
+            labels = labels.replace(".", "".join(ell[ell_dims - k:]))
+        expanded.append(labels)
+    if arrow:
+        out = rhs.replace("...", "".join(ell))
+    else:
+        counts = collections.Counter("".join(expanded))
+        out = "".join(ell) + "".join(sorted(c for c in counts if counts[c] == 1
+                                            and c not in ell))
+    return expanded, out
+
+
+def _einsum_diagonals(x: Tensor, labels: str):
+    """Take the diagonal over each label repeated within one operand."""
+    while True:
+        seen = {}
+        for i, c in enumerate(labels):
+            if c in seen:
+                j = seen[c]
+                x = _diagonal(x, 0, j, i)  # the diagonal dim goes last
+                labels = labels[:j] + labels[j + 1:i] + labels[i + 1:] + c
+                labels = labels.replace(c, "", 1) if labels.count(c) > 1 else labels
+                break
+            seen[c] = i
+        else:
+            return x, labels
+
+
+def _einsum_sum(x: Tensor, labels: str, keep) -> tuple:
+    drop = tuple(i for i, c in enumerate(labels) if c not in keep)
+    if drop:
+        x = sum(x, drop)
+        labels = "".join(c for c in labels if c in keep)
+    return x, labels
+
+
+def _einsum_pair(a, la, b, lb, keep):
+    sizes = {}
+    for t, labels in ((a, la), (b, lb)):
+        for c, n in zip(labels, t.shape, strict=True):
+            if n != 1 or c not in sizes:
+                sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
+    batch = [c for c in la if c in lb and c in keep]
+    summed = [c for c in la if c in lb and c not in keep]
+    a_only = [c for c in la if c not in lb]
+    b_only = [c for c in lb if c not in la]
+    if not summed:  # nothing to contract: a broadcast product
+        labels = batch + a_only + b_only
+        pa = permute(a, [la.index(c) for c in batch + a_only])
+        pb = permute(b, [lb.index(c) for c in batch + b_only])
+        pa = reshape(pa, tuple(pa.shape) + (1,) * len(b_only))
+        pb = reshape(pb, tuple(pb.shape[:len(batch)]) + (1,) * len(a_only)
+                     + tuple(pb.shape[len(batch):]))
+        return mul(pa, pb), "".join(labels)
+
+    def arrange(t, labels, first, second):
+        t = permute(t, [labels.index(c) for c in batch + first + second])
+        t = broadcast_to(t, tuple(sizes[c] for c in batch) + tuple(t.shape[len(batch):]))
+        return reshape(t, (math.prod(sizes[c] for c in batch),
+                           math.prod(sizes[c] for c in first),
+                           math.prod(sizes[c] for c in second)))
+    ma = arrange(a, la, a_only, summed)
+    mb = arrange(b, lb, summed, b_only)
+    r = matmul(ma, mb)
+    out = tuple(sizes[c] for c in batch + a_only + b_only)
+    return reshape(r, out), "".join(batch + a_only + b_only)
+
+
+def einsum(equation, *operands) -> Tensor:
+    """Einstein summation: ``einsum('ij,jk->ik', a, b)`` is a @ b. Ellipsis, repeated
+    labels in one operand (diagonals) and implicit output (labels seen once, sorted)
+    are supported (see NOTE: [einsum as matmul]).
+
+    >>> tracegrad.einsum('ii', tracegrad.eye(3))
+    tensor(3.)
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    ops = [_as_tensor(t) for t in operands]
+    terms, out = _einsum_parse(equation, ops)
+    for c in out:
+        if out.count(c) > 1:
+            raise RuntimeError(f"einsum(): output subscript {c} appears more than once in the "
+                               f"output")
+        if not builtins.any(c in t for t in terms):
+            raise RuntimeError(f"einsum(): output subscript {c} does not appear in the "
+                               f"equation for any input operand")
+    if len(ops) == 1:  # as PyTorch: diagonals, one permute (output labels first), one sum
+        x, labels = _einsum_diagonals(ops[0], terms[0])
+        rest = [c for c in labels if c not in out]
+        x = apply(P.permute_p, (x,), {"perm": tuple(labels.index(c) for c in list(out) + rest)})
+        if rest:
+            x = sum(x, tuple(range(len(out), len(out) + len(rest))))
+        return x
+    items = []
+    for k, (t, labels) in enumerate(zip(ops, terms, strict=True)):
+        t, labels = _einsum_diagonals(t, labels)
+        later = out + "".join(terms[k + 1:]) + "".join(lb for _, lb in items)
+        t, labels = _einsum_sum(t, labels, later)
+        items.append((t, labels))
+    x, lx = items[0]
+    for k in range(1, len(items)):
+        y, ly = items[k]
+        keep = out + "".join(lb for _, lb in items[k + 1:])
+        x, lx = _einsum_pair(x, lx, y, ly, keep)
+    x, lx = _einsum_sum(x, lx, out)
+    if lx != out:
+        x = permute(x, [lx.index(c) for c in out])
+    return x
+
+
+def cdist(x1, x2, p: _pyfloat = 2.0, compute_mode=None) -> Tensor:
+    """The p-norm distance between each row of x1 (..., P, M) and of x2 (..., R, M):
+    (..., P, R). Computed from the differences (compute_mode is accepted and ignored)."""
+    x1, x2 = _as_tensor(x1), _as_tensor(x2)
+    if x1.ndim < 2 or x2.ndim < 2:
+        raise RuntimeError(f"cdist only supports at least 2D tensors, X{1 if x1.ndim < 2 else 2}"
+                           f" got: {builtins.min(x1.ndim, x2.ndim)}D")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: "
+                           f"{x1.shape[-1]} X2: {x2.shape[-1]}")
+    if p < 0:
+        raise RuntimeError(f"cdist only supports non-negative p values, got {p}")
+    diff = sub(unsqueeze(x1, -2), unsqueeze(x2, -3))     # (..., P, R, M)
+    if p == 0:  # the count of differing coordinates: piecewise constant, zero gradient
+        count = cast(sum(ne(diff, 0), -1), diff.dtype)
+        return apply(P.add_p, (count, sum(mul(diff, 0.0), -1)), name="CdistBackward0")
+    return _named(norm(diff, p, -1), "CdistBackward0")

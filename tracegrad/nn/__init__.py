@@ -39,6 +39,13 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .layers import (  # structural ops (opsb)
+    ConvTranspose1d,
+    ConvTranspose2d,
+    ConvTranspose3d,
+    Fold,
+    Unfold,
+)
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module
 from .parameter import Parameter
@@ -51,4 +58,5 @@ __all__ = [
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "BatchNorm1d", "BatchNorm2d", "functional", "init",
+    "Unfold", "Fold", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
 ]

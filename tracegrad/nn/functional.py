@@ -1116,3 +1116,176 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     if weight is not None:
         loss = _binop(P.mul_p, loss, weight, last)
     return _reduce(loss, reduction, name)
+
+
+# ----------------------------------------------------------------------------
+# ==== structural ops (opsb): normalize, one_hot, cdist, unfold/fold, transposed conv,
+# embedding_bag ====
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
+              out=None) -> Tensor:
+    """input / max(||input||_p over ``dim``, eps).
+
+    >>> import tracegrad as tg
+    >>> normalize(tg.tensor([[3.0, 4.0]]))
+    tensor([[0.6000, 0.8000]])
+    """
+    denom = T.clamp_min(T.norm(input, p, dim, keepdim=True), eps)
+    return T.div(input, T.expand(denom, input.shape))
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """(..., num_classes) int64 with a one at each entry's class; num_classes=-1: the
+    largest class + 1 (read from the data)."""
+    if tensor.dtype is not dtypes.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if num_classes == -1:
+        values = tensor._concrete("one_hot(num_classes=-1)")
+        if values.size == 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(values.max()) + 1
+    if _eager() and tensor.numel():
+        values = tensor._data
+        if values.min() < 0:
+            raise RuntimeError("Class values must be non-negative.")
+        if values.max() >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes.")
+    hit = T.eq(T.unsqueeze(tensor, -1), T.arange(num_classes))
+    return T.cast(hit, dtypes.int64)
+
+
+def _im2col_weight(c: int, kernel: tuple, dtype) -> Tensor:
+    """(C*K, 1, *kernel) one-hot kernels: output channel c*K + k copies input channel c at
+    kernel offset k (im2col's channel order)."""
+    k = math.prod(kernel)
+    eye = np.eye(k, dtype=dtype.np).reshape((k, 1) + tuple(kernel))
+    w = Tensor._make(np.ascontiguousarray(np.tile(eye, (c, 1) + (1,) * len(kernel))))
+    if trace_state.current is not None:
+        trace_state.current.constant(w)
+    return w
+
+
+def _fold_params(kernel_size, dilation, padding, stride):
+    return tuple(_ntuple(v, 2, what) for v, what in ((kernel_size, "kernel_size"),
+                                                     (dilation, "dilation"),
+                                                     (padding, "padding"), (stride, "stride")))
+
+
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """im2col: (N, C, H, W) -> (N, C * kh * kw, L), every kh x kw block as a column."""
+    if input.ndim not in (3, 4):
+        raise NotImplementedError(f"Input Error: Only 3D or 4D input Tensors are supported "
+                                  f"(got {input.ndim}D)")
+    x = T.unsqueeze(input, 0) if input.ndim == 3 else input
+    kernel, dil, pad, st = _fold_params(kernel_size, dilation, padding, stride)
+    c = x.shape[1]
+    w = _im2col_weight(c, kernel, x.dtype)
+    cols = T._conv(x, w, stride=st, padding=tuple((q, q) for q in pad), dilation=dil,
+                   lhs_dilation=(1, 1), groups=c)
+    shape = (x.shape[0], cols.shape[1], cols.shape[2] * cols.shape[3])[input.ndim == 3:]
+    return T._not_a_view(apply(P.reshape_p, (cols,), {"shape": shape}, name="Im2ColBackward0"))
+
+
+class _Aval:
+    """A shape and dtype (what the conv VJP rule reads of the input it transposes)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype, self.ndim = tuple(shape), dtype, len(shape)
+
+
+def _conv_transpose(g: Tensor, weight: Tensor, out_shape: tuple, stride, padding, dilation,
+                    groups: int) -> Tensor:
+    """The transposed convolution of ``g`` (the conv primitive's input VJP): out_shape is
+    the (N, C, *spatial) of the convolution's input."""
+    return P._conv_vjp_x(g, None, _Aval(out_shape, g.dtype), weight, stride=tuple(stride),
+                         padding=tuple((q, q) for q in padding), dilation=tuple(dilation),
+                         lhs_dilation=(1,) * len(stride), groups=groups)
+
+
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """col2im: (N, C * kh * kw, L) -> (N, C, H, W), summing overlapping blocks (unfold's
+    adjoint)."""
+    if input.ndim not in (2, 3):
+        raise NotImplementedError(f"Input Error: Only unbatched (2D) or batched (3D) input "
+                                  f"Tensors are supported (got {input.ndim}D)")
+    x = T.unsqueeze(input, 0) if input.ndim == 2 else input
+    size = _ntuple(output_size, 2, "output_size")
+    kernel, dil, pad, st = _fold_params(kernel_size, dilation, padding, stride)
+    k = math.prod(kernel)
+    if x.shape[1] % k:
+        raise RuntimeError(f"Expected size of input's dimension 1 to be divisible by the product "
+                           f"of kernel_size, but got input.size(1)={x.shape[1]} and "
+                           f"kernel_size=({kernel[0]}, {kernel[1]}).")
+    blocks = [(size[i] + 2 * pad[i] - dil[i] * (kernel[i] - 1) - 1) // st[i] + 1 for i in (0, 1)]
+    if blocks[0] * blocks[1] != x.shape[2]:
+        raise RuntimeError(
+            f"Given output_size=({size[0]}, {size[1]}), kernel_size=({kernel[0]}, {kernel[1]}), "
+            f"dilation=({dil[0]}, {dil[1]}), padding=({pad[0]}, {pad[1]}), stride=({st[0]}, "
+            f"{st[1]}), expected size of input's dimension 2 to match the calculated number of "
+            f"sliding blocks {blocks[0]} * {blocks[1]} = {blocks[0] * blocks[1]}, but got "
+            f"input.size(2)={x.shape[2]}.")
+    c = x.shape[1] // k
+    cols = T.reshape(x, (x.shape[0], x.shape[1], blocks[0], blocks[1]))
+    out = _conv_transpose(cols, _im2col_weight(c, kernel, x.dtype), (x.shape[0], c) + size,
+                          st, pad, dil, c)
+    if input.ndim == 2:
+        out = T._not_a_view(apply(P.reshape_p, (out,), {"shape": tuple(out.shape[1:])}))
+    return T._named(out, "Col2ImBackward0")
+
+
+def _conv_transpose_nd(nsp, input, weight, bias, stride, padding, output_padding, groups,
+                       dilation):
+    x, unbatched = _batched(input, nsp, f"conv_transpose{nsp}d")
+    stride = _ntuple(stride, nsp, "stride")
+    padding = _ntuple(padding, nsp, "padding")
+    output_padding = _ntuple(output_padding, nsp, "output_padding")
+    dilation = _ntuple(dilation, nsp, "dilation")
+    if weight.ndim != nsp + 2:
+        raise RuntimeError(f"Expected {nsp + 2}-dimensional input and weight for {nsp}-d "
+                           f"convolution, but got input of size {list(x.shape)} and weight of "
+                           f"size {list(weight.shape)}")
+    if x.shape[1] != weight.shape[0]:
+        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected "
+                           f"input{list(x.shape)} to have {weight.shape[0]} channels, but got "
+                           f"{x.shape[1]} channels instead")
+    for op, s, d in zip(output_padding, stride, dilation, strict=True):
+        if op >= s and op >= d:
+            raise RuntimeError("output padding must be smaller than either stride or dilation, "
+                               f"but got output_padding_height: {output_padding[0]} "
+                               f"output_padding_width: {output_padding[-1]} stride_height: "
+                               f"{stride[0]} stride_width: {stride[-1]} dilation_height: "
+                               f"{dilation[0]} dilation_width: {dilation[-1]}")
+    cout = weight.shape[1] * groups
+    sp = tuple((n - 1) * s - 2 * q + d * (k - 1) + op + 1 for n, s, q, d, k, op in
+               zip(x.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding,
+                   strict=True))
+    out = _conv_transpose(x, weight, (x.shape[0], cout) + sp, stride, padding, dilation, groups)
+    if bias is not None:
+        out = _binop(P.add_p, out, T.reshape(bias, (cout,) + (1,) * nsp), "ConvolutionBackward0")
+    return T.squeeze(out, 0) if unbatched else out
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1) -> Tensor:
+    """The transposed 1-d convolution (conv1d's input gradient); weight (C_in, C_out/groups, k)."""
+    return _conv_transpose_nd(1, input, weight, bias, stride, padding, output_padding, groups,
+                              dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1) -> Tensor:
+    """The transposed 2-d convolution ("deconvolution"): conv2d's gradient with respect to its
+    input, made by the same ``conv`` primitive (input-dilated by the stride)."""
+    return _conv_transpose_nd(2, input, weight, bias, stride, padding, output_padding, groups,
+                              dilation)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1) -> Tensor:
+    """The transposed 3-d convolution."""
+    return _conv_transpose_nd(3, input, weight, bias, stride, padding, output_padding, groups,
+                              dilation)
+
+
+__all__ += ["normalize", "one_hot", "unfold", "fold", "conv_transpose1d", "conv_transpose2d",
+            "conv_transpose3d"]

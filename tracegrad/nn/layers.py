@@ -648,3 +648,98 @@ class LogSoftmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+# ---- structural ops (opsb): Unfold, Fold, transposed convolutions --------------------
+
+class Unfold(Module):
+    """im2col as a module (F.unfold)."""
+
+    def __init__(self, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.kernel_size, self.dilation, self.padding, self.stride = (kernel_size, dilation,
+                                                                       padding, stride)
+
+    def forward(self, input):
+        return F.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, "
+                f"padding={self.padding}, stride={self.stride}")
+
+
+class Fold(Module):
+    """col2im as a module (F.fold)."""
+
+    def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.output_size, self.kernel_size = output_size, kernel_size
+        self.dilation, self.padding, self.stride = dilation, padding, stride
+
+    def forward(self, input):
+        return F.fold(input, self.output_size, self.kernel_size, self.dilation, self.padding,
+                      self.stride)
+
+    def extra_repr(self):
+        return (f"output_size={self.output_size}, kernel_size={self.kernel_size}, "
+                f"dilation={self.dilation}, padding={self.padding}, stride={self.stride}")
+
+
+class _ConvTransposeNd(_ConvNd):
+    """ConvTranspose1d/2d/3d: weight (in, out/groups, *kernel_size), initialised as
+    PyTorch's (same draws, in the same order: weight, then bias)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None):
+        if padding_mode != "zeros":
+            raise ValueError(f'Only "zeros" padding mode is supported for '
+                             f"{type(self).__name__}")
+        # the weight's shape is a conv's with the channel counts swapped
+        super().__init__(out_channels, in_channels, kernel_size, stride, padding, dilation,
+                         groups, False, padding_mode, device, dtype)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.output_padding = F._ntuple(output_padding, self._nsp, "output_padding")
+        if bias:
+            self.bias = Parameter(_empty(out_channels, dtype=dtype))
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def _output_padding(self, input, output_size):
+        if output_size is None:
+            return self.output_padding
+        n = self._nsp
+        output_size = tuple(output_size)[-n:]
+        pads = []
+        for i in range(n):
+            least = ((input.shape[-n + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                     + self.dilation[i] * (self.kernel_size[i] - 1) + 1)
+            extra = output_size[i] - least
+            if not 0 <= extra < max(self.stride[i], self.dilation[i]):
+                raise ValueError(f"requested an output size of {list(output_size)}, but valid "
+                                 f"sizes range from {least} to "
+                                 f"{least + max(self.stride[i], self.dilation[i]) - 1} (for an "
+                                 f"input of {list(input.shape[2:])})")
+            pads.append(extra)
+        return tuple(pads)
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self._nsp - 1]
+        return fn(input, self.weight, self.bias, self.stride, self.padding,
+                  self._output_padding(input, output_size), self.groups, self.dilation)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    _nsp = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """The transposed 2-d convolution as a module (weight (in, out/groups, kh, kw))."""
+
+    _nsp = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    _nsp = 3
