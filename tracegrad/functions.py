@@ -823,10 +823,6 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     return apply(P.add_p, (a, b), name="AddmmBackward0")
 
 
-def einsum(equation, *operands):
-    raise NotImplementedError("einsum is not supported yet; use matmul, permute and sum")
-
-
 # ----------------------------------------------------------------------------
 # shapes
 
@@ -2490,8 +2486,8 @@ def _einsum_parse(equation: str, operands):
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(operands):
-        raise RuntimeError(f"einsum(): more operands were provided than specified in the "
-                           f"equation" if len(operands) > len(terms) else
+        raise RuntimeError("einsum(): more operands were provided than specified in the "
+                           "equation" if len(operands) > len(terms) else
                            "einsum(): fewer operands were provided than specified in the "
                            "equation")
     ell_dims = 0

@@ -7,7 +7,7 @@ torch.Size([3, 2])
 """
 from . import functional, init
 from .containers import ModuleList, Sequential
-from .layers import (
+from .layers import (  # structural ops (opsb)
     GELU,
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -23,9 +23,13 @@ from .layers import (
     Conv1d,
     Conv2d,
     Conv3d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    ConvTranspose3d,
     Dropout,
     Embedding,
     Flatten,
+    Fold,
     Identity,
     LayerNorm,
     LeakyReLU,
@@ -38,12 +42,6 @@ from .layers import (
     Sigmoid,
     Softmax,
     Tanh,
-)
-from .layers import (  # structural ops (opsb)
-    ConvTranspose1d,
-    ConvTranspose2d,
-    ConvTranspose3d,
-    Fold,
     Unfold,
 )
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
