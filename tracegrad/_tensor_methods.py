@@ -317,7 +317,8 @@ for _name in ["cumsum", "cumprod", "scatter", "scatter_reduce", "scatter_add"]:
 for _name in ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode",
               "unique", "unique_consecutive"]:
     setattr(Tensor, _name, getattr(F, _name))
-for _name in ["repeat", "tile", "repeat_interleave", "roll", "rot90", "unfold", "trace", "ger",
+Tensor.unfold = F._tensor_unfold
+for _name in ["repeat", "tile", "repeat_interleave", "roll", "rot90", "trace", "ger",
               "addmv", "baddbmm", "addbmm", "cross", "lerp", "argwhere"]:
     setattr(Tensor, _name, getattr(F, _name))
 for _name in ["addmm", "addmv", "baddbmm", "addbmm", "lerp"]:

@@ -2293,7 +2293,7 @@ def cartesian_prod(*tensors) -> Tensor:
     return stack([reshape(g, (-1,)) for g in grids], 1)
 
 
-def unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
+def _tensor_unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
     """Tensor.unfold: the windows of ``size`` every ``step`` along ``dimension``, as a new
     last dim (a copy here; a view in PyTorch)."""
     x = _as_tensor(input)
