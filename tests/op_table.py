@@ -945,6 +945,36 @@ def _inplace_on_copy(method, *args, **kwargs):
     return fn
 
 
+def _eye(T, x):
+    return T.eye(x.shape[-1], dtype=x.dtype)
+
+
+def _wc(T, x):
+    return x + 3 * _eye(T, x)
+
+
+def _np_wc(x):
+    return x + 3 * np.eye(x.shape[-1])
+
+
+def _spd(T, x):
+    return x @ x.mT + _eye(T, x)
+
+
+def _np_spd(x):
+    return x @ np.swapaxes(x, -1, -2) + np.eye(x.shape[-1])
+
+
+def _eigh_signless(T, x):
+    w, v = T.linalg.eigh(x)
+    return w, v.abs()
+
+
+def _svd_signless(T, x):
+    u, s, vh = T.linalg.svd(x, full_matrices=False)
+    return u.abs(), s, vh.abs()
+
+
 def _diag_mul_(x):
     y = x * 1.0
     y.diagonal(0, -2, -1).mul_(3)
@@ -1181,6 +1211,63 @@ ROWS += [
         [((2, 3, 5), (3, 2, 3)), ((3, 5), (3, 2, 3))]),
     Row("conv_transpose3d", lambda T, x, w, b: _F(T).conv_transpose3d(x, w, b, stride=(2, 1, 2)),
         [((1, 2, 3, 3, 2), (2, 2, 2, 2, 2), (2,))]),
+    # torch.linalg (well-conditioned inputs: x + 3 I; symmetric ones x + x^T; sign-free
+    # views of eigenvectors and singular vectors, whose signs LAPACK builds may choose)
+    Row("linalg_inv", lambda T, x: T.linalg.inv(_wc(T, x)), _s((3, 3), (2, 2, 2)),
+        ref=lambda x: np.linalg.inv(_np_wc(x)), f32_tol=1e-4),
+    Row("linalg_det", lambda T, x: T.linalg.det(_wc(T, x)), _s((3, 3), (2, 2, 2)),
+        ref=lambda x: np.linalg.det(_np_wc(x)), f32_tol=1e-4),
+    Row("linalg_slogdet", lambda T, x: T.linalg.slogdet(_wc(T, x) - 6 * _eye(T, x)),
+        _s((3, 3)), ref=lambda x: np.linalg.slogdet(_np_wc(x) - 6 * np.eye(3)), f32_tol=1e-4),
+    Row("logdet", lambda T, x: T.logdet(_spd(T, x)), _s((3, 3)),
+        ref=lambda x: np.linalg.slogdet(_np_spd(x))[1], f32_tol=1e-4),
+    Row("linalg_solve", lambda T, a, b: T.linalg.solve(_wc(T, a), b),
+        [((3, 3), (3, 2)), ((2, 3, 3), (3, 2)), ((3, 3), (3,))],
+        ref=lambda a, b: np.linalg.solve(_np_wc(a), b), f32_tol=1e-4),
+    Row("linalg_cholesky", lambda T, x: T.linalg.cholesky(_spd(T, x)), _s((3, 3), (2, 2, 2)),
+        ref=lambda x: np.linalg.cholesky(_np_spd(x)), f32_tol=1e-4),
+    Row("linalg_cholesky_upper", lambda T, x: T.linalg.cholesky(_spd(T, x), upper=True),
+        _s((3, 3)), ref=lambda x: np.linalg.cholesky(_np_spd(x)).T, f32_tol=1e-4),
+    Row("linalg_qr", lambda T, x: tuple(t.abs() for t in T.linalg.qr(x)), _s((4, 3), (3, 3)),
+        ref=lambda x: tuple(np.abs(t) for t in np.linalg.qr(x)), f32_tol=1e-4),
+    Row("linalg_eigh", lambda T, x: _eigh_signless(T, x + x.mT), _s((3, 3), (2, 3, 3)),
+        ref=lambda x: (np.linalg.eigh(x + np.swapaxes(x, -1, -2))[0],
+                       np.abs(np.linalg.eigh(x + np.swapaxes(x, -1, -2))[1])), f32_tol=1e-4),
+    Row("linalg_eigvalsh", lambda T, x: T.linalg.eigvalsh(x + x.mT), _s((4, 4)),
+        ref=lambda x: np.linalg.eigvalsh(x + x.T), f32_tol=1e-4),
+    Row("linalg_svd", lambda T, x: _svd_signless(T, x), _s((4, 3), (3, 4), (2, 3, 3)),
+        ref=lambda x: tuple(np.abs(t) if t.ndim == x.ndim else t for t in
+                            np.linalg.svd(x, full_matrices=False)), f32_tol=1e-4),
+    Row("linalg_svdvals", lambda T, x: T.linalg.svdvals(x), _s((4, 3), (2, 2, 3)),
+        ref=lambda x: np.linalg.svd(x, compute_uv=False), f32_tol=1e-4),
+    Row("linalg_pinv", lambda T, x: T.linalg.pinv(x), _s((4, 3), (2, 3)),
+        ref=np.linalg.pinv, f32_tol=1e-4),
+    Row("linalg_lstsq", lambda T, a, b: T.linalg.lstsq(a, b).solution, [((4, 3), (4, 2))],
+        ref=lambda a, b: np.linalg.lstsq(a, b, rcond=None)[0], f32_tol=1e-4),
+    Row("linalg_vector_norm", lambda T, x: T.linalg.vector_norm(x, 3, dim=(0, -1)),
+        _s((2, 3, 2)), ref=lambda x: (np.abs(x) ** 3).sum((0, 2)) ** (1 / 3)),
+    Row("linalg_vector_norm_inf", lambda T, x: T.linalg.vector_norm(x, -math.inf, dim=1,
+                                                                    keepdim=True),
+        _s((2, 3)), domain="distinct", ref=lambda x: np.abs(x).min(1, keepdims=True)),
+    Row("linalg_vector_norm_0", lambda T, x: T.linalg.vector_norm(x, 0) + x.sum(), _s((2, 3)),
+        domain="nonzero", ref=lambda x: 6.0 + x.sum()),
+    Row("linalg_matrix_norm_fro", lambda T, x: T.linalg.matrix_norm(x), _s((3, 4), (2, 2, 3)),
+        ref=lambda x: np.sqrt((x ** 2).sum((-2, -1)))),
+    Row("linalg_matrix_norm_nuc", lambda T, x: T.linalg.matrix_norm(x, "nuc"), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, "nuc"), f32_tol=1e-4),
+    Row("linalg_matrix_norm_2", lambda T, x: T.linalg.norm(x, 2), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, 2), f32_tol=1e-4),
+    Row("linalg_matrix_norm_m2", lambda T, x: T.linalg.matrix_norm(x, -2), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, -2), f32_tol=1e-4),
+    Row("linalg_matrix_norm_inf", lambda T, x: T.linalg.matrix_norm(x, math.inf), _s((3, 4)),
+        domain="distinct", ref=lambda x: np.linalg.norm(x, np.inf)),
+    Row("linalg_matrix_norm_m1_keepdim", lambda T, x: T.linalg.matrix_norm(
+        x, -1, dim=(0, 2), keepdim=True), _s((3, 2, 4)), domain="distinct",
+        ref=lambda x: np.abs(x).sum(0, keepdims=True).min(2, keepdims=True)),
+    Row("linalg_norm_vector", lambda T, x: T.linalg.norm(x, 1), _s((4,)), domain="nonzero",
+        ref=lambda x: np.abs(x).sum()),
+    Row("movedim", lambda T, x: T.movedim(x, (0, 1), (2, 0)), _s((2, 3, 4)),
+        ref=lambda x: np.moveaxis(x, (0, 1), (2, 0))),
 ]
 
 # ==== end of structural ops (opsb) ====

@@ -325,3 +325,13 @@ for _name in ["addmm", "addmv", "baddbmm", "addbmm", "lerp"]:
     setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
 for _name in ["diagonal", "diag_embed", "diag"]:
     setattr(Tensor, _name, getattr(F, _name))
+for _name in ["movedim", "moveaxis"]:
+    setattr(Tensor, _name, getattr(F, _name))
+Tensor.inverse = lambda self: _linalg().inv(self)
+Tensor.det = lambda self: _linalg().det(self)
+Tensor.slogdet = lambda self: _linalg().slogdet(self)
+
+
+def _linalg():
+    from . import linalg
+    return linalg

@@ -2641,3 +2641,93 @@ def cdist(x1, x2, p: _pyfloat = 2.0, compute_mode=None) -> Tensor:
         count = cast(sum(ne(diff, 0), -1), diff.dtype)
         return apply(P.add_p, (count, sum(mul(diff, 0.0), -1)), name="CdistBackward0")
     return _named(norm(diff, p, -1), "CdistBackward0")
+
+
+# ---- linear algebra helpers (opsb); the API is tracegrad/linalg.py ---------------------
+
+def _check_linalg_input(x: Tensor, name: str, square: _bool = True) -> Tensor:
+    if x.ndim < 2:
+        raise RuntimeError(f"{name}: The input tensor A must have at least 2 dimensions.")
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{name}: Expected a floating point or complex tensor as input. Got "
+                           f"{_TYPE_WORD[x.dtype.name]}")
+    if square and x.shape[-1] != x.shape[-2]:
+        raise RuntimeError(f"{name}: A must be batches of square matrices, but they are "
+                           f"{x.shape[-2]} by {x.shape[-1]} matrices")
+    return x
+
+
+def _linalg_inv(x: Tensor) -> Tensor:
+    return apply(P.inv_p, (x,))
+
+
+def _linalg_solve(a: Tensor, b: Tensor) -> Tensor:
+    batch = P.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    a = broadcast_to(a, batch + tuple(a.shape[-2:]))
+    b = broadcast_to(b, batch + tuple(b.shape[-2:]))
+    return apply(P.solve_p, (a, b))
+
+
+def _eigh_values(x: Tensor) -> Tensor:
+    return apply(P.eigh_values_p, (x,))
+
+
+def _eigh_vectors(x: Tensor) -> Tensor:
+    return apply(P.eigh_vectors_p, (x,))
+
+
+_SVD_PRIMS = {"u": "svd_u_p", "s": "svd_s_p", "vh": "svd_vh_p"}
+
+
+def _svd_part(x: Tensor, part: str) -> Tensor:
+    return apply(getattr(P, _SVD_PRIMS[part]), (x,))
+
+
+def _qr_part(x: Tensor, part: str) -> Tensor:
+    return apply(P.qr_q_p if part == "q" else P.qr_r_p, (x,))
+
+
+def movedim(input, source, destination) -> Tensor:
+    """``input`` with dims ``source`` moved to ``destination`` (the rest keep their order)."""
+    x = _as_tensor(input)
+    src = (source,) if isinstance(source, (_int, np.integer)) else tuple(source)
+    dst = (destination,) if isinstance(destination, (_int, np.integer)) else tuple(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({list(src)} "
+                           f"dims) should contain the same number of dims as destination "
+                           f"({list(dst)} dims)")
+    src = [_dim(d, x.ndim) for d in src]
+    dst = [_dim(d, x.ndim) for d in dst]
+    rest = iter(d for d in range(x.ndim) if d not in src)
+    perm = [0] * x.ndim
+    placed = dict(zip(dst, src, strict=True))
+    for i in range(x.ndim):
+        perm[i] = placed[i] if i in placed else next(rest)
+    return permute(x, perm)
+
+
+moveaxis = movedim
+
+
+def inverse(input) -> Tensor:
+    """torch.inverse: linalg.inv."""
+    from . import linalg
+    return linalg.inv(input)
+
+
+def det(input) -> Tensor:
+    from . import linalg
+    return linalg.det(input)
+
+
+def slogdet(input):
+    from . import linalg
+    return linalg.slogdet(input)
+
+
+def logdet(input) -> Tensor:
+    """log(det(A)): NaN where the determinant is negative, -inf where it is zero."""
+    from . import linalg
+    sign, logabs = linalg.slogdet(input)
+    return apply(P.where_p, (lt(sign, 0), _const(math.nan, logabs.dtype), logabs),
+                 name="WhereBackward0")

@@ -517,6 +517,10 @@ def _norm_impl(x, *, ord, axis, keepdim):
         r = np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdim))
     elif ord == math.inf:
         r = np.amax(a, axis=axis, keepdims=keepdim)
+    elif ord == -math.inf:
+        r = np.amin(a, axis=axis, keepdims=keepdim)
+    elif ord == 0:
+        r = np.sum(a != 0, axis=axis, keepdims=keepdim)
     elif ord == 1:
         r = np.sum(a, axis=axis, keepdims=keepdim)
     else:
@@ -529,7 +533,9 @@ def _norm_vjp(g, out, x, *, ord, axis, keepdim):
     ob = _bcast_back(out, x, axis, keepdim)
     if ord == 1:
         return gb * T.sign(x)
-    if ord == math.inf:
+    if ord == 0:
+        return T.zeros_like(x)
+    if ord in (math.inf, -math.inf):
         hit = T.cast(T.abs(x) == ob, x.dtype)
         return gb * T.sign(x) * hit / T.sum(hit, axis, keepdim=True)
     # |x|^(p-1) sign(x) / out^(p-1); zero where the norm is zero (as PyTorch)
@@ -540,14 +546,26 @@ def _norm_vjp(g, out, x, *, ord, axis, keepdim):
 
 norm_p = Primitive("norm", _norm_impl,
                    lambda x, *, ord, axis, keepdim: _reduce(x, axis=axis, keepdim=keepdim),
-                   "jnp.linalg.norm("
-                   "{0}.reshape(-1) if {axis} == tuple(range({0}.ndim)) and not {keepdim} "
-                   "else {0}, "
-                   "ord={ord!r}, "
-                   "axis=None if {axis} == tuple(range({0}.ndim)) and not {keepdim} else {axis}, "
-                   "keepdims={keepdim})",
+                   "_vector_norm({0}, {ord!r}, {axis}, {keepdim})",
                    vjp=(_norm_vjp,), save=(0,), save_out=True,
                    grad_name="LinalgVectorNormBackward0", kind="reduction")
+
+
+def _vector_norm_jax_fn(x, ord, axis, keepdim):
+    """The vector norm over ``axis`` (jnp.linalg.norm would take two axes as a matrix)."""
+    import jax.numpy as jnp
+    a = jnp.abs(x)
+    if ord == 2:
+        return jnp.sqrt(jnp.sum(a * a, axis=axis, keepdims=keepdim))
+    if ord == math.inf:
+        return jnp.max(a, axis=axis, keepdims=keepdim)
+    if ord == -math.inf:
+        return jnp.min(a, axis=axis, keepdims=keepdim)
+    if ord == 0:
+        return jnp.sum(a != 0, axis=axis, keepdims=keepdim).astype(x.dtype)
+    if ord == 1:
+        return jnp.sum(a, axis=axis, keepdims=keepdim)
+    return jnp.sum(a ** ord, axis=axis, keepdims=keepdim) ** (1.0 / ord)
 
 
 def _cumsum_impl(x, *, axis):
@@ -1165,7 +1183,8 @@ def _pool_argmax_jax_fn(x, kernel, stride, padding, dilation, ceil_mode):
 
 
 # helpers the generated jax source may call, beside the primitives that emit them
-JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn, "_gather": _gather_jax_fn}
+JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn, "_gather": _gather_jax_fn,
+               "_vector_norm": _vector_norm_jax_fn}
 
 pool_argmax_p = Primitive(
     "pool_argmax", _pool_argmax_impl, _pool_argmax_shape,
@@ -1636,6 +1655,254 @@ diag_embed_p = Primitive(
     jvp=(lambda t, out, v, **p: T._diag_embed(t, **p),), kind="index")
 
 JAX_HELPERS["_diag_embed"] = _diag_embed_jax_fn
+
+
+# ----------------------------------------------------------------------------
+# linear algebra (torch.linalg), over the last two dims, batched. A factorisation with
+# several outputs (eigh, svd, qr) is one primitive per output, each with the part of the
+# backward formula that its cotangent feeds (PyTorch's derivatives.yaml formulas, split
+# by output: the engine sums the parts). Rules are written with these same ops, so
+# double backward works where the formulas are differentiable.
+
+def _mT(x):
+    return T.swapaxes(x, -1, -2)
+
+
+def _square_shape(name):
+    def rule(x, **_):
+        if len(x.shape) < 2:
+            raise ShapeError(f"{name}: The input tensor A must have at least 2 dimensions.")
+        if x.shape[-1] != x.shape[-2]:
+            raise ShapeError(f"{name}: A must be batches of square matrices, but they are "
+                             f"{x.shape[-2]} by {x.shape[-1]} matrices")
+        return tuple(x.shape), x.dtype
+    return rule
+
+
+def _batch_scalar_shape(name):
+    square = _square_shape(name)
+
+    def rule(x, **_):
+        square(x)
+        return tuple(x.shape[:-2]), x.dtype
+    return rule
+
+
+def _inv_vjp(g, out, x):
+    return -T.matmul(T.matmul(_mT(out), g), _mT(out))
+
+
+inv_p = Primitive("inv", lambda x: np.linalg.inv(x).astype(x.dtype, copy=False),
+                  _square_shape("linalg.inv"), "jnp.linalg.inv({0})", vjp=(_inv_vjp,),
+                  save_out=True, grad_name="LinalgInvExBackward0", kind="matmul")
+
+
+def _det_vjp(g, out, x):
+    return T.unsqueeze(T.unsqueeze(g * out, -1), -1) * _mT(T._linalg_inv(x))
+
+
+det_p = Primitive("det", lambda x: np.asarray(np.linalg.det(x), x.dtype),
+                  _batch_scalar_shape("linalg.det"), "jnp.linalg.det({0})", vjp=(_det_vjp,),
+                  save=(0,), save_out=True, grad_name="LinalgDetBackward0", kind="matmul")
+logabsdet_p = Primitive(
+    "logabsdet", lambda x: np.asarray(np.linalg.slogdet(x)[1], x.dtype),
+    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[1]",
+    vjp=(lambda g, out, x: T.unsqueeze(T.unsqueeze(g, -1), -1) * _mT(T._linalg_inv(x)),),
+    save=(0,), grad_name="LinalgSlogdetBackward0", kind="matmul")
+# the sign of the determinant: piecewise constant (a zero gradient), recorded as torch does
+det_sign_p = Primitive(
+    "det_sign", lambda x: np.asarray(np.linalg.slogdet(x)[0], x.dtype),
+    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[0]",
+    vjp=(lambda g, out, x: T.zeros(tuple(x.shape), dtype=g.dtype),),
+    grad_name="LinalgSlogdetBackward0", kind="matmul")
+
+
+def _solve_shape(a, b):
+    _square_shape("linalg.solve")(a)
+    if a.dtype is not b.dtype:
+        raise ShapeError(f"linalg.solve: Expected A and B to have the same dtype, but found A "
+                         f"of type {a.dtype} and B of type {b.dtype} instead")
+    if len(b.shape) != len(a.shape) or b.shape[-2] != a.shape[-1]:
+        raise ShapeError(f"linalg.solve: Incompatible shapes of A and B for the equation AX = B "
+                         f"({a.shape[-2]}x{a.shape[-1]} and {b.shape[-2]}x{b.shape[-1]})")
+    batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    return batch + tuple(b.shape[-2:]), a.dtype
+
+
+def _solve_vjp_b(g, out, a, b):
+    return T._linalg_solve(_mT(a), g)
+
+
+solve_p = Primitive(
+    "solve", lambda a, b: np.linalg.solve(a, b).astype(a.dtype, copy=False), _solve_shape,
+    "jnp.linalg.solve({0}, {1})",
+    vjp=(lambda g, out, a, b: -T.matmul(_solve_vjp_b(g, out, a, b), _mT(out)), _solve_vjp_b),
+    save=(0,), save_out=True, grad_name="LinalgSolveExBackward0", kind="matmul")
+
+
+def _cholesky_vjp(g, out, x):
+    # PyTorch's cholesky_backward: L^-H Phi(L^H gL) L^-1, Phi halving the diagonal and
+    # mirroring the strict lower part (the gradient is symmetric)
+    L = out
+    ga = T.tril(T.matmul(_mT(L), g))
+    ga = 0.5 * (ga + _mT(T.tril(ga, -1)))
+    ga = T._linalg_solve(_mT(L), ga)                     # L^-H ga
+    return _mT(T._linalg_solve(_mT(L), _mT(ga)))         # (L^-H ga) L^-1
+
+
+cholesky_p = Primitive("cholesky", lambda x: np.linalg.cholesky(x).astype(x.dtype, copy=False),
+                       _square_shape("linalg.cholesky"), "jnp.linalg.cholesky({0})",
+                       vjp=(_cholesky_vjp,), save_out=True,
+                       grad_name="LinalgCholeskyExBackward0", kind="matmul")
+
+
+def _eigh_vals_shape(x):
+    _square_shape("linalg.eigh")(x)
+    return tuple(x.shape[:-1]), x.dtype
+
+
+def _eigh_values_vjp(g, out, x):
+    v = T._eigh_vectors(x)
+    return T.matmul(v * T.unsqueeze(g, -2), _mT(v))
+
+
+def _eigh_vectors_vjp(g, out, x):
+    # V (sym(V^T gV) / E) V^T with E_ij = w_j - w_i off the diagonal (PyTorch projects
+    # V^T gV onto the skew-symmetric matrices; divided by E that is symmetric)
+    w, v = T._eigh_values(x), out
+    e = T.unsqueeze(w, -2) - T.unsqueeze(w, -1)
+    n = x.shape[-1]
+    eye = T.eye(n, dtype=dtypes.bool_)
+    k = T.matmul(_mT(v), g)
+    inner = T.where(eye, 0.0, 0.5 * (k - _mT(k)) / T.where(eye, 1.0, e))
+    return T.matmul(T.matmul(v, inner), _mT(v))
+
+
+eigh_values_p = Primitive(
+    "eigh_values", lambda x: np.linalg.eigh(x)[0].astype(x.dtype, copy=False), _eigh_vals_shape,
+    "jnp.linalg.eigh({0}, symmetrize_input=False)[0]", vjp=(_eigh_values_vjp,), save=(0,),
+    grad_name="LinalgEighBackward0", kind="matmul")
+eigh_vectors_p = Primitive(
+    "eigh_vectors", lambda x: np.linalg.eigh(x)[1].astype(x.dtype, copy=False),
+    _square_shape("linalg.eigh"), "jnp.linalg.eigh({0}, symmetrize_input=False)[1]",
+    vjp=(_eigh_vectors_vjp,), save=(0,), save_out=True, grad_name="LinalgEighBackward0",
+    kind="matmul")
+
+
+def _svd_shape(part):
+    def rule(x):
+        if len(x.shape) < 2:
+            raise ShapeError("linalg.svd: The input tensor A must have at least 2 dimensions.")
+        m, n = x.shape[-2:]
+        k = min(m, n)
+        batch = tuple(x.shape[:-2])
+        return {"u": batch + (m, k), "s": batch + (k,), "vh": batch + (k, n)}[part], x.dtype
+    return rule
+
+
+def _svd_impl(part):
+    index = {"u": 0, "s": 1, "vh": 2}[part]
+
+    def impl(x):
+        return np.linalg.svd(x, full_matrices=False)[index].astype(x.dtype, copy=False)
+    return impl
+
+
+def _svd_f(s):
+    """F_ij = 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it."""
+    s2 = s * s
+    d = T.unsqueeze(s2, -2) - T.unsqueeze(s2, -1)
+    eye = T.eye(s.shape[-1], dtype=dtypes.bool_)
+    return T.where(eye, 0.0, 1.0 / T.where(eye, 1.0, d))
+
+
+def _svd_vjp_s(g, out, x):
+    u, vh = T._svd_part(x, "u"), T._svd_part(x, "vh")
+    return T.matmul(u * T.unsqueeze(g, -2), vh)
+
+
+def _svd_vjp_u(g, out, x):
+    # U (F o (U^T gU - gU^T U)) S V^T + (I - U U^T) gU S^-1 V^T
+    u, s, vh = out, T._svd_part(x, "s"), T._svd_part(x, "vh")
+    k = T.matmul(_mT(u), g)
+    inner = _svd_f(s) * (k - _mT(k))
+    ga = T.matmul(T.matmul(u, inner * T.unsqueeze(s, -2)), vh)
+    if x.shape[-2] > x.shape[-1]:
+        proj = g - T.matmul(u, k)
+        ga = ga + T.matmul(proj / T.unsqueeze(s, -2), vh)
+    return ga
+
+
+def _svd_vjp_vh(g, out, x):
+    # U S (F o (V^T gV - gV^T V)) V^T + U S^-1 gV^T (I - V V^T), with gV = gVh^T
+    vh, s, u = out, T._svd_part(x, "s"), T._svd_part(x, "u")
+    gv = _mT(g)
+    k = T.matmul(vh, gv)
+    inner = _svd_f(s) * (k - _mT(k))
+    ga = T.matmul(T.matmul(u, T.unsqueeze(s, -1) * inner), vh)
+    if x.shape[-1] > x.shape[-2]:
+        proj = g - T.matmul(_mT(k), vh)
+        ga = ga + T.matmul(u, proj / T.unsqueeze(s, -1))
+    return ga
+
+
+svd_u_p = Primitive("svd_u", _svd_impl("u"), _svd_shape("u"),
+                    "jnp.linalg.svd({0}, full_matrices=False)[0]", vjp=(_svd_vjp_u,),
+                    save=(0,), save_out=True, grad_name="LinalgSvdBackward0", kind="matmul")
+svd_s_p = Primitive("svd_s", _svd_impl("s"), _svd_shape("s"),
+                    "jnp.linalg.svd({0}, full_matrices=False)[1]", vjp=(_svd_vjp_s,),
+                    save=(0,), grad_name="LinalgSvdBackward0", kind="matmul")
+svd_vh_p = Primitive("svd_vh", _svd_impl("vh"), _svd_shape("vh"),
+                     "jnp.linalg.svd({0}, full_matrices=False)[2]", vjp=(_svd_vjp_vh,),
+                     save=(0,), save_out=True, grad_name="LinalgSvdBackward0", kind="matmul")
+
+
+def _qr_shape(part):
+    def rule(x):
+        if len(x.shape) < 2:
+            raise ShapeError("linalg.qr: The input tensor A must have at least 2 dimensions.")
+        m, n = x.shape[-2:]
+        k = min(m, n)
+        batch = tuple(x.shape[:-2])
+        return (batch + (m, k) if part == "q" else batch + (k, n)), x.dtype
+    return rule
+
+
+def _copyltu(m):
+    low = T.tril(m, -1)
+    return low + _mT(low) + T.diag_embed(T.diagonal(m, 0, -2, -1))
+
+
+def _qr_tail(x, q, r, m):
+    # (.. + Q copyltu(M)) R^-T, for the reduced QR of a tall or square matrix
+    if x.shape[-2] < x.shape[-1]:
+        raise NotImplementedError("The derivative of linalg.qr is not implemented for wide "
+                                  "matrices (more columns than rows)")
+    return T.matmul(q, _copyltu(m))
+
+
+def _r_inv_t(y, r):
+    return _mT(T._linalg_solve(r, _mT(y)))   # y R^-T
+
+
+def _qr_vjp_q(g, out, x):
+    q, r = out, T._qr_part(x, "r")
+    m = -T.matmul(_mT(g), q)
+    return _r_inv_t(g + _qr_tail(x, q, r, m), r)
+
+
+def _qr_vjp_r(g, out, x):
+    q, r = T._qr_part(x, "q"), out
+    m = T.matmul(r, _mT(g))
+    return _r_inv_t(_qr_tail(x, q, r, m), r)
+
+
+qr_q_p = Primitive("qr_q", lambda x: np.linalg.qr(x)[0].astype(x.dtype, copy=False),
+                   _qr_shape("q"), "jnp.linalg.qr({0})[0]", vjp=(_qr_vjp_q,), save=(0,),
+                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
+qr_r_p = Primitive("qr_r", lambda x: np.linalg.qr(x)[1].astype(x.dtype, copy=False),
+                   _qr_shape("r"), "jnp.linalg.qr({0})[1]", vjp=(_qr_vjp_r,), save=(0,),
+                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
 # ==== end of structural ops (opsb) ====
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)

@@ -91,7 +91,7 @@ def lower(graph: Graph, donate: tuple = ()) -> Lowered:
 
     source, consts = to_jax_source(graph)
     namespace = {"jax": jax, "jnp": jnp, "lax": lax, "np": np, "_scatter_add": _scatter_add,
-                 "inf": float("inf"), **JAX_HELPERS}
+                 "inf": float("inf"), "nan": float("nan"), **JAX_HELPERS}
     namespace.update({k: jnp.asarray(v) for k, v in consts.items()})
     exec(compile(source, f"<tracegrad jax: {graph.name}>", "exec"), namespace)
     fn = namespace[_py_name(graph.name)]
