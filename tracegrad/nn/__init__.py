@@ -43,6 +43,9 @@ from .layers import (  # structural ops (opsb)
     Softmax,
     Tanh,
     Unfold,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
 )
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module
@@ -56,5 +59,6 @@ __all__ = [
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "BatchNorm1d", "BatchNorm2d", "functional", "init",
-    "Unfold", "Fold", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "Unfold", "Fold", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Upsample",
+    "UpsamplingNearest2d", "UpsamplingBilinear2d",
 ]

@@ -1289,3 +1289,135 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 __all__ += ["normalize", "one_hot", "unfold", "fold", "conv_transpose1d", "conv_transpose2d",
             "conv_transpose3d"]
+
+
+# ---- interpolate / upsampling (opsb) --------------------------------------------------
+#
+# Separable: each spatial dim is resampled in turn by index_select at the source taps,
+# weighted by constant coefficients (PyTorch's source-coordinate rules: half-pixel or
+# align_corners, the scale from scale_factor unless recomputed), so the gradient is the
+# transposed resampling, and compiled code gathers on the device.
+
+_INTERP_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+_INTERP_NAMES = {"nearest": "UpsampleNearest{}DBackward0",
+                 "nearest-exact": "UpsampleNearestExact{}DBackward0",
+                 "linear": "UpsampleLinear1DBackward0", "bilinear": "UpsampleBilinear2DBackward0",
+                 "bicubic": "UpsampleBicubic2DBackward0",
+                 "trilinear": "UpsampleTrilinear3DBackward0"}
+
+
+def _const_array(a: np.ndarray) -> Tensor:
+    t = Tensor._make(a)
+    if trace_state.current is not None:
+        trace_state.current.constant(t)
+    return t
+
+
+def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    def near(x):   # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):    # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], -1)
+
+
+def _resample_taps(n_in: int, n_out: int, mode: str, align_corners: bool, scale):
+    """(indices (n_out, taps), weights (n_out, taps)) for one spatial dim."""
+    dst = np.arange(n_out, dtype=np.float64)
+    if mode in ("nearest", "nearest-exact"):
+        s = (1.0 / scale) if scale is not None else n_in / n_out
+        off = 0.5 if mode == "nearest-exact" else 0.0
+        src = np.minimum(np.floor((dst + off) * s).astype(np.int64), n_in - 1)
+        return src[:, None], np.ones((n_out, 1))
+    if align_corners:
+        s = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        src = dst * s
+    else:
+        s = (1.0 / scale) if scale is not None else n_in / n_out
+        src = (dst + 0.5) * s - 0.5
+        if mode != "bicubic":
+            src = np.maximum(src, 0.0)
+    base = np.floor(src)
+    t = src - base
+    base = base.astype(np.int64)
+    if mode == "bicubic":
+        idx = np.clip(base[:, None] + np.arange(-1, 3), 0, n_in - 1)
+        return idx, _cubic_weights(t)
+    idx = np.stack([np.minimum(base, n_in - 1), np.minimum(base + 1, n_in - 1)], -1)
+    return idx, np.stack([1 - t, t], -1)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners=None, recompute_scale_factor=None, antialias: bool = False):
+    """Resize the spatial dims of (N, C, *spatial): nearest, nearest-exact, (bi/tri)linear,
+    bicubic; as PyTorch computes source coordinates (align_corners, scale_factor,
+    recompute_scale_factor).
+
+    >>> import tracegrad as tg
+    >>> interpolate(tg.tensor([[[0., 1.]]]), scale_factor=2, mode="linear")
+    tensor([[[0.0000, 0.2500, 0.7500, 1.0000]]])
+    """
+    modes = ("nearest", "nearest-exact") + tuple(_INTERP_DIMS)
+    nsp = input.ndim - 2
+    if mode not in modes or nsp not in (1, 2, 3):
+        raise NotImplementedError(
+            f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.ndim}D) for "
+            f"the modes: nearest | linear | bilinear | bicubic | trilinear | lanczos | area | "
+            f"nearest-exact (got {mode})")
+    if mode in ("nearest", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating "
+                             "modes: linear | bilinear | bicubic | trilinear")
+    else:
+        align_corners = bool(align_corners)
+        if _INTERP_DIMS[mode] != nsp:
+            raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs "
+                                      f"{_INTERP_DIMS[mode] + 2}D input")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    sp = tuple(input.shape[2:])
+    if size is not None:
+        out = (size,) * nsp if isinstance(size, int) else tuple(size)
+        if len(out) != nsp:
+            raise ValueError(f"Input and output must have the same number of spatial dimensions, "
+                             f"but got input with spatial dimensions of {list(sp)} and output "
+                             f"size of {tuple(size)}. Please provide input tensor in (N, C, d1, "
+                             f"d2, ...,dK) format and output size in (o1, o2, ...,oK) format.")
+        scales = (None,) * nsp
+    elif scale_factor is not None:
+        factors = ((float(scale_factor),) * nsp if isinstance(scale_factor, (int, float))
+                   else tuple(float(f) for f in scale_factor))
+        if len(factors) != nsp:
+            raise ValueError(f"Input and scale_factor must have the same number of spatial "
+                             f"dimensions, but got input with spatial dimensions of {list(sp)} "
+                             f"and scale_factor of shape {tuple(scale_factor)}. Please provide "
+                             f"input tensor in (N, C, d1, d2, ...,dK) format and scale_factor in "
+                             f"(s1, s2, ...,sK) format.")
+        out = tuple(int(math.floor(n * f)) for n, f in zip(sp, factors, strict=True))
+        scales = (None,) * nsp if recompute_scale_factor else factors
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    x = input
+    for i in range(nsp):
+        idx, w = _resample_taps(sp[i], out[i], mode, bool(align_corners), scales[i])
+        axis = 2 + i
+        taps = T.index_select(x, axis, _const_array(idx.reshape(-1)))
+        shape = tuple(x.shape[:axis]) + idx.shape + tuple(x.shape[axis + 1:])
+        taps = T.reshape(taps, shape)
+        if idx.shape[1] == 1:
+            x = T.squeeze(taps, axis + 1)
+        else:
+            wt = _const_array(w.astype(x.dtype.np).reshape(idx.shape + (1,) * (nsp - 1 - i)))
+            x = T.sum(taps * wt, axis + 1)
+    name = _INTERP_NAMES[mode].format(nsp)
+    return T._named(x, name) if x is not input else T._named(T.clone(x), name)
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+__all__ += ["interpolate", "upsample"]
