@@ -1268,6 +1268,42 @@ ROWS += [
         ref=lambda x: np.abs(x).sum()),
     Row("movedim", lambda T, x: T.movedim(x, (0, 1), (2, 0)), _s((2, 3, 4)),
         ref=lambda x: np.moveaxis(x, (0, 1), (2, 0))),
+    # interpolate: every mode, by size and by scale factor, with and without align_corners
+    Row("interpolate_nearest", lambda T, x: _F(T).interpolate(x, scale_factor=1.7),
+        _s((1, 2, 5), (1, 2, 3, 4))),
+    Row("interpolate_nearest_exact", lambda T, x: _F(T).interpolate(x, (3, 7),
+                                                                    mode="nearest-exact"),
+        _s((1, 2, 4, 5))),
+    Row("interpolate_nearest_3d", lambda T, x: _F(T).interpolate(x, 5), _s((1, 1, 3, 4, 2))),
+    Row("interpolate_linear", lambda T, x: _F(T).interpolate(x, 8, mode="linear"),
+        _s((2, 2, 5))),
+    Row("interpolate_linear_align", lambda T, x: _F(T).interpolate(
+        x, scale_factor=0.6, mode="linear", align_corners=True), _s((1, 2, 5))),
+    Row("interpolate_bilinear", lambda T, x: _F(T).interpolate(
+        x, scale_factor=(1.5, 0.75), mode="bilinear"), _s((1, 2, 4, 5))),
+    Row("interpolate_bilinear_recompute", lambda T, x: _F(T).interpolate(
+        x, scale_factor=1.7, mode="bilinear", recompute_scale_factor=True), _s((1, 1, 3, 4))),
+    Row("interpolate_bicubic", lambda T, x: _F(T).interpolate(x, (6, 3), mode="bicubic"),
+        _s((1, 2, 4, 5))),
+    Row("interpolate_bicubic_align", lambda T, x: _F(T).interpolate(
+        x, scale_factor=2, mode="bicubic", align_corners=True), _s((1, 1, 3, 3))),
+    Row("interpolate_trilinear", lambda T, x: _F(T).interpolate(x, (4, 3, 5), mode="trilinear"),
+        _s((1, 1, 3, 4, 2))),
+    Row("upsampling_bilinear2d", lambda T, x: T.nn.UpsamplingBilinear2d(scale_factor=2)(x),
+        _s((1, 2, 3, 3))),
+    # (non-overlapping windows: with overlaps PyTorch's backward, a gather, counts a value
+    # once per window that picked it, which is not the derivative gradcheck measures)
+    Row("max_unpool2d", lambda T, x: _F(T).max_unpool2d(*_F(T).max_pool2d(
+        x, 2, return_indices=True), 2, output_size=(5, 6)), _s((1, 2, 4, 5)), domain="distinct"),
+    Row("max_unpool1d", lambda T, x: _F(T).max_unpool1d(*_F(T).max_pool1d(
+        x, 2, return_indices=True), 2, output_size=(7,)), _s((2, 2, 6)), domain="distinct"),
+    Row("max_unpool3d_module", lambda T, x: T.nn.MaxUnpool3d(2)(*T.nn.MaxPool3d(
+        2, return_indices=True)(x)), _s((1, 1, 2, 4, 4)), domain="distinct"),
+    Row("view_dtype", lambda T, x: (x.float().view(T.int32) // 65536).long(), _s((2, 3)),
+        grad=False,
+        ref=lambda x: x.astype(np.float32).view(np.int32) // 65536),
+    Row("view_dtype_wider", lambda T, x: x.float().view(T.float64) * 0 + x.sum(), _s((2, 4)),
+        fd_eps=1e-3, fd_tol=1e-3, rtol=1e-6),
 ]
 
 # ==== end of structural ops (opsb) ====

@@ -851,8 +851,14 @@ def reshape(input, *shape, _name=None):
 
 
 def view(input, *shape):
-    if len(shape) == 1 and isinstance(shape[0], (DType, str)) or shape and shape[0] in (float, int):
-        raise NotImplementedError("view(dtype) is not supported; use .to(dtype)")
+    if len(shape) == 1 and (isinstance(shape[0], (DType, np.dtype)) or shape[0] in (
+            _pyfloat, _int, _bool)):
+        # view(dtype): the same memory read as another dtype (no gradient, as in PyTorch)
+        dt = as_dtype(shape[0])
+        if dt is input.dtype:
+            return input
+        P.bitcast_p.shape(input, dtype=dt)  # PyTorch's errors
+        return apply(P.bitcast_p, (input,), {"dtype": dt})
     return reshape(input, *shape)
 
 

@@ -1903,6 +1903,51 @@ qr_q_p = Primitive("qr_q", lambda x: np.linalg.qr(x)[0].astype(x.dtype, copy=Fal
 qr_r_p = Primitive("qr_r", lambda x: np.linalg.qr(x)[1].astype(x.dtype, copy=False),
                    _qr_shape("r"), "jnp.linalg.qr({0})[1]", vjp=(_qr_vjp_r,), save=(0,),
                    save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
+
+
+# Tensor.view(dtype): the same bytes read as another dtype; the last dim scales by the
+# ratio of element sizes. No gradient (PyTorch's is not defined across dtypes).
+
+def _bitcast_shape(x, *, dtype):
+    a, b = np.dtype(x.dtype.np).itemsize, np.dtype(dtype.np).itemsize
+    shape = tuple(x.shape)
+    if a == b:
+        return shape, dtype
+    if not shape:
+        raise ShapeError(f"self.dim() cannot be 0 to view {_TYPE_WORDS[x.dtype.name]} as "
+                         f"{_TYPE_WORDS[dtype.name]} (different element sizes)")
+    if (shape[-1] * a) % b:
+        raise ShapeError(f"self.size(-1) must be divisible by {b // a} to view "
+                         f"{_TYPE_WORDS[x.dtype.name]} as {_TYPE_WORDS[dtype.name]} (different "
+                         f"element sizes), but got {shape[-1]}")
+    return shape[:-1] + (shape[-1] * a // b,), dtype
+
+
+_TYPE_WORDS = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
+               "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+
+
+def _bitcast_jax(args, p):
+    return f"_bitcast({args[0]}, jnp.{p['dtype'].name})"
+
+
+def _bitcast_jax_fn(x, dtype):
+    import jax.numpy as jnp
+    from jax import lax
+    a, b = np.dtype(x.dtype).itemsize, np.dtype(dtype).itemsize
+    if a == b:
+        return lax.bitcast_convert_type(x, dtype)
+    if a > b:   # each element becomes a // b narrower ones: a new last dim, merged
+        y = lax.bitcast_convert_type(x, dtype)
+        return jnp.reshape(y, x.shape[:-1] + (x.shape[-1] * (a // b),))
+    y = jnp.reshape(x, x.shape[:-1] + (x.shape[-1] // (b // a), b // a))
+    return lax.bitcast_convert_type(y, dtype)
+
+
+bitcast_p = Primitive("bitcast",
+                      lambda x, *, dtype: np.ascontiguousarray(x).view(dtype.np),
+                      _bitcast_shape, _bitcast_jax, differentiable=False, kind="layout")
+JAX_HELPERS["_bitcast"] = _bitcast_jax_fn
 # ==== end of structural ops (opsb) ====
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)

@@ -38,6 +38,9 @@ from .layers import (  # structural ops (opsb)
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
+    MaxUnpool1d,
+    MaxUnpool2d,
+    MaxUnpool3d,
     ReLU,
     Sigmoid,
     Softmax,
@@ -60,5 +63,5 @@ __all__ = [
     "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "BatchNorm1d", "BatchNorm2d", "functional", "init",
     "Unfold", "Fold", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Upsample",
-    "UpsamplingNearest2d", "UpsamplingBilinear2d",
+    "UpsamplingNearest2d", "UpsamplingBilinear2d", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
 ]

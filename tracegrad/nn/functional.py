@@ -1421,3 +1421,68 @@ def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=
 
 
 __all__ += ["interpolate", "upsample"]
+
+
+# ---- max_unpool (opsb): scatter the pooled values back to their indices ----------------
+
+def _max_unpool(nsp, input, indices, kernel_size, stride, padding, output_size):
+    fn = f"max_unpool{nsp}d"
+    k = _ntuple(kernel_size, nsp, "kernel_size")
+    s = k if stride is None else _ntuple(stride, nsp, "stride")
+    p = _ntuple(padding, nsp, "padding")
+    unbatched = input.ndim == nsp + 1
+    x = T.unsqueeze(input, 0) if unbatched else input
+    idx = T.unsqueeze(indices, 0) if unbatched else indices
+    if x.ndim != nsp + 2 or tuple(idx.shape) != tuple(x.shape):
+        raise RuntimeError(f"{fn}: Expected shape of indices to be same as that of the input "
+                           f"tensor ({list(x.shape)}) but got indices tensor with shape: "
+                           f"{list(idx.shape)}")
+    default = tuple((n - 1) * st - 2 * q + kk for n, st, q, kk in
+                    zip(x.shape[2:], s, p, k, strict=True))
+    if output_size is None:
+        out = default
+    else:
+        out = tuple(output_size)[-nsp:]
+        for d, (o, lo) in enumerate(zip(out, default, strict=True)):
+            if not lo - s[d] <= o <= lo + s[d]:
+                raise ValueError(f'invalid output_size "{tuple(output_size)}" (dim {d} must be '
+                                 f"between {lo - s[d]} and {lo + s[d]})")
+    plane = math.prod(out)
+    n, c = x.shape[:2]
+    flat_idx = T.reshape(T.cast(idx, dtypes.int64), (n, c, -1))
+    if _eager() and flat_idx.numel():
+        bad = flat_idx._data[(flat_idx._data < 0) | (flat_idx._data >= plane)]
+        if bad.size:
+            raise RuntimeError(f"Found an invalid max index: {bad.flat[0]} (output volumes are "
+                               f"of size {'x'.join(map(str, out))})")
+    base = T.zeros((n, c, plane), dtype=x.dtype)
+    placed = T._scatter(base, flat_idx, T.reshape(x, (n, c, -1)), 2)
+    name = f"MaxUnpool{max(nsp, 2)}DBackward0"
+    r = T._not_a_view(apply(P.reshape_p, (placed,), {"shape": (n, c) + out}, name=name))
+    return T.squeeze(r, 0) if unbatched else r
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The inverse of max_pool1d: values put back at their indices, zeros elsewhere."""
+    x = T.unsqueeze(input, -2)
+    out = None if output_size is None else tuple(output_size)[:-1] + (1, tuple(output_size)[-1])
+    r = _max_unpool(2, x, T.unsqueeze(indices, -2), (1, _one(kernel_size)),
+                    None if stride is None else (1, _one(stride)), (0, _one(padding)), out)
+    return T.squeeze(r, -2)
+
+
+def _one(v):
+    return v if isinstance(v, int) else tuple(v)[0]
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The inverse of max_pool2d(return_indices=True)."""
+    return _max_unpool(2, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The inverse of max_pool3d(return_indices=True)."""
+    return _max_unpool(3, input, indices, kernel_size, stride, padding, output_size)
+
+
+__all__ += ["max_unpool1d", "max_unpool2d", "max_unpool3d"]

@@ -777,3 +777,33 @@ class UpsamplingBilinear2d(Upsample):
 
     def __init__(self, size=None, scale_factor=None):
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class _MaxUnpoolNd(Module):
+    _nsp = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        n = self._nsp
+        self.kernel_size = F._ntuple(kernel_size, n, "kernel_size")
+        self.stride = F._ntuple(stride if stride is not None else kernel_size, n, "stride")
+        self.padding = F._ntuple(padding, n, "padding")
+
+    def forward(self, input: Tensor, indices: Tensor, output_size=None) -> Tensor:
+        fn = (F.max_unpool1d, F.max_unpool2d, F.max_unpool3d)[self._nsp - 1]
+        return fn(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool1d(_MaxUnpoolNd):
+    _nsp = 1
+
+
+class MaxUnpool2d(_MaxUnpoolNd):
+    _nsp = 2
+
+
+class MaxUnpool3d(_MaxUnpoolNd):
+    _nsp = 3
