@@ -1444,7 +1444,7 @@ def _max_unpool(nsp, input, indices, kernel_size, stride, padding, output_size):
     else:
         out = tuple(output_size)[-nsp:]
         for d, (o, lo) in enumerate(zip(out, default, strict=True)):
-            if not lo - s[d] <= o <= lo + s[d]:
+            if not lo - s[d] < o < lo + s[d]:
                 raise ValueError(f'invalid output_size "{tuple(output_size)}" (dim {d} must be '
                                  f"between {lo - s[d]} and {lo + s[d]})")
     plane = math.prod(out)
