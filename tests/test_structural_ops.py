@@ -325,3 +325,63 @@ def test_errors_match_torch(name):
     expected = RuntimeError if p.type.__name__ == "_LinAlgError" else p.type
     assert issubclass(t.type, expected), (t.type, p.type)
     assert str(p.value).splitlines()[0] in str(t.value)
+
+
+# ---- compiled: isclose is elementwise ops; allclose breaks only where Python reads it ----
+
+def test_isclose_compiles_without_a_graph_break():
+    @tg.compile(fullgraph=True)
+    def f(x, y):
+        return tg.isclose(x, y, rtol=1e-3) & (x > 0)
+
+    x, y = tg.tensor([1.0, 2.0, -1.0]), tg.tensor([1.0005, 2.1, -1.0])
+    for _ in range(3):
+        assert f(x, y).tolist() == [True, False, False]
+
+
+def test_allclose_breaks_the_graph_only_when_its_answer_is_read():
+    @tg.compile(fullgraph=True)
+    def unused(x, y):
+        tg.allclose(x, y)
+        return x * 2
+
+    x = tg.tensor([1.0, 2.0])
+    for _ in range(3):
+        assert unused(x, x).tolist() == [2.0, 4.0]
+
+    @tg.compile(fullgraph=True)
+    def read(x, y):
+        return x * 2 if tg.allclose(x, y) else x
+
+    with pytest.raises(Exception, match="(?i)graph break|data-dependent|bool"):
+        read(x, x)
+    assert tg.allclose(x, x) is True and tg.allclose(x, x + 1) is False
+
+
+def test_structural_ops_compile_to_the_same_values():
+    """A small program mixing the new ops, compiled vs eager (values and gradients)."""
+    def f(x, w):
+        y = tg.einsum("bij,jk->bik", x, w).cumsum(1).roll(1, 2)
+        top = y.topk(2, dim=-1).values
+        s = tg.sort(y.flatten(1), descending=True).values[:, :3]
+        d = tg.linalg.det(w[:2, :3] @ w[:2, :3].mT + tg.eye(2, dtype=w.dtype))
+        up = tg.nn.functional.interpolate(y, scale_factor=2, mode="linear")
+        return top.sum() + s.sum() + d + up.mean() + y.cummax(1).values.sum()
+
+    rng = np.random.default_rng(0)
+    xs, ws = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5))
+
+    def run(fn):
+        x = tg.tensor(xs, requires_grad=True)
+        w = tg.tensor(ws, requires_grad=True)
+        out = fn(x, w)
+        out.backward()
+        return out.item(), x.grad.numpy(), w.grad.numpy()
+
+    eager = run(f)
+    cf = tg.compile(f, fullgraph=True)  # no graph break: the whole program is compiled
+    run(cf)
+    compiled = run(cf)
+    np.testing.assert_allclose(compiled[0], eager[0], rtol=1e-6)
+    for c, e in zip(compiled[1:], eager[1:], strict=True):
+        np.testing.assert_allclose(c, e, rtol=1e-6, atol=1e-9)
