@@ -1304,6 +1304,16 @@ ROWS += [
         ref=lambda x: x.astype(np.float32).view(np.int32) // 65536),
     Row("view_dtype_wider", lambda T, x: x.float().view(T.float64) * 0 + x.sum(), _s((2, 4)),
         fd_eps=1e-3, fd_tol=1e-3, rtol=1e-6),
+    Row("embedding_bag_mean", lambda T, w: _F(T).embedding_bag(
+        T.tensor([0, 1, 2, 1, 4, 3, 3]), w, T.tensor([0, 2, 2, 5])), _s((5, 4))),
+    Row("embedding_bag_sum_2d_padding", lambda T, w: _F(T).embedding_bag(
+        T.tensor([[0, 1, 2], [1, 4, 4]]), w, mode="sum", padding_idx=4), _s((5, 3))),
+    Row("embedding_bag_max_last_offset", lambda T, w: _F(T).embedding_bag(
+        T.tensor([0, 1, 2, 1, 4, 3, 3]), w, T.tensor([0, 2, 5, 6]), mode="max",
+        include_last_offset=True), _s((5, 4)), domain="distinct"),
+    Row("embedding_bag_per_sample_weights", lambda T, w, p: T.nn.functional.embedding_bag(
+        T.tensor([0, 1, 2, 1]), w, T.tensor([0, 1]), mode="sum", per_sample_weights=p),
+        [((3, 2), (4,))]),
 ]
 
 # ==== end of structural ops (opsb) ====

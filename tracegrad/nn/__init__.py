@@ -28,6 +28,7 @@ from .layers import (  # structural ops (opsb)
     ConvTranspose3d,
     Dropout,
     Embedding,
+    EmbeddingBag,
     Flatten,
     Fold,
     Identity,
@@ -64,4 +65,5 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "functional", "init",
     "Unfold", "Fold", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Upsample",
     "UpsamplingNearest2d", "UpsamplingBilinear2d", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
+    "EmbeddingBag",
 ]

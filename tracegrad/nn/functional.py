@@ -1486,3 +1486,87 @@ def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_siz
 
 
 __all__ += ["max_unpool1d", "max_unpool2d", "max_unpool3d"]
+
+
+# ---- embedding_bag (opsb): per-bag sums, means or maxima of embedding rows --------------
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm=None,
+                  norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean",
+                  sparse: bool = False, per_sample_weights: Tensor | None = None,
+                  include_last_offset: bool = False, padding_idx: int | None = None) -> Tensor:
+    """(bags, D): each bag's rows of ``weight`` reduced by ``mode`` (sum, mean, max); bags
+    are the rows of a 2-d input, or the runs of a 1-d input that ``offsets`` start. An
+    empty bag gives zeros; ``padding_idx`` entries are left out.
+
+    >>> import tracegrad as tg
+    >>> embedding_bag(tg.tensor([0, 1, 1]), tg.eye(2), tg.tensor([0, 1]), mode="sum")
+    tensor([[1., 0.],
+            [0., 2.]])
+    """
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding_bag: max_norm, scale_grad_by_freq and sparse are "
+                                  "not supported")
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"mode has to be one of sum, mean or max, but got {mode}")
+    if per_sample_weights is not None and mode != "sum":
+        raise NotImplementedError(f"embedding_bag: per_sample_weights was not None. "
+                                  f"per_sample_weights is only supported for mode='sum' (got "
+                                  f"mode='{mode}'). Please open a feature request on GitHub.")
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError("if input is 2D, then offsets has to be None, as input is treated "
+                             "is a mini-batch of fixed length sequences. However, found offsets "
+                             f"of type {_torch_class(offsets)}")
+        bags, per = input.shape
+        flat = T.reshape(input, (-1,))
+        seg = count_seg = _const_array(np.repeat(np.arange(bags, dtype=np.int64), per))
+        if per_sample_weights is not None:
+            per_sample_weights = T.reshape(per_sample_weights, (-1,))
+    elif input.ndim == 1:
+        if offsets is None:
+            raise ValueError("offsets has to be a 1D Tensor but got None")
+        if offsets.ndim != 1:
+            raise ValueError("offsets has to be a 1D Tensor")
+        flat = input
+        starts = offsets[:-1] if include_last_offset else offsets
+        bags = starts.shape[0]
+        # bag of entry j: how many bag starts after the first are at or before j
+        pos = T.arange(flat.shape[0])
+        seg = T.sum(T.ge(T.unsqueeze(pos, 1), T.unsqueeze(starts[1:], 0)), 1)
+        count_seg = seg
+        if include_last_offset:  # entries past the last offset are summed into no bag (but
+            seg = T.where(T.lt(pos, offsets[-1]), seg, bags)  # PyTorch counts them in the
+            # last bag's mean)
+    else:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension "
+                         f"{input.ndim}")
+    idx = T.cast(flat, dtypes.int64)
+    d = weight.shape[1]
+    rows = apply(P.getitem_p, (weight, idx), {"index": (P.TENSOR,)})
+    keep = None
+    if padding_idx is not None:
+        keep = T.ne(idx, padding_idx % weight.shape[0])
+        seg = T.where(keep, seg, bags)   # padding entries go to a spare bag, dropped below
+        count_seg = T.where(keep, count_seg, bags)
+    if per_sample_weights is not None:
+        rows = rows * T.unsqueeze(per_sample_weights, 1)
+    target = T.expand(T.unsqueeze(seg, 1), (seg.shape[0], d))
+    base = T.zeros((bags + 1, d), dtype=weight.dtype)   # row ``bags``: the spare bag
+    name = "EmbeddingBagBackward0"
+    if mode == "max":
+        out = T._scatter(base, target, rows, 0, "amax", include_self=False)
+    else:
+        out = T._scatter(base, target, rows, 0, "sum")
+        if mode == "mean":
+            ones = T.ones((seg.shape[0], 1), dtype=weight.dtype)
+            count = T._scatter(T.zeros((bags + 1, 1), dtype=weight.dtype),
+                               T.unsqueeze(count_seg, 1), ones, 0, "sum")
+            out = out / T.clamp_min(count, 1.0)
+    return apply(P.getitem_p, (out,), {"index": (slice(0, bags),)}, name=name)
+
+
+def _torch_class(x) -> str:
+    return "<class 'torch.Tensor'>" if isinstance(x, Tensor) else str(type(x))
+
+
+__all__ += ["embedding_bag"]
