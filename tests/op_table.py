@@ -975,6 +975,12 @@ def _svd_signless(T, x):
     return u.abs(), s, vh.abs()
 
 
+def _svd_full_leading(T, x):
+    u, s, vh = T.linalg.svd(x, full_matrices=True)
+    k = min(x.shape[-2:])
+    return u[..., :k].abs(), s, vh[..., :k, :].abs()
+
+
 def _diag_mul_(x):
     y = x * 1.0
     y.diagonal(0, -2, -1).mul_(3)
@@ -1314,6 +1320,18 @@ ROWS += [
     Row("embedding_bag_per_sample_weights", lambda T, w, p: T.nn.functional.embedding_bag(
         T.tensor([0, 1, 2, 1]), w, T.tensor([0, 1]), mode="sum", per_sample_weights=p),
         [((3, 2), (4,))]),
+    # full_matrices: the completing columns are no function of A (LAPACK picks them), so
+    # values are compared, and gradients through the first min(m, n) columns only
+    Row("linalg_svd_full", lambda T, x: tuple(t.abs() for t in T.linalg.svd(x)[::2]),
+        _s((4, 3), (2, 4)), ref=lambda x: tuple(np.abs(t) for t in np.linalg.svd(x)[::2]),
+        f32_tol=1e-4, grad=False),
+    Row("linalg_svd_full_grad", lambda T, x: _svd_full_leading(T, x), _s((4, 3), (2, 4)),
+        f32_tol=1e-4),
+    Row("torch_svd", lambda T, x: tuple(t.abs() for t in T.svd(x)), _s((4, 3)),
+        ref=lambda x: (np.abs(np.linalg.svd(x, False)[0]), np.linalg.svd(x, False)[1],
+                       np.abs(np.linalg.svd(x, False)[2].T)), f32_tol=1e-4),
+    Row("norm_nuc", lambda T, x: T.norm(x, "nuc"), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, "nuc"), f32_tol=1e-4),
 ]
 
 # ==== end of structural ops (opsb) ====

@@ -639,8 +639,9 @@ def norm(input, p="fro", dim=None, keepdim: _bool = False, dtype=None):
     x = _float(_as_tensor(input))
     if p in ("fro", None):
         p = 2
-    if p == "nuc":
-        raise NotImplementedError("nuclear norm is not supported")
+    if p == "nuc" or (isinstance(p, str) and dim is not None):
+        from . import linalg
+        return linalg.matrix_norm(x, p, (-2, -1) if dim is None else dim, keepdim)
     return apply(P.norm_p, (x,), {"ord": _pyfloat(p) if p != math.inf else math.inf,
                                   "axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
 
@@ -2685,8 +2686,10 @@ def _eigh_vectors(x: Tensor) -> Tensor:
 _SVD_PRIMS = {"u": "svd_u_p", "s": "svd_s_p", "vh": "svd_vh_p"}
 
 
-def _svd_part(x: Tensor, part: str) -> Tensor:
-    return apply(getattr(P, _SVD_PRIMS[part]), (x,))
+def _svd_part(x: Tensor, part: str, full: _bool = False) -> Tensor:
+    if part == "s":
+        return apply(P.svd_s_p, (x,))
+    return apply(getattr(P, _SVD_PRIMS[part]), (x,), {"full": _bool(full)})
 
 
 def _qr_part(x: Tensor, part: str) -> Tensor:
@@ -2729,6 +2732,13 @@ def det(input) -> Tensor:
 def slogdet(input):
     from . import linalg
     return linalg.slogdet(input)
+
+
+def svd(input, some: _bool = True, compute_uv: _bool = True):
+    """torch.svd (deprecated in PyTorch): (U, S, V), V = Vh^T; reduced unless some=False."""
+    from . import linalg
+    u, s, vh = linalg.svd(input, full_matrices=not some)
+    return _return_type("svd", ("U", "S", "V"))(u, s, transpose(vh, -2, -1))
 
 
 def logdet(input) -> Tensor:

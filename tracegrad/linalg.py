@@ -147,13 +147,11 @@ def _symmetric_from(x: Tensor, uplo: str) -> Tensor:
 
 
 def svd(A, full_matrices: bool = True):
-    """(U, S, Vh) with A = U diag(S) Vh; only the reduced form (full_matrices=False, or a
-    square matrix) is supported."""
+    """(U, S, Vh) with A = U diag(S) Vh; full_matrices completes U and Vh to square
+    orthogonal matrices (whose extra columns get no gradient, as in PyTorch)."""
     x = F._check_linalg_input(F._as_tensor(A), "linalg.svd", square=False)
-    if full_matrices and x.shape[-1] != x.shape[-2]:
-        raise NotImplementedError("linalg.svd: full_matrices=True is not supported for "
-                                  "non-square matrices; pass full_matrices=False")
-    return _svd_t(F._svd_part(x, "u"), F._svd_part(x, "s"), F._svd_part(x, "vh"))
+    full = bool(full_matrices) and x.shape[-1] != x.shape[-2]
+    return _svd_t(F._svd_part(x, "u", full), F._svd_part(x, "s"), F._svd_part(x, "vh", full))
 
 
 def svdvals(A) -> Tensor:

@@ -1790,21 +1790,24 @@ eigh_vectors_p = Primitive(
 
 
 def _svd_shape(part):
-    def rule(x):
+    def rule(x, *, full=False):
         if len(x.shape) < 2:
             raise ShapeError("linalg.svd: The input tensor A must have at least 2 dimensions.")
         m, n = x.shape[-2:]
         k = min(m, n)
         batch = tuple(x.shape[:-2])
-        return {"u": batch + (m, k), "s": batch + (k,), "vh": batch + (k, n)}[part], x.dtype
+        return {"u": batch + (m, m if full else k), "s": batch + (k,),
+                "vh": batch + (n if full else k, n)}[part], x.dtype
     return rule
 
 
 def _svd_impl(part):
     index = {"u": 0, "s": 1, "vh": 2}[part]
 
-    def impl(x):
-        return np.linalg.svd(x, full_matrices=False)[index].astype(x.dtype, copy=False)
+    def impl(x, *, full=False):
+        if part == "s":
+            return np.linalg.svd(x, compute_uv=False).astype(x.dtype, copy=False)
+        return np.linalg.svd(x, full_matrices=full)[index].astype(x.dtype, copy=False)
     return impl
 
 
@@ -1821,9 +1824,13 @@ def _svd_vjp_s(g, out, x):
     return T.matmul(u * T.unsqueeze(g, -2), vh)
 
 
-def _svd_vjp_u(g, out, x):
-    # U (F o (U^T gU - gU^T U)) S V^T + (I - U U^T) gU S^-1 V^T
+def _svd_vjp_u(g, out, x, *, full=False):
+    # U (F o (U^T gU - gU^T U)) S V^T + (I - U U^T) gU S^-1 V^T; with full matrices only
+    # the first min(m, n) columns carry a gradient (as PyTorch's svd_backward)
+    kk = min(x.shape[-2:])
     u, s, vh = out, T._svd_part(x, "s"), T._svd_part(x, "vh")
+    if full:
+        u, g = u[..., :kk], g[..., :kk]
     k = T.matmul(_mT(u), g)
     inner = _svd_f(s) * (k - _mT(k))
     ga = T.matmul(T.matmul(u, inner * T.unsqueeze(s, -2)), vh)
@@ -1833,9 +1840,12 @@ def _svd_vjp_u(g, out, x):
     return ga
 
 
-def _svd_vjp_vh(g, out, x):
+def _svd_vjp_vh(g, out, x, *, full=False):
     # U S (F o (V^T gV - gV^T V)) V^T + U S^-1 gV^T (I - V V^T), with gV = gVh^T
+    kk = min(x.shape[-2:])
     vh, s, u = out, T._svd_part(x, "s"), T._svd_part(x, "u")
+    if full:
+        vh, g = vh[..., :kk, :], g[..., :kk, :]
     gv = _mT(g)
     k = T.matmul(vh, gv)
     inner = _svd_f(s) * (k - _mT(k))
@@ -1847,13 +1857,13 @@ def _svd_vjp_vh(g, out, x):
 
 
 svd_u_p = Primitive("svd_u", _svd_impl("u"), _svd_shape("u"),
-                    "jnp.linalg.svd({0}, full_matrices=False)[0]", vjp=(_svd_vjp_u,),
+                    "jnp.linalg.svd({0}, full_matrices={full})[0]", vjp=(_svd_vjp_u,),
                     save=(0,), save_out=True, grad_name="LinalgSvdBackward0", kind="matmul")
 svd_s_p = Primitive("svd_s", _svd_impl("s"), _svd_shape("s"),
-                    "jnp.linalg.svd({0}, full_matrices=False)[1]", vjp=(_svd_vjp_s,),
+                    "jnp.linalg.svd({0}, compute_uv=False)", vjp=(_svd_vjp_s,),
                     save=(0,), grad_name="LinalgSvdBackward0", kind="matmul")
 svd_vh_p = Primitive("svd_vh", _svd_impl("vh"), _svd_shape("vh"),
-                     "jnp.linalg.svd({0}, full_matrices=False)[2]", vjp=(_svd_vjp_vh,),
+                     "jnp.linalg.svd({0}, full_matrices={full})[2]", vjp=(_svd_vjp_vh,),
                      save=(0,), save_out=True, grad_name="LinalgSvdBackward0", kind="matmul")
 
 
