@@ -1042,6 +1042,460 @@ def _np_scatter_add(x, s):
     return out
 
 
+# ==== structural ops (opsb): cumulative scans, scatter, sorting ====================
+
+def _with_zeros(rng, shape):
+    # real values with exact zeros at fixed places (one or more per row): cumprod and
+    # scatter_reduce('prod') gradients at zeros
+    x = rng.standard_normal(shape)
+    flat = x.reshape(-1)
+    flat[1::3] = 0.0
+    return x
+
+
+DOMAINS["with_zeros"] = _with_zeros
+
+
+def _np_cum_extreme(x, axis, op):
+    """(values, indices) of the running max/min, the later index on ties."""
+    x = np.moveaxis(x, axis, -1)
+    vals, idx = np.empty_like(x), np.zeros(x.shape, np.int64)
+    for pos in np.ndindex(*x.shape[:-1]):
+        best, at = None, 0
+        for j, v in enumerate(x[pos]):
+            if best is None or (v >= best if op == "max" else v <= best):
+                best, at = v, j
+            vals[pos + (j,)], idx[pos + (j,)] = best, at
+    return np.moveaxis(vals, -1, axis), np.moveaxis(idx, -1, axis)
+
+
+def _np_logcumsumexp(x, axis):
+    return np.logaddexp.accumulate(x, axis=axis)
+
+
+_SC_IDX = [[0, 1, 2, 0], [2, 0, 1, 1]]            # no duplicate targets within a column pair
+_SC_DUP = [[0, 0, 2, 2], [0, 0, 2, 2]]            # every target hit twice
+
+
+def _np_scatter_reduce(x, s, idx, reduce, include_self=True, axis=0):
+    out = x.copy()
+    idx = np.asarray(idx)
+    hits = {}
+    for pos in np.ndindex(*idx.shape):
+        tgt = list(pos)
+        tgt[axis] = idx[pos]
+        hits.setdefault(tuple(tgt), []).append(s[pos])
+    for tgt, vals in hits.items():
+        vals = ([x[tgt]] if include_self or reduce == "none" else []) + vals
+        out[tgt] = {"none": lambda v: v[-1], "sum": np.sum, "prod": np.prod, "mean": np.mean,
+                    "amax": np.max, "amin": np.min}[reduce](vals)
+    return out
+
+
+def _sr(reduce, include_self=True, idx=_SC_IDX):
+    return lambda T, x, s: x.scatter_reduce(0, T.tensor(idx), s, reduce,
+                                            include_self=include_self)
+
+
+def _inplace_on_copy(method, *args, **kwargs):
+    def fn(T, x, *more):
+        y = x * 1.0
+        return getattr(y, method)(*[a(T) if callable(a) else a for a in args], *more, **kwargs)
+    return fn
+
+
+def _eye(T, x):
+    return T.eye(x.shape[-1], dtype=x.dtype)
+
+
+def _wc(T, x):
+    return x + 3 * _eye(T, x)
+
+
+def _np_wc(x):
+    return x + 3 * np.eye(x.shape[-1])
+
+
+def _spd(T, x):
+    return x @ x.mT + _eye(T, x)
+
+
+def _np_spd(x):
+    return x @ np.swapaxes(x, -1, -2) + np.eye(x.shape[-1])
+
+
+def _eigh_signless(T, x):
+    w, v = T.linalg.eigh(x)
+    return w, v.abs()
+
+
+def _svd_signless(T, x):
+    u, s, vh = T.linalg.svd(x, full_matrices=False)
+    return u.abs(), s, vh.abs()
+
+
+def _svd_full_leading(T, x):
+    u, s, vh = T.linalg.svd(x, full_matrices=True)
+    k = min(x.shape[-2:])
+    return u[..., :k].abs(), s, vh[..., :k, :].abs()
+
+
+def _diag_mul_(x):
+    y = x * 1.0
+    y.diagonal(0, -2, -1).mul_(3)
+    return y
+
+
+ROWS += [
+    Row("cummax", lambda T, x: T.cummax(x, -1), _s((2, 3), (4,), ()), domain="distinct",
+        ref=lambda x: _np_cum_extreme(x, x.ndim - 1, "max") if x.ndim else
+        (x, np.zeros((), np.int64))),
+    Row("cummax_dim0", lambda T, x: x.cummax(0), _s((3, 2)), domain="distinct",
+        ref=lambda x: _np_cum_extreme(x, 0, "max")),
+    Row("cummin", lambda T, x: T.cummin(x, -1), _s((2, 4), (5,)), domain="distinct",
+        ref=lambda x: _np_cum_extreme(x, x.ndim - 1, "min")),
+    Row("cummin_values_0d", lambda T, x: x.cummin(0).values * 2, _s(()),
+        ref=lambda x: x * 2),
+    Row("cumprod", lambda T, x: T.cumprod(x, 1), _s((2, 4)), ref=lambda x: np.cumprod(x, 1)),
+    Row("cumprod_dim0_0d", lambda T, x: x.cumprod(0), _s((4,), ()), ref=lambda x: np.cumprod(
+        x.reshape(-1), 0).reshape(x.shape)),
+    Row("cumprod_zeros", lambda T, x: T.cumprod(x, -1), _s((2, 5), (7,)), domain="with_zeros",
+        ref=lambda x: np.cumprod(x, -1), gradgrad=False),
+    Row("cumprod_", _inplace_on_copy("cumprod_", 0), _s((3, 2)), ref=lambda x: np.cumprod(x, 0)),
+    Row("cumsum_", _inplace_on_copy("cumsum_", 1), _s((3, 2)), ref=lambda x: np.cumsum(x, 1)),
+    Row("logcumsumexp", lambda T, x: T.logcumsumexp(x, 1), _s((2, 4)),
+        ref=lambda x: _np_logcumsumexp(x, 1)),
+    Row("logcumsumexp_spread", lambda T, x: (x * 30).logcumsumexp(0), _s((5,), (3, 2), ()),
+        ref=lambda x: _np_logcumsumexp(np.atleast_1d(x * 30), 0).reshape(x.shape)),
+    # scatter: x (3, 4), src (2, 4) or larger (only its index-shaped corner is read)
+    Row("scatter", lambda T, x, s: x.scatter(0, T.tensor(_SC_IDX), s), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_IDX, "none")),
+    # a src larger than the index: torch's backward refuses the index-shaped gradient
+    # ("returned an invalid gradient"); tracegrad pads it, so only values are compared
+    Row("scatter_large_src", lambda T, x, s: x.scatter(0, T.tensor(_SC_IDX), s),
+        [((3, 4), (3, 5))], grad=False,
+        ref=lambda x, s: _np_scatter_reduce(x, s[:2, :4], _SC_IDX, "none")),
+    Row("scatter_value", lambda T, x: T.scatter(x, 1, T.tensor([[3], [0], [1]]), -1.5),
+        _s((3, 4)), ref=lambda x: _np_scatter_reduce(x, np.full((3, 1), -1.5),
+                                                     [[3], [0], [1]], "none", axis=1)),
+    Row("scatter_", _inplace_on_copy("scatter_", 0, lambda T: T.tensor(_SC_IDX)),
+        [((3, 4), (2, 4))], ref=lambda x, s: _np_scatter_reduce(x, s, _SC_IDX, "none")),
+    Row("scatter_reduce_add_old", lambda T, x, s: x.scatter(0, T.tensor(_SC_DUP), s,
+                                                            reduce="add"),
+        [((3, 4), (2, 4))], grad=False,
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_multiply_value_old",
+        lambda T, x: x.scatter(1, T.tensor([[0, 0], [2, 1], [3, 3]]), 2.0, reduce="multiply"),
+        _s((3, 4)), grad=False,
+        ref=lambda x: _np_scatter_reduce(x, np.full((3, 2), 2.0), [[0, 0], [2, 1], [3, 3]],
+                                         "prod", axis=1)),
+    Row("scatter_add_dup", lambda T, x, s: T.scatter_add(x, 0, T.tensor(_SC_DUP), s),
+        [((3, 4), (2, 4))], ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_add_large_src", lambda T, x, s: T.scatter_add(x, 0, T.tensor(_SC_DUP), s),
+        [((3, 4), (2, 6))], grad=False,
+        ref=lambda x, s: _np_scatter_reduce(x, s[:, :4], _SC_DUP, "sum")),
+    Row("scatter_add_", _inplace_on_copy("scatter_add_", 0, lambda T: T.tensor(_SC_DUP)),
+        [((3, 4), (2, 4))], ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_reduce_sum", _sr("sum", idx=_SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum")),
+    Row("scatter_reduce_sum_exclude", _sr("sum", False, _SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "sum", False)),
+    Row("scatter_reduce_prod", _sr("prod", idx=_SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "prod")),
+    Row("scatter_reduce_prod_exclude", _sr("prod", False, _SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "prod", False)),
+    Row("scatter_reduce_prod_zeros", _sr("prod", idx=_SC_DUP), [((3, 4), (2, 4))],
+        domain="with_zeros", ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "prod"),
+        gradgrad=False),
+    Row("scatter_reduce_mean", _sr("mean", idx=_SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "mean")),
+    Row("scatter_reduce_mean_exclude", _sr("mean", False, _SC_DUP), [((3, 4), (2, 4))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "mean", False)),
+    Row("scatter_reduce_amax", _sr("amax", idx=_SC_DUP), [((3, 4), (2, 4))], domain="distinct",
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "amax")),
+    Row("scatter_reduce_amax_exclude", _sr("amax", False, _SC_DUP), [((3, 4), (2, 4))],
+        domain="distinct", ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "amax", False)),
+    Row("scatter_reduce_amin", _sr("amin", idx=_SC_DUP), [((3, 4), (2, 4))], domain="distinct",
+        ref=lambda x, s: _np_scatter_reduce(x, s, _SC_DUP, "amin")),
+    Row("scatter_reduce_amin_exclude", _sr("amin", False), [((3, 4), (2, 4))],
+        domain="distinct", ref=lambda x, s: _np_scatter_reduce(x, s, _SC_IDX, "amin", False)),
+    Row("scatter_reduce_", _inplace_on_copy("scatter_reduce_", 1, lambda T: T.tensor(
+        [[0, 0], [1, 1], [2, 0]]), reduce="mean"), [((3, 4), (3, 2))],
+        ref=lambda x, s: _np_scatter_reduce(x, s, [[0, 0], [1, 1], [2, 0]], "mean", axis=1)),
+    Row("gather_small_index", lambda T, x: x.gather(1, T.tensor([[2], [0]])), _s((3, 4)),
+        ref=lambda x: np.take_along_axis(x[:2], np.array([[2], [0]]), 1)),
+    Row("gather_small_index_dim0", lambda T, x: T.gather(x, 0, T.tensor([[2, 0], [1, 1],
+                                                                          [0, 2], [2, 2]])),
+        _s((3, 4)), ref=lambda x: np.take_along_axis(x[:, :2], np.array(
+            [[2, 0], [1, 1], [0, 2], [2, 2]]), 0)),
+    # sorting and order statistics (distinct values: no ties in gradient rows)
+    Row("sort", lambda T, x: T.sort(x), _s((2, 4), (5,), ()), domain="distinct",
+        ref=lambda x: (np.sort(x, -1), np.argsort(x, -1)) if x.ndim else
+        (x, np.zeros((), np.int64))),
+    Row("sort_descending_dim0", lambda T, x: x.sort(0, descending=True), _s((4, 3)),
+        domain="distinct", ref=lambda x: (-np.sort(-x, 0), np.argsort(-x, 0))),
+    Row("argsort", lambda T, x: T.argsort(x, 1, descending=True) * 1.0 + x, _s((3, 4)),
+        domain="distinct", ref=lambda x: np.argsort(-x, 1) + x),
+    Row("msort", lambda T, x: T.msort(x), _s((4, 2)), domain="distinct",
+        ref=lambda x: np.sort(x, 0)),
+    Row("topk", lambda T, x: T.topk(x, 2), _s((3, 5), (4,)), domain="distinct",
+        ref=lambda x: (-np.sort(-x, -1)[..., :2], np.argsort(-x, -1)[..., :2])),
+    Row("topk_smallest_dim0", lambda T, x: x.topk(3, 0, largest=False), _s((4, 2)),
+        domain="distinct", ref=lambda x: (np.sort(x, 0)[:3], np.argsort(x, 0)[:3])),
+    Row("kthvalue", lambda T, x: T.kthvalue(x, 2), _s((3, 4), (5,)), domain="distinct",
+        ref=lambda x: (np.sort(x, -1)[..., 1], np.argsort(x, -1)[..., 1])),
+    Row("kthvalue_0d", lambda T, x: T.kthvalue(x, 1, 0), _s(()),
+        ref=lambda x: (x, np.zeros((), np.int64))),
+    Row("kthvalue_keepdim", lambda T, x: x.kthvalue(3, 0, keepdim=True), _s((4, 2)),
+        domain="distinct", ref=lambda x: (np.sort(x, 0)[2:3], np.argsort(x, 0)[2:3])),
+    Row("median", lambda T, x: T.median(x), _s((3, 4), (5,), ()), domain="distinct",
+        ref=lambda x: np.sort(x.reshape(-1))[(x.size - 1) // 2]),
+    Row("median_dim", lambda T, x: T.median(x, 1), _s((3, 4), (2, 5)), domain="distinct",
+        ref=lambda x: (np.sort(x, 1)[:, (x.shape[1] - 1) // 2],
+                       np.argsort(x, 1)[:, (x.shape[1] - 1) // 2])),
+    Row("median_dim_keepdim_0d", lambda T, x: x.median(0, keepdim=True), _s((4, 2), ()),
+        domain="distinct"),
+    Row("nanmedian", lambda T, x: T.nanmedian(x), _s((3, 4)), domain="distinct",
+        ref=lambda x: np.sort(x.reshape(-1))[(x.size - 1) // 2]),
+    Row("nanmedian_dim", lambda T, x: x.nanmedian(-1), _s((3, 4)), domain="distinct",
+        ref=lambda x: (np.sort(x, 1)[:, 1], np.argsort(x, 1)[:, 1])),
+    Row("median_ties", lambda T, x: T.median(T.round(x)) * x, _s((3, 4)), domain="nonint"),
+    Row("mode", lambda T, x: T.mode(T.round(x * 0.5), 1), _s((3, 5)), domain="nonint",
+        grad=False),
+    Row("mode_grad", lambda T, x: T.cat([x, x[:, :1]], 1).mode(1), _s((3, 4)),
+        domain="distinct"),
+    # shape ops
+    Row("repeat", lambda T, x: x.repeat(2, 1, 3), _s((2, 3), (3,), ()),
+        ref=lambda x: np.tile(x, (2, 1, 3))),
+    Row("tile", lambda T, x: T.tile(x, (2,)), _s((2, 3), ()), ref=lambda x: np.tile(x, 2)),
+    Row("repeat_interleave", lambda T, x: x.repeat_interleave(2, dim=1), _s((2, 3)),
+        ref=lambda x: np.repeat(x, 2, 1)),
+    Row("repeat_interleave_flat", lambda T, x: T.repeat_interleave(x, 3), _s((2, 2), ()),
+        ref=lambda x: np.repeat(x, 3)),
+    Row("repeat_interleave_tensor", lambda T, x: T.repeat_interleave(
+        x, T.tensor([1, 0, 2]), dim=-1, output_size=3), _s((2, 3)),
+        ref=lambda x: np.repeat(x, [1, 0, 2], -1)),
+    Row("roll", lambda T, x: x.roll(1), _s((2, 3), (4,)),
+        ref=lambda x: np.roll(x.reshape(-1), 1).reshape(x.shape)),
+    Row("roll_dims", lambda T, x: T.roll(x, (1, -2), (0, -1)), _s((3, 4)),
+        ref=lambda x: np.roll(x, (1, -2), (0, 1))),
+    Row("rot90", lambda T, x: x.rot90(), _s((2, 3)), ref=np.rot90),
+    Row("rot90_k", lambda T, x: T.rot90(x, -1, (2, 0)), _s((2, 3, 4)),
+        ref=lambda x: np.rot90(x, -1, (2, 0))),
+    Row("rot90_2", lambda T, x: T.rot90(x, 2), _s((2, 3)), ref=lambda x: np.rot90(x, 2)),
+    Row("meshgrid_ij", lambda T, x, y: T.meshgrid(x, y, indexing="ij"), [((3,), (2,))],
+        ref=lambda x, y: tuple(np.meshgrid(x, y, indexing="ij"))),
+    Row("meshgrid_xy", lambda T, x, y, z: T.meshgrid(x, y, z, indexing="xy"),
+        [((3,), (2,), (4,))], ref=lambda x, y, z: tuple(np.meshgrid(x, y, z, indexing="xy"))),
+    Row("cartesian_prod", lambda T, x, y: T.cartesian_prod(x, y), [((3,), (2,))],
+        ref=lambda x, y: np.array([[a, b] for a in x for b in y])),
+    Row("unfold_windows", lambda T, x: x.unfold(1, 3, 2), _s((2, 7), (2, 6, 2)),
+        ref=lambda x: np.moveaxis(np.stack([x[:, i:i + 3] for i in range(0, x.shape[1] - 2,
+                                                                         2)], 1), 2, -1)),
+    Row("trace", lambda T, x: T.trace(x), _s((3, 3), (2, 4)), ref=lambda x: np.trace(x)),
+    Row("ger", lambda T, x, y: T.ger(x, y), [((3,), (2,))], ref=np.outer),
+    Row("addmv", lambda T, b, m, v: T.addmv(b, m, v, beta=0.5, alpha=2),
+        [((2,), (2, 3), (3,)), ((), (2, 3), (3,))], ref=lambda b, m, v: 0.5 * b + 2 * m @ v),
+    Row("baddbmm", lambda T, b, x, y: T.baddbmm(b, x, y, beta=2, alpha=0.5),
+        [((2, 2, 4), (2, 2, 3), (2, 3, 4)), ((4,), (2, 2, 3), (2, 3, 4))],
+        ref=lambda b, x, y: 2 * b + 0.5 * x @ y),
+    Row("addbmm", lambda T, b, x, y: T.addbmm(b, x, y, alpha=2), [((2, 4), (3, 2, 3), (3, 3, 4))],
+        ref=lambda b, x, y: b + 2 * (x @ y).sum(0)),
+    Row("addmm_beta_alpha", lambda T, b, x, y: T.addmm(b, x, y, beta=0.5, alpha=-2),
+        [((2, 4), (2, 3), (3, 4)), ((4,), (2, 3), (3, 4))],
+        ref=lambda b, x, y: 0.5 * b - 2 * x @ y),
+    Row("cross", lambda T, x, y: T.cross(x, y, dim=1), [((2, 3), (2, 3)), ((3, 3, 2), (1, 3, 2))],
+        ref=lambda x, y: np.cross(x, y, axis=1)),
+    Row("linalg_cross", lambda T, x, y: T.linalg.cross(x, y), [((2, 3), (1, 3))], ref=np.cross),
+    Row("std_mean", lambda T, x: T.std_mean(x, 1), _s((2, 3)),
+        ref=lambda x: (x.std(1, ddof=1), x.mean(1))),
+    Row("var_mean", lambda T, x: T.var_mean(x, correction=0), _s((2, 3), (4,)),
+        ref=lambda x: (x.var(), x.mean())),
+    Row("lerp", lambda T, x, y: T.lerp(x, y, 0.3), [((2, 3), (2, 3)), ((2, 3), (3,))],
+        ref=lambda x, y: x + 0.3 * (y - x)),
+    Row("lerp_tensor_weight", lambda T, x, y, w: x.lerp(y, w), [((2, 3), (2, 3), (3,))],
+        ref=lambda x, y, w: x + w * (y - x)),
+    Row("where_two_scalars", lambda T, x: T.where(x > 0, 1.5, -2.0) * x, _s((2, 3), ()),
+        domain="nonzero", ref=lambda x: np.where(x > 0, 1.5, -2.0) * x),
+    Row("isclose", lambda T, x, y: T.isclose(x, x + y * 1e-6, rtol=1e-6, atol=1e-7),
+        BINARY_SHAPES[:3], grad=False,
+        ref=lambda x, y: np.isclose(x, x + y * 1e-6, rtol=1e-6, atol=1e-7)),
+    Row("allclose_as_values", lambda T, x: x * 1.0 if T.allclose(x, x + 1e-9) else -x,
+        _s((2, 3)), ref=lambda x: x),
+    Row("diag_embed_vector", lambda T, x: T.diag(x, 1), _s((3,)), ref=lambda x: np.diag(x, 1)),
+    Row("diag_of_matrix", lambda T, x: T.diag(x, -1), _s((3, 4)), ref=lambda x: np.diag(x, -1)),
+    Row("diagonal", lambda T, x: x.diagonal(), _s((3, 3), (2, 4)), ref=np.diagonal),
+    Row("diagonal_batched", lambda T, x: T.diagonal(x, 1, -1, 0), _s((3, 2, 4)),
+        ref=lambda x: np.diagonal(x, 1, 2, 0)),
+    Row("diagonal_inplace", lambda T, x: _diag_mul_(x), _s((3, 3), (2, 3, 3)),
+        ref=lambda x: x * (1 + 2 * np.eye(3))),
+    Row("diag_embed", lambda T, x: T.diag_embed(x, -1, 0, 2), _s((2, 3)),
+        ref=lambda x: np.stack([np.diag(r, -1) for r in x], 1)),
+
+    # einsum: each path (diagonal, implicit output, ellipsis, batched contraction, outer)
+    Row("einsum_matmul", lambda T, a, b: T.einsum("ij,jk->ik", a, b), [((2, 3), (3, 4))],
+        ref=lambda a, b: np.einsum("ij,jk->ik", a, b)),
+    Row("einsum_batched", lambda T, a, b: T.einsum("bij,bjk->bik", a, b),
+        [((2, 2, 3), (2, 3, 4))], ref=lambda a, b: np.einsum("bij,bjk->bik", a, b)),
+    Row("einsum_diagonal", lambda T, a: T.einsum("ii->i", a), _s((3, 3)),
+        ref=lambda a: np.einsum("ii->i", a)),
+    Row("einsum_trace", lambda T, a: T.einsum("ii", a), _s((3, 3)), ref=np.trace),
+    Row("einsum_ellipsis", lambda T, a, b: T.einsum("...j,j->...", a, b), [((2, 4, 3), (3,))],
+        ref=lambda a, b: np.einsum("...j,j->...", a, b)),
+    Row("einsum_outer", lambda T, a, b: T.einsum("i,j->ij", a, b), [((2,), (3,))], ref=np.outer),
+    Row("einsum_three", lambda T, a, b, c: T.einsum("bn,anm,bm->ba", a, b, c),
+        [((2, 3), (4, 3, 5), (2, 5))], ref=lambda a, b, c: np.einsum("bn,anm,bm->ba", a, b, c)),
+    Row("einsum_implicit", lambda T, a, b: T.einsum("ij,jk", a, b), [((2, 3), (3, 4))],
+        ref=lambda a, b: a @ b),
+    Row("einsum_batch_diag", lambda T, a: T.einsum("...ii->...i", a), _s((2, 3, 3)),
+        ref=lambda a: np.einsum("...ii->...i", a)),
+    Row("einsum_full_contraction", lambda T, a, b: T.einsum("ijk,kji->", a, b),
+        [((2, 3, 4), (4, 3, 2))], ref=lambda a, b: np.einsum("ijk,kji->", a, b)),
+    Row("cdist", lambda T, a, b: T.cdist(a, b), [((3, 2), (4, 2)), ((2, 3, 2), (2, 4, 2))],
+        ref=lambda a, b: np.sqrt(((a[..., :, None, :] - b[..., None, :, :]) ** 2).sum(-1))),
+    Row("cdist_p1", lambda T, a, b: T.cdist(a, b, p=1), [((3, 2), (4, 2))], domain="distinct",
+        ref=lambda a, b: np.abs(a[:, None] - b[None]).sum(-1)),
+    Row("cdist_p3", lambda T, a, b: T.cdist(a, b, p=3.0), [((3, 2), (4, 2))],
+        ref=lambda a, b: (np.abs(a[:, None] - b[None]) ** 3).sum(-1) ** (1 / 3)),
+    Row("normalize", lambda T, x: _F(T).normalize(x), _s((2, 3), (2, 3, 2)),
+        ref=lambda x: x / np.sqrt((x ** 2).sum(1, keepdims=True))),
+    Row("normalize_p1_dim0", lambda T, x: _F(T).normalize(x, 1.0, 0), _s((3, 2)),
+        domain="nonzero", ref=lambda x: x / np.abs(x).sum(0, keepdims=True)),
+    Row("one_hot", lambda T, x: _F(T).one_hot(T.tensor([[0, 3], [1, 1]]), 5) * x, _s((5,)),
+        ref=lambda x: np.eye(5)[[[0, 3], [1, 1]]] * x),
+    Row("unfold_im2col", lambda T, x: _F(T).unfold(x, (2, 3), dilation=(2, 1), padding=1,
+                                                   stride=(1, 2)), _s((2, 2, 5, 4), (2, 4, 5))),
+    Row("fold_col2im", lambda T, x: _F(T).fold(x, (4, 5), 2, stride=(2, 1), padding=(0, 1)),
+        _s((2, 8, 12), (8, 12))),
+    Row("unfold_fold_module", lambda T, x: T.nn.Fold((4, 4), 2, stride=2)(T.nn.Unfold(2)(x)),
+        _s((1, 2, 3, 3))),
+    Row("conv_transpose2d", lambda T, x, w, b: _F(T).conv_transpose2d(
+        x, w, b, stride=2, padding=1, output_padding=1, groups=2, dilation=(1, 2)),
+        [((2, 4, 3, 4), (4, 3, 3, 2), (6,))]),
+    Row("conv_transpose1d", lambda T, x, w: T.conv_transpose1d(x, w, stride=3, padding=2),
+        [((2, 3, 5), (3, 2, 3)), ((3, 5), (3, 2, 3))]),
+    Row("conv_transpose3d", lambda T, x, w, b: _F(T).conv_transpose3d(x, w, b, stride=(2, 1, 2)),
+        [((1, 2, 3, 3, 2), (2, 2, 2, 2, 2), (2,))]),
+    # torch.linalg (well-conditioned inputs: x + 3 I; symmetric ones x + x^T; sign-free
+    # views of eigenvectors and singular vectors, whose signs LAPACK builds may choose)
+    Row("linalg_inv", lambda T, x: T.linalg.inv(_wc(T, x)), _s((3, 3), (2, 2, 2)),
+        ref=lambda x: np.linalg.inv(_np_wc(x)), f32_tol=1e-4),
+    Row("linalg_det", lambda T, x: T.linalg.det(_wc(T, x)), _s((3, 3), (2, 2, 2)),
+        ref=lambda x: np.linalg.det(_np_wc(x)), f32_tol=1e-4),
+    Row("linalg_slogdet", lambda T, x: T.linalg.slogdet(_wc(T, x) - 6 * _eye(T, x)),
+        _s((3, 3)), ref=lambda x: np.linalg.slogdet(_np_wc(x) - 6 * np.eye(3)), f32_tol=1e-4),
+    Row("logdet", lambda T, x: T.logdet(_spd(T, x)), _s((3, 3)),
+        ref=lambda x: np.linalg.slogdet(_np_spd(x))[1], f32_tol=1e-4),
+    Row("linalg_solve", lambda T, a, b: T.linalg.solve(_wc(T, a), b),
+        [((3, 3), (3, 2)), ((2, 3, 3), (3, 2)), ((3, 3), (3,))],
+        ref=lambda a, b: np.linalg.solve(_np_wc(a), b), f32_tol=1e-4),
+    Row("linalg_cholesky", lambda T, x: T.linalg.cholesky(_spd(T, x)), _s((3, 3), (2, 2, 2)),
+        ref=lambda x: np.linalg.cholesky(_np_spd(x)), f32_tol=1e-4),
+    Row("linalg_cholesky_upper", lambda T, x: T.linalg.cholesky(_spd(T, x), upper=True),
+        _s((3, 3)), ref=lambda x: np.linalg.cholesky(_np_spd(x)).T, f32_tol=1e-4),
+    Row("linalg_qr", lambda T, x: tuple(t.abs() for t in T.linalg.qr(x)), _s((4, 3), (3, 3)),
+        ref=lambda x: tuple(np.abs(t) for t in np.linalg.qr(x)), f32_tol=1e-4),
+    Row("linalg_eigh", lambda T, x: _eigh_signless(T, x + x.mT), _s((3, 3), (2, 3, 3)),
+        ref=lambda x: (np.linalg.eigh(x + np.swapaxes(x, -1, -2))[0],
+                       np.abs(np.linalg.eigh(x + np.swapaxes(x, -1, -2))[1])), f32_tol=1e-4),
+    Row("linalg_eigvalsh", lambda T, x: T.linalg.eigvalsh(x + x.mT), _s((4, 4)),
+        ref=lambda x: np.linalg.eigvalsh(x + x.T), f32_tol=1e-4),
+    Row("linalg_svd", lambda T, x: _svd_signless(T, x), _s((4, 3), (3, 4), (2, 3, 3)),
+        ref=lambda x: tuple(np.abs(t) if t.ndim == x.ndim else t for t in
+                            np.linalg.svd(x, full_matrices=False)), f32_tol=1e-4),
+    Row("linalg_svdvals", lambda T, x: T.linalg.svdvals(x), _s((4, 3), (2, 2, 3)),
+        ref=lambda x: np.linalg.svd(x, compute_uv=False), f32_tol=1e-4),
+    Row("linalg_pinv", lambda T, x: T.linalg.pinv(x), _s((4, 3), (2, 3)),
+        ref=np.linalg.pinv, f32_tol=1e-4),
+    Row("linalg_lstsq", lambda T, a, b: T.linalg.lstsq(a, b).solution, [((4, 3), (4, 2))],
+        ref=lambda a, b: np.linalg.lstsq(a, b, rcond=None)[0], f32_tol=1e-4),
+    Row("linalg_vector_norm", lambda T, x: T.linalg.vector_norm(x, 3, dim=(0, -1)),
+        _s((2, 3, 2)), ref=lambda x: (np.abs(x) ** 3).sum((0, 2)) ** (1 / 3)),
+    Row("linalg_vector_norm_inf", lambda T, x: T.linalg.vector_norm(x, -math.inf, dim=1,
+                                                                    keepdim=True),
+        _s((2, 3)), domain="distinct", ref=lambda x: np.abs(x).min(1, keepdims=True)),
+    Row("linalg_vector_norm_0", lambda T, x: T.linalg.vector_norm(x, 0) + x.sum(), _s((2, 3)),
+        domain="nonzero", ref=lambda x: 6.0 + x.sum()),
+    Row("linalg_matrix_norm_fro", lambda T, x: T.linalg.matrix_norm(x), _s((3, 4), (2, 2, 3)),
+        ref=lambda x: np.sqrt((x ** 2).sum((-2, -1)))),
+    Row("linalg_matrix_norm_nuc", lambda T, x: T.linalg.matrix_norm(x, "nuc"), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, "nuc"), f32_tol=1e-4),
+    Row("linalg_matrix_norm_2", lambda T, x: T.linalg.norm(x, 2), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, 2), f32_tol=1e-4),
+    Row("linalg_matrix_norm_m2", lambda T, x: T.linalg.matrix_norm(x, -2), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, -2), f32_tol=1e-4),
+    Row("linalg_matrix_norm_inf", lambda T, x: T.linalg.matrix_norm(x, math.inf), _s((3, 4)),
+        domain="distinct", ref=lambda x: np.linalg.norm(x, np.inf)),
+    Row("linalg_matrix_norm_m1_keepdim", lambda T, x: T.linalg.matrix_norm(
+        x, -1, dim=(0, 2), keepdim=True), _s((3, 2, 4)), domain="distinct",
+        ref=lambda x: np.abs(x).sum(0, keepdims=True).min(2, keepdims=True)),
+    Row("linalg_norm_vector", lambda T, x: T.linalg.norm(x, 1), _s((4,)), domain="nonzero",
+        ref=lambda x: np.abs(x).sum()),
+    Row("movedim", lambda T, x: T.movedim(x, (0, 1), (2, 0)), _s((2, 3, 4)),
+        ref=lambda x: np.moveaxis(x, (0, 1), (2, 0))),
+    # interpolate: every mode, by size and by scale factor, with and without align_corners
+    Row("interpolate_nearest", lambda T, x: _F(T).interpolate(x, scale_factor=1.7),
+        _s((1, 2, 5), (1, 2, 3, 4))),
+    Row("interpolate_nearest_exact", lambda T, x: _F(T).interpolate(x, (3, 7),
+                                                                    mode="nearest-exact"),
+        _s((1, 2, 4, 5))),
+    Row("interpolate_nearest_3d", lambda T, x: _F(T).interpolate(x, 5), _s((1, 1, 3, 4, 2))),
+    Row("interpolate_linear", lambda T, x: _F(T).interpolate(x, 8, mode="linear"),
+        _s((2, 2, 5))),
+    Row("interpolate_linear_align", lambda T, x: _F(T).interpolate(
+        x, scale_factor=0.6, mode="linear", align_corners=True), _s((1, 2, 5))),
+    Row("interpolate_bilinear", lambda T, x: _F(T).interpolate(
+        x, scale_factor=(1.5, 0.75), mode="bilinear"), _s((1, 2, 4, 5))),
+    Row("interpolate_bilinear_recompute", lambda T, x: _F(T).interpolate(
+        x, scale_factor=1.7, mode="bilinear", recompute_scale_factor=True), _s((1, 1, 3, 4))),
+    Row("interpolate_bicubic", lambda T, x: _F(T).interpolate(x, (6, 3), mode="bicubic"),
+        _s((1, 2, 4, 5))),
+    Row("interpolate_bicubic_align", lambda T, x: _F(T).interpolate(
+        x, scale_factor=2, mode="bicubic", align_corners=True), _s((1, 1, 3, 3))),
+    Row("interpolate_trilinear", lambda T, x: _F(T).interpolate(x, (4, 3, 5), mode="trilinear"),
+        _s((1, 1, 3, 4, 2))),
+    Row("upsampling_bilinear2d", lambda T, x: T.nn.UpsamplingBilinear2d(scale_factor=2)(x),
+        _s((1, 2, 3, 3))),
+    # (non-overlapping windows: with overlaps PyTorch's backward, a gather, counts a value
+    # once per window that picked it, which is not the derivative gradcheck measures)
+    Row("max_unpool2d", lambda T, x: _F(T).max_unpool2d(*_F(T).max_pool2d(
+        x, 2, return_indices=True), 2, output_size=(5, 5)), _s((1, 2, 4, 5)), domain="distinct"),
+    Row("max_unpool1d", lambda T, x: _F(T).max_unpool1d(*_F(T).max_pool1d(
+        x, 2, return_indices=True), 2, output_size=(7,)), _s((2, 2, 6)), domain="distinct"),
+    Row("max_unpool3d_module", lambda T, x: T.nn.MaxUnpool3d(2)(*T.nn.MaxPool3d(
+        2, return_indices=True)(x)), _s((1, 1, 2, 4, 4)), domain="distinct"),
+    Row("view_dtype", lambda T, x: (x.float().view(T.int32) // 65536).long(), _s((2, 3)),
+        grad=False,
+        ref=lambda x: x.astype(np.float32).view(np.int32) // 65536),
+    Row("view_dtype_wider", lambda T, x: x.float().view(T.float64) * 0 + x.sum(), _s((2, 4)),
+        fd_eps=1e-3, fd_tol=1e-3, rtol=1e-6),
+    Row("embedding_bag_mean", lambda T, w: _F(T).embedding_bag(
+        T.tensor([0, 1, 2, 1, 4, 3, 3]), w, T.tensor([0, 2, 2, 5])), _s((5, 4))),
+    Row("embedding_bag_sum_2d_padding", lambda T, w: _F(T).embedding_bag(
+        T.tensor([[0, 1, 2], [1, 4, 4]]), w, mode="sum", padding_idx=4), _s((5, 3))),
+    Row("embedding_bag_max_last_offset", lambda T, w: _F(T).embedding_bag(
+        T.tensor([0, 1, 2, 1, 4, 3, 3]), w, T.tensor([0, 2, 5, 6]), mode="max",
+        include_last_offset=True), _s((5, 4)), domain="distinct"),
+    Row("embedding_bag_per_sample_weights", lambda T, w, p: T.nn.functional.embedding_bag(
+        T.tensor([0, 1, 2, 1]), w, T.tensor([0, 1]), mode="sum", per_sample_weights=p),
+        [((3, 2), (4,))]),
+    # full_matrices: the completing columns are no function of A (LAPACK picks them), so
+    # values are compared, and gradients through the first min(m, n) columns only
+    Row("linalg_svd_full", lambda T, x: tuple(t.abs() for t in T.linalg.svd(x)[::2]),
+        _s((4, 3), (2, 4)), ref=lambda x: tuple(np.abs(t) for t in np.linalg.svd(x)[::2]),
+        f32_tol=1e-4, grad=False),
+    Row("linalg_svd_full_grad", lambda T, x: _svd_full_leading(T, x), _s((4, 3), (2, 4)),
+        f32_tol=1e-4),
+    Row("torch_svd", lambda T, x: tuple(t.abs() for t in T.svd(x)), _s((4, 3)),
+        ref=lambda x: (np.abs(np.linalg.svd(x, False)[0]), np.linalg.svd(x, False)[1],
+                       np.abs(np.linalg.svd(x, False)[2].T)), f32_tol=1e-4),
+    Row("norm_nuc", lambda T, x: T.norm(x, "nuc"), _s((3, 4)),
+        ref=lambda x: np.linalg.norm(x, "nuc"), f32_tol=1e-4),
+]
+
+# ==== end of structural ops (opsb) ====
+
+
 ROWS_BY_NAME = {r.name: r for r in ROWS}
 assert len(ROWS_BY_NAME) == len(ROWS), "duplicate row names"
 

@@ -15,7 +15,12 @@ from tracegrad import primitives as P
 from tracegrad.autograd.forward_ad import derived_jvp
 from tracegrad.tensor import apply
 
-FIRST_SAMPLES = [(r, r.shapes[0]) for r in ROWS if r.grad]
+# Forward mode does not follow an in-place write through a view (the tangent of the base
+# stays the old one): y = x * 1; y[0].mul_(3) has the same defect. Known, strict xfail.
+_VIEW_WRITE_ROWS = {"diagonal_inplace"}
+FIRST_SAMPLES = [(r, r.shapes[0]) if r.name not in _VIEW_WRITE_ROWS else pytest.param(
+    (r, r.shapes[0]), marks=pytest.mark.xfail(strict=True, reason="fw AD: write through view"))
+    for r in ROWS if r.grad]
 
 
 def _duals(row, arrays, seed=3):
@@ -95,8 +100,11 @@ def test_jvp_matches_torch_func(name):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-9, atol=1e-12)
 
 
+# logcumsumexp's VJP (PyTorch's) takes log|g| of the cotangent's sign parts to stay stable,
+# so it is linear in g but not through linear ops: the double-VJP trick at g = 0 gives 0.
+# Its explicit rule is checked against the VJP by test_tangents_transpose_the_vjp instead.
 EXPLICIT = [p for p in P.PRIMITIVES.values() if p.jvp is not None and not callable(p.jvp)
-            and not p.variadic]
+            and not p.variadic and p.name != "logcumsumexp"]
 
 
 def _sample_args(prim, rng):
@@ -121,7 +129,11 @@ def _sample_args(prim, rng):
               "flip": {"axes": (0,)}, "clamp": {"min": 0.7, "max": 1.2},
               "cast": {"dtype": tg.float32}, "gelu": {"approximate": "none"},
               "pow_scalar": {"exponent": 2.5}, "rpow_scalar": {"base": 2.0},
-              "polygamma": {"n": 2}}.get(prim.name, {})
+              "polygamma": {"n": 2},
+
+              "cumprod": {"axis": 1}, "diagonal": {"offset": 1, "dim1": 0, "dim2": 1},
+              "diag_embed": {"offset": 0, "dim1": 0, "dim2": 2, "shape": (3, 2, 3)},
+              }.get(prim.name, {})
     return [x] + [rng.uniform(0.5, 1.5, (2, 3)) for _ in range(n - 1)], params
 
 

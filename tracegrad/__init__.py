@@ -41,7 +41,10 @@ _FROM_FUNCTIONAL = {"conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
                     "max_pool3d": "max_pool3d", "avg_pool1d": "avg_pool1d",
                     "adaptive_avg_pool1d": "adaptive_avg_pool1d",
                     "adaptive_max_pool1d": "_torch_adaptive_max_pool1d",
-                    "batch_norm": "_torch_batch_norm"}
+                    "batch_norm": "_torch_batch_norm",
+                    # structural ops (opsb)
+                    "conv_transpose1d": "conv_transpose1d", "conv_transpose2d": "conv_transpose2d",
+                    "conv_transpose3d": "conv_transpose3d"}
 
 
 # devices/creation helper: the device and runtime modules real scripts touch at the top
@@ -73,7 +76,7 @@ from .amp.autocast_mode import (  # noqa: E402
 
 def __getattr__(name):
     if name in ("nn", "optim", "ir", "passes", "codegen", "random", "profiler",
-                "serialization", "special") or name in _DEVICE_MODULES:
+                "serialization", "special", "linalg") or name in _DEVICE_MODULES:
         mod = _lazy(name)
         globals()[name] = mod
         return mod
@@ -90,7 +93,17 @@ def __getattr__(name):
 
 
 from .runtime import compile  # noqa: E402,A001  (tracegrad.compile, as torch.compile)
-from .ir.tracer import trace  # noqa: E402  (the tracer imports the namespace above)
+from .ir.tracer import trace as _trace_fn  # noqa: E402  (the tracer imports the namespace above)
+
+
+def trace(fn_or_input, *args, **kwargs):
+    """``tracegrad.trace(fn, *args)`` -> the traced Graph; ``tracegrad.trace(matrix)`` ->
+    the sum of its diagonal (``torch.trace``)."""
+    if isinstance(fn_or_input, Tensor):
+        from .functions import trace as matrix_trace
+        return matrix_trace(fn_or_input, *args, **kwargs)
+    return _trace_fn(fn_or_input, *args, **kwargs)
+
 
 from .autograd.graph import _late  # noqa: E402
 _late.load()  # the names autograd's nodes use, bound now that every module is loaded

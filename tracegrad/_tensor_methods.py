@@ -495,3 +495,31 @@ def _contiguous(self, memory_format=None):
 Tensor.is_contiguous = _is_contiguous
 Tensor.contiguous = _contiguous
 # ---- end of opsa methods ----
+
+
+# ---- structural ops (opsb): cumulative scans, scatter, sorting ---------------------
+for _name in ["cummax", "cummin", "cumprod", "logcumsumexp", "scatter", "scatter_reduce"]:
+    setattr(Tensor, _name, getattr(F, _name))
+for _name in ["cumsum", "cumprod", "scatter", "scatter_reduce", "scatter_add"]:
+    setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+for _name in ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode",
+              "unique", "unique_consecutive"]:
+    setattr(Tensor, _name, getattr(F, _name))
+Tensor.unfold = F._tensor_unfold
+for _name in ["repeat", "tile", "repeat_interleave", "roll", "rot90", "trace", "ger",
+              "addmv", "baddbmm", "addbmm", "cross", "lerp", "argwhere"]:
+    setattr(Tensor, _name, getattr(F, _name))
+for _name in ["addmm", "addmv", "baddbmm", "addbmm", "lerp"]:
+    setattr(Tensor, _name + "_", _inplace(getattr(F, _name)))
+for _name in ["diagonal", "diag_embed", "diag"]:
+    setattr(Tensor, _name, getattr(F, _name))
+for _name in ["movedim", "moveaxis"]:
+    setattr(Tensor, _name, getattr(F, _name))
+Tensor.inverse = lambda self: _linalg().inv(self)
+Tensor.det = lambda self: _linalg().det(self)
+Tensor.slogdet = lambda self: _linalg().slogdet(self)
+
+
+def _linalg():
+    from . import linalg
+    return linalg

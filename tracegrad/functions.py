@@ -564,6 +564,11 @@ def where(condition, input=None, other=None):
             raise RuntimeError("where expected condition to be a boolean tensor, but got a "
                                f"tensor with dtype {_torch_type_name(cond.dtype)}")
         cond = ne(cond, 0)
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        # two numbers: the dtype their kinds give (bool, int64 or the default float)
+        cat = builtins.max(_scalar_category(input), _scalar_category(other))
+        dt = _SCALAR_DEFAULTS[cat] or dtypes.get_default_dtype()
+        input, other = _const(input, dt), _const(other, dt)
     x, y = _coerce(input, other)
     return apply(P.where_p, (cond, x, y))
 
@@ -592,10 +597,20 @@ _C_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half"
 
 def nonzero(input, *, as_tuple=False):
     a = _as_tensor(input)._concrete("nonzero()")
+    if a.ndim == 0:  # PyTorch: a 0-d input counts as one element with no coordinates
+        hit = _int(_bool(a))
+        if as_tuple:
+            return (Tensor._make(np.zeros(hit, np.int64)),)
+        return Tensor._make(np.zeros((hit, 0), np.int64))
     idx = np.nonzero(a)
     if as_tuple:
         return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
     return Tensor._make(np.stack(idx, axis=1).astype(np.int64))
+
+
+def argwhere(input) -> Tensor:
+    """The coordinates of the nonzero entries, one row each (nonzero())."""
+    return nonzero(input)
 
 
 # ----------------------------------------------------------------------------
@@ -743,8 +758,9 @@ def norm(input, p="fro", dim=None, keepdim: _bool = False, dtype=None):
     x = _float(_as_tensor(input))
     if p in ("fro", None):
         p = 2
-    if p == "nuc":
-        raise NotImplementedError("nuclear norm is not supported")
+    if p == "nuc" or (isinstance(p, str) and dim is not None):
+        from . import linalg
+        return linalg.matrix_norm(x, p, (-2, -1) if dim is None else dim, keepdim)
     return apply(P.norm_p, (x,), {"ord": _pyfloat(p) if p != math.inf else math.inf,
                                   "axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)})
 
@@ -807,13 +823,29 @@ def _values(x):
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> _bool:
-    return _bool(np.allclose(_values(input), _values(other), rtol=rtol, atol=atol,
-                             equal_nan=equal_nan))
+    """Whether every entry isclose(). Traced, the answer stays a 0-d bool tensor, so a
+    compiled function breaks the graph only where Python reads it (``if allclose(..)``)."""
+    close = all(isclose(input, other, rtol, atol, equal_nan))
+    return close if trace_state.current is not None else _bool(close._data)
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-    return Tensor._make(np.isclose(_values(input), _values(other), rtol=rtol, atol=atol,
-                                   equal_nan=equal_nan))
+    """|input - other| <= atol + rtol * |other|, elementwise (equal infinities are close;
+    NaNs only with equal_nan). Made of elementwise ops: no graph break when compiled."""
+    a, b = _as_tensor(input), _as_tensor(other)
+    if a.dtype is not b.dtype:
+        raise RuntimeError(f"{_TYPE_WORD[a.dtype.name]} did not match "
+                           f"{_TYPE_WORD[b.dtype.name]}")
+    a, b = a.detach(), b.detach()
+    close = eq(a, b)
+    if equal_nan and a.dtype.is_floating_point:
+        close = logical_or(close, logical_and(isnan(a), isnan(b)))
+    if rtol == 0 and atol == 0 or a.dtype is dtypes.bool_:
+        return close
+    if not a.dtype.is_floating_point:
+        a, b = cast(a, dtypes.get_default_dtype()), cast(b, dtypes.get_default_dtype())
+    error = abs(a - b)
+    return logical_or(close, logical_and(isfinite(error), le(error, atol + rtol * abs(b))))
 
 
 def equal(input, other) -> _bool:
@@ -924,10 +956,6 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     return apply(P.add_p, (a, b), name="AddmmBackward0")
 
 
-def einsum(equation, *operands):
-    raise NotImplementedError("einsum is not supported yet; use matmul, permute and sum")
-
-
 # ----------------------------------------------------------------------------
 # shapes
 
@@ -970,8 +998,14 @@ def _viewable(x: Tensor, shape: tuple) -> _bool:
 
 
 def view(input, *shape):
-    if len(shape) == 1 and isinstance(shape[0], (DType, str)) or shape and shape[0] in (float, int):
-        raise NotImplementedError("view(dtype) is not supported; use .to(dtype)")
+    if len(shape) == 1 and (isinstance(shape[0], (DType, np.dtype)) or shape[0] in (
+            _pyfloat, _int, _bool)):
+        # view(dtype): the same memory read as another dtype (no gradient, as in PyTorch)
+        dt = as_dtype(shape[0])
+        if dt is input.dtype:
+            return input
+        P.bitcast_p.shape(input, dtype=dt)  # PyTorch's errors
+        return apply(P.bitcast_p, (input,), {"dtype": dt})
     x = input
     new = _infer_shape(_shape_args(shape), x.numel())
     if not _viewable(x, new):
@@ -1218,13 +1252,20 @@ def narrow(input, dim, start, length):
     return apply(P.getitem_p, (input,), {"index": index}, name="SliceBackward0")
 
 
+def _check_matrix_like(x, name):
+    if x.ndim < 2:
+        raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions")
+
+
 def tril(input, diagonal=0):
+    _check_matrix_like(input, "tril")
     n, m = input.shape[-2:]
     mask = Tensor._make(np.tril(np.ones((n, m), bool), diagonal))
     return apply(P.where_p, (mask, input, _const(0, input.dtype)), name="TrilBackward0")
 
 
 def triu(input, diagonal=0):
+    _check_matrix_like(input, "triu")
     n, m = input.shape[-2:]
     mask = Tensor._make(np.triu(np.ones((n, m), bool), diagonal))
     return apply(P.where_p, (mask, input, _const(0, input.dtype)), name="TriuBackward0")
@@ -1347,10 +1388,16 @@ def setitem(x: Tensor, key, value) -> None:
 
 
 def gather(input, dim, index):
-    x = input
-    if _as_tensor(index).dtype not in (dtypes.int64, dtypes.int32):
-        raise RuntimeError("gather(): Expected dtype int32/int64 for index")
-    return apply(P.gather_p, (x, cast(index, dtypes.int64)), {"axis": _dim(dim, x.ndim)})
+    x = _as_tensor(input)
+    index = _index_arg(index, "gather")
+    if x.ndim == 0 and index.ndim == 0:
+        _dim(dim, 0)
+        r = apply(P.gather_p, (reshape(x, (1,)), reshape(index, (1,))), {"axis": 0})
+        return _back_to_0d(r, 0, "GatherBackward0")
+    d = _dim(dim, x.ndim)
+    if index.ndim == x.ndim:
+        _check_index_values(index, x.shape[d], d)
+    return apply(P.gather_p, (x, index), {"axis": d})
 
 
 def take_along_dim(input, indices, dim):
@@ -1363,7 +1410,10 @@ def _scatter_add(base, idx, g, axis: _int):
 
 
 def scatter_add(input, dim, index, src):
-    return _scatter_add(input, cast(index, dtypes.int64), src, _dim(dim, input.ndim))
+    x0 = input
+    x, d, index, src = _scatter_args(input, dim, index, src, "scatter_add")
+    r = _scatter_add(x, index, src, d)
+    return _back_to_0d(r, x0.ndim) if x0.ndim == 0 else r
 
 
 def index_select(input, dim, index):
@@ -2499,3 +2549,1026 @@ squeeze = _numpy_names(squeeze, keepdims=False)
 unsqueeze = _numpy_names(unsqueeze, keepdims=False)
 
 # ---- end of opsa block -------------------------------------------------------
+
+
+# ==== structural ops (opsb): cumulative scans, scatter, sorting and selection ====
+
+def _return_type(name: str, fields=("values", "indices")):
+    """A ``torch.return_types.<name>`` named tuple (its repr is torch's)."""
+    base = collections.namedtuple(name, fields)
+
+    def __repr__(self):
+        body = ",\n".join(f"{f}={v!r}" for f, v in zip(fields, self, strict=True))
+        return f"torch.return_types.{name}(\n{body})"
+    cls = type(name, (base,), {"__slots__": (), "__repr__": __repr__})
+    cls.__module__ = "torch.return_types"
+    return cls
+
+
+_cummax_t, _cummin_t = _return_type("cummax"), _return_type("cummin")
+
+
+def _as_vector(x: Tensor) -> Tensor:
+    return reshape(x, (1,)) if x.ndim == 0 else x
+
+
+def _back_to_0d(r: Tensor, ndim: _int, name=None) -> Tensor:
+    return _not_a_view(apply(P.reshape_p, (r,), {"shape": ()}, name=name)) if ndim == 0 else r
+
+
+def _cum_extreme(op, input, dim):
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    name = "CummaxBackward0" if op == "max" else "CumminBackward0"
+    v = _as_vector(x)
+    idx = apply(P.cumextreme_index_p, (v,), {"axis": d, "op": op})
+    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else name)
+    result = _cummax_t if op == "max" else _cummin_t
+    return result(_back_to_0d(values, x.ndim, name), _back_to_0d(idx, x.ndim))
+
+
+def cummax(input, dim):
+    """(values, indices) of the running maximum along ``dim``; a tie takes the later index.
+
+    >>> tracegrad.cummax(tracegrad.tensor([1., 3., 2., 3.]), 0).indices
+    tensor([0, 1, 1, 3])
+    """
+    return _cum_extreme("max", input, dim)
+
+
+def cummin(input, dim):
+    """(values, indices) of the running minimum along ``dim``; a tie takes the later index."""
+    return _cum_extreme("min", input, dim)
+
+
+def cumprod(input, dim, *, dtype=None):
+    """Running product along ``dim``; its gradient is exact where the input has zeros.
+
+    >>> tracegrad.cumprod(tracegrad.tensor([1., 2., 3.]), 0)
+    tensor([1., 2., 6.])
+    """
+    x = _as_tensor(input)
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif not x.dtype.is_floating_point:
+        x = cast(x, dtypes.int64)
+    d = _dim(dim, x.ndim)
+    r = apply(P.cumprod_p, (_as_vector(x),), {"axis": d})
+    return _back_to_0d(r, x.ndim, "CumprodBackward0")
+
+
+def logcumsumexp(input, dim):
+    """log(cumsum(exp(x))) along ``dim``, computed stably (no overflow, no log(0)).
+
+    >>> tracegrad.logcumsumexp(tracegrad.tensor([0., 0.]), 0)
+    tensor([0.0000, 0.6931])
+    """
+    x = _as_tensor(input)
+    if not x.dtype.is_floating_point:
+        raise _not_implemented_for("logcumsumexp_out_cpu", x.dtype)
+    d = _dim(dim, x.ndim)
+    r = apply(P.logcumsumexp_p, (_as_vector(x),), {"axis": d})
+    return _back_to_0d(r, x.ndim, "LogcumsumexpBackward0")
+
+
+def _index_arg(index, fn: str) -> Tensor:
+    index = _as_tensor(index)
+    if index.dtype._category != 1 or index.dtype is dtypes.bool_:
+        raise RuntimeError(f"{fn}(): Expected dtype int32/int64 for index")
+    return cast(index, dtypes.int64)
+
+
+def _check_index_values(index: Tensor, size: _int, dim: _int) -> None:
+    a = index._data
+    if a.__class__ is np.ndarray and a.size:  # known values (eager, or a traced constant)
+        bad = a[(a < 0) | (a >= size)]
+        if bad.size:
+            raise RuntimeError(f"index {bad.flat[0]} is out of bounds for dimension {dim} with "
+                               f"size {size}")
+
+
+def _scatter(base: Tensor, idx: Tensor, src: Tensor, axis: _int, reduce: str = "none",
+             include_self: _bool = True) -> Tensor:
+    """The ``scatter`` primitive (idx and src of one shape; see primitives.py)."""
+    return apply(P.scatter_p, (base, idx, src), {"axis": axis, "reduce": reduce,
+                                                 "include_self": _bool(include_self)})
+
+
+def _scatter_args(input, dim, index, src, fn: str):
+    """Checked, normalised (x, axis, index, src) for the scatter family; src sliced to
+    the index's shape (PyTorch reads only that corner of it); 0-d made 1-d."""
+    x = _as_tensor(input)
+    index = _index_arg(index, fn)
+    if x.ndim == 0 and index.ndim == 0:
+        x, index = reshape(x, (1,)), reshape(index, (1,))
+        if isinstance(src, Tensor) and src.ndim == 0:
+            src = reshape(src, (1,))
+    d = _dim(dim, x.ndim)
+    if isinstance(src, Tensor):
+        if src.dtype is not x.dtype:
+            raise RuntimeError(f"{fn}(): Expected self.dtype to be equal to src.dtype")
+        if not (index.ndim == x.ndim == src.ndim):
+            raise RuntimeError("Index tensor must have the same number of dimensions as "
+                               + ("self tensor" if index.ndim != x.ndim else "src tensor"))
+    elif index.ndim != x.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as self tensor")
+    too_big = builtins.any(i > n for k, (i, n) in enumerate(zip(index.shape, x.shape,
+                                                                 strict=True)) if k != d)
+    if isinstance(src, Tensor):
+        too_big = too_big or builtins.any(i > n for i, n in zip(index.shape, src.shape,
+                                                                 strict=True))
+    if too_big:
+        src_part = (f" and to be no larger size than src {list(src.shape)}"
+                    if isinstance(src, Tensor) else "")
+        raise RuntimeError(f"Expected index {list(index.shape)} to be no larger than self "
+                           f"{list(x.shape)} apart from dimension {d}{src_part}")
+    _check_index_values(index, x.shape[d], d)
+    if isinstance(src, Tensor):
+        if src.shape != index.shape:
+            src = getitem(src, tuple(_slice(0, n) for n in index.shape))
+    else:
+        src = broadcast_to(_const(src, x.dtype), index.shape)
+    return x, d, index, src
+
+
+_SCATTER_OLD_REDUCE = {"add": "sum", "multiply": "prod"}
+
+
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    """``input`` with ``src`` (a tensor, or the number ``value``) written at ``index``
+    along ``dim``: out[i][index[i][j]] = src[i][j] for dim=1. ``reduce='add'|'multiply'``
+    combines instead of writing (deprecated in PyTorch; see scatter_reduce).
+
+    >>> tracegrad.zeros(3).scatter(0, tracegrad.tensor([2, 0]), tracegrad.tensor([5., 6.]))
+    tensor([6., 0., 5.])
+    """
+    if src is None:
+        src = value
+    if src is None:
+        raise TypeError("scatter() missing 1 required positional argument: 'src' (or value=)")
+    x0 = input
+    x, d, index, src_t = _scatter_args(input, dim, index, src, "scatter")
+    if reduce is not None:
+        if reduce not in _SCATTER_OLD_REDUCE:
+            raise RuntimeError("reduce argument must be either add or multiply.")
+        if isinstance(src, Tensor):
+            import warnings
+            warnings.warn("The reduce argument of torch.scatter with Tensor src is deprecated and "
+                          "will be removed in a future PyTorch release. Use torch.scatter_reduce "
+                          "instead for more reduction options.", UserWarning, stacklevel=2)
+        r = _scatter(x, index, src_t, d, _SCATTER_OLD_REDUCE[reduce])
+    else:
+        r = apply(P.scatter_p, (x, index, src_t), {"axis": d, "reduce": "none",
+                                                   "include_self": True},
+                  name=None if isinstance(src, Tensor) else "ScatterBackward1")
+    return _back_to_0d(r, x0.ndim) if x0.ndim == 0 else r
+
+
+_SCATTER_REDUCE = ("sum", "prod", "mean", "amax", "amin")
+
+
+def scatter_reduce(input, dim, index, src, reduce, *, include_self: _bool = True):
+    """``input`` with ``src`` reduced into it at ``index`` along ``dim``: reduce is one of
+    sum, prod, mean, amax, amin; ``include_self=False`` leaves input's own values out
+    where anything is scattered.
+
+    >>> x = tracegrad.tensor([1., 2.])
+    >>> x.scatter_reduce(0, tracegrad.tensor([0, 0]), tracegrad.tensor([5., 3.]), "amax")
+    tensor([5., 2.])
+    """
+    if reduce not in _SCATTER_REDUCE:
+        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got "
+                           f"{reduce}")
+    x0 = input
+    x, d, index, src = _scatter_args(input, dim, index, src, "scatter_reduce")
+    r = _scatter(x, index, src, d, reduce, include_self)
+    return _back_to_0d(r, x0.ndim) if x0.ndim == 0 else r
+
+
+_sort_t, _topk_t, _kthvalue_t = (_return_type(n) for n in ("sort", "topk", "kthvalue"))
+_median_t, _nanmedian_t, _mode_t = (_return_type(n) for n in ("median", "nanmedian", "mode"))
+
+
+def _sort_index(x: Tensor, axis: _int, descending: _bool) -> Tensor:
+    return apply(P.sort_index_p, (x,), {"axis": axis, "descending": _bool(descending)})
+
+
+def _take(x: Tensor, idx: Tensor, axis: _int, keepdim: _bool, name: str) -> Tensor:
+    """x's values at ``idx`` (size 1 along ``axis`` unless keepdim is moot), recorded as
+    ``name``; the axis dropped unless keepdim."""
+    if keepdim or idx.shape[axis] != 1:
+        return apply(P.gather_p, (x, idx), {"axis": axis}, name=name)
+    values = apply(P.gather_p, (x, idx), {"axis": axis})
+    shape = values.shape[:axis] + values.shape[axis + 1:]
+    return _not_a_view(apply(P.reshape_p, (values,), {"shape": shape}, name=name))
+
+
+def _drop(idx: Tensor, axis: _int, keepdim: _bool) -> Tensor:
+    return idx if keepdim else _not_a_view(squeeze(idx, axis))
+
+
+def sort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False):
+    """(values, indices) sorted along ``dim``; always stable (equal values keep their
+    order, as PyTorch's CPU sort), NaN sorted as the largest value.
+
+    >>> tracegrad.sort(tracegrad.tensor([3., 1., 2.]), descending=True).indices
+    tensor([0, 2, 1])
+    """
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    idx = _sort_index(v, d, descending)
+    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
+                   "SortBackward0")
+    return _sort_t(_back_to_0d(values, x.ndim, "SortBackward0"), _back_to_0d(idx, x.ndim))
+
+
+def argsort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False) -> Tensor:
+    """The indices that sort ``input`` along ``dim`` (stable)."""
+    return sort(input, dim, descending, stable).indices
+
+
+def msort(input) -> Tensor:
+    """``input`` sorted along its first dim."""
+    return sort(input, 0).values
+
+
+def topk(input, k: _int, dim: _int = -1, largest: _bool = True, sorted: _bool = True):
+    """(values, indices) of the ``k`` largest (or smallest) entries along ``dim``, in
+    order. Among equal values the earlier index comes first.
+
+    >>> tracegrad.topk(tracegrad.tensor([1., 5., 3.]), 2).values
+    tensor([5., 3.])
+    """
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if not 0 <= k <= v.shape[d]:
+        raise RuntimeError("selected index k out of range")
+    idx = _sort_index(v, d, largest)
+    if k != v.shape[d]:
+        idx = getitem(idx, (_slice(None),) * d + (_slice(0, k),))
+    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
+                   "TopkBackward0")
+    return _topk_t(_back_to_0d(values, x.ndim, "TopkBackward0"), _back_to_0d(idx, x.ndim))
+
+
+def kthvalue(input, k: _int, dim: _int = -1, keepdim: _bool = False):
+    """(values, indices) of the k-th smallest entry along ``dim`` (k counts from 1)."""
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if not 1 <= k <= v.shape[d]:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
+    idx = getitem(_sort_index(v, d, False), (_slice(None),) * d + (_slice(k - 1, k),))
+    return _select_result(_kthvalue_t, x, v, idx, d, keepdim, "KthvalueBackward0")
+
+
+def _select_result(result, x, v, idx, d, keepdim, name):
+    if x.ndim == 0:
+        values = apply(P.gather_p, (v, idx), {"axis": 0})
+        return result(_back_to_0d(values, 0, name), _back_to_0d(idx, 0))
+    return result(_take(v, idx, d, keepdim, name), _drop(idx, d, keepdim))
+
+
+def _median(input, dim, keepdim, ignore_nan: _bool):
+    x = _as_tensor(input)
+    fn = "nanmedian" if ignore_nan else "median"
+    if dim is None:
+        flat = reshape(x, (-1,))
+        if flat.shape[0] == 0:
+            return full((), math.nan, dtype=x.dtype)
+        idx = apply(P.median_index_p, (flat,), {"axis": 0, "ignore_nan": ignore_nan})
+        m = reshape(apply(P.gather_p, (flat.detach(), idx), {"axis": 0}), ())
+        # PyTorch's MedianBackward0 shares the gradient among the entries equal to the
+        # median: the amax of those entries has that very gradient
+        hit = eq(x, m)
+        if x.dtype.is_floating_point:
+            hit = logical_or(hit, logical_and(isnan(x), isnan(m)))
+            lowest = -math.inf
+        else:
+            lowest = _int(np.iinfo(x.dtype.np).min)
+        masked = where(hit, x, _const(lowest, x.dtype))
+        return apply(P.amax_p, (masked,), {"axis": tuple(range(x.ndim)), "keepdim": False},
+                     name="NanmedianBackward0" if ignore_nan else "MedianBackward0")
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if v.shape[d] == 0:
+        raise IndexError(f"{fn}(): Expected reduction dim {d} to have non-zero size.")
+    idx = apply(P.median_index_p, (v,), {"axis": d, "ignore_nan": ignore_nan})
+    name = "NanmedianBackward1" if ignore_nan else "MedianBackward1"
+    return _select_result(_nanmedian_t if ignore_nan else _median_t, x, v, idx, d, keepdim, name)
+
+
+def median(input, dim=None, keepdim: _bool = False):
+    """The lower median (of all entries, or (values, indices) along ``dim``); NaN if
+    there is a NaN.
+
+    >>> tracegrad.median(tracegrad.tensor([1., 4., 2., 3.]))
+    tensor(2.)
+    """
+    return _median(input, dim, keepdim, False)
+
+
+def nanmedian(input, dim=None, keepdim: _bool = False):
+    """median() of the entries that are not NaN."""
+    return _median(input, dim, keepdim, True)
+
+
+def mode(input, dim: _int = -1, keepdim: _bool = False):
+    """(values, indices) of the most frequent value along ``dim`` (the smallest of equally
+    frequent ones; its last index)."""
+    x = _as_tensor(input)
+    d = _dim(dim, x.ndim)
+    v = _as_vector(x)
+    if v.shape[d] == 0:
+        raise IndexError(f"mode(): Expected reduction dim {d} to have non-zero size.")
+    idx = apply(P.mode_index_p, (v,), {"axis": d})
+    return _select_result(_mode_t, x, v, idx, d, keepdim, "ModeBackward0")
+
+
+def _unique_result(out, inverse, counts, return_inverse, return_counts):
+    parts = [Tensor._make(out)]
+    if return_inverse:
+        parts.append(Tensor._make(inverse.astype(np.int64)))
+    if return_counts:
+        parts.append(Tensor._make(counts.astype(np.int64)))
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def unique(input, sorted: _bool = True, return_inverse: _bool = False,
+           return_counts: _bool = False, dim=None):
+    """The distinct values (sorted), or distinct slices along ``dim``; optionally the
+    index of each entry's value in the result and each value's count. The output's size
+    depends on the data: inside a compiled function this is a graph break.
+
+    >>> tracegrad.unique(tracegrad.tensor([3, 1, 3]), return_counts=True)
+    (tensor([1, 3]), tensor([1, 2]))
+    """
+    x = _as_tensor(input)
+    a = x._concrete("unique()")
+    if dim is None:
+        out, inv, cnt = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
+        inv = inv.reshape(a.shape)
+    else:
+        d = _dim(dim, x.ndim)
+        out, inv, cnt = np.unique(a, return_inverse=True, return_counts=True, axis=d)
+        inv = inv.reshape(-1)
+    return _unique_result(out, inv, cnt, return_inverse, return_counts)
+
+
+def unique_consecutive(input, return_inverse: _bool = False, return_counts: _bool = False,
+                       dim=None):
+    """Collapse runs of equal consecutive values (or slices along ``dim``) to one."""
+    x = _as_tensor(input)
+    a = x._concrete("unique_consecutive()")
+    d = 0 if dim is None else _dim(dim, x.ndim)
+    flat = a.reshape(-1) if dim is None else np.moveaxis(a, d, 0)
+    n = flat.shape[0]
+    if n == 0:
+        starts = np.zeros(0, bool)
+    else:
+        differs = (flat[1:] != flat[:-1]).reshape(n - 1, -1).any(axis=1)
+        starts = np.concatenate([[True], differs])
+    out = flat[starts]
+    if dim is not None:
+        out = np.moveaxis(out, 0, d)
+    inv = np.cumsum(starts) - 1
+    if dim is None:
+        inv = inv.reshape(a.shape)
+    cnt = np.diff(np.append(np.flatnonzero(starts), n))
+    return _unique_result(np.ascontiguousarray(out), inv, cnt, return_inverse, return_counts)
+
+
+# ---- shape ops (opsb): repeat, tile, roll, rot90, meshgrid, diagonals, unfold ---------
+
+def _int_tuple(args) -> tuple:
+    return _shape_args(args)
+
+
+def _named(t: Tensor, name: str) -> Tensor:
+    """``t`` with its last node named as PyTorch names the composite that made it (for
+    ops whose last primitive is shared with another output, as std_mean's)."""
+    from .autograd.graph import PrimitiveNode, node_class
+    fn = t.grad_fn
+    if isinstance(fn, PrimitiveNode):
+        fn.__class__ = node_class(name)
+    return t
+
+
+def repeat(input, *sizes) -> Tensor:
+    """``input`` tiled ``sizes`` times along each dim (leading sizes add dims).
+
+    >>> tracegrad.tensor([1, 2]).repeat(2)
+    tensor([1, 2, 1, 2])
+    """
+    x = _as_tensor(input)
+    reps = _int_tuple(sizes)
+    if len(reps) < x.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number "
+                           "of dimensions of tensor")
+    shape = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+    # (s0, s1, ..) -> (1, s0, 1, s1, ..) -> broadcast (r0, s0, r1, s1, ..) -> (r0*s0, r1*s1, ..)
+    spread = reshape(x, tuple(d for s in shape for d in (1, s)))
+    big = broadcast_to(spread, tuple(d for r, s in zip(reps, shape, strict=True) for d in (r, s)))
+    out = tuple(r * s for r, s in zip(reps, shape, strict=True))
+    return _not_a_view(apply(P.reshape_p, (big,), {"shape": out}, name="RepeatBackward0"))
+
+
+def tile(input, dims) -> Tensor:
+    """repeat() with ``dims`` padded with leading ones to the input's rank."""
+    x = _as_tensor(input)
+    reps = _int_tuple((dims,) if isinstance(dims, (_int, np.integer)) else (tuple(dims),))
+    reps = (1,) * (x.ndim - len(reps)) + reps
+    return repeat(x, reps)
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None) -> Tensor:
+    """Each element (or slice along ``dim``) repeated ``repeats`` times in place; with a
+    tensor of repeats, one count each. ``repeat_interleave(counts)`` gives the indices.
+
+    >>> tracegrad.tensor([1, 2]).repeat_interleave(2)
+    tensor([1, 1, 2, 2])
+    """
+    if repeats is None:  # repeat_interleave(repeats): arange(n) repeated
+        counts = _as_tensor(input)
+        c = counts._concrete("repeat_interleave()")
+        return Tensor._make(np.repeat(np.arange(c.shape[0], dtype=np.int64), c))
+    x = _as_tensor(input)
+    if dim is None:
+        x, d = reshape(x, (-1,)), 0
+    else:
+        d = _dim(dim, x.ndim)
+    if isinstance(repeats, Tensor) and repeats.numel() != 1 or isinstance(repeats, (list, tuple)):
+        r = np.asarray(_as_tensor(repeats)._concrete("repeat_interleave()")).reshape(-1)
+        if r.shape[0] != x.shape[d]:
+            raise RuntimeError(f"repeats must have the same size as input along dim, but got "
+                               f"repeats.size(0) = {r.shape[0]} and input.size({d}) = "
+                               f"{x.shape[d]}")
+        if output_size is not None and _int(r.sum()) != output_size:
+            raise RuntimeError("allocated size does not match required size")
+        index = Tensor._make(np.repeat(np.arange(x.shape[d], dtype=np.int64), r))
+        return index_select(x, d, index)
+    n = _int(repeats.item() if isinstance(repeats, Tensor) else repeats)
+    if n < 0:
+        raise RuntimeError("repeats can not be negative")
+    if x.ndim == 0:
+        x = reshape(x, (1,))
+    shape = tuple(x.shape)
+    spread = reshape(x, shape[:d + 1] + (1,) + shape[d + 1:])
+    big = broadcast_to(spread, shape[:d + 1] + (n,) + shape[d + 1:])
+    return _not_a_view(apply(P.reshape_p, (big,),
+                             {"shape": shape[:d] + (shape[d] * n,) + shape[d + 1:]}))
+
+
+def _roll_one(x: Tensor, shift: _int, d: _int, name=None) -> Tensor:
+    n = x.shape[d]
+    if n == 0:
+        return x
+    s = shift % n
+    pre = (_slice(None),) * d
+    if s == 0:
+        return apply(P.copy_p, (x,), name=name)
+    tail = getitem(x, pre + (_slice(n - s, n),))
+    head = getitem(x, pre + (_slice(0, n - s),))
+    return apply(P.cat_p, (tail, head), {"axis": d}, name=name)
+
+
+def roll(input, shifts, dims=None) -> Tensor:
+    """Entries shifted cyclically by ``shifts`` along ``dims`` (the flattened tensor
+    without dims).
+
+    >>> tracegrad.tensor([1, 2, 3]).roll(1)
+    tensor([3, 1, 2])
+    """
+    x = _as_tensor(input)
+    shifts = (shifts,) if isinstance(shifts, (_int, np.integer)) else tuple(shifts)
+    if dims is None:
+        if len(shifts) != 1:
+            raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, "
+                               f"dims:0")
+        flat = _roll_one(reshape(x, (-1,)), _int(shifts[0]), 0)
+        return _not_a_view(apply(P.reshape_p, (flat,), {"shape": tuple(x.shape)},
+                                 name="RollBackward0"))
+    dims = (dims,) if isinstance(dims, (_int, np.integer)) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, "
+                           f"dims:{len(dims)}")
+    for k, (s, d) in enumerate(zip(shifts, dims, strict=True)):
+        last = k == len(dims) - 1
+        x = _roll_one(x, _int(s), _dim(d, x.ndim), "RollBackward0" if last else None)
+    return x
+
+
+def rot90(input, k: _int = 1, dims=(0, 1)) -> Tensor:
+    """Rotation by 90 degrees ``k`` times in the plane of ``dims`` (from the first
+    towards the second)."""
+    x = _as_tensor(input)
+    if len(dims) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(dims)}")
+    if x.ndim < 2:
+        raise RuntimeError(f"expected total dims >= 2, but got total dims = {x.ndim}")
+    a, b = _dim(dims[0], x.ndim), _dim(dims[1], x.ndim)
+    if a == b:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {a} and "
+                           f"dim1 = {b}")
+    k %= 4
+    name = "Rot90Backward0"
+    if k == 0:
+        return apply(P.copy_p, (x,), name=name)
+    if k == 2:
+        return apply(P.flip_p, (x,), {"axes": (a, b)}, name=name)
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    if k == 1:
+        return apply(P.permute_p, (flip(x, b),), {"perm": tuple(perm)}, name=name)
+    return apply(P.flip_p, (permute(x, perm),), {"axes": (b,)}, name=name)
+
+
+def meshgrid(*tensors, indexing=None):
+    """Coordinate grids of 1-d tensors: 'ij' (matrix) or 'xy' (Cartesian) indexing."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        import warnings
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the "
+                      "indexing argument.", UserWarning, stacklevel=2)
+        indexing = "ij"
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f'torch.meshgrid: indexing must be one of "xy" or "ij", but '
+                           f"received: {indexing}")
+    ts = [reshape(_as_tensor(t), (-1,)) for t in tensors]
+    for t in tensors:
+        if _as_tensor(t).ndim > 1:
+            raise RuntimeError("torch.meshgrid: Expected 0D or 1D tensor in the tensor list but "
+                               f"got: {t}")
+    # 'xy' puts the first two inputs' axes the other way round (x across columns)
+    order = list(range(len(ts)))
+    if indexing == "xy" and len(ts) >= 2:
+        order[0], order[1] = 1, 0
+    shape = [0] * len(ts)
+    for i, t in enumerate(ts):
+        shape[order[i]] = t.shape[0]
+    shape = tuple(shape)
+    grids = []
+    for i, t in enumerate(ts):
+        view = reshape(t, tuple(n if j == order[i] else 1 for j, n in enumerate(shape)))
+        grids.append(apply(P.broadcast_to_p, (view,), {"shape": shape}))
+    return tuple(grids)
+
+
+def cartesian_prod(*tensors) -> Tensor:
+    """All tuples of one element from each 1-d tensor, one per row (itertools.product)."""
+    if len(tensors) == 1:
+        return _as_tensor(tensors[0])
+    grids = meshgrid(*tensors, indexing="ij")
+    return stack([reshape(g, (-1,)) for g in grids], 1)
+
+
+def _tensor_unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
+    """Tensor.unfold: the windows of ``size`` every ``step`` along ``dimension``, as a new
+    last dim (a copy here; a view in PyTorch)."""
+    x = _as_tensor(input)
+    d = _dim(dimension, x.ndim)
+    n = x.shape[d] if x.ndim else 1
+    if size > n:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    starts = np.arange(0, n - size + 1, step, dtype=np.int64)
+    index = Tensor._make(starts[:, None] + np.arange(size, dtype=np.int64))
+    if trace_state.current is not None:
+        trace_state.current.constant(index)
+    win = apply(P.getitem_p, (x, index), {"index": (_slice(None),) * d + (P.TENSOR,)})
+    perm = tuple(i for i in range(win.ndim) if i != d + 1) + (d + 1,)
+    return apply(P.permute_p, (win,), {"perm": perm}, name="UnfoldBackward0")
+
+
+def trace(input) -> Tensor:
+    """The sum of the main diagonal of a matrix."""
+    x = _as_tensor(input)
+    if x.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {x.ndim}")
+    n = builtins.min(x.shape)
+    d = getitem(x, (Tensor._make(np.arange(n)), Tensor._make(np.arange(n))))
+    if not x.dtype.is_floating_point:
+        d = cast(d, dtypes.int64)
+    return apply(P.sum_p, (d,), {"axis": (0,), "keepdim": False}, name="TraceBackward0")
+
+
+def ger(input, vec2) -> Tensor:
+    return outer(input, vec2)
+
+
+def addmv(input, mat, vec, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * (mat @ vec)."""
+    return _add_scaled(input, mv(mat, vec), beta, alpha, "AddmvBackward0")
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * (batch1 @ batch2), batch by batch."""
+    return _add_scaled(input, bmm(batch1, batch2), beta, alpha, "BaddbmmBackward0")
+
+
+def addbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * sum_b (batch1[b] @ batch2[b])."""
+    return _add_scaled(input, sum(bmm(batch1, batch2), 0), beta, alpha, "AddbmmBackward0")
+
+
+def _add_scaled(input, product, beta, alpha, name):
+    if alpha != 1:
+        product = product * alpha
+    base = input if beta == 1 else (zeros_like(input) if beta == 0 else input * beta)
+    a, b = _coerce(base, product)
+    return apply(P.add_p, (a, b), name=name)
+
+
+def cross(input, other, dim=None) -> Tensor:
+    """The cross product of 3-vectors along ``dim`` (the first dim of size 3 if None)."""
+    a, b = _as_tensor(input), _as_tensor(other)
+    if dim is None:
+        import warnings
+        warnings.warn("Using torch.cross without specifying the dim arg is deprecated.\n"
+                      "Please either pass the dim explicitly or simply use torch.linalg.cross.\n"
+                      "The default value of dim will change to agree with that of linalg.cross "
+                      "in a future release.", UserWarning, stacklevel=2)
+        shape = P.broadcast_shapes(a.shape, b.shape)
+        dim = next((i for i, n in enumerate(shape) if n == 3), None)
+        if dim is None:
+            raise RuntimeError("no dimension of size 3 in input")
+    return _linalg_cross(a, b, dim)
+
+
+def _linalg_cross(a, b, dim=-1):
+    a, b = _coerce(a, b)
+    if a.ndim != b.ndim:
+        raise RuntimeError("linalg.cross: inputs must have the same number of dimensions.")
+    nd = a.ndim
+    d = _dim(dim, nd)
+    da, db = d - (nd - a.ndim), d - (nd - b.ndim)
+    na = a.shape[da] if 0 <= da < a.ndim else 1
+    nb = b.shape[db] if 0 <= db < b.ndim else 1
+    if na != 3 or nb != 3:
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {na} "
+                           f"and {nb}")
+    a, b = broadcast_tensors(a, b)
+
+    def c(t, i):
+        return getitem(t, (_slice(None),) * d + (_slice(i, i + 1),))
+    parts = [c(a, 1) * c(b, 2) - c(a, 2) * c(b, 1), c(a, 2) * c(b, 0) - c(a, 0) * c(b, 2),
+             c(a, 0) * c(b, 1) - c(a, 1) * c(b, 0)]
+    return apply(P.cat_p, tuple(parts), {"axis": d}, name="LinalgCrossBackward0")
+
+
+def _std_var_mean(fn, name, input, dim, unbiased, keepdim, correction):
+    x = _as_tensor(input)
+    if isinstance(dim, _bool):
+        dim, unbiased = None, dim
+    spread = fn(x, dim, unbiased, keepdim, correction=correction)
+    m = mean(_float(x), dim, keepdim)
+    return (_named(spread, name), _named(m, name))
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    """(std, mean) over ``dim``."""
+    return _std_var_mean(std, "StdMeanBackward0", input, dim, unbiased, keepdim, correction)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim: _bool = False, *, correction=None):
+    """(var, mean) over ``dim``."""
+    return _std_var_mean(var, "VarMeanBackward0", input, dim, unbiased, keepdim, correction)
+
+
+def lerp(input, end, weight) -> Tensor:
+    """input + weight * (end - input), weight a number or a tensor."""
+    a, b = _as_tensor(input), _as_tensor(end)
+    if a.dtype is not b.dtype:
+        raise RuntimeError(f"expected dtype {a.dtype.name.replace('32', '')} for `end` but got "
+                           f"dtype {b.dtype.name.replace('64', '').replace('float', 'double')}")
+    if isinstance(weight, Tensor):
+        return apply(P.add_p, _coerce(a, weight * (b - a)), name="LerpBackward1")
+    return apply(P.add_p, _coerce(a, (b - a) * weight), name="LerpBackward0")
+
+
+def _diagonal(x: Tensor, offset: _int, dim1: _int, dim2: _int, name=None) -> Tensor:
+    return apply(P.diagonal_p, (x,), {"offset": offset, "dim1": dim1, "dim2": dim2}, name=name)
+
+
+def _diag_embed(v: Tensor, offset: _int, dim1: _int, dim2: _int, shape: tuple,
+                name=None) -> Tensor:
+    return apply(P.diag_embed_p, (v,), {"offset": offset, "dim1": dim1, "dim2": dim2,
+                                        "shape": tuple(shape)}, name=name)
+
+
+def diagonal(input, offset: _int = 0, dim1: _int = 0, dim2: _int = 1) -> Tensor:
+    """The diagonal ``offset`` above the main one, of the matrices in dims (dim1, dim2),
+    as a last dim. A view of ``input``, as in PyTorch (writes go through).
+
+    >>> tracegrad.arange(9.).reshape(3, 3).diagonal(1)
+    tensor([1., 5.])
+    """
+    x = _as_tensor(input)
+    a, b = _dim(dim1, x.ndim), _dim(dim2, x.ndim)
+    if a == b:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    return _diagonal(x, _int(offset), a, b)
+
+
+def diag_embed(input, offset: _int = 0, dim1: _int = -2, dim2: _int = -1) -> Tensor:
+    """Matrices (in dims dim1, dim2 of the result) with ``input``'s last dim on their
+    ``offset`` diagonal, zero elsewhere."""
+    x = _as_tensor(input)
+    nd = x.ndim + 1
+    a, b = _dim(dim1, nd), _dim(dim2, nd)
+    if a == b:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    n = (x.shape[-1] if x.ndim else 1) + builtins.abs(_int(offset))
+    rest = iter(x.shape[:-1])
+    shape = tuple(n if i in (a, b) else next(rest) for i in range(nd))
+    return _diag_embed(x if x.ndim else reshape(x, (1,)), _int(offset), a, b, shape)
+
+
+def diag(input, diagonal: _int = 0) -> Tensor:
+    """A vector -> the square matrix with it on the ``diagonal``-th diagonal; a matrix ->
+    that diagonal (a copy)."""
+    x = _as_tensor(input)
+    if x.ndim == 1:
+        n = x.shape[0] + builtins.abs(diagonal)
+        return _diag_embed(x, diagonal, 0, 1, (n, n), name="DiagEmbedBackward0")
+    if x.ndim == 2:
+        d = _diagonal(x, diagonal, 0, 1)
+        return apply(P.copy_p, (d,), name="DiagonalBackward0_copy")
+    raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {x.ndim}D")
+
+
+# ---- einsum (opsb) -------------------------------------------------------------------
+#
+# NOTE: [einsum as matmul] einsum is a composite: a repeated label within one operand is a
+# diagonal (the ``diagonal`` primitive), a label no later operand or the output needs is
+# summed away at once, and each pair of operands is contracted with one batched ``matmul``
+# (batch labels, then each side's own labels, the shared summed labels as the inner dim),
+# or a broadcast multiply when nothing is summed. Gradients are those of the primitives:
+# matmul's VJPs are matmuls, so backward costs what forward does and stays exact.
+
+
+def _einsum_parse(equation: str, operands):
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise RuntimeError("einsum(): more operands were provided than specified in the "
+                           "equation" if len(operands) > len(terms) else
+                           "einsum(): fewer operands were provided than specified in the "
+                           "equation")
+    ell_dims = 0
+    parsed = []
+    for term, op in zip(terms, operands, strict=True):
+        labels = term.replace("...", ".")
+        for c in labels:
+            if c != "." and not c.isalpha():
+                raise RuntimeError(f"einsum(): invalid subscript given at index "
+                                   f"{eq.index(c)} in the equation string, subscripts must "
+                                   f"be in [a-zA-Z]")
+        n_named = len(labels) - labels.count(".")
+        if "." in labels:
+            k = op.ndim - n_named
+            ell_dims = builtins.max(ell_dims, k)
+        elif n_named != op.ndim:
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation "
+                               f"({n_named}) does not match the number of dimensions "
+                               f"({op.ndim}) for operand {len(parsed)} and no ellipsis was "
+                               f"given")
+        parsed.append(labels)
+    ell = [chr(0x100 + i) for i in range(ell_dims)]  # stand-in labels for ellipsis dims
+    expanded = []
+    for labels, op in zip(parsed, operands, strict=True):
+        if "." in labels:
+            k = op.ndim - (len(labels) - 1)
+            labels = labels.replace(".", "".join(ell[ell_dims - k:]))
+        expanded.append(labels)
+    if arrow:
+        out = rhs.replace("...", "".join(ell))
+    else:
+        counts = collections.Counter("".join(expanded))
+        out = "".join(ell) + "".join(sorted(c for c in counts if counts[c] == 1
+                                            and c not in ell))
+    return expanded, out
+
+
+def _einsum_diagonals(x: Tensor, labels: str):
+    """Take the diagonal over each label repeated within one operand."""
+    while True:
+        seen = {}
+        for i, c in enumerate(labels):
+            if c in seen:
+                j = seen[c]
+                x = _diagonal(x, 0, j, i)  # the diagonal dim goes last
+                labels = labels[:j] + labels[j + 1:i] + labels[i + 1:] + c
+                labels = labels.replace(c, "", 1) if labels.count(c) > 1 else labels
+                break
+            seen[c] = i
+        else:
+            return x, labels
+
+
+def _einsum_sum(x: Tensor, labels: str, keep) -> tuple:
+    drop = tuple(i for i, c in enumerate(labels) if c not in keep)
+    if drop:
+        x = sum(x, drop)
+        labels = "".join(c for c in labels if c in keep)
+    return x, labels
+
+
+def _einsum_pair(a, la, b, lb, keep):
+    sizes = {}
+    for t, labels in ((a, la), (b, lb)):
+        for c, n in zip(labels, t.shape, strict=True):
+            if n != 1 or c not in sizes:
+                sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
+    batch = [c for c in la if c in lb and c in keep]
+    summed = [c for c in la if c in lb and c not in keep]
+    a_only = [c for c in la if c not in lb]
+    b_only = [c for c in lb if c not in la]
+    if not summed:  # nothing to contract: a broadcast product
+        labels = batch + a_only + b_only
+        pa = permute(a, [la.index(c) for c in batch + a_only])
+        pb = permute(b, [lb.index(c) for c in batch + b_only])
+        pa = reshape(pa, tuple(pa.shape) + (1,) * len(b_only))
+        pb = reshape(pb, tuple(pb.shape[:len(batch)]) + (1,) * len(a_only)
+                     + tuple(pb.shape[len(batch):]))
+        return mul(pa, pb), "".join(labels)
+
+    def arrange(t, labels, first, second):
+        t = permute(t, [labels.index(c) for c in batch + first + second])
+        t = broadcast_to(t, tuple(sizes[c] for c in batch) + tuple(t.shape[len(batch):]))
+        return reshape(t, (math.prod(sizes[c] for c in batch),
+                           math.prod(sizes[c] for c in first),
+                           math.prod(sizes[c] for c in second)))
+    ma = arrange(a, la, a_only, summed)
+    mb = arrange(b, lb, summed, b_only)
+    r = matmul(ma, mb)
+    out = tuple(sizes[c] for c in batch + a_only + b_only)
+    return reshape(r, out), "".join(batch + a_only + b_only)
+
+
+def einsum(equation, *operands) -> Tensor:
+    """Einstein summation: ``einsum('ij,jk->ik', a, b)`` is a @ b. Ellipsis, repeated
+    labels in one operand (diagonals) and implicit output (labels seen once, sorted)
+    are supported (see NOTE: [einsum as matmul]).
+
+    >>> tracegrad.einsum('ii', tracegrad.eye(3))
+    tensor(3.)
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    ops = [_as_tensor(t) for t in operands]
+    terms, out = _einsum_parse(equation, ops)
+    for c in out:
+        if out.count(c) > 1:
+            raise RuntimeError(f"einsum(): output subscript {c} appears more than once in the "
+                               f"output")
+        if not builtins.any(c in t for t in terms):
+            raise RuntimeError(f"einsum(): output subscript {c} does not appear in the "
+                               f"equation for any input operand")
+    if len(ops) == 1:  # as PyTorch: diagonals, one permute (output labels first), one sum
+        x, labels = _einsum_diagonals(ops[0], terms[0])
+        rest = [c for c in labels if c not in out]
+        x = apply(P.permute_p, (x,), {"perm": tuple(labels.index(c) for c in list(out) + rest)})
+        if rest:
+            x = sum(x, tuple(range(len(out), len(out) + len(rest))))
+        return x
+    items = []
+    for k, (t, labels) in enumerate(zip(ops, terms, strict=True)):
+        t, labels = _einsum_diagonals(t, labels)
+        later = out + "".join(terms[k + 1:]) + "".join(lb for _, lb in items)
+        t, labels = _einsum_sum(t, labels, later)
+        items.append((t, labels))
+    x, lx = items[0]
+    for k in range(1, len(items)):
+        y, ly = items[k]
+        keep = out + "".join(lb for _, lb in items[k + 1:])
+        x, lx = _einsum_pair(x, lx, y, ly, keep)
+    x, lx = _einsum_sum(x, lx, out)
+    if lx != out:
+        x = permute(x, [lx.index(c) for c in out])
+    return x
+
+
+def cdist(x1, x2, p: _pyfloat = 2.0, compute_mode=None) -> Tensor:
+    """The p-norm distance between each row of x1 (..., P, M) and of x2 (..., R, M):
+    (..., P, R). Computed from the differences (compute_mode is accepted and ignored)."""
+    x1, x2 = _as_tensor(x1), _as_tensor(x2)
+    if x1.ndim < 2 or x2.ndim < 2:
+        raise RuntimeError(f"cdist only supports at least 2D tensors, X{1 if x1.ndim < 2 else 2}"
+                           f" got: {builtins.min(x1.ndim, x2.ndim)}D")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: "
+                           f"{x1.shape[-1]} X2: {x2.shape[-1]}")
+    if p < 0:
+        raise RuntimeError(f"cdist only supports non-negative p values, got {p}")
+    diff = sub(unsqueeze(x1, -2), unsqueeze(x2, -3))     # (..., P, R, M)
+    if p == 0:  # the count of differing coordinates: piecewise constant, zero gradient
+        count = cast(sum(ne(diff, 0), -1), diff.dtype)
+        return apply(P.add_p, (count, sum(mul(diff, 0.0), -1)), name="CdistBackward0")
+    return _named(norm(diff, p, -1), "CdistBackward0")
+
+
+# ---- linear algebra helpers (opsb); the API is tracegrad/linalg.py ---------------------
+
+def _check_linalg_input(x: Tensor, name: str, square: _bool = True) -> Tensor:
+    if x.ndim < 2:
+        raise RuntimeError(f"{name}: The input tensor A must have at least 2 dimensions.")
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{name}: Expected a floating point or complex tensor as input. Got "
+                           f"{_TYPE_WORD[x.dtype.name]}")
+    if square and x.shape[-1] != x.shape[-2]:
+        raise RuntimeError(f"{name}: A must be batches of square matrices, but they are "
+                           f"{x.shape[-2]} by {x.shape[-1]} matrices")
+    return x
+
+
+def _linalg_inv(x: Tensor) -> Tensor:
+    return apply(P.inv_p, (x,))
+
+
+def _linalg_solve(a: Tensor, b: Tensor) -> Tensor:
+    batch = P.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    a = broadcast_to(a, batch + tuple(a.shape[-2:]))
+    b = broadcast_to(b, batch + tuple(b.shape[-2:]))
+    return apply(P.solve_p, (a, b))
+
+
+def _eigh_values(x: Tensor) -> Tensor:
+    return apply(P.eigh_values_p, (x,))
+
+
+def _eigh_vectors(x: Tensor) -> Tensor:
+    return apply(P.eigh_vectors_p, (x,))
+
+
+_SVD_PRIMS = {"u": "svd_u_p", "s": "svd_s_p", "vh": "svd_vh_p"}
+
+
+def _svd_part(x: Tensor, part: str, full: _bool = False) -> Tensor:
+    if part == "s":
+        return apply(P.svd_s_p, (x,))
+    return apply(getattr(P, _SVD_PRIMS[part]), (x,), {"full": _bool(full)})
+
+
+def _qr_part(x: Tensor, part: str) -> Tensor:
+    return apply(P.qr_q_p if part == "q" else P.qr_r_p, (x,))
+
+
+def movedim(input, source, destination) -> Tensor:
+    """``input`` with dims ``source`` moved to ``destination`` (the rest keep their order)."""
+    x = _as_tensor(input)
+    src = (source,) if isinstance(source, (_int, np.integer)) else tuple(source)
+    dst = (destination,) if isinstance(destination, (_int, np.integer)) else tuple(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({list(src)} "
+                           f"dims) should contain the same number of dims as destination "
+                           f"({list(dst)} dims)")
+    src = [_dim(d, x.ndim) for d in src]
+    dst = [_dim(d, x.ndim) for d in dst]
+    rest = iter(d for d in range(x.ndim) if d not in src)
+    perm = [0] * x.ndim
+    placed = dict(zip(dst, src, strict=True))
+    for i in range(x.ndim):
+        perm[i] = placed[i] if i in placed else next(rest)
+    return permute(x, perm)
+
+
+moveaxis = movedim
+
+
+def inverse(input) -> Tensor:
+    """torch.inverse: linalg.inv."""
+    from . import linalg
+    return linalg.inv(input)
+
+
+def det(input) -> Tensor:
+    from . import linalg
+    return linalg.det(input)
+
+
+def slogdet(input):
+    from . import linalg
+    return linalg.slogdet(input)
+
+
+def svd(input, some: _bool = True, compute_uv: _bool = True):
+    """torch.svd (deprecated in PyTorch): (U, S, V), V = Vh^T; reduced unless some=False."""
+    from . import linalg
+    u, s, vh = linalg.svd(input, full_matrices=not some)
+    return _return_type("svd", ("U", "S", "V"))(u, s, transpose(vh, -2, -1))
+
+
+def logdet(input) -> Tensor:
+    """log(det(A)): NaN where the determinant is negative, -inf where it is zero."""
+    from . import linalg
+    sign, logabs = linalg.slogdet(input)
+    return apply(P.where_p, (lt(sign, 0), _const(math.nan, logabs.dtype), logabs),
+                 name="WhereBackward0")

@@ -553,6 +553,10 @@ def _norm_impl(x, *, ord, axis, keepdim):
         r = np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdim))
     elif ord == math.inf:
         r = np.amax(a, axis=axis, keepdims=keepdim)
+    elif ord == -math.inf:
+        r = np.amin(a, axis=axis, keepdims=keepdim)
+    elif ord == 0:
+        r = np.sum(a != 0, axis=axis, keepdims=keepdim)
     elif ord == 1:
         r = np.sum(a, axis=axis, keepdims=keepdim)
     elif ord == 0:  # the count of nonzeros (nn extras, issue 11)
@@ -587,6 +591,23 @@ norm_p = Primitive("norm", _norm_impl,
                    "jnp.linalg.vector_norm({0}, ord={ord!r}, axis={axis}, keepdims={keepdim})",
                    vjp=(_norm_vjp,), save=(0,), save_out=True,
                    grad_name="LinalgVectorNormBackward0", kind="reduction")
+
+
+def _vector_norm_jax_fn(x, ord, axis, keepdim):
+    """The vector norm over ``axis`` (jnp.linalg.norm would take two axes as a matrix)."""
+    import jax.numpy as jnp
+    a = jnp.abs(x)
+    if ord == 2:
+        return jnp.sqrt(jnp.sum(a * a, axis=axis, keepdims=keepdim))
+    if ord == math.inf:
+        return jnp.max(a, axis=axis, keepdims=keepdim)
+    if ord == -math.inf:
+        return jnp.min(a, axis=axis, keepdims=keepdim)
+    if ord == 0:
+        return jnp.sum(a != 0, axis=axis, keepdims=keepdim).astype(x.dtype)
+    if ord == 1:
+        return jnp.sum(a, axis=axis, keepdims=keepdim)
+    return jnp.sum(a ** ord, axis=axis, keepdims=keepdim) ** (1.0 / ord)
 
 
 def _cumsum_impl(x, *, axis):
@@ -931,7 +952,30 @@ def _index_source(index, names):
 def _gather_shape(x, idx, *, axis):
     if len(idx.shape) != len(x.shape):
         raise ShapeError("Index tensor must have the same number of dimensions as input tensor")
+    for d, (i, n) in enumerate(zip(idx.shape, x.shape, strict=True)):
+        if d != axis and i > n:
+            raise ShapeError(f"Size does not match at dimension {d} expected index "
+                             f"{list(idx.shape)} to be no larger than self {list(x.shape)} "
+                             f"apart from dimension {axis}")
     return idx.shape, x.dtype
+
+
+def _gather_impl(x, idx, *, axis):
+    # PyTorch lets the index be smaller than x off the axis: gather from that corner
+    if any(i != n for d, (i, n) in enumerate(zip(idx.shape, x.shape, strict=True)) if d != axis):
+        x = x[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(idx.shape))]
+    return np.take_along_axis(x, idx, axis)
+
+
+def _gather_jax(args, p):
+    return f"_gather({args[0]}, {args[1]}, {p['axis']})"
+
+
+def _gather_jax_fn(x, idx, axis):
+    import jax.numpy as jnp
+    if any(i != n for d, (i, n) in enumerate(zip(idx.shape, x.shape, strict=True)) if d != axis):
+        x = x[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(idx.shape))]
+    return jnp.take_along_axis(x, idx, axis=axis)
 
 
 def _scatter_add_impl(base, idx, g, *, axis):
@@ -943,8 +987,7 @@ def _scatter_add_impl(base, idx, g, *, axis):
 
 
 gather_p = Primitive(
-    "gather", lambda x, idx, *, axis: np.take_along_axis(x, idx, axis), _gather_shape,
-    "jnp.take_along_axis({0}, {1}, axis={axis})",
+    "gather", _gather_impl, _gather_shape, _gather_jax,
     vjp=(lambda g, out, x, idx, *, axis: T._scatter_add(T.zeros_like(x), idx, g, axis), None),
     jvp=(lambda t, out, x, idx, *, axis: T.gather(t, axis, idx), None),
     save=(1,), kind="index")
@@ -1188,7 +1231,8 @@ def _pool_argmax_jax_fn(x, kernel, stride, padding, dilation, ceil_mode):
 
 
 # helpers the generated jax source may call, beside the primitives that emit them
-JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn}
+JAX_HELPERS = {"_pool_argmax": _pool_argmax_jax_fn, "_gather": _gather_jax_fn,
+               "_vector_norm": _vector_norm_jax_fn}
 
 pool_argmax_p = Primitive(
     "pool_argmax", _pool_argmax_impl, _pool_argmax_shape,
@@ -1522,6 +1566,714 @@ for _p in list(PRIMITIVES.values()):
 
 # ---- end of opsa block -------------------------------------------------------
 
+
+# ==== structural ops (opsb): cumulative scans, scatter with reductions, sorting ====
+#
+# Ops that return values and indices (cummax, sort, topk, kthvalue, median, mode)
+# compute the *indices* with a non-differentiable primitive and take the values
+# with ``gather``, whose VJP (a scatter-add at the indices) is exactly PyTorch's
+# backward for them (value_selecting_reduction_backward, cummaxmin_backward).
+
+
+def _axis_iota(shape, axis):
+    """Positions along ``axis``, shaped to broadcast against an array of ``shape``."""
+    return np.arange(shape[axis]).reshape((-1,) + (1,) * (len(shape) - 1 - axis))
+
+
+def _cumextreme_index_impl(x, *, axis, op):
+    # the last position holding the running extreme (PyTorch compares with >= / <=);
+    # a NaN is the extreme from where it appears on, and the last NaN is its index
+    acc = np.maximum if op == "max" else np.minimum
+    m = acc.accumulate(x, axis=axis) if x.size else x
+    hit = x == m
+    if x.dtype.kind == "f":
+        hit |= np.isnan(x)
+    pos = np.where(hit, _axis_iota(x.shape, axis), 0)
+    return np.maximum.accumulate(pos, axis=axis).astype(np.int64) if x.size else \
+        np.zeros(x.shape, np.int64)
+
+
+def _cumextreme_index_jax_fn(x, axis, op):
+    import jax.numpy as jnp
+    from jax import lax
+    v = x.astype(jnp.int8) if x.dtype == jnp.bool_ else x
+    m = lax.cummax(v, axis) if op == "max" else lax.cummin(v, axis)
+    hit = v == m
+    if jnp.issubdtype(v.dtype, jnp.floating):
+        hit = hit | jnp.isnan(v)
+    pos = jnp.where(hit, lax.broadcasted_iota(jnp.int64, v.shape, axis), 0)
+    return lax.cummax(pos, axis)
+
+
+cumextreme_index_p = Primitive(
+    "cumextreme_index", _cumextreme_index_impl,
+    lambda x, *, axis, op: (x.shape, dtypes.int64),
+    "_cumextreme_index({0}, {axis}, {op!r})", differentiable=False, kind="scan")
+
+
+def _reverse_cumsum(x, axis):
+    return T.flip(T.cumsum(T.flip(x, (axis,)), axis), (axis,))
+
+
+def _cumprod_vjp(g, out, x, *, axis):
+    # exact with zeros (PyTorch's cumprod_backward): before the first zero along the
+    # axis, sum_{j>=i} g_j out_j / x_i; at the first zero, the same sum over the
+    # products that skip it (cumprod with that zero set to one); after it, zero
+    is_zero = x == 0
+    nzeros = T.cumsum(is_zero, axis)
+    before = nzeros == 0
+    first = T.logical_and(is_zero, nzeros == 1)
+    safe_x = T.where(before, x, T.ones_like(x))
+    skip_first = T.cumprod(T.where(first, T.ones_like(x), x), axis)
+    at_first = _reverse_cumsum(g * skip_first, axis)
+    return T.where(before, _reverse_cumsum(g * out, axis) / safe_x,
+                   T.where(first, at_first, T.zeros_like(x)))
+
+
+cumprod_p = Primitive("cumprod", lambda x, *, axis: np.cumprod(x, axis=axis, dtype=x.dtype),
+                      lambda x, *, axis: (x.shape, x.dtype), "jnp.cumprod({0}, axis={axis})",
+                      vjp=(_cumprod_vjp,), save=(0,), save_out=True, kind="scan")
+
+
+def _logcumsumexp_impl(x, *, axis):
+    if not x.size:
+        return x.copy()
+    with np.errstate(invalid="ignore"):
+        return np.logaddexp.accumulate(x, axis=axis).astype(x.dtype, copy=False)
+
+
+def _logcumsumexp_vjp(g, out, x, *, axis):
+    # PyTorch's logcumsumexp_backward: the positive and negative parts of g in log
+    # space, each summed backwards with logcumsumexp itself (stable for any x)
+    log_pos, log_neg = _log_parts(g)
+
+    def reverse_lcse(v):
+        return T.flip(T.logcumsumexp(T.flip(v, (axis,)), axis), (axis,))
+    return T.exp(reverse_lcse(log_pos - out) + x) - T.exp(reverse_lcse(log_neg - out) + x)
+
+
+def _log_parts(v):
+    """log of v's positive and negative parts (the dtype's lowest number where empty)."""
+    lowest = float(np.finfo(v.dtype.np).min)
+    log_abs = T.log(T.where(v == 0, 1.0, T.abs(v)))  # log(0) is never taken
+    return T.where(v > 0, log_abs, lowest), T.where(v < 0, log_abs, lowest)
+
+
+def _logcumsumexp_jvp(t, out, x, *, axis):
+    # sum_{i<=j} t_i exp(x_i - out_j), each sign part summed in log space
+    pos, neg = _log_parts(t)
+    return (T.exp(T.logcumsumexp(pos + x, axis) - out)
+            - T.exp(T.logcumsumexp(neg + x, axis) - out))
+
+
+logcumsumexp_p = Primitive("logcumsumexp", _logcumsumexp_impl,
+                           lambda x, *, axis: (x.shape, x.dtype),
+                           "lax.cumlogsumexp({0}, axis={axis})", vjp=(_logcumsumexp_vjp,),
+                           jvp=(_logcumsumexp_jvp,), save=(0,), save_out=True, kind="scan")
+
+
+# scatter with a reduction: base with src's entries put (reduce "none") or reduced
+# (sum, prod, mean, amax, amin) into base[.., idx, ..] along ``axis``; idx and src
+# have the same shape, at most base's off the axis (the wrapper slices src).
+
+_SCATTER_UFUNC = {"sum": np.add, "mean": np.add, "prod": np.multiply, "amax": np.maximum,
+                  "amin": np.minimum}
+
+
+def _scatter_where(idx, axis):
+    grids = list(np.indices(idx.shape, sparse=True))
+    grids[axis] = idx
+    return tuple(grids)
+
+
+def _scatter_identity(reduce, dtype):
+    if reduce in ("sum", "mean"):
+        return 0
+    if reduce == "prod":
+        return 1
+    if dtype.kind == "f":
+        return -np.inf if reduce == "amax" else np.inf
+    if dtype.kind == "b":
+        return reduce == "amin"
+    info = np.iinfo(dtype)
+    return info.min if reduce == "amax" else info.max
+
+
+def _scatter_impl(base, idx, src, *, axis, reduce, include_self):
+    out = base.copy()
+    where = _scatter_where(idx, axis)
+    if reduce == "none":
+        out[where] = src
+        return out
+    if not include_self:
+        out[where] = _scatter_identity(reduce, base.dtype)
+    _SCATTER_UFUNC[reduce].at(out, where, src)
+    if reduce == "mean":
+        count = np.full(base.shape, 1 if include_self else 0, np.int64)
+        np.add.at(count, where, 1)
+        count = np.maximum(count, 1)
+        out = (out / count).astype(out.dtype) if base.dtype.kind == "f" else out // count
+    return out
+
+
+def _scatter_jax_fn(base, idx, src, axis, reduce, include_self):
+    import jax.numpy as jnp
+    grids = list(jnp.meshgrid(*[jnp.arange(n) for n in idx.shape], indexing="ij", sparse=True))
+    grids[axis] = idx
+    where = tuple(grids)
+    if reduce == "none":
+        return base.at[where].set(src)
+    out = base if include_self else base.at[where].set(
+        _scatter_identity(reduce, np.dtype(base.dtype)))
+    out = {"sum": out.at[where].add, "mean": out.at[where].add, "prod": out.at[where].multiply,
+           "amax": out.at[where].max, "amin": out.at[where].min}[reduce](src)
+    if reduce == "mean":
+        count = jnp.full(base.shape, 1 if include_self else 0, jnp.int64).at[where].add(1)
+        count = jnp.maximum(count, 1)
+        out = (out / count).astype(out.dtype) if jnp.issubdtype(base.dtype, jnp.floating) \
+            else out // count
+    return out
+
+
+def _scatter_shape(base, idx, src, *, axis, reduce, include_self):
+    if base.dtype is not src.dtype:
+        raise ShapeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    if not (len(idx.shape) == len(base.shape) == len(src.shape)):
+        raise ShapeError("Index tensor must have the same number of dimensions as self tensor")
+    if tuple(idx.shape) != tuple(src.shape) or any(
+            i > b for d, (i, b) in enumerate(zip(idx.shape, base.shape, strict=True))
+            if d != axis):
+        raise ShapeError(f"Expected index {list(idx.shape)} to be no larger than self "
+                         f"{list(base.shape)} apart from dimension {axis} and to be no larger "
+                         f"size than src {list(src.shape)}")
+    return base.shape, base.dtype
+
+
+def _scatter_vjp_base(g, out, base, idx, src, *, axis, reduce, include_self):
+    if reduce == "none":
+        return T._scatter(g, idx, T.zeros_like(T.gather(g, axis, idx)), axis)
+    if reduce == "sum":
+        gb = g
+    elif reduce == "mean":
+        gb = g / _scatter_counts(g, idx, axis, include_self)
+    elif reduce in ("amax", "amin"):
+        gb = T.cast(base == out, g.dtype) * (g / _scatter_ties(out, base, idx, src, axis))
+    else:  # prod: the product of the others, with a zero in base handled exactly
+        nonzero_base = T.where(base == 0, T.ones_like(base), base)
+        gb = g * T._scatter(nonzero_base, idx, src, axis, "prod", include_self) / nonzero_base
+    if not include_self:
+        gb = T._scatter(gb, idx, T.zeros_like(T.gather(gb, axis, idx)), axis)
+    return gb
+
+
+def _scatter_counts(g, idx, axis, include_self):
+    ones = T.ones_like(T.gather(g, axis, idx))
+    n = T._scatter(T.full_like(g, 1 if include_self else 0), idx, ones, axis, "sum")
+    return T.where(n == 0, T.ones_like(n), n)
+
+
+def _scatter_ties(out, base, idx, src, axis):
+    # how many entries (base and src) equal the result: the gradient is shared among them
+    value = T.gather(out, axis, idx)
+    return T._scatter(T.cast(base == out, out.dtype), idx, T.cast(src == value, out.dtype),
+                      axis, "sum")
+
+
+def _scatter_vjp_src(g, out, base, idx, src, *, axis, reduce, include_self):
+    if reduce in ("none", "sum"):
+        return T.gather(g, axis, idx)
+    if reduce == "mean":
+        return T.gather(g / _scatter_counts(g, idx, axis, include_self), axis, idx)
+    if reduce in ("amax", "amin"):
+        value = T.gather(out, axis, idx)
+        share = T.gather(g / _scatter_ties(out, base, idx, src, axis), axis, idx)
+        return T.cast(src == value, g.dtype) * share
+    # prod (PyTorch's scatter_reduce_backward): a src entry that is the only zero at its
+    # place gets the product of the others; other entries (g * out) / src
+    src_zero = src == 0
+    nzeros = T.gather(T._scatter(T.zeros_like(base), idx, T.cast(src_zero, base.dtype), axis,
+                                 "sum"), axis, idx)
+    single_zero = T.logical_and(src_zero, nzeros == 1)
+    masked_src = T.where(single_zero, T.ones_like(src), src)
+    without = T._scatter(base, idx, masked_src, axis, "prod", include_self)
+    return T.where(single_zero, T.gather(g * without, axis, idx),
+                   T.gather(g * out, axis, idx) / T.where(src_zero, T.ones_like(src), src))
+
+
+def _scatter_name(p, base, idx, src):
+    return "ScatterBackward0" if p["reduce"] == "none" else "ScatterReduceBackward0"
+
+
+scatter_p = Primitive(
+    "scatter", _scatter_impl, _scatter_shape,
+    "_scatter({0}, {1}, {2}, {axis}, {reduce!r}, {include_self})",
+    vjp=(_scatter_vjp_base, None, _scatter_vjp_src), save=(0, 1, 2), save_out=True,
+    grad_name=_scatter_name, kind="index")
+
+JAX_HELPERS.update({"_cumextreme_index": _cumextreme_index_jax_fn, "_scatter": _scatter_jax_fn})
+
+# sorting and order statistics: indices only (values are a gather at them)
+
+def _sort_index_impl(x, *, axis, descending):
+    # stable both ways: equal values keep their order; NaN is the largest value
+    if not descending:
+        return np.argsort(x, axis=axis, kind="stable").astype(np.int64, copy=False)
+    n = x.shape[axis]
+    rev = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+    return (n - 1 - np.flip(rev, axis)).astype(np.int64)
+
+
+def _sort_index_jax_fn(x, axis, descending):
+    import jax.numpy as jnp
+    v = x.astype(jnp.int8) if x.dtype == jnp.bool_ else x
+    if not descending:
+        return jnp.argsort(v, axis=axis, stable=True).astype(jnp.int64)
+    rev = jnp.argsort(jnp.flip(v, axis), axis=axis, stable=True)
+    return (v.shape[axis] - 1 - jnp.flip(rev, axis)).astype(jnp.int64)
+
+
+sort_index_p = Primitive("sort_index", _sort_index_impl,
+                         lambda x, *, axis, descending: (x.shape, dtypes.int64),
+                         "_sort_index({0}, {axis}, {descending})", differentiable=False,
+                         kind="index")
+
+
+def _median_index_impl(x, *, axis, ignore_nan, xp=np):
+    # the lower median's position (keepdim): the ((n - 1) // 2)-th in stable sorted order;
+    # median with a NaN gives the (first) NaN, nanmedian counts only the other values
+    order = (np.argsort(x, axis=axis, kind="stable") if xp is np
+             else xp.argsort(x, axis=axis, stable=True))
+    n = x.shape[axis]
+    nans = xp.sum(xp.isnan(x), axis=axis, keepdims=True) if x.dtype.kind == "f" else \
+        xp.zeros((1,) * x.ndim, np.int64)
+    if ignore_nan:
+        k = (xp.maximum(n - nans, 1) - 1) // 2
+    else:
+        k = xp.where(nans > 0, n - nans, (n - 1) // 2)
+    return xp.take_along_axis(order, k.astype(np.int64), axis=axis).astype(np.int64)
+
+
+def _median_index_jax_fn(x, axis, ignore_nan):
+    import jax.numpy as jnp
+    return _median_index_impl(x, axis=axis, ignore_nan=ignore_nan, xp=jnp)
+
+
+def _kept_shape(x, *, axis, **_):
+    return _kept(tuple(x.shape), (axis,)), dtypes.int64
+
+
+median_index_p = Primitive("median_index", _median_index_impl, _kept_shape,
+                           "_median_index({0}, {axis}, {ignore_nan})", differentiable=False,
+                           kind="reduction")
+
+
+def _mode_index_impl(x, *, axis, xp=np):
+    # the most frequent value, the smallest of equally frequent ones (as PyTorch's CPU
+    # kernel); its index is its last occurrence (keepdim)
+    s = xp.sort(x, axis=axis)
+    n = x.shape[axis]
+    pos = xp.arange(n).reshape((-1,) + (1,) * (x.ndim - 1 - axis))
+    first = [slice(None)] * x.ndim
+    first[axis] = slice(0, 1)
+    prev = [slice(None)] * x.ndim
+    prev[axis] = slice(0, n - 1)
+    nxt = [slice(None)] * x.ndim
+    nxt[axis] = slice(1, n)
+    new_run = xp.concatenate([xp.ones_like(s[tuple(first)], dtype=bool),
+                              s[tuple(nxt)] != s[tuple(prev)]], axis=axis)
+    run_start = (np.maximum.accumulate(np.where(new_run, pos, 0), axis=axis) if xp is np else
+                 _jax_cummax(xp.where(new_run, pos, 0), axis))
+    count = pos - run_start + 1
+    best = xp.argmax(count == xp.max(count, axis=axis, keepdims=True), axis=axis)
+    value = xp.take_along_axis(s, xp.expand_dims(best, axis), axis=axis)
+    return xp.max(xp.where(x == value, pos, -1), axis=axis, keepdims=True).astype(np.int64)
+
+
+def _jax_cummax(v, axis):
+    from jax import lax
+    return lax.cummax(v, axis)
+
+
+def _mode_index_jax_fn(x, axis):
+    import jax.numpy as jnp
+    return _mode_index_impl(x, axis=axis, xp=jnp)
+
+
+mode_index_p = Primitive("mode_index", _mode_index_impl, _kept_shape,
+                         "_mode_index({0}, {axis})", differentiable=False, kind="reduction")
+
+JAX_HELPERS.update({"_sort_index": _sort_index_jax_fn, "_median_index": _median_index_jax_fn,
+                    "_mode_index": _mode_index_jax_fn})
+
+
+# diagonals: ``diagonal`` is a (writable) NumPy view, so the result is a view of its
+# input as in PyTorch; ``diag_embed`` places a last dim on the diagonal of a zero
+# tensor of ``shape``. Each is the other's VJP.
+
+def _diag_length(n1, n2, offset):
+    return max(0, min(n1 + min(offset, 0), n2 - max(offset, 0)))
+
+
+def _diagonal_shape(x, *, offset, dim1, dim2):
+    if dim1 == dim2:
+        raise ShapeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    rest = tuple(n for i, n in enumerate(x.shape) if i not in (dim1, dim2))
+    return rest + (_diag_length(x.shape[dim1], x.shape[dim2], offset),), x.dtype
+
+
+def _diagonal_impl(x, *, offset, dim1, dim2):
+    d = np.diagonal(x, offset, dim1, dim2)  # a read-only view whose base chain reaches x
+    if x.flags.writeable:
+        d.flags.writeable = True  # writes through it reach x, as through PyTorch's view
+    return d
+
+
+def _diag_embed_where(shape, offset, dim1, dim2):
+    """Index arrays (for a result of ``shape``) of every diagonal element, laid out as
+    the diagonal's own shape (other dims..., L)."""
+    n = _diag_length(shape[dim1], shape[dim2], offset)
+    rest = [s for i, s in enumerate(shape) if i not in (dim1, dim2)]
+    grids = np.indices(tuple(rest) + (n,), sparse=True)
+    it = iter(grids[:-1])
+    index = []
+    for i in range(len(shape)):
+        if i == dim1:
+            index.append(grids[-1] + max(-offset, 0))
+        elif i == dim2:
+            index.append(grids[-1] + max(offset, 0))
+        else:
+            index.append(next(it))
+    return tuple(index)
+
+
+def _diag_embed_impl(v, *, offset, dim1, dim2, shape):
+    out = np.zeros(shape, v.dtype)
+    out[_diag_embed_where(shape, offset, dim1, dim2)] = v
+    return out
+
+
+def _diag_embed_jax_fn(v, offset, dim1, dim2, shape):
+    import jax.numpy as jnp
+    return jnp.zeros(shape, v.dtype).at[_diag_embed_where(shape, offset, dim1, dim2)].set(v)
+
+
+diagonal_p = Primitive(
+    "diagonal", _diagonal_impl, _diagonal_shape,
+    "jnp.diagonal({0}, offset={offset}, axis1={dim1}, axis2={dim2})",
+    vjp=(lambda g, out, x, *, offset, dim1, dim2:
+         T._diag_embed(g, offset, dim1, dim2, tuple(x.shape)),),
+    jvp=(lambda t, out, x, **p: T._diagonal(t, **p),), kind="index")
+diag_embed_p = Primitive(
+    "diag_embed", _diag_embed_impl, lambda v, *, shape, **_: (tuple(shape), v.dtype),
+    "_diag_embed({0}, {offset}, {dim1}, {dim2}, {shape})",
+    vjp=(lambda g, out, v, *, offset, dim1, dim2, shape: T._diagonal(g, offset, dim1, dim2),),
+    jvp=(lambda t, out, v, **p: T._diag_embed(t, **p),), kind="index")
+
+JAX_HELPERS["_diag_embed"] = _diag_embed_jax_fn
+
+
+# ----------------------------------------------------------------------------
+# linear algebra (torch.linalg), over the last two dims, batched. A factorisation with
+# several outputs (eigh, svd, qr) is one primitive per output, each with the part of the
+# backward formula that its cotangent feeds (PyTorch's derivatives.yaml formulas, split
+# by output: the engine sums the parts). Rules are written with these same ops, so
+# double backward works where the formulas are differentiable.
+
+def _mT(x):
+    return T.swapaxes(x, -1, -2)
+
+
+def _square_shape(name):
+    def rule(x, **_):
+        if len(x.shape) < 2:
+            raise ShapeError(f"{name}: The input tensor A must have at least 2 dimensions.")
+        if x.shape[-1] != x.shape[-2]:
+            raise ShapeError(f"{name}: A must be batches of square matrices, but they are "
+                             f"{x.shape[-2]} by {x.shape[-1]} matrices")
+        return tuple(x.shape), x.dtype
+    return rule
+
+
+def _batch_scalar_shape(name):
+    square = _square_shape(name)
+
+    def rule(x, **_):
+        square(x)
+        return tuple(x.shape[:-2]), x.dtype
+    return rule
+
+
+def _inv_vjp(g, out, x):
+    return -T.matmul(T.matmul(_mT(out), g), _mT(out))
+
+
+inv_p = Primitive("inv", lambda x: np.linalg.inv(x).astype(x.dtype, copy=False),
+                  _square_shape("linalg.inv"), "jnp.linalg.inv({0})", vjp=(_inv_vjp,),
+                  save_out=True, grad_name="LinalgInvExBackward0", kind="matmul")
+
+
+def _det_vjp(g, out, x):
+    return T.unsqueeze(T.unsqueeze(g * out, -1), -1) * _mT(T._linalg_inv(x))
+
+
+det_p = Primitive("det", lambda x: np.asarray(np.linalg.det(x), x.dtype),
+                  _batch_scalar_shape("linalg.det"), "jnp.linalg.det({0})", vjp=(_det_vjp,),
+                  save=(0,), save_out=True, grad_name="LinalgDetBackward0", kind="matmul")
+logabsdet_p = Primitive(
+    "logabsdet", lambda x: np.asarray(np.linalg.slogdet(x)[1], x.dtype),
+    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[1]",
+    vjp=(lambda g, out, x: T.unsqueeze(T.unsqueeze(g, -1), -1) * _mT(T._linalg_inv(x)),),
+    save=(0,), grad_name="LinalgSlogdetBackward0", kind="matmul")
+# the sign of the determinant: piecewise constant (a zero gradient), recorded as torch does
+det_sign_p = Primitive(
+    "det_sign", lambda x: np.asarray(np.linalg.slogdet(x)[0], x.dtype),
+    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[0]",
+    vjp=(lambda g, out, x: T.zeros(tuple(x.shape), dtype=g.dtype),),
+    grad_name="LinalgSlogdetBackward0", kind="matmul")
+
+
+def _solve_shape(a, b):
+    _square_shape("linalg.solve")(a)
+    if a.dtype is not b.dtype:
+        raise ShapeError(f"linalg.solve: Expected A and B to have the same dtype, but found A "
+                         f"of type {a.dtype} and B of type {b.dtype} instead")
+    if len(b.shape) != len(a.shape) or b.shape[-2] != a.shape[-1]:
+        raise ShapeError(f"linalg.solve: Incompatible shapes of A and B for the equation AX = B "
+                         f"({a.shape[-2]}x{a.shape[-1]} and {b.shape[-2]}x{b.shape[-1]})")
+    batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    return batch + tuple(b.shape[-2:]), a.dtype
+
+
+def _solve_vjp_b(g, out, a, b):
+    return T._linalg_solve(_mT(a), g)
+
+
+solve_p = Primitive(
+    "solve", lambda a, b: np.linalg.solve(a, b).astype(a.dtype, copy=False), _solve_shape,
+    "jnp.linalg.solve({0}, {1})",
+    vjp=(lambda g, out, a, b: -T.matmul(_solve_vjp_b(g, out, a, b), _mT(out)), _solve_vjp_b),
+    save=(0,), save_out=True, grad_name="LinalgSolveExBackward0", kind="matmul")
+
+
+def _cholesky_vjp(g, out, x):
+    # PyTorch's cholesky_backward: L^-H Phi(L^H gL) L^-1, Phi halving the diagonal and
+    # mirroring the strict lower part (the gradient is symmetric)
+    L = out
+    ga = T.tril(T.matmul(_mT(L), g))
+    ga = 0.5 * (ga + _mT(T.tril(ga, -1)))
+    ga = T._linalg_solve(_mT(L), ga)                     # L^-H ga
+    return _mT(T._linalg_solve(_mT(L), _mT(ga)))         # (L^-H ga) L^-1
+
+
+cholesky_p = Primitive("cholesky", lambda x: np.linalg.cholesky(x).astype(x.dtype, copy=False),
+                       _square_shape("linalg.cholesky"), "jnp.linalg.cholesky({0})",
+                       vjp=(_cholesky_vjp,), save_out=True,
+                       grad_name="LinalgCholeskyExBackward0", kind="matmul")
+
+
+def _eigh_vals_shape(x):
+    _square_shape("linalg.eigh")(x)
+    return tuple(x.shape[:-1]), x.dtype
+
+
+def _eigh_values_vjp(g, out, x):
+    v = T._eigh_vectors(x)
+    return T.matmul(v * T.unsqueeze(g, -2), _mT(v))
+
+
+def _eigh_vectors_vjp(g, out, x):
+    # V (sym(V^T gV) / E) V^T with E_ij = w_j - w_i off the diagonal (PyTorch projects
+    # V^T gV onto the skew-symmetric matrices; divided by E that is symmetric)
+    w, v = T._eigh_values(x), out
+    e = T.unsqueeze(w, -2) - T.unsqueeze(w, -1)
+    n = x.shape[-1]
+    eye = T.eye(n, dtype=dtypes.bool_)
+    k = T.matmul(_mT(v), g)
+    inner = T.where(eye, 0.0, 0.5 * (k - _mT(k)) / T.where(eye, 1.0, e))
+    return T.matmul(T.matmul(v, inner), _mT(v))
+
+
+eigh_values_p = Primitive(
+    "eigh_values", lambda x: np.linalg.eigh(x)[0].astype(x.dtype, copy=False), _eigh_vals_shape,
+    "jnp.linalg.eigh({0}, symmetrize_input=False)[0]", vjp=(_eigh_values_vjp,), save=(0,),
+    grad_name="LinalgEighBackward0", kind="matmul")
+eigh_vectors_p = Primitive(
+    "eigh_vectors", lambda x: np.linalg.eigh(x)[1].astype(x.dtype, copy=False),
+    _square_shape("linalg.eigh"), "jnp.linalg.eigh({0}, symmetrize_input=False)[1]",
+    vjp=(_eigh_vectors_vjp,), save=(0,), save_out=True, grad_name="LinalgEighBackward0",
+    kind="matmul")
+
+
+def _svd_shape(part):
+    def rule(x, *, full=False):
+        if len(x.shape) < 2:
+            raise ShapeError("linalg.svd: The input tensor A must have at least 2 dimensions.")
+        m, n = x.shape[-2:]
+        k = min(m, n)
+        batch = tuple(x.shape[:-2])
+        return {"u": batch + (m, m if full else k), "s": batch + (k,),
+                "vh": batch + (n if full else k, n)}[part], x.dtype
+    return rule
+
+
+def _svd_impl(part):
+    index = {"u": 0, "s": 1, "vh": 2}[part]
+
+    def impl(x, *, full=False):
+        if part == "s":
+            return np.linalg.svd(x, compute_uv=False).astype(x.dtype, copy=False)
+        return np.linalg.svd(x, full_matrices=full)[index].astype(x.dtype, copy=False)
+    return impl
+
+
+def _svd_f(s):
+    """F_ij = 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it."""
+    s2 = s * s
+    d = T.unsqueeze(s2, -2) - T.unsqueeze(s2, -1)
+    eye = T.eye(s.shape[-1], dtype=dtypes.bool_)
+    return T.where(eye, 0.0, 1.0 / T.where(eye, 1.0, d))
+
+
+def _svd_vjp_s(g, out, x):
+    u, vh = T._svd_part(x, "u"), T._svd_part(x, "vh")
+    return T.matmul(u * T.unsqueeze(g, -2), vh)
+
+
+def _svd_vjp_u(g, out, x, *, full=False):
+    # U (F o (U^T gU - gU^T U)) S V^T + (I - U U^T) gU S^-1 V^T; with full matrices only
+    # the first min(m, n) columns carry a gradient (as PyTorch's svd_backward)
+    kk = min(x.shape[-2:])
+    u, s, vh = out, T._svd_part(x, "s"), T._svd_part(x, "vh")
+    if full:
+        u, g = u[..., :kk], g[..., :kk]
+    k = T.matmul(_mT(u), g)
+    inner = _svd_f(s) * (k - _mT(k))
+    ga = T.matmul(T.matmul(u, inner * T.unsqueeze(s, -2)), vh)
+    if x.shape[-2] > x.shape[-1]:
+        proj = g - T.matmul(u, k)
+        ga = ga + T.matmul(proj / T.unsqueeze(s, -2), vh)
+    return ga
+
+
+def _svd_vjp_vh(g, out, x, *, full=False):
+    # U S (F o (V^T gV - gV^T V)) V^T + U S^-1 gV^T (I - V V^T), with gV = gVh^T
+    kk = min(x.shape[-2:])
+    vh, s, u = out, T._svd_part(x, "s"), T._svd_part(x, "u")
+    if full:
+        vh, g = vh[..., :kk, :], g[..., :kk, :]
+    gv = _mT(g)
+    k = T.matmul(vh, gv)
+    inner = _svd_f(s) * (k - _mT(k))
+    ga = T.matmul(T.matmul(u, T.unsqueeze(s, -1) * inner), vh)
+    if x.shape[-1] > x.shape[-2]:
+        proj = g - T.matmul(_mT(k), vh)
+        ga = ga + T.matmul(u, proj / T.unsqueeze(s, -1))
+    return ga
+
+
+svd_u_p = Primitive("svd_u", _svd_impl("u"), _svd_shape("u"),
+                    "jnp.linalg.svd({0}, full_matrices={full})[0]", vjp=(_svd_vjp_u,),
+                    save=(0,), save_out=True, grad_name="LinalgSvdBackward0", kind="matmul")
+svd_s_p = Primitive("svd_s", _svd_impl("s"), _svd_shape("s"),
+                    "jnp.linalg.svd({0}, compute_uv=False)", vjp=(_svd_vjp_s,),
+                    save=(0,), grad_name="LinalgSvdBackward0", kind="matmul")
+svd_vh_p = Primitive("svd_vh", _svd_impl("vh"), _svd_shape("vh"),
+                     "jnp.linalg.svd({0}, full_matrices={full})[2]", vjp=(_svd_vjp_vh,),
+                     save=(0,), save_out=True, grad_name="LinalgSvdBackward0", kind="matmul")
+
+
+def _qr_shape(part):
+    def rule(x):
+        if len(x.shape) < 2:
+            raise ShapeError("linalg.qr: The input tensor A must have at least 2 dimensions.")
+        m, n = x.shape[-2:]
+        k = min(m, n)
+        batch = tuple(x.shape[:-2])
+        return (batch + (m, k) if part == "q" else batch + (k, n)), x.dtype
+    return rule
+
+
+def _copyltu(m):
+    low = T.tril(m, -1)
+    return low + _mT(low) + T.diag_embed(T.diagonal(m, 0, -2, -1))
+
+
+def _qr_tail(x, q, r, m):
+    # (.. + Q copyltu(M)) R^-T, for the reduced QR of a tall or square matrix
+    if x.shape[-2] < x.shape[-1]:
+        raise NotImplementedError("The derivative of linalg.qr is not implemented for wide "
+                                  "matrices (more columns than rows)")
+    return T.matmul(q, _copyltu(m))
+
+
+def _r_inv_t(y, r):
+    return _mT(T._linalg_solve(r, _mT(y)))   # y R^-T
+
+
+def _qr_vjp_q(g, out, x):
+    q, r = out, T._qr_part(x, "r")
+    m = -T.matmul(_mT(g), q)
+    return _r_inv_t(g + _qr_tail(x, q, r, m), r)
+
+
+def _qr_vjp_r(g, out, x):
+    q, r = T._qr_part(x, "q"), out
+    m = T.matmul(r, _mT(g))
+    return _r_inv_t(_qr_tail(x, q, r, m), r)
+
+
+qr_q_p = Primitive("qr_q", lambda x: np.linalg.qr(x)[0].astype(x.dtype, copy=False),
+                   _qr_shape("q"), "jnp.linalg.qr({0})[0]", vjp=(_qr_vjp_q,), save=(0,),
+                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
+qr_r_p = Primitive("qr_r", lambda x: np.linalg.qr(x)[1].astype(x.dtype, copy=False),
+                   _qr_shape("r"), "jnp.linalg.qr({0})[1]", vjp=(_qr_vjp_r,), save=(0,),
+                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
+
+
+# Tensor.view(dtype): the same bytes read as another dtype; the last dim scales by the
+# ratio of element sizes. No gradient (PyTorch's is not defined across dtypes).
+
+def _bitcast_shape(x, *, dtype):
+    a, b = np.dtype(x.dtype.np).itemsize, np.dtype(dtype.np).itemsize
+    shape = tuple(x.shape)
+    if a == b:
+        return shape, dtype
+    if not shape:
+        raise ShapeError(f"self.dim() cannot be 0 to view {_TYPE_WORDS[x.dtype.name]} as "
+                         f"{_TYPE_WORDS[dtype.name]} (different element sizes)")
+    if (shape[-1] * a) % b:
+        raise ShapeError(f"self.size(-1) must be divisible by {b // a} to view "
+                         f"{_TYPE_WORDS[x.dtype.name]} as {_TYPE_WORDS[dtype.name]} (different "
+                         f"element sizes), but got {shape[-1]}")
+    return shape[:-1] + (shape[-1] * a // b,), dtype
+
+
+_TYPE_WORDS = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
+               "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+
+
+def _bitcast_jax(args, p):
+    return f"_bitcast({args[0]}, jnp.{p['dtype'].name})"
+
+
+def _bitcast_jax_fn(x, dtype):
+    import jax.numpy as jnp
+    from jax import lax
+    a, b = np.dtype(x.dtype).itemsize, np.dtype(dtype).itemsize
+    if a == b:
+        return lax.bitcast_convert_type(x, dtype)
+    if a > b:   # each element becomes a // b narrower ones: a new last dim, merged
+        y = lax.bitcast_convert_type(x, dtype)
+        return jnp.reshape(y, x.shape[:-1] + (x.shape[-1] * (a // b),))
+    y = jnp.reshape(x, x.shape[:-1] + (x.shape[-1] // (b // a), b // a))
+    return lax.bitcast_convert_type(y, dtype)
+
+
+bitcast_p = Primitive("bitcast",
+                      lambda x, *, dtype: np.ascontiguousarray(x).view(dtype.np),
+                      _bitcast_shape, _bitcast_jax, differentiable=False, kind="layout")
+JAX_HELPERS["_bitcast"] = _bitcast_jax_fn
+# ==== end of structural ops (opsb) ====
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
 

@@ -74,8 +74,9 @@ class _late:
         from .. import functions as F, primitives as P
         from ..tensor import Tensor, apply, trace_state
         cls.F, cls.apply, cls.trace_state, cls.Tensor = F, apply, trace_state, Tensor
-        cls.replayable = {P.getitem_p, P.reshape_p, P.permute_p, P.broadcast_to_p}
+        cls.replayable = {P.getitem_p, P.reshape_p, P.permute_p, P.broadcast_to_p, P.diagonal_p}
         cls.getitem_p, cls.reshape_p, cls.permute_p = P.getitem_p, P.reshape_p, P.permute_p
+        cls.diagonal_p = P.diagonal_p
         cls.inverse_perm = P._inverse_perm
 
 
@@ -129,6 +130,13 @@ def scatter(base, v, ops):
         return F.reshape(v, in_shape)
     if prim is _late.permute_p:
         return F.permute(v, _late.inverse_perm(params["perm"]))
+    if prim is _late.diagonal_p:
+        placed = F._diag_embed(v, shape=in_shape, **params)
+        if base is None:
+            return placed
+        on_diagonal = F._diag_embed(F.ones(v.shape, dtype=F.dtypes.bool_), shape=in_shape,
+                                    **params)
+        return F.where(on_diagonal, placed, base)
     if base is not None:  # pragma: no cover - expand views cannot be written to
         raise RuntimeError("cannot write through an expanded view")
     return F.sum_to(v, in_shape)

@@ -1785,3 +1785,444 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
         return result
     out.copy_(result)
     return out
+
+
+# ==== structural ops (opsb): normalize, one_hot, cdist, unfold/fold, transposed conv,
+# embedding_bag ====
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """(..., num_classes) int64 with a one at each entry's class; num_classes=-1: the
+    largest class + 1 (read from the data)."""
+    if tensor.dtype is not dtypes.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if num_classes == -1:
+        values = tensor._concrete("one_hot(num_classes=-1)")
+        if values.size == 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(values.max()) + 1
+    if _eager() and tensor.numel():
+        values = tensor._data
+        if values.min() < 0:
+            raise RuntimeError("Class values must be non-negative.")
+        if values.max() >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes.")
+    hit = T.eq(T.unsqueeze(tensor, -1), T.arange(num_classes))
+    return T.cast(hit, dtypes.int64)
+
+
+def _im2col_weight(c: int, kernel: tuple, dtype) -> Tensor:
+    """(C*K, 1, *kernel) one-hot kernels: output channel c*K + k copies input channel c at
+    kernel offset k (im2col's channel order)."""
+    k = math.prod(kernel)
+    eye = np.eye(k, dtype=dtype.np).reshape((k, 1) + tuple(kernel))
+    w = Tensor._make(np.ascontiguousarray(np.tile(eye, (c, 1) + (1,) * len(kernel))))
+    if trace_state.current is not None:
+        trace_state.current.constant(w)
+    return w
+
+
+def _fold_params(kernel_size, dilation, padding, stride):
+    return tuple(_ntuple(v, 2, what) for v, what in ((kernel_size, "kernel_size"),
+                                                     (dilation, "dilation"),
+                                                     (padding, "padding"), (stride, "stride")))
+
+
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """im2col: (N, C, H, W) -> (N, C * kh * kw, L), every kh x kw block as a column."""
+    if input.ndim not in (3, 4):
+        raise NotImplementedError(f"Input Error: Only 3D or 4D input Tensors are supported "
+                                  f"(got {input.ndim}D)")
+    x = T.unsqueeze(input, 0) if input.ndim == 3 else input
+    kernel, dil, pad, st = _fold_params(kernel_size, dilation, padding, stride)
+    c = x.shape[1]
+    w = _im2col_weight(c, kernel, x.dtype)
+    cols = T._conv(x, w, stride=st, padding=tuple((q, q) for q in pad), dilation=dil,
+                   lhs_dilation=(1, 1), groups=c)
+    shape = (x.shape[0], cols.shape[1], cols.shape[2] * cols.shape[3])[input.ndim == 3:]
+    return T._not_a_view(apply(P.reshape_p, (cols,), {"shape": shape}, name="Im2ColBackward0"))
+
+
+class _Aval:
+    """A shape and dtype (what the conv VJP rule reads of the input it transposes)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype, self.ndim = tuple(shape), dtype, len(shape)
+
+
+def _conv_transpose(g: Tensor, weight: Tensor, out_shape: tuple, stride, padding, dilation,
+                    groups: int) -> Tensor:
+    """The transposed convolution of ``g`` (the conv primitive's input VJP): out_shape is
+    the (N, C, *spatial) of the convolution's input."""
+    return P._conv_vjp_x(g, None, _Aval(out_shape, g.dtype), weight, stride=tuple(stride),
+                         padding=tuple((q, q) for q in padding), dilation=tuple(dilation),
+                         lhs_dilation=(1,) * len(stride), groups=groups)
+
+
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """col2im: (N, C * kh * kw, L) -> (N, C, H, W), summing overlapping blocks (unfold's
+    adjoint)."""
+    if input.ndim not in (2, 3):
+        raise NotImplementedError(f"Input Error: Only unbatched (2D) or batched (3D) input "
+                                  f"Tensors are supported (got {input.ndim}D)")
+    x = T.unsqueeze(input, 0) if input.ndim == 2 else input
+    size = _ntuple(output_size, 2, "output_size")
+    kernel, dil, pad, st = _fold_params(kernel_size, dilation, padding, stride)
+    k = math.prod(kernel)
+    if x.shape[1] % k:
+        raise RuntimeError(f"Expected size of input's dimension 1 to be divisible by the product "
+                           f"of kernel_size, but got input.size(1)={x.shape[1]} and "
+                           f"kernel_size=({kernel[0]}, {kernel[1]}).")
+    blocks = [(size[i] + 2 * pad[i] - dil[i] * (kernel[i] - 1) - 1) // st[i] + 1 for i in (0, 1)]
+    if blocks[0] * blocks[1] != x.shape[2]:
+        raise RuntimeError(
+            f"Given output_size=({size[0]}, {size[1]}), kernel_size=({kernel[0]}, {kernel[1]}), "
+            f"dilation=({dil[0]}, {dil[1]}), padding=({pad[0]}, {pad[1]}), stride=({st[0]}, "
+            f"{st[1]}), expected size of input's dimension 2 to match the calculated number of "
+            f"sliding blocks {blocks[0]} * {blocks[1]} = {blocks[0] * blocks[1]}, but got "
+            f"input.size(2)={x.shape[2]}.")
+    c = x.shape[1] // k
+    cols = T.reshape(x, (x.shape[0], x.shape[1], blocks[0], blocks[1]))
+    out = _conv_transpose(cols, _im2col_weight(c, kernel, x.dtype), (x.shape[0], c) + size,
+                          st, pad, dil, c)
+    if input.ndim == 2:
+        out = T._not_a_view(apply(P.reshape_p, (out,), {"shape": tuple(out.shape[1:])}))
+    return T._named(out, "Col2ImBackward0")
+
+
+def _conv_transpose_nd(nsp, input, weight, bias, stride, padding, output_padding, groups,
+                       dilation):
+    x, unbatched = _batched(input, nsp, f"conv_transpose{nsp}d")
+    stride = _ntuple(stride, nsp, "stride")
+    padding = _ntuple(padding, nsp, "padding")
+    output_padding = _ntuple(output_padding, nsp, "output_padding")
+    dilation = _ntuple(dilation, nsp, "dilation")
+    if weight.ndim != nsp + 2:
+        raise RuntimeError(f"Expected {nsp + 2}-dimensional input and weight for {nsp}-d "
+                           f"convolution, but got input of size {list(x.shape)} and weight of "
+                           f"size {list(weight.shape)}")
+    if x.shape[1] != weight.shape[0]:
+        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected "
+                           f"input{list(x.shape)} to have {weight.shape[0]} channels, but got "
+                           f"{x.shape[1]} channels instead")
+    for op, s, d in zip(output_padding, stride, dilation, strict=True):
+        if op >= s and op >= d:
+            raise RuntimeError("output padding must be smaller than either stride or dilation, "
+                               f"but got output_padding_height: {output_padding[0]} "
+                               f"output_padding_width: {output_padding[-1]} stride_height: "
+                               f"{stride[0]} stride_width: {stride[-1]} dilation_height: "
+                               f"{dilation[0]} dilation_width: {dilation[-1]}")
+    cout = weight.shape[1] * groups
+    sp = tuple((n - 1) * s - 2 * q + d * (k - 1) + op + 1 for n, s, q, d, k, op in
+               zip(x.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding,
+                   strict=True))
+    out = _conv_transpose(x, weight, (x.shape[0], cout) + sp, stride, padding, dilation, groups)
+    if bias is not None:
+        out = _binop(P.add_p, out, T.reshape(bias, (cout,) + (1,) * nsp), "ConvolutionBackward0")
+    return T.squeeze(out, 0) if unbatched else out
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1) -> Tensor:
+    """The transposed 1-d convolution (conv1d's input gradient); weight (C_in, C_out/groups, k)."""
+    return _conv_transpose_nd(1, input, weight, bias, stride, padding, output_padding, groups,
+                              dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1) -> Tensor:
+    """The transposed 2-d convolution ("deconvolution"): conv2d's gradient with respect to its
+    input, made by the same ``conv`` primitive (input-dilated by the stride)."""
+    return _conv_transpose_nd(2, input, weight, bias, stride, padding, output_padding, groups,
+                              dilation)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1) -> Tensor:
+    """The transposed 3-d convolution."""
+    return _conv_transpose_nd(3, input, weight, bias, stride, padding, output_padding, groups,
+                              dilation)
+
+
+__all__ += ["normalize", "one_hot", "unfold", "fold", "conv_transpose1d", "conv_transpose2d",
+            "conv_transpose3d"]
+
+
+# ---- interpolate / upsampling (opsb) --------------------------------------------------
+#
+# Separable: each spatial dim is resampled in turn by index_select at the source taps,
+# weighted by constant coefficients (PyTorch's source-coordinate rules: half-pixel or
+# align_corners, the scale from scale_factor unless recomputed), so the gradient is the
+# transposed resampling, and compiled code gathers on the device.
+
+_INTERP_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+_INTERP_NAMES = {"nearest": "UpsampleNearest{}DBackward0",
+                 "nearest-exact": "UpsampleNearestExact{}DBackward0",
+                 "linear": "UpsampleLinear1DBackward0", "bilinear": "UpsampleBilinear2DBackward0",
+                 "bicubic": "UpsampleBicubic2DBackward0",
+                 "trilinear": "UpsampleTrilinear3DBackward0"}
+
+
+def _const_array(a: np.ndarray) -> Tensor:
+    t = Tensor._make(a)
+    if trace_state.current is not None:
+        trace_state.current.constant(t)
+    return t
+
+
+def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    def near(x):   # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):    # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], -1)
+
+
+def _resample_taps(n_in: int, n_out: int, mode: str, align_corners: bool, scale):
+    """(indices (n_out, taps), weights (n_out, taps)) for one spatial dim."""
+    dst = np.arange(n_out, dtype=np.float64)
+    if mode in ("nearest", "nearest-exact"):
+        s = (1.0 / scale) if scale is not None else n_in / n_out
+        off = 0.5 if mode == "nearest-exact" else 0.0
+        src = np.minimum(np.floor((dst + off) * s).astype(np.int64), n_in - 1)
+        return src[:, None], np.ones((n_out, 1))
+    if align_corners:
+        s = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        src = dst * s
+    else:
+        s = (1.0 / scale) if scale is not None else n_in / n_out
+        src = (dst + 0.5) * s - 0.5
+        if mode != "bicubic":
+            src = np.maximum(src, 0.0)
+    base = np.floor(src)
+    t = src - base
+    base = base.astype(np.int64)
+    if mode == "bicubic":
+        idx = np.clip(base[:, None] + np.arange(-1, 3), 0, n_in - 1)
+        return idx, _cubic_weights(t)
+    idx = np.stack([np.minimum(base, n_in - 1), np.minimum(base + 1, n_in - 1)], -1)
+    return idx, np.stack([1 - t, t], -1)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners=None, recompute_scale_factor=None, antialias: bool = False):
+    """Resize the spatial dims of (N, C, *spatial): nearest, nearest-exact, (bi/tri)linear,
+    bicubic; as PyTorch computes source coordinates (align_corners, scale_factor,
+    recompute_scale_factor).
+
+    >>> import tracegrad as tg
+    >>> interpolate(tg.tensor([[[0., 1.]]]), scale_factor=2, mode="linear")
+    tensor([[[0.0000, 0.2500, 0.7500, 1.0000]]])
+    """
+    modes = ("nearest", "nearest-exact") + tuple(_INTERP_DIMS)
+    nsp = input.ndim - 2
+    if mode not in modes or nsp not in (1, 2, 3):
+        raise NotImplementedError(
+            f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.ndim}D) for "
+            f"the modes: nearest | linear | bilinear | bicubic | trilinear | lanczos | area | "
+            f"nearest-exact (got {mode})")
+    if mode in ("nearest", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating "
+                             "modes: linear | bilinear | bicubic | trilinear")
+    else:
+        align_corners = bool(align_corners)
+        if _INTERP_DIMS[mode] != nsp:
+            raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs "
+                                      f"{_INTERP_DIMS[mode] + 2}D input")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    sp = tuple(input.shape[2:])
+    if size is not None:
+        out = (size,) * nsp if isinstance(size, int) else tuple(size)
+        if len(out) != nsp:
+            raise ValueError(f"Input and output must have the same number of spatial dimensions, "
+                             f"but got input with spatial dimensions of {list(sp)} and output "
+                             f"size of {tuple(size)}. Please provide input tensor in (N, C, d1, "
+                             f"d2, ...,dK) format and output size in (o1, o2, ...,oK) format.")
+        scales = (None,) * nsp
+    elif scale_factor is not None:
+        factors = ((float(scale_factor),) * nsp if isinstance(scale_factor, (int, float))
+                   else tuple(float(f) for f in scale_factor))
+        if len(factors) != nsp:
+            raise ValueError(f"Input and scale_factor must have the same number of spatial "
+                             f"dimensions, but got input with spatial dimensions of {list(sp)} "
+                             f"and scale_factor of shape {tuple(scale_factor)}. Please provide "
+                             f"input tensor in (N, C, d1, d2, ...,dK) format and scale_factor in "
+                             f"(s1, s2, ...,sK) format.")
+        out = tuple(int(math.floor(n * f)) for n, f in zip(sp, factors, strict=True))
+        scales = (None,) * nsp if recompute_scale_factor else factors
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    x = input
+    for i in range(nsp):
+        idx, w = _resample_taps(sp[i], out[i], mode, bool(align_corners), scales[i])
+        axis = 2 + i
+        taps = T.index_select(x, axis, _const_array(idx.reshape(-1)))
+        shape = tuple(x.shape[:axis]) + idx.shape + tuple(x.shape[axis + 1:])
+        taps = T.reshape(taps, shape)
+        if idx.shape[1] == 1:
+            x = T.squeeze(taps, axis + 1)
+        else:
+            wt = _const_array(w.astype(x.dtype.np).reshape(idx.shape + (1,) * (nsp - 1 - i)))
+            x = T.sum(taps * wt, axis + 1)
+    name = _INTERP_NAMES[mode].format(nsp)
+    return T._named(x, name) if x is not input else T._named(T.clone(x), name)
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+__all__ += ["interpolate", "upsample"]
+
+
+# ---- max_unpool (opsb): scatter the pooled values back to their indices ----------------
+
+def _max_unpool(nsp, input, indices, kernel_size, stride, padding, output_size):
+    fn = f"max_unpool{nsp}d"
+    k = _ntuple(kernel_size, nsp, "kernel_size")
+    s = k if stride is None else _ntuple(stride, nsp, "stride")
+    p = _ntuple(padding, nsp, "padding")
+    unbatched = input.ndim == nsp + 1
+    x = T.unsqueeze(input, 0) if unbatched else input
+    idx = T.unsqueeze(indices, 0) if unbatched else indices
+    if x.ndim != nsp + 2 or tuple(idx.shape) != tuple(x.shape):
+        raise RuntimeError(f"{fn}: Expected shape of indices to be same as that of the input "
+                           f"tensor ({list(x.shape)}) but got indices tensor with shape: "
+                           f"{list(idx.shape)}")
+    default = tuple((n - 1) * st - 2 * q + kk for n, st, q, kk in
+                    zip(x.shape[2:], s, p, k, strict=True))
+    if output_size is None:
+        out = default
+    else:
+        out = tuple(output_size)[-nsp:]
+        for d, (o, lo) in enumerate(zip(out, default, strict=True)):
+            if not lo - s[d] < o < lo + s[d]:
+                raise ValueError(f'invalid output_size "{tuple(output_size)}" (dim {d} must be '
+                                 f"between {lo - s[d]} and {lo + s[d]})")
+    plane = math.prod(out)
+    n, c = x.shape[:2]
+    flat_idx = T.reshape(T.cast(idx, dtypes.int64), (n, c, -1))
+    if _eager() and flat_idx.numel():
+        bad = flat_idx._data[(flat_idx._data < 0) | (flat_idx._data >= plane)]
+        if bad.size:
+            raise RuntimeError(f"Found an invalid max index: {bad.flat[0]} (output volumes are "
+                               f"of size {'x'.join(map(str, out))})")
+    base = T.zeros((n, c, plane), dtype=x.dtype)
+    placed = T._scatter(base, flat_idx, T.reshape(x, (n, c, -1)), 2)
+    name = f"MaxUnpool{max(nsp, 2)}DBackward0"
+    r = T._not_a_view(apply(P.reshape_p, (placed,), {"shape": (n, c) + out}, name=name))
+    return T.squeeze(r, 0) if unbatched else r
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The inverse of max_pool1d: values put back at their indices, zeros elsewhere."""
+    x = T.unsqueeze(input, -2)
+    out = None if output_size is None else tuple(output_size)[:-1] + (1, tuple(output_size)[-1])
+    r = _max_unpool(2, x, T.unsqueeze(indices, -2), (1, _one(kernel_size)),
+                    None if stride is None else (1, _one(stride)), (0, _one(padding)), out)
+    return T.squeeze(r, -2)
+
+
+def _one(v):
+    return v if isinstance(v, int) else tuple(v)[0]
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The inverse of max_pool2d(return_indices=True)."""
+    return _max_unpool(2, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The inverse of max_pool3d(return_indices=True)."""
+    return _max_unpool(3, input, indices, kernel_size, stride, padding, output_size)
+
+
+__all__ += ["max_unpool1d", "max_unpool2d", "max_unpool3d"]
+
+
+# ---- embedding_bag (opsb): per-bag sums, means or maxima of embedding rows --------------
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm=None,
+                  norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean",
+                  sparse: bool = False, per_sample_weights: Tensor | None = None,
+                  include_last_offset: bool = False, padding_idx: int | None = None) -> Tensor:
+    """(bags, D): each bag's rows of ``weight`` reduced by ``mode`` (sum, mean, max); bags
+    are the rows of a 2-d input, or the runs of a 1-d input that ``offsets`` start. An
+    empty bag gives zeros; ``padding_idx`` entries are left out.
+
+    >>> import tracegrad as tg
+    >>> embedding_bag(tg.tensor([0, 1, 1]), tg.eye(2), tg.tensor([0, 1]), mode="sum")
+    tensor([[1., 0.],
+            [0., 2.]])
+    """
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding_bag: max_norm, scale_grad_by_freq and sparse are "
+                                  "not supported")
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"mode has to be one of sum, mean or max, but got {mode}")
+    if per_sample_weights is not None and mode != "sum":
+        raise NotImplementedError(f"embedding_bag: per_sample_weights was not None. "
+                                  f"per_sample_weights is only supported for mode='sum' (got "
+                                  f"mode='{mode}'). Please open a feature request on GitHub.")
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError("if input is 2D, then offsets has to be None, as input is treated "
+                             "is a mini-batch of fixed length sequences. However, found offsets "
+                             f"of type {_torch_class(offsets)}")
+        bags, per = input.shape
+        flat = T.reshape(input, (-1,))
+        seg = count_seg = _const_array(np.repeat(np.arange(bags, dtype=np.int64), per))
+        if per_sample_weights is not None:
+            per_sample_weights = T.reshape(per_sample_weights, (-1,))
+    elif input.ndim == 1:
+        if offsets is None:
+            raise ValueError("offsets has to be a 1D Tensor but got None")
+        if offsets.ndim != 1:
+            raise ValueError("offsets has to be a 1D Tensor")
+        flat = input
+        starts = offsets[:-1] if include_last_offset else offsets
+        bags = starts.shape[0]
+        # bag of entry j: how many bag starts after the first are at or before j
+        pos = T.arange(flat.shape[0])
+        seg = T.sum(T.ge(T.unsqueeze(pos, 1), T.unsqueeze(starts[1:], 0)), 1)
+        count_seg = seg
+        if include_last_offset:  # entries past the last offset are summed into no bag (but
+            seg = T.where(T.lt(pos, offsets[-1]), seg, bags)  # PyTorch counts them in the
+            # last bag's mean)
+    else:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension "
+                         f"{input.ndim}")
+    idx = T.cast(flat, dtypes.int64)
+    d = weight.shape[1]
+    rows = apply(P.getitem_p, (weight, idx), {"index": (P.TENSOR,)})
+    keep = None
+    if padding_idx is not None:
+        keep = T.ne(idx, padding_idx % weight.shape[0])
+        seg = T.where(keep, seg, bags)   # padding entries go to a spare bag, dropped below
+        count_seg = T.where(keep, count_seg, bags)
+    if per_sample_weights is not None:
+        rows = rows * T.unsqueeze(per_sample_weights, 1)
+    target = T.expand(T.unsqueeze(seg, 1), (seg.shape[0], d))
+    base = T.zeros((bags + 1, d), dtype=weight.dtype)   # row ``bags``: the spare bag
+    name = "EmbeddingBagBackward0"
+    if mode == "max":
+        out = T._scatter(base, target, rows, 0, "amax", include_self=False)
+    else:
+        out = T._scatter(base, target, rows, 0, "sum")
+        if mode == "mean":
+            ones = T.ones((seg.shape[0], 1), dtype=weight.dtype)
+            count = T._scatter(T.zeros((bags + 1, 1), dtype=weight.dtype),
+                               T.unsqueeze(count_seg, 1), ones, 0, "sum")
+            out = out / T.clamp_min(count, 1.0)
+    return apply(P.getitem_p, (out,), {"index": (slice(0, bags),)}, name=name)
+
+
+def _torch_class(x) -> str:
+    return "<class 'torch.Tensor'>" if isinstance(x, Tensor) else str(type(x))
+
+
+__all__ += ["embedding_bag"]
