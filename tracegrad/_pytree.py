@@ -74,9 +74,32 @@ def flatten_out(x) -> list:
     return [x]
 
 
+class _Leaf:
+    """Where a tensor stood in a result ``template`` (which keeps no tensor alive)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "LEAF"
+
+
+LEAF = _Leaf()
+
+
+def template(x):
+    """``x`` with its tensors replaced by ``LEAF``: a compiled entry keeps the structure and
+    the non-tensor values of a traced result, not the traced tensors (nor their graphs)."""
+    return rebuild(x, _leaves())
+
+
+def _leaves():
+    while True:
+        yield LEAF
+
+
 def rebuild(x, leaves):
-    """``x`` with its tensor leaves replaced, in order, by the items of ``leaves``."""
-    if isinstance(x, Tensor):
+    """``x`` with its tensor leaves (or ``LEAF``s) replaced, in order, by ``leaves``."""
+    if x is LEAF or isinstance(x, Tensor):
         return next(leaves)
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return type(x)(*[rebuild(e, leaves) for e in x])

@@ -59,9 +59,20 @@ class Lowered:
         self.jitted = jitted
         self.consts = consts
 
-        def fn(*args):
-            with x64():
-                return jitted(*args)
+        from jax._src.config import enable_x64
+        if enable_x64._update_thread_local_hook is None:
+            swap, restore = enable_x64.swap_local, enable_x64.set_local
+
+            def fn(*args):  # (x64() without a context manager's cost: the hot path)
+                prev = swap(True)
+                try:
+                    return jitted(*args)
+                finally:
+                    restore(prev)
+        else:
+            def fn(*args):
+                with x64():
+                    return jitted(*args)
         self.fn = fn
 
     def hlo(self, specs) -> str:

@@ -23,37 +23,31 @@ class Source:
 
 
 @dataclass(frozen=True, eq=False)
-class Arg(Source):
-    """A tensor argument: position ``index`` in the flattened arguments, at ``path``."""
+class _Positional(Source):
+    """An argument at position ``index`` of the flattened arguments, at ``path``."""
 
     index: int
     path: str = ""
+
+    @property
+    def name(self):
+        return self.path or f"arg{self.index}"
+
+    @property
+    def key(self):
+        return (self.kind, self.index)
+
+
+class Arg(_Positional):
+    """A tensor argument."""
+
     kind = "arg"
 
-    @property
-    def name(self):
-        return self.path or f"arg{self.index}"
 
-    @property
-    def key(self):
-        return ("arg", self.index)
-
-
-@dataclass(frozen=True, eq=False)
-class Scalar(Source):
+class Scalar(_Positional):
     """A Python float argument, a dynamic 0-d float64 input."""
 
-    index: int
-    path: str = ""
     kind = "scalar"
-
-    @property
-    def name(self):
-        return self.path or f"arg{self.index}"
-
-    @property
-    def key(self):
-        return ("scalar", self.index)
 
 
 @dataclass(frozen=True, eq=False)

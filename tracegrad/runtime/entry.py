@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from .._pytree import rebuild
+from .._pytree import LEAF, rebuild, template
 from .._storage import array, defer, is_private, lazy, lookup, remember
 from ..autograd.profiler import _record_range
 from ..ir.sources import Arg, EagerDraw, Grad, GroupValue, RngKey, Scalar, State
@@ -55,7 +55,7 @@ class Entry:
             if isinstance(v, Tensor):
                 self._arg_index.setdefault(id(v), i)
         self.trace = trace
-        self.result_template = result
+        self.result_template = None if result is None else template(result)
         self.eager_reason = eager_reason
         self.paths = paths or []
         self.lowered = None
@@ -63,6 +63,7 @@ class Entry:
         self.timings = {}
         self.guards = []
         self._seen = {}  # input position -> weakref to the host array passed last time
+        self._first_call = True
         if trace is not None:
             self.guards = self._make_guards()
 
@@ -156,29 +157,37 @@ class Entry:
     def run(self, flat, call=None):
         """Run on this call's flattened arguments; ``call`` is ``(args, kwargs)``, kept
         only for a double backward through the results (backward.py)."""
-        if self.lowered is None:
-            self.build()
-        faults.install()
+        if self._first_call:
+            return self._first_run(flat, call)
         inputs = self._inputs(flat)
-        t0 = time.perf_counter()
-        with faults.CRITICAL:
+        if self._pure:  # no state to write back, nothing donated: just the results
+            outs = self.lowered.fn(*inputs)
+            tmpl = self.result_template
+            if tmpl is LEAF:
+                return result_tensor(outs[0])
+            return rebuild(tmpl, map(result_tensor, outs))
+        with faults.CRITICAL:  # NOTE: [Uninterruptible write-back]
             try:
                 outs = self.lowered.fn(*inputs)
             except BaseException:
                 for i in self.donate:  # a donated device value may be gone: use the host copy
                     forget(self._fetch[i](flat))
                 raise
-            if self._first_call:
-                self._first_call = False
-                self.timings["xla_first_call"] = time.perf_counter() - t0
-                _record_range("tracegrad::xla_first_call", t0, time.perf_counter())
-            if self._pure:  # no state to write back: just the results
-                tmpl = self.result_template
-                if tmpl.__class__ is Tensor:
-                    return result_tensor(outs[0])
-                return rebuild(tmpl, map(result_tensor, outs))
             del inputs  # (host arrays among them would look shared to defer())
             return self._write_back(flat, outs, call)
+
+    def _first_run(self, flat, call):
+        """The first run: build, install the SIGINT guard, time XLA's compile and run."""
+        if self.lowered is None:
+            self.build()
+        faults.install()
+        self._first_call = False
+        t0 = time.perf_counter()
+        try:
+            return self.run(flat, call)
+        finally:
+            self.timings["xla_first_call"] = time.perf_counter() - t0
+            _record_range("tracegrad::xla_first_call", t0, time.perf_counter())
 
     def _write_back(self, flat, outs, call):
         tr = self.trace

@@ -32,7 +32,7 @@ def install() -> None:
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
         return
     prev = signal.getsignal(signal.SIGINT)
-    if prev in (signal.SIG_IGN, None) or prev is _handler:
+    if prev in (signal.SIG_IGN, signal.SIG_DFL, None) or prev is _handler:
         return
     _state["previous"] = prev
     signal.signal(signal.SIGINT, _handler)
