@@ -1,6 +1,7 @@
 """The compiled function at call time: after codegen in pipeline order.
 
-    function.py   CompiledFunction: the cache, the tracing call, compile()
+    api.py        compile(): torch.compile's arguments, checked at once
+    function.py   CompiledFunction: the cache, the tracing call
     module.py     compile(module): a module whose calls run compiled
     entry.py      one specialisation: its guards, build, run and write-back
     guards.py     the guard kinds (tensor, .grad, constant, Python places, modules, optimizers)
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 from . import function
-from .function import CompiledFunction, compile
+from .api import compile
+from .function import CompiledFunction
 
 __all__ = ["CompiledFunction", "compile", "function"]
