@@ -147,11 +147,12 @@ def main():
                      fmt_time(t["step"].median, "ms"), fmt_time(jd, "ms"),
                      "n/a" if jd is None else f"{t['step'].median / jd:.2f}x", agree])
         assert compiled.cache_info().entries == 1, compiled.recompile_reasons
+    footer = [ln for ln in env_lines() if not ln.startswith("torch")]
+    footer.append(f"threads {THREADS}, process pinned to one CPU; a step is a call and "
+                  "reading its loss")
     print_table("tracegrad.compile cache hits: host cost outside XLA (median of rounds)",
                 ["step", "guards", "check", "tracegrad step", "jax.jit step", "ratio",
-                 "loss rel diff"], rows, [ln for ln in env_lines() if not ln.startswith("torch")] + [
-                    f"threads {THREADS}, process pinned to one CPU; a step is a call and "
-                    "reading its loss"])
+                 "loss rel diff"], rows, footer)
 
 
 if __name__ == "__main__":
