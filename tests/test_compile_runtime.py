@@ -324,3 +324,27 @@ def test_a_global_named_like_an_attribute_the_step_uses_does_not_retrace():
         ns["step"] = i
         f(x)
     assert f.cache_info().hits >= 3, f.recompile_reasons
+
+
+class _Scaled(tg.nn.Module):
+    scale = 2.0  # a class attribute the forward reads
+
+    def __init__(self):
+        super().__init__()
+        self.fc = tg.nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.fc(x) * self.scale
+
+
+def test_a_class_attribute_the_forward_reads_is_guarded():
+    m = _Scaled()
+    cm = tg.compile(m)
+    x = tg.ones(2, 3)
+    _steps(3, cm, x)
+    try:
+        _Scaled.scale = 5.0
+        np.testing.assert_allclose(cm(x).detach().numpy(), m(x).detach().numpy(), rtol=1e-6)
+        assert "_Scaled.scale: 2.0 -> 5.0" in cm.recompile_reasons[-1]
+    finally:
+        _Scaled.scale = 2.0

@@ -327,11 +327,20 @@ class Reach:
             if klass is object or not users_class(klass) or id(klass) in self._seen:
                 continue
             self._seen.add(id(klass))
-            for name, f in vars(klass).items():
+            attrs = vars(klass)
+            for name, f in attrs.items():
                 if isinstance(f, (staticmethod, classmethod)):
                     f = f.__func__
                 if isinstance(f, types.FunctionType):
                     self._function(f, f"{klass.__name__}.{name}", depth)
+                elif isinstance(f, property):
+                    if f.fget is not None:
+                        self._function(f.fget, f"{klass.__name__}.{name}", depth)
+                elif not name.startswith("__") and (static_value(f) or f.__class__ in
+                                                     _CONTAINERS or f.__class__ is tuple):
+                    # a class attribute (``scale = 2.0`` in the class body): state too
+                    self.slots.append((attrs, name, f, f"{klass.__name__}.{name}"))
+                    self._value(f, f"{klass.__name__}.{name}", depth - 1)
 
     def _module_attributes(self):
         """A user's Python module (``import config``): the attributes the code names."""
@@ -376,7 +385,7 @@ def read_slot(c, k):
             return MISSING
     if cls is _SetView:
         return frozenset(c.s)
-    if isinstance(c, dict):
+    if isinstance(c, (dict, types.MappingProxyType)):  # (a class's __dict__)
         return c.get(k, MISSING)
     return c[k] if k < len(c) else MISSING
 
