@@ -348,3 +348,13 @@ def test_a_class_attribute_the_forward_reads_is_guarded():
         assert "_Scaled.scale: 2.0 -> 5.0" in cm.recompile_reasons[-1]
     finally:
         _Scaled.scale = 2.0
+
+
+def test_generated_jax_has_no_self_assignments():
+    import re
+    f = tg.compile(lambda x, w: ((x @ w).exp() + 1).sin().tanh().sum())
+    x, w = tg.ones(4, 3), tg.ones(3, 2)
+    _steps(3, f, x, w)
+    src = f.explain(x, w).source
+    assert "jnp.sin" in src
+    assert not [ln for ln in src.splitlines() if re.match(r"\s*(\w+) = \1\s*$", ln)], src

@@ -102,9 +102,13 @@ def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
             if e.prim is fusion_p:
                 sub = e.params["graph"]
                 for sv, outer in zip(sub.inputs, e.inputs, strict=False):
-                    lines.append(f"{indent}{ns.name(sv)} = {arg(outer)}")
+                    inner, value = ns.name(sv), arg(outer)
+                    if inner != value:  # (no ``v5 = v5`` lines)
+                        lines.append(f"{indent}{inner} = {value}")
                 emit(sub.eqns, indent)
-                lines.append(f"{indent}{ns.name(e.out)} = {arg(sub.outputs[0])}")
+                out, value = ns.name(e.out), arg(sub.outputs[0])
+                if out != value:
+                    lines.append(f"{indent}{out} = {value}")
                 continue
             src = lower_eqn(e, [arg(v) for v in e.inputs])
             lines.append(f"{indent}{ns.name(e.out)} = {src}")
