@@ -86,10 +86,10 @@ def test_dump_bad_stage_or_function_name(capsys):
 def test_explain_reports_compilations_reasons_and_stage_table(capsys):
     assert cli.main(["explain", EXAMPLE, *QUICK]) == 0
     out = capsys.readouterr().out
-    assert "train_step: 2 compilation(s)" in out
+    assert "train_step: 2 trace(s), 1 compiled program(s)" in out
     # the first step makes the .grad slots and Adam's buffers: traced again
     assert "new tensor(s) kept in Python state" in out
-    assert "evaluate: 2 compilation(s)" in out and "arg0: shape (64, 8) -> (40, 8)" in out
+    assert "evaluate: 2 trace(s), 2 compiled program(s)" in out and "arg0: shape (64, 8) -> (40, 8)" in out
     assert "fusion" in out and "final (codegen)" in out
 
 
@@ -174,3 +174,17 @@ double(tg.ones(3)); double(tg.ones(3)); double(tg.ones(4)); double(tg.ones(4))
     quiet = subprocess.run([sys.executable, path], capture_output=True, text=True,
                            env=dict(os.environ, TRACEGRAD_LOGS=""), timeout=120)
     assert "[tracegrad:" not in quiet.stderr
+
+
+def test_explain_counts_traces_programs_and_eager_fallbacks_honestly():
+    import warnings
+
+    import tracegrad as tg
+    from tracegrad.cli import explain_text
+    f = tg.compile(lambda x: x * 2 if x.sum().item() > 0 else x)  # .item(): a graph break
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            f(tg.ones(2))
+    text = explain_text([f])
+    assert "1 trace(s), 0 compiled program(s), 1 running eagerly, 2 cached call(s)" in text

@@ -186,8 +186,12 @@ def explain_text(cfs) -> str:
     lines = []
     for cf in cfs:
         info = cf.cache_info()
-        lines.append(f"{cf.name}: {info.misses} compilation(s), {info.hits} cached call(s), "
-                     f"{info.entries} cache entr{'y' if info.entries == 1 else 'ies'}")
+        entries = list(cf._cache.values())
+        compiled = sum(1 for e in entries if e.trace is not None)
+        eager = len(entries) - compiled
+        lines.append(f"{cf.name}: {info.misses} trace(s), {compiled} compiled program(s)"
+                     + (f", {eager} running eagerly" if eager else "")
+                     + f", {info.hits} cached call(s)")
         if cf.recompile_reasons:
             lines.append("  recompiled because:")
             lines += [f"    - {r}" for r in cf.recompile_reasons]
