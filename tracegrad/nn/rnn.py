@@ -126,7 +126,7 @@ class RNNBase(Module):
                     names += ["weight_hr_l{}{}"]
                 suffix = "_reverse" if direction == 1 else ""
                 names = [n.format(layer, suffix) for n in names]
-                for name, shape in zip(names, shapes):
+                for name, shape in zip(names, shapes, strict=True):
                     setattr(self, name, Parameter(T.empty(*shape, dtype=dtype)))
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
@@ -232,7 +232,7 @@ class RNNBase(Module):
                 k = layer * num_directions + direction
                 out, state = self._run_direction(x, tuple(h[k] for h in hx), layer, direction)
                 outs.append(out)
-                for acc, s in zip(finals, state):
+                for acc, s in zip(finals, state, strict=True):
                     acc.append(s)
             x = outs[0] if num_directions == 1 else T.cat(outs, 2)
             if self.dropout != 0 and self.training and layer < self.num_layers - 1:
