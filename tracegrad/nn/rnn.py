@@ -23,6 +23,7 @@ from ..tensor import Tensor
 from . import functional as F, init
 from .module import Module
 from .parameter import Parameter
+from .utils.rnn import PackedSequence
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -164,10 +165,15 @@ class RNNBase(Module):
                                f"{self.input_size}, got {input.size(-1)}")
 
     def get_expected_hidden_size(self, input: Tensor, batch_sizes=None) -> tuple[int, int, int]:
-        mini_batch = input.size(0) if self.batch_first else input.size(1)
+        mini_batch = self._mini_batch(input, batch_sizes)
         num_directions = 2 if self.bidirectional else 1
         size = self.proj_size if self.proj_size > 0 else self.hidden_size
         return (self.num_layers * num_directions, mini_batch, size)
+
+    def _mini_batch(self, input: Tensor, batch_sizes) -> int:
+        if batch_sizes is not None:
+            return int(batch_sizes[0])
+        return input.size(0) if self.batch_first else input.size(1)
 
     def check_hidden_size(self, hx: Tensor, expected: tuple,
                           msg: str = "Expected hidden size {}, got {}") -> None:
@@ -202,44 +208,86 @@ class RNNBase(Module):
         return (get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
                 get("weight_hr"))
 
-    def _run_direction(self, xs: Tensor, state: tuple, layer: int, direction: int):
-        """One direction of one layer over time-major ``xs`` (T, B, in): (outputs, state)."""
+    def _run_direction(self, xs: Tensor, batch_sizes, hx: tuple, layer: int, direction: int):
+        """One direction of one layer: (outputs, final state).
+
+        ``xs`` is time-major (T, B, in) when ``batch_sizes`` is None, else a packed sequence's
+        data (sum(batch_sizes), in); then the batch shrinks as sequences end, and each one's
+        final state is taken at its own last step (ATen's PackedLayer / ReversedPackedLayer).
+        """
         w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, direction)
-        steps = T.unbind(F.linear(xs, w_ih, b_ih), 0)
-        if direction == 1:
-            steps = steps[::-1]
-        outs = []
-        for xw in steps:
+        xw = F.linear(xs, w_ih, b_ih)  # the input projection of every step at once
+        if batch_sizes is None:
+            steps, sizes = T.unbind(xw, 0), [xs.shape[1]] * xs.shape[0]
+        else:
+            steps, sizes = T.split(xw, batch_sizes, 0), batch_sizes
+        order = range(len(steps)) if direction == 0 else range(len(steps) - 1, -1, -1)
+        last = sizes[0] if direction == 0 else sizes[-1]
+        state = hx if last == hx[0].shape[0] else tuple(s[:last] for s in hx)
+        outs, done = [], []
+        for t in order:
+            bs = sizes[t]
+            if bs < last:  # forward: sequences that ended keep their state
+                done.append(tuple(s[bs:last] for s in state))
+                state = tuple(s[:bs] for s in state)
+            elif bs > last:  # reverse: sequences that start join with their initial state
+                state = tuple(T.cat([s, s0[last:bs]], 0) for s, s0 in zip(state, hx,
+                                                                          strict=True))
+            last = bs
             if self.mode == "LSTM":
-                state = _lstm_step(xw, *state, w_hh, b_hh, w_hr)
+                state = _lstm_step(steps[t], *state, w_hh, b_hh, w_hr)
             elif self.mode == "GRU":
-                state = (_gru_step(xw, state[0], w_hh, b_hh),)
+                state = (_gru_step(steps[t], state[0], w_hh, b_hh),)
             else:
-                state = (_rnn_step(xw, state[0], w_hh, b_hh, _act(self.mode)),)
+                state = (_rnn_step(steps[t], state[0], w_hh, b_hh, _act(self.mode)),)
             outs.append(state[0])
+        if done:
+            parts = [state] + done[::-1]
+            state = tuple(T.cat(list(p), 0) for p in zip(*parts, strict=True))
         if direction == 1:
             outs = outs[::-1]
-        return T.stack(outs, 0), state
+        return (T.stack(outs, 0) if batch_sizes is None else T.cat(outs, 0)), state
 
-    def _run(self, input: Tensor, hx: tuple) -> tuple[Tensor, tuple]:
+    def _run(self, input: Tensor, hx: tuple, batch_sizes=None) -> tuple[Tensor, tuple]:
         """The stacked layers; ``hx`` holds (L*D, B, H) tensors; returns output and states."""
-        x = T.transpose(input, 0, 1) if self.batch_first else input
+        packed = batch_sizes is not None
+        x = T.transpose(input, 0, 1) if self.batch_first and not packed else input
         num_directions = 2 if self.bidirectional else 1
         finals = [[] for _ in hx]
         for layer in range(self.num_layers):
             outs = []
             for direction in range(num_directions):
                 k = layer * num_directions + direction
-                out, state = self._run_direction(x, tuple(h[k] for h in hx), layer, direction)
+                out, state = self._run_direction(x, batch_sizes, tuple(h[k] for h in hx),
+                                                 layer, direction)
                 outs.append(out)
                 for acc, s in zip(finals, state, strict=True):
                     acc.append(s)
-            x = outs[0] if num_directions == 1 else T.cat(outs, 2)
+            x = outs[0] if num_directions == 1 else T.cat(outs, -1)
             if self.dropout != 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
-        if self.batch_first:
+        if self.batch_first and not packed:
             x = T.transpose(x, 0, 1)
         return x, tuple(T.stack(f, 0) for f in finals)
+
+    def _packed(self, input: PackedSequence, hx, sizes: tuple):
+        """A PackedSequence's data, batch sizes and initial states (in its sorted order)."""
+        data, batch_sizes, sorted_indices, _ = input
+        sizes_list = [int(b) for b in batch_sizes.tolist()]
+        num_directions = 2 if self.bidirectional else 1
+        if hx is None:
+            hx = tuple(T.zeros(self.num_layers * num_directions, sizes_list[0], n,
+                               dtype=data.dtype) for n in sizes)
+        else:
+            hx = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+            if sorted_indices is not None:
+                hx = tuple(T.index_select(h, 1, sorted_indices) for h in hx)
+        return data, batch_sizes, sizes_list, hx
+
+    def _unsort(self, input: PackedSequence, states: tuple) -> tuple:
+        if input.unsorted_indices is None:
+            return states
+        return tuple(T.index_select(s, 1, input.unsorted_indices) for s in states)
 
     def _batch_input(self, input: Tensor, name: str, word: str):
         if not isinstance(input, Tensor):
@@ -265,7 +313,13 @@ class _SingleStateRNN(RNNBase):
 
     _word = ""
 
-    def forward(self, input: Tensor, hx: Tensor | None = None):
+    def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None):
+        if isinstance(input, PackedSequence):
+            data, batch_sizes, sizes, (hx,) = self._packed(input, hx, (self.hidden_size,))
+            self.check_forward_args(data, hx, batch_sizes)
+            output, hidden = self._run(data, (hx,), sizes)
+            return (PackedSequence(output, batch_sizes, input.sorted_indices,
+                                   input.unsorted_indices), self._unsort(input, hidden)[0])
         name = "RNN" if self.mode.startswith("RNN") else self.mode
         input, is_batched, batch_dim = self._batch_input(input, name, self._word)
         if hx is not None:
@@ -336,7 +390,7 @@ class LSTM(RNNBase):
         super().__init__("LSTM", *args, **kwargs)
 
     def get_expected_cell_size(self, input: Tensor, batch_sizes=None) -> tuple[int, int, int]:
-        mini_batch = input.size(0) if self.batch_first else input.size(1)
+        mini_batch = self._mini_batch(input, batch_sizes)
         num_directions = 2 if self.bidirectional else 1
         return (self.num_layers * num_directions, mini_batch, self.hidden_size)
 
@@ -347,7 +401,15 @@ class LSTM(RNNBase):
         self.check_hidden_size(hidden[1], self.get_expected_cell_size(input, batch_sizes),
                                "Expected hidden[1] size {}, got {}")
 
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
+    def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None):
+        if isinstance(input, PackedSequence):
+            real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+            data, batch_sizes, sizes, hx = self._packed(input, hx,
+                                                        (real_hidden, self.hidden_size))
+            self.check_forward_args(data, hx, batch_sizes)
+            output, states = self._run(data, hx, sizes)
+            return (PackedSequence(output, batch_sizes, input.sorted_indices,
+                                   input.unsorted_indices), self._unsort(input, states))
         input, is_batched, batch_dim = self._batch_input(input, "LSTM", "")
         if hx is None:
             real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
