@@ -569,3 +569,25 @@ def test_packed_lstm_checks_input_size_without_hx():
 def test_pack_length_longer_than_padding_is_an_error():
     with pytest.raises(RuntimeError, match="larger than the padded sequence length"):
         tg.nn.utils.rnn.pack_padded_sequence(tg.ones(3, 2, 1), [4, 2])
+
+
+def _grad_fn_names(lib):
+    x = lib.randn(5, 3, 4, dtype=lib.float64, requires_grad=True)
+    names = []
+    for name, kw in [("LSTM", {}), ("LSTM", {"batch_first": True}), ("GRU", {"batch_first": True}),
+                     ("RNN", {"batch_first": True, "bidirectional": True}),
+                     ("GRU", {"bidirectional": True}), ("RNN", {"num_layers": 2}),
+                     ("LSTM", {"proj_size": 2})]:
+        out, h = getattr(lib.nn, name)(4, 6, **kw, dtype=lib.float64)(x)
+        names += [out.grad_fn.name()] + [t.grad_fn.name() for t in _flat(h)]
+    names.append(lib.nn.GRU(4, 6, dtype=lib.float64)(x[0])[0].grad_fn.name())
+    for cell, kw in [("RNNCell", {}), ("RNNCell", {"nonlinearity": "relu"}), ("LSTMCell", {}),
+                     ("GRUCell", {})]:
+        names += [t.grad_fn.name() for t in _flat(getattr(lib.nn, cell)(
+            4, 6, **kw, dtype=lib.float64)(x[0]))]
+    return names
+
+
+def test_grad_fn_names_as_torch():
+    """(float64: torch's float32 LSTM runs oneDNN, whose output is MkldnnRnnLayerBackward0)"""
+    assert _grad_fn_names(tg) == _grad_fn_names(torch)

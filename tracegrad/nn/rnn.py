@@ -266,8 +266,9 @@ class RNNBase(Module):
             x = outs[0] if num_directions == 1 else T.cat(outs, -1)
             if self.dropout != 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
-        if self.batch_first and not packed:
-            x = T.transpose(x, 0, 1)
+        if self.batch_first and not packed:  # ATen's LSTM and RNN/GRU transpose differently
+            x = T.transpose(x, 0, 1, _name="TransposeBackward0" if self.mode == "LSTM"
+                            else "TransposeBackward1")
         return x, tuple(T.stack(f, 0) for f in finals)
 
     def _packed(self, input: PackedSequence, hx, sizes: tuple):
