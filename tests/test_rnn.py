@@ -591,3 +591,28 @@ def _grad_fn_names(lib):
 def test_grad_fn_names_as_torch():
     """(float64: torch's float32 LSTM runs oneDNN, whose output is MkldnnRnnLayerBackward0)"""
     assert _grad_fn_names(tg) == _grad_fn_names(torch)
+
+
+def test_compiled_packed_step_equals_eager():
+    """Packing with Python lengths inside a compiled step is one graph (the batch sizes are
+    host values beside the tensors, NOTE: [Host batch sizes])."""
+    tg.manual_seed(2)
+    lstm = tg.nn.LSTM(IN, H, bidirectional=True, num_layers=2, dtype=tg.float64)
+    x = tg.randn(T_, 3, IN, dtype=tg.float64)
+
+    def step(x):
+        packed = tg.nn.utils.rnn.pack_padded_sequence(x, [3, 5, 2], enforce_sorted=False)
+        out, (h, c) = lstm(packed)
+        padded, lengths = tg.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+        loss = (padded ** 2).sum() + h.sum() + c.sum() + lengths.sum()
+        loss.backward()
+        return loss
+    compiled = tg.compile(step, fullgraph=True)
+    for _ in range(2):
+        lstm.zero_grad()
+        eager = step(x).item()
+        grads = [p.grad.numpy().copy() for p in lstm.parameters()]
+        lstm.zero_grad()
+        assert compiled(x).item() == pytest.approx(eager, rel=1e-12)
+        for g, p in zip(grads, lstm.parameters(), strict=True):
+            np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-10, atol=1e-12)

@@ -274,7 +274,7 @@ class RNNBase(Module):
     def _packed(self, input: PackedSequence, hx, sizes: tuple):
         """A PackedSequence's data, batch sizes and initial states (in its sorted order)."""
         data, batch_sizes, sorted_indices, _ = input
-        sizes_list = [int(b) for b in batch_sizes.tolist()]
+        sizes_list = input._host_sizes()[0]
         num_directions = 2 if self.bidirectional else 1
         if hx is None:
             hx = tuple(T.zeros(self.num_layers * num_directions, sizes_list[0], n,
@@ -284,6 +284,13 @@ class RNNBase(Module):
             if sorted_indices is not None:
                 hx = tuple(T.index_select(h, 1, sorted_indices) for h in hx)
         return data, batch_sizes, sizes_list, hx
+
+    @staticmethod
+    def _repack(input: PackedSequence, output: Tensor) -> PackedSequence:
+        out = PackedSequence(output, input.batch_sizes, input.sorted_indices,
+                             input.unsorted_indices)
+        out._host = input._host
+        return out
 
     def _unsort(self, input: PackedSequence, states: tuple) -> tuple:
         if input.unsorted_indices is None:
@@ -317,10 +324,9 @@ class _SingleStateRNN(RNNBase):
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None):
         if isinstance(input, PackedSequence):
             data, batch_sizes, sizes, (hx,) = self._packed(input, hx, (self.hidden_size,))
-            self.check_forward_args(data, hx, batch_sizes)
+            self.check_forward_args(data, hx, sizes)
             output, hidden = self._run(data, (hx,), sizes)
-            return (PackedSequence(output, batch_sizes, input.sorted_indices,
-                                   input.unsorted_indices), self._unsort(input, hidden)[0])
+            return self._repack(input, output), self._unsort(input, hidden)[0]
         name = "RNN" if self.mode.startswith("RNN") else self.mode
         input, is_batched, batch_dim = self._batch_input(input, name, self._word)
         if hx is not None:
@@ -407,10 +413,9 @@ class LSTM(RNNBase):
             real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
             data, batch_sizes, sizes, hx = self._packed(input, hx,
                                                         (real_hidden, self.hidden_size))
-            self.check_forward_args(data, hx, batch_sizes)
+            self.check_forward_args(data, hx, sizes)
             output, states = self._run(data, hx, sizes)
-            return (PackedSequence(output, batch_sizes, input.sorted_indices,
-                                   input.unsorted_indices), self._unsort(input, states))
+            return self._repack(input, output), self._unsort(input, states)
         input, is_batched, batch_dim = self._batch_input(input, "LSTM", "")
         if hx is None:
             real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size

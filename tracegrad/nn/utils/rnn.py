@@ -49,6 +49,18 @@ class PackedSequence(PackedSequence_):
             data, batch_sizes = data
         return super().__new__(cls, data, batch_sizes, sorted_indices, unsorted_indices)
 
+    # NOTE: [Host batch sizes] the packing functions remember the batch sizes and the
+    # unsorting permutation as host values beside the tensors, so a layer or
+    # pad_packed_sequence reading them is no read of a traced tensor under compile.
+    _host: tuple | None = None
+
+    def _host_sizes(self) -> tuple[list[int], np.ndarray | None]:
+        if self._host is not None:
+            return self._host
+        unsorted = self.unsorted_indices
+        return ([int(b) for b in self.batch_sizes.tolist()],
+                None if unsorted is None else unsorted.numpy())
+
     def to(self, *args, **kwargs) -> PackedSequence:
         data = self.data.to(*args, **kwargs)
         if data is self.data:
@@ -92,11 +104,13 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
     """Pack a padded (T, B, *) batch (B, T, * with ``batch_first``) of sequences with the
     given lengths; ``enforce_sorted=False`` sorts them by decreasing length first."""
     lens = _host_lengths(lengths)
-    sorted_indices = None
+    sorted_indices = unsorted_indices = inverse = None
     if not enforce_sorted:
         order = np.argsort(-lens, kind="stable")  # PyTorch's CPU sort is stable
         lens = lens[order]
+        inverse = np.argsort(order)
         sorted_indices = T.tensor(order.astype(np.int64))
+        unsorted_indices = T.tensor(inverse.astype(np.int64))
         input = T.index_select(input, 0 if batch_first else 1, sorted_indices)
     if batch_first:
         input = T.transpose(input, 0, 1)
@@ -119,15 +133,17 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
                            f"padded sequence length ({input.shape[0]})")
     batch_sizes = [int((lens > t).sum()) for t in range(int(lens[0]))]
     data = T.cat([input[t, :bs] for t, bs in enumerate(batch_sizes)], 0)
-    return PackedSequence(data, T.tensor(batch_sizes, dtype=dtypes.int64), sorted_indices,
-                          None)
+    packed = PackedSequence(data, T.tensor(batch_sizes, dtype=dtypes.int64), sorted_indices,
+                            unsorted_indices)
+    packed._host = (batch_sizes, inverse)
+    return packed
 
 
 def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
                         padding_value: float = 0.0,
                         total_length: int | None = None) -> tuple[Tensor, Tensor]:
     """Undo ``pack_padded_sequence``: (padded batch, lengths), in the original order."""
-    batch_sizes = [int(b) for b in sequence.batch_sizes.tolist()]
+    batch_sizes, unsorted = sequence._host_sizes()
     max_len = len(batch_sizes)
     if total_length is not None:
         if total_length < max_len:
@@ -152,9 +168,8 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
         padded = T.transpose(padded, 0, 1)
     lengths = np.array([sum(bs > b for bs in batch_sizes) for b in range(batch)], np.int64)
     if sequence.unsorted_indices is not None:
-        unsorted = sequence.unsorted_indices
-        padded = T.index_select(padded, 0 if batch_first else 1, unsorted)
-        lengths = lengths[unsorted.numpy()]
+        padded = T.index_select(padded, 0 if batch_first else 1, sequence.unsorted_indices)
+        lengths = lengths[unsorted]
     return padded, T.tensor(lengths)
 
 
