@@ -312,6 +312,17 @@ ERRORS = {
     "lstmcell_hx_3d": lambda lib: lib.nn.LSTMCell(IN, H)(
         lib.zeros(B, IN), (lib.zeros(B, H), lib.zeros(1, B, H))),
     "lstmcell_input_3d": lambda lib: lib.nn.LSTMCell(IN, H)(lib.zeros(1, B, IN)),
+    "cell_input_size": lambda lib: lib.nn.RNNCell(IN, H)(lib.ones(B, IN + 1)),
+    "cell_hidden_size": lambda lib: lib.nn.GRUCell(IN, H)(lib.ones(B, IN), lib.ones(B, H + 1)),
+    "lstmcell_h_batch": lambda lib: lib.nn.LSTMCell(IN, H)(
+        lib.ones(B, IN), (lib.ones(B - 1, H), lib.ones(B, H))),
+    "lstmcell_c_size": lambda lib: lib.nn.LSTMCell(IN, H)(
+        lib.ones(B, IN), (lib.ones(B, H), lib.ones(B, H - 1))),
+    "cell_input_dtype": lambda lib: lib.nn.GRUCell(IN, H)(lib.ones(B, IN, dtype=lib.float64)),
+    "cell_hidden_dtype": lambda lib: lib.nn.RNNCell(IN, H)(
+        lib.ones(B, IN), lib.ones(B, H, dtype=lib.float64)),
+    "cell_nonlinearity": lambda lib: lib.nn.RNNCell(IN, H, nonlinearity="x")(lib.ones(B, IN)),
+    "cell_unbatched_2d_hx": lambda lib: lib.nn.RNNCell(IN, H)(lib.ones(IN), lib.ones(2, H)),
 }
 
 

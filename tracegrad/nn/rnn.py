@@ -483,6 +483,25 @@ class RNNCellBase(Module):
             input = T.unsqueeze(input, 0)
         return input, is_batched
 
+    def _check(self, input: Tensor, hiddens: tuple) -> None:
+        """ATen's check_rnn_cell_forward_input/_hidden, then its matmul dtype check."""
+        if input.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} "
+                               f"expected {self.input_size}")
+        for k, hx in enumerate(hiddens):
+            if input.size(0) != hx.size(0):
+                raise RuntimeError(f"Input batch size {input.size(0)} doesn't match hidden{k} "
+                                   f"batch size {hx.size(0)}")
+            if hx.size(1) != self.hidden_size:
+                raise RuntimeError(f"hidden{k} has inconsistent hidden_size: got {hx.size(1)}, "
+                                   f"expected {self.hidden_size}")
+        wdtype = self.weight_ih.dtype
+        for t in (hiddens[0], input):  # ATen computes the hidden projection first
+            if t.dtype != wdtype:
+                raise RuntimeError("mat1 and mat2 must have the same dtype, but got "
+                                   f"{T._TYPE_WORD[t.dtype.name]} and "
+                                   f"{T._TYPE_WORD[wdtype.name]}")
+
     def _xw(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight_ih, self.bias_ih)
 
@@ -508,6 +527,7 @@ class RNNCell(RNNCellBase):
             act = T.relu
         else:
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        self._check(input, (hx,))
         ret = _rnn_step(self._xw(input), hx, self.weight_hh, self.bias_hh, act)
         return ret if is_batched else T.squeeze(ret, 0)
 
@@ -535,6 +555,7 @@ class LSTMCell(RNNCellBase):
             hx = (zeros, zeros)
         elif not is_batched:
             hx = (T.unsqueeze(hx[0], 0), T.unsqueeze(hx[1], 0))
+        self._check(input, tuple(hx))
         h, c = _lstm_step(self._xw(input), hx[0], hx[1], self.weight_hh, self.bias_hh, None)
         return (h, c) if is_batched else (T.squeeze(h, 0), T.squeeze(c, 0))
 
@@ -550,5 +571,6 @@ class GRUCell(RNNCellBase):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         input, is_batched = self._prepare(input, hx, "GRUCell")
         hx = self._zeros(input) if hx is None else (hx if is_batched else T.unsqueeze(hx, 0))
+        self._check(input, (hx,))
         ret = _gru_step(self._xw(input), hx, self.weight_hh, self.bias_hh)
         return ret if is_batched else T.squeeze(ret, 0)
