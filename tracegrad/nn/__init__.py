@@ -125,3 +125,8 @@ __all__ = [
 # devices/creation helper: torch.nn.parallel, and DataParallel at nn's top level
 from . import parallel  # noqa: E402
 from .parallel import DataParallel  # noqa: E402
+
+# rnn: recurrent layers (issue 13)
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402
+
+__all__ += ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
