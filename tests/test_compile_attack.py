@@ -57,7 +57,7 @@ def _at(k, change):
 
 
 # names the 'global' programs read; each run rebinds them in its own globals dict
-L = BIG = ARR = CFGMOD = SCALE = HELPER = FNS = MAXN = MODEL = OPT = None
+L = BIG = ARR = CFGMOD = SCALE = HELPER = FNS = MAXN = MODEL = OPT = W = None
 
 
 # ---- containers and arrays past the walk's limits -------------------------------------
@@ -1260,6 +1260,156 @@ row("callback argument differing per call (tanh / relu)",
 row("dtype argument differing per call",
     step=lambda s, i: s._f(s.L.ones(3), [s.L.float32, s.L.float64][i % 2]))(
     _arg_build(lambda x, dt: x.to(dt) * 2))
+
+
+# ---- round 3: epoch fast paths, monkeypatching, depth of helper chains ----------------
+
+def _f_state_t(x):
+    return (x @ W).sum()
+
+
+def _t_inplace(s):
+    s._g["W"].t_()
+
+
+def _unsqueeze_inplace(s):
+    s._g["W"].unsqueeze_(0)
+
+
+@row("global state tensor transposed in place (W.t_())", step=_at(2, _t_inplace))
+def _b(L, comp):
+    w = L.tensor(np.arange(9.0, dtype=np.float32).reshape(3, 3))
+    g = _globals(_f_state_t, L=L, W=w)
+    return NS(L=L, _g=g, x=L.tensor([1.0, 2.0, 3.0]), _f=comp(g["_f_state_t"]))
+
+
+@row("global state tensor unsqueezed in place (W.unsqueeze_(0))",
+     step=_at(2, _unsqueeze_inplace))
+def _b(L, comp):
+    w = L.tensor(np.arange(9.0, dtype=np.float32).reshape(3, 3))
+    g = _globals(_f_state_t, L=L, W=w)
+    return NS(L=L, _g=g, x=L.tensor([1.0, 2.0, 3.0]), _f=comp(g["_f_state_t"]))
+
+
+def _net_forward_build(L, comp):
+    class Net(L.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = L.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x)
+    m = _init(L, Net())
+    return NS(L=L, model=m, x=_x(L, 0, 2, 3), _f=comp(m))
+
+
+def _patch_class_forward(s):
+    type(s.model).forward = lambda self, x: self.fc(x) * 10.0
+
+
+def _patch_instance_forward(s):
+    s.model.forward = lambda x: s.model.fc(x) * 10.0
+
+
+row("class forward monkeypatched (Net.forward = ...)", step=_at(2, _patch_class_forward),
+    xfail="compiled fc(x) vs eager fc(x)*10: a user class's methods are walked but the class "
+          "__dict__ slot is not guarded")(_net_forward_build)
+row("instance forward monkeypatched (m.forward = lambda)", step=_at(2, _patch_instance_forward),
+    xfail="compiled fc(x) vs eager fc(x)*10: a function assigned as a module attribute moves "
+          "EPOCH but is not in the fingerprint")(_net_forward_build)
+
+
+def _h6(x):
+    return x * SCALE
+
+
+def _f_chain(x):
+    return HELPER(x).sum()
+
+
+@row("global read by a helper 7 closures deep changed",
+     step=_at(2, lambda s: s._g.__setitem__("SCALE", 5.0)),
+     xfail="compiled 3.0 vs eager 15.0: the walk stops at DEPTH=4, a helper's global read "
+           "further down the call chain is not guarded")
+def _b(L, comp):
+    g = _globals(_f_chain, _h6, L=L, SCALE=1.0)
+    f = g["_h6"]
+    for _ in range(6):
+        f = (lambda n: lambda x: n(x))(f)
+    g["HELPER"] = f
+    return NS(L=L, _g=g, x=L.ones(3), _f=comp(g["_f_chain"]))
+
+
+def _f_deleted_model(x):
+    return MODEL(x).sum()
+
+
+@row("global model deleted between calls (NameError in both)",
+     step=_at(2, lambda s: s._g.pop("MODEL")))
+def _b(L, comp):
+    g = _globals(_f_deleted_model, L=L, MODEL=_init(L, L.nn.Linear(3, 1)))
+    return NS(L=L, _g=g, x=_x(L, 0, 2, 3), _f=comp(g["_f_deleted_model"]))
+
+
+def _negzero_build(L, comp):
+    cfg = {"z": 0.0}
+    return NS(L=L, cfg=cfg, x=L.ones(2), _f=comp(lambda x: x / cfg["z"]))
+
+
+row("config float 0.0 -> -0.0 (x / z: inf vs -inf)",
+    step=_at(2, lambda s: s.cfg.__setitem__("z", -0.0)),
+    xfail="compiled inf vs eager -inf: same() compares plain floats with ==, and -0.0 == 0.0")(
+    _negzero_build)
+
+
+def _weight_norm(s):
+    s.L.nn.utils.weight_norm(s.model.fc)
+
+
+row("weight_norm applied between calls", step=_at(2, _weight_norm))(_net_forward_build)
+
+
+def _opt_state_reset(s):
+    s.opt.state = collections.defaultdict(dict)
+
+
+def _param_item_replace(s):
+    new = s.L.nn.Parameter(s.model[0].weight.detach().clone() * 0.0 + 0.3)
+    s.model[0].weight = new
+    s.opt.param_groups[0]["params"][0] = new
+
+
+def _groups_reassigned(s):
+    s.opt.param_groups = [dict(s.opt.param_groups[0], lr=0.5)]
+
+
+row("opt.state = defaultdict(dict) (moments reset by rebinding)",
+    step=_at(2, _opt_state_reset))(_adam)
+row("param_groups[0]['params'][0] = new Parameter", step=_at(2, _param_item_replace))(
+    _sgd_mom)
+row("opt.param_groups = [dict(group, lr=0.5)]", step=_at(2, _groups_reassigned))(_sgd_mom)
+
+
+def _fc_call_build(L, comp):
+    m = _mlp(L)
+    return NS(L=L, model=m, x=_x(L, 1, 5, 3), _f=comp(lambda x: m(x).sum()))
+
+
+def _zero_in_train(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.1)
+
+    def train(x):
+        m.zero_grad()
+        loss = ((m(x) - 1.0) ** 2).mean()
+        loss.backward()
+        o.step()
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+row("model.zero_grad() (not opt) inside the step", step=_at(0, lambda s: None))(
+    _zero_in_train)
 
 
 # ---- the table's tests -------------------------------------------------------------
