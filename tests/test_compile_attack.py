@@ -1412,6 +1412,156 @@ row("model.zero_grad() (not opt) inside the step", step=_at(0, lambda s: None))(
     _zero_in_train)
 
 
+# ---- round 4: NumPy memory shared with state, hooks with side effects, threads -------
+
+def _np_param_build(L, comp):
+    arr = np.ones((1, 3), np.float32)
+    lin = L.nn.Linear(3, 1)
+    lin.weight = L.nn.Parameter(L.from_numpy(arr))
+    o = L.optim.SGD(lin.parameters(), lr=0.1)
+
+    def train(x):
+        o.zero_grad()
+        loss = lin(x).sum()
+        loss.backward()
+        o.step()
+        return loss.detach()
+    return NS(L=L, model=lin, opt=o, arr=arr, x=L.ones(2, 3), _f=comp(train))
+
+
+def _write_detach_numpy(s):
+    s.model.weight.detach().numpy()[0, 0] = 7.0
+
+
+def _write_user_array(s):
+    s.arr[0, 1] = 9.0
+
+
+_READ_ONLY = ("compiled raises ValueError 'assignment destination is read-only' where eager "
+              "writes: after 3 compiled steps the parameter's host array is made read-only "
+              "(device cache)")
+row("param.detach().numpy() written between compiled steps",
+    step=_at(3, _write_detach_numpy), steps=5, xfail=_READ_ONLY)(_np_param_build)
+row("the user's array behind Parameter(from_numpy(arr)) written between steps",
+    step=_at(3, _write_user_array), steps=5, xfail=_READ_ONLY + "; the user's own array too")(
+    _np_param_build)
+row("Parameter(from_numpy(arr)) trained: arr follows the updates",
+    step=lambda s, i: (s._f(s.x), s.arr.copy()))(_np_param_build)
+
+
+def _hook_side_build(L, comp):
+    s = _train_build(L, comp, lr=0.1)
+    calls = []
+    s.model[0].weight.register_hook(lambda g: calls.append(1))
+    s.calls = calls
+    return s
+
+
+row("parameter tensor hook appending to a list (side effect in backward)",
+    step=lambda s, i: (s._f(s.x), len(s.calls)))(_hook_side_build)
+
+
+def _fwd_hook_side_build(L, comp):
+    m = _mlp(L)
+    seen = {"n": 0}
+
+    def hook(mod, args, out):
+        seen["n"] += 1
+    m[0].register_forward_hook(hook)
+    return NS(L=L, model=m, seen=seen, x=_x(L, 1, 5, 3), _f=comp(lambda x: m(x).sum()))
+
+
+row("forward hook counting calls in a dict", step=lambda s, i: (s._f(s.x), s.seen["n"]))(
+    _fwd_hook_side_build)
+
+
+def _accum_outside_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+
+    def fwd_bwd(x):
+        loss = ((m(x) - 1.0) ** 2).mean()
+        loss.backward()
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, x=_x(L, 1, 5, 3), _f=comp(fwd_bwd))
+
+
+def _accum_outside_step(s, i):
+    out = s._f(s.x)
+    if i % 2:
+        s.opt.step()
+        s.opt.zero_grad(set_to_none=(i % 4 == 1))
+    return out
+
+
+row("backward compiled, step + zero_grad outside every 2nd call", step=_accum_outside_step,
+    steps=6)(_accum_outside_build)
+
+
+def _grad_inplace_build(L, comp):
+    s = _train_build(L, comp, lr=0.1)
+    f = s._f
+    return s if f is None else s
+
+
+def _grad_edit_step(s, i):
+    out = s._f(s.x)
+    with s.L.no_grad():
+        for p in s.model.parameters():
+            p.grad.mul_(0.5)
+    return out
+
+
+def _zero_left_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.1)
+
+    def train(x):
+        loss = ((m(x) - 1.0) ** 2).mean()
+        loss.backward()
+        o.step()
+        o.zero_grad(set_to_none=False)
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+def _grad_fill_step(s, i):
+    if i == 2:
+        with s.L.no_grad():
+            for p in s.model.parameters():
+                p.grad.fill_(1.0)
+    if i == 3:
+        for p in s.model.parameters():
+            p.grad = s.L.full_like(p, 2.0)
+    return s._f(s.x)
+
+
+row("grads left zeroed by the step, then filled by the user", step=_grad_fill_step)(
+    _zero_left_build)
+
+
+def _thread_build(L, comp):
+    cfg = {"temp": 2.0}
+    return NS(L=L, cfg=cfg, x=L.ones(3), _f=comp(lambda x: (x / cfg["temp"]).sum()))
+
+
+def _thread_step(s, i):
+    import threading
+    out = []
+    if i == 2:
+        t = threading.Thread(target=lambda: s.cfg.__setitem__("temp", 4.0))
+        t.start()
+        t.join()
+    t = threading.Thread(target=lambda: out.append(s._f(s.x)))
+    t.start()
+    t.join()
+    return out[0]
+
+
+row("called from another thread after a thread changed the config", step=_thread_step)(
+    _thread_build)
+
+
 # ---- the table's tests -------------------------------------------------------------
 
 _MARK = not os.environ.get("TRACEGRAD_STATE_UNMARKED")
