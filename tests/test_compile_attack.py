@@ -738,19 +738,10 @@ row("Adam opt.state[p]['exp_avg'].mul_(0)", step=_at(2, _state_exp_avg_inplace))
 row("SGD opt.state[p]['momentum_buffer'] = ones", step=_at(2, _momentum_buffer))(_sgd_mom)
 
 
-def _sched_build(make, inside=False, metric=False):
+def _sched_build(make, metric=False):
     def build(L, comp):
         s = _train_build(L, comp, lr=0.1, momentum=0.9)
-        sched = make(L, s.opt)
-        f = s._f
-        if inside:
-            def stepped(x):
-                loss = f(x)
-                sched.step()
-                return loss
-            s._f = comp(stepped) if comp is not _eager else stepped
-            s._f = comp(stepped)
-        s.sched = sched
+        s.sched = make(L, s.opt)
         s._metric = metric
         return s
     return build
@@ -791,7 +782,7 @@ row("ReduceLROnPlateau stepped on the loss", step=_sched_step, steps=6)(
 def _sched_inside_build(L, comp):
     s = _train_build(L, comp, lr=0.1, momentum=0.9)
     sched = L.optim.lr_scheduler.StepLR(s.opt, 1, gamma=0.5)
-    f = s._f.__wrapped__ if hasattr(s._f, "__wrapped__") else s._f
+    f = s._f  # (a compiled step called from a compiled step: nested)
 
     def stepped(x):
         loss = f(x)
@@ -1498,20 +1489,6 @@ row("backward compiled, step + zero_grad outside every 2nd call", step=_accum_ou
     steps=6)(_accum_outside_build)
 
 
-def _grad_inplace_build(L, comp):
-    s = _train_build(L, comp, lr=0.1)
-    f = s._f
-    return s if f is None else s
-
-
-def _grad_edit_step(s, i):
-    out = s._f(s.x)
-    with s.L.no_grad():
-        for p in s.model.parameters():
-            p.grad.mul_(0.5)
-    return out
-
-
 def _zero_left_build(L, comp):
     m = _mlp(L)
     o = L.optim.SGD(m.parameters(), lr=0.1)
@@ -1560,6 +1537,185 @@ def _thread_step(s, i):
 
 row("called from another thread after a thread changed the config", step=_thread_step)(
     _thread_build)
+
+
+# ---- round 5: data-dependent Python in the step ------------------------------------
+
+def _item_branch_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.3)
+
+    def train(x):
+        o.zero_grad()
+        loss = ((m(x) - 1.0) ** 2).mean()
+        if loss.item() > 0.5:  # data-dependent Python branch
+            loss = loss * 2.0
+        loss.backward()
+        o.step()
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+row("branch on loss.item() inside the step", step=_at(0, lambda s: None), steps=6)(
+    _item_branch_build)
+
+
+def _best_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.3)
+    rec = NS(best=float("inf"), hist=[])
+
+    def train(x):
+        o.zero_grad()
+        loss = ((m(x) - 1.0) ** 2).mean()
+        loss.backward()
+        o.step()
+        rec.best = min(rec.best, float(loss))
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, rec=rec, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+row("self.best = min(best, float(loss)) recorded inside the step",
+    step=lambda s, i: (s._f(s.x), s.rec.best), steps=5)(_best_build)
+
+
+def _finite_build(L, comp):
+    w = L.ones(3)
+
+    def f(x):
+        y = x / w
+        if not bool(L.isfinite(y).all()):  # skip the bad batch
+            return L.zeros(())
+        return y.sum()
+    return NS(L=L, x=L.ones(3), _w=w, _f=comp(f))
+
+
+def _finite_step(s, i):
+    x = s.L.ones(3) if i % 2 == 0 else s.L.tensor([1.0, float("inf"), 1.0])
+    return s._f(x)
+
+
+row("skip a non-finite batch (bool(isfinite(y).all()))", step=_finite_step)(_finite_build)
+
+
+def _batch_size_build(L, comp):
+    m = _mlp(L)
+    return NS(L=L, model=m, _f=comp(lambda x: m(x).sum() / x.size(0)))
+
+
+row("last batch smaller (x.size(0) in the loss)",
+    step=lambda s, i: s._f(_x(s.L, i, [5, 5, 3, 5][i], 3)))(_batch_size_build)
+
+
+# ---- round 6: library objects the step reads (schedulers, scalers), group copies --------
+
+def _last_lr_build(L, comp):
+    s = _train_build(L, comp, lr=0.1)
+    sched = L.optim.lr_scheduler.StepLR(s.opt, 1, gamma=0.5)
+    f = s._f
+    s._f = comp(lambda x: (f(x), sched.get_last_lr()[0]))
+    s.sched = sched
+    return s
+
+
+def _outer_sched_step(s, i):
+    out = s._f(s.x)
+    s.sched.step()
+    return out
+
+
+row("step returns sched.get_last_lr()[0] (scheduler stepped outside)",
+    step=_outer_sched_step,
+    xfail="call 3: compiled lr 0.05 (the traced value) vs eager 0.025: a scheduler (a "
+          "library object) is not walked, get_last_lr() is baked in")(_last_lr_build)
+
+
+def _warmup_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.1)
+    sched = L.optim.lr_scheduler.LambdaLR(o, lambda e: 1.0)
+
+    def train(x):
+        o.zero_grad()
+        warm = min(1.0, (sched.last_epoch + 1) / 3)
+        loss = ((m(x) - 1.0) ** 2).mean() * warm
+        loss.backward()
+        o.step()
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, sched=sched, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+row("loss scaled by a warmup from sched.last_epoch", step=_outer_sched_step,
+    xfail="call 3: compiled warm=2/3 (the traced value) vs eager 1.0: a scheduler's "
+          "last_epoch read in the step is not guarded (library object not walked)")(_warmup_build)
+
+
+def _group_copy_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.1)
+
+    def train(x):
+        o.zero_grad()
+        hp = dict(o.param_groups[0])
+        loss = ((m(x) - 1.0) ** 2).mean() * hp["lr"]
+        loss.backward()
+        o.step()
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+def _lr_set(s):
+    s.opt.param_groups[0]["lr"] = 0.5
+
+
+row("loss * dict(param_group)['lr'] (a copy of the group), lr changed",
+    step=_at(2, _lr_set),
+    xfail="compiled loss*0.1 vs eager loss*0.5: a read through dict(group) (not "
+          "__getitem__/get) is not noted, so a float->float lr change does not move the "
+          "epoch")(_group_copy_build)
+
+
+def _group_items_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.1)
+
+    def train(x):
+        o.zero_grad()
+        lr = [v for k, v in o.param_groups[0].items() if k == "lr"][0]
+        loss = ((m(x) - 1.0) ** 2).mean() * lr
+        loss.backward()
+        o.step()
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+row("lr read through param_group.items(), lr changed", step=_at(2, _lr_set),
+    xfail="compiled loss*0.1 vs eager loss*0.5: a read through group.items() is not noted, "
+          "so a float->float lr change does not move the epoch")(_group_items_build)
+
+
+def _scaler_build(L, comp):
+    m = _mlp(L)
+    o = L.optim.SGD(m.parameters(), lr=0.1)
+    scaler = L.amp.GradScaler("cpu", init_scale=4.0, growth_interval=1)
+
+    def train(x):
+        o.zero_grad()
+        loss = ((m(x) - 1.0) ** 2).mean()
+        scaler.scale(loss).backward()
+        scaler.step(o)
+        scaler.update()
+        return loss.detach()
+    return NS(L=L, model=m, opt=o, scaler=scaler, x=_x(L, 1, 5, 3), _f=comp(train))
+
+
+def _scaler_step(s, i):
+    x = s.x if i != 2 else s.x * float("inf")
+    return (s._f(x), float(s.scaler.get_scale()))
+
+
+row("GradScaler step/update inside the step (an inf batch on call 3)", step=_scaler_step,
+    steps=5)(_scaler_build)
 
 
 # ---- the table's tests -------------------------------------------------------------
