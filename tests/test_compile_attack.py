@@ -1867,12 +1867,10 @@ def _grad_step(change, at=2):
 
 
 _SET_SCALE = _grad_step(lambda s: s._g.__setitem__("SCALE", 5.0))
-row("autograd.Function whose forward reads a global that changes", step=_SET_SCALE,
-    xfail="compiled x*1 vs eager x*5: an autograd.Function class reached as a global is not "
-          "walked, so its forward's globals are not guarded")(_custom_fn_build("forward"))
-row("autograd.Function whose backward reads a global that changes", step=_SET_SCALE,
-    xfail="compiled grad 1 vs eager 5: an autograd.Function's backward reads a global that "
-          "is not guarded")(_custom_fn_build("backward"))
+row("autograd.Function whose forward reads a global that changes", step=_SET_SCALE)(
+    _custom_fn_build("forward"))
+row("autograd.Function whose backward reads a global that changes", step=_SET_SCALE)(
+    _custom_fn_build("backward"))
 
 
 def _f_module_hooked(x):
