@@ -1902,6 +1902,87 @@ row("parameter tensor hook reading a global that changes", step=_SET_SCALE)(
 row("forward hook reading a global that changes", step=_SET_SCALE)(_hooked_build("fwd"))
 
 
+# ---- round 9: the function changes its arguments' and state's metadata ----------------
+
+def _meta_arg_build(op):
+    def build(L, comp):
+        def f(x):
+            op(x)
+            return x * 2.0
+        return NS(L=L, _f=comp(f))
+    return build
+
+
+def _meta_arg_step(s, i):
+    x = s.L.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+    out = s._f(x)
+    return (out, x)
+
+
+row("x.unsqueeze_(0) on the argument inside the function", step=_meta_arg_step,
+    xfail="compiled calls leave the argument (2, 3) vs eager (1, 2, 3): an in-place view op "
+          "on an argument while tracing is not replayed (no write-back of metadata)")(
+    _meta_arg_build(lambda x: x.unsqueeze_(0)))
+row("x.t_() on the argument inside the function", step=_meta_arg_step,
+    xfail="compiled calls leave the argument (2, 3) vs eager (3, 2): x.t_() on an argument "
+          "while tracing is not replayed")(
+    _meta_arg_build(lambda x: x.t_()))
+row("x.requires_grad_() on the argument inside the function", step=_meta_arg_step,
+    xfail="compiled calls leave x.requires_grad False vs eager True: a flag set on an "
+          "argument while tracing is not replayed")(
+    _meta_arg_build(lambda x: x.requires_grad_()))
+
+
+def _meta_state_build(op):
+    def build(L, comp):
+        w = L.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+
+        def f(x):
+            op(w)
+            return (x * w.sum()).sum()
+        return NS(L=L, w=w, x=L.ones(3), _f=comp(f))
+    return build
+
+
+row("w.t_() on a closure tensor inside the function (flips each call)",
+    step=lambda s, i: (s._f(s.x), tuple(s.w.shape)),
+    xfail="call 2: compiled w stays (3, 2) vs eager (2, 3): an in-place view op on state "
+          "while tracing is neither a side effect (eager fallback) nor replayed")(
+    _meta_state_build(lambda w: w.t_()))
+row("w.unsqueeze_(0) on a closure tensor inside the function (grows each call)",
+    step=lambda s, i: (s._f(s.x), tuple(s.w.shape)),
+    xfail="call 2: compiled w stays (1, 2, 3) vs eager (1, 1, 2, 3): an in-place view op "
+          "on state while tracing is not replayed")(
+    _meta_state_build(lambda w: w.unsqueeze_(0)))
+
+
+def _data_assign_build(L, comp):
+    def f(x):
+        x.data = x.data * 3.0
+        return x.sum()
+    return NS(L=L, _f=comp(f), x=L.ones(3))
+
+
+row("x.data = x.data * 3 on the same argument inside the function",
+    step=lambda s, i: (s._f(s.x), s.x))(_data_assign_build)
+
+
+def _train_eval_inside_build(L, comp):
+    m = _init(L, L.nn.Sequential(L.nn.Linear(3, 4), L.nn.BatchNorm1d(4), L.nn.Dropout(0.0),
+                                 L.nn.Linear(4, 1)))
+
+    def evaluate(x):
+        m.eval()
+        out = m(x)
+        m.train()
+        return out
+    return NS(L=L, model=m, x=_x(L, 0, 5, 3), _f=comp(evaluate), _t=comp(lambda x: m(x)))
+
+
+row("eval(); m(x); train() inside one compiled function, training calls in another",
+    step=lambda s, i: (s._f(s.x), s._t(s.x), s.model.training))(_train_eval_inside_build)
+
+
 # ---- the table's tests -------------------------------------------------------------
 
 _MARK = not os.environ.get("TRACEGRAD_STATE_UNMARKED")
