@@ -1983,6 +1983,47 @@ row("eval(); m(x); train() inside one compiled function, training calls in anoth
     step=lambda s, i: (s._f(s.x), s._t(s.x), s.model.training))(_train_eval_inside_build)
 
 
+def _arg_hook_build(L, comp):
+    def f(x):
+        x.register_hook(lambda g: g * 2.0)
+        return (x * x).sum()
+    return NS(L=L, x=L.ones(3, requires_grad=True), _f=comp(f))
+
+
+def _arg_hook_step(s, i):
+    s.x.grad = None
+    s._f(s.x).backward()
+    return s.x.grad
+
+
+row("x.register_hook inside the function on the same argument each call",
+    step=_arg_hook_step,
+    xfail="compiled grad stays 2*2 vs eager 2*2, 2*4, 2*8, ...: a hook registered on an "
+          "argument while tracing is not registered again by compiled calls")(_arg_hook_build)
+
+
+def _param_hook_inside_build(L, comp):
+    s = _train_build(L, comp, lr=0.1)
+    m, o = s.model, s.opt
+
+    def train(x):
+        o.zero_grad()
+        m[0].weight.register_hook(lambda g: g * 0.5)
+        loss = ((m(x) - 1.0) ** 2).mean()
+        loss.backward()
+        o.step()
+        return loss.detach()
+    s._f = comp(train)
+    return s
+
+
+row("register_hook on a parameter inside the step (one more each call)",
+    step=lambda s, i: s._f(s.x),
+    xfail="call 4: compiled loss 0.069099 vs eager 0.069391: the hook registered on a "
+          "parameter while tracing is not registered again by compiled calls (eager stacks "
+          "one more 0.5 hook each call); not seen as a side effect")(_param_hook_inside_build)
+
+
 # ---- the table's tests -------------------------------------------------------------
 
 _MARK = not os.environ.get("TRACEGRAD_STATE_UNMARKED")
