@@ -2024,6 +2024,27 @@ row("register_hook on a parameter inside the step (one more each call)",
           "one more 0.5 hook each call); not seen as a side effect")(_param_hook_inside_build)
 
 
+# ---- round 10: past the cache limit ----------------------------------------------------
+
+def _every_call_build(L, comp):
+    cfg = {"temp": 1.0}
+    return NS(L=L, cfg=cfg, x=L.ones(3), _f=comp(lambda x: (x / cfg["temp"]).sum()))
+
+
+def _every_call_step(s, i):
+    s.cfg["temp"] = float(i + 1)
+    return s._f(s.x)
+
+
+row("config float changed before every call, past cache_limit (12 calls)",
+    step=_every_call_step, steps=12)(_every_call_build)
+row("int argument different every call, past cache_limit (12 calls)",
+    step=lambda s, i: s._f(s.L.ones(2), i), steps=12)(_arg_build(lambda x, n: x * n))
+row("list argument growing every call, past cache_limit (12 calls)",
+    step=lambda s, i: s._f([s.L.ones(2)] * (i + 1)), steps=12)(
+    _arg_build(lambda xs: L_stack(xs).sum()))
+
+
 # ---- the table's tests -------------------------------------------------------------
 
 _MARK = not os.environ.get("TRACEGRAD_STATE_UNMARKED")
