@@ -134,8 +134,7 @@ def _deep_build(L, comp):
 
 
 row("float 6 dicts deep in a closure's config changed",
-    step=_at(2, lambda s: s.cfg["a"]["b"]["c"]["d"]["e"].__setitem__("f", 4.0)),
-    xfail="compiled 1.5 vs eager 0.75: the walk stops at DEPTH=4, deeper slots are not guarded"
+    step=_at(2, lambda s: s.cfg["a"]["b"]["c"]["d"]["e"].__setitem__("f", 4.0))
     )(_deep_build)
 
 
@@ -161,9 +160,8 @@ def _cls_attr_fresh(make):
     return build
 
 
-row("class attribute (not instance) changed", step=_at(2, _cls_attr_change),
-    xfail="compiled 1.5 vs eager 0.75: a class attribute read through an instance is not "
-          "guarded")(_cls_attr_fresh(_cls_attr_build))
+row("class attribute (not instance) changed", step=_at(2, _cls_attr_change))(
+    _cls_attr_fresh(_cls_attr_build))
 
 
 def _module_cls_attr_build(L, comp):
@@ -184,9 +182,8 @@ def _net_cls_scale(s):
     type(s.model).scale = 5.0
 
 
-row("Module class attribute changed (Net.scale = 5.0)", step=_at(2, _net_cls_scale),
-    xfail="compiled fc(x)*2 vs eager fc(x)*5: a class attribute of a Module is not "
-          "guarded")(_module_cls_attr_build)
+row("Module class attribute changed (Net.scale = 5.0)", step=_at(2, _net_cls_scale))(
+    _module_cls_attr_build)
 
 
 def _prop_build(L, comp):
@@ -201,9 +198,7 @@ def _prop_build(L, comp):
 
 
 row("property of a config object reading a closure dict",
-    step=_at(2, lambda s: s._state.__setitem__("t", 4.0)),
-    xfail="compiled 1.5 vs eager 0.75: a property's getter (not a plain function in the "
-          "class) is not walked")(_prop_build)
+    step=_at(2, lambda s: s._state.__setitem__("t", 4.0)))(_prop_build)
 
 
 def _prop_self_build(L, comp):
@@ -247,8 +242,7 @@ def _slots_build(L, comp):
     return NS(L=L, x=L.ones(3), _cfg=cfg, _f=comp(lambda x: (x / cfg.temp).sum()))
 
 
-row("__slots__ config attribute changed", step=_at(2, lambda s: setattr(s._cfg, "temp", 4.0)),
-    xfail="compiled 1.5 vs eager 0.75: an object without __dict__ (__slots__) is not walked"
+row("__slots__ config attribute changed", step=_at(2, lambda s: setattr(s._cfg, "temp", 4.0))
     )(_slots_build)
 
 
@@ -258,8 +252,7 @@ def _chainmap_build(L, comp):
 
 
 row("collections.ChainMap config value changed",
-    step=_at(2, lambda s: s._cfg.__setitem__("temp", 4.0)),
-    xfail="compiled 1.5 vs eager 0.75: a ChainMap (a Mapping, not a dict) is not walked"
+    step=_at(2, lambda s: s._cfg.__setitem__("temp", 4.0))
     )(_chainmap_build)
 
 
@@ -335,9 +328,7 @@ def _f_partial_global(x):
 
 
 @row("global functools.partial with a keyword dict config",
-     step=_at(2, lambda s: s._cfg.__setitem__("s", 5.0)),
-     xfail="compiled 3.0 vs eager 15.0: a functools.partial's keywords are not walked "
-           "(only its args)")
+     step=_at(2, lambda s: s._cfg.__setitem__("s", 5.0)))
 def _b(L, comp):
     cfg = {"s": 1.0}
     g = _globals(_f_partial_global, L=L, HELPER=functools.partial(_scaled, cfg=cfg))
@@ -389,8 +380,7 @@ def _kwdefault_build(L, comp):
 
 
 row("keyword-only default (a dict) changed",
-    step=_at(2, lambda s: s._cfg.__setitem__("s", 5.0)),
-    xfail="compiled 3.0 vs eager 15.0: __kwdefaults__ are not walked")(_kwdefault_build)
+    step=_at(2, lambda s: s._cfg.__setitem__("s", 5.0)))(_kwdefault_build)
 
 
 def _kwdefault_rebound_build(L, comp):
@@ -416,9 +406,7 @@ def _set_defaults(s):
 
 
 row("positional default float rebound (f.__defaults__ = (5.0,))",
-    step=_at(2, _set_defaults),
-    xfail="compiled 3.0 vs eager 15.0: the function's __defaults__ tuple is walked but not "
-          "guarded by identity")(_default_rebound_build)
+    step=_at(2, _set_defaults))(_default_rebound_build)
 
 
 def _closure2_build(L, comp):
@@ -449,9 +437,7 @@ def _iter_build(L, comp):
     return NS(L=L, x=L.ones(3), _f=comp(lambda x: (x * next(batches)).sum()))
 
 
-row("next(iterator) of batches inside the function", step=_at(0, lambda s: None),
-    xfail="compiled 3.0 every call vs eager 3, 6, 9, 12: a Python iterator advanced while "
-          "tracing is not a side effect the snapshot sees")(_iter_build)
+row("next(iterator) of batches inside the function", step=_at(0, lambda s: None))(_iter_build)
 
 
 def _count_build(L, comp):
@@ -459,9 +445,7 @@ def _count_build(L, comp):
     return NS(L=L, x=L.ones(3), _f=comp(lambda x: (x * next(counter)).sum()))
 
 
-row("next(itertools.count()) inside the function", step=_at(0, lambda s: None),
-    xfail="compiled 3.0 every call vs eager 3, 6, 9, 12: itertools.count advanced while "
-          "tracing is not seen")(_count_build)
+row("next(itertools.count()) inside the function", step=_at(0, lambda s: None))(_count_build)
 
 
 class _ClsCounter:
@@ -512,9 +496,8 @@ def _big_np_side_step(s, i):
     return float(s._hist[0])
 
 
-row("NumPy array of 5000 elements written inside the function", step=_big_np_side_step,
-    xfail="compiled hist[0]=1 vs eager 4: a write into an array over 4096 elements while "
-          "tracing is not seen")(_big_np_side_build)
+row("NumPy array of 5000 elements written inside the function", step=_big_np_side_step)(
+    _big_np_side_build)
 
 
 # ---- modules ------------------------------------------------------------------------
@@ -541,12 +524,9 @@ def _modules_direct(s):
         s.model[2].bias.fill_(-1.0)
 
 
-row("buffer replaced via m._buffers[...] = tensor", step=_at(2, _buffers_direct),
-    xfail="compiled keeps the old running_mean object: a direct _buffers write does not move "
-          "nn.module.EPOCH, so the fingerprint is never checked")(_net_build)
-row("parameter replaced via m._parameters[...] = Parameter", step=_at(2, _params_direct),
-    xfail="compiled uses the old bias: a direct _parameters write does not move "
-          "nn.module.EPOCH")(_net_build)
+row("buffer replaced via m._buffers[...] = tensor", step=_at(2, _buffers_direct))(_net_build)
+row("parameter replaced via m._parameters[...] = Parameter", step=_at(2, _params_direct))(
+    _net_build)
 row("submodule replaced via m._modules[...] = Linear", step=_at(2, _modules_direct))(_net_build)
 
 
@@ -1177,9 +1157,7 @@ def _custom_opt_build(L, comp):
 
 
 row("custom Optimizer subclass attribute (self.clip) changed",
-    step=_at(2, lambda s: setattr(s.opt, "clip", 0.001)),
-    xfail="compiled steps clamp at 10.0 vs eager 0.001: a custom optimizer's attributes "
-          "(not param_groups) are not guarded")(_custom_opt_build)
+    step=_at(2, lambda s: setattr(s.opt, "clip", 0.001)))(_custom_opt_build)
 
 
 def _default_dtype_build(L, comp):
@@ -1239,9 +1217,7 @@ def _obj_arg_mut_step(s, i):
     return s._f(s.b)
 
 
-row("the same dataclass argument mutated between calls", step=_obj_arg_mut_step,
-    xfail="compiled 3.0 every call vs eager 3, 6, 9, 12: a user object passed as an argument "
-          "is keyed by identity, its float attribute (b.scale) is baked in and not guarded")(
+row("the same dataclass argument mutated between calls", step=_obj_arg_mut_step)(
     _obj_arg_mut_build)
 row("SimpleNamespace argument whose float differs per call",
     step=lambda s, i: s._f(NS(x=s.L.ones(3), scale=float(i + 1))))(_obj_arg_build)
@@ -1319,9 +1295,7 @@ def _f_chain(x):
 
 
 @row("global read by a helper 7 closures deep changed",
-     step=_at(2, lambda s: s._g.__setitem__("SCALE", 5.0)),
-     xfail="compiled 3.0 vs eager 15.0: the walk stops at DEPTH=4, a helper's global read "
-           "further down the call chain is not guarded")
+     step=_at(2, lambda s: s._g.__setitem__("SCALE", 5.0)))
 def _b(L, comp):
     g = _globals(_f_chain, _h6, L=L, SCALE=1.0)
     f = g["_h6"]
@@ -1348,8 +1322,7 @@ def _negzero_build(L, comp):
 
 
 row("config float 0.0 -> -0.0 (x / z: inf vs -inf)",
-    step=_at(2, lambda s: s.cfg.__setitem__("z", -0.0)),
-    xfail="compiled inf vs eager -inf: same() compares plain floats with ==, and -0.0 == 0.0")(
+    step=_at(2, lambda s: s.cfg.__setitem__("z", -0.0)))(
     _negzero_build)
 
 
@@ -1432,9 +1405,11 @@ _READ_ONLY = ("compiled raises ValueError 'assignment destination is read-only' 
               "writes: after 3 compiled steps the parameter's host array is made read-only "
               "(device cache)")
 row("param.detach().numpy() written between compiled steps",
-    step=_at(3, _write_detach_numpy), steps=5, xfail=_READ_ONLY)(_np_param_build)
+    xfail=_READ_ONLY,
+    step=_at(3, _write_detach_numpy), steps=5)(_np_param_build)
 row("the user's array behind Parameter(from_numpy(arr)) written between steps",
-    step=_at(3, _write_user_array), steps=5, xfail=_READ_ONLY + "; the user's own array too")(
+    xfail=_READ_ONLY + "; the user's own array too",
+    step=_at(3, _write_user_array), steps=5)(
     _np_param_build)
 row("Parameter(from_numpy(arr)) trained: arr follows the updates",
     step=lambda s, i: (s._f(s.x), s.arr.copy()))(_np_param_build)
@@ -1645,9 +1620,10 @@ def _warmup_build(L, comp):
     return NS(L=L, model=m, opt=o, sched=sched, x=_x(L, 1, 5, 3), _f=comp(train))
 
 
-row("loss scaled by a warmup from sched.last_epoch", step=_outer_sched_step,
+row("loss scaled by a warmup from sched.last_epoch",
     xfail="call 3: compiled warm=2/3 (the traced value) vs eager 1.0: a scheduler's "
-          "last_epoch read in the step is not guarded (library object not walked)")(_warmup_build)
+          "last_epoch read in the step is not guarded (library object not walked)",
+    step=_outer_sched_step)(_warmup_build)
 
 
 def _group_copy_build(L, comp):
@@ -1669,10 +1645,10 @@ def _lr_set(s):
 
 
 row("loss * dict(param_group)['lr'] (a copy of the group), lr changed",
-    step=_at(2, _lr_set),
     xfail="compiled loss*0.1 vs eager loss*0.5: a read through dict(group) (not "
           "__getitem__/get) is not noted, so a float->float lr change does not move the "
-          "epoch")(_group_copy_build)
+          "epoch",
+    step=_at(2, _lr_set))(_group_copy_build)
 
 
 def _group_items_build(L, comp):
@@ -1689,9 +1665,10 @@ def _group_items_build(L, comp):
     return NS(L=L, model=m, opt=o, x=_x(L, 1, 5, 3), _f=comp(train))
 
 
-row("lr read through param_group.items(), lr changed", step=_at(2, _lr_set),
+row("lr read through param_group.items(), lr changed",
     xfail="compiled loss*0.1 vs eager loss*0.5: a read through group.items() is not noted, "
-          "so a float->float lr change does not move the epoch")(_group_items_build)
+          "so a float->float lr change does not move the epoch",
+    step=_at(2, _lr_set))(_group_items_build)
 
 
 def _scaler_build(L, comp):
@@ -1726,8 +1703,7 @@ def _userdict_build(L, comp):
 
 
 row("collections.UserDict config value changed",
-    step=_at(2, lambda s: s._cfg.__setitem__("temp", 4.0)),
-    xfail="compiled 1.5 vs eager 0.75: a UserDict (a stdlib class, not a dict) is not walked"
+    step=_at(2, lambda s: s._cfg.__setitem__("temp", 4.0))
     )(_userdict_build)
 
 
@@ -1783,9 +1759,7 @@ def _big_dict_side_build(L, comp):
 
 
 row("a float in a dict of 300 keys incremented inside the function",
-    step=lambda s, i: (s._f(s.x), s._stats["k0"]),
-    xfail="compiled stats['k0'] stays 1.0 vs eager 1, 2, 3, 4: a write into a dict over 256 "
-          "keys keeps its size, so the snapshot misses it")(_big_dict_side_build)
+    step=lambda s, i: (s._f(s.x), s._stats["k0"]))(_big_dict_side_build)
 
 
 def _opt_counter_build(L, comp):
@@ -1810,9 +1784,7 @@ def _opt_counter_build(L, comp):
 
 
 row("custom optimizer counting its steps (self.n_steps += 1)",
-    step=lambda s, i: (s._f(s.x), s.opt.n_steps),
-    xfail="compiled n_steps stays at its traced count vs eager 1, 2, 3, 4: an optimizer's "
-          "own attributes are not in the snapshot (only its param_groups)")(_opt_counter_build)
+    step=lambda s, i: (s._f(s.x), s.opt.n_steps))(_opt_counter_build)
 
 
 # ---- round 8: globals read in backward code (custom Function, hooks) -------------------
@@ -1919,17 +1891,11 @@ def _meta_arg_step(s, i):
     return (out, x)
 
 
-row("x.unsqueeze_(0) on the argument inside the function", step=_meta_arg_step,
-    xfail="compiled calls leave the argument (2, 3) vs eager (1, 2, 3): an in-place view op "
-          "on an argument while tracing is not replayed (no write-back of metadata)")(
+row("x.unsqueeze_(0) on the argument inside the function", step=_meta_arg_step)(
     _meta_arg_build(lambda x: x.unsqueeze_(0)))
-row("x.t_() on the argument inside the function", step=_meta_arg_step,
-    xfail="compiled calls leave the argument (2, 3) vs eager (3, 2): x.t_() on an argument "
-          "while tracing is not replayed")(
+row("x.t_() on the argument inside the function", step=_meta_arg_step)(
     _meta_arg_build(lambda x: x.t_()))
-row("x.requires_grad_() on the argument inside the function", step=_meta_arg_step,
-    xfail="compiled calls leave x.requires_grad False vs eager True: a flag set on an "
-          "argument while tracing is not replayed")(
+row("x.requires_grad_() on the argument inside the function", step=_meta_arg_step)(
     _meta_arg_build(lambda x: x.requires_grad_()))
 
 
@@ -1997,9 +1963,7 @@ def _arg_hook_step(s, i):
 
 
 row("x.register_hook inside the function on the same argument each call",
-    step=_arg_hook_step,
-    xfail="compiled grad stays 2*2 vs eager 2*2, 2*4, 2*8, ...: a hook registered on an "
-          "argument while tracing is not registered again by compiled calls")(_arg_hook_build)
+    step=_arg_hook_step)(_arg_hook_build)
 
 
 def _param_hook_inside_build(L, comp):
@@ -2018,10 +1982,7 @@ def _param_hook_inside_build(L, comp):
 
 
 row("register_hook on a parameter inside the step (one more each call)",
-    step=lambda s, i: s._f(s.x),
-    xfail="call 4: compiled loss 0.069099 vs eager 0.069391: the hook registered on a "
-          "parameter while tracing is not registered again by compiled calls (eager stacks "
-          "one more 0.5 hook each call); not seen as a side effect")(_param_hook_inside_build)
+    step=lambda s, i: s._f(s.x))(_param_hook_inside_build)
 
 
 # ---- round 10: past the cache limit ----------------------------------------------------

@@ -94,6 +94,9 @@ class TracingContext:
     def note_group_read(self, group: dict, key: str) -> None:
         """Python code read ``group[key]`` itself (not through ``_hyper``)."""
 
+    def note_hook(self, t) -> None:
+        """``t.register_hook`` was called while tracing."""
+
     def graph_break(self, reason: str, depth: int = 3) -> None:
         """Python needs a value the graph cannot give: stop recording (Tracer)."""
 
@@ -488,6 +491,8 @@ class Tensor:
                             grads[nr] = r
                 return node._add_pre_hook(on_output)
             return node._add_pre_hook(hook)
+        if trace_state.current is not None:
+            trace_state.current.note_hook(self)
         if self._hooks is None:
             self._hooks = _TensorHookDict()
         h = RemovableHandle(self._hooks)

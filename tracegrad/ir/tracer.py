@@ -113,6 +113,9 @@ class Tracer(TracingContext):
         self.phase = "forward"
         self.phases: dict = {}
         self._grad_vars: set = set()      # Vars with autograd history (for graft, below)
+        self._meta: list = []             # (tensor, name, shape, dtype, rg, hooks) at capture
+        self.hooked = False               # a tensor hook was registered while tracing
+        self.hooked_state = None          # ... on a tensor from outside: what, for the warning
 
     # ---- activation ---------------------------------------------------------
     def __enter__(self):
@@ -151,6 +154,7 @@ class Tracer(TracingContext):
         src = Arg(index, name)
         v = self._new_input(arr, t.dtype, src, name)
         self._bind_array(arr, v)
+        self._note_meta(t, name)
         if t._rg:
             self._grad_vars.add(v)
         self.captured.append((src, t, arr, v))
@@ -219,10 +223,41 @@ class Tracer(TracingContext):
         else:
             v = self._new_input(arr, t.dtype, source, name)
         self._bind_array(arr, v)
+        self._note_meta(t, name)
         if t._rg:
             self._grad_vars.add(v)
         self.captured.append((source, t, arr, v))
         return v
+
+    def _note_meta(self, t, name):
+        h = t.__dict__.get("_hooks")
+        self._meta.append((t, name, tuple(t.shape), t.dtype, t._rg, len(h) if h else 0))
+
+    def meta_change(self) -> str | None:
+        if self.hooked_state is not None:
+            return f"{self.hooked_state} on a tensor from outside the function"
+        return self._meta_change()
+
+    def _meta_change(self) -> str | None:
+        """An argument or state tensor whose shape, dtype, requires_grad or hooks the trace
+        changed (``x.unsqueeze_(0)``, ``w.requires_grad_()``, ``p.register_hook``): compiled
+        calls would not change them again."""
+        for t, name, shape, dtype, rg, hooks in self._meta:
+            h = t.__dict__.get("_hooks")
+            now = (tuple(t.shape), t.dtype, t._rg, len(h) if h else 0)
+            if now != (shape, dtype, rg, hooks):
+                what = ("shape" if now[0] != shape else "dtype" if now[1] is not dtype
+                        else "requires_grad" if now[2] != rg else "hooks")
+                return f"{name}: its {what} changed while tracing"
+        return None
+
+    def note_hook(self, t) -> None:
+        """``t.register_hook`` while tracing: Python in the gradient path; on a tensor made
+        before the call (a parameter), also Python state compiled calls would not change."""
+        if self.recording:
+            self.hooked = True
+            if not any(r() is t for r in self._created):
+                self.hooked_state = f"{tensor_name(t)}.register_hook"
 
     def _bind_array(self, arr, v):
         self.vars[id(arr)] = v

@@ -60,6 +60,29 @@ class _ModuleHookDict(_HookDict):
 
 
 
+class _ModuleTable(dict):
+    """A module's ``_parameters``/``_buffers``/``_modules``: a direct write
+    (``m._buffers["x"] = t``) moves the module epoch too."""
+
+    __slots__ = ()
+
+    def __setitem__(self, k, v):
+        EPOCH[0] += 1
+        super().__setitem__(k, v)
+
+    def __delitem__(self, k):
+        EPOCH[0] += 1
+        super().__delitem__(k)
+
+    def pop(self, *args):
+        EPOCH[0] += 1
+        return super().pop(*args)
+
+    def update(self, *args, **kwargs):
+        EPOCH[0] += 1
+        super().update(*args, **kwargs)
+
+
 class _IncompatibleKeys(collections.namedtuple("IncompatibleKeys",
                                                ["missing_keys", "unexpected_keys"])):
     """What ``load_state_dict`` returns; prints as PyTorch's does."""
@@ -96,10 +119,10 @@ class Module:
                             "Module.__init__ takes none")
         set_ = object.__setattr__
         set_(self, "training", True)
-        set_(self, "_parameters", {})
-        set_(self, "_buffers", {})
+        set_(self, "_parameters", _ModuleTable())
+        set_(self, "_buffers", _ModuleTable())
         set_(self, "_non_persistent_buffers", set())
-        set_(self, "_modules", {})
+        set_(self, "_modules", _ModuleTable())
         set_(self, "_forward_hooks", _ModuleHookDict())
         set_(self, "_forward_pre_hooks", _ModuleHookDict())
         EPOCH[0] += 1

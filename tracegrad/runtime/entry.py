@@ -40,7 +40,7 @@ from .guards import (
     first_failure,
 )
 from .outputs import output_plan
-from .pystate import Reach, module_types
+from .pystate import Reach, argument_objects, module_types
 
 
 class Entry:
@@ -50,6 +50,7 @@ class Entry:
         self.fn = fn
         # argument tensors of the tracing call, by id: a ``.grad`` slot of an argument
         # (read or written by the step) is this call's argument's, not the traced one's
+        self._objects = argument_objects(flat or ())
         self._arg_index = {}
         for i, (_, v) in enumerate(flat or ()):
             if isinstance(v, Tensor):
@@ -103,7 +104,7 @@ class Entry:
             # argument that is (an alias of) that state is another program
             guards.append(NotStateGuard(state))
         Module, Optimizer = module_types()
-        reach = Reach(self.fn, tr.python_state)
+        reach = Reach(self.fn, [*tr.python_state, *self._objects])
         dynamic = {}  # NOTE: [Dynamic hyperparameters]: (id(group), key) -> sign guarded
         for g, k, _, signed in tr.hyperparameters:
             if (id(g), k) not in tr.group_reads:  # (read by Python too: guarded by value)
@@ -113,7 +114,7 @@ class Entry:
             guards.append(OptimizerGuard(label, opt, dynamic, id(opt) in stepped))
         if reach.modules:
             guards.append(ModulesGuard(reach.modules))
-        if reach.slots or reach.sizes or reach.arrays:
+        if reach.slots or reach.sizes or reach.arrays or reach.tensor_slots:
             guards.append(PlacesGuard(getattr(self.fn, "__name__", "f"), reach))
         return guards
 

@@ -39,7 +39,7 @@ from .outputs import (
     signature,
     with_floats,
 )
-from .pystate import Snapshot, module_types
+from .pystate import Snapshot, argument_objects, module_types
 
 # Every CompiledFunction, for inspection tools; ``tracegrad.cli`` also sets
 # ``_retained`` to a list so functions made inside a script outlive it.
@@ -189,7 +189,7 @@ class CompiledFunction:
             if isinstance(v, float):
                 float_map[i] = Tensor._make(np.asarray(v, np.float64))
         call_args, call_kwargs = substitute(args, kwargs, float_map)
-        before = Snapshot(self.fn)
+        before = Snapshot(self.fn, argument_objects(flat))
         try:
             with tracer, _output_breaks(tracer):
                 for i, (path, v) in enumerate(flat):
@@ -311,10 +311,14 @@ class CompiledFunction:
 
 def _eager_reason(before, tracer, outs, flat, key) -> str | None:
     """Why calls with this signature must run eagerly, decided after the trace."""
-    changed = before.side_effect()
+    changed = before.side_effect() or tracer.meta_change()
     if changed is not None:
         # compiled calls would not repeat it: run such calls eagerly
         return f"a Python side effect ({changed}), which compiled calls would skip"
+    if tracer.hooked and not tracer.ran_backward and any(t.requires_grad for t in outs):
+        return ("a tensor hook registered inside the function is on the outputs' gradient "
+                "path, and a compiled backward would skip its Python; call backward() inside "
+                "the compiled function, or register the hook outside")
     for i, j in key[2]:
         a, b = flat[i][1], flat[j][1]
         if a._data is not b._data:

@@ -196,7 +196,7 @@ class PlacesGuard(Guard):
     def __init__(self, name, reach):
         self.name = name
         self.sizes = [(c, n) for c, n, _ in reach.sizes]
-        self.slots = [(c, k, v) for c, k, v, _ in reach.slots]
+        self.slots = [(c, k, v) for c, k, v, _ in reach.slots + reach.tensor_slots]
         # split by kind of container, so the loops need no dispatch
         self.dict_slots = [(c, k, v) for c, k, v in self.slots if type(c) is dict]
         self.cell_slots = [(c, v) for c, k, v in self.slots if type(c) is types.CellType]
@@ -310,6 +310,8 @@ class OptimizerGuard(Guard):
         d = vars(opt)
         groups, state = opt.param_groups, opt.state
         self.slots = [(d, "param_groups", groups)]
+        self.slots += [(d, k, v) for k, v in d.items()  # a subclass's own settings
+                       if static_value(v) and not k.startswith("_")]
         self.sizes = [(groups, len(groups))]
         if stepped:
             self.slots.append((d, "state", state))

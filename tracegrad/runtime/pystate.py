@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import collections.abc
 import dis
 import functools
+import math
 import os
 import random as _py_random
 import sys
@@ -35,13 +37,16 @@ import numpy as np
 from ..tensor import Tensor
 
 MISSING = object()
-DEPTH = 4      # how far from the function's own names the walk goes
+DEPTH = 6      # how far from the function's own names the walk goes
 ITEMS = 256    # containers larger than this are guarded by size only
 ARRAY = 4096   # NumPy arrays up to this many elements are guarded by contents
 
 STATIC_TYPES = (bool, int, float, str, type(None), bytes, complex)
 _CONTAINERS = (list, dict, set, collections.deque)
 _MODULE_TABLES = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers"})
+# a module's own entries, left out of its fingerprint's identities (tables, flags, hooks)
+_MODULE_OWN = _MODULE_TABLES | {"training", "_forward_hooks", "_forward_pre_hooks",
+                                "_backward_hooks", "_backward_pre_hooks"}
 
 
 def static_value(v) -> bool:
@@ -55,6 +60,9 @@ def same(now, then) -> bool:
         return True
     if then.__class__ is frozenset:  # a set's contents (_SetView)
         return now == then
+    if then.__class__ is float and now.__class__ is float:  # -0.0 is not 0.0; nan is nan
+        return (now == then and math.copysign(1.0, now) == math.copysign(1.0, then)) or (
+            now != now and then != then)
     if now.__class__ is not then.__class__ or not static_value(then):
         return False
     try:
@@ -142,13 +150,22 @@ def plain_object(obj) -> bool:
 _NAMESPACES = (types.SimpleNamespace, argparse.Namespace)  # attribute bags: user state
 
 
+def argument_objects(flat) -> list:
+    """Arguments that are Python objects (a config, a dataclass): their attributes are state
+    the trace reads, like a global's. (Tensors and plain values are in the cache key.)"""
+    return [v for _, v in flat if plain_object(v)]
+
+
 def python_values(obj) -> dict:
     """The plain Python values (bools, numbers, strings, None) a module or an optimizer
     holds: its attributes (``training``, a ``scale``) or its hyperparameters."""
     Module, Optimizer = module_types()
     if isinstance(obj, Optimizer):
-        return {f"param_groups[{i}][{k!r}]": v for i, g in enumerate(obj.param_groups)
-                for k, v in g.items() if k != "params" and static_value(v)}
+        out = {f"param_groups[{i}][{k!r}]": v for i, g in enumerate(obj.param_groups)
+               for k, v in g.items() if k != "params" and static_value(v)}
+        out.update((k, v) for k, v in vars(obj).items()  # a subclass's self.n_steps
+                   if static_value(v) and not k.startswith("_"))
+        return out
     if isinstance(obj, Module):
         return {k: v for k, v in vars(obj).items() if static_value(v)}
     return {}
@@ -161,7 +178,10 @@ def module_fingerprint(m):
             tuple((k, id(v)) for k, v in d["_modules"].items()),
             tuple(d["_forward_hooks"]), tuple(d["_forward_pre_hooks"]),
             tuple(_hook_keys(d)),
-            tuple(sorted((k, _plain(v)) for k, v in d.items() if static_value(v))))
+            tuple(sorted((k, _plain(v)) for k, v in d.items() if static_value(v))),
+            tuple(sorted((k, id(v)) for k, v in d.items()
+                         if not static_value(v) and k not in _MODULE_OWN
+                         and not isinstance(v, Tensor))))
 
 
 def _hook_keys(d):
@@ -191,6 +211,9 @@ class Reach:
         self.modules: list = []
         self.optimizers: list = []
         self.generators: list = []
+        self.iterators: list = []
+        self.tensor_slots: list = []  # guarded like slots, not checked for side effects
+        self.big: list = []  # (container, label): too large to guard; checked for side effects
         self._seen: set = set()
         self._py_modules: list = []
         self._attrs: set = set()
@@ -242,8 +265,14 @@ class Reach:
             self.slots.append((cell, None, v, name))
             if v is not MISSING:
                 self._value(v, name, depth - 1)
+        self.slots.append((_FunctionAttrs(f), "__defaults__", f.__defaults__,
+                           f"{label}.__defaults__"))
+        self.slots.append((_FunctionAttrs(f), "__kwdefaults__", f.__kwdefaults__,
+                           f"{label}.__kwdefaults__"))
         for i, d in enumerate(f.__defaults__ or ()):
             self._value(d, f"{label}.__defaults__[{i}]", depth - 1)
+        for k, d in (f.__kwdefaults__ or {}).items():
+            self._value(d, f"{label}.{k}", depth - 1)
 
     def _value(self, v, label, depth):
         if depth < 0 or v is None or v.__class__ in STATIC_TYPES or id(v) in self._seen:
@@ -260,6 +289,10 @@ class Reach:
                 for k, x in vars(m).items():
                     if k in _MODULE_TABLES:  # (the module's own tables: ModulesGuard's)
                         continue
+                    if isinstance(x, Tensor):  # a plain tensor attribute: guarded, but its
+                        # reassignment while tracing (weight_norm's) is no side effect
+                        self.tensor_slots.append((vars(m), k, x, f"{label}.{k}"))
+                        continue
                     if x.__class__ in _CONTAINERS or x.__class__ is tuple or plain_object(x):
                         self._value(x, f"{label}.{k}", depth - 1)
                     elif isinstance(x, dict) and k.endswith("hooks"):  # hook functions
@@ -274,7 +307,9 @@ class Reach:
             self.optimizers.append((v, label))
         elif cls is list or cls is collections.deque:
             self.sizes.append((v, len(v), label))
-            if len(v) <= ITEMS:
+            if len(v) > ITEMS:
+                self.big.append((v, label))
+            else:
                 for i, x in enumerate(v):
                     self.slots.append((v, i, x, f"{label}[{i}]"))
                     self._value(x, f"{label}[{i}]", depth - 1)
@@ -284,7 +319,9 @@ class Reach:
                     self._value(x, f"{label}[{i}]", depth - 1)
         elif isinstance(v, dict):
             self.sizes.append((v, len(v), label))
-            if len(v) <= ITEMS:
+            if len(v) > ITEMS:
+                self.big.append((v, label))
+            else:
                 for k, x in list(v.items()):
                     self.slots.append((v, k, x, f"{label}[{k!r}]"))
                     self._value(x, f"{label}[{k!r}]", depth - 1)
@@ -296,6 +333,8 @@ class Reach:
         elif isinstance(v, np.ndarray):
             if v.size <= ARRAY and v.dtype != object:
                 self.arrays.append((v, v.copy(), label))
+            elif v.dtype != object:
+                self.big.append((v, label))
         elif isinstance(v, (_py_random.Random, np.random.Generator, np.random.RandomState)):
             self.generators.append((v, label))
         elif isinstance(v, types.FunctionType):
@@ -308,6 +347,11 @@ class Reach:
             self._value(v.func, f"{label}.func", depth - 1)
             for i, a in enumerate(v.args):
                 self._value(a, f"{label}.args[{i}]", depth - 1)
+            for k, a in v.keywords.items():
+                self._value(a, f"{label}.{k}", depth - 1)
+        elif isinstance(v, type):
+            if users_class(v):  # a class used as a namespace (its attributes, methods)
+                self._methods(v, depth)
         elif isinstance(v, types.ModuleType):
             if _user_path(getattr(v, "__file__", None), v.__name__):
                 self._py_modules.append((v, label))
@@ -320,6 +364,35 @@ class Reach:
             self._methods(cls, depth)
         elif hasattr(v, "__self__") and isinstance(getattr(v, "__self__", None), Module):
             self._value(v.__self__, label, depth)  # a bound method of a module (C-level)
+        elif hasattr(cls, "__next__"):  # an iterator: its position is state no slot shows
+            self.iterators.append((v, label))
+        elif isinstance(v, (collections.abc.Mapping, list)) or (
+                hasattr(cls, "__slots__") and users_class(cls)):
+            self._other(v, label, depth)
+
+    def _other(self, v, label, depth):
+        """A mapping that is no dict (ChainMap, UserDict), a list subclass, or an object
+        of a user's class with ``__slots__``: its items or slots, read through a view."""
+        if isinstance(v, collections.abc.Mapping):
+            keys = list(v.keys())
+            view = _View(lambda k, m=v: m.get(k, MISSING))
+            self.sizes.append((v, len(v), label))
+        elif isinstance(v, list):
+            keys = list(range(len(v)))
+            view = _View(lambda i, xs=v: xs[i] if i < len(xs) else MISSING)
+            self.sizes.append((v, len(v), label))
+        else:
+            keys = [n for k in type(v).__mro__ for n in getattr(k, "__slots__", ())
+                    if isinstance(n, str) and not n.startswith("__")]
+            view = _View(lambda k, o=v: getattr(o, k, MISSING))
+        if len(keys) > ITEMS:
+            self.big.append((v, label))
+            return
+        for k in keys:
+            x = view.read(k)
+            self.slots.append((view, k, x, f"{label}[{k!r}]"))
+            self._value(x, f"{label}[{k!r}]", depth - 1)
+        self._methods(type(v), depth)
 
     def _methods(self, cls, depth):
         """The functions of a user's class (``forward``, helpers): their globals too."""
@@ -367,6 +440,19 @@ class Reach:
         return None
 
 
+class _View:
+    """A container of slots read by a function (``read(key)``, MISSING when absent)."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read):
+        self.read = read
+
+
+def _FunctionAttrs(f):
+    return _View(lambda k: getattr(f, k, MISSING))
+
+
 class _SetView:
     """A set as a slot container: the slot reads a frozen copy of it."""
 
@@ -385,6 +471,8 @@ def read_slot(c, k):
             return MISSING
     if cls is _SetView:
         return frozenset(c.s)
+    if cls is _View:
+        return c.read(k)
     if isinstance(c, (dict, types.MappingProxyType)):  # (a class's __dict__)
         return c.get(k, MISSING)
     return c[k] if k < len(c) else MISSING
@@ -408,6 +496,15 @@ def _np_state(st):
     return (st[0], st[1].tobytes(), *st[2:])
 
 
+def _fingerprint(c):
+    """What a large container holds (trace time only: O(size))."""
+    if isinstance(c, np.ndarray):
+        return c.tobytes()
+    if isinstance(c, collections.abc.Mapping):
+        return tuple((k, id(v)) for k, v in c.items())
+    return tuple(map(id, c))
+
+
 def generator_state(g):
     if isinstance(g, _py_random.Random):
         return g.getstate()
@@ -426,6 +523,7 @@ class Snapshot:
         self.structure = [(m, label, module_fingerprint(m)) for m, label in self.reach.modules]
         self.random = random_state()
         self.generators = [(g, label, generator_state(g)) for g, label in self.reach.generators]
+        self.big = [(c, label, _fingerprint(c)) for c, label in self.reach.big]
 
     def structure_change(self) -> str | None:
         """A module tree the trace changed (a submodule, parameter, buffer or hook added or
@@ -451,4 +549,11 @@ class Snapshot:
         for g, label, st in self.generators:
             if generator_state(g) != st:
                 return f"{label}: a random generator was drawn from"
+        for c, label, before in self.big:
+            if _fingerprint(c) != before:
+                return f"{label}: a large {type(c).__name__} changed"
+        if self.reach.iterators:
+            it, label = self.reach.iterators[0]
+            return (f"{label} is an iterator ({type(it).__name__}) the function can advance; "
+                    "compiled calls would not advance it")
         return None
