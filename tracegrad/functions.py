@@ -1503,12 +1503,56 @@ def _np_from_data(data, dtype):
             return arr if arr.dtype in dtypes._BY_NP else arr.astype(_default_for(arr))
     elif isinstance(data, (list, tuple)) and _contains_tensor(data):
         arr = np.array(_to_nested(data))
+    elif isinstance(data, np.generic):
+        arr = np.array(data)
+        if dtype is None and arr.dtype in dtypes._BY_NP:
+            return arr  # a NumPy scalar keeps its dtype, as torch (np.float64 -> float64)
     else:
         arr = np.array(data)
+        if dtype is None and isinstance(data, (list, tuple)):
+            inferred = _sequence_dtype(data)
+            if inferred is not None:
+                return arr.astype(inferred.np)
     with np.errstate(over="ignore", invalid="ignore"):  # 1e300 -> inf in float32, as torch
         if dtype is not None:
             return arr.astype(as_dtype(dtype).np)
         return arr.astype(_default_for(arr), copy=False)
+
+
+def _leaf_types(data, acc: set) -> set:
+    kinds = set(map(type, data))
+    if list in kinds or tuple in kinds:
+        for d in data:
+            if isinstance(d, (list, tuple)):
+                _leaf_types(d, acc)
+        kinds -= {list, tuple}
+    acc |= kinds
+    return acc
+
+
+def _sequence_dtype(data):
+    """torch's dtype for a nested list holding NumPy scalars (each keeps its dtype and
+    they promote with the Python numbers as torch's ``promoteTypes``: [np.int32(1)] is
+    int32, [np.float16(1), 2] float16), or None when it holds none (the default rule)."""
+    kinds = _leaf_types(data, set())
+    if not builtins.any(issubclass(k, np.generic) for k in kinds):
+        return None
+    out = None
+    for k in kinds:
+        if issubclass(k, np.generic):
+            d = dtypes._BY_NP.get(np.dtype(k))
+            if d is None:
+                return None  # a NumPy type torch has no dtype for: the default rule
+        elif issubclass(k, _bool):
+            d = dtypes.bool_
+        elif issubclass(k, int):
+            d = dtypes.int64
+        elif issubclass(k, float):
+            d = dtypes.get_default_dtype()
+        else:
+            return None
+        out = d if out is None else dtypes._promote(out, d)
+    return out
 
 
 def _contains_tensor(data):
