@@ -911,7 +911,7 @@ ROWS: list[Row] = [
     Row("polygamma_2_method", lambda T, x: x.polygamma(2), UNARY_SHAPES, domain="pos",
         ref=lambda x: special.polygamma(2, x), rtol=1e-6),
     Row("copysign", lambda T, x, y: T.copysign(x, y), BINARY_SHAPES, domain="nonzero",
-        ref=np.copysign, grad_inputs=(0,)),
+        ref=np.copysign),  # other's gradient: zeros, as torch's
     Row("logaddexp", lambda T, x, y: T.logaddexp(x, y), BINARY_SHAPES, ref=np.logaddexp),
     Row("logaddexp2", lambda T, x, y: T.logaddexp2(x, y), BINARY_SHAPES, ref=np.logaddexp2),
     Row("xlogy", lambda T, x, y: T.xlogy(x, y), BINARY_SHAPES, domain=("real", "pos"),

@@ -2404,7 +2404,6 @@ def signbit(input):
     return apply(P.signbit_p, (x,))
 
 
-@_quietly
 def copysign(input, other):
     """|input| with the sign of other (-0.0 counts as negative).
 
@@ -2412,10 +2411,8 @@ def copysign(input, other):
     tensor([-1.,  2., -3.])
     """
     x, y = _float_pair(input, other)
-    shape = P.broadcast_shapes(x.shape, y.shape)
-    x = x if x.shape == shape else broadcast_to(x, shape)
-    ax = abs(x)
-    return apply(P.where_p, (signbit(y), neg(ax), ax), name="CopysignBackward0")
+    return apply(P.copysign_p, (x, y),
+                 name=None if isinstance(other, Tensor) else "CopysignBackward1")
 
 
 @_quietly
@@ -2760,7 +2757,8 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
             warnings.warn("The reduce argument of torch.scatter with Tensor src is deprecated and "
                           "will be removed in a future PyTorch release. Use torch.scatter_reduce "
                           "instead for more reduction options.", UserWarning, stacklevel=2)
-        r = _scatter(x, index, src_t, d, _SCATTER_OLD_REDUCE[reduce])
+        r = apply(P.scatter_legacy_reduce_p, (x, index, src_t),
+                  {"axis": d, "reduce": _SCATTER_OLD_REDUCE[reduce]})
     else:
         r = apply(P.scatter_p, (x, index, src_t), {"axis": d, "reduce": "none",
                                                    "include_self": True},

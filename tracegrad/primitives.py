@@ -2277,6 +2277,38 @@ JAX_HELPERS["_bitcast"] = _bitcast_jax_fn
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
 
+# ==== issue 12 follow-up (opsfix): copysign, legacy scatter reduce ====================
+
+def _copysign_vjp_self(g, out, x, y):
+    # torch's copysign_tensor_self_backward: g * (out / x), 0 where x is 0
+    return g * T.where(x == 0, T.zeros_like(out), out / x)
+
+
+# other gets a gradient of zeros, as in torch (its sign is a step function)
+copysign_p = _binop("copysign", np.copysign, "jnp.copysign({0}, {1})",
+                    (_copysign_vjp_self, lambda g, o, x, y: T.zeros_like(g)), (0,),
+                    save_out=True)
+
+
+def _scatter_legacy_impl(base, idx, src, *, axis, reduce):
+    return _scatter_impl(base, idx, src, axis=axis, reduce=reduce, include_self=True)
+
+
+def _scatter_legacy_shape(base, idx, src, *, axis, reduce):
+    return _scatter_shape(base, idx, src, axis=axis, reduce=reduce, include_self=True)
+
+
+# scatter(..., reduce='add'|'multiply'): recorded, but torch has no derivative for it
+# (its NotImplemented node raises on backward)
+scatter_legacy_reduce_p = Primitive(
+    "scatter_legacy_reduce", _scatter_legacy_impl, _scatter_legacy_shape,
+    "_scatter({0}, {1}, {2}, {axis}, {reduce!r}, True)",
+    vjp=(_no_derivative("scatter"), None, _no_derivative("scatter")),
+    grad_name="NotImplemented", kind="index")
+
+# ---- end of opsfix block -----------------------------------------------------------
+
+
 # ----------------------------------------------------------------------------
 # devices/creation helper: bfloat16 arithmetic. ml_dtypes' ufuncs compute each element
 # in float32 and round once, as PyTorch's CPU kernels do; contractions, reductions,
