@@ -574,7 +574,7 @@ def _norm_vjp(g, out, x, *, ord, axis, keepdim):
     if ord == 1:
         return gb * T.sign(x)
     if ord == 0:  # piecewise constant
-        return T.zeros_like(x)
+        return None  # no gradient (torch: an undefined one, so .grad stays None)
     if ord in (math.inf, -math.inf):
         hit = T.cast(T.abs(x) == ob, x.dtype)
         return gb * T.sign(x) * hit / T.sum(hit, axis, keepdim=True)
