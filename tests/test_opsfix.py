@@ -1,0 +1,250 @@
+"""Issue 12 follow-up: the deviations from torch left after the op sweep, each run on
+tracegrad and torch and compared (values, dtypes, grad_fn names, gradients or their
+absence, error types and messages)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+
+torch = pytest.importorskip("torch")
+
+
+def _grads(T, out, leaves, seed=None):
+    seed = T.ones_like(out) if seed is None else seed
+    gs = T.autograd.grad(out, leaves, seed, allow_unused=True)
+    return [None if g is None else g.detach().numpy() for g in gs]
+
+
+def _same_grads(a, b, rtol=1e-12, atol=0.0):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert (x is None) == (y is None), (x, y)
+        if x is not None:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+# ---- (1) copysign: other gets a zero gradient -------------------------------------------
+
+@pytest.mark.parametrize("other_shape", [(4,), (2, 1), ()])
+def test_copysign_gives_other_a_zero_gradient(other_shape):
+    def run(T):
+        x = T.tensor([0.0, -0.0, 1.5, -2.0], dtype=T.float64, requires_grad=True)
+        y = T.tensor(np.linspace(-1, 1, int(np.prod(other_shape))).reshape(other_shape),
+                     dtype=T.float64, requires_grad=True)
+        out = T.copysign(x, y)
+        return out, _grads(T, out, [x, y])
+    (t, tgr), (p, pgr) = run(tg), run(torch)
+    np.testing.assert_array_equal(t.detach().numpy(), p.detach().numpy())
+    assert type(t.grad_fn).__name__ == type(p.grad_fn).__name__ == "CopysignBackward0"
+    _same_grads(tgr, pgr)
+    assert tgr[1].shape == other_shape and not tgr[1].any()
+
+
+def test_copysign_with_a_scalar_other_is_copysign_backward1():
+    for T in (tg, torch):
+        x = T.tensor([1.0, -2.0], requires_grad=True)
+        assert type(T.copysign(x, -1.0).grad_fn).__name__ == "CopysignBackward1"
+
+
+# ---- (3) a p=0 norm has no gradient (None, not zeros) -----------------------------------
+
+@pytest.mark.parametrize("fn", [
+    lambda T, a, b: T.nn.functional.pairwise_distance(a, b, p=0).sum(),
+    lambda T, a, b: T.linalg.vector_norm(a - b, 0),
+    lambda T, a, b: (a * b).norm(p=0),
+])
+def test_p0_norms_leave_the_gradient_undefined(fn):
+    def run(T):
+        a = T.tensor([[1.0, 0.0, -2.0], [0.5, 3.0, 0.0]], dtype=T.float64, requires_grad=True)
+        b = T.tensor([[0.0, 1.0, 2.0], [0.5, 1.0, 1.0]], dtype=T.float64, requires_grad=True)
+        out = fn(T, a, b)
+        out.backward()
+        return out, a.grad, b.grad
+    (t, ta, tb), (p, pa, pb) = run(tg), run(torch)
+    assert t.item() == p.item()
+    assert ta is None and tb is None and pa is None and pb is None
+
+
+def test_p0_norm_unused_input_message_is_torchs():
+    for T in (tg, torch):
+        a = T.ones(3, requires_grad=True)
+        with pytest.raises(RuntimeError) as e:
+            T.autograd.grad(T.linalg.vector_norm(a, 0), a)
+        assert str(e.value) == ("The differentiated Tensor at index 0 appears to not have been "
+                                "used in the graph. Set allow_unused=True if this is the "
+                                "desired behavior.")
+
+
+# ---- (8) scatter(reduce=) is recorded but has no derivative ------------------------------
+
+@pytest.mark.parametrize("src_is_tensor", [True, False])
+@pytest.mark.parametrize("reduce", ["add", "multiply"])
+def test_legacy_scatter_reduce_backward_raises_as_torch(reduce, src_is_tensor):
+    def run(T):
+        base = T.arange(6.0).reshape(2, 3).requires_grad_()
+        src = T.full((2, 3), 2.0, requires_grad=True) if src_is_tensor else 2.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = base.scatter(0, T.tensor([[0, 1, 0], [1, 0, 1]]), src, reduce=reduce)
+        with pytest.raises(RuntimeError) as e:
+            out.sum().backward()
+        return out, e.value
+    (t, te), (p, pe) = run(tg), run(torch)
+    np.testing.assert_array_equal(t.detach().numpy(), p.detach().numpy())
+    assert type(t.grad_fn).__name__ == type(p.grad_fn).__name__ == "NotImplemented"
+    assert str(te) == str(pe) == "derivative for aten::scatter is not implemented"
+
+
+def test_legacy_scatter_reduce_compiles():
+    def f(x):
+        return x.scatter(1, tg.tensor([[0, 0], [2, 1]]), 3.0, reduce="multiply") * 2
+    x = tg.arange(1.0, 7.0).reshape(2, 3)
+    np.testing.assert_array_equal(tg.compile(f)(x).numpy(), f(x).numpy())
+
+
+# ---- (9) interpolate: mode='area' and antialias=True -------------------------------------
+
+@pytest.mark.parametrize("shape,kw", [
+    ((1, 2, 9), dict(size=4)),
+    ((1, 2, 9, 11), dict(size=(3, 4))),
+    ((2, 1, 5, 7), dict(scale_factor=0.5)),
+    ((1, 1, 4, 4), dict(size=(8, 6))),
+    ((1, 2, 5, 6, 7), dict(size=(2, 3, 4))),
+])
+def test_interpolate_area_is_adaptive_average_pooling(shape, kw):
+    a = np.random.default_rng(0).standard_normal(shape)
+
+    def run(T):
+        x = T.tensor(a, requires_grad=True)
+        y = T.nn.functional.interpolate(x, mode="area", **kw)
+        return y, _grads(T, y, [x], T.tensor(np.arange(y.numel()).reshape(y.shape) * 1.0))
+    (t, tg_), (p, pg) = run(tg), run(torch)
+    assert tuple(t.shape) == tuple(p.shape)
+    np.testing.assert_allclose(t.detach().numpy(), p.detach().numpy(), rtol=1e-12, atol=1e-15)
+    assert type(t.grad_fn).__name__ == type(p.grad_fn).__name__
+    _same_grads(tg_, pg, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("shape,kw", [
+    ((1, 2, 9, 11), dict(size=(3, 4))),
+    ((1, 2, 9, 11), dict(size=(5, 2))),
+    ((2, 1, 16, 6), dict(scale_factor=0.5)),
+    ((1, 1, 7, 7), dict(scale_factor=(0.37, 1.6))),
+    ((1, 1, 7, 5), dict(size=(20, 13))),
+])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_interpolate_antialias_matches_torch(mode, align_corners, shape, kw, dtype):
+    a = np.random.default_rng(1).standard_normal(shape)
+    tol = 1e-12 if dtype == "float64" else 2e-6
+
+    def run(T):
+        x = T.tensor(a, dtype=getattr(T, dtype), requires_grad=True)
+        y = T.nn.functional.interpolate(x, mode=mode, antialias=True,
+                                        align_corners=align_corners, **kw)
+        seed = T.tensor(np.linspace(-1, 1, y.numel()).reshape(y.shape), dtype=y.dtype)
+        return y, _grads(T, y, [x], seed)
+    (t, tg_), (p, pg) = run(tg), run(torch)
+    assert tuple(t.shape) == tuple(p.shape)
+    np.testing.assert_allclose(t.detach().numpy(), p.detach().numpy(), rtol=tol, atol=tol)
+    assert type(t.grad_fn).__name__ == type(p.grad_fn).__name__
+    _same_grads(tg_, pg, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("call", [
+    lambda T: T.nn.functional.interpolate(T.ones(1, 1, 4, 4), size=2, mode="area",
+                                          align_corners=False),
+    lambda T: T.nn.functional.interpolate(T.ones(1, 1, 4, 4), size=2, antialias=True),
+    lambda T: T.nn.functional.interpolate(T.ones(1, 1, 4), size=2, mode="linear",
+                                          antialias=True),
+])
+def test_interpolate_area_and_antialias_misuse_raise_as_torch(call):
+    with pytest.raises(ValueError) as p:
+        call(torch)
+    with pytest.raises(ValueError) as t:
+        call(tg)
+    assert str(t.value) == str(p.value)
+
+
+def test_interpolate_area_and_antialias_compile():
+    def f(x):
+        return (tg.nn.functional.interpolate(x, size=(3, 2), mode="area")
+                + tg.nn.functional.interpolate(x, size=(3, 2), mode="bicubic", antialias=True))
+    x = tg.randn(1, 2, 7, 5)
+    np.testing.assert_allclose(tg.compile(f)(x).numpy(), f(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ---- (12) stride, storage_offset, data_ptr -----------------------------------------------
+
+LAYOUTS = {
+    "contiguous": lambda T: T.ones(2, 3),
+    "t": lambda T: T.ones(2, 3).t(),
+    "permute": lambda T: T.arange(24.0).reshape(2, 3, 4).permute(2, 0, 1),
+    "select": lambda T: T.arange(24.0).reshape(2, 3, 4)[:, 1],
+    "slice_step": lambda T: T.arange(24.0).reshape(2, 3, 4)[1, 1:, ::2],
+    "unsqueeze": lambda T: T.ones(2, 3).unsqueeze(1),
+    "none_index": lambda T: T.ones(2, 3)[:, None],
+    "leading_none": lambda T: T.ones(2, 3)[None],
+    "expand": lambda T: T.ones(2, 3).expand(4, 2, 3),
+    "size_one_dims": lambda T: T.ones(2, 1, 3),
+    "size_one_t": lambda T: T.ones(3, 1).t(),
+    "empty": lambda T: T.ones(0, 3),
+    "zero_dim": lambda T: T.tensor(1.0),
+    "flat_slice": lambda T: T.arange(24.0).view(-1)[5:],
+    "diagonal": lambda T: T.ones(3, 4).diagonal(),
+    "narrow": lambda T: T.arange(20.0).reshape(4, 5).narrow(1, 2, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_stride_and_storage_offset_match_torch(name):
+    t, p = LAYOUTS[name](tg), LAYOUTS[name](torch)
+    assert t.stride() == p.stride()
+    assert t.storage_offset() == p.storage_offset()
+    assert t.is_contiguous() == p.is_contiguous()
+    for d in range(-t.ndim, t.ndim):
+        assert t.stride(d) == p.stride(d)
+
+
+def test_stride_of_a_bad_dim_raises_as_torch():
+    for call in (lambda T: T.tensor(1.0).stride(0), lambda T: T.ones(2, 3).stride(2)):
+        with pytest.raises(IndexError) as p:
+            call(torch)
+        with pytest.raises(IndexError) as t:
+            call(tg)
+        assert str(t.value) == str(p.value)
+
+
+def test_data_ptr_moves_with_the_view_offset():
+    for T in (tg, torch):
+        a = T.arange(12.0, dtype=T.float64).reshape(3, 4)
+        assert a[0].data_ptr() == a.data_ptr()
+        assert a[1, 2:].data_ptr() - a.data_ptr() == 6 * 8
+        assert a.clone().data_ptr() != a.data_ptr()
+
+
+# ---- (13) NumPy scalars keep their dtype -------------------------------------------------
+
+SCALAR_DATA = [
+    "np.float64(1.5)", "np.float32(2)", "np.int16(3)", "np.int32(-4)", "np.bool_(True)",
+    "np.uint8(7)", "np.float16(0.5)",
+    "[np.int32(1)]", "[np.int32(1), 2]", "[np.int32(1), 2.5]", "[np.float16(1), 2]",
+    "[np.float16(1), 2.0]", "[[np.int8(1)], [np.uint8(2)]]", "[np.int32(1), np.int64(2)]",
+    "[np.float64(1), np.int64(2)]", "[1, np.float64(2)]", "[np.float64(2), True]",
+    "[np.int32(3), True]", "[np.bool_(True), np.bool_(False)]", "[[1, 2], [np.uint8(3), 4]]",
+    "([np.float64(1.0), 2.0], [3.0, 4.0])", "[1, 2]", "[1.0, 2]", "[]",
+]
+
+
+@pytest.mark.parametrize("expr", SCALAR_DATA)
+@pytest.mark.parametrize("make", ["tensor", "as_tensor"])
+def test_numpy_scalars_keep_their_dtype_as_torch(expr, make):
+    data = eval(expr)
+    t, p = getattr(tg, make)(data), getattr(torch, make)(eval(expr))
+    assert str(t.dtype) == str(p.dtype)
+    assert t.tolist() == p.tolist()
