@@ -248,3 +248,37 @@ def test_numpy_scalars_keep_their_dtype_as_torch(expr, make):
     t, p = getattr(tg, make)(data), getattr(torch, make)(eval(expr))
     assert str(t.dtype) == str(p.dtype)
     assert t.tolist() == p.tolist()
+
+
+# ---- (4) median()/nanmedian()/max()/min() of NaN inputs: the NaNs share the gradient ----
+
+NAN_REDUCTIONS = {
+    "median_nan": lambda x: x.median(),
+    "median_one_nan_2d": lambda x: x.reshape(2, 3).median(),
+    "nanmedian_all_nan": lambda x: (x * float("nan")).nanmedian(),
+    "nanmedian_some_nan": lambda x: x.nanmedian(),
+    "max_nan": lambda x: x.max(),
+    "min_nan": lambda x: x.min(),
+    "max_dim_nan": lambda x: x.reshape(2, 3).max(1)[0],
+    "amax_dim_nan": lambda x: x.reshape(2, 3).amax(0),
+    "median_no_nan_ties": lambda x: x.nan_to_num(2.0).median(),
+}
+
+
+@pytest.mark.parametrize("name", list(NAN_REDUCTIONS))
+def test_nan_reductions_spread_the_gradient_as_torch(name):
+    def run(T):
+        x = T.tensor([1.0, float("nan"), 3.0, float("nan"), 0.0, 2.0], dtype=T.float64,
+                     requires_grad=True)
+        out = NAN_REDUCTIONS[name](x)
+        return out, _grads(T, out, [x])
+    (t, tgr), (p, pgr) = run(tg), run(torch)
+    np.testing.assert_array_equal(t.detach().numpy(), p.detach().numpy())
+    assert type(t.grad_fn).__name__ == type(p.grad_fn).__name__
+    _same_grads(tgr, pgr)
+
+
+def test_median_of_nans_gradient_compiles():
+    x = tg.tensor([1.0, float("nan"), 3.0, float("nan")], requires_grad=True)
+    f = tg.compile(lambda x: tg.autograd.grad(x.median(), x)[0])
+    np.testing.assert_array_equal(f(x).numpy(), [0.0, 0.5, 0.0, 0.5])

@@ -472,7 +472,14 @@ prod_p = Primitive("prod", lambda x, *, axis, keepdim: np.prod(x, axis=axis, kee
 
 def _extreme_vjp(g, out, x, *, axis, keepdim):
     # ties share the gradient evenly
-    hit = T.cast(x == _bcast_back(out, x, axis, keepdim), x.dtype)
+    ob = _bcast_back(out, x, axis, keepdim)
+    hit = x == ob
+    if len(axis) == len(x.shape) and not keepdim and x.dtype.is_floating_point:
+        # max()/min() (MaxBackward1): torch's evenly_distribute_backward gives a NaN
+        # result's gradient to the NaN entries (amax() would give NaN everywhere: the
+        # params cannot tell them apart, and this is the one real code meets)
+        hit = T.logical_or(hit, T.logical_and(T.isnan(x), T.isnan(ob)))
+    hit = T.cast(hit, x.dtype)
     count = T.sum(hit, axis, keepdim=True)
     return _bcast_back(g, x, axis, keepdim) * hit / count
 
