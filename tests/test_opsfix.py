@@ -340,3 +340,58 @@ def test_sum_keeps_numpys_integer_and_bool_result_dtypes():
             a = T.ones(2, 3, dtype=getattr(T, dt))
             assert str(a.sum().dtype) == "torch.int64", (T, dt)
             assert str(a.sum(1, keepdim=True).dtype) == "torch.int64", (T, dt)
+
+
+# ---- (5) det of singular matrices: torch's linalg_det_backward ---------------------------
+
+SINGULAR = {
+    "rank1_2x2": [[1.0, 2.0], [2.0, 4.0]],
+    "zero_row": [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [4.0, 5.0, 6.0]],
+    "rank2_3x3": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+    "rank1_3x3": [[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [3.0, 6.0, 9.0]],
+    "zero_diag_entry": [[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 3.0]],
+    "zeros": [[0.0, 0.0], [0.0, 0.0]],
+    "invertible": [[2.0, 1.0], [1.0, 3.0]],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("name", list(SINGULAR))
+def test_det_gradient_of_singular_matrices_matches_torch(name, create_graph, dtype):
+    # first order: 0 where det is exactly 0; create_graph: the cofactors (SVD formula)
+    def run(T):
+        a = T.tensor(SINGULAR[name], dtype=getattr(T, dtype), requires_grad=True)
+        d = T.linalg.det(a)
+        (g,) = T.autograd.grad(d * 1.5, a, create_graph=create_graph)
+        return g.detach().numpy()
+    tol = 1e-10 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(run(tg), run(torch), rtol=tol, atol=tol)
+
+
+def test_det_second_derivative_through_the_singular_branch():
+    # d/dA of sum(cofactors(A)) at a rank-deficient A, as torch computes it
+    def run(T):
+        a = T.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]], dtype=T.float64,
+                     requires_grad=True)
+        (g,) = T.autograd.grad(T.linalg.det(a), a, create_graph=True)
+        (h,) = T.autograd.grad((g * T.arange(9.0, dtype=T.float64).reshape(3, 3)).sum(), a)
+        return h.numpy()
+    np.testing.assert_allclose(run(tg), run(torch), rtol=1e-9, atol=1e-9)
+
+
+def test_det_gradient_of_a_batch_mixing_singular_and_invertible():
+    def run(T, create_graph):
+        a = T.tensor([SINGULAR["rank2_3x3"], [[2.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 3.0]]],
+                     dtype=T.float64, requires_grad=True)
+        (g,) = T.autograd.grad(T.linalg.det(a).sum(), a, create_graph=create_graph)
+        return g.detach().numpy()
+    for cg in (False, True):
+        np.testing.assert_allclose(run(tg, cg), run(torch, cg), rtol=1e-10, atol=1e-10)
+
+
+def test_det_gradient_of_a_singular_matrix_compiles():
+    a = tg.tensor(SINGULAR["rank1_2x2"], dtype=tg.float64, requires_grad=True)
+    for cg, expect in ((False, np.zeros((2, 2))), (True, [[4.0, -2.0], [-2.0, 1.0]])):
+        f = tg.compile(lambda a, cg=cg: tg.autograd.grad(tg.linalg.det(a), a, create_graph=cg)[0])
+        np.testing.assert_allclose(f(a).detach().numpy(), expect, atol=1e-12)

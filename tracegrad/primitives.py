@@ -2022,7 +2022,36 @@ inv_p = Primitive("inv", lambda x: np.linalg.inv(x).astype(x.dtype, copy=False),
 
 
 def _det_vjp(g, out, x):
-    return T.unsqueeze(T.unsqueeze(g * out, -1), -1) * _mT(T._linalg_inv(x))
+    # NOTE: [Singular det backward], as torch's linalg_det_backward: the gradient is
+    # g det(A) A^-T where A is invertible. A first-order backward (grad mode off) solves
+    # with A's LU, its zero pivots nudged to eps: where det(A) is exactly 0 that gives 0.
+    # Under create_graph (grad mode on) a near-singular A (|det| < 100 eps) takes the SVD
+    # formula instead, the cofactors: U diag(prod_{j != i} s_j) Vh * g det(U) det(Vh).
+    from .autograd import grad_mode
+    n = x.shape[-1]
+    higher = grad_mode.is_grad_enabled()
+    if higher:
+        singular = T.abs(out) < 100.0 * float(np.finfo(x.dtype.np).eps)
+    else:
+        singular = out == 0
+    mask = T.unsqueeze(T.unsqueeze(singular, -1), -1)
+    safe = T.where(mask, T.eye(n, dtype=x.dtype), x)  # (the masked entries are not used)
+    regular = T.unsqueeze(T.unsqueeze(g * out, -1), -1) * _mT(T._linalg_inv(safe))
+    if not higher:
+        return T.where(mask, T.zeros_like(regular), regular)
+    u, s, vh = T._svd_part(x, "u"), T._svd_part(x, "s"), T._svd_part(x, "vh")
+    alpha = T.apply(det_p, (u,)) * T.apply(det_p, (vh,))
+    cofactors = T.matmul(u * T.unsqueeze(_prod_of_others(s) * T.unsqueeze(g * alpha, -1), -2),
+                         vh)
+    return T.where(mask, cofactors, regular)
+
+
+def _prod_of_others(s):
+    """p_i = prod_{j != i} s_j along the last dim, exact with zeros (no division)."""
+    ones = T.ones_like(s[..., :1])
+    before = T.cumprod(T.cat([ones, s[..., :-1]], -1), -1)
+    after = T.flip(T.cumprod(T.flip(T.cat([s[..., 1:], ones], -1), (-1,)), -1), (-1,))
+    return before * after
 
 
 det_p = Primitive("det", lambda x: np.asarray(np.linalg.det(x), x.dtype),
