@@ -1496,6 +1496,24 @@ ROWS += [
 # ==== end of structural ops (opsb) ====
 
 
+# ==== issue 12 follow-up (opsfix): unfold as a view, antialiased/area interpolate ====
+ROWS += [
+    Row("unfold_overlapping", lambda T, x: x.unfold(0, 3, 1), _s((5,), (4, 2))),
+    Row("unfold_gapped_neg_dim", lambda T, x: x.unfold(-1, 2, 3), _s((3, 8), (2, 2, 7))),
+    Row("unfold_of_a_transpose", lambda T, x: x.t().unfold(1, 2, 2) * 2, _s((4, 3))),
+    Row("unfold_whole_dim", lambda T, x: x.unfold(1, 4, 1), _s((2, 4))),
+    Row("interpolate_area", lambda T, x: _F(T).interpolate(x, size=(2, 3), mode="area"),
+        _s((1, 2, 5, 7))),
+    Row("interpolate_bilinear_antialias",
+        lambda T, x: _F(T).interpolate(x, size=(3, 2), mode="bilinear", antialias=True),
+        _s((1, 2, 7, 5))),
+    Row("interpolate_bicubic_antialias_align",
+        lambda T, x: _F(T).interpolate(x, scale_factor=0.5, mode="bicubic", antialias=True,
+                                       align_corners=True), _s((2, 1, 6, 8))),
+]
+# ==== end of opsfix ====
+
+
 ROWS_BY_NAME = {r.name: r for r in ROWS}
 assert len(ROWS_BY_NAME) == len(ROWS), "duplicate row names"
 

@@ -395,3 +395,71 @@ def test_det_gradient_of_a_singular_matrix_compiles():
     for cg, expect in ((False, np.zeros((2, 2))), (True, [[4.0, -2.0], [-2.0, 1.0]])):
         f = tg.compile(lambda a, cg=cg: tg.autograd.grad(tg.linalg.det(a), a, create_graph=cg)[0])
         np.testing.assert_allclose(f(a).detach().numpy(), expect, atol=1e-12)
+
+
+# ---- (2) Tensor.unfold is a view ---------------------------------------------------------
+
+def test_unfold_is_a_view_that_writes_through():
+    for T in (tg, torch):
+        x = T.arange(6.0)
+        u = x.unfold(0, 2, 2)
+        assert u._base is x and u._is_view() and x._base is None
+        assert (u.stride(), u.storage_offset()) == ((2, 1), 0)
+        u[1] = -1.0
+        assert x.tolist() == [0.0, 1.0, -1.0, -1.0, 4.0, 5.0]
+        x.add_(1)  # and the other way
+        assert u.tolist() == [[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]]
+
+
+@pytest.mark.parametrize("shape,args", [((6,), (0, 2, 2)), ((3, 4), (1, 2, 2)),
+                                        ((4, 3), (0, 1, 3)), ((2, 7), (-1, 2, 3))])
+def test_inplace_through_unfold_records_copyslices(shape, args):
+    def run(T):
+        a = T.arange(float(np.prod(shape)), dtype=T.float64).reshape(shape).requires_grad_()
+        x = a * 1
+        u = x.unfold(*args)
+        u.mul_(T.arange(1.0, u.shape[-1] + 1, dtype=T.float64))
+        out = (x * x).sum()
+        return x, u, out, _grads(T, out, [a])
+    (tx, tu, tout, tgr), (px, pu, pout, pgr) = run(tg), run(torch)
+    assert tout.item() == pout.item()
+    np.testing.assert_array_equal(tx.detach().numpy(), px.detach().numpy())
+    assert type(tx.grad_fn).__name__ == type(px.grad_fn).__name__ == "CopySlices"
+    assert type(tu.grad_fn).__name__ == type(pu.grad_fn).__name__
+    assert tu.stride() == pu.stride() and tu.storage_offset() == pu.storage_offset()
+    _same_grads(tgr, pgr)
+
+
+def test_unfold_view_sees_an_inplace_change_of_its_base_in_backward():
+    def run(T):
+        a = T.arange(8.0, dtype=T.float64, requires_grad=True)
+        x = a * 1
+        u = x.unfold(0, 3, 1)  # overlapping windows
+        x.mul_(2)
+        out = (u * T.arange(u.numel(), dtype=T.float64).reshape(u.shape)).sum()
+        return u, _grads(T, out, [a])
+    (tu, tgr), (pu, pgr) = run(tg), run(torch)
+    np.testing.assert_array_equal(tu.detach().numpy(), pu.detach().numpy())
+    assert type(tu.grad_fn).__name__ == type(pu.grad_fn).__name__ == "AsStridedBackward0"
+    _same_grads(tgr, pgr)
+
+
+def test_writing_through_overlapping_unfold_windows_is_refused():
+    # torch writes each shared element once per window it is in (an order-dependent
+    # result); here the overlapping view is read-only, with torch's overlap message
+    x = tg.arange(6.0)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+        x.unfold(0, 3, 1).mul_(2)
+    assert x.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_unfold_view_compiles():
+    def f(a):
+        x = a * 1
+        x.unfold(0, 2, 2).mul_(3)
+        return (x * x).sum()
+    a = tg.arange(6.0, requires_grad=True)
+    g = tg.compile(lambda a: tg.autograd.grad(f(a), a)[0])
+    np.testing.assert_allclose(g(a).numpy(), tg.autograd.grad(f(a), a)[0].numpy())
+    np.testing.assert_allclose(tg.compile(lambda a: a.unfold(0, 3, 1).sum(-1))(a).detach().numpy(),
+                               [3.0, 6.0, 9.0, 12.0])

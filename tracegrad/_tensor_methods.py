@@ -590,6 +590,18 @@ def _data_ptr(self) -> int:
     return data.__array_interface__["data"][0] if data.size else 0
 
 
+def _view_base(self):
+    """The tensor this one is a view of (its root base, as torch's ``_base``), or None."""
+    info = self.__dict__.get("_view")
+    return None if info is None else info.base
+
+
+def _is_view(self) -> bool:
+    return self.__dict__.get("_view") is not None
+
+
+Tensor._base = property(_view_base)
+Tensor._is_view = _is_view
 Tensor.stride = _stride
 Tensor.storage_offset = _storage_offset
 Tensor.data_ptr = _data_ptr

@@ -3169,7 +3169,7 @@ def cartesian_prod(*tensors) -> Tensor:
 
 def _tensor_unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
     """Tensor.unfold: the windows of ``size`` every ``step`` along ``dimension``, as a new
-    last dim (a copy here; a view in PyTorch)."""
+    last dim: a view of input, as in PyTorch (read-only where windows overlap)."""
     x = _as_tensor(input)
     d = _dim(dimension, x.ndim)
     n = x.shape[d] if x.ndim else 1
@@ -3179,13 +3179,16 @@ def _tensor_unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
         raise RuntimeError(f"step is {step} but must be > 0")
     if x.ndim == 0:
         return reshape(x, (1,))
-    starts = np.arange(0, n - size + 1, step, dtype=np.int64)
-    index = Tensor._make(starts[:, None] + np.arange(size, dtype=np.int64))
+    return apply(P.unfold_p, (x,), {"dim": d, "size": _int(size), "step": _int(step)})
+
+
+def _unfold_index(n: _int, size: _int, step: _int) -> Tensor:
+    """The (windows, size) indices Tensor.unfold reads along a dim of length n (a constant
+    of the trace when tracing): its VJP scatters through them."""
+    index = Tensor._make(P.unfold_windows(n, size, step))
     if trace_state.current is not None:
         trace_state.current.constant(index)
-    win = apply(P.getitem_p, (x, index), {"index": (_slice(None),) * d + (P.TENSOR,)})
-    perm = tuple(i for i in range(win.ndim) if i != d + 1) + (d + 1,)
-    return apply(P.permute_p, (win,), {"perm": perm}, name="UnfoldBackward0")
+    return index
 
 
 def trace(input) -> Tensor:

@@ -2344,6 +2344,57 @@ scatter_legacy_reduce_p = Primitive(
     vjp=(_no_derivative("scatter"), None, _no_derivative("scatter")),
     grad_name="NotImplemented", kind="index")
 
+
+
+# Tensor.unfold: the windows of ``size`` every ``step`` along ``dim`` as a new last dim,
+# a strided view of x as in torch (NOTE: [In-place through a view] replays it). Windows
+# that overlap (step < size) share memory, so that view is read-only.
+def _unfold_geometry(shape, dim, size, step):
+    n = shape[dim]
+    nwin = (n - size) // step + 1
+    return tuple(shape[:dim]) + (nwin,) + tuple(shape[dim + 1:]) + (size,)
+
+
+def _unfold_impl(x, *, dim, size, step):
+    shape = _unfold_geometry(x.shape, dim, size, step)
+    st = x.strides
+    strides = st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],)
+    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=step >= size)
+
+
+def _unfold_shape(x, *, dim, size, step):
+    n = x.shape[dim]
+    if size > n:
+        raise ShapeError(f"maximum size for tensor at dimension {dim} is {n} but size is {size}")
+    if step <= 0:
+        raise ShapeError(f"step is {step} but must be > 0")
+    return _unfold_geometry(x.shape, dim, size, step), x.dtype
+
+
+def unfold_windows(n, size, step):
+    """(windows, size) int64 indices of the unfold windows along a dim of length n."""
+    starts = np.arange(0, n - size + 1, step, dtype=np.int64)
+    return starts[:, None] + np.arange(size, dtype=np.int64)
+
+
+def _unfold_vjp(g, out, x, *, dim, size, step):
+    # the windows' gradients summed back into x (overlapping windows add up)
+    idx = T._unfold_index(x.shape[dim], size, step)
+    g = T.movedim(g, -1, dim + 1)
+    return T._index_add(T.zeros_like(x), g, (idx,), (slice(None),) * dim + (TENSOR,))
+
+
+def _unfold_jax_fn(x, dim, size, step):
+    import jax.numpy as jnp
+    idx = unfold_windows(x.shape[dim], size, step)
+    return jnp.moveaxis(jnp.take(x, idx, axis=dim), dim + 1, -1)
+
+
+unfold_p = Primitive("unfold", _unfold_impl, _unfold_shape,
+                     "_unfold({0}, {dim}, {size}, {step})", vjp=(_unfold_vjp,),
+                     jvp=(lambda t, out, x, **p: T.apply(unfold_p, (t,), p),),
+                     grad_name="UnfoldBackward0", kind="layout")
+JAX_HELPERS["_unfold"] = _unfold_jax_fn
 # ---- end of opsfix block -----------------------------------------------------------
 
 
