@@ -1510,6 +1510,14 @@ ROWS += [
     Row("interpolate_bicubic_antialias_align",
         lambda T, x: _F(T).interpolate(x, scale_factor=0.5, mode="bicubic", antialias=True,
                                        align_corners=True), _s((2, 1, 6, 8))),
+    Row("linalg_qr_wide", lambda T, x: tuple(t.abs() for t in T.linalg.qr(x)),
+        _s((3, 5), (2, 2, 4)), ref=lambda x: tuple(np.abs(t) for t in np.linalg.qr(x)),
+        f32_tol=1e-4),
+    Row("linalg_qr_complete", lambda T, x: tuple(t.abs() for t in T.linalg.qr(x, "complete")),
+        _s((3, 3), (2, 4)), ref=lambda x: tuple(np.abs(t) for t in np.linalg.qr(x, "complete")),
+        f32_tol=1e-4),
+    Row("linalg_qr_r_only", lambda T, x: T.linalg.qr(x, mode="r")[1].abs(), _s((4, 3), (2, 3)),
+        grad=False, ref=lambda x: np.abs(np.linalg.qr(x, mode="r")), f32_tol=1e-4),
 ]
 # ==== end of opsfix ====
 

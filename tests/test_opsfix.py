@@ -463,3 +463,62 @@ def test_unfold_view_compiles():
     np.testing.assert_allclose(g(a).numpy(), tg.autograd.grad(f(a), a)[0].numpy())
     np.testing.assert_allclose(tg.compile(lambda a: a.unfold(0, 3, 1).sum(-1))(a).detach().numpy(),
                                [3.0, 6.0, 9.0, 12.0])
+
+
+# ---- (6) qr: wide matrices, mode='complete' and mode='r' ---------------------------------
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 3), (3, 5), (2, 2, 4), (2, 3, 2)])
+@pytest.mark.parametrize("mode", ["reduced", "complete"])
+@pytest.mark.parametrize("which", ["q", "r", "both"])
+def test_qr_gradients_match_torch(shape, mode, which):
+    a = np.random.default_rng(0).standard_normal(shape)
+
+    def run(T):
+        x = T.tensor(a, requires_grad=True)
+        q, r = T.linalg.qr(x, mode=mode)
+        cq = T.tensor(np.linspace(-1, 1, q.numel()).reshape(q.shape))
+        cr = T.tensor(np.cos(np.arange(r.numel())).reshape(r.shape))
+        loss = (q * cq).sum() * (which != "r") + (r * cr).sum() * (which != "q")
+        try:
+            (g,) = T.autograd.grad(loss, x)
+        except RuntimeError as e:
+            return str(e)
+        return q.detach().numpy(), r.detach().numpy(), g.numpy()
+    t, p = run(tg), run(torch)
+    if isinstance(p, str):  # complete mode of a tall matrix: no derivative
+        assert t == p
+        return
+    for u, v in zip(t, p, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_qr_mode_r_gives_r_and_no_derivative():
+    a = np.random.default_rng(2).standard_normal((2, 4, 3))
+    out = {}
+    for T in (tg, torch):
+        x = T.tensor(a, requires_grad=True)
+        q, r = T.linalg.qr(x, mode="r")
+        assert tuple(q.shape) == (0,) and str(q.dtype) == "torch.float64"
+        assert type(r.grad_fn).__name__ == "LinalgQrBackward0"
+        with pytest.raises(RuntimeError) as e:
+            r.sum().backward()
+        out[T] = (r.detach().numpy(), str(e.value))
+    np.testing.assert_allclose(out[tg][0], out[torch][0], rtol=1e-12, atol=1e-14)
+    assert out[tg][1] == out[torch][1]
+
+
+def test_qr_bad_mode_raises_as_torch():
+    with pytest.raises(RuntimeError) as p:
+        torch.linalg.qr(torch.ones(2, 2), mode="x")
+    with pytest.raises(RuntimeError) as t:
+        tg.linalg.qr(tg.ones(2, 2), mode="x")
+    assert str(t.value) == str(p.value)
+
+
+def test_qr_wide_and_complete_compile():
+    def f(x):
+        q, r = tg.linalg.qr(x, mode="complete")
+        q2, r2 = tg.linalg.qr(x.t()[:2])
+        return tg.autograd.grad((q.sum() + r.sum()) + (q2 * r2[:, :2]).sum(), x)[0]
+    x = tg.tensor(np.random.default_rng(3).standard_normal((3, 4)), requires_grad=True)
+    np.testing.assert_allclose(tg.compile(f)(x).numpy(), f(x).numpy(), rtol=1e-9, atol=1e-9)

@@ -3562,8 +3562,8 @@ def _svd_part(x: Tensor, part: str, full: _bool = False) -> Tensor:
     return apply(getattr(P, _SVD_PRIMS[part]), (x,), {"full": _bool(full)})
 
 
-def _qr_part(x: Tensor, part: str) -> Tensor:
-    return apply(P.qr_q_p if part == "q" else P.qr_r_p, (x,))
+def _qr_part(x: Tensor, part: str, mode: str = "reduced") -> Tensor:
+    return apply(P.qr_q_p if part == "q" else P.qr_r_p, (x,), {"mode": mode})
 
 
 def movedim(input, source, destination) -> Tensor:

@@ -2221,14 +2221,24 @@ svd_vh_p = Primitive("svd_vh", _svd_impl("vh"), _svd_shape("vh"),
 
 
 def _qr_shape(part):
-    def rule(x):
+    def rule(x, *, mode="reduced"):
         if len(x.shape) < 2:
             raise ShapeError("linalg.qr: The input tensor A must have at least 2 dimensions.")
         m, n = x.shape[-2:]
-        k = min(m, n)
+        k = m if mode == "complete" else min(m, n)
         batch = tuple(x.shape[:-2])
         return (batch + (m, k) if part == "q" else batch + (k, n)), x.dtype
     return rule
+
+
+def _qr_impl(part):
+    index = 0 if part == "q" else 1
+
+    def impl(x, *, mode="reduced"):
+        if mode == "r":
+            return np.linalg.qr(x, mode="r").astype(x.dtype, copy=False)
+        return np.linalg.qr(x, mode=mode)[index].astype(x.dtype, copy=False)
+    return impl
 
 
 def _copyltu(m):
@@ -2236,36 +2246,59 @@ def _copyltu(m):
     return low + _mT(low) + T.diag_embed(T.diagonal(m, 0, -2, -1))
 
 
-def _qr_tail(x, q, r, m):
-    # (.. + Q copyltu(M)) R^-T, for the reduced QR of a tall or square matrix
-    if x.shape[-2] < x.shape[-1]:
-        raise NotImplementedError("The derivative of linalg.qr is not implemented for wide "
-                                  "matrices (more columns than rows)")
-    return T.matmul(q, _copyltu(m))
+def _qr_square_backward(gq, gu, q, u):
+    # torch's linalg_qr_backward for m >= n: [gQ + Q copyltu(M)] R^-T, M = R gR^T - gQ^T Q
+    # (either cotangent may be None)
+    m = T.matmul(u, _mT(gu)) if gu is not None else None
+    if gq is not None:
+        m = -T.matmul(_mT(gq), q) if m is None else m - T.matmul(_mT(gq), q)
+    y = T.matmul(q, _copyltu(m))
+    if gq is not None:
+        y = y + gq
+    return _mT(T._linalg_solve(u, _mT(y)))   # y R^-T
 
 
-def _r_inv_t(y, r):
-    return _mT(T._linalg_solve(r, _mT(y)))   # y R^-T
+def _qr_backward(gq, gr, x, q, r, mode):
+    if mode == "r":
+        raise RuntimeError("The derivative of linalg.qr depends on Q, which is not computed when "
+                           "mode='r'. Please use linalg.qr(A, mode='reduced') if you are going "
+                           "to differentiate through linalg.qr.")
+    rows, cols = x.shape[-2:]
+    if mode == "complete" and rows > cols:
+        raise RuntimeError("The QR decomposition is not differentiable when mode='complete' and "
+                           "nrows > ncols.")
+    if rows >= cols:
+        return _qr_square_backward(gq, gr, q, r)
+    # wide, as torch: A = [X | Y], R = [U | V]: gY = Q gV, and X's is the square case
+    # with gQ + Y gV^T for Q's cotangent
+    u = r[..., :, :rows]
+    gu = gv = None
+    if gr is not None:
+        gu, gv = gr[..., :, :rows], gr[..., :, rows:]
+        yv = T.matmul(x[..., :, rows:], _mT(gv))
+        gq = yv if gq is None else gq + yv
+    gx = _qr_square_backward(gq, gu, q, u)
+    gy = T.matmul(q, gv) if gv is not None else T.zeros_like(x[..., :, rows:])
+    return T.cat([gx, gy], -1)
 
 
-def _qr_vjp_q(g, out, x):
-    q, r = out, T._qr_part(x, "r")
-    m = -T.matmul(_mT(g), q)
-    return _r_inv_t(g + _qr_tail(x, q, r, m), r)
+def _qr_vjp_q(g, out, x, *, mode="reduced"):
+    return _qr_backward(g, None, x, out, T._qr_part(x, "r", mode), mode)
 
 
-def _qr_vjp_r(g, out, x):
-    q, r = T._qr_part(x, "q"), out
-    m = T.matmul(r, _mT(g))
-    return _r_inv_t(_qr_tail(x, q, r, m), r)
+def _qr_vjp_r(g, out, x, *, mode="reduced"):
+    q = None if mode == "r" else T._qr_part(x, "q", mode)
+    return _qr_backward(None, g, x, q, out, mode)
 
 
-qr_q_p = Primitive("qr_q", lambda x: np.linalg.qr(x)[0].astype(x.dtype, copy=False),
-                   _qr_shape("q"), "jnp.linalg.qr({0})[0]", vjp=(_qr_vjp_q,), save=(0,),
-                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
-qr_r_p = Primitive("qr_r", lambda x: np.linalg.qr(x)[1].astype(x.dtype, copy=False),
-                   _qr_shape("r"), "jnp.linalg.qr({0})[1]", vjp=(_qr_vjp_r,), save=(0,),
-                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
+qr_q_p = Primitive("qr_q", _qr_impl("q"), _qr_shape("q"), "jnp.linalg.qr({0}, mode={mode!r})[0]",
+                   vjp=(_qr_vjp_q,), save=(0,), save_out=True, grad_name="LinalgQrBackward0",
+                   kind="matmul")
+qr_r_p = Primitive("qr_r", _qr_impl("r"), _qr_shape("r"),
+                   lambda args, p: (f"jnp.linalg.qr({args[0]}, mode='r')" if p["mode"] == "r"
+                                    else f"jnp.linalg.qr({args[0]}, mode={p['mode']!r})[1]"),
+                   vjp=(_qr_vjp_r,), save=(0,), save_out=True, grad_name="LinalgQrBackward0",
+                   kind="matmul")
 
 
 # Tensor.view(dtype): the same bytes read as another dtype; the last dim scales by the
