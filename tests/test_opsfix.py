@@ -522,3 +522,32 @@ def test_qr_wide_and_complete_compile():
         return tg.autograd.grad((q.sum() + r.sum()) + (q2 * r2[:, :2]).sum(), x)[0]
     x = tg.tensor(np.random.default_rng(3).standard_normal((3, 4)), requires_grad=True)
     np.testing.assert_allclose(tg.compile(f)(x).numpy(), f(x).numpy(), rtol=1e-9, atol=1e-9)
+
+
+# ---- (10) embedding / embedding_bag max_norm: the picked rows renormed in place ----------
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0])
+@pytest.mark.parametrize("max_norm", [1.0, 2.5])
+def test_embedding_max_norm_renorms_the_picked_rows_as_torch(max_norm, norm_type):
+    w0 = (np.random.default_rng(0).standard_normal((6, 3)) * 2).astype(np.float32)
+    tol = 0 if norm_type in (1.0, 2.0) else 3e-7
+
+    def run(T):
+        w = T.tensor(w0, requires_grad=True)
+        e = T.nn.functional.embedding(T.tensor([[0, 2, 2], [5, 0, 1]]), w, max_norm=max_norm,
+                                      norm_type=norm_type)
+        (e * T.arange(18.0).reshape(2, 3, 3)).sum().backward()
+        w2 = T.tensor(w0, requires_grad=True)
+        bag = T.nn.Embedding.from_pretrained(w2, freeze=False, max_norm=max_norm,
+                                             norm_type=norm_type)
+        b = T.nn.functional.embedding_bag(T.tensor([1, 2, 4, 5, 4]), w2, T.tensor([0, 2]),
+                                          max_norm=max_norm, norm_type=norm_type)
+        b.sum().backward()
+        m = bag(T.tensor([3]))
+        return [w.detach().numpy(), e.detach().numpy(), w.grad.numpy(), w2.detach().numpy(),
+                b.detach().numpy(), w2.grad.numpy(), m.detach().numpy()], w._version
+    (t, tv), (p, pv) = run(tg), run(torch)
+    for a, b in zip(t, p, strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert tv == pv == 1
+    assert not np.array_equal(t[0], w0)  # some rows were renormed

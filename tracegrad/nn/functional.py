@@ -155,6 +155,23 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return commit_inplace(input, out) if inplace else out
 
 
+def _no_grad_embedding_renorm_(weight: Tensor, input: Tensor, max_norm: float,
+                               norm_type: float) -> None:
+    """max_norm: the rows of ``weight`` that ``input`` picks and whose norm exceeds max_norm
+    are scaled in place to max_norm / (norm + 1e-7) of themselves, with no gradient
+    recorded, as torch's embedding_renorm_ (each row once, however often it is picked)."""
+    from ..autograd.grad_mode import no_grad
+    if weight.ndim != 2:
+        raise RuntimeError(f"embedding_renorm_(): Expected 2-D tensor for argument #1 'self' "
+                           f"(got {weight.ndim}-D)")
+    with no_grad():
+        rows = T.unique(T.reshape(T.cast(input, dtypes.int64), (-1,)))
+        picked = T.getitem(weight, (rows,))
+        norms = T.cast(T.norm(picked, norm_type, 1), dtypes.float64)
+        scale = T.where(norms > max_norm, float(max_norm) / (norms + 1e-7), 1.0)
+        T.setitem(weight, (rows,), picked * T.unsqueeze(T.cast(scale, weight.dtype), 1))
+
+
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
@@ -162,12 +179,13 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
 
     The row at ``padding_idx`` gets no gradient.
     """
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
-                                  "supported")
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
     if input.dtype.is_floating_point or input.dtype is dtypes.bool_:
         raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following "
                            f"scalar types: Long, Int; but got {input.dtype} instead")
+    if max_norm is not None:
+        _no_grad_embedding_renorm_(weight, input, max_norm, norm_type)
     idx = T.cast(input, dtypes.int64)
     n = weight.shape[0]
     lo, hi = (int(idx.min()), int(idx.max())) if _eager() and idx.numel() else (0, 0)
@@ -2202,9 +2220,11 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
     tensor([[1., 0.],
             [0., 2.]])
     """
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding_bag: max_norm, scale_grad_by_freq and sparse are "
-                                  "not supported")
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding_bag: scale_grad_by_freq and sparse are not "
+                                  "supported")
+    if max_norm is not None:
+        _no_grad_embedding_renorm_(weight, input, max_norm, norm_type)
     if mode not in ("sum", "mean", "max"):
         raise ValueError(f"mode has to be one of sum, mean or max, but got {mode}")
     if per_sample_weights is not None and mode != "sum":
