@@ -1516,6 +1516,9 @@ ROWS += [
     Row("linalg_qr_complete", lambda T, x: tuple(t.abs() for t in T.linalg.qr(x, "complete")),
         _s((3, 3), (2, 4)), ref=lambda x: tuple(np.abs(t) for t in np.linalg.qr(x, "complete")),
         f32_tol=1e-4),
+    # unique of an input that requires grad records torch's node (no derivative)
+    Row("unique_of_a_grad_input", lambda T, x: T.unique(x.detach().requires_grad_()).detach(),
+        _s((5,), (2, 3)), grad=False, ref=lambda x: np.unique(x)),
     Row("linalg_qr_r_only", lambda T, x: T.linalg.qr(x, mode="r")[1].abs(), _s((4, 3), (2, 3)),
         grad=False, ref=lambda x: np.abs(np.linalg.qr(x, mode="r")), f32_tol=1e-4),
 ]

@@ -551,3 +551,34 @@ def test_embedding_max_norm_renorms_the_picked_rows_as_torch(max_norm, norm_type
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     assert tv == pv == 1
     assert not np.array_equal(t[0], w0)  # some rows were renormed
+
+
+# ---- (7) unique / unique_consecutive record torch's node, whose backward raises ----------
+
+@pytest.mark.parametrize("call", [
+    lambda T, x: T.unique(x),
+    lambda T, x: T.unique(x, sorted=False, return_inverse=True)[0],
+    lambda T, x: x.unique(return_counts=True)[0],
+    lambda T, x: T.unique(x.reshape(3, 2), dim=0),
+    lambda T, x: T.unique_consecutive(x),
+    lambda T, x: T.unique_consecutive(x.reshape(3, 2), dim=1),
+])
+def test_unique_records_torchs_node_and_its_backward_raises(call):
+    def run(T):
+        x = T.tensor([3.0, 1.0, 3.0, 3.0, 1.0, 2.0], requires_grad=True)
+        u = call(T, x)
+        with pytest.raises(NotImplementedError) as e:
+            u.sum().backward()
+        return u, str(e.value)
+    (t, te), (p, pe) = run(tg), run(torch)
+    np.testing.assert_array_equal(t.detach().numpy(), p.detach().numpy())
+    assert type(t.grad_fn).__name__ == type(p.grad_fn).__name__
+    assert te == pe
+
+
+def test_unique_of_a_tensor_without_grad_has_no_node():
+    x = tg.tensor([3.0, 1.0, 3.0], requires_grad=True)
+    assert tg.unique(x.detach()).grad_fn is None
+    with tg.no_grad():
+        assert tg.unique(x).grad_fn is None
+    assert not tg.unique(x, return_inverse=True)[1].requires_grad

@@ -2929,8 +2929,15 @@ def mode(input, dim: _int = -1, keepdim: _bool = False):
     return _select_result(_mode_t, x, v, idx, d, keepdim, "ModeBackward0")
 
 
-def _unique_result(out, inverse, counts, return_inverse, return_counts):
+def _views_grad_enabled() -> _bool:
+    from .autograd.grad_mode import _state
+    return _state.enabled
+
+
+def _unique_result(out, inverse, counts, return_inverse, return_counts, x=None, op=None):
     parts = [Tensor._make(out)]
+    if x is not None and x._rg and _views_grad_enabled() and trace_state.current is None:
+        parts[0] = apply(P.unique_values_p, (x, parts[0]), {"op": op})  # (torch's node)
     if return_inverse:
         parts.append(Tensor._make(inverse.astype(np.int64)))
     if return_counts:
@@ -2956,7 +2963,8 @@ def unique(input, sorted: _bool = True, return_inverse: _bool = False,
         d = _dim(dim, x.ndim)
         out, inv, cnt = np.unique(a, return_inverse=True, return_counts=True, axis=d)
         inv = inv.reshape(-1)
-    return _unique_result(out, inv, cnt, return_inverse, return_counts)
+    return _unique_result(out, inv, cnt, return_inverse, return_counts, x,
+                          "_unique2" if dim is None else "unique_dim")
 
 
 def unique_consecutive(input, return_inverse: _bool = False, return_counts: _bool = False,
@@ -2979,7 +2987,8 @@ def unique_consecutive(input, return_inverse: _bool = False, return_counts: _boo
     if dim is None:
         inv = inv.reshape(a.shape)
     cnt = np.diff(np.append(np.flatnonzero(starts), n))
-    return _unique_result(np.ascontiguousarray(out), inv, cnt, return_inverse, return_counts)
+    return _unique_result(np.ascontiguousarray(out), inv, cnt, return_inverse, return_counts,
+                          x, "unique_consecutive")
 
 
 # ---- shape ops (opsb): repeat, tile, roll, rot90, meshgrid, diagonals, unfold ---------

@@ -2428,6 +2428,23 @@ unfold_p = Primitive("unfold", _unfold_impl, _unfold_shape,
                      jvp=(lambda t, out, x, **p: T.apply(unfold_p, (t,), p),),
                      grad_name="UnfoldBackward0", kind="layout")
 JAX_HELPERS["_unfold"] = _unfold_jax_fn
+
+
+# unique / unique_consecutive (computed in NumPy: their sizes depend on the data) record
+# torch's node when the input requires grad; its backward raises torch's error
+_UNIQUE_NODES = {"_unique2": "Unique2Backward0", "unique_dim": "UniqueDimBackward0",
+                 "unique_consecutive": "UniqueConsecutiveBackward0"}
+
+
+def _unique_vjp(g, out, x, values, *, op):
+    raise NotImplementedError(f"the derivative for '{op}' is not implemented.")
+
+
+unique_values_p = Primitive(
+    "unique_values", lambda x, values, *, op: values,
+    lambda x, values, *, op: (tuple(values.shape), values.dtype), "{1}",
+    vjp=(_unique_vjp, None), grad_name=lambda p, x, values: _UNIQUE_NODES[p["op"]],
+    kind="index")
 # ---- end of opsfix block -----------------------------------------------------------
 
 
