@@ -582,3 +582,16 @@ def test_unique_of_a_tensor_without_grad_has_no_node():
     with tg.no_grad():
         assert tg.unique(x).grad_fn is None
     assert not tg.unique(x, return_inverse=True)[1].requires_grad
+
+
+@pytest.mark.parametrize("shape,size,mode", [
+    ((1, 1, 5), 0, "nearest"), ((1, 1, 5), 0, "linear"), ((1, 1, 5, 3), (0, 2), "bilinear"),
+    ((1, 1, 5, 3), (0, 2), "nearest-exact"), ((1, 1, 16, 2), (4, 0), "bicubic"),
+    ((1, 1, 5, 3, 3), (0, 2, 2), "trilinear"),
+])
+def test_interpolate_to_an_empty_size_raises_as_torch(shape, size, mode):
+    with pytest.raises(RuntimeError) as p:
+        torch.nn.functional.interpolate(torch.ones(shape), size=size, mode=mode)
+    with pytest.raises(RuntimeError) as t:
+        tg.nn.functional.interpolate(tg.ones(shape), size=size, mode=mode)
+    assert str(t.value) == str(p.value)

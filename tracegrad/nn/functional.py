@@ -2114,6 +2114,13 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         raise ValueError("either size or scale_factor should be defined")
     if mode == "area":  # the mean over each output cell's window: adaptive average pooling
         return _AREA_POOLS[nsp](input, out)
+    if any(n <= 0 for n in sp + out):
+        names = ("D", "H", "W")[3 - nsp:]
+        shown = [", ".join(f"{k}: {v}" for k, v in zip(names, sizes, strict=True))
+                 for sizes in (sp, out)]
+        joint = " and output" if nsp == 1 else " output"  # (torch's 1-d kernel words it so)
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got input "
+                           f"({shown[0]}){joint} ({shown[1]})")
     taps_of = _resample_taps_aa if antialias else _resample_taps
     x = input
     for i in range(nsp):
