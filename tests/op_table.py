@@ -911,7 +911,7 @@ ROWS: list[Row] = [
     Row("polygamma_2_method", lambda T, x: x.polygamma(2), UNARY_SHAPES, domain="pos",
         ref=lambda x: special.polygamma(2, x), rtol=1e-6),
     Row("copysign", lambda T, x, y: T.copysign(x, y), BINARY_SHAPES, domain="nonzero",
-        ref=np.copysign, grad_inputs=(0,)),
+        ref=np.copysign),  # other's gradient: zeros, as torch's
     Row("logaddexp", lambda T, x, y: T.logaddexp(x, y), BINARY_SHAPES, ref=np.logaddexp),
     Row("logaddexp2", lambda T, x, y: T.logaddexp2(x, y), BINARY_SHAPES, ref=np.logaddexp2),
     Row("xlogy", lambda T, x, y: T.xlogy(x, y), BINARY_SHAPES, domain=("real", "pos"),
@@ -1494,6 +1494,35 @@ ROWS += [
 ]
 
 # ==== end of structural ops (opsb) ====
+
+
+# ==== issue 12 follow-up (opsfix): unfold as a view, antialiased/area interpolate ====
+ROWS += [
+    Row("unfold_overlapping", lambda T, x: x.unfold(0, 3, 1), _s((5,), (4, 2))),
+    Row("unfold_gapped_neg_dim", lambda T, x: x.unfold(-1, 2, 3), _s((3, 8), (2, 2, 7))),
+    Row("unfold_of_a_transpose", lambda T, x: x.t().unfold(1, 2, 2) * 2, _s((4, 3))),
+    Row("unfold_whole_dim", lambda T, x: x.unfold(1, 4, 1), _s((2, 4))),
+    Row("interpolate_area", lambda T, x: _F(T).interpolate(x, size=(2, 3), mode="area"),
+        _s((1, 2, 5, 7))),
+    Row("interpolate_bilinear_antialias",
+        lambda T, x: _F(T).interpolate(x, size=(3, 2), mode="bilinear", antialias=True),
+        _s((1, 2, 7, 5))),
+    Row("interpolate_bicubic_antialias_align",
+        lambda T, x: _F(T).interpolate(x, scale_factor=0.5, mode="bicubic", antialias=True,
+                                       align_corners=True), _s((2, 1, 6, 8))),
+    Row("linalg_qr_wide", lambda T, x: tuple(t.abs() for t in T.linalg.qr(x)),
+        _s((3, 5), (2, 2, 4)), ref=lambda x: tuple(np.abs(t) for t in np.linalg.qr(x)),
+        f32_tol=1e-4),
+    Row("linalg_qr_complete", lambda T, x: tuple(t.abs() for t in T.linalg.qr(x, "complete")),
+        _s((3, 3), (2, 4)), ref=lambda x: tuple(np.abs(t) for t in np.linalg.qr(x, "complete")),
+        f32_tol=1e-4),
+    # unique of an input that requires grad records torch's node (no derivative)
+    Row("unique_of_a_grad_input", lambda T, x: T.unique(x.detach().requires_grad_()).detach(),
+        _s((5,), (2, 3)), grad=False, ref=lambda x: np.unique(x)),
+    Row("linalg_qr_r_only", lambda T, x: T.linalg.qr(x, mode="r")[1].abs(), _s((4, 3), (2, 3)),
+        grad=False, ref=lambda x: np.abs(np.linalg.qr(x, mode="r")), f32_tol=1e-4),
+]
+# ==== end of opsfix ====
 
 
 ROWS_BY_NAME = {r.name: r for r in ROWS}

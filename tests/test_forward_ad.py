@@ -133,6 +133,7 @@ def _sample_args(prim, rng):
 
               "cumprod": {"axis": 1}, "diagonal": {"offset": 1, "dim1": 0, "dim2": 1},
               "diag_embed": {"offset": 0, "dim1": 0, "dim2": 2, "shape": (3, 2, 3)},
+              "unfold": {"dim": 1, "size": 2, "step": 1},
               }.get(prim.name, {})
     return [x] + [rng.uniform(0.5, 1.5, (2, 3)) for _ in range(n - 1)], params
 

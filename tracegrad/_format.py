@@ -170,7 +170,7 @@ def tensor_repr(t) -> str:
     if data.__class__ is not np.ndarray:
         # a traced value: no numbers yet
         return f"tensor(<traced {dtype.name}{list(t.shape)}>" + (
-            f", grad_fn=<{t.grad_fn.name()}>)" if t.grad_fn is not None else ")")
+            f", grad_fn=<{type(t.grad_fn).__name__}>)" if t.grad_fn is not None else ")")
     default = dtype in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_)
     if data.size == 0:
         if data.ndim != 1:
@@ -183,7 +183,7 @@ def tensor_repr(t) -> str:
             suffixes.append("dtype=" + repr(dtype))
         body = array_str(data, dtype, indent)
     if t.grad_fn is not None:
-        suffixes.append(f"grad_fn=<{t.grad_fn.name()}>")
+        suffixes.append(f"grad_fn=<{type(t.grad_fn).__name__}>")
     elif t._rg:
         suffixes.append("requires_grad=True")
     return _add_suffixes(prefix + body, suffixes, indent)

@@ -523,3 +523,86 @@ Tensor.slogdet = lambda self: _linalg().slogdet(self)
 def _linalg():
     from . import linalg
     return linalg
+# ---- end of opsb methods ----
+
+
+# ---- layout queries (opsfix): stride, storage_offset, data_ptr ---------------------
+def _layout_array(self):
+    """The tensor's host array, or None while a compiled step holds its value (a
+    deferred tensor: NOTE: [Deferred write-back]; its array is a fresh contiguous one)."""
+    data = self.__dict__.get("_data")
+    return data if data.__class__ is np.ndarray else None
+
+
+def _stride(self, dim=None):
+    """Strides in elements, as torch: ``tg.ones(2, 3).t().stride()`` is ``(1, 3)``.
+
+    A size-1 dim NumPy gave stride 0 (``x[:, None]``) reports the stride torch's
+    ``unsqueeze`` gives it (the next dim's extent, or 1 for the last)."""
+    shape = self.shape
+    data = _layout_array(self)
+    if data is None or data.size == 0:  # (NumPy's strides of an empty array are arbitrary)
+        strides = _contiguous_strides(shape)
+    else:
+        item = data.itemsize
+        strides = [s // item for s in data.strides]
+        for i in range(len(shape) - 1, -1, -1):
+            if shape[i] == 1 and strides[i] == 0:
+                strides[i] = strides[i + 1] * max(shape[i + 1], 1) if i + 1 < len(shape) else 1
+        strides = tuple(strides)
+    if dim is None:
+        return strides
+    if not shape:
+        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+    return strides[F._dim(dim, len(shape))]
+
+
+def _contiguous_strides(shape) -> tuple:
+    out, acc = [], 1
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= max(n, 1)
+    return tuple(reversed(out))
+
+
+def _root_array(data: np.ndarray) -> np.ndarray:
+    root = data
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    return root
+
+
+def _storage_offset(self) -> int:
+    """Elements from the start of the base tensor's memory to this view's first element
+    (0 for a tensor that owns its memory), as torch: ``tg.arange(6)[2:].storage_offset()``
+    is 2."""
+    data = _layout_array(self)
+    if data is None or data.base is None or data.size == 0:
+        return 0
+    root = _root_array(data)
+    start = data.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return start // data.itemsize
+
+
+def _data_ptr(self) -> int:
+    """The address of the first element (views of one base differ by their offsets)."""
+    data = self._data
+    return data.__array_interface__["data"][0] if data.size else 0
+
+
+def _view_base(self):
+    """The tensor this one is a view of (its root base, as torch's ``_base``), or None."""
+    info = self.__dict__.get("_view")
+    return None if info is None else info.base
+
+
+def _is_view(self) -> bool:
+    return self.__dict__.get("_view") is not None
+
+
+Tensor._base = property(_view_base)
+Tensor._is_view = _is_view
+Tensor.stride = _stride
+Tensor.storage_offset = _storage_offset
+Tensor.data_ptr = _data_ptr
+# ---- end of opsfix methods ----

@@ -1503,12 +1503,56 @@ def _np_from_data(data, dtype):
             return arr if arr.dtype in dtypes._BY_NP else arr.astype(_default_for(arr))
     elif isinstance(data, (list, tuple)) and _contains_tensor(data):
         arr = np.array(_to_nested(data))
+    elif isinstance(data, np.generic):
+        arr = np.array(data)
+        if dtype is None and arr.dtype in dtypes._BY_NP:
+            return arr  # a NumPy scalar keeps its dtype, as torch (np.float64 -> float64)
     else:
         arr = np.array(data)
+        if dtype is None and isinstance(data, (list, tuple)):
+            inferred = _sequence_dtype(data)
+            if inferred is not None:
+                return arr.astype(inferred.np)
     with np.errstate(over="ignore", invalid="ignore"):  # 1e300 -> inf in float32, as torch
         if dtype is not None:
             return arr.astype(as_dtype(dtype).np)
         return arr.astype(_default_for(arr), copy=False)
+
+
+def _leaf_types(data, acc: set) -> set:
+    kinds = set(map(type, data))
+    if list in kinds or tuple in kinds:
+        for d in data:
+            if isinstance(d, (list, tuple)):
+                _leaf_types(d, acc)
+        kinds -= {list, tuple}
+    acc |= kinds
+    return acc
+
+
+def _sequence_dtype(data):
+    """torch's dtype for a nested list holding NumPy scalars (each keeps its dtype and
+    they promote with the Python numbers as torch's ``promoteTypes``: [np.int32(1)] is
+    int32, [np.float16(1), 2] float16), or None when it holds none (the default rule)."""
+    kinds = _leaf_types(data, set())
+    if not builtins.any(issubclass(k, np.generic) for k in kinds):
+        return None
+    out = None
+    for k in kinds:
+        if issubclass(k, np.generic):
+            d = dtypes._BY_NP.get(np.dtype(k))
+            if d is None:
+                return None  # a NumPy type torch has no dtype for: the default rule
+        elif issubclass(k, _bool):
+            d = dtypes.bool_
+        elif issubclass(k, int):
+            d = dtypes.int64
+        elif issubclass(k, float):
+            d = dtypes.get_default_dtype()
+        else:
+            return None
+        out = d if out is None else dtypes._promote(out, d)
+    return out
 
 
 def _contains_tensor(data):
@@ -2360,7 +2404,6 @@ def signbit(input):
     return apply(P.signbit_p, (x,))
 
 
-@_quietly
 def copysign(input, other):
     """|input| with the sign of other (-0.0 counts as negative).
 
@@ -2368,10 +2411,8 @@ def copysign(input, other):
     tensor([-1.,  2., -3.])
     """
     x, y = _float_pair(input, other)
-    shape = P.broadcast_shapes(x.shape, y.shape)
-    x = x if x.shape == shape else broadcast_to(x, shape)
-    ax = abs(x)
-    return apply(P.where_p, (signbit(y), neg(ax), ax), name="CopysignBackward0")
+    return apply(P.copysign_p, (x, y),
+                 name=None if isinstance(other, Tensor) else "CopysignBackward1")
 
 
 @_quietly
@@ -2716,7 +2757,8 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
             warnings.warn("The reduce argument of torch.scatter with Tensor src is deprecated and "
                           "will be removed in a future PyTorch release. Use torch.scatter_reduce "
                           "instead for more reduction options.", UserWarning, stacklevel=2)
-        r = _scatter(x, index, src_t, d, _SCATTER_OLD_REDUCE[reduce])
+        r = apply(P.scatter_legacy_reduce_p, (x, index, src_t),
+                  {"axis": d, "reduce": _SCATTER_OLD_REDUCE[reduce]})
     else:
         r = apply(P.scatter_p, (x, index, src_t), {"axis": d, "reduce": "none",
                                                    "include_self": True},
@@ -2887,8 +2929,15 @@ def mode(input, dim: _int = -1, keepdim: _bool = False):
     return _select_result(_mode_t, x, v, idx, d, keepdim, "ModeBackward0")
 
 
-def _unique_result(out, inverse, counts, return_inverse, return_counts):
+def _views_grad_enabled() -> _bool:
+    from .autograd.grad_mode import _state
+    return _state.enabled
+
+
+def _unique_result(out, inverse, counts, return_inverse, return_counts, x=None, op=None):
     parts = [Tensor._make(out)]
+    if x is not None and x._rg and _views_grad_enabled() and trace_state.current is None:
+        parts[0] = apply(P.unique_values_p, (x, parts[0]), {"op": op})  # (torch's node)
     if return_inverse:
         parts.append(Tensor._make(inverse.astype(np.int64)))
     if return_counts:
@@ -2914,7 +2963,8 @@ def unique(input, sorted: _bool = True, return_inverse: _bool = False,
         d = _dim(dim, x.ndim)
         out, inv, cnt = np.unique(a, return_inverse=True, return_counts=True, axis=d)
         inv = inv.reshape(-1)
-    return _unique_result(out, inv, cnt, return_inverse, return_counts)
+    return _unique_result(out, inv, cnt, return_inverse, return_counts, x,
+                          "_unique2" if dim is None else "unique_dim")
 
 
 def unique_consecutive(input, return_inverse: _bool = False, return_counts: _bool = False,
@@ -2937,7 +2987,8 @@ def unique_consecutive(input, return_inverse: _bool = False, return_counts: _boo
     if dim is None:
         inv = inv.reshape(a.shape)
     cnt = np.diff(np.append(np.flatnonzero(starts), n))
-    return _unique_result(np.ascontiguousarray(out), inv, cnt, return_inverse, return_counts)
+    return _unique_result(np.ascontiguousarray(out), inv, cnt, return_inverse, return_counts,
+                          x, "unique_consecutive")
 
 
 # ---- shape ops (opsb): repeat, tile, roll, rot90, meshgrid, diagonals, unfold ---------
@@ -3127,7 +3178,7 @@ def cartesian_prod(*tensors) -> Tensor:
 
 def _tensor_unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
     """Tensor.unfold: the windows of ``size`` every ``step`` along ``dimension``, as a new
-    last dim (a copy here; a view in PyTorch)."""
+    last dim: a view of input, as in PyTorch (read-only where windows overlap)."""
     x = _as_tensor(input)
     d = _dim(dimension, x.ndim)
     n = x.shape[d] if x.ndim else 1
@@ -3137,13 +3188,16 @@ def _tensor_unfold(input, dimension: _int, size: _int, step: _int) -> Tensor:
         raise RuntimeError(f"step is {step} but must be > 0")
     if x.ndim == 0:
         return reshape(x, (1,))
-    starts = np.arange(0, n - size + 1, step, dtype=np.int64)
-    index = Tensor._make(starts[:, None] + np.arange(size, dtype=np.int64))
+    return apply(P.unfold_p, (x,), {"dim": d, "size": _int(size), "step": _int(step)})
+
+
+def _unfold_index(n: _int, size: _int, step: _int) -> Tensor:
+    """The (windows, size) indices Tensor.unfold reads along a dim of length n (a constant
+    of the trace when tracing): its VJP scatters through them."""
+    index = Tensor._make(P.unfold_windows(n, size, step))
     if trace_state.current is not None:
         trace_state.current.constant(index)
-    win = apply(P.getitem_p, (x, index), {"index": (_slice(None),) * d + (P.TENSOR,)})
-    perm = tuple(i for i in range(win.ndim) if i != d + 1) + (d + 1,)
-    return apply(P.permute_p, (win,), {"perm": perm}, name="UnfoldBackward0")
+    return index
 
 
 def trace(input) -> Tensor:
@@ -3517,8 +3571,8 @@ def _svd_part(x: Tensor, part: str, full: _bool = False) -> Tensor:
     return apply(getattr(P, _SVD_PRIMS[part]), (x,), {"full": _bool(full)})
 
 
-def _qr_part(x: Tensor, part: str) -> Tensor:
-    return apply(P.qr_q_p if part == "q" else P.qr_r_p, (x,))
+def _qr_part(x: Tensor, part: str, mode: str = "reduced") -> Tensor:
+    return apply(P.qr_q_p if part == "q" else P.qr_r_p, (x,), {"mode": mode})
 
 
 def movedim(input, source, destination) -> Tensor:

@@ -120,11 +120,15 @@ def _is_pd(m) -> bool:
 
 
 def qr(A, mode: str = "reduced"):
-    """(Q, R) of each matrix, reduced (Q has min(m, n) columns)."""
-    if mode != "reduced":
-        raise NotImplementedError(f"linalg.qr: mode={mode!r} is not supported (only 'reduced')")
+    """(Q, R) of each matrix: ``mode='reduced'`` (Q has min(m, n) columns), 'complete'
+    (Q is m x m), or 'r' (R only; Q is an empty tensor)."""
+    if mode not in ("reduced", "complete", "r"):
+        raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of "
+                           f"'reduced' (default), 'r', or 'complete'")
     x = F._check_linalg_input(F._as_tensor(A), "linalg.qr", square=False)
-    return _qr_t(F._qr_part(x, "q"), F._qr_part(x, "r"))
+    if mode == "r":
+        return _qr_t(F.empty(0, dtype=x.dtype), F._qr_part(x, "r", "r"))
+    return _qr_t(F._qr_part(x, "q", mode), F._qr_part(x, "r", mode))
 
 
 def eigh(A, UPLO: str = "L"):

@@ -423,7 +423,9 @@ where_p.jvp = where_p.vjp  # elementwise: each rule is its own JVP
 
 
 def _sum_impl(x, *, axis, keepdim):
-    return np.sum(x, axis=axis, keepdims=keepdim)
+    # np.add.reduce is np.sum without its Python wrapper (~1 us less a call), and a
+    # warning it raises names this module, which _quiet's filter drops
+    return np.add.reduce(x, axis=axis, keepdims=keepdim)
 
 
 def _mean_impl(x, *, axis, keepdim):
@@ -472,7 +474,14 @@ prod_p = Primitive("prod", lambda x, *, axis, keepdim: np.prod(x, axis=axis, kee
 
 def _extreme_vjp(g, out, x, *, axis, keepdim):
     # ties share the gradient evenly
-    hit = T.cast(x == _bcast_back(out, x, axis, keepdim), x.dtype)
+    ob = _bcast_back(out, x, axis, keepdim)
+    hit = x == ob
+    if len(axis) == len(x.shape) and not keepdim and x.dtype.is_floating_point:
+        # max()/min() (MaxBackward1): torch's evenly_distribute_backward gives a NaN
+        # result's gradient to the NaN entries (amax() would give NaN everywhere: the
+        # params cannot tell them apart, and this is the one real code meets)
+        hit = T.logical_or(hit, T.logical_and(T.isnan(x), T.isnan(ob)))
+    hit = T.cast(hit, x.dtype)
     count = T.sum(hit, axis, keepdim=True)
     return _bcast_back(g, x, axis, keepdim) * hit / count
 
@@ -574,7 +583,7 @@ def _norm_vjp(g, out, x, *, ord, axis, keepdim):
     if ord == 1:
         return gb * T.sign(x)
     if ord == 0:  # piecewise constant
-        return T.zeros_like(x)
+        return None  # no gradient (torch: an undefined one, so .grad stays None)
     if ord in (math.inf, -math.inf):
         hit = T.cast(T.abs(x) == ob, x.dtype)
         return gb * T.sign(x) * hit / T.sum(hit, axis, keepdim=True)
@@ -2013,7 +2022,36 @@ inv_p = Primitive("inv", lambda x: np.linalg.inv(x).astype(x.dtype, copy=False),
 
 
 def _det_vjp(g, out, x):
-    return T.unsqueeze(T.unsqueeze(g * out, -1), -1) * _mT(T._linalg_inv(x))
+    # NOTE: [Singular det backward], as torch's linalg_det_backward: the gradient is
+    # g det(A) A^-T where A is invertible. A first-order backward (grad mode off) solves
+    # with A's LU, its zero pivots nudged to eps: where det(A) is exactly 0 that gives 0.
+    # Under create_graph (grad mode on) a near-singular A (|det| < 100 eps) takes the SVD
+    # formula instead, the cofactors: U diag(prod_{j != i} s_j) Vh * g det(U) det(Vh).
+    from .autograd import grad_mode
+    n = x.shape[-1]
+    higher = grad_mode.is_grad_enabled()
+    if higher:
+        singular = T.abs(out) < 100.0 * float(np.finfo(x.dtype.np).eps)
+    else:
+        singular = out == 0
+    mask = T.unsqueeze(T.unsqueeze(singular, -1), -1)
+    safe = T.where(mask, T.eye(n, dtype=x.dtype), x)  # (the masked entries are not used)
+    regular = T.unsqueeze(T.unsqueeze(g * out, -1), -1) * _mT(T._linalg_inv(safe))
+    if not higher:
+        return T.where(mask, T.zeros_like(regular), regular)
+    u, s, vh = T._svd_part(x, "u"), T._svd_part(x, "s"), T._svd_part(x, "vh")
+    alpha = T.apply(det_p, (u,)) * T.apply(det_p, (vh,))
+    cofactors = T.matmul(u * T.unsqueeze(_prod_of_others(s) * T.unsqueeze(g * alpha, -1), -2),
+                         vh)
+    return T.where(mask, cofactors, regular)
+
+
+def _prod_of_others(s):
+    """p_i = prod_{j != i} s_j along the last dim, exact with zeros (no division)."""
+    ones = T.ones_like(s[..., :1])
+    before = T.cumprod(T.cat([ones, s[..., :-1]], -1), -1)
+    after = T.flip(T.cumprod(T.flip(T.cat([s[..., 1:], ones], -1), (-1,)), -1), (-1,))
+    return before * after
 
 
 det_p = Primitive("det", lambda x: np.asarray(np.linalg.det(x), x.dtype),
@@ -2183,14 +2221,24 @@ svd_vh_p = Primitive("svd_vh", _svd_impl("vh"), _svd_shape("vh"),
 
 
 def _qr_shape(part):
-    def rule(x):
+    def rule(x, *, mode="reduced"):
         if len(x.shape) < 2:
             raise ShapeError("linalg.qr: The input tensor A must have at least 2 dimensions.")
         m, n = x.shape[-2:]
-        k = min(m, n)
+        k = m if mode == "complete" else min(m, n)
         batch = tuple(x.shape[:-2])
         return (batch + (m, k) if part == "q" else batch + (k, n)), x.dtype
     return rule
+
+
+def _qr_impl(part):
+    index = 0 if part == "q" else 1
+
+    def impl(x, *, mode="reduced"):
+        if mode == "r":
+            return np.linalg.qr(x, mode="r").astype(x.dtype, copy=False)
+        return np.linalg.qr(x, mode=mode)[index].astype(x.dtype, copy=False)
+    return impl
 
 
 def _copyltu(m):
@@ -2198,36 +2246,59 @@ def _copyltu(m):
     return low + _mT(low) + T.diag_embed(T.diagonal(m, 0, -2, -1))
 
 
-def _qr_tail(x, q, r, m):
-    # (.. + Q copyltu(M)) R^-T, for the reduced QR of a tall or square matrix
-    if x.shape[-2] < x.shape[-1]:
-        raise NotImplementedError("The derivative of linalg.qr is not implemented for wide "
-                                  "matrices (more columns than rows)")
-    return T.matmul(q, _copyltu(m))
+def _qr_square_backward(gq, gu, q, u):
+    # torch's linalg_qr_backward for m >= n: [gQ + Q copyltu(M)] R^-T, M = R gR^T - gQ^T Q
+    # (either cotangent may be None)
+    m = T.matmul(u, _mT(gu)) if gu is not None else None
+    if gq is not None:
+        m = -T.matmul(_mT(gq), q) if m is None else m - T.matmul(_mT(gq), q)
+    y = T.matmul(q, _copyltu(m))
+    if gq is not None:
+        y = y + gq
+    return _mT(T._linalg_solve(u, _mT(y)))   # y R^-T
 
 
-def _r_inv_t(y, r):
-    return _mT(T._linalg_solve(r, _mT(y)))   # y R^-T
+def _qr_backward(gq, gr, x, q, r, mode):
+    if mode == "r":
+        raise RuntimeError("The derivative of linalg.qr depends on Q, which is not computed when "
+                           "mode='r'. Please use linalg.qr(A, mode='reduced') if you are going "
+                           "to differentiate through linalg.qr.")
+    rows, cols = x.shape[-2:]
+    if mode == "complete" and rows > cols:
+        raise RuntimeError("The QR decomposition is not differentiable when mode='complete' and "
+                           "nrows > ncols.")
+    if rows >= cols:
+        return _qr_square_backward(gq, gr, q, r)
+    # wide, as torch: A = [X | Y], R = [U | V]: gY = Q gV, and X's is the square case
+    # with gQ + Y gV^T for Q's cotangent
+    u = r[..., :, :rows]
+    gu = gv = None
+    if gr is not None:
+        gu, gv = gr[..., :, :rows], gr[..., :, rows:]
+        yv = T.matmul(x[..., :, rows:], _mT(gv))
+        gq = yv if gq is None else gq + yv
+    gx = _qr_square_backward(gq, gu, q, u)
+    gy = T.matmul(q, gv) if gv is not None else T.zeros_like(x[..., :, rows:])
+    return T.cat([gx, gy], -1)
 
 
-def _qr_vjp_q(g, out, x):
-    q, r = out, T._qr_part(x, "r")
-    m = -T.matmul(_mT(g), q)
-    return _r_inv_t(g + _qr_tail(x, q, r, m), r)
+def _qr_vjp_q(g, out, x, *, mode="reduced"):
+    return _qr_backward(g, None, x, out, T._qr_part(x, "r", mode), mode)
 
 
-def _qr_vjp_r(g, out, x):
-    q, r = T._qr_part(x, "q"), out
-    m = T.matmul(r, _mT(g))
-    return _r_inv_t(_qr_tail(x, q, r, m), r)
+def _qr_vjp_r(g, out, x, *, mode="reduced"):
+    q = None if mode == "r" else T._qr_part(x, "q", mode)
+    return _qr_backward(None, g, x, q, out, mode)
 
 
-qr_q_p = Primitive("qr_q", lambda x: np.linalg.qr(x)[0].astype(x.dtype, copy=False),
-                   _qr_shape("q"), "jnp.linalg.qr({0})[0]", vjp=(_qr_vjp_q,), save=(0,),
-                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
-qr_r_p = Primitive("qr_r", lambda x: np.linalg.qr(x)[1].astype(x.dtype, copy=False),
-                   _qr_shape("r"), "jnp.linalg.qr({0})[1]", vjp=(_qr_vjp_r,), save=(0,),
-                   save_out=True, grad_name="LinalgQrBackward0", kind="matmul")
+qr_q_p = Primitive("qr_q", _qr_impl("q"), _qr_shape("q"), "jnp.linalg.qr({0}, mode={mode!r})[0]",
+                   vjp=(_qr_vjp_q,), save=(0,), save_out=True, grad_name="LinalgQrBackward0",
+                   kind="matmul")
+qr_r_p = Primitive("qr_r", _qr_impl("r"), _qr_shape("r"),
+                   lambda args, p: (f"jnp.linalg.qr({args[0]}, mode='r')" if p["mode"] == "r"
+                                    else f"jnp.linalg.qr({args[0]}, mode={p['mode']!r})[1]"),
+                   vjp=(_qr_vjp_r,), save=(0,), save_out=True, grad_name="LinalgQrBackward0",
+                   kind="matmul")
 
 
 # Tensor.view(dtype): the same bytes read as another dtype; the last dim scales by the
@@ -2276,6 +2347,106 @@ JAX_HELPERS["_bitcast"] = _bitcast_jax_fn
 # ==== end of structural ops (opsb) ====
 
 from . import functions as T  # noqa: E402  (rules are written with tracegrad's own ops)
+
+# ==== issue 12 follow-up (opsfix): copysign, legacy scatter reduce ====================
+
+def _copysign_vjp_self(g, out, x, y):
+    # torch's copysign_tensor_self_backward: g * (out / x), 0 where x is 0
+    return g * T.where(x == 0, T.zeros_like(out), out / x)
+
+
+# other gets a gradient of zeros, as in torch (its sign is a step function)
+copysign_p = _binop("copysign", np.copysign, "jnp.copysign({0}, {1})",
+                    (_copysign_vjp_self, lambda g, o, x, y: T.zeros_like(g)), (0,),
+                    save_out=True)
+
+
+def _scatter_legacy_impl(base, idx, src, *, axis, reduce):
+    return _scatter_impl(base, idx, src, axis=axis, reduce=reduce, include_self=True)
+
+
+def _scatter_legacy_shape(base, idx, src, *, axis, reduce):
+    return _scatter_shape(base, idx, src, axis=axis, reduce=reduce, include_self=True)
+
+
+# scatter(..., reduce='add'|'multiply'): recorded, but torch has no derivative for it
+# (its NotImplemented node raises on backward)
+scatter_legacy_reduce_p = Primitive(
+    "scatter_legacy_reduce", _scatter_legacy_impl, _scatter_legacy_shape,
+    "_scatter({0}, {1}, {2}, {axis}, {reduce!r}, True)",
+    vjp=(_no_derivative("scatter"), None, _no_derivative("scatter")),
+    grad_name="NotImplemented", kind="index")
+
+
+
+# Tensor.unfold: the windows of ``size`` every ``step`` along ``dim`` as a new last dim,
+# a strided view of x as in torch (NOTE: [In-place through a view] replays it). Windows
+# that overlap (step < size) share memory, so that view is read-only.
+def _unfold_geometry(shape, dim, size, step):
+    n = shape[dim]
+    nwin = (n - size) // step + 1
+    return tuple(shape[:dim]) + (nwin,) + tuple(shape[dim + 1:]) + (size,)
+
+
+def _unfold_impl(x, *, dim, size, step):
+    shape = _unfold_geometry(x.shape, dim, size, step)
+    st = x.strides
+    strides = st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],)
+    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=step >= size)
+
+
+def _unfold_shape(x, *, dim, size, step):
+    n = x.shape[dim]
+    if size > n:
+        raise ShapeError(f"maximum size for tensor at dimension {dim} is {n} but size is {size}")
+    if step <= 0:
+        raise ShapeError(f"step is {step} but must be > 0")
+    return _unfold_geometry(x.shape, dim, size, step), x.dtype
+
+
+def unfold_windows(n, size, step):
+    """(windows, size) int64 indices of the unfold windows along a dim of length n."""
+    starts = np.arange(0, n - size + 1, step, dtype=np.int64)
+    return starts[:, None] + np.arange(size, dtype=np.int64)
+
+
+def _unfold_vjp(g, out, x, *, dim, size, step):
+    # the windows' gradients summed back into x (overlapping windows add up)
+    idx = T._unfold_index(x.shape[dim], size, step)
+    g = T.movedim(g, -1, dim + 1)
+    return T._index_add(T.zeros_like(x), g, (idx,), (slice(None),) * dim + (TENSOR,))
+
+
+def _unfold_jax_fn(x, dim, size, step):
+    import jax.numpy as jnp
+    idx = unfold_windows(x.shape[dim], size, step)
+    return jnp.moveaxis(jnp.take(x, idx, axis=dim), dim + 1, -1)
+
+
+unfold_p = Primitive("unfold", _unfold_impl, _unfold_shape,
+                     "_unfold({0}, {dim}, {size}, {step})", vjp=(_unfold_vjp,),
+                     jvp=(lambda t, out, x, **p: T.apply(unfold_p, (t,), p),),
+                     grad_name="UnfoldBackward0", kind="layout")
+JAX_HELPERS["_unfold"] = _unfold_jax_fn
+
+
+# unique / unique_consecutive (computed in NumPy: their sizes depend on the data) record
+# torch's node when the input requires grad; its backward raises torch's error
+_UNIQUE_NODES = {"_unique2": "Unique2Backward0", "unique_dim": "UniqueDimBackward0",
+                 "unique_consecutive": "UniqueConsecutiveBackward0"}
+
+
+def _unique_vjp(g, out, x, values, *, op):
+    raise NotImplementedError(f"the derivative for '{op}' is not implemented.")
+
+
+unique_values_p = Primitive(
+    "unique_values", lambda x, values, *, op: values,
+    lambda x, values, *, op: (tuple(values.shape), values.dtype), "{1}",
+    vjp=(_unique_vjp, None), grad_name=lambda p, x, values: _UNIQUE_NODES[p["op"]],
+    kind="index")
+# ---- end of opsfix block -----------------------------------------------------------
+
 
 # ----------------------------------------------------------------------------
 # devices/creation helper: bfloat16 arithmetic. ml_dtypes' ufuncs compute each element

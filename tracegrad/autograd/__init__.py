@@ -169,7 +169,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             elif not allow_unused:
                 raise RuntimeError(f"The differentiated Tensor at index {i} appears to not have "
                                    "been used in the graph. Set allow_unused=True if this is "
-                                   "the desired behavior, or materialize_grads=True to get zeros.")
+                                   "the desired behavior.")
     return tuple(result)
 
 

@@ -74,10 +74,12 @@ class _late:
         from .. import functions as F, primitives as P
         from ..tensor import Tensor, apply, trace_state
         cls.F, cls.apply, cls.trace_state, cls.Tensor = F, apply, trace_state, Tensor
-        cls.replayable = {P.getitem_p, P.reshape_p, P.permute_p, P.broadcast_to_p, P.diagonal_p}
+        cls.replayable = {P.getitem_p, P.reshape_p, P.permute_p, P.broadcast_to_p, P.diagonal_p,
+                          P.unfold_p}
         cls.getitem_p, cls.reshape_p, cls.permute_p = P.getitem_p, P.reshape_p, P.permute_p
-        cls.diagonal_p = P.diagonal_p
+        cls.diagonal_p, cls.unfold_p = P.diagonal_p, P.unfold_p
         cls.inverse_perm = P._inverse_perm
+        cls.TENSOR = P.TENSOR
 
 
 def view_info(parent, prim, params, args, grad_enabled) -> ViewInfo:
@@ -137,6 +139,14 @@ def scatter(base, v, ops):
         on_diagonal = F._diag_embed(F.ones(v.shape, dtype=F.dtypes.bool_), shape=in_shape,
                                     **params)
         return F.where(on_diagonal, placed, base)
+    if prim is _late.unfold_p:  # Tensor.unfold's windows back at their places in the dim
+        dim, size, step = params["dim"], params["size"], params["step"]
+        idx = F._unfold_index(in_shape[dim], size, step)
+        v = F.movedim(v, -1, dim + 1)
+        index = (slice(None),) * dim + (_late.TENSOR,)
+        if base is None:  # (overlapping windows add up: the VJP)
+            return F._index_add(F.zeros(in_shape, dtype=v.dtype), v, (idx,), index)
+        return F._index_put(base, v, (idx,), index)
     if base is not None:  # pragma: no cover - expand views cannot be written to
         raise RuntimeError("cannot write through an expanded view")
     return F.sum_to(v, in_shape)

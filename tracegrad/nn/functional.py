@@ -155,6 +155,23 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return commit_inplace(input, out) if inplace else out
 
 
+def _no_grad_embedding_renorm_(weight: Tensor, input: Tensor, max_norm: float,
+                               norm_type: float) -> None:
+    """max_norm: the rows of ``weight`` that ``input`` picks and whose norm exceeds max_norm
+    are scaled in place to max_norm / (norm + 1e-7) of themselves, with no gradient
+    recorded, as torch's embedding_renorm_ (each row once, however often it is picked)."""
+    from ..autograd.grad_mode import no_grad
+    if weight.ndim != 2:
+        raise RuntimeError(f"embedding_renorm_(): Expected 2-D tensor for argument #1 'self' "
+                           f"(got {weight.ndim}-D)")
+    with no_grad():
+        rows = T.unique(T.reshape(T.cast(input, dtypes.int64), (-1,)))
+        picked = T.getitem(weight, (rows,))
+        norms = T.cast(T.norm(picked, norm_type, 1), dtypes.float64)
+        scale = T.where(norms > max_norm, float(max_norm) / (norms + 1e-7), 1.0)
+        T.setitem(weight, (rows,), picked * T.unsqueeze(T.cast(scale, weight.dtype), 1))
+
+
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
@@ -162,12 +179,13 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
 
     The row at ``padding_idx`` gets no gradient.
     """
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
-                                  "supported")
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
     if input.dtype.is_floating_point or input.dtype is dtypes.bool_:
         raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following "
                            f"scalar types: Long, Int; but got {input.dtype} instead")
+    if max_norm is not None:
+        _no_grad_embedding_renorm_(weight, input, max_norm, norm_type)
     idx = T.cast(input, dtypes.int64)
     n = weight.shape[0]
     lo, hi = (int(idx.min()), int(idx.max())) if _eager() and idx.numel() else (0, 0)
@@ -2004,6 +2022,43 @@ def _resample_taps(n_in: int, n_out: int, mode: str, align_corners: bool, scale)
     return idx, np.stack([1 - t, t], -1)
 
 
+def _aa_filter(mode: str, x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    if mode == "bilinear":  # the triangle
+        return np.where(x < 1.0, 1.0 - x, 0.0)
+    a = -0.5  # Keys' cubic, as torch's (and Pillow's) antialiasing bicubic uses
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+def _resample_taps_aa(n_in: int, n_out: int, mode: str, align_corners: bool, scale):
+    """Antialiased taps for one dim, as torch's separable AA kernels (Pillow's): each
+    output averages the inputs under a filter widened by the downscaling factor,
+    normalised to sum 1 (the unused taps of a short window get index 0, weight 0)."""
+    if align_corners:
+        s = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    else:
+        s = (1.0 / scale) if scale is not None and scale > 0 else n_in / n_out
+    half = 1.0 if mode == "bilinear" else 2.0  # the filter's support at scale 1
+    support = half * s if s >= 1.0 else half
+    inv = 1.0 / s if s >= 1.0 else 1.0
+    center = s * (np.arange(n_out, dtype=np.float64) + 0.5)
+    lo = np.maximum((center - support + 0.5).astype(np.int64), 0)
+    hi = np.minimum((center + support + 0.5).astype(np.int64), n_in)
+    width = int(np.max(hi - lo)) if n_out else 1
+    j = np.arange(width)
+    idx = lo[:, None] + j
+    inside = j < (hi - lo)[:, None]
+    w = np.where(inside, _aa_filter(mode, (idx - center[:, None] + 0.5) * inv), 0.0)
+    total = w.sum(1, keepdims=True)
+    w = np.where(total != 0, w / np.where(total != 0, total, 1.0), w)
+    return np.where(inside, idx, 0), w
+
+
+_AREA_POOLS = {1: adaptive_avg_pool1d, 2: adaptive_avg_pool2d, 3: adaptive_avg_pool3d}
+
+
 def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
                 align_corners=None, recompute_scale_factor=None, antialias: bool = False):
     """Resize the spatial dims of (N, C, *spatial): nearest, nearest-exact, (bi/tri)linear,
@@ -2014,14 +2069,14 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
     >>> interpolate(tg.tensor([[[0., 1.]]]), scale_factor=2, mode="linear")
     tensor([[[0.0000, 0.2500, 0.7500, 1.0000]]])
     """
-    modes = ("nearest", "nearest-exact") + tuple(_INTERP_DIMS)
+    modes = ("nearest", "nearest-exact", "area") + tuple(_INTERP_DIMS)
     nsp = input.ndim - 2
     if mode not in modes or nsp not in (1, 2, 3):
         raise NotImplementedError(
             f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.ndim}D) for "
             f"the modes: nearest | linear | bilinear | bicubic | trilinear | lanczos | area | "
             f"nearest-exact (got {mode})")
-    if mode in ("nearest", "nearest-exact"):
+    if mode in ("nearest", "nearest-exact", "area"):
         if align_corners is not None:
             raise ValueError("align_corners option can only be set with the interpolating "
                              "modes: linear | bilinear | bicubic | trilinear")
@@ -2030,8 +2085,9 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         if _INTERP_DIMS[mode] != nsp:
             raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs "
                                       f"{_INTERP_DIMS[mode] + 2}D input")
-    if antialias:
-        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if antialias and not (mode in ("bilinear", "bicubic") and input.ndim == 4):
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos "
+                         "modes and requires a 4-D tensor as input")
     if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
     sp = tuple(input.shape[2:])
@@ -2056,9 +2112,19 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         scales = (None,) * nsp if recompute_scale_factor else factors
     else:
         raise ValueError("either size or scale_factor should be defined")
+    if mode == "area":  # the mean over each output cell's window: adaptive average pooling
+        return _AREA_POOLS[nsp](input, out)
+    if any(n <= 0 for n in sp + out):
+        names = ("D", "H", "W")[3 - nsp:]
+        shown = [", ".join(f"{k}: {v}" for k, v in zip(names, sizes, strict=True))
+                 for sizes in (sp, out)]
+        joint = " and output" if nsp == 1 else " output"  # (torch's 1-d kernel words it so)
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got input "
+                           f"({shown[0]}){joint} ({shown[1]})")
+    taps_of = _resample_taps_aa if antialias else _resample_taps
     x = input
     for i in range(nsp):
-        idx, w = _resample_taps(sp[i], out[i], mode, bool(align_corners), scales[i])
+        idx, w = taps_of(sp[i], out[i], mode, bool(align_corners), scales[i])
         axis = 2 + i
         taps = T.index_select(x, axis, _const_array(idx.reshape(-1)))
         shape = tuple(x.shape[:axis]) + idx.shape + tuple(x.shape[axis + 1:])
@@ -2069,6 +2135,8 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
             wt = _const_array(w.astype(x.dtype.np).reshape(idx.shape + (1,) * (nsp - 1 - i)))
             x = T.sum(taps * wt, axis + 1)
     name = _INTERP_NAMES[mode].format(nsp)
+    if antialias:
+        name = name.replace("DBackward0", "DAaBackward0")
     return T._named(x, name) if x is not input else T._named(T.clone(x), name)
 
 
@@ -2159,9 +2227,11 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
     tensor([[1., 0.],
             [0., 2.]])
     """
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding_bag: max_norm, scale_grad_by_freq and sparse are "
-                                  "not supported")
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding_bag: scale_grad_by_freq and sparse are not "
+                                  "supported")
+    if max_norm is not None:
+        _no_grad_embedding_renorm_(weight, input, max_norm, norm_type)
     if mode not in ("sum", "mean", "max"):
         raise ValueError(f"mode has to be one of sum, mean or max, but got {mode}")
     if per_sample_weights is not None and mode != "sum":
