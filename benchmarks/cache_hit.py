@@ -149,7 +149,8 @@ def main():
         assert compiled.cache_info().entries == 1, compiled.recompile_reasons
     print_table("tracegrad.compile cache hits: host cost outside XLA (median of rounds)",
                 ["step", "guards", "check", "tracegrad step", "jax.jit step", "ratio",
-                 "loss rel diff"], rows, [ln for ln in env_lines() if not ln.startswith("torch")] + [
+                 "loss rel diff"], rows,
+                [ln for ln in env_lines() if not ln.startswith("torch")] + [
                     f"threads {THREADS}, process pinned to one CPU; a step is a call and "
                     "reading its loss"])
 

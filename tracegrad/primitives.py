@@ -187,11 +187,25 @@ def _sigmoid_impl(x):
     return _special.expit(x).astype(x.dtype, copy=False)
 
 
+_SQRT_HALF = math.sqrt(0.5)  # M_SQRT1_2
+
+
 def _gelu_impl(x, *, approximate):
     if approximate == "tanh":
         c = np.asarray(math.sqrt(2.0 / math.pi), x.dtype)
         return (0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3)))).astype(x.dtype)
-    return (0.5 * x * (1.0 + _special.erf(x / np.sqrt(2.0)))).astype(x.dtype)
+    if x.dtype.kind != "f":
+        return (0.5 * x * (1.0 + _special.erf(x * _SQRT_HALF))).astype(x.dtype)
+    if x.dtype.itemsize < 4:  # half: in float32, as torch's opmath does
+        return _gelu_impl(x.astype(np.float32), approximate=approximate).astype(x.dtype)
+    # torch: x * 0.5 * (1 + erf(x * M_SQRT1_2)), all in x's dtype (a float64 scalar such as
+    # np.sqrt(2.0) would promote a float32 array to float64 under NumPy 2's rules)
+    e = _special.erf(x * np.asarray(_SQRT_HALF, x.dtype))
+    e = e.astype(x.dtype, copy=False)
+    e += 1
+    e *= x
+    e *= 0.5
+    return e
 
 
 def _gelu_vjp(g, out, x, *, approximate):
