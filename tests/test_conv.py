@@ -394,12 +394,12 @@ def _conv_params(rng, nsp):
 
 
 @pytest.mark.parametrize("nsp", [1, 2, 3])
-def test_conv_scatter_equals_im2col(nsp):
-    # both orders of the same sums, on random shapes, paddings (crops too), dilations,
+def test_conv_scatter_and_per_output_equal_im2col(nsp):
+    # the three orders of the same sums, on random shapes, paddings (crops too), dilations,
     # input dilations and groups, in float64 and float32
     from tracegrad import primitives as P
     rng = np.random.default_rng(nsp)
-    checked = 0
+    checked = per_out = 0
     for _ in range(80):
         x, w, params = _conv_params(rng, nsp)
         try:
@@ -415,11 +415,17 @@ def test_conv_scatter_equals_im2col(nsp):
                                 params["dilation"], params["lhs_dilation"], params["groups"])
         assert got32.dtype == np.float32
         np.testing.assert_allclose(got32, want, rtol=1e-4, atol=1e-4)
+        if params["groups"] == 1 and all(d == 1 for d in params["lhs_dilation"]):
+            # the per-output-position path (any kernel size; chosen for large kernels)
+            per = P._conv_per_output(x, w, params["padding"], params["dilation"])
+            assert per.shape == want.shape and per.dtype == want.dtype
+            np.testing.assert_allclose(per, want, rtol=1e-12, atol=1e-12, err_msg=str(params))
+            per_out += 1
         checked += 1
-    assert checked > 30
+    assert checked > 30 and per_out > 2
 
 
-def test_conv_input_grad_takes_the_scatter_path_and_matches_torch():
+def test_conv_grads_take_the_fast_paths_and_match_torch():
     torch = pytest.importorskip("torch")
     from tracegrad import primitives as P
     rng = np.random.default_rng(0)
@@ -430,6 +436,10 @@ def test_conv_input_grad_takes_the_scatter_path_and_matches_torch():
     wt = np.zeros((6, 16, 5, 5), np.float32)
     assert P._conv_scatter_cheaper(g, wt, (1, 1), ((4, 4), (4, 4)), (1, 1), (1, 1), 1)
     assert not P._conv_scatter_cheaper(xa, wa, (1, 1), ((0, 0),) * 2, (1, 1), (1, 1), 1)
+    # its VJP wrt w convolves x (C, N, 12, 12) with g (O, N, 8, 8): per output position
+    assert P._conv_by_output_position(np.zeros((6, 4, 12, 12)), np.zeros((16, 4, 8, 8)),
+                                      (1, 1), (1, 1), 1)
+    assert not P._conv_by_output_position(xa, wa, (1, 1), (1, 1), 1)
     for stride, padding, groups in [(1, 0, 1), (2, 1, 1), (1, 2, 2), (3, 0, 2)]:
         w = wa[:, : 6 // groups]
         x, wt_ = tg.tensor(xa, requires_grad=True), tg.tensor(w, requires_grad=True)

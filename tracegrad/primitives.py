@@ -1059,6 +1059,8 @@ def _pad_crop(x, padding, value=0):
 def _conv_impl(x, w, *, stride, padding, dilation, lhs_dilation, groups):
     if _conv_scatter_cheaper(x, w, stride, padding, dilation, lhs_dilation, groups):
         return _conv_scatter(x, w, padding, dilation, lhs_dilation, groups)
+    if _conv_by_output_position(x, w, stride, lhs_dilation, groups):
+        return _conv_per_output(x, w, padding, dilation)
     return _conv_im2col(x, w, stride=stride, padding=padding, dilation=dilation,
                         lhs_dilation=lhs_dilation, groups=groups)
 
@@ -1129,6 +1131,30 @@ def _conv_scatter(x, w, padding, dilation, lhs_dilation, groups):
         else:
             out[tuple(dst)] += z[t][tuple(src)]
     return np.ascontiguousarray(out.swapaxes(0, 1))
+
+
+def _conv_by_output_position(x, w, stride, lhs_dilation, groups):
+    """A kernel much larger than the output (the VJP wrt w: g is the kernel): one
+    (N, C * K) @ (C * K, O) product per output position beats one im2col copy whose
+    innermost axis is the short output row."""
+    if groups != 1 or any(s != 1 for s in stride) or any(d != 1 for d in lhs_dilation):
+        return False
+    out = math.prod(max(n - k + 1, 0) for n, k in zip(x.shape[2:], w.shape[2:], strict=True))
+    return 0 < 2 * out <= math.prod(w.shape[2:]) and x.dtype.kind in "fc"
+
+
+def _conv_per_output(x, w, padding, dilation):
+    x = _pad_crop(x, padding)
+    n, o, k = x.shape[0], w.shape[0], w.shape[2:]
+    out_sp = tuple(m - _dilate(kk, d) + 1 for m, kk, d in zip(x.shape[2:], k, dilation,
+                                                               strict=True))
+    wm = w.reshape(o, -1).T
+    out = np.empty((n, o) + out_sp, np.result_type(x, w))
+    for pos in np.ndindex(*out_sp):
+        win = x[(slice(None),) * 2 + tuple(slice(p, p + _dilate(kk, d), d)
+                                           for p, kk, d in zip(pos, k, dilation, strict=True))]
+        out[(slice(None),) * 2 + pos] = win.reshape(n, -1) @ wm
+    return out
 
 
 # ---- end perf: conv by scatter ----------------------------------------------------------
