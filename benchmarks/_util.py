@@ -3,9 +3,12 @@
 One timing routine, ``compare``: every candidate is calibrated to a batch of
 calls that takes at least ``min_batch_s``, then the candidates take turns, one
 batch each per round, so a neighbour's job slowing the machine down slows all
-of them alike. Tables report the fastest round of each (the least disturbed by
-other jobs on a shared machine) and their ratio; the range of the per-round
-(paired) ratios is reported beside it as the noise.
+of them alike. Tables report the median round of each and the ratio of those
+medians; the range of the per-round (paired) ratios is reported beside it as the
+noise. Each round also records the process's CPU time beside the wall time: with
+the process pinned to one CPU (``pin_threads``), CPU/wall below 1 means the
+candidate waited (another job had the core, or it blocked on a worker thread),
+and above 1 means it ran threads on other cores.
 """
 from __future__ import annotations
 
@@ -25,6 +28,13 @@ class Timing:
 
     per_round: list[float] = field(default_factory=list)
     calls_per_round: int = 1
+    cpu_per_round: list[float] = field(default_factory=list)  # process CPU s per call
+
+    @property
+    def cpu_over_wall(self) -> float:
+        """Median over the rounds of the process's CPU time / wall time."""
+        return statistics.median(c / w for c, w in zip(self.cpu_per_round, self.per_round,
+                                                        strict=True))
 
     @property
     def median(self) -> float:
@@ -41,10 +51,16 @@ class Timing:
 
 
 def _batch(fn: Callable[[], object], n: int) -> float:
+    return _timed_batch(fn, n)[0]
+
+
+def _timed_batch(fn: Callable[[], object], n: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of n calls."""
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for _ in range(n):
         fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _calibrate(fn: Callable[[], object], min_batch_s: float) -> int:
@@ -74,14 +90,24 @@ def compare(candidates: dict[str, Callable[[], object]], *, rounds: int = 7,
     for _ in range(rounds):
         for name, fn in candidates.items():
             gc.collect()
-            out[name].per_round.append(_batch(fn, counts[name]) / counts[name])
+            wall, cpu = _timed_batch(fn, counts[name])
+            out[name].per_round.append(wall / counts[name])
+            out[name].cpu_per_round.append(cpu / counts[name])
     return out
 
 
 def ratio(a: Timing, b: Timing) -> tuple[float, float, float]:
-    """a/b on the fastest rounds, and the min and max of a/b over the paired rounds."""
+    """a/b of the median rounds, and the min and max of a/b over the paired rounds."""
     r = [x / y for x, y in zip(a.per_round, b.per_round, strict=False)]
-    return a.min / b.min, min(r), max(r)
+    return a.median / b.median, min(r), max(r)
+
+
+def cpu_line(timings: dict[str, Timing], names: dict[str, str] | None = None) -> str:
+    """One footer line: CPU time / wall time of each candidate (median over rounds)."""
+    names = names or {}
+    parts = [f"{names.get(k, k)} {t.cpu_over_wall:.2f}" for k, t in timings.items()
+             if t.cpu_per_round]
+    return "CPU/wall (process CPU time over wall time, median of rounds): " + ", ".join(parts)
 
 
 def time_once(fn: Callable[[], object]) -> float:
@@ -101,7 +127,10 @@ def pin_threads(argv: list[str] | None = None, default: int = 1) -> int:
     Must run before numpy or jax is imported: BLAS and XLA read their thread
     counts from the environment when they load. The default is one thread, because
     on a small machine shared with other jobs a multi-threaded BLAS mostly measures
-    the scheduler (threads spin-waiting on a busy core).
+    the scheduler (threads spin-waiting on a busy core). With one thread the whole
+    process is also pinned to one CPU (``os.sched_setaffinity``): XLA keeps worker
+    threads of its own whatever the flags say, and pinned they share the one core
+    with the caller, as torch's single thread does.
     """
     import argparse
     ap = argparse.ArgumentParser(add_help=False)
@@ -114,10 +143,53 @@ def pin_threads(argv: list[str] | None = None, default: int = 1) -> int:
     for var in THREAD_ENV:
         os.environ[var] = str(n)
     if n == 1:
+        pin_cpu()
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
                                    "intra_op_parallelism_threads=1").strip()
     return n
+
+
+def pin_cpu() -> int | None:
+    """Pin this process (all its threads, present and future) to one CPU it may run on.
+
+    Returns the CPU, or None where the OS has no affinity call (then nothing is pinned).
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = _idlest(allowed)
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def _idlest(cpus: list[int], window_s: float = 0.2) -> int:
+    """The CPU of ``cpus`` that was idlest over a short window (/proc/stat), else the first:
+    on a shared machine, pinning every benchmark to CPU 0 would stack them on one core."""
+    def idle():
+        out = {}
+        try:
+            with open("/proc/stat") as f:
+                for ln in f:
+                    name, *vals = ln.split()
+                    if name.startswith("cpu") and name[3:].isdigit():
+                        out[int(name[3:])] = int(vals[3]) + int(vals[4])  # idle + iowait
+        except (OSError, ValueError, IndexError):
+            return {}
+        return out
+    a = idle()
+    time.sleep(window_s)
+    b = idle()
+    scored = [(b[c] - a[c], -c) for c in cpus if c in a and c in b]
+    return -max(scored)[1] if scored else cpus[0]
+
+
+def pinned_cpus() -> str:
+    if not hasattr(os, "sched_getaffinity"):
+        return "affinity unknown (no os.sched_getaffinity)"
+    cpus = sorted(os.sched_getaffinity(0))
+    return f"process pinned to CPU {cpus[0]}" if len(cpus) == 1 else \
+        f"process may run on CPUs {cpus}"
 
 
 def set_torch_threads(torch, n: int) -> None:
@@ -180,9 +252,9 @@ def tracegrad_source() -> str:
 
 def env_lines(torch=None) -> list[str]:
     import numpy as np
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = os.cpu_count()
     lines = [f"python {platform.python_version()}, numpy {np.__version__}, {cores} cores, "
-             f"load average {os.getloadavg()[0]:.2f} at start"]
+             f"{pinned_cpus()}, load average {os.getloadavg()[0]:.2f} at start"]
     lines.append(f"tracegrad: {tracegrad_source()}")
     lines.append(f"numpy BLAS: {blas_summary()}")
     if "jax" in sys.modules:

@@ -17,14 +17,11 @@ hand-written step's losses agree.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from _util import pin_threads
 
-THREADS = pin_threads()  # before numpy and jax are imported
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+THREADS = pin_threads()  # before numpy and jax are imported (and pins to one CPU)
 
 import jax  # noqa: E402  (after pin_threads)
 import jax.numpy as jnp  # noqa: E402  (after pin_threads)

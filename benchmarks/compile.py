@@ -15,7 +15,7 @@ Rows:
     result and the call alone (dispatch);
   * trace + passes time vs graph size (about 1k, 10k, 100k equations).
 
-Prints one table from one run. Times are the fastest of interleaved rounds (steady
+Prints one table from one run. Times are the median of interleaved rounds (steady
 state: pooled over a few fresh processes, as XLA's step time moves with where its
 threads land; first calls: alternating fresh processes); ratios are tracegrad/peer of
 those, and "spread" is the range of the per-round (paired) ratios: the run's noise.
@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402  (after pin_threads)
 from _util import (  # noqa: E402  (after pin_threads)
     Timing,
     compare,
+    cpu_line,
     env_lines,
     fmt_time,
     optional_torch,
@@ -184,7 +185,10 @@ def steady_child(model, rounds, min_batch) -> dict:
     t = compare(cands, rounds=rounds, min_batch_s=min_batch)
     info = comp.cache_info()
     assert info.hits > 0, f"{label}: compiled step never hit its cache ({info})"
-    return {name: v.per_round for name, v in t.items()}
+    return {name: [v.per_round, v.cpu_per_round] for name, v in t.items()}
+
+
+_CPU_NOTES: list[str] = []  # CPU/wall per candidate of each steady-state model
 
 
 def steady_rows(model, processes, rounds, min_batch):
@@ -194,18 +198,20 @@ def steady_rows(model, processes, rounds, min_batch):
     label, _, _, _, target_jax, target_torch = _MODELS[model]
     t: dict[str, Timing] = {}
     for _ in range(processes):
-        for name, per_round in _child(["--steady", model, "--rounds", str(rounds),
-                                       "--min-batch", str(min_batch)]).items():
+        for name, (per_round, cpu) in _child(["--steady", model, "--rounds", str(rounds),
+                                              "--min-batch", str(min_batch)]).items():
             t.setdefault(name, Timing()).per_round.extend(per_round)
+            t[name].cpu_per_round.extend(cpu)
+    _CPU_NOTES.append(f"{label}: " + cpu_line(t).split(": ", 1)[1])
 
     def row(what, peer_name, peer, target, ours="compile"):
         c = t[ours]
         if peer not in t:
-            return [f"{label}: {what}", fmt_time(c.min, "ms"), peer_name, "n/a", "n/a",
+            return [f"{label}: {what}", fmt_time(c.median, "ms"), peer_name, "n/a", "n/a",
                     _target_text(target), "n/a", "n/a"]
         r, lo, hi = ratio(c, t[peer])
-        return [f"{label}: {what}", fmt_time(c.min, "ms"), peer_name,
-                fmt_time(t[peer].min, "ms"), f"{r:.2f}x", _target_text(target),
+        return [f"{label}: {what}", fmt_time(c.median, "ms"), peer_name,
+                fmt_time(t[peer].median, "ms"), f"{r:.2f}x", _target_text(target),
                 _met(r, target), f"{lo:.2f}-{hi:.2f}x"]
 
     return [row("compiled step vs jax.jit", "jax.jit", "jax", target_jax),
@@ -313,7 +319,7 @@ def cache_hit_rows(rounds, min_batch):
                              ("call alone (dispatch)", "tg call", "jax call")):
         r, lo, hi = ratio(t[ours], t[peer])
         rows.append([f"cache-hit call, x * 2 + 1 on float32[3]: {what}",
-                     fmt_time(t[ours].min, "us"), "jax.jit", fmt_time(t[peer].min, "us"),
+                     fmt_time(t[ours].median, "us"), "jax.jit", fmt_time(t[peer].median, "us"),
                      f"{r:.2f}x", _target_text(2.0), _met(r, 2.0), f"{lo:.2f}-{hi:.2f}x"])
     return rows
 
@@ -410,9 +416,10 @@ def main(argv=None):
     rows += sc_rows
 
     footer = [
-        f"steady state: ms/step, fastest of {steady_rounds} interleaved rounds after warm-up in "
+        f"steady state: ms/step, median of {steady_rounds} interleaved rounds after warm-up in "
         f"each of {args.processes} fresh processes, pooled; ratio = tracegrad/peer of those; "
         "spread = min-max of the per-round ratios (noise)",
+        *_CPU_NOTES,
         f"seed net {'x'.join(map(str, SEED_SHAPE))}, by-hand SGD; MLP "
         f"{'x'.join(map(str, MLP_SHAPE))}, Linear+ReLU+Linear, cross_entropy, SGD; float32",
         f"first calls: fresh process each, after a shared warm-up, fastest of "

@@ -7,7 +7,7 @@ Rows:
     then sum): per-op overhead of the tape, forward and forward+backward;
   * one training step of the seed two-layer net (64x1000x100x10, by-hand SGD).
 
-Prints one table from one run. Times are the fastest of interleaved rounds; the
+Prints one table from one run. Times are the median of interleaved rounds; the
 ratio is tracegrad/torch of those, and "spread" is the range of the per-round
 tracegrad/torch ratios (the run's noise).
 """
@@ -102,6 +102,10 @@ def _bind(case):
     return lambda: step(*args)
 
 
+def _cpu(t):
+    return " / ".join(f"{v.cpu_over_wall:.2f}" for v in t.values())
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
@@ -132,25 +136,26 @@ def main(argv=None):
         if pfn is not None:
             cands["torch"] = pfn
         t = compare(cands, rounds=args.rounds, min_batch_s=args.min_batch)
-        tg_s = t["tracegrad"].min / per
+        tg_s = t["tracegrad"].median / per
         if pfn is None:
             rows.append([label, fmt_time(tg_s, unit), "n/a", "n/a",
                          f"<= {target}x" if target else "-", "n/a",
-                         f"{t['tracegrad'].spread:.0%} (tg alone)"])
+                         f"{t['tracegrad'].spread:.0%} (tg alone)", _cpu(t)])
             continue
         r, lo, hi = ratio(t["tracegrad"], t["torch"])
         met = "-" if target is None else ("yes" if r <= target else "NO")
-        rows.append([label, fmt_time(tg_s, unit), fmt_time(t["torch"].min / per, unit),
+        rows.append([label, fmt_time(tg_s, unit), fmt_time(t["torch"].median / per, unit),
                      f"{r:.2f}x", f"<= {target}x" if target else "(info)", met,
-                     f"{lo:.2f}-{hi:.2f}x"])
+                     f"{lo:.2f}-{hi:.2f}x", _cpu(t)])
 
     footer = [f"per op = chain time / {CHAIN_OPS} forward ops (150 elementwise + sum); "
               "chain input: float32[3] with requires_grad=True",
-              f"times: fastest of {args.rounds} interleaved rounds; ratio = tracegrad/torch of "
+              f"times: median of {args.rounds} interleaved rounds; ratio = tracegrad/torch of "
               f"those; spread = min-max of the {args.rounds} per-round ratios (noise)"]
     footer += env_lines(torch)
     print_table("tracegrad eager vs torch eager", ["benchmark", "tracegrad", "torch", "ratio",
-                                                    "target", "met?", "spread"], rows, footer)
+                                                    "target", "met?", "spread",
+                                                    "CPU/wall tg/torch"], rows, footer)
 
 
 if __name__ == "__main__":

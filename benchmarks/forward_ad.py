@@ -12,7 +12,7 @@ Rows:
     elementwise chain on a 3-element tensor, forward + backward (per-op overhead),
     and one training step of the seed two-layer net (64x1000x100x10).
 
-Times are the fastest of interleaved rounds; "B/A" is their ratio and "spread"
+Times are the median of interleaved rounds; "B/A" is their ratio and "spread"
 the range of the per-round ratios (the run's noise).
 """
 from __future__ import annotations
@@ -141,8 +141,8 @@ def main(argv=None) -> int:
                          derived_jvp(prim, xs, params, out, ts)},
                     rounds=args.rounds, min_batch_s=0.03)
         r, lo, hi = ratio(t["derived"], t["explicit"])
-        rows.append([f"jvp {label} {list(xs[0].shape)}", fmt_time(t["op"].min, "us"),
-                     fmt_time(t["explicit"].min, "us"), fmt_time(t["derived"].min, "us"),
+        rows.append([f"jvp {label} {list(xs[0].shape)}", fmt_time(t["op"].median, "us"),
+                     fmt_time(t["explicit"].median, "us"), fmt_time(t["derived"].median, "us"),
                      f"{r:.2f}x", f"{lo:.2f}-{hi:.2f}"])
 
     x = tg.tensor([0.1, 0.2, 0.3], requires_grad=True)
@@ -155,8 +155,8 @@ def main(argv=None) -> int:
             r, lo, hi = ratio(t["on"], t["off"])
             label = {"anomaly": "anomaly mode", "profiler": "profiler on",
                      "dual_level": "dual level open, no duals"}[mode]
-            rows.append([f"{wname}: {label}", "", fmt_time(t["off"].min, "us"),
-                         fmt_time(t["on"].min, "us"), f"{r:.2f}x", f"{lo:.2f}-{hi:.2f}"])
+            rows.append([f"{wname}: {label}", "", fmt_time(t["off"].median, "us"),
+                         fmt_time(t["on"].median, "us"), f"{r:.2f}x", f"{lo:.2f}-{hi:.2f}"])
 
     print_table("tracegrad forward mode / anomaly mode / profiler costs (float32)",
                 ["case", "op", "A (explicit / off)", "B (derived / on)", "B/A", "spread"],

@@ -6,7 +6,7 @@ Rows: rand, randn (float32 and float64) and randint of 1000x100, randperm(10000)
 nn.Linear(1000, 100) construction (kaiming-uniform init), dropout on 1000x100.
 Each tracegrad/torch pair draws the same numbers (see tracegrad/random.py).
 
-Prints one table from one run. Times are the fastest of interleaved rounds; the
+Prints one table from one run. Times are the median of interleaved rounds; the
 ratio is tracegrad/torch of those, and "spread" is the range of the per-round
 tracegrad/torch ratios (the run's noise).
 """
@@ -48,6 +48,10 @@ def cases(lib):
     ]
 
 
+def _cpu(t):
+    return " / ".join(f"{v.cpu_over_wall:.2f}" for v in t.values())
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
@@ -66,17 +70,20 @@ def main(argv=None):
         cands = {"tracegrad": tfn} if pfn is None else {"tracegrad": tfn, "torch": pfn}
         t = compare(cands, rounds=args.rounds, min_batch_s=args.min_batch)
         if pfn is None:
-            rows.append([label, fmt_time(t["tracegrad"].min, "ms"), "n/a", "n/a", "n/a"])
+            rows.append([label, fmt_time(t["tracegrad"].median, "ms"), "n/a", "n/a", "n/a",
+                         _cpu(t)])
             continue
         r, lo, hi = ratio(t["tracegrad"], t["torch"])
-        rows.append([label, fmt_time(t["tracegrad"].min, "ms"), fmt_time(t["torch"].min, "ms"),
-                     f"{r:.2f}x", f"{lo:.2f}-{hi:.2f}x"])
+        rows.append([label, fmt_time(t["tracegrad"].median, "ms"),
+                     fmt_time(t["torch"].median, "ms"), f"{r:.2f}x", f"{lo:.2f}-{hi:.2f}x",
+                     _cpu(t)])
 
-    footer = [f"times: fastest of {args.rounds} interleaved rounds; ratio = tracegrad/torch of "
+    footer = [f"times: median of {args.rounds} interleaved rounds; ratio = tracegrad/torch of "
               f"those; spread = min-max of the {args.rounds} per-round ratios (noise)"]
     footer += env_lines(torch)
     print_table("random numbers: tracegrad vs torch (CPU)",
-                ["benchmark", "tracegrad", "torch", "ratio", "spread"], rows, footer)
+                ["benchmark", "tracegrad", "torch", "ratio", "spread",
+                 "CPU/wall tg/torch"], rows, footer)
 
 
 if __name__ == "__main__":

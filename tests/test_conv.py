@@ -378,3 +378,78 @@ def test_compiled_eval_forward_equals_eager():
     fwd = tg.compile(model)
     fwd(x)
     np.testing.assert_allclose(_np(fwd(x)), _np(model(x)), rtol=1e-5, atol=1e-6)
+
+
+# ---- perf (issue 14): conv by scatter (NOTE: [Conv by scatter]) --------------------------
+
+def _conv_params(rng, nsp):
+    groups = int(rng.choice([1, 2]))
+    c, o = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+    k, sp = tuple(rng.integers(1, 4, nsp)), tuple(rng.integers(1, 7, nsp))
+    params = dict(stride=(1,) * nsp, dilation=tuple(int(d) for d in rng.integers(1, 3, nsp)),
+                  lhs_dilation=tuple(int(d) for d in rng.integers(1, 3, nsp)),
+                  padding=tuple((int(rng.integers(-1, 4)), int(rng.integers(-1, 4)))
+                                for _ in range(nsp)), groups=groups)
+    return rng.standard_normal((2, c) + sp), rng.standard_normal((o, c // groups) + k), params
+
+
+@pytest.mark.parametrize("nsp", [1, 2, 3])
+def test_conv_scatter_and_per_output_equal_im2col(nsp):
+    # the three orders of the same sums, on random shapes, paddings (crops too), dilations,
+    # input dilations and groups, in float64 and float32
+    from tracegrad import primitives as P
+    rng = np.random.default_rng(nsp)
+    checked = per_out = 0
+    for _ in range(80):
+        x, w, params = _conv_params(rng, nsp)
+        try:
+            P._conv_shape(tg.tensor(x), tg.tensor(w), **params)
+        except P.ShapeError:
+            continue
+        want = P._conv_im2col(x, w, **params)
+        got = P._conv_scatter(x, w, params["padding"], params["dilation"],
+                              params["lhs_dilation"], params["groups"])
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str(params))
+        got32 = P._conv_scatter(x.astype(np.float32), w.astype(np.float32), params["padding"],
+                                params["dilation"], params["lhs_dilation"], params["groups"])
+        assert got32.dtype == np.float32
+        np.testing.assert_allclose(got32, want, rtol=1e-4, atol=1e-4)
+        if params["groups"] == 1 and all(d == 1 for d in params["lhs_dilation"]):
+            # the per-output-position path (any kernel size; chosen for large kernels)
+            per = P._conv_per_output(x, w, params["padding"], params["dilation"])
+            assert per.shape == want.shape and per.dtype == want.dtype
+            np.testing.assert_allclose(per, want, rtol=1e-12, atol=1e-12, err_msg=str(params))
+            per_out += 1
+        checked += 1
+    assert checked > 30 and per_out > 2
+
+
+def test_conv_grads_take_the_fast_paths_and_match_torch():
+    torch = pytest.importorskip("torch")
+    from tracegrad import primitives as P
+    rng = np.random.default_rng(0)
+    xa = rng.standard_normal((4, 6, 12, 12)).astype(np.float32)
+    wa = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    # the VJP wrt x of this conv (LeNet's second) is a conv of g padded by 4: scatter
+    g = np.zeros((4, 16, 8, 8), np.float32)
+    wt = np.zeros((6, 16, 5, 5), np.float32)
+    assert P._conv_scatter_cheaper(g, wt, (1, 1), ((4, 4), (4, 4)), (1, 1), (1, 1), 1)
+    assert not P._conv_scatter_cheaper(xa, wa, (1, 1), ((0, 0),) * 2, (1, 1), (1, 1), 1)
+    # its VJP wrt w convolves x (C, N, 12, 12) with g (O, N, 8, 8): per output position
+    assert P._conv_by_output_position(np.zeros((6, 4, 12, 12)), np.zeros((16, 4, 8, 8)),
+                                      (1, 1), (1, 1), 1)
+    assert not P._conv_by_output_position(xa, wa, (1, 1), (1, 1), 1)
+    for stride, padding, groups in [(1, 0, 1), (2, 1, 1), (1, 2, 2), (3, 0, 2)]:
+        w = wa[:, : 6 // groups]
+        x, wt_ = tg.tensor(xa, requires_grad=True), tg.tensor(w, requires_grad=True)
+        tx, tw = torch.tensor(xa, requires_grad=True), torch.tensor(w, requires_grad=True)
+        out = tg.nn.functional.conv2d(x, wt_, stride=stride, padding=padding, groups=groups)
+        tout = torch.nn.functional.conv2d(tx, tw, stride=stride, padding=padding, groups=groups)
+        gy = rng.standard_normal(tuple(tout.shape)).astype(np.float32)
+        out.backward(tg.tensor(gy))
+        tout.backward(torch.tensor(gy))
+        np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-5,
+                                   atol=1e-4)
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(wt_.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=1e-4)

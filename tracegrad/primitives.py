@@ -187,11 +187,25 @@ def _sigmoid_impl(x):
     return _special.expit(x).astype(x.dtype, copy=False)
 
 
+_SQRT_HALF = math.sqrt(0.5)  # M_SQRT1_2
+
+
 def _gelu_impl(x, *, approximate):
     if approximate == "tanh":
         c = np.asarray(math.sqrt(2.0 / math.pi), x.dtype)
         return (0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3)))).astype(x.dtype)
-    return (0.5 * x * (1.0 + _special.erf(x / np.sqrt(2.0)))).astype(x.dtype)
+    if x.dtype.kind != "f":
+        return (0.5 * x * (1.0 + _special.erf(x * _SQRT_HALF))).astype(x.dtype)
+    if x.dtype.itemsize < 4:  # half: in float32, as torch's opmath does
+        return _gelu_impl(x.astype(np.float32), approximate=approximate).astype(x.dtype)
+    # torch: x * 0.5 * (1 + erf(x * M_SQRT1_2)), all in x's dtype (a float64 scalar such as
+    # np.sqrt(2.0) would promote a float32 array to float64 under NumPy 2's rules)
+    e = _special.erf(x * np.asarray(_SQRT_HALF, x.dtype))
+    e = e.astype(x.dtype, copy=False)
+    e += 1
+    e *= x
+    e *= 0.5
+    return e
 
 
 def _gelu_vjp(g, out, x, *, approximate):
@@ -1052,6 +1066,15 @@ def _pad_crop(x, padding, value=0):
 
 
 def _conv_impl(x, w, *, stride, padding, dilation, lhs_dilation, groups):
+    if _conv_scatter_cheaper(x, w, stride, padding, dilation, lhs_dilation, groups):
+        return _conv_scatter(x, w, padding, dilation, lhs_dilation, groups)
+    if _conv_by_output_position(x, w, stride, lhs_dilation, groups):
+        return _conv_per_output(x, w, padding, dilation)
+    return _conv_im2col(x, w, stride=stride, padding=padding, dilation=dilation,
+                        lhs_dilation=lhs_dilation, groups=groups)
+
+
+def _conv_im2col(x, w, *, stride, padding, dilation, lhs_dilation, groups):
     if any(d > 1 for d in lhs_dilation):
         spread = np.zeros(x.shape[:2] + tuple(_dilate(n, d) for n, d in
                                               zip(x.shape[2:], lhs_dilation, strict=True)), x.dtype)
@@ -1068,6 +1091,82 @@ def _conv_impl(x, w, *, stride, padding, dilation, lhs_dilation, groups):
     cols = win.transpose(perm).reshape(groups, (c // groups) * math.prod(k), -1)
     out = np.matmul(w.reshape(groups, o // groups, -1), cols).reshape((o, n) + out_sp)
     return np.ascontiguousarray(out.swapaxes(0, 1))
+
+
+# ---- perf (issue 14): conv as a scatter of per-tap products ----------------------------
+# NOTE: [Conv by scatter] im2col copies C * K values per output position, so a conv whose
+# output is much larger than its input (the VJP wrt x: g padded by k - 1 and, with a
+# stride, input-dilated) spends its time copying zeros. Unit window stride allows the
+# other order, torch's col2im: one matmul of every tap's (O, C) weights with the
+# undilated, unpadded input, (K, O, C) @ (C, N * U), then each tap's (O, N, *U) product
+# added into the output at its offset (every ld-th position when input-dilated by ld).
+# Same sums, another order: the results agree with im2col to rounding.
+
+def _conv_scatter_cheaper(x, w, stride, padding, dilation, lhs_dilation, groups):
+    if any(s != 1 for s in stride) or x.dtype.kind not in "fc":
+        return False
+    sp, k = x.shape[2:], w.shape[2:]
+    padded = [_dilate(n, ld) + lo + hi for n, ld, (lo, hi) in
+              zip(sp, lhs_dilation, padding, strict=True)]
+    out = [p - _dilate(kk, d) + 1 for p, kk, d in zip(padded, k, dilation, strict=True)]
+    if min(out, default=1) <= 0 or 0 in x.shape[:2] or w.shape[0] == 0:
+        return False
+    # values made: O * U (scatter) against C * OUT (im2col copy, plus its padded input)
+    return 2 * w.shape[0] * math.prod(sp) < x.shape[1] * math.prod(out)
+
+
+def _conv_scatter(x, w, padding, dilation, lhs_dilation, groups):
+    n, c, sp = x.shape[0], x.shape[1], x.shape[2:]
+    o, k = w.shape[0], w.shape[2:]
+    taps = math.prod(k)
+    out_sp = tuple(_dilate(u, ld) + lo + hi - _dilate(kk, d) + 1 for u, ld, (lo, hi), kk, d in
+                   zip(sp, lhs_dilation, padding, k, dilation, strict=True))
+    # (K, G, O/G, C/G) @ (G, C/G, N * U) -> (K, O, N, *U)
+    wk = np.moveaxis(w.reshape((groups, o // groups, c // groups, taps)), -1, 0)
+    xc = np.moveaxis(x.reshape((n, groups, c // groups, -1)), 0, 2)
+    z = np.matmul(wk, xc.reshape(groups, c // groups, -1)).reshape((taps, o, n) + sp)
+    out = np.zeros((o, n) + out_sp, np.result_type(x, w))
+    for t, tap in enumerate(np.ndindex(*k)):
+        dst, src = [slice(None)] * 2, [slice(None)] * 2
+        for i, u, ld, (lo, _), d, m in zip(tap, sp, lhs_dilation, padding, dilation, out_sp,
+                                          strict=True):
+            shift = lo - i * d                    # input u lands at y = u * ld + shift
+            u0 = max(0, -(shift // ld))           # first u with y >= 0
+            u1 = min(u, (m - 1 - shift) // ld + 1)  # one past the last u with y < m
+            if u1 <= u0:
+                break
+            dst.append(slice(u0 * ld + shift, (u1 - 1) * ld + shift + 1, ld))
+            src.append(slice(u0, u1))
+        else:
+            out[tuple(dst)] += z[t][tuple(src)]
+    return np.ascontiguousarray(out.swapaxes(0, 1))
+
+
+def _conv_by_output_position(x, w, stride, lhs_dilation, groups):
+    """A kernel much larger than the output (the VJP wrt w: g is the kernel): one
+    (N, C * K) @ (C * K, O) product per output position beats one im2col copy whose
+    innermost axis is the short output row."""
+    if groups != 1 or any(s != 1 for s in stride) or any(d != 1 for d in lhs_dilation):
+        return False
+    out = math.prod(max(n - k + 1, 0) for n, k in zip(x.shape[2:], w.shape[2:], strict=True))
+    return 0 < 2 * out <= math.prod(w.shape[2:]) and x.dtype.kind in "fc"
+
+
+def _conv_per_output(x, w, padding, dilation):
+    x = _pad_crop(x, padding)
+    n, o, k = x.shape[0], w.shape[0], w.shape[2:]
+    out_sp = tuple(m - _dilate(kk, d) + 1 for m, kk, d in zip(x.shape[2:], k, dilation,
+                                                               strict=True))
+    wm = w.reshape(o, -1).T
+    out = np.empty((n, o) + out_sp, np.result_type(x, w))
+    for pos in np.ndindex(*out_sp):
+        win = x[(slice(None),) * 2 + tuple(slice(p, p + _dilate(kk, d), d)
+                                           for p, kk, d in zip(pos, k, dilation, strict=True))]
+        out[(slice(None),) * 2 + pos] = win.reshape(n, -1) @ wm
+    return out
+
+
+# ---- end perf: conv by scatter ----------------------------------------------------------
 
 
 def _conv_shape(x, w, *, stride, padding, dilation, lhs_dilation, groups):
