@@ -1911,14 +1911,10 @@ def _meta_state_build(op):
 
 
 row("w.t_() on a closure tensor inside the function (flips each call)",
-    step=lambda s, i: (s._f(s.x), tuple(s.w.shape)),
-    xfail="call 2: compiled w stays (3, 2) vs eager (2, 3): an in-place view op on state "
-          "while tracing is neither a side effect (eager fallback) nor replayed")(
+    step=lambda s, i: (s._f(s.x), tuple(s.w.shape)))(
     _meta_state_build(lambda w: w.t_()))
 row("w.unsqueeze_(0) on a closure tensor inside the function (grows each call)",
-    step=lambda s, i: (s._f(s.x), tuple(s.w.shape)),
-    xfail="call 2: compiled w stays (1, 2, 3) vs eager (1, 1, 2, 3): an in-place view op "
-          "on state while tracing is not replayed")(
+    step=lambda s, i: (s._f(s.x), tuple(s.w.shape)))(
     _meta_state_build(lambda w: w.unsqueeze_(0)))
 
 

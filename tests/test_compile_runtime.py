@@ -358,3 +358,13 @@ def test_generated_jax_has_no_self_assignments():
     src = f.explain(x, w).source
     assert "jnp.sin" in src
     assert not [ln for ln in src.splitlines() if re.match(r"\s*(\w+) = \1\s*$", ln)], src
+
+
+def test_an_in_place_shape_change_of_state_between_calls_retraces():
+    w = tg.ones(3)
+    f = tg.compile(lambda x: x * w)
+    x = tg.arange(3.)
+    _steps(3, f, x)
+    w.unsqueeze_(0)  # outside the compiled function: the state tensor's shape changes
+    assert tuple(f(x).shape) == tuple((x * w).shape) == (1, 3)
+    assert "shape (3,) -> (1, 3)" in f.recompile_reasons[-1]

@@ -13,6 +13,7 @@ from . import dtypes, functions as F, primitives as P
 from ._storage import make_writable
 from .autograd.grad_mode import _state as _grad_state
 from .tensor import (
+    META_EPOCH as _META_EPOCH,
     Tensor,
     _on_inplace,
     _op_state,
@@ -160,6 +161,10 @@ def _reshape_inplace(fn):
         alias._fw_grad = self._fw_grad  # a forward-mode tangent follows the data
         out = fn(alias, *args)
         self._data = out._data
+        _META_EPOCH[0] += 1  # the shape changed (NOTE: [Tensor meta epoch])
+        tracer = trace_state.current
+        if tracer is not None:
+            tracer.note_meta_write(self, fn)
         if view is not None:
             self._view = out._view
         if out.grad_fn is not None:

@@ -97,6 +97,9 @@ class TracingContext:
     def note_hook(self, t) -> None:
         """``t.register_hook`` was called while tracing."""
 
+    def note_meta_write(self, t, op) -> None:
+        """An in-place op changed ``t``'s shape while tracing (``unsqueeze_``, ``t_``)."""
+
     def graph_break(self, reason: str, depth: int = 3) -> None:
         """Python needs a value the graph cannot give: stop recording (Tracer)."""
 

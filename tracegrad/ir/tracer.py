@@ -233,6 +233,13 @@ class Tracer(TracingContext):
         h = t.__dict__.get("_hooks")
         self._meta.append((t, name, tuple(t.shape), t.dtype, t._rg, len(h) if h else 0))
 
+    def note_meta_write(self, t, op) -> None:
+        """An in-place op changed the shape of ``t``; on a tensor from outside the call
+        that is Python state compiled calls would not change again."""
+        if self.recording and self.hooked_state is None \
+                and not any(r() is t for r in self._created):
+            self.hooked_state = f"an in-place shape change of {tensor_name(t)}"
+
     def meta_change(self) -> str | None:
         if self.hooked_state is not None:
             return f"{self.hooked_state} on a tensor from outside the function"
