@@ -14,6 +14,7 @@ import weakref
 import numpy as np
 
 from . import _storage, dtypes
+from ._epochs import counting
 from ._quiet import QUIET as _QUIET, enter as _quiet_enter, leave as _quiet_leave
 from ._storage import make_writable
 from .autograd import grad_mode, views as _views
@@ -53,14 +54,7 @@ class _TensorHookDict(_HookDict):
     """A tensor's hook table: adding or removing a hook moves the meta epoch."""
 
     __slots__ = ()
-
-    def __setitem__(self, k, v):
-        META_EPOCH[0] += 1
-        super().__setitem__(k, v)
-
-    def pop(self, *args):
-        META_EPOCH[0] += 1
-        return super().pop(*args)
+    locals().update(counting(_HookDict, META_EPOCH, ("__setitem__", "pop")))
 
 
 class _TraceState(threading.local):

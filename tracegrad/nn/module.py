@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 
 from .. import dtypes
+from .._epochs import counting
 from ..autograd.function import Function
 from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..autograd.graph import RemovableHandle, _HookDict
@@ -41,22 +42,7 @@ class _ModuleHookDict(_HookDict):
     """A module's hook table: adding or removing a hook moves the module epoch."""
 
     __slots__ = ()
-
-    def __setitem__(self, k, v):
-        EPOCH[0] += 1
-        super().__setitem__(k, v)
-
-    def pop(self, *args):
-        EPOCH[0] += 1
-        return super().pop(*args)
-
-    def __delitem__(self, k):
-        EPOCH[0] += 1
-        super().__delitem__(k)
-
-    def clear(self):
-        EPOCH[0] += 1
-        super().clear()
+    locals().update(counting(_HookDict, EPOCH, ("__setitem__", "pop", "__delitem__", "clear")))
 
 
 
@@ -65,22 +51,7 @@ class _ModuleTable(dict):
     (``m._buffers["x"] = t``) moves the module epoch too."""
 
     __slots__ = ()
-
-    def __setitem__(self, k, v):
-        EPOCH[0] += 1
-        super().__setitem__(k, v)
-
-    def __delitem__(self, k):
-        EPOCH[0] += 1
-        super().__delitem__(k)
-
-    def pop(self, *args):
-        EPOCH[0] += 1
-        return super().pop(*args)
-
-    def update(self, *args, **kwargs):
-        EPOCH[0] += 1
-        super().update(*args, **kwargs)
+    locals().update(counting(dict, EPOCH, ("__setitem__", "__delitem__", "pop", "update")))
 
 
 class _IncompatibleKeys(collections.namedtuple("IncompatibleKeys",

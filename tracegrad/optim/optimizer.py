@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._epochs import counting
 from ..autograd.grad_mode import enable_grad
 from ..tensor import Tensor, trace_state
 
@@ -53,19 +54,6 @@ def _check_nonnegative(what: str, value) -> None:
 EPOCH = [0]
 
 
-def _bumping(base, names):
-    """A subclass of ``base`` whose mutating methods ``names`` move the epoch."""
-    def wrap(name):
-        method = getattr(base, name)
-
-        def bumped(self, *args, **kwargs):
-            EPOCH[0] += 1
-            return method(self, *args, **kwargs)
-        bumped.__name__ = name
-        return bumped
-    return {name: wrap(name) for name in names}
-
-
 _LIST_MUTATORS = ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
                   "insert", "pop", "remove", "clear", "sort", "reverse")
 _DICT_MUTATORS = ("__setitem__", "__delitem__", "pop", "popitem", "clear", "update",
@@ -76,7 +64,7 @@ class TrackedList(list):
     """A list whose changes move the optimizer epoch (param_groups, a group's params)."""
 
     __slots__ = ()
-    locals().update(_bumping(list, _LIST_MUTATORS))
+    locals().update(counting(list, EPOCH, _LIST_MUTATORS))
 
     def __reduce__(self):
         return list, (list(self),)
@@ -86,7 +74,7 @@ class TrackedDict(dict):
     """A parameter's state dict: its changes move the optimizer epoch."""
 
     __slots__ = ()
-    locals().update(_bumping(dict, _DICT_MUTATORS))
+    locals().update(counting(dict, EPOCH, _DICT_MUTATORS))
 
     def __reduce__(self):
         return dict, (dict(self),)
@@ -96,7 +84,7 @@ class TrackedState(defaultdict):
     """``Optimizer.state``: a defaultdict of TrackedDicts whose changes move the epoch."""
 
     __slots__ = ()
-    locals().update(_bumping(defaultdict, _DICT_MUTATORS))
+    locals().update(counting(defaultdict, EPOCH, _DICT_MUTATORS))
 
     def __init__(self, items=()):
         super().__init__(TrackedDict)
@@ -158,7 +146,7 @@ class ParamGroup(dict):
             value = TrackedList(value)
         dict.__setitem__(self, key, value)
 
-    locals().update(_bumping(dict, [m for m in _DICT_MUTATORS if m != "__setitem__"]))
+    locals().update(counting(dict, EPOCH, [m for m in _DICT_MUTATORS if m != "__setitem__"]))
 
     def __getitem__(self, key):
         tracer = trace_state.current

@@ -40,7 +40,7 @@ from .guards import (
     first_failure,
 )
 from .outputs import output_plan
-from .pystate import Reach, argument_objects, module_types
+from .pystate import Reach, argument_objects
 
 
 class Entry:
@@ -103,7 +103,6 @@ class Entry:
             # the trace read this state and its arguments as different arrays: an
             # argument that is (an alias of) that state is another program
             guards.append(NotStateGuard(state))
-        Module, Optimizer = module_types()
         reach = Reach(self.fn, [*tr.python_state, *self._objects])
         dynamic = {}  # NOTE: [Dynamic hyperparameters]: (id(group), key) -> sign guarded
         for g, k, _, signed in tr.hyperparameters:
