@@ -2810,8 +2810,9 @@ def _drop(idx: Tensor, axis: _int, keepdim: _bool) -> Tensor:
 
 
 def sort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False):
-    """(values, indices) sorted along ``dim``; always stable (equal values keep their
-    order, as PyTorch's CPU sort), NaN sorted as the largest value.
+    """(values, indices) sorted along ``dim``, NaN sorted as the largest value; equal values
+    keep their order when ``stable``, else come in the order PyTorch's CPU ``std::sort``
+    leaves them (NOTE: [CPU tie order]).
 
     >>> tracegrad.sort(tracegrad.tensor([3., 1., 2.]), descending=True).indices
     tensor([0, 2, 1])
@@ -2819,7 +2820,8 @@ def sort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False
     x = _as_tensor(input)
     d = _dim(dim, x.ndim)
     v = _as_vector(x)
-    idx = _sort_index(v, d, descending)
+    idx = _sort_index(v, d, descending) if stable else apply(
+        P.cpu_sort_index_p, (v,), {"axis": d, "descending": _bool(descending)})
     values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
                    "SortBackward0")
     return _sort_t(_back_to_0d(values, x.ndim, "SortBackward0"), _back_to_0d(idx, x.ndim))
@@ -2837,7 +2839,7 @@ def msort(input) -> Tensor:
 
 def topk(input, k: _int, dim: _int = -1, largest: _bool = True, sorted: _bool = True):
     """(values, indices) of the ``k`` largest (or smallest) entries along ``dim``, in
-    order. Among equal values the earlier index comes first.
+    order. Among equal values, the index PyTorch's CPU kernel picks (NOTE: [CPU tie order]).
 
     >>> tracegrad.topk(tracegrad.tensor([1., 5., 3.]), 2).values
     tensor([5., 3.])
@@ -2847,9 +2849,8 @@ def topk(input, k: _int, dim: _int = -1, largest: _bool = True, sorted: _bool = 
     v = _as_vector(x)
     if not 0 <= k <= v.shape[d]:
         raise RuntimeError("selected index k out of range")
-    idx = _sort_index(v, d, largest)
-    if k != v.shape[d]:
-        idx = getitem(idx, (_slice(None),) * d + (_slice(0, k),))
+    idx = apply(P.topk_index_p, (v,), {"axis": d, "k": _int(k), "largest": _bool(largest),
+                                       "sorted": _bool(sorted)})
     values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
                    "TopkBackward0")
     return _topk_t(_back_to_0d(values, x.ndim, "TopkBackward0"), _back_to_0d(idx, x.ndim))
@@ -2862,7 +2863,7 @@ def kthvalue(input, k: _int, dim: _int = -1, keepdim: _bool = False):
     v = _as_vector(x)
     if not 1 <= k <= v.shape[d]:
         raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
-    idx = getitem(_sort_index(v, d, False), (_slice(None),) * d + (_slice(k - 1, k),))
+    idx = apply(P.kthvalue_index_p, (v,), {"axis": d, "k": _int(k) - 1})
     return _select_result(_kthvalue_t, x, v, idx, d, keepdim, "KthvalueBackward0")
 
 

@@ -2014,6 +2014,69 @@ JAX_HELPERS.update({"_sort_index": _sort_index_jax_fn, "_median_index": _median_
                     "_mode_index": _mode_index_jax_fn})
 
 
+# NOTE: [CPU tie order]. Among equal values, PyTorch's CPU ``sort(stable=False)``, ``topk``
+# and ``kthvalue`` return whichever index their C++ algorithm leaves in place
+# (tracegrad/_cpu_order.py replays them). No jnp sort gives that order, so the compiled
+# program calls the same NumPy kernel back (``jax.pure_callback``): compiled and eager agree.
+
+def _rows(x, axis, fn, width):
+    """fn(row) -> list of indices, for each 1-d row of x along axis; int64 (..., width)."""
+    moved = np.moveaxis(x, axis, -1)
+    flat = moved.reshape(-1, moved.shape[-1])
+    out = np.array([fn(r) for r in flat], np.int64).reshape(moved.shape[:-1] + (width,))
+    return np.ascontiguousarray(np.moveaxis(out, -1, axis))
+
+
+def _cpu_sort_index_impl(x, *, axis, descending):
+    from ._cpu_order import sort_order
+    return _rows(x, axis, lambda r: sort_order(r, descending=descending), x.shape[axis])
+
+
+def _topk_index_impl(x, *, axis, k, largest, sorted):
+    from ._cpu_order import topk_order
+    return _rows(x, axis, lambda r: topk_order(r, k, largest=largest, sorted=sorted), k)
+
+
+def _kthvalue_index_impl(x, *, axis, k):
+    from ._cpu_order import kthvalue_index
+    return _rows(x, axis, lambda r: [kthvalue_index(r, k)], 1)
+
+
+def _host_callback(impl):
+    def lower(x, **params):
+        import jax
+        import jax.numpy as jnp
+        shape, _ = impl.shape_of(x, **params)
+        out = jax.ShapeDtypeStruct(shape, jnp.int64)
+        return jax.pure_callback(lambda a: impl(np.asarray(a), **params), out, x,
+                                 vmap_method="sequential")
+    return lower
+
+
+def _topk_index_shape(x, *, axis, k, **_):
+    return x.shape[:axis] + (k,) + x.shape[axis + 1:], dtypes.int64
+
+
+for _impl, _shape in ((_cpu_sort_index_impl, lambda x, **_: (x.shape, dtypes.int64)),
+                      (_topk_index_impl, _topk_index_shape),
+                      (_kthvalue_index_impl, _kept_shape)):
+    _impl.shape_of = _shape
+
+cpu_sort_index_p = Primitive("cpu_sort_index", _cpu_sort_index_impl,
+                             _cpu_sort_index_impl.shape_of,
+                             "_cpu_sort_index({0}, axis={axis}, descending={descending})",
+                             differentiable=False, kind="index")
+topk_index_p = Primitive("topk_index", _topk_index_impl, _topk_index_shape,
+                         "_topk_index({0}, axis={axis}, k={k}, largest={largest}, "
+                         "sorted={sorted})", differentiable=False, kind="index")
+kthvalue_index_p = Primitive("kthvalue_index", _kthvalue_index_impl, _kept_shape,
+                             "_kthvalue_index({0}, axis={axis}, k={k})", differentiable=False,
+                             kind="reduction")
+JAX_HELPERS.update({"_cpu_sort_index": _host_callback(_cpu_sort_index_impl),
+                    "_topk_index": _host_callback(_topk_index_impl),
+                    "_kthvalue_index": _host_callback(_kthvalue_index_impl)})
+
+
 # diagonals: ``diagonal`` is a (writable) NumPy view, so the result is a view of its
 # input as in PyTorch; ``diag_embed`` places a last dim on the diagonal of a zero
 # tensor of ``shape``. Each is the other's VJP.
