@@ -595,3 +595,112 @@ def test_interpolate_to_an_empty_size_raises_as_torch(shape, size, mode):
     with pytest.raises(RuntimeError) as t:
         tg.nn.functional.interpolate(tg.ones(shape), size=size, mode=mode)
     assert str(t.value) == str(p.value)
+
+
+# ---- ties: the index torch's CPU kernels pick (NOTE: [CPU tie order]) --------------
+
+def _tied(seed, n, levels, nans=False):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, levels, n).astype(np.float64)
+    if nans:
+        a[rng.integers(0, n, 3)] = np.nan
+    return a
+
+
+TIE_CASES = [(seed, n, levels, nans) for seed, (n, levels, nans) in enumerate(
+    [(6, 2, False), (17, 3, False), (40, 2, True), (100, 5, False), (257, 3, True),
+     (300, 1, False)])]
+
+
+@pytest.mark.parametrize("seed,n,levels,nans", TIE_CASES)
+def test_tied_topk_kthvalue_sort_pick_torchs_indices(seed, n, levels, nans):
+    a = _tied(seed, n, levels, nans)
+    rng = np.random.default_rng(seed + 100)
+    for T_a, P_a in [(tg.tensor(a), torch.tensor(a)),
+                     (tg.tensor(a).reshape(-1, 1).expand(-1, 2).t().contiguous(), None)]:
+        if P_a is None:
+            P_a = torch.tensor(T_a.numpy())
+        for k in sorted({1, int(rng.integers(1, n + 1)), n}):
+            for largest in (True, False):
+                for srt in (True, False):
+                    got = T_a.topk(k, -1, largest, srt).indices.tolist()
+                    assert got == P_a.topk(k, -1, largest, srt).indices.tolist()
+            assert T_a.kthvalue(k).indices.tolist() == P_a.kthvalue(k).indices.tolist()
+        for desc in (True, False):
+            assert T_a.sort(descending=desc).indices.tolist() == \
+                P_a.sort(descending=desc).indices.tolist()
+            assert T_a.sort(descending=desc, stable=True).indices.tolist() == \
+                P_a.sort(descending=desc, stable=True).indices.tolist()
+            assert T_a.argsort(descending=desc).tolist() == P_a.argsort(descending=desc).tolist()
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "float32", "uint8", "bool"])
+def test_tied_sort_and_topk_of_other_dtypes_match_torch(dtype):
+    a = np.random.default_rng(7).integers(0, 3, (3, 50))
+    t, p = tg.tensor(a).to(getattr(tg, dtype)), torch.tensor(a).to(getattr(torch, dtype))
+    assert t.sort(1).indices.tolist() == p.sort(1).indices.tolist()
+    assert t.sort(0, descending=True).indices.tolist() == \
+        p.sort(0, descending=True).indices.tolist()
+    if dtype != "bool":
+        assert t.topk(5, 1).indices.tolist() == p.topk(5, 1).indices.tolist()
+        assert t.kthvalue(20, 1).indices.tolist() == p.kthvalue(20, 1).indices.tolist()
+
+
+def test_tied_topk_kthvalue_sort_compile_to_torchs_indices():
+    a = _tied(3, 60, 3).reshape(3, 20)
+
+    def f(x):
+        return (x.topk(4, 1).indices, x.kthvalue(7, 1).indices, x.sort(0).indices,
+                x.topk(6, 1, largest=False, sorted=False).indices,
+                (x.topk(3, 1).values * x.kthvalue(2, 0).values.sum()).sum())
+
+    cf = tg.compile(f)
+    x = tg.tensor(a, requires_grad=True)
+    for _ in range(3):
+        got = cf(x)
+    px = torch.tensor(a, requires_grad=True)
+    want = (px.topk(4, 1).indices, px.kthvalue(7, 1).indices, px.sort(0).indices,
+            px.topk(6, 1, largest=False, sorted=False).indices,
+            (px.topk(3, 1).values * px.kthvalue(2, 0).values.sum()).sum())
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g.detach().numpy(), w.detach().numpy())
+    got[-1].backward()
+    want[-1].backward()
+    np.testing.assert_array_equal(x.grad.numpy(), px.grad.numpy())
+
+
+# ---- writes into the part of overlapping unfold windows that shares no element -----
+
+UNFOLD_WRITES = {
+    "one element": lambda v, y: v.__setitem__((0, 0), y[0] * 3),
+    "a shared element": lambda v, y: v.__setitem__((1, 0), y[0] * 3),
+    "a window": lambda v, y: v.__setitem__(2, y * 2),
+    "a column, in place": lambda v, y: v[:, 0].mul_(2),
+    "part of a window": lambda v, y: v.__setitem__((3, slice(1, None)), y[1:]),
+}
+
+
+@pytest.mark.parametrize("name", list(UNFOLD_WRITES))
+def test_writes_into_unshared_parts_of_unfold_windows_match_torch(name):
+    def run(T):
+        a = T.arange(8., dtype=T.float64).requires_grad_()
+        y = T.tensor([2.5, -1.0, 3.0], dtype=T.float64, requires_grad=True)
+        w = a * 1
+        v = w.unfold(0, 3, 1)
+        UNFOLD_WRITES[name](v, y)
+        out = (w * T.arange(8., dtype=T.float64)).sum() + (v * v).sum()
+        ga, gy = T.autograd.grad(out, (a, y), allow_unused=True)
+        return [w.detach().numpy(), ga.numpy(), None if gy is None else gy.numpy()]
+
+    for got, want in zip(run(tg), run(torch), strict=True):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
+def test_unfold_window_write_without_grad_matches_torch():
+    for T in (tg, torch):
+        x = T.arange(6.0)
+        x.unfold(0, 3, 1)[0, 0] = 5.0
+        assert x.tolist() == [5.0, 1.0, 2.0, 3.0, 4.0, 5.0]

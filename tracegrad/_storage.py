@@ -89,6 +89,8 @@ def _uncache(arr) -> bool:
 
 
 def _make_view_writable(view, base) -> bool:
+    if view.ndim > 1 and overlaps_itself(view):  # unfold windows sharing elements
+        return False
     ours = False  # is some base one the cache made read-only (now or before)?
     while isinstance(base, np.ndarray):
         if not base.flags.writeable:
@@ -109,6 +111,25 @@ def _make_view_writable(view, base) -> bool:
     except ValueError:  # a base is still read-only
         return False
     return True
+
+
+def overlaps_itself(arr) -> bool:
+    """Whether two elements of ``arr`` share memory (overlapping ``unfold`` windows, an
+    ``expand``): PyTorch refuses in-place writes into such a tensor. Strides that nest
+    (each at least the span of the smaller ones) cannot overlap; others are checked
+    element by element."""
+    span = arr.itemsize
+    for stride, n in sorted((abs(s), n) for s, n in zip(arr.strides, arr.shape, strict=True)
+                            if n > 1):
+        if stride < span:
+            break
+        span += stride * (n - 1)
+    else:
+        return False
+    offsets = np.zeros(1, np.int64)
+    for stride, n in zip(arr.strides, arr.shape, strict=True):
+        offsets = (offsets[:, None] + np.arange(n, dtype=np.int64) * stride).reshape(-1)
+    return len(np.unique(offsets)) != offsets.size
 
 
 # ---- deferred write-back (NOTE: [Deferred write-back]) ------------------------------

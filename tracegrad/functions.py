@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from . import dtypes, primitives as P
-from ._storage import make_writable
+from ._storage import make_writable, overlaps_itself
 from .amp import autocast_mode as _amp
 from .amp.autocast_mode import state as _autocast  # NOTE: [Autocast]
 from .autograd import views as _views
@@ -1369,6 +1369,11 @@ def _index_put(base: Tensor, v: Tensor, tensors, index, name=None) -> Tensor:
 def setitem(x: Tensor, key, value) -> None:
     index, tensors = _parse_index(x, key)
     v = value if isinstance(value, Tensor) else _const(value, x.dtype)
+    if not tensors and x._data.__class__ is np.ndarray and x.ndim > 1 and \
+            overlaps_itself(x._data) and not overlaps_itself(x._data[index]):
+        # a write into part of overlapping unfold windows: torch writes just that part
+        getitem(x, key).copy_(v)
+        return
     from .autograd.grad_mode import _state
     recording = _state.enabled and (x._rg or v._rg)
     if not recording and trace_state.current is None and x._data.__class__ is np.ndarray \

@@ -2554,7 +2554,10 @@ def _unfold_impl(x, *, dim, size, step):
     shape = _unfold_geometry(x.shape, dim, size, step)
     st = x.strides
     strides = st[:dim] + (st[dim] * step,) + st[dim + 1:] + (st[dim],)
-    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=step >= size)
+    # writable: a write into windows that share elements is refused when it is made
+    # (_storage.overlaps_itself), one into a part of them that does not goes through
+    return np.lib.stride_tricks.as_strided(x, shape, strides,
+                                           writeable=x.flags.writeable)
 
 
 def _unfold_shape(x, *, dim, size, step):

@@ -121,6 +121,8 @@ def scatter(base, v, ops):
     if not ops:
         return v
     F = _late.F
+    if any(op[0] is _late.unfold_p for op in ops):
+        return _scatter_by_position(base, v, ops)
     (prim, params, in_shape), rest = ops[0], ops[1:]
     inner = None if base is None else _late.apply(prim, (base,), params)
     v = scatter(inner, v, rest)
@@ -150,6 +152,24 @@ def scatter(base, v, ops):
     if base is not None:  # pragma: no cover - expand views cannot be written to
         raise RuntimeError("cannot write through an expanded view")
     return F.sum_to(v, in_shape)
+
+
+def _scatter_by_position(base, v, ops):
+    # Through unfold windows that share elements, region-by-region scattering would put
+    # an alias's stale value over a written one: scatter by the flat position of each
+    # view element in the base instead (the view ops replayed on the positions)
+    F = _late.F
+    shape = ops[0][2]
+    n = 1
+    for d in shape:
+        n *= d
+    pos = F.reshape(replay(F.reshape(F.arange(n), shape), ops), (-1,))
+    flat_v = F.reshape(v, (-1,))
+    if base is None:
+        out = F._index_add(F.zeros((n,), dtype=v.dtype), flat_v, (pos,), (_late.TENSOR,))
+    else:
+        out = F._index_put(F.reshape(base, (-1,)), flat_v, (pos,), (_late.TENSOR,))
+    return F.reshape(out, shape)
 
 
 def check_inplace(view, node):
