@@ -653,16 +653,23 @@ def prod(input, dim=None, keepdim: _bool = False, *, dtype=None):
                  name="ProdBackward0" if dim is None else "ProdBackward1")
 
 
-def amax(input, dim=(), keepdim: _bool = False):
+def _amax_amin(extreme_p, name, input, dim, keepdim):
     x = _as_tensor(input)
-    return apply(P.amax_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)},
-                 name="AmaxBackward0")
+    axis = _axes(dim, x.ndim)
+    if x.ndim and len(axis) == x.ndim and not keepdim:
+        # amax() of all entries: reduced with keepdim, so the rule spreads a NaN result's
+        # gradient as torch's amax does (NaN everywhere), not as max() does
+        r = apply(extreme_p, (x,), {"axis": axis, "keepdim": True})
+        return _not_a_view(apply(P.reshape_p, (r,), {"shape": ()}, name=name))
+    return apply(extreme_p, (x,), {"axis": axis, "keepdim": _bool(keepdim)}, name=name)
+
+
+def amax(input, dim=(), keepdim: _bool = False):
+    return _amax_amin(P.amax_p, "AmaxBackward0", input, dim, keepdim)
 
 
 def amin(input, dim=(), keepdim: _bool = False):
-    x = _as_tensor(input)
-    return apply(P.amin_p, (x,), {"axis": _axes(dim, x.ndim), "keepdim": _bool(keepdim)},
-                 name="AminBackward0")
+    return _amax_amin(P.amin_p, "AminBackward0", input, dim, keepdim)
 
 
 _minmax = collections.namedtuple("return_types", ["values", "indices"])

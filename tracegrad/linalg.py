@@ -127,7 +127,11 @@ def qr(A, mode: str = "reduced"):
                            f"'reduced' (default), 'r', or 'complete'")
     x = F._check_linalg_input(F._as_tensor(A), "linalg.qr", square=False)
     if mode == "r":
-        return _qr_t(F.empty(0, dtype=x.dtype), F._qr_part(x, "r", "r"))
+        r = F._qr_part(x, "r", "r")
+        # Q is empty, yet part of torch's node: a backward through it raises as R's does
+        none = F.getitem(F.reshape(r, (-1,)), slice(0, 0))
+        q = F._not_a_view(apply(P.reshape_p, (none,), {"shape": (0,)}, name="LinalgQrBackward0"))
+        return _qr_t(q, r)
     return _qr_t(F._qr_part(x, "q", mode), F._qr_part(x, "r", mode))
 
 

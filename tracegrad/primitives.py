@@ -2022,7 +2022,7 @@ JAX_HELPERS.update({"_sort_index": _sort_index_jax_fn, "_median_index": _median_
 def _rows(x, axis, fn, width):
     """fn(row) -> list of indices, for each 1-d row of x along axis; int64 (..., width)."""
     moved = np.moveaxis(x, axis, -1)
-    flat = moved.reshape(-1, moved.shape[-1])
+    flat = moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
     out = np.array([fn(r) for r in flat], np.int64).reshape(moved.shape[:-1] + (width,))
     return np.ascontiguousarray(np.moveaxis(out, -1, axis))
 

@@ -1099,6 +1099,11 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
             inside = ((data >= 0) & (data <= 1)).all()  # nan is outside
         if not inside:
             raise RuntimeError("all elements of input should be between 0 and 1")
+    tdata = target.__dict__.get("_data") if isinstance(target, T.Tensor) else None
+    if tdata.__class__ is np.ndarray and trace_state.current is None:
+        with np.errstate(invalid="ignore"):
+            if not ((tdata >= 0) & (tdata <= 1)).all():
+                raise RuntimeError("all elements of target should be between 0 and 1")
     log_x = T.clamp(T.log(input), min=-100.0)
     log_1mx = T.clamp(T.log(1.0 - input), min=-100.0)
     name = "BinaryCrossEntropyBackward0"
@@ -1286,7 +1291,8 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * hardsigmoid(x), with PyTorch's gradient: 0 up to -3, x/3 + 1/2, then 1 from 3."""
     x = T._float(input)
     inner = _select(x < 3, x * (x + 3) / 6, x)
-    return _finish_act(input, _select(x <= -3, 0.0, inner, "HardswishBackward0"), inplace)
+    # x * 0 below -3: torch's kernel gives -0.0 there
+    return _finish_act(input, _select(x <= -3, x * 0, inner, "HardswishBackward0"), inplace)
 
 
 @T._quietly
@@ -1316,9 +1322,17 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:
     return _binop(P.mul_p, a, T.sigmoid(b), "GluBackward0")
 
 
+_SCALAR_NAME = {"float64": "Double", "float32": "Float", "float16": "Half", "bfloat16": "BFloat16",
+                "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                "bool": "Bool"}
+
+
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """x where x > 0, else weight * x, one weight per channel (dim 1) or one for all."""
     x = input
+    if weight.dtype is not x.dtype:
+        raise RuntimeError(f"prelu: Type promoting not supported. Got "
+                           f"{_SCALAR_NAME[x.dtype.name]} and {_SCALAR_NAME[weight.dtype.name]}")
     if weight.numel() != 1:
         channels = x.shape[1] if x.ndim >= 2 else 1
         if x.ndim == 0 or weight.numel() != channels:
@@ -1375,7 +1389,7 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     if lambd < 0:
         raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
     x = T._float(input)
-    inner = _select(x < -lambd, x + lambd, 0.0)
+    inner = _select(x < -lambd, x + lambd, x * 0)  # (torch's -0.0 for negative x)
     return _select(x > lambd, x - lambd, inner, "SoftshrinkBackward0")
 
 
