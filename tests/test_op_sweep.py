@@ -305,7 +305,13 @@ SWEEP = {
         "torch.linalg.matrix_rank(x)", "torch.linalg.matrix_rank(spd - spd)",
         "torch.linalg.cross(c, c2)", "torch.linalg.det(m * 0)", "torch.linalg.slogdet(m * 0)[0]",
         "torch.linalg.inv(m * 0)", "torch.linalg.solve(m * 0, z[:3])",
-        "torch.linalg.cholesky(-spd)", "torch.linalg.inv(x)", "torch.linalg.det(x)",
+        "torch.linalg.cholesky(-spd)", "torch.linalg.inv(x)",
+        "torch.linalg.lstsq(a, x.t(), driver='gelsd')[1]",
+        "torch.linalg.lstsq(a, x.t(), driver='gelss')[3]",
+        "torch.linalg.lstsq(a, x.t(), driver='gels')[1]",
+        "torch.linalg.lstsq(bm, bm, driver='gelsd')[2]", "torch.linalg.inv(m - m)",
+        "torch.linalg.inv(torch.stack([m, m * 0]))", "x.amax()", "nx.amin(1)",
+        "torch.linalg.det(x)",
     ],
 }
 
@@ -465,6 +471,14 @@ def _compiled_fn(expr, names):
 COMPILED = [r for r in ROWS if r.values[2]]
 
 
+COMPILED_XFAIL = {
+    "F.binary_cross_entropy(x, q)": "compiled, an input outside [0, 1] gives nan: the range "
+    "check that raises torch's error reads the values, which a compiled call does not",
+    "F.binary_cross_entropy(q, p - 1)": "compiled, a target outside [0, 1] gives a value: the "
+    "range check that raises torch's error reads the values, which a compiled call does not",
+}
+
+
 @pytest.mark.parametrize("family,expr,compiled", COMPILED)
 def test_sweep_compiled_matches_eager(family, expr, compiled):
     names = _inputs_of(expr)
@@ -474,6 +488,10 @@ def test_sweep_compiled_matches_eager(family, expr, compiled):
         warnings.simplefilter("ignore")  # a graph break's warning: the values still count
         first = _evaluate(tg, expr, names, tg.float64, fn)
         hit = _evaluate(tg, expr, names, tg.float64, fn)
+    if expr in COMPILED_XFAIL:
+        with pytest.raises(AssertionError):
+            _assert_same(hit, eager, 1e-9, expr)
+        pytest.xfail(COMPILED_XFAIL[expr])
     _assert_same(first, eager, 1e-9, expr + " (first compiled call)")
     _assert_same(hit, eager, 1e-9, expr + " (cached compiled call)")
 

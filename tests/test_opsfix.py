@@ -704,3 +704,60 @@ def test_unfold_window_write_without_grad_matches_torch():
         x = T.arange(6.0)
         x.unfold(0, 3, 1)[0, 0] = 5.0
         assert x.tolist() == [5.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+# ---- linalg.lstsq drivers and LinAlgError messages ------------------------------------
+
+_LA = np.random.default_rng(11)
+LSTSQ_CASES = {"tall": ((4, 3), (4, 2)), "wide": ((2, 4), (2, 3)),
+               "batched": ((2, 5, 3), (2, 5, 2)), "vector": ((4, 3), (4,))}
+
+
+@pytest.mark.parametrize("driver", [None, "gels", "gelsy", "gelsd", "gelss"])
+@pytest.mark.parametrize("case", list(LSTSQ_CASES))
+def test_lstsq_fields_and_gradients_match_torchs_drivers(case, driver):
+    sa, sb = LSTSQ_CASES[case]
+    a, b = _LA.standard_normal(sa), _LA.standard_normal(sb)
+
+    def run(T):
+        ta, tb = T.tensor(a, requires_grad=True), T.tensor(b, requires_grad=True)
+        r = T.linalg.lstsq(ta, tb, driver=driver)
+        loss = (r.solution * 1.3).sum()
+        if r.residuals.numel():
+            loss = loss + r.residuals.sum()
+        ga, gb = T.autograd.grad(loss, (ta, tb))
+        return [f.detach().numpy() for f in r] + [ga.numpy(), gb.numpy()], \
+            type(r.residuals.grad_fn).__name__
+
+    (got, gname), (want, wname) = run(tg), run(torch)
+    assert gname == wname
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10)
+
+
+def test_lstsq_bad_driver_raises_as_torch():
+    for T in (tg, torch):
+        with pytest.raises(RuntimeError, match="parameter `driver` should be one of"):
+            T.linalg.lstsq(T.eye(2), T.eye(2), driver="gelsx")
+
+
+SINGULAR = {
+    "2x2": [[1.0, 2.0], [2.0, 4.0]],
+    "3x3 rank 2": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+    "zero": [[0.0, 0.0], [0.0, 0.0]],
+    "batch": [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 4.0]]],
+}
+
+
+@pytest.mark.parametrize("name", list(SINGULAR))
+@pytest.mark.parametrize("call", ["linalg.inv", "inverse"])
+def test_inverse_of_a_singular_matrix_raises_torchs_linalg_error(name, call):
+    def message(T):
+        fn = T.linalg.inv if call == "linalg.inv" else T.inverse
+        with pytest.raises(RuntimeError) as info:
+            fn(T.tensor(SINGULAR[name]))
+        assert isinstance(info.value, T.linalg.LinAlgError)
+        return str(info.value)
+
+    assert message(tg) == message(torch)

@@ -50,10 +50,34 @@ def inv(A) -> Tensor:
     """The inverse of each square matrix; singular input raises LinAlgError."""
     x = F._check_linalg_input(F._as_tensor(A), "linalg.inv")
     a = _known(x)
-    if a is not None and a.size and not np.all(np.isfinite(np.linalg.cond(a))):
-        raise LinAlgError("linalg.inv: The diagonal element 1 is zero, the inversion could not "
-                          "be completed because the input matrix is singular.")
+    if a is not None and a.size:
+        for batch in np.ndindex(*a.shape[:-2]):
+            k = _zero_pivot(a[batch])
+            if k:
+                where = (f"(Batch element {np.ravel_multi_index(batch, a.shape[:-2])}): "
+                         if batch else "")
+                raise LinAlgError(f"linalg.inv: {where}The diagonal element {k} is zero, the "
+                                  f"inversion could not be completed because the input matrix "
+                                  f"is singular.")
     return F._linalg_inv(x)
+
+
+def _zero_pivot(m) -> int:
+    """LAPACK getrf's ``info`` for one matrix: the (1-based) first zero pivot of its LU
+    factorisation with partial pivoting (the first largest |entry| of each column), or 0."""
+    u = np.array(m, dtype=np.float64 if m.dtype == np.float64 else np.float32)
+    n = u.shape[0]
+    first = 0
+    with np.errstate(all="ignore"):
+        for j in range(n):
+            p = j + int(np.argmax(np.abs(u[j:, j])))
+            if u[p, j] == 0:
+                first = first or j + 1
+                continue
+            u[[j, p]] = u[[p, j]]
+            u[j + 1:, j] *= 1 / u[j, j]  # (as dgetrf2: by the reciprocal)
+            u[j + 1:, j + 1:] -= np.outer(u[j + 1:, j], u[j, j + 1:])
+    return first
 
 
 def det(A) -> Tensor:
@@ -187,19 +211,36 @@ def pinv(A, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
     return apply(P.matmul_p, (scaled, F.transpose(u, -2, -1)), name="LinalgPinvBackward0")
 
 
+_LSTSQ_DRIVERS = ("gels", "gelsy", "gelsd", "gelss")
+
+
 def lstsq(A, B, rcond=None, *, driver=None):
-    """The least-squares solution of A X = B (pinv(A) @ B); residuals and singular values
-    are returned empty, as by PyTorch's default CPU driver (gelsy)."""
+    """The least-squares solution of A X = B (pinv(A) @ B), with the fields PyTorch's CPU
+    drivers fill: ``gelsy`` (the default) the rank; ``gelsd``/``gelss`` the rank and the
+    singular values; ``gels``, ``gelsd`` and ``gelss`` the squared residuals when
+    A is tall and full-rank. Fields a driver does not compute are empty."""
+    driver = "gelsy" if driver is None else driver
+    if driver not in _LSTSQ_DRIVERS:
+        raise RuntimeError("parameter `driver` should be one of (gels, gelsy, gelsd, gelss)")
     a = F._check_linalg_input(F._as_tensor(A), "linalg.lstsq", square=False)
     b = F._as_tensor(B)
     vector = b.ndim == a.ndim - 1
     bm = F.unsqueeze(b, -1) if vector else b
     sol = apply(P.matmul_p, (pinv(a, rtol=rcond), bm), name="LinalgLstsqBackward0")
+    m, n = a.shape[-2], a.shape[-1]
+    empty = F.zeros(0, dtype=a.dtype)
+    residuals = F._not_a_view(apply(P.reshape_p, (F.getitem(F.reshape(sol, (-1,)), slice(0, 0)),),
+                                    {"shape": (0,)}, name="LinalgLstsqBackward0"))
+    rank = matrix_rank(a.detach()) if driver != "gels" else F.zeros(0, dtype=F.dtypes.int64)
+    if driver != "gelsy" and m > n and bool(F.all(matrix_rank(a.detach()) == n)):
+        diff = F.sub(F.matmul(a, sol), bm)
+        residuals = apply(P.sum_p, (F.mul(diff, diff),), {"axis": (diff.ndim - 2,),
+                                                          "keepdim": False},
+                          name="LinalgLstsqBackward0")
     if vector:
         sol = F.squeeze(sol, -1)
-    rank = matrix_rank(a.detach())
-    empty = F.zeros(0, dtype=a.dtype)
-    return _lstsq_t(sol, empty, rank, F.zeros(0, dtype=a.dtype))
+    values = F._svd_part(a.detach(), "s") if driver in ("gelsd", "gelss") else empty
+    return _lstsq_t(sol, residuals, rank, values)
 
 
 def matrix_rank(A, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:

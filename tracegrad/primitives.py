@@ -395,7 +395,7 @@ def _rpow_scalar_vjp(g, out, x, *, base):
 
 
 rpow_scalar_p = Primitive("rpow_scalar", lambda x, *, base: np.power(x.dtype.type(base), x),
-                          _same, "{base!r} ** {0}", vjp=(_rpow_scalar_vjp,),
+                          _same, "({base!r}) ** {0}", vjp=(_rpow_scalar_vjp,),
                           jvp=(_rpow_scalar_vjp,), save_out=True,
                           grad_name="PowBackward2", kind="elementwise")
 
