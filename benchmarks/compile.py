@@ -52,6 +52,7 @@ from eager import LR as SEED_LR, SEED_SHAPE, seed_data, seed_step_case  # noqa: 
 
 import tracegrad as tg  # noqa: E402  (after pin_threads)
 from tracegrad import nn, optim  # noqa: E402  (after pin_threads)
+from tracegrad.codegen.jax_lower import lower, to_jax_source, x64  # noqa: E402  (after pin_threads)
 
 # tracegrad lowers with 64-bit types enabled; switch it on up front so the jax peer
 # runs in the same mode and no jit cache is dropped halfway through the run
@@ -359,21 +360,81 @@ def scaling_rows(max_nodes: int):
             t1 = time.perf_counter()
             final, stages = run_pipeline(g)
             t2 = time.perf_counter()
-            if best is None or t2 - t0 < best[0]:
-                best = (t2 - t0, t1 - t0, t2 - t1, g, final, stages)
-        total, tr, ps, g, final, stages = best
+            to_jax_source(final)
+            t3 = time.perf_counter()
+            if best is None or t3 - t0 < best[0]:
+                best = (t3 - t0, t1 - t0, t2 - t1, g, final, stages, t3 - t2)
+        total, tr, ps, g, final, stages, cg = best
         by_name = {name: graph for name, graph, _ in stages}
         size = len(by_name.get("autodiff", g).eqns)
         per_node = total / size
         base = base or per_node
         growth = per_node / base
         slowest = max(stages[1:], key=lambda s: s[2])
-        rows.append([f"trace + passes, {size} equations", fmt_time(total, "s"), "-",
+        rows.append([f"trace + passes + codegen, {size} equations", fmt_time(total, "s"), "-",
                      f"{per_node * 1e6:.1f} us/eqn", f"{growth:.2f}x",
                      "~1x per eqn (linear)", "yes" if growth <= 1.5 else "NO", "-"])
         notes.append(f"  {len(g.eqns)} traced eqns, {size} after autodiff, {len(final.eqns)} "
                      f"after passes: trace {tr:.3f} s, passes {ps:.3f} s (slowest pass: "
-                     f"{slowest[0]} {slowest[2]:.3f} s)")
+                     f"{slowest[0]} {slowest[2]:.3f} s), codegen {cg:.3f} s")
+    return rows, notes
+
+
+def _deep_mlp_step(n_layers, width=32):
+    layers = []
+    for _ in range(n_layers):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(width, 10))
+    opt = optim.SGD(model.parameters(), lr=0.01)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def mlp_depth_rows(depths=(4, 32, 128, 512)):
+    """An N-layer MLP's training step (Linear 32x32 + ReLU, cross_entropy, SGD), traced
+    after its first call made the .grad slots: trace, passes, jax source, and jax's own
+    tracing + XLA compile of it (``jax.jit(...).lower(...).compile()``)."""
+    from tracegrad.passes import run_pipeline
+    rows, notes, base = [], [], None
+    x, y = tg.randn(16, 32), tg.randint(0, 10, (16,))
+    for n in depths:
+        step = _deep_mlp_step(n)
+        step(x, y)
+        best = None
+        for _ in range(3 if n <= 128 else 1):
+            t0 = time.perf_counter()
+            g = tg.trace(step, x, y)
+            t1 = time.perf_counter()
+            final, stages = run_pipeline(g)
+            t2 = time.perf_counter()
+            to_jax_source(final)
+            t3 = time.perf_counter()
+            if best is None or t3 - t0 < best[0]:
+                best = (t3 - t0, t1 - t0, t2 - t1, t3 - t2, g, final)
+        total, tr, ps, cg, g, final = best
+        lowered = lower(final)
+        specs = [jax.ShapeDtypeStruct(v.shape, v.dtype.np) for v in final.inputs]
+        t4 = time.perf_counter()
+        with x64():
+            low = lowered.jitted.lower(*specs)
+        t5 = time.perf_counter()
+        low.compile()
+        t6 = time.perf_counter()
+        per = total / len(g.eqns)
+        base = base or per
+        rows.append([f"MLP depth {n}: trace + passes + codegen ({len(g.eqns)} eqns)",
+                     fmt_time(total, "s"), "-", f"{per * 1e6:.1f} us/eqn",
+                     f"{per / base:.2f}x", "~1x per eqn (linear)",
+                     "yes" if per / base <= 1.5 else "NO", "-"])
+        notes.append(f"  depth {n}: {len(g.eqns)} traced eqns, {len(final.eqns)} after passes: "
+                     f"trace {tr:.3f} s, passes {ps:.3f} s, codegen {cg:.3f} s; jax trace + "
+                     f"lower {t5 - t4:.3f} s, XLA compile {t6 - t5:.3f} s")
     return rows, notes
 
 
@@ -414,6 +475,8 @@ def main(argv=None):
     rows += cache_hit_rows(args.rounds, args.min_batch)
     sc_rows, sc_notes = scaling_rows(args.max_nodes)
     rows += sc_rows
+    depth_rows, depth_notes = mlp_depth_rows()
+    rows += depth_rows
 
     footer = [
         f"steady state: ms/step, median of {steady_rounds} interleaved rounds after warm-up in "
@@ -432,6 +495,10 @@ def main(argv=None):
         ".sum().backward(), then passes.run_pipeline; size = equations after autodiff "
         "(forward + backward); ratio column = seconds per equation relative to the smallest",
         *sc_notes,
+        "MLP depth N: N x (Linear 32x32 + ReLU) + Linear 32x10, cross_entropy, SGD step, "
+        "batch 16; trace + passes + codegen (jax source), fastest of 3 (1 at depth 512); "
+        "ratio = seconds per traced equation relative to depth 4",
+        *depth_notes,
         *env_lines(torch),
         f"total script time {time.perf_counter() - started:.0f} s",
     ]

@@ -1,12 +1,22 @@
 """Shared fixtures for the op tests."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # op_table is importable as a module
+
+# Compiled programs persist in a cache folder (tracegrad.config.cache_dir): the suite's go to
+# a folder of its own, removed at exit, never to the user's ~/.cache. Set before tracegrad is
+# imported, and inherited by the subprocesses tests start.
+_CACHE = tempfile.mkdtemp(prefix="tracegrad-test-cache-")
+os.environ["TRACEGRAD_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 class PrimCalls(list):

@@ -53,6 +53,7 @@ _DEVICE_MODULES = ("cuda", "backends", "accelerator", "amp", "distributed", "onn
                    "utils")
 from ._settings import (  # noqa: E402
     are_deterministic_algorithms_enabled,
+    config,
     get_deterministic_debug_mode,
     get_float32_matmul_precision,
     get_num_interop_threads,

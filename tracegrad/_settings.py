@@ -7,6 +7,9 @@ precision is recorded too (``backends.cuda.matmul.allow_tf32`` reads and writes 
 PyTorch); NumPy's float32 matmul is always full precision. ``set_num_threads`` sets the
 BLAS thread pool NumPy's matmul runs on (through threadpoolctl); XLA's CPU threads are
 fixed when jax starts, so compiled functions keep theirs.
+
+``config`` (``tracegrad.config``) holds tracegrad's own settings: where compiled programs
+persist between processes (``config.cache_dir``).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ __all__ = ["use_deterministic_algorithms", "are_deterministic_algorithms_enabled
            "is_deterministic_algorithms_warn_only_enabled", "set_deterministic_debug_mode",
            "get_deterministic_debug_mode", "set_float32_matmul_precision",
            "get_float32_matmul_precision", "get_num_threads", "set_num_threads",
-           "get_num_interop_threads", "set_num_interop_threads"]
+           "get_num_interop_threads", "set_num_interop_threads", "config"]
 
 
 class _Settings:
@@ -122,3 +125,83 @@ def set_num_interop_threads(num: int) -> None:
         raise RuntimeError("Error: cannot set number of interop threads after parallel work "
                            "has started or set_num_interop_threads called")
     _s.interop_threads = num
+
+
+# ---- tracegrad.config ------------------------------------------------------------------
+
+_OFF = ("", "0", "off", "false", "no", "none")
+_UNSET = object()
+
+
+def _default_cache_dir() -> str | None:
+    """``$TRACEGRAD_CACHE_DIR`` (empty, "0" or "off" disable the cache), else the per-user
+    cache folder: ``$XDG_CACHE_HOME/tracegrad/jax`` or ``~/.cache/tracegrad/jax``."""
+    env = os.environ.get("TRACEGRAD_CACHE_DIR")
+    if env is not None:
+        return None if env.strip().lower() in _OFF else os.path.expanduser(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tracegrad", "jax")
+
+
+class Config:
+    """tracegrad's own settings, read when they are used.
+
+    ``cache_dir``: the folder where XLA programs that ``tracegrad.compile`` builds are kept
+    between processes, so a second run of a script loads its compiled step instead of
+    compiling it again (jax's persistent compilation cache, scoped to tracegrad's programs:
+    a user's own ``jax.jit`` keeps jax's settings). ``None`` disables it. The default comes
+    from ``TRACEGRAD_CACHE_DIR`` (a folder; empty, ``0`` or ``off`` disable), else
+    ``$XDG_CACHE_HOME/tracegrad/jax``, else ``~/.cache/tracegrad/jax``. A change applies
+    to programs compiled afterwards. Entries are written whole (a temporary file, then a
+    rename), so processes can share the folder; delete it to reclaim the space.
+
+    >>> import tracegrad
+    >>> tracegrad.config.cache_dir = None     # compile every program afresh
+    >>> tracegrad.config.cache_dir = "/tmp/tg-cache"
+    """
+
+    __slots__ = ("_cache_dir",)
+
+    def __init__(self):
+        self._cache_dir = _UNSET
+
+    @property
+    def cache_dir(self) -> str | None:
+        if self._cache_dir is _UNSET:
+            return _default_cache_dir()
+        return self._cache_dir
+
+    @cache_dir.setter
+    def cache_dir(self, path) -> None:
+        if path is None or path is False:
+            self._cache_dir = None
+            return
+        if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"tracegrad.config.cache_dir must be a folder path (str or "
+                            f"os.PathLike) or None to disable the cache, not "
+                            f"{type(path).__name__}")
+        path = os.path.expanduser(os.fspath(path))
+        if not path:
+            raise ValueError("tracegrad.config.cache_dir: an empty path; give a folder, or "
+                             "None to disable the cache")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"tracegrad.config.cache_dir: {path!r} is a file, not a folder; "
+                             "give a folder (it is created when first needed), or None to "
+                             "disable the cache")
+        self._cache_dir = path
+
+    def __setattr__(self, name, value):
+        if name not in ("cache_dir", "_cache_dir"):
+            raise AttributeError(f"tracegrad.config has no setting {name!r}; its settings: "
+                                 "cache_dir")
+        object.__setattr__(self, name, value)
+
+    def reset(self) -> None:
+        """Back to the defaults (``TRACEGRAD_CACHE_DIR`` or the per-user folder)."""
+        self._cache_dir = _UNSET
+
+    def __repr__(self) -> str:
+        return f"tracegrad.config(cache_dir={self.cache_dir!r})"
+
+
+config = Config()

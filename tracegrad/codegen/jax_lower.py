@@ -73,7 +73,17 @@ class Lowered:
             def fn(*args):
                 with x64():
                     return jitted(*args)
-        self.fn = fn
+        self._fast = fn
+        self.fn = self._first_call
+
+    def _first_call(self, *args):
+        """The call that compiles: with the persistent cache (NOTE: [Persistent compilation
+        cache] in jax_cache.py); later calls go straight to the program."""
+        from .jax_cache import persistent_cache
+        with persistent_cache():
+            out = self._fast(*args)
+        self.fn = self._fast
+        return out
 
     def hlo(self, specs) -> str:
         """The HLO text of the program for these input avals."""

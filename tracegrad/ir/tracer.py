@@ -84,6 +84,7 @@ class Tracer(TracingContext):
         self.input_names: list[str] = []
         self.sources: list[tuple] = []    # how to fetch each input at call time
         self.captured: list[tuple] = []   # (source, tensor, array, input var)
+        self._captured_ids: set[int] = set()  # id(array) of each captured (held above)
         self.grad_owner: dict[int, Tensor] = {}
         self.grad_reads: dict[int, tuple] = {}   # id(owner) -> (owner, grad was None, shape)
         self.grad_writes: dict[int, Tensor] = {}
@@ -108,6 +109,7 @@ class Tracer(TracingContext):
         self.branched: set = set()        # (id(group), key): the step branched on its sign
         self.group_reads: set = set()     # (id(group), key): read by Python code itself
         self._names_used: set = set()
+        self._name_next: dict = {}        # base name -> the next suffix to try
         # "forward", then "backward" while the autograd engine runs, then "update"
         # (set by autograd.engine); the graph keeps {out Var: phase} in meta["phase"]
         self.phase = "forward"
@@ -138,10 +140,13 @@ class Tracer(TracingContext):
         v = Var(arr.shape, dtype)
         self.inputs.append(v)
         base = name or "t"
-        n, i = base, 0
-        while n in self._names_used:
+        n, i = base, self._name_next.get(base, 0)
+        if i:
+            n = f"{base}_{i}"
+        while n in self._names_used:  # (from where the last one with this base stopped)
             i += 1
             n = f"{base}_{i}"
+        self._name_next[base] = i + 1
         self._names_used.add(n)
         self.input_names.append(n)
         self.sources.append(source)
@@ -158,6 +163,7 @@ class Tracer(TracingContext):
         if t._rg:
             self._grad_vars.add(v)
         self.captured.append((src, t, arr, v))
+        self._captured_ids.add(id(arr))
 
     def add_scalar(self, t: Tensor, name: str, index: int) -> None:
         v = self._new_input(t._data, t.dtype, Scalar(index, name), name)
@@ -227,6 +233,7 @@ class Tracer(TracingContext):
         if t._rg:
             self._grad_vars.add(v)
         self.captured.append((source, t, arr, v))
+        self._captured_ids.add(id(arr))
         return v
 
     def _note_meta(self, t, name):
@@ -527,7 +534,7 @@ class Tracer(TracingContext):
             # state from outside written before it is read (buf.uniform_(), buf.copy_(x)):
             # lift it like any other, so the write is an output that calls write back
             self._capture(dst)
-        if key not in self._snapshots and any(c[2] is arr for c in self.captured):
+        if key not in self._snapshots and key in self._captured_ids:
             self._snapshots[key] = (arr, arr.copy())
         if not self.recording:
             return
