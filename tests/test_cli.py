@@ -90,7 +90,7 @@ def test_explain_reports_compilations_reasons_and_stage_table(capsys):
     # the first step makes the .grad slots and Adam's buffers: traced again
     assert "new tensor(s) kept in Python state" in out
     assert "evaluate: 2 trace(s), 2 compiled program(s)" in out
-    assert "arg0: shape (64, 8) -> (40, 8)" in out
+    assert "x: shape (64, 8) -> (40, 8)" in out and "arg0" not in out
     assert "fusion" in out and "final (codegen)" in out
 
 
