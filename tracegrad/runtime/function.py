@@ -69,6 +69,7 @@ class CompiledFunction:
         self.graph_breaks: list = []
         self.traces = 0         # calls that traced (each ran eagerly while recording)
         self.eager_calls = 0    # calls that ran eagerly without tracing (a cached break, ...)
+        self.compiled_calls = 0  # calls that ran a compiled program
         self._params = arg_names(fn)  # names for argument paths: x, not arg0
         with contextlib.suppress(AttributeError, TypeError):
             functools.update_wrapper(self, fn)
@@ -131,6 +132,7 @@ class CompiledFunction:
             failed = entry.check_guards(flat) if entry.guards else None
             if failed is None:
                 self.hits += 1
+                self.compiled_calls += 1
                 return entry.run(flat, (args, kwargs))
             if failed.endswith(STATE_ARGUMENT):
                 # a trace of this call would read that state through the argument, and
@@ -160,7 +162,7 @@ class CompiledFunction:
         reasons = []
         for (path, _), old, new in zip(flat, prev[0], key[0], strict=False):
             if old != new:
-                reasons.append(describe_change(self.display(path), old, new))
+                reasons.append(_argument_change(self.display(path), old, new))
         if prev[1] != key[1]:
             reasons.append(f"grad mode {prev[1]} -> {key[1]}")
         if prev[2] != key[2]:
@@ -325,6 +327,22 @@ class CompiledFunction:
             self(*args, **kwargs)
             entry = self._cache.get(key)
         return ExplainReport(self, entry)
+
+
+def _argument_change(path, old, new) -> str:
+    """``x: shape (8, 4) -> (16, 4)``, ``n: 3 -> 4 (an int is baked into the graph)``,
+    ``x: a tensor -> a float``."""
+    if old[0] == "T" and new[0] == "T":
+        return describe_change(path, old, new)
+    def show(s):
+        return {"T": "a tensor", "F": "a Python float", "O": f"a {s[1]} object"}.get(
+            s[0], repr(s[2]) if len(s) > 2 else s[0])
+    if old[0] == new[0] == "O":
+        return f"{path}: another {new[1]} object (an object argument is baked into the graph)"
+    if old[0] == new[0] == "S" and old[1] == new[1]:
+        return (f"{path}: {old[2]!r} -> {new[2]!r} ({'an' if new[1][0] in 'aeiou' else 'a'} "
+                f"{new[1]} argument is baked into the graph)")
+    return f"{path}: {show(old)} -> {show(new)}"
 
 
 def _eager_reason(before, tracer, outs, flat, key) -> str | None:
