@@ -308,8 +308,8 @@ def test_printed_graph_is_pinned():
     site = f"test_compile.py:{line}"
     assert str(g) == "\n".join([
         "# stage: traced; 3 eqns",
-        "def _small(arg0, arg1):",
-        f"    v0 = matmul(arg0, arg1)                   # f32[2,4]  {site}",
+        "def _small(x, w):",
+        f"    v0 = matmul(x, w)                         # f32[2,4]  {site}",
         f"    v1 = relu(v0)                             # f32[2,4]  {site}",
         f"    v2 = sum(v1, axis=(0, 1), keepdim=False)  # f32[]  {site}",
         "    return (v2,)",

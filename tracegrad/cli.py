@@ -183,15 +183,10 @@ def _ordered(names) -> list:
 # ---- explain ------------------------------------------------------------------------
 
 def explain_text(cfs) -> str:
+    from .runtime.explain import counts_text, phase_table
     lines = []
     for cf in cfs:
-        info = cf.cache_info()
-        entries = list(cf._cache.values())
-        compiled = sum(1 for e in entries if e.trace is not None)
-        eager = len(entries) - compiled
-        lines.append(f"{cf.name}: {info.misses} trace(s), {compiled} compiled program(s)"
-                     + (f", {eager} running eagerly" if eager else "")
-                     + f", {info.hits} cached call(s)")
+        lines.append(f"{cf.name}: {counts_text(cf)}")
         if cf.recompile_reasons:
             lines.append("  recompiled because:")
             lines += [f"    - {r}" for r in cf.recompile_reasons]
@@ -208,6 +203,10 @@ def explain_text(cfs) -> str:
                     lines.append(f"      {'':<8} {label:<20} {len(graph.eqns):>6} "
                                  f"{len(graph.inputs) + len(graph.eqns):>6} "
                                  f"{seconds * 1e3:>9.3f}")
+            if "forward" in c.parts:
+                lines.append("      phases (equations per stage; trace ms: the eager run while "
+                             "tracing):")
+                lines += ["        " + ln for ln in phase_table(c.parts["forward"])]
             t = c.entry.timings
             if c.parts:
                 extra = ", ".join(f"{k} {t[k] * 1e3:.2f} ms" for k in ("codegen", "xla_first_call")

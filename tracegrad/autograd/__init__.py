@@ -103,11 +103,17 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
                 only.add(t.grad_fn)
     traced = _traced_grads(outputs, roots, seeds, inputs, retain_graph, create_graph)
     if traced is not None:
+        from ..tensor import trace_state
         from .graph import accumulate_into
-        with no_grad():  # as inside the engine without create_graph: accumulate in place
-            for t, g in zip(*traced, strict=False):
-                if g is not None:
-                    accumulate_into(t, g)
+        tracer = trace_state.current
+        prev, tracer.phase = tracer.phase, "backward"  # (the .grad writes are backward's)
+        try:
+            with no_grad():  # as inside the engine without create_graph: accumulate in place
+                for t, g in zip(*traced, strict=False):
+                    if g is not None:
+                        accumulate_into(t, g)
+        finally:
+            tracer.phase = "other" if prev == "forward" else prev
         return
     run_backward(roots, seeds, retain_graph=retain_graph, create_graph=create_graph,
                  accumulate_only=only)

@@ -157,7 +157,7 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool,
     finally:
         grad_mode._state.enabled = prev
         if prev_phase is not None:
-            tracer.phase = "update" if prev_phase == "forward" else prev_phase
+            tracer.phase = "other" if prev_phase == "forward" else prev_phase
     return captured
 
 

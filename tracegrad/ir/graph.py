@@ -62,11 +62,20 @@ class Eqn:
     grad_name: the grad_fn name eager mode shows for it
     grad_mask: which inputs carried gradient when it ran (None: none did); the
                autodiff pass differentiates only along those edges
+    module:    the module call stack it was recorded in ("model.blocks.2.attn"; "" at
+               top level), torch's nn_module_stack idea; a backward equation carries
+               its forward equation's
+    phase:     "forward", "backward", "optimizer" or "other" (NOTE: [Phases])
+
+    Passes that make an equation standing for another copy ``src``, ``module`` and
+    ``phase`` with ``like(new, old)``.
     """
 
-    __slots__ = ("prim", "inputs", "params", "out", "src", "grad_name", "grad_mask")
+    __slots__ = ("prim", "inputs", "params", "out", "src", "grad_name", "grad_mask",
+                 "module", "phase")
 
-    def __init__(self, prim, inputs, params, out, src="", grad_name=None, grad_mask=None):
+    def __init__(self, prim, inputs, params, out, src="", grad_name=None, grad_mask=None,
+                 module="", phase="forward"):
         self.prim = prim
         self.inputs = tuple(inputs)
         self.params = params
@@ -74,16 +83,35 @@ class Eqn:
         self.src = src
         self.grad_name = grad_name
         self.grad_mask = grad_mask
+        self.module = module
+        self.phase = phase
 
     def replace(self, **kw):
         e = Eqn(self.prim, self.inputs, self.params, self.out, self.src, self.grad_name,
-                self.grad_mask)
+                self.grad_mask, self.module, self.phase)
         for k, v in kw.items():
             setattr(e, k, v)
         return e
 
     def __repr__(self):
         return f"Eqn({self.prim.name}, {len(self.inputs)} inputs)"
+
+
+def like(new: Eqn, old: Eqn) -> Eqn:
+    """``new`` with ``old``'s metadata (source line, module path, phase): what a pass
+    keeps when one equation stands for another (a fused region for its root, a
+    rewritten reshape for the one it replaces)."""
+    new.src, new.module, new.phase = old.src, old.module, old.phase
+    return new
+
+
+# NOTE: [Phases]. Every equation says which part of a training step made it:
+# "forward" (before any backward), "backward" (recorded while an eager .backward() ran
+# inside the trace, or emitted by the autodiff pass), "optimizer" (recorded inside
+# Optimizer.step or zero_grad) and "other" (after a backward, outside the optimizer:
+# gradient clipping, metrics). The printer marks where the phase changes; explain and
+# the viewer count and lay out equations by phase.
+PHASES = ("forward", "backward", "optimizer", "other")
 
 
 class Graph:
@@ -208,11 +236,16 @@ def to_source(graph: Graph, indent: str = "", ns: Namespace | None = None) -> st
     ns = ns or Namespace()
     lines = []
     args = [ns.name(v, hint) for v, hint in zip(graph.inputs, graph.input_names, strict=False)]
-    header = _header(graph)
+    header = _header(graph) + _input_header(graph, args)
     lines.extend(indent + h for h in header)
     lines.append(f"{indent}def {_py_name(graph.name)}({', '.join(args)}):")
     body = []
+    mark = len({e.phase for e in graph.eqns}) > 1 and indent == ""
+    phase = None
     for e in graph.eqns:
+        if mark and e.phase != phase:
+            phase = e.phase
+            body.append(f"{indent}    # ---- {phase} ----")
         for p in e.params.values():
             if isinstance(p, Graph):
                 body.append(to_source(p, indent + "    ", Namespace()))
@@ -220,7 +253,8 @@ def to_source(graph: Graph, indent: str = "", ns: Namespace | None = None) -> st
         call_args += [_param_source(k, v) for k, v in e.params.items()]
         out = ns.name(e.out)
         text = f"{out} = {e.prim.name}({', '.join(call_args)})"
-        comment = f"# {type_str(e.out)}" + (f"  {e.src}" if e.src else "")
+        comment = (f"# {type_str(e.out)}" + (f"  {e.src}" if e.src else "")
+                   + (f"  {e.module}" if e.module else ""))
         body.append((text, comment))
     width = max((len(t[0]) for t in body if isinstance(t, tuple)), default=0)
     for item in body:
@@ -232,6 +266,20 @@ def to_source(graph: Graph, indent: str = "", ns: Namespace | None = None) -> st
     outs = [_arg_source(v, ns) for v in graph.outputs]
     lines.append(f"{indent}    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
     return "\n".join(lines)
+
+
+def _input_header(graph: Graph, args) -> list:
+    """``#   name  source`` for each input whose legal name is not its full source name
+    (``model_fc1_weight  model.fc1.weight``); ``meta["input_labels"]`` is {Var: name}."""
+    labels = graph.meta.get("input_labels")
+    if not labels:
+        return []
+    pairs = [(a, labels[v]) for a, v in zip(args, graph.inputs, strict=False)
+             if labels.get(v) and labels[v] != a]
+    if not pairs:
+        return []
+    width = max(len(a) for a, _ in pairs)
+    return ["# inputs:"] + [f"#   {a.ljust(width)}  {lab}" for a, lab in pairs]
 
 
 def _header(graph: Graph):

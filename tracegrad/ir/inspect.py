@@ -16,13 +16,12 @@ every stage, and ``stage_diff`` can say what a pass added or removed.
 
 NOTE: [Node kinds]. Colours follow ``node_kind``: inputs are ``input``
 (arguments) or ``parameter``/``state`` (tensors captured from Python); an
-equation is ``gradient`` if it was recorded while the autograd engine ran
-(the tracer keeps ``graph.meta["phase"]``, {out Var: "backward" | "update"};
-"update" is what ran after a backward pass, usually the optimizer step) or if
-the autodiff pass made it (src "autodiff"); otherwise its primitive's ``kind``
-decides (``primitives.KINDS``: ``matmul``, ``reduction``, ``elementwise``,
-``conv``, ``layout`` for pure data movement, ``index``, ...; a fused region is
-``fusion``).
+equation is ``gradient`` in the backward phase and ``update`` in the optimizer
+phase (NOTE: [Phases] in ir/graph.py: ``Eqn.phase``); otherwise its primitive's
+``kind`` decides (``primitives.KINDS``: ``matmul``, ``reduction``, ``elementwise``,
+``conv``, ``pool``, ``index`` (gather, scatter), ``layout`` for pure data movement,
+...; a fused region is ``fusion``). ``op_kind`` is the primitive's own kind whatever
+the phase (the viewer shows it on every box).
 """
 from __future__ import annotations
 
@@ -49,13 +48,21 @@ def node_count(graph: Graph) -> int:
 
 
 def eqn_phase(graph: Graph, e) -> str:
-    """"forward", "backward" or "update" (see NOTE: [Node kinds])."""
+    """"forward", "backward", "optimizer" or "other" (NOTE: [Phases] in ir/graph.py)."""
     if graph.meta.get("all_backward"):
         return "backward"
-    phase = graph.meta.get("phase", {}).get(e.out)
-    if phase is not None:
-        return phase
-    return "backward" if e.src == "autodiff" else "forward"
+    return e.phase
+
+
+def op_kind(e) -> str:
+    """The primitive's kind (``conv``, ``pool``, ``index``, ...); a fused region's is
+    ``fusion``."""
+    return "fusion" if e.prim.name == "fusion" else e.prim.kind
+
+
+def input_label(graph: Graph, v, name: str | None) -> str:
+    """An input's full source name (``model.fc1.weight``; NOTE: [Input names])."""
+    return graph.meta.get("input_labels", {}).get(v) or name or f"in{v.id}"
 
 
 def eqn_kind(graph: Graph, e) -> str:
@@ -65,7 +72,7 @@ def eqn_kind(graph: Graph, e) -> str:
     phase = eqn_phase(graph, e)
     if phase == "backward":
         return "gradient"
-    if phase == "update":
+    if phase == "optimizer":
         return "update"
     return e.prim.kind
 
@@ -122,16 +129,19 @@ def to_networkx(graph: Graph, sources=None) -> nx.DiGraph:
     out_names = {}
     for v, n in zip(graph.outputs, graph.output_names, strict=False):
         out_names.setdefault(v, n or "out")
-    srcs = sources or [None] * len(graph.inputs)
+    known = graph.meta.get("input_sources", {})
+    srcs = sources or [known.get(v) for v in graph.inputs]
     for v, name, src in zip(graph.inputs, graph.input_names, srcs, strict=False):
-        g.add_node(v.id, label=name or f"in{v.id}", kind=input_kind(name, src), op="input",
-                   shape=v.shape, dtype=v.dtype.name, src="", phase="forward",
-                   output=out_names.get(v), var=v)
+        g.add_node(v.id, label=input_label(graph, v, name), kind=input_kind(name, src),
+                   op="input", shape=v.shape, dtype=v.dtype.name, src="", phase="input",
+                   output=out_names.get(v), var=v, module="", name=name,
+                   source=src.kind if src is not None else "")
     for e in graph.eqns:
         attrs = dict(label=e.prim.name, kind=eqn_kind(graph, e), op=e.prim.name,
                      shape=e.out.shape, dtype=e.out.dtype.name, src=e.src or "",
                      phase=eqn_phase(graph, e), output=out_names.get(e.out), var=e.out,
-                     grad_name=e.grad_name, params=_short_params(e), consts=_const_args(e))
+                     grad_name=e.grad_name, params=_short_params(e), consts=_const_args(e),
+                     module=e.module, op_kind=op_kind(e))
         if e.prim.name == "fusion":
             sub = e.params["graph"]
             attrs["graph"] = sub
@@ -213,10 +223,14 @@ def to_json(graph: Graph, sources=None) -> dict:
     for n, a in g.nodes(data=True):
         node = {"id": n, "op": a["op"], "label": a["label"], "kind": a["kind"],
                 "shape": list(a["shape"]), "dtype": a["dtype"], "src": a["src"],
-                "phase": a["phase"], "inputs": args.get(n, [])}
+                "phase": a["phase"], "module": a["module"], "inputs": args.get(n, [])}
         if a["op"] != "input":
             node["params"] = a["params"]
             node["grad_name"] = a["grad_name"]
+            node["op_kind"] = a["op_kind"]
+        else:
+            node["name"] = a["name"]      # the legal name in the printed graph
+            node["source"] = a["source"]  # arg, tensor, grad, group, rng, ...
         if "graph" in a:
             node["region"] = to_json(a["graph"])
         nodes.append(node)

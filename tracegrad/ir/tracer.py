@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import weakref
 
 import numpy as np
@@ -27,7 +28,19 @@ import numpy as np
 from .. import dtypes
 from ..tensor import Tensor, TracingContext, _compute, _track_view, record, trace_state
 from .graph import Const, Eqn, Graph, Var
-from .sources import Arg, EagerDraw, Grad, GroupValue, RngKey, Scalar, State, tensor_name
+from .sources import (
+    Arg,
+    EagerDraw,
+    Grad,
+    GroupValue,
+    Names,
+    RngKey,
+    Scalar,
+    State,
+    legal_name,
+    reachable,
+    tensor_name,
+)
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,8 +86,13 @@ class _StopTracing(Exception):
 
 
 class Tracer(TracingContext):
-    def __init__(self, fullgraph: bool = False, name: str = "f", eager_random: bool = False):
+    def __init__(self, fullgraph: bool = False, name: str = "f", eager_random: bool = False,
+                 names: Names | None = None):
         self.fullgraph = fullgraph
+        self.names = names if names is not None else Names()  # NOTE: [Input names]
+        self.labels: dict = {}            # input Var -> its full source name
+        self.module = ""                  # the module call stack's path, for new eqns
+        self._modules: list = []          # [(module, path)] while their forward runs
         self.eager_random = eager_random
         self.name = name
         self.eqns: list[Eqn] = []
@@ -110,14 +128,54 @@ class Tracer(TracingContext):
         self.group_reads: set = set()     # (id(group), key): read by Python code itself
         self._names_used: set = set()
         self._name_next: dict = {}        # base name -> the next suffix to try
-        # "forward", then "backward" while the autograd engine runs, then "update"
-        # (set by autograd.engine); the graph keeps {out Var: phase} in meta["phase"]
-        self.phase = "forward"
-        self.phases: dict = {}
+        # NOTE: [Phases]: "backward" while the autograd engine runs (autograd/engine.py),
+        # "optimizer" inside Optimizer.step/zero_grad, "other" after a backward
+        self._phase = "forward"
+        self._phase_t0 = time.perf_counter()
+        self.phase_seconds: dict = {}     # phase -> seconds spent tracing in it
         self._grad_vars: set = set()      # Vars with autograd history (for graft, below)
         self._meta: list = []             # (tensor, name, shape, dtype, rg, hooks) at capture
         self.hooked = False               # a tensor hook was registered while tracing
         self.hooked_state = None          # ... on a tensor from outside: what, for the warning
+
+    # ---- phases and the module stack ----------------------------------------
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        now = time.perf_counter()
+        self.phase_seconds[self._phase] = (self.phase_seconds.get(self._phase, 0.0)
+                                           + now - self._phase_t0)
+        self._phase_t0 = now
+        self._phase = value
+
+    def enter_module(self, m) -> None:
+        """``m.__call__`` starts: equations recorded until ``exit_module`` carry its path
+        (``model.blocks.2.attn``): its name among the named roots, else its path under
+        the module that called it (a module made or passed in the call)."""
+        name = self.names.get(m)
+        if name is None:
+            name = type(m).__name__
+            if self._modules:
+                parent, ppath = self._modules[-1]
+                for path, sub in parent.named_modules():
+                    if sub is m and path:
+                        name = f"{ppath}.{path}"
+                        break
+            self.names.add(m, name)
+        self._modules.append((m, name))
+        self.module = name
+
+    def exit_module(self) -> None:
+        self._modules.pop()
+        self.module = self._modules[-1][1] if self._modules else ""
+
+    def _add(self, e: Eqn) -> Eqn:
+        e.module, e.phase = self.module, self._phase
+        self.eqns.append(e)
+        return e
 
     # ---- activation ---------------------------------------------------------
     def __enter__(self):
@@ -139,7 +197,8 @@ class Tracer(TracingContext):
     def _new_input(self, arr, dtype, source, name):
         v = Var(arr.shape, dtype)
         self.inputs.append(v)
-        base = name or "t"
+        self.labels[v] = source.name
+        base = legal_name(name or source.name)
         n, i = base, self._name_next.get(base, 0)
         if i:
             n = f"{base}_{i}"
@@ -190,8 +249,8 @@ class Tracer(TracingContext):
         if not self.recording or self._suspended:
             return value
         t = Tensor._make(np.asarray(value, np.float64))
-        name = key if index is None else f"{key}{index}"
-        v = self._new_input(t._data, t.dtype, GroupValue(group, key, index), name)
+        source = GroupValue(group, key, index, self.names.get(group, ""))
+        v = self._new_input(t._data, t.dtype, source, None)
         self._bind_array(t._data, v)
         t._wrapped = True
         self.hyperparameters[slot] = (group, key, index, t)
@@ -212,9 +271,9 @@ class Tracer(TracingContext):
         arr = t._data
         owner = self.grad_owner.get(id(t))
         if owner is not None:
-            source = Grad(owner)
+            source = Grad(owner, self.names.get(owner, ""))
         else:
-            source = State(t)
+            source = State(t, self.names.get(t, ""))
         name = source.name
         from .._storage import lookup
         cached = lookup(arr)
@@ -223,11 +282,11 @@ class Tracer(TracingContext):
             # specialise on it, guarded, instead of reading it as an input
             from ..primitives import full_p
             v = Var(arr.shape, t.dtype)
-            self.eqns.append(Eqn(full_p, (), {"shape": arr.shape, "value": cached[1],
-                                              "dtype": t.dtype}, v, "state"))
+            self._add(Eqn(full_p, (), {"shape": arr.shape, "value": cached[1],
+                                       "dtype": t.dtype}, v, "state"))
             self.const_captures.append((source, cached[1]))
         else:
-            v = self._new_input(arr, t.dtype, source, name)
+            v = self._new_input(arr, t.dtype, source, None)
         self._bind_array(arr, v)
         self._note_meta(t, name)
         if t._rg:
@@ -290,7 +349,7 @@ class Tracer(TracingContext):
             # a literal that became a leaf (requires_grad_()): gradients need a Var
             from ..primitives import copy_p
             w = Var(v.shape, v.dtype)
-            self.eqns.append(Eqn(copy_p, (v,), {}, w, user_site(4)))
+            self._add(Eqn(copy_p, (v,), {}, w, user_site(4)))
             self.vars[key] = w
             return w
         return v
@@ -317,9 +376,8 @@ class Tracer(TracingContext):
             if self.recording:
                 v = Var(data.shape, out.dtype)
                 mask = tuple(a._rg for a in args) if out.grad_fn is not None else None
-                self.eqns.append(Eqn(prim, in_vars, dict(params), v, user_site(3),
-                                     out.grad_fn.name() if out.grad_fn is not None else name,
-                                     mask))
+                self._add(Eqn(prim, in_vars, dict(params), v, user_site(3),
+                              out.grad_fn.name() if out.grad_fn is not None else name, mask))
                 self._bind_array(data, v)
                 if mask is not None:
                     self._grad_vars.add(v)
@@ -327,8 +385,6 @@ class Tracer(TracingContext):
                 if args and all(a._wrapped for a in args):
                     out._wrapped = True  # arithmetic on Python numbers only: still one
                 self._created.append(weakref.ref(out))
-                if self.phase != "forward":
-                    self.phases[v] = self.phase
         return out
 
     def symbolic_grads(self, outputs, roots, seeds, inputs, retain_graph):
@@ -383,10 +439,9 @@ class Tracer(TracingContext):
                 continue
             g = Tensor._make(g._data.copy())  # its own array: one Var per request
             v = Var(g.shape, g.dtype)
-            self.eqns.append(Eqn(grad_p, (*root_vars, *seed_vars, wv),
-                                 {"n_roots": len(root_vars), "group": group}, v, site))
+            self._add(Eqn(grad_p, (*root_vars, *seed_vars, wv),
+                          {"n_roots": len(root_vars), "group": group}, v, site)).phase = "backward"
             self._bind_array(g._data, v)
-            self.phases[v] = "backward"
             grads.append(g)
         return inputs, grads
 
@@ -426,8 +481,8 @@ class Tracer(TracingContext):
                 if np.all(flat == flat[0]):
                     from ..primitives import full_p
                     v = Var(arr.shape, t.dtype)
-                    self.eqns.append(Eqn(full_p, (), {"shape": arr.shape, "value": flat[0].item(),
-                                                      "dtype": t.dtype}, v, user_site(3)))
+                    self._add(Eqn(full_p, (), {"shape": arr.shape, "value": flat[0].item(),
+                                               "dtype": t.dtype}, v, user_site(3)))
                     self._bind_array(arr, v)
                 else:
                     self._bind_array(arr, Const(arr.copy()))
@@ -453,13 +508,13 @@ class Tracer(TracingContext):
             key = self.rng_keys.get(id(g))
             if key is None:
                 source = RngKey(None if g is default_generator else g)
-                key = self._new_input(np.zeros((2,), np.uint32), _UINT32, source, "rng_key")
+                key = self._new_input(np.zeros((2,), np.uint32), _UINT32, source, "rng")
                 self.rng_keys[id(g)] = key
             v = Var(t.shape, t.dtype)
             p = {"dist": dist, "shape": tuple(t.shape), "dtype": t.dtype, **params,
                  "index": self.n_random}
             self.n_random += 1
-            self.eqns.append(Eqn(random_p, (key,), p, v, user_site(3)))
+            self._add(Eqn(random_p, (key,), p, v, user_site(3)))
             self._bind_array(t._data, v)
         return t
 
@@ -558,7 +613,7 @@ class Tracer(TracingContext):
         if v.dtype is not dst.dtype:
             from ..primitives import cast_p
             w = Var(v.shape, dst.dtype)
-            self.eqns.append(Eqn(cast_p, (v,), {"dtype": dst.dtype}, w, user_site(3)))
+            self._add(Eqn(cast_p, (v,), {"dtype": dst.dtype}, w, user_site(3)))
             v = w
         old = self.vars.get(id(dst._data))
         if not dst._rg and old in self._grad_vars and v not in self._grad_vars \
@@ -567,8 +622,8 @@ class Tracer(TracingContext):
             # the new value and keeps its history; the graph says the same with a graft
             from .ops import graft_p
             w = Var(v.shape, v.dtype)
-            self.eqns.append(Eqn(graft_p, (v, old), {}, w, user_site(3), "GraftBackward0",
-                                 (False, True)))
+            self._add(Eqn(graft_p, (v, old), {}, w, user_site(3), "GraftBackward0",
+                          (False, True)))
             self._grad_vars.add(w)
             v = w
         self.vars[id(dst._data)] = v
@@ -660,10 +715,15 @@ class Tracer(TracingContext):
         graph_outputs = out_vars + [v for _, v in writes] + [v for _, v in grad_effects
                                                                if v is not None]
         names = ([f"out{i}" for i in range(len(out_vars))]
-                 + [f"write_{s.name}" for s, _ in writes]
-                 + [f"grad_{tensor_name(o)}" for o, v in grad_effects if v is not None])
+                 + [f"write_{legal_name(s.name)}" for s, _ in writes]
+                 + [f"grad_{legal_name(self.names.get(o, tensor_name(o)))}"
+                    for o, v in grad_effects if v is not None])
+        self.phase = self._phase  # (closes the last phase's time)
         graph = Graph(self.inputs, self.eqns, graph_outputs, self.input_names, names,
-                      name=self.name, meta={"stage": "traced", "phase": self.phases})
+                      name=self.name, meta={"stage": "traced", "input_labels": self.labels,
+                                            "input_sources": dict(zip(self.inputs, self.sources,
+                                                                      strict=True)),
+                                            "phase_seconds": dict(self.phase_seconds)})
         result = TraceResult(graph, self.sources, len(out_vars), [s for s, _ in writes],
                              [(o, v is not None) for o, v in grad_effects],
                              list(self.grad_reads.values()), [c[1] for c in self.captured])
@@ -673,6 +733,7 @@ class Tracer(TracingContext):
                                   for g, k, i, _ in self.hyperparameters.values()]
         result.leaf_versions = self.leaf_versions
         result.group_reads = self.group_reads
+        result.names = self.names
         return result
 
 
@@ -713,6 +774,7 @@ class TraceResult:
         self.hyperparameters = []
         self.leaf_versions = {}  # id(leaf tensor) -> later Vars it held (see Tracer)
         self.group_reads = set()
+        self.names = Names()  # NOTE: [Input names]
 
 
 def trace(fn, *args, **kwargs) -> Graph:
@@ -724,12 +786,14 @@ def trace(fn, *args, **kwargs) -> Graph:
     ['mul', 'sin']
     """
     from .._pytree import flatten_args, flatten_out
-    tracer = Tracer(name=getattr(fn, "__name__", "f"))
+    from .sources import arg_names, display_path
+    tracer = Tracer(name=getattr(fn, "__name__", "f"), names=Names(reachable(fn)))
     flat = flatten_args(args, kwargs)
+    params = arg_names(fn)
     with tracer:
         for i, (path, a) in enumerate(flat):
             if isinstance(a, Tensor):
-                tracer.add_arg(a, path, i)
+                tracer.add_arg(a, display_path(params, path), i)
         result = fn(*args, **kwargs)
     outs = [t for t in flatten_out(result) if isinstance(t, Tensor)]
     if tracer.break_reason:

@@ -106,12 +106,24 @@ class Module:
     def __call__(self, *args, **kwargs):
         tracer = trace_state.current
         if tracer is not None:
-            tracer.note_python_state(self)  # its Python attributes (training, ...) are guarded
+            return self._traced_call(tracer, args, kwargs)
         d = self.__dict__
         if not (self._forward_pre_hooks or self._forward_hooks or d.get("_backward_hooks")
                 or d.get("_backward_pre_hooks")):
             return self.forward(*args, **kwargs)
         return self._call_with_hooks(args, kwargs)
+
+    def _traced_call(self, tracer, args, kwargs):
+        tracer.note_python_state(self)  # its Python attributes (training, ...) are guarded
+        tracer.enter_module(self)  # the equations recorded inside carry its path
+        try:
+            d = self.__dict__
+            if not (self._forward_pre_hooks or self._forward_hooks
+                    or d.get("_backward_hooks") or d.get("_backward_pre_hooks")):
+                return self.forward(*args, **kwargs)
+            return self._call_with_hooks(args, kwargs)
+        finally:
+            tracer.exit_module()
 
     def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
                                   with_kwargs: bool = False) -> RemovableHandle:

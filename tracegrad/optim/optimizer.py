@@ -290,9 +290,17 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all optimized params (to None by default)."""
         from ..nn.module import _zero_grad
-        for group in self.param_groups:
-            for p in group["params"]:
-                _zero_grad(p, set_to_none)
+        tracer = trace_state.current
+        prev = tracer.phase if tracer is not None else None
+        if prev is not None:
+            tracer.phase = "optimizer"  # NOTE: [Phases] in ir/graph.py
+        try:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    _zero_grad(p, set_to_none)
+        finally:
+            if prev is not None:
+                tracer.phase = prev
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -303,10 +311,15 @@ class Optimizer:
         @functools.wraps(step)
         def traced_step(self, *args, **kwargs):
             tracer = trace_state.current
-            if tracer is not None:
-                tracer.note_python_state(self)  # nesterov, amsgrad, ... are guarded
             self._opt_called = True  # (lr_scheduler warns when it steps first)
-            return step(self, *args, **kwargs)
+            if tracer is None:
+                return step(self, *args, **kwargs)
+            tracer.note_python_state(self)  # nesterov, amsgrad, ... are guarded
+            prev, tracer.phase = tracer.phase, "optimizer"  # NOTE: [Phases] in ir/graph.py
+            try:
+                return step(self, *args, **kwargs)
+            finally:
+                tracer.phase = prev
         traced_step._notes_tracer = True
         cls.step = traced_step
 

@@ -23,7 +23,14 @@ class GraphBuilder(TracingContext):
     def __init__(self, src: str = "autodiff"):
         self.eqns: list[Eqn] = []
         self.src = src
+        self.module = ""  # the forward equation's, while its rule runs
         self.recording = True
+
+    def enter_module(self, m):
+        pass
+
+    def exit_module(self):
+        pass
 
     def __enter__(self):
         self._prev = trace_state.current
@@ -44,7 +51,8 @@ class GraphBuilder(TracingContext):
         in_vars = [self.var_of(a) for a in args]
         shape, dtype = prim.shape(*in_vars, **params)
         v = Var(shape, dtype)
-        self.eqns.append(Eqn(prim, in_vars, dict(params), v, self.src))
+        self.eqns.append(Eqn(prim, in_vars, dict(params), v, self.src, module=self.module,
+                             phase="backward"))
         return Tensor._make(v)
 
     def constant(self, t: Tensor) -> Tensor:
@@ -54,7 +62,8 @@ class GraphBuilder(TracingContext):
             from ..primitives import full_p
             v = Var(arr.shape, t.dtype)
             self.eqns.append(Eqn(full_p, (), {"shape": arr.shape, "value": flat[0].item(),
-                                              "dtype": t.dtype}, v, self.src))
+                                              "dtype": t.dtype}, v, self.src,
+                                 module=self.module, phase="backward"))
             t._data = v
         return t
 
@@ -97,7 +106,9 @@ def vjp_graph(graph: Graph, seeds: dict, wrt: list,
     """Backward equations for ``graph``.
 
     seeds: {output Var: cotangent Var}; wrt: Vars to differentiate with respect to.
-    Returns (new equations, one cotangent Var or None per ``wrt``).
+    Returns (new equations, one cotangent Var or None per ``wrt``). The equations a
+    forward equation's rule emits carry its source line and module path (phase
+    "backward"), so ``model.fc1``'s backward is found where its forward is.
     """
     from ..functions import sum_to
 
@@ -111,6 +122,7 @@ def vjp_graph(graph: Graph, seeds: dict, wrt: list,
                 continue
             if e.out not in wanted:
                 del ct[e.out]
+            builder.src, builder.module = e.src or src, e.module
             args = [_wrap(v) for v in e.inputs]
             out = _wrap(e.out)
             prim = e.prim
@@ -191,10 +203,8 @@ def expand_grads(graph: Graph) -> Graph:
                 from ..primitives import full_p
                 z = Var(r.out.shape, r.out.dtype)
                 out.append(Eqn(full_p, (), {"shape": r.out.shape, "value": 0,
-                                            "dtype": r.out.dtype}, z, e.src))
+                                            "dtype": r.out.dtype}, z, e.src, module=e.module,
+                               phase="backward"))
                 gv = z
             mapping[r.out] = gv
-    phase = dict(graph.meta.get("phase", {}))
-    made = {e.out for e in out} - {e.out for e in graph.eqns}
-    phase.update({v: "backward" for v in made})
-    return substitute(graph.replace(eqns=out, meta={**graph.meta, "phase": phase}), mapping)
+    return substitute(graph.replace(eqns=out), mapping)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 
-from ..ir.graph import Const, Eqn, Graph, Var
+from ..ir.graph import Const, Eqn, Graph, Var, like
 from ..ir.ops import fusion_p
 from .rewrite import use_counts
 
@@ -78,5 +78,5 @@ def _make_fusion(region, root) -> Eqn:
     rename = dict(zip(outer_inputs, sub_inputs, strict=True))
     sub_eqns = [e.replace(inputs=tuple(rename.get(v, v) for v in e.inputs)) for e in region]
     sub = Graph(sub_inputs, sub_eqns, [root.out], name=f"fused_{next(_region_ids)}")
-    return Eqn(fusion_p, tuple(outer_inputs), {"graph": sub}, root.out, root.src,
-               root.grad_name)
+    return like(Eqn(fusion_p, tuple(outer_inputs), {"graph": sub}, root.out,
+                    grad_name=root.grad_name), root)

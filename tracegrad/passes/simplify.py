@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import Const, Eqn, Graph
+from ..ir.graph import Const, Eqn, Graph, like
 from .rewrite import substitute
 
 
@@ -93,7 +93,7 @@ def _reshape_of_reshape_rule(e, producers):
     x = inner.inputs[0]
     if _same_type(x, e.out):
         return x
-    return Eqn(inner.prim, (x,), e.params, e.out, e.src, e.grad_name)
+    return like(Eqn(inner.prim, (x,), e.params, e.out, grad_name=e.grad_name), e)
 
 
 RULES = [_identity_rule, _noop_shape_rule, _double_transpose_rule, _reshape_of_reshape_rule]

@@ -178,7 +178,7 @@ def _add_grads(eqns, a, b):
     if a is None or b is None:
         return b if a is None else a
     out = Var(a.shape, a.dtype)
-    eqns.append(Eqn(add_p, (a, b), {}, out, "autodiff"))
+    eqns.append(Eqn(add_p, (a, b), {}, out, "autodiff", phase="backward"))
     return out
 
 

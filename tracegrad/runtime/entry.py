@@ -86,16 +86,16 @@ class Entry:
         for src in tr.sources:
             if isinstance(src, Grad):
                 g = src.owner._grad
-                guards.append(GradGuard(f"{src.name[:-5]}.grad", self.owner_of(src.owner),
+                guards.append(GradGuard(src.name, self.owner_of(src.owner),
                                         None if g is None else tuple(g.shape)))
         for owner, was_none, _shape in tr.grad_reads:
-            guards.append(GradGuard(f"{Grad(owner).name[:-5]}.grad", self.owner_of(owner),
-                                    None if was_none else (), presence_only=True))
+            guards.append(GradGuard(Grad(owner, tr.names.get(owner, "")).name,
+                                    self.owner_of(owner), None if was_none else (),
+                                    presence_only=True))
         for src, value in tr.const_sources:
             if isinstance(src, Grad):
                 get = self.owner_of(src.owner)
-                guards.append(ConstantGuard(f"{src.name[:-5]}.grad", lambda c, g=get: g(c)._grad,
-                                            value))
+                guards.append(ConstantGuard(src.name, lambda c, g=get: g(c)._grad, value))
             else:
                 guards.append(ConstantGuard(src.name, lambda c, t=src.tensor: t, value))
         state = {id(array(s.tensor)): s.tensor for s in tr.sources if isinstance(s, State)}

@@ -25,6 +25,7 @@ from .._storage import meta
 from ..autograd._op_hooks import state as _op_state
 from ..autograd.grad_mode import _state as _grad_state, is_grad_enabled
 from ..autograd.profiler import record_function
+from ..ir.sources import Names, arg_names, display_path
 from ..ir.tracer import GraphBreak, Tracer, user_site
 from ..tensor import Tensor, trace_state
 from .entry import Entry
@@ -66,6 +67,10 @@ class CompiledFunction:
         self._warned: set = set()
         self.recompile_reasons: list = []
         self.graph_breaks: list = []
+        self.traces = 0         # calls that traced (each ran eagerly while recording)
+        self.eager_calls = 0    # calls that ran eagerly without tracing (a cached break, ...)
+        self.compiled_calls = 0  # calls that ran a compiled program
+        self._params = arg_names(fn)  # names for argument paths: x, not arg0
         with contextlib.suppress(AttributeError, TypeError):
             functools.update_wrapper(self, fn)
         _registry.add(self)
@@ -122,16 +127,19 @@ class CompiledFunction:
         if entry is not None:
             if entry.eager_reason is not None:
                 self.hits += 1
+                self.eager_calls += 1
                 return self.fn(*args, **kwargs)
             failed = entry.check_guards(flat) if entry.guards else None
             if failed is None:
                 self.hits += 1
+                self.compiled_calls += 1
                 return entry.run(flat, (args, kwargs))
             if failed.endswith(STATE_ARGUMENT):
                 # a trace of this call would read that state through the argument, and
                 # nothing would stop it from being reused with another argument: eager
                 self._warn_once(("state argument", failed), f"tracegrad.compile: "
                                 f"{self.name}: {failed}; this call runs eagerly")
+                self.eager_calls += 1
                 return self.fn(*args, **kwargs)
             self._report_recompile(failed)
             del self._cache[key]
@@ -142,6 +150,7 @@ class CompiledFunction:
             self._warn_once("limit", f"tracegrad.compile: {self.name} recompiled "
                             f"{self.cache_limit} times (cache_limit); running it eagerly from "
                             "now on for new signatures")
+            self.eager_calls += 1
             return self.fn(*args, **kwargs)
         with self._lock:
             return self._trace_and_run(args, kwargs, flat, key)
@@ -153,7 +162,7 @@ class CompiledFunction:
         reasons = []
         for (path, _), old, new in zip(flat, prev[0], key[0], strict=False):
             if old != new:
-                reasons.append(describe_change(path, old, new))
+                reasons.append(_argument_change(self.display(path), old, new))
         if prev[1] != key[1]:
             reasons.append(f"grad mode {prev[1]} -> {key[1]}")
         if prev[2] != key[2]:
@@ -165,6 +174,10 @@ class CompiledFunction:
             reasons.append("the arguments' structure (containers, keys) changed")
         if reasons:
             self._report_recompile("; ".join(reasons))
+
+    def display(self, path: str) -> str:
+        """An argument's name in messages and graphs: ``x``, not ``arg0``."""
+        return display_path(self._params, path)
 
     def _report_recompile(self, reason):
         self.recompile_reasons.append(reason)
@@ -181,7 +194,7 @@ class CompiledFunction:
 
     # --- tracing -----------------------------------------------------------------
     def _trace_and_run(self, args, kwargs, flat, key):
-        tracer = Tracer(self.fullgraph, name=self.name, eager_random=self.random == "eager")
+        self.traces += 1
         t0 = time.perf_counter()
         # Python floats become 0-d tensor inputs, so a new value does not recompile
         float_map = {}
@@ -190,13 +203,19 @@ class CompiledFunction:
                 float_map[i] = Tensor._make(np.asarray(v, np.float64))
         call_args, call_kwargs = substitute(args, kwargs, float_map)
         before = Snapshot(self.fn, argument_objects(flat))
+        r = before.reach  # NOTE: [Input names]: what the function reaches, by its names
+        names = Names([*r.modules, *r.optimizers,
+                       *((v, label) for *_, v, label in r.slots + r.tensor_slots
+                         if isinstance(v, Tensor))])
+        tracer = Tracer(self.fullgraph, name=self.name, eager_random=self.random == "eager",
+                        names=names)
         try:
             with tracer, _output_breaks(tracer):
                 for i, (path, v) in enumerate(flat):
                     if isinstance(v, Tensor):
-                        tracer.add_arg(v, path, i)
+                        tracer.add_arg(v, self.display(path), i)
                     elif i in float_map:
-                        tracer.add_scalar(float_map[i], path, i)
+                        tracer.add_scalar(float_map[i], self.display(path), i)
                 result = self.fn(*call_args, **call_kwargs)
                 outs = [t for t in flatten_out(result) if isinstance(t, Tensor)]
                 tracer.check_views(outs)
@@ -286,7 +305,8 @@ class CompiledFunction:
         if needs_autograd:
             from .backward import split_forward_backward
             trace.autograd = split_forward_backward(trace, outs, flat)
-        entry = Entry(key, trace, result, paths=[p for p, _ in flat], flat=flat, fn=self.fn)
+        entry = Entry(key, trace, result, paths=[self.display(p) for p, _ in flat], flat=flat,
+                      fn=self.fn)
         entry.timings["trace"] = trace_seconds
         self._cache[key] = entry
         from ..logs import log
@@ -311,6 +331,22 @@ class CompiledFunction:
             self(*args, **kwargs)
             entry = self._cache.get(key)
         return ExplainReport(self, entry)
+
+
+def _argument_change(path, old, new) -> str:
+    """``x: shape (8, 4) -> (16, 4)``, ``n: 3 -> 4 (an int is baked into the graph)``,
+    ``x: a tensor -> a float``."""
+    if old[0] == "T" and new[0] == "T":
+        return describe_change(path, old, new)
+    def show(s):
+        return {"T": "a tensor", "F": "a Python float", "O": f"a {s[1]} object"}.get(
+            s[0], repr(s[2]) if len(s) > 2 else s[0])
+    if old[0] == new[0] == "O":
+        return f"{path}: another {new[1]} object (an object argument is baked into the graph)"
+    if old[0] == new[0] == "S" and old[1] == new[1]:
+        return (f"{path}: {old[2]!r} -> {new[2]!r} ({'an' if new[1][0] in 'aeiou' else 'a'} "
+                f"{new[1]} argument is baked into the graph)")
+    return f"{path}: {show(old)} -> {show(new)}"
 
 
 def _eager_reason(before, tracer, outs, flat, key) -> str | None:

@@ -230,7 +230,12 @@ class PlacesGuard(Guard):
         return True
 
     def failure(self, call):
-        changed = self._labels.changed()
+        r = self._labels
+        for c, k, v, label in r.slots:
+            now = read_slot(c, k)
+            if not same(now, v):
+                return f"{label}: {slot_change(v, now)} (Python state the trace read)"
+        changed = r.changed()
         return None if changed is None else f"{changed} (Python state the trace read)"
 
     def text(self):
@@ -239,6 +244,23 @@ class PlacesGuard(Guard):
         return (f"python: {len(r.slots)} places unchanged ({', '.join(names[:12])}"
                 f"{', ...' if len(names) > 12 else ''}), {len(r.sizes)} container sizes, "
                 f"{len(r.arrays)} arrays")
+
+
+def slot_change(old, new) -> str:
+    """How a Python place changed, in words: ``2.0 -> 3.0``, ``replaced by another SGD``,
+    ``deleted (it held an SGD)``, ``an SGD -> None``."""
+    def show(v):
+        if static_value(v):
+            return repr(v)
+        name = type(v).__name__
+        return f"{'an' if name[:1].upper() in 'AEIOU' else 'a'} {name}"
+    if new is MISSING:
+        return f"deleted (it held {show(old)})"
+    if old is MISSING:
+        return f"assigned {show(new)} (it did not exist)"
+    if type(old) is type(new) and not static_value(old):
+        return f"replaced by another {type(new).__name__} object"
+    return f"{show(old)} -> {show(new)}"
 
 
 class ModulesGuard(Guard):
@@ -287,8 +309,11 @@ def _fingerprint_change(old, new):
             if name == "attributes":
                 da, db = dict(a), dict(b)
                 k = next(k for k in da.keys() | db.keys() if da.get(k) != db.get(k))
-                return (f"{k}: {da.get(k, ('', '<deleted>'))[1]!r} -> "
-                        f"{db.get(k, ('', '<deleted>'))[1]!r} (a Python value the trace baked in)")
+                if k not in db:
+                    return f"attribute {k!r} removed (it was {da[k][1]!r}; the trace baked it in)"
+                if k not in da:
+                    return f"attribute {k!r} added ({db[k][1]!r})"
+                return f"{k}: {da[k][1]!r} -> {db[k][1]!r} (a Python value the trace baked in)"
             if name in ("parameters", "buffers", "submodules"):
                 ka, kb = dict(a), dict(b)
                 k = next(k for k in ka.keys() | kb.keys() if ka.get(k) != kb.get(k))
@@ -368,10 +393,13 @@ class OptimizerGuard(Guard):
         for k in [*self.values, *(k for k in now if k not in self.values)]:
             a, b = self.values.get(k, MISSING), now.get(k, MISSING)
             if a != b:
+                if b is MISSING:
+                    return f"{self.name}.{k} removed (it was {a!r}; the trace baked it in)"
+                if a is MISSING:
+                    return f"{self.name}.{k} added ({b!r}), which the trace did not read"
                 why = ("a dynamic hyperparameter: the optimizer branches on its sign"
                        if isinstance(a, Dynamic) else "a Python value the trace baked in")
-                return (f"{self.name}.{k}: {'<deleted>' if a is MISSING else repr(a)} -> "
-                        f"{'<deleted>' if b is MISSING else repr(b)} ({why})")
+                return f"{self.name}.{k}: {a!r} -> {b!r} ({why})"
         return (f"{self.name}: its param_groups, their params or its state changed "
                 "(load_state_dict, add_param_group, new state tensors)")
 
