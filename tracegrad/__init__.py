@@ -12,6 +12,7 @@ from .functions import *  # noqa: F401,F403  (the torch.* namespace)
 from .functions import (Generator, default_generator, device, initial_seed, manual_seed, seed,
                         max, min, sum, abs, all, any, round, pow)
 from ._format import set_printoptions
+from .control_flow import cond, fori_loop, scan, while_loop  # noqa: E402,F401
 from . import autograd
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 

@@ -120,8 +120,28 @@ def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
                 if out != value:
                     lines.append(f"{indent}{out} = {value}")
                 continue
+            if getattr(e.prim, "multiple_results", False):
+                emit_structured(e, indent)
+                continue
             src = lower_eqn(e, [arg(v) for v in e.inputs])
             lines.append(f"{indent}{ns.name(e.out)} = {src}")
+
+    def emit_structured(e, indent):
+        # cond/scan/while_loop: each body a nested def, then lax.cond/scan/while_loop
+        # through the op's helper (tracegrad/control_flow.py); the results unpack
+        fns = {}
+        for k, sub in e.params.items():
+            if isinstance(sub, Graph):
+                fns[k] = ns.name(sub, sub.name)
+                params = ", ".join(ns.name(v) for v in sub.inputs)
+                lines.append(f"{indent}def {fns[k]}({params}):")
+                emit(sub.eqns, indent + "    ")
+                outs = [arg(v) for v in sub.outputs]
+                comma = "," if len(outs) == 1 else ""
+                lines.append(f"{indent}    return ({', '.join(outs)}{comma})")
+        src = e.prim.lower([arg(v) for v in e.inputs], fns, e.params)
+        names = ", ".join(ns.name(v) for v in e.outs)
+        lines.append(f"{indent}{names}{',' if len(e.outs) == 1 else ''} = {src}")
 
     emit(graph.eqns)
     outs = [arg(v) for v in graph.outputs]

@@ -66,20 +66,27 @@ class Eqn:
                top level), torch's nn_module_stack idea; a backward equation carries
                its forward equation's
     phase:     "forward", "backward", "optimizer" or "other" (NOTE: [Phases])
+    outs:      every result, in order: ``(out,)`` for a primitive; a structured
+               control-flow op (cond, scan, while_loop) binds several
+               (``a, b = scan(...)``), and then ``out`` is ``outs[0]``
 
     Passes that make an equation standing for another copy ``src``, ``module`` and
     ``phase`` with ``like(new, old)``.
     """
 
     __slots__ = ("prim", "inputs", "params", "out", "src", "grad_name", "grad_mask",
-                 "module", "phase")
+                 "module", "phase", "outs")
 
     def __init__(self, prim, inputs, params, out, src="", grad_name=None, grad_mask=None,
-                 module="", phase="forward"):
+                 module="", phase="forward", outs=None):
         self.prim = prim
         self.inputs = tuple(inputs)
         self.params = params
+        if outs is not None:
+            outs = tuple(outs)
+            out = outs[0] if outs else None
         self.out = out
+        self.outs = (out,) if outs is None else outs
         self.src = src
         self.grad_name = grad_name
         self.grad_mask = grad_mask
@@ -88,9 +95,12 @@ class Eqn:
 
     def replace(self, **kw):
         e = Eqn(self.prim, self.inputs, self.params, self.out, self.src, self.grad_name,
-                self.grad_mask, self.module, self.phase)
+                self.grad_mask, self.module, self.phase,
+                outs=self.outs if len(self.outs) != 1 else None)
         for k, v in kw.items():
             setattr(e, k, v)
+        if "outs" in kw:
+            e.out = e.outs[0] if e.outs else None
         return e
 
     def __repr__(self):
@@ -251,9 +261,13 @@ def to_source(graph: Graph, indent: str = "", ns: Namespace | None = None) -> st
                 body.append(to_source(p, indent + "    ", Namespace()))
         call_args = [_arg_source(v, ns) for v in e.inputs]
         call_args += [_param_source(k, v) for k, v in e.params.items()]
-        out = ns.name(e.out)
+        if len(e.outs) == 1 and not getattr(e.prim, "multiple_results", False):
+            out, types = ns.name(e.out), type_str(e.out)
+        else:  # a structured op binds a tuple: ``a, b = scan(...)``
+            out = ", ".join(ns.name(v) for v in e.outs) + ("," if len(e.outs) == 1 else "")
+            types = ", ".join(type_str(v) for v in e.outs)
         text = f"{out} = {e.prim.name}({', '.join(call_args)})"
-        comment = (f"# {type_str(e.out)}" + (f"  {e.src}" if e.src else "")
+        comment = (f"# {types}" + (f"  {e.src}" if e.src else "")
                    + (f"  {e.module}" if e.module else ""))
         body.append((text, comment))
     width = max((len(t[0]) for t in body if isinstance(t, tuple)), default=0)
@@ -283,6 +297,9 @@ def _input_header(graph: Graph, args) -> list:
 
 
 def _header(graph: Graph):
+    origin = graph.meta.get("origin")  # a body of a structured op: where its Python is
+    if origin:
+        return [f"# {origin}"]
     stage = graph.meta.get("stage")
     if not stage:
         return []
@@ -299,7 +316,9 @@ class VerifyError(AssertionError):
 
 
 def verify(graph: Graph) -> Graph:
-    """Check: every input bound before use, each Var defined once, shape rules hold."""
+    """Check: every input bound before use, each Var defined once, shape rules hold.
+    The bodies of structured ops (cond, scan, while_loop) are checked too, and their
+    signatures against the equation's inputs and outputs (their shape rules)."""
     defined = set()
     for v in graph.inputs:
         if v in defined:
@@ -309,6 +328,9 @@ def verify(graph: Graph) -> Graph:
         for v in e.inputs:
             if not isinstance(v, Const) and v not in defined:
                 raise VerifyError(f"eqn {i} ({e.prim.name}) uses {v} before it is defined")
+        if getattr(e.prim, "multiple_results", False):
+            _verify_structured(i, e, defined)
+            continue
         if e.out in defined:
             raise VerifyError(f"eqn {i} ({e.prim.name}) redefines {e.out}")
         if e.prim.shape is not None:
@@ -322,6 +344,29 @@ def verify(graph: Graph) -> Graph:
         if not isinstance(v, Const) and v not in defined:
             raise VerifyError(f"output {v} is never defined")
     return graph
+
+
+def _verify_structured(i, e, defined):
+    for p in e.params.values():
+        if isinstance(p, Graph):
+            try:
+                verify(p)
+            except VerifyError as err:
+                raise VerifyError(f"eqn {i} ({e.prim.name}), body {p.name}: {err}") from None
+    try:
+        avals = e.prim.shape(*e.inputs, **e.params)
+    except Exception as err:  # the signature check itself names what is wrong
+        raise VerifyError(f"eqn {i} ({e.prim.name}): {err}") from None
+    got = [(v.shape, v.dtype) for v in e.outs]
+    want = [(tuple(s), d) for s, d in avals]
+    if got != want:
+        raise VerifyError(f"eqn {i} ({e.prim.name}) produces "
+                          f"{', '.join(type_str(v) for v in e.outs)} but its bodies give "
+                          f"{', '.join(type_str(Var(s, d)) for s, d in want)}")
+    for v in e.outs:
+        if v in defined:
+            raise VerifyError(f"eqn {i} ({e.prim.name}) redefines {v}")
+        defined.add(v)
 
 
 class gc_paused:

@@ -20,5 +20,9 @@ def evaluate(graph: Graph, args) -> list:
 
     for e in graph.eqns:
         out = e.prim.impl(*[read(v) for v in e.inputs], **e.params)
-        env[e.out] = np.asarray(out)
+        if getattr(e.prim, "multiple_results", False):
+            for v, o in zip(e.outs, out, strict=True):
+                env[v] = np.asarray(o)
+        else:
+            env[e.out] = np.asarray(out)
     return [read(v) for v in graph.outputs]

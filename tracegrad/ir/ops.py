@@ -93,3 +93,12 @@ NAMESPACE = {name: _call(p) for name, p in PRIMITIVES.items()}
 NAMESPACE["const"] = const
 NAMESPACE["TENSOR"] = TENSOR
 NAMESPACE["inf"] = float("inf")
+
+
+def _structured_namespace():
+    # cond/scan/while_loop print with their bodies as nested defs (tracegrad/control_flow.py)
+    from ..control_flow import PRINTED
+    return PRINTED
+
+
+NAMESPACE.update(_structured_namespace())

@@ -137,6 +137,10 @@ class Tracer(TracingContext):
         self._meta: list = []             # (tensor, name, shape, dtype, rg, hooks) at capture
         self.hooked = False               # a tensor hook was registered while tracing
         self.hooked_state = None          # ... on a tensor from outside: what, for the warning
+        self._scope = None                # the body being traced (NOTE: [Structured control flow])
+        self._root_eqns = self.eqns       # the top level's equations, while a body records
+        self._late: set = set()           # top-level inputs lifted while a body records
+        self._escaped: set = set()        # ids of arrays bound only inside a finished body
 
     # ---- phases and the module stack ----------------------------------------
     @property
@@ -198,6 +202,8 @@ class Tracer(TracingContext):
         v = Var(arr.shape, dtype)
         self.inputs.append(v)
         self.labels[v] = source.name
+        if self._scope is not None:
+            self._late.add(v)
         base = legal_name(name or source.name)
         n, i = base, self._name_next.get(base, 0)
         if i:
@@ -282,8 +288,11 @@ class Tracer(TracingContext):
             # specialise on it, guarded, instead of reading it as an input
             from ..primitives import full_p
             v = Var(arr.shape, t.dtype)
-            self._add(Eqn(full_p, (), {"shape": arr.shape, "value": cached[1],
-                                       "dtype": t.dtype}, v, "state"))
+            e = Eqn(full_p, (), {"shape": arr.shape, "value": cached[1], "dtype": t.dtype}, v,
+                    "state", module=self.module, phase=self._phase)
+            self._root_eqns.append(e)
+            if self._scope is not None:
+                self._late.add(v)
             self.const_captures.append((source, cached[1]))
         else:
             v = self._new_input(arr, t.dtype, source, None)
@@ -341,7 +350,11 @@ class Tracer(TracingContext):
         key = id(arr)
         v = self.vars.get(key)
         if v is None:
-            return self._capture(t)
+            v = self._capture(t)
+            return v if self._scope is None else self._scope.resolve(v)
+        if self._escaped and key in self._escaped:
+            self.graph_break("a tensor made inside a cond/scan/while_loop body was used "
+                             "outside it; return it from the body instead", depth=4)
         if key in self._stale:
             self.graph_break("a view was read after its base tensor was modified in place "
                              "(tracing cannot follow NumPy views)", depth=4)
@@ -352,7 +365,7 @@ class Tracer(TracingContext):
             self._add(Eqn(copy_p, (v,), {}, w, user_site(4)))
             self.vars[key] = w
             return w
-        return v
+        return v if self._scope is None else self._scope.resolve(v)
 
     # ---- recording --------------------------------------------------------------
     def bind(self, prim, args, params, name):
@@ -376,6 +389,8 @@ class Tracer(TracingContext):
             if self.recording:
                 v = Var(data.shape, out.dtype)
                 mask = tuple(a._rg for a in args) if out.grad_fn is not None else None
+                if self._scope is not None and self._scope.diff:
+                    mask = self._scope.mask(prim, in_vars, mask, v)
                 self._add(Eqn(prim, in_vars, dict(params), v, user_site(3),
                               out.grad_fn.name() if out.grad_fn is not None else name, mask))
                 self._bind_array(data, v)
@@ -401,6 +416,10 @@ class Tracer(TracingContext):
         from .ops import grad_p
 
         if not self.recording or self._suspended:
+            return None
+        if self._scope is not None:
+            self.graph_break(f"backward() inside {self._scope.what}: differentiate the "
+                             "result of the structured op outside its body", depth=4)
             return None
         root_nodes = [n for n, _ in roots]
         _, nodes = _discover(root_nodes)
@@ -500,6 +519,10 @@ class Tracer(TracingContext):
             v = self._new_input(t._data, t.dtype, EagerDraw(redraw, dist), f"{dist}_draw")
             self._bind_array(t._data, v)
             return t
+        if self.recording and self._scope is not None and not self._suspended:
+            self.graph_break(f"{self._scope.what} draws random numbers; a body must be a "
+                             "pure function of its inputs (draw outside, pass the numbers "
+                             "in as xs or operands)", depth=4)
         if self.recording:
             from ..primitives import random_p
             from ..random import default_generator
@@ -585,6 +608,12 @@ class Tracer(TracingContext):
         """Called before ``dst``'s array is written in place."""
         arr = dst._data
         key = id(arr)
+        if self._scope is not None and self.recording and not self._suspended \
+                and not self._scope.owns(self.vars.get(key)):
+            self.graph_break(f"{self._scope.what} writes in place to a tensor from outside "
+                             "it; a body must be a pure function: return the new value "
+                             "(as part of the carry) instead", depth=4)
+            return
         if self.recording and not self._suspended and key not in self.vars:
             # state from outside written before it is read (buf.uniform_(), buf.copy_(x)):
             # lift it like any other, so the write is an output that calls write back
@@ -656,6 +685,8 @@ class Tracer(TracingContext):
 
     def graph_break(self, reason: str, depth: int = 3) -> None:
         site = user_frame_full(depth)
+        if self._scope is not None and self._scope.what not in reason:
+            reason = f"{reason} (inside {self._scope.what})"
         if self.fullgraph:
             trace_state.current = None
             self.recording = False
@@ -735,6 +766,121 @@ class Tracer(TracingContext):
         result.group_reads = self.group_reads
         result.names = self.names
         return result
+
+
+    # ---- bodies of structured ops (NOTE: [Structured control flow]) -------------
+    def open_body(self, what: str) -> _Body:
+        """Start recording a body (``what``: "scan body step (model.py:12)") into its own
+        equation list; ``close_body`` ends it."""
+        body = _Body(self, self._scope, what)
+        self._scope = body
+        body.saved_eqns, self.eqns = self.eqns, body.eqns
+        return body
+
+    def body_input(self, t: Tensor, differentiable: bool = False) -> Var:
+        """A fresh input Var of the open body, bound to ``t``'s array (which must be one
+        the trace has not seen: an alias made for the body)."""
+        v = Var(t._data.shape, t.dtype)
+        self._bind_array(t._data, v)
+        self._scope.inputs.append(v)
+        if differentiable or t._rg:
+            self._scope.diff.add(v)
+        return v
+
+    def close_body(self, outputs=None) -> _Body:
+        """End the open body; ``outputs`` (tensors) become its results. Arrays bound only
+        inside it can no longer be read (``_escaped``)."""
+        body = self._scope
+        try:
+            if outputs is not None and self.recording:
+                body.outputs = [self.var_of(t) for t in outputs]
+                body.out_diff = [t._rg or v in body.diff
+                                 for t, v in zip(outputs, body.outputs, strict=True)]
+        finally:
+            self._scope = body.parent
+            self.eqns = body.saved_eqns
+            for arr in self._keep[body.keep_from:]:
+                if body.owns(self.vars.get(id(arr))):
+                    self._escaped.add(id(arr))
+        return body
+
+    def bind_result(self, t: Tensor, v: Var) -> Tensor:
+        """``t`` (a result the eager run made) is ``v`` from now on. A tensor the trace
+        knows from outside the op (an operand or a captured tensor returned unchanged) is
+        returned as a copy: its own array keeps its own Var."""
+        key = id(t._data)
+        if key in self.vars and key not in self._escaped:
+            from ..primitives import copy_p
+            from ..tensor import apply
+            self._suspended += 1
+            try:
+                t = apply(copy_p, (t,))
+            finally:
+                self._suspended -= 1
+            key = id(t._data)
+        self._escaped.discard(key)
+        self._bind_array(t._data, v)
+        self._created.append(weakref.ref(t))
+        return t
+
+
+class _Body:
+    """A body being recorded: its own equations and inputs, and the outer Vars it reads
+    (each becomes an extra input: closure capture). A Var is the body's own when it was
+    made after the body opened, unless it is a top-level input lifted meanwhile."""
+
+    def __init__(self, tracer, parent, what):
+        self.tracer = tracer
+        self.parent = parent
+        self.what = what
+        self.start = Var((), dtypes.bool_).id
+        self.eqns: list = []
+        self.inputs: list = []
+        self.captures: dict = {}   # outer Var -> the body's input Var for it
+        self.diff: set = set()     # body Vars that carry gradient beyond ``_rg``
+        self.outputs: list = []
+        self.out_diff: list = []
+        self.keep_from = len(tracer._keep)
+        self.saved_eqns = None
+
+    def owns(self, v) -> bool:
+        return v is not None and not isinstance(v, Const) and v.id >= self.start \
+            and v not in self.tracer._late
+
+    def resolve(self, v):
+        if isinstance(v, Const) or self.owns(v):
+            return v
+        inner = self.captures.get(v)
+        if inner is None:
+            outer = v if self.parent is None else self.parent.resolve(v)
+            inner = Var(v.shape, v.dtype)
+            self.captures[v] = inner
+            self.outer_of = getattr(self, "outer_of", {})
+            self.outer_of[inner] = outer
+            if outer in self.tracer._grad_vars or (self.parent is not None
+                                                   and outer in self.parent.diff):
+                self.diff.add(inner)
+                self.tracer._grad_vars.add(inner)
+        return inner
+
+    def captured(self) -> list:
+        """[(outer Var in the enclosing scope, the body's input Var)] in capture order."""
+        of = getattr(self, "outer_of", {})
+        return [(of[inner], inner) for inner in self.captures.values()]
+
+    def mask(self, prim, in_vars, mask, v):
+        """The grad mask of an equation in the body: an input carries gradient if its
+        tensor requires grad or its Var does in every later step (a carry that becomes
+        differentiable after the first step)."""
+        from ..autograd import grad_mode
+        if not prim.differentiable or not grad_mode.is_grad_enabled():
+            return mask
+        m = tuple((mask is not None and mask[i]) or iv in self.diff
+                  for i, iv in enumerate(in_vars))
+        if any(m):
+            self.diff.add(v)
+            return m
+        return mask
 
 
 _MASKABLE = {"getitem", "index_add", "index_put"}

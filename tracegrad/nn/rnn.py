@@ -1,10 +1,12 @@
 """Recurrent layers (``torch.nn.RNN``, ``LSTM``, ``GRU`` and their cells).
 
 Each layer is a composite over existing ops (``linear``, ``sigmoid``, ``tanh``, ``chunk``,
-``stack``, ``cat``), so gradients come from the op table's VJP rules and under
-``tracegrad.compile`` the time loop unrolls. Parameter names, shapes, gate order and the
-default initialisation (every parameter ~ U(-1/sqrt(hidden), 1/sqrt(hidden)) in registration
-order) are PyTorch's, so state_dicts interchange with torch.
+``stack``, ``cat``), so gradients come from the op table's VJP rules. The time loop of a
+padded (not packed) sequence is a ``tracegrad.scan``: under ``tracegrad.compile`` it is
+one ``scan`` equation, so the program does not grow with the sequence length. Parameter
+names, shapes, gate order and the default initialisation (every parameter ~
+U(-1/sqrt(hidden), 1/sqrt(hidden)) in registration order) are PyTorch's, so state_dicts
+interchange with torch.
 
 >>> import tracegrad as tg
 >>> lstm = tg.nn.LSTM(4, 8, num_layers=2, batch_first=True)
@@ -19,6 +21,7 @@ import numbers
 import warnings
 
 from .. import functions as T
+from ..control_flow import scan
 from ..tensor import Tensor
 from . import functional as F, init
 from .module import Module
@@ -217,6 +220,22 @@ class RNNBase(Module):
         """
         w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, direction)
         xw = F.linear(xs, w_ih, b_ih)  # the input projection of every step at once
+        if batch_sizes is None:
+            # one scan over time: eagerly the same steps and ops as a Python loop; compiled,
+            # one ``scan`` equation whatever the length (NOTE: [Structured control flow])
+            mode = self.mode
+
+            def step(state, x):
+                if mode == "LSTM":
+                    state = _lstm_step(x, *state, w_hh, b_hh, w_hr)
+                elif mode == "GRU":
+                    state = (_gru_step(x, state[0], w_hh, b_hh),)
+                else:
+                    state = (_rnn_step(x, state[0], w_hh, b_hh, _act(mode)),)
+                return state, state[0]
+
+            state, out = scan(step, hx, xw, 0, reverse=direction == 1)
+            return out, state
         if batch_sizes is None:
             steps, sizes = T.unbind(xw, 0), [xs.shape[1]] * xs.shape[0]
         else:

@@ -101,6 +101,15 @@ def _wrap(v) -> Tensor:
     return Tensor._make(v)
 
 
+def _rule_grads(prim, e, g) -> list:
+    args = [_wrap(v) for v in e.inputs]
+    out = _wrap(e.out)
+    if prim.vjp_all is not None:
+        return list(prim.vjp_all(g, out, *args, **e.params))
+    return [rule(g, out, *args, **e.params) if (rule is not None and e.grad_mask[i])
+            else None for i, rule in enumerate(prim.vjp)]
+
+
 def vjp_graph(graph: Graph, seeds: dict, wrt: list,
               src: str = "autodiff") -> tuple[list[Eqn], list]:
     """Backward equations for ``graph``.
@@ -117,20 +126,25 @@ def vjp_graph(graph: Graph, seeds: dict, wrt: list,
     wanted = set(wrt)
     with builder, no_grad():
         for e in reversed(graph.eqns):
-            g = ct.get(e.out)
-            if g is None or e.grad_mask is None or not e.prim.differentiable:
-                continue
-            if e.out not in wanted:
-                del ct[e.out]
-            builder.src, builder.module = e.src or src, e.module
-            args = [_wrap(v) for v in e.inputs]
-            out = _wrap(e.out)
             prim = e.prim
-            if prim.vjp_all is not None:
-                grads = list(prim.vjp_all(g, out, *args, **e.params))
+            if getattr(prim, "multiple_results", False):
+                # cond/scan: their rule emits structured equations (tracegrad/control_flow.py)
+                cts = [ct.get(o) for o in e.outs]
+                if e.grad_mask is None or all(c is None for c in cts):
+                    continue
+                for o in e.outs:
+                    if o not in wanted:
+                        ct.pop(o, None)
+                builder.src, builder.module = e.src or src, e.module
+                grads = prim.graph_vjp(e, cts)
             else:
-                grads = [rule(g, out, *args, **e.params) if (rule is not None and e.grad_mask[i])
-                         else None for i, rule in enumerate(prim.vjp)]
+                g = ct.get(e.out)
+                if g is None or e.grad_mask is None or not prim.differentiable:
+                    continue
+                if e.out not in wanted:
+                    del ct[e.out]
+                builder.src, builder.module = e.src or src, e.module
+                grads = _rule_grads(prim, e, g)
             for i, (v, gi) in enumerate(zip(e.inputs, grads, strict=False)):
                 if gi is None or not e.grad_mask[i] or isinstance(v, Const):
                     continue

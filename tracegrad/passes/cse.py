@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..ir.graph import Const, Graph
-from .rewrite import substitute
+from .rewrite import is_structured, map_bodies, substitute
 
 
 def _value_key(v):
@@ -31,6 +31,9 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
         e = e.replace(inputs=inputs) if inputs != e.inputs else e
         if e.prim.name == "random":
             eqns.append(e)
+            continue
+        if is_structured(e):  # within each body; two loops are never merged
+            eqns.append(map_bodies(e, eliminate_common_subexpressions))
             continue
         key = (e.prim.name, tuple(_value_key(v) for v in inputs), params_key(e.params))
         prev = seen.get(key)

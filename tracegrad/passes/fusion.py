@@ -11,7 +11,7 @@ import itertools
 
 from ..ir.graph import Const, Eqn, Graph, Var, like
 from ..ir.ops import fusion_p
-from .rewrite import use_counts
+from .rewrite import is_structured, map_bodies, use_counts
 
 _region_ids = itertools.count()
 
@@ -27,6 +27,9 @@ def fuse_elementwise(graph: Graph) -> Graph:
                                          return (v2,)
                                      v2 = fusion(x, y, graph=fused_0)
     """
+    if any(is_structured(e) for e in graph.eqns):  # fuse within cond/scan/while bodies
+        graph = graph.replace(eqns=[map_bodies(e, fuse_elementwise) if is_structured(e) else e
+                                    for e in graph.eqns])
     uses = use_counts(graph)
     producer = {e.out: e for e in graph.eqns}
     region_of: dict = {}          # out var -> region (list of eqns)

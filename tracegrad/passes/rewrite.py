@@ -18,6 +18,19 @@ def substitute(graph: Graph, mapping: dict) -> Graph:
     return graph.replace(eqns=eqns, outputs=[find(v) for v in graph.outputs])
 
 
+def map_bodies(e, fn):
+    """``e`` with ``fn`` applied to each sub-Graph in its params (the bodies of cond, scan
+    and while_loop; a pass recurses into them this way)."""
+    params = {k: fn(v) if isinstance(v, Graph) else v for k, v in e.params.items()}
+    if all(params[k] is e.params[k] for k in params):
+        return e
+    return e.replace(params=params)
+
+
+def is_structured(e) -> bool:
+    return getattr(e.prim, "multiple_results", False)
+
+
 def use_counts(graph: Graph) -> dict:
     counts: dict = {}
     for e in graph.eqns:

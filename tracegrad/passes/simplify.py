@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Const, Eqn, Graph, like
-from .rewrite import substitute
+from .rewrite import is_structured, map_bodies, substitute
 
 
 def _scalar_value(v, producers):
@@ -133,6 +133,9 @@ def simplify(graph: Graph) -> Graph:
         inputs = tuple(find(v) for v in e.inputs)
         if inputs != e.inputs:
             e = e.replace(inputs=inputs)
+        if is_structured(e):  # cond/scan/while_loop: simplify within the bodies
+            eqns.append(map_bodies(e, simplify))
+            continue
         folded = _fold(e)
         if folded is not None:
             mapping[e.out] = folded

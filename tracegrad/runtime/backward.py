@@ -150,7 +150,7 @@ def split_forward_backward(trace, outs, flat) -> CompiledBackward:
     wrt_sources = [wrt_sources[i] for i in connected]
     wrt_vars = [wrt_vars[i] for i in connected]
     grads = [grads[i] for i in connected]
-    defined_in_bwd = {e.out for e in bwd_eqns} | set(seed_vars)
+    defined_in_bwd = {v for e in bwd_eqns for v in e.outs} | set(seed_vars)
     residuals = []
     seen = set()
     for e in bwd_eqns:
