@@ -2737,20 +2737,19 @@ def _attention_jax_fn(q, k, v, *rest, scale, is_causal, mask, dropout_p, gqa):
     import jax
     import jax.numpy as jnp
     m, keep = _attention_inputs(q, k, v, rest, mask, dropout_p)
+    if gqa:  # repeated heads (jax's grouped einsum rounds float32 differently from torch)
+        hq = q.shape[-3]
+        k = k if k.shape[-3] == hq else jnp.repeat(k, hq // k.shape[-3], axis=-3)
+        v = v if v.shape[-3] == hq else jnp.repeat(v, hq // v.shape[-3], axis=-3)
     same_lead = q.ndim == k.ndim == v.ndim and q.shape[:-3] == k.shape[:-3] == v.shape[:-3]
-    heads_ok = q.ndim >= 3 and (q.shape[-3] == k.shape[-3] == v.shape[-3]
-                                or gqa and k.shape[-3] == v.shape[-3])
-    if (mask is None and keep is None and q.ndim in (3, 4) and same_lead and heads_ok
+    if (mask is None and keep is None and q.ndim in (3, 4) and same_lead
+            and q.shape[-3] == k.shape[-3] == v.shape[-3]
             and k.shape[-1] == v.shape[-1] == q.shape[-1]):
         # jax's layout is (batch, seq, heads, dim); torch's (batch, heads, seq, dim)
         o = jax.nn.dot_product_attention(jnp.swapaxes(q, -2, -3), jnp.swapaxes(k, -2, -3),
                                          jnp.swapaxes(v, -2, -3), scale=scale,
                                          is_causal=is_causal, implementation="xla")
         return jnp.swapaxes(o, -2, -3).astype(q.dtype)
-    if gqa:
-        hq = q.shape[-3]
-        k = k if k.shape[-3] == hq else jnp.repeat(k, hq // k.shape[-3], axis=-3)
-        v = v if v.shape[-3] == hq else jnp.repeat(v, hq // v.shape[-3], axis=-3)
     s = jnp.matmul(q, jnp.swapaxes(k, -1, -2)) * jnp.asarray(scale, q.dtype)
     allowed = None
     if is_causal:
