@@ -2657,11 +2657,10 @@ def _attention_impl(q, k, v, *rest, scale, is_causal, mask, dropout_p, gqa):
 
 
 def _attention_shape(q, k, v, *rest, scale, is_causal, mask, dropout_p, gqa):
-    batch = broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
-    if len(q.shape) >= 3:
-        heads = q.shape[-3:-2] if gqa else broadcast_shapes(q.shape[-3:-2], k.shape[-3:-2],
-                                                           v.shape[-3:-2])
-        batch = batch + heads
+    kb, vb = tuple(k.shape[:-2]), tuple(v.shape[:-2])
+    if gqa:  # k and v are repeated to q's heads first
+        kb, vb = kb[:-1] + tuple(q.shape[-3:-2]), vb[:-1] + tuple(q.shape[-3:-2])
+    batch = broadcast_shapes(tuple(q.shape[:-2]), kb, vb)
     return batch + (q.shape[-2], v.shape[-1]), q.dtype
 
 

@@ -137,6 +137,20 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return T.reshape(out, lead + (weight.shape[0],))
 
 
+def _uniform_like(input: Tensor) -> Tensor:
+    """float64 U(0, 1) of input's shape, drawn in input's memory order: torch's noise is
+    ``empty_like(input)``, which keeps a dense permuted layout (a transposed attention
+    output), and bernoulli_ fills it in memory order."""
+    data = input._data
+    if data.flags.c_contiguous or data.ndim < 2:
+        return T.rand(*input.shape, dtype=dtypes.float64)
+    perm = sorted(range(data.ndim), key=lambda d: -data.strides[d])
+    if not np.transpose(data, perm).flags.c_contiguous:  # not dense: empty_like is contiguous
+        return T.rand(*input.shape, dtype=dtypes.float64)
+    u = T.rand(*[input.shape[d] for d in perm], dtype=dtypes.float64)
+    return T.permute(u, tuple(int(i) for i in np.argsort(perm)))
+
+
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p).
 
@@ -150,7 +164,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         out = T.mul(input, 0.0)
     else:
         # PyTorch's CPU dropout: noise = bernoulli_(1 - p), i.e. a float64 uniform < 1 - p
-        keep = T.rand(*input.shape, dtype=dtypes.float64) < 1.0 - p
+        keep = _uniform_like(input) < 1.0 - p
         out = T.mul(input, T.div(T.cast(keep, input.dtype), 1.0 - p))
     return commit_inplace(input, out) if inplace else out
 
