@@ -1568,3 +1568,30 @@ def cotangents(outs, seed=1):
 def grad_outputs(outs):
     """The outputs a gradient flows from: floating point and requiring grad."""
     return [o for o in outs if o.dtype.is_floating_point and o.requires_grad]
+
+
+# ==== attention (issue 13): F.scaled_dot_product_attention, one primitive ====
+_ATTN_BOOL = np.array([[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 0, 1], [0, 1, 0, 0, 1]],
+                      dtype=bool)  # row 1 attends to nothing: zeros, as torch's safe softmax
+
+
+def _sdpa(T, q, k, v, **kw):
+    return _F(T).scaled_dot_product_attention(q, k, v, **kw)
+
+
+ROWS += [
+    Row("sdpa", _sdpa, [((2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 6)),
+                        ((3, 4, 8), (3, 5, 8), (3, 5, 8)), ((4, 8), (5, 8), (5, 8))]),
+    Row("sdpa_causal_scale", lambda T, q, k, v: _sdpa(T, q, k, v, is_causal=True, scale=0.3),
+        [((2, 2, 5, 4), (2, 2, 3, 4), (2, 2, 3, 4)), ((5, 4), (5, 4), (5, 3))]),
+    Row("sdpa_bool_mask", lambda T, q, k, v: _sdpa(T, q, k, v, attn_mask=T.tensor(_ATTN_BOOL)),
+        [((2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8)), ((4, 8), (5, 8), (5, 8))]),
+    Row("sdpa_float_mask", lambda T, q, k, v, m: _sdpa(T, q, k, v, attn_mask=m),
+        [((2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), (4, 5)),
+         ((2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), (3, 1, 5))]),
+    Row("sdpa_broadcast_batch", _sdpa, [((2, 3, 4, 8), (1, 3, 5, 8), (2, 1, 5, 8))]),
+    Row("sdpa_gqa", lambda T, q, k, v: _sdpa(T, q, k, v, enable_gqa=True, is_causal=True),
+        [((2, 4, 4, 8), (2, 2, 4, 8), (2, 2, 4, 8)), ((2, 4, 3, 8), (2, 2, 5, 8), (2, 1, 5, 6))],
+        domain=("real", "real", "pos")),  # (positive values: no float32 cancellation)
+]
+# ==== end of attention ====

@@ -2666,3 +2666,194 @@ for _prim in PRIMITIVES.values():
         _prim.impl = _wrap(_prim.impl)
         if _prim.raw_impl is not None:  # (the quiet kernels' own entry: NOTE above)
             _prim.raw_impl = _wrap(_prim.raw_impl)
+
+
+# ==== attention (issue 13): scaled dot-product attention as one primitive ==============
+# NOTE: [One attention primitive] ``attention(q, k, v[, mask][, keep])`` is
+# softmax(q @ k^T * scale + mask) @ v over the last two dims, all the leading dims
+# broadcast. Inputs after v, by params: ``mask`` "bool" (True: attend) or "float"
+# (added to the scores) or None; ``dropout_p`` > 0 adds ``keep``, a bool draw of the
+# scores' shape made by the caller (functions._draw_*, so a compiled call draws fresh
+# keys), kept entries scaled by 1 / (1 - dropout_p). ``gqa``: k and v have fewer heads
+# (dim -3) than q, each repeated to q's. A row with every key masked gives zeros (torch's
+# safe softmax). The rules recompute the probabilities (nothing beyond the inputs is
+# saved) and are written with tracegrad ops, so create_graph and the graph autodiff pass
+# use them too; the jax lowering is jax.nn.dot_product_attention where its contract is
+# torch's (no mask, no dropout, one batch and one head dim, matching k/v head dims),
+# jnp otherwise.
+
+
+def _attention_inputs(q, k, v, rest, mask, dropout_p):
+    it = iter(rest)
+    m = next(it) if mask else None
+    keep = next(it) if dropout_p > 0 else None
+    return m, keep
+
+
+def _keep_scale(dropout_p):
+    return 0.0 if dropout_p == 1.0 else 1 / (1 - dropout_p)   # p = 1: nothing is kept
+
+
+def _repeat_heads_np(x, hq):
+    return x if x.ndim < 3 or x.shape[-3] == hq else np.repeat(x, hq // x.shape[-3], axis=-3)
+
+
+def _attention_impl(q, k, v, *rest, scale, is_causal, mask, dropout_p, gqa):
+    m, keep = _attention_inputs(q, k, v, rest, mask, dropout_p)
+    if gqa:
+        k, v = _repeat_heads_np(k, q.shape[-3]), _repeat_heads_np(v, q.shape[-3])
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(scale)
+    allowed = None
+    if is_causal:
+        allowed = np.tril(np.ones((q.shape[-2], k.shape[-2]), dtype=bool))
+    if mask == "bool":
+        allowed = m if allowed is None else allowed & m
+    elif mask == "float":
+        s = s + m
+    if allowed is not None:
+        s = np.where(allowed, s, -np.inf)
+    top = np.amax(s, axis=-1, keepdims=True)
+    top = np.where(np.isneginf(top), 0, top)  # a fully masked row: exp(-inf) = 0 everywhere
+    e = np.exp(s - top)
+    total = np.sum(e, axis=-1, keepdims=True)
+    p = e / np.where(total == 0, 1, total)
+    if keep is not None:
+        p = p * np.where(keep, q.dtype.type(_keep_scale(dropout_p)), q.dtype.type(0))
+    return np.matmul(p.astype(q.dtype, copy=False), v).astype(q.dtype, copy=False)
+
+
+def _attention_shape(q, k, v, *rest, scale, is_causal, mask, dropout_p, gqa):
+    kb, vb = tuple(k.shape[:-2]), tuple(v.shape[:-2])
+    if gqa:  # k and v are repeated to q's heads first
+        kb, vb = kb[:-1] + tuple(q.shape[-3:-2]), vb[:-1] + tuple(q.shape[-3:-2])
+    batch = broadcast_shapes(tuple(q.shape[:-2]), kb, vb)
+    return batch + (q.shape[-2], v.shape[-1]), q.dtype
+
+
+def _repeat_heads(x, hq):
+    """(..., h, s, e) -> (..., hq, s, e), each head repeated hq // h times in place."""
+    h = x.shape[-3]
+    if h == hq:
+        return x
+    lead, tail = tuple(x.shape[:-3]), tuple(x.shape[-2:])
+    x = T.broadcast_to(T.unsqueeze(x, -3), lead + (h, hq // h) + tail)
+    return T.reshape(x, lead + (hq,) + tail)
+
+
+def _sum_heads(g, h):
+    """The adjoint of _repeat_heads: (..., hq, s, e) summed back to h heads."""
+    hq = g.shape[-3]
+    if h == hq:
+        return g
+    lead, tail = tuple(g.shape[:-3]), tuple(g.shape[-2:])
+    return T.sum(T.reshape(g, lead + (h, hq // h) + tail), (-3,))
+
+
+def _attention_probs(q, k, m, *, scale, is_causal, mask):
+    """softmax of the masked scores, rows with no key allowed all zeros; and the scores'
+    mask of rows that are fully masked (None when there can be none)."""
+    s = T.matmul(q, T.swapaxes(k, -1, -2)) * scale
+    allowed = None
+    if is_causal:
+        allowed = T.tril(T.ones((q.shape[-2], k.shape[-2]), dtype=dtypes.bool_))
+    if mask == "bool":
+        allowed = m if allowed is None else T.logical_and(allowed, m)
+    elif mask == "float":
+        s = s + m
+    if allowed is not None:
+        s = T.where(allowed, s, T.full((), -math.inf, dtype=s.dtype))
+    if allowed is None and mask != "float":
+        return T.softmax(s, -1), None
+    dead = T.all(T.isneginf(s), -1, keepdim=True)   # no gradient: a bool
+    zero = T.zeros((), dtype=s.dtype)
+    p = T.softmax(T.where(dead, zero, s), -1)
+    return T.where(dead, zero, p), dead
+
+
+def _attention_vjp(g, out, q, k, v, *rest, scale, is_causal, mask, dropout_p, gqa):
+    m, keep = _attention_inputs(q, k, v, rest, mask, dropout_p)
+    kk, vv = k, v
+    if gqa:
+        kk, vv = _repeat_heads(k, q.shape[-3]), _repeat_heads(v, q.shape[-3])
+    p, _ = _attention_probs(q, kk, m, scale=scale, is_causal=is_causal, mask=mask)
+    dropped = p
+    if keep is not None:
+        drop_scale = T.where(keep, T.full((), _keep_scale(dropout_p), dtype=p.dtype),
+                             T.zeros((), dtype=p.dtype))
+        dropped = p * drop_scale
+    gv = T.matmul(T.swapaxes(dropped, -1, -2), g)
+    gp = T.matmul(g, T.swapaxes(vv, -1, -2))
+    if keep is not None:
+        gp = gp * drop_scale
+    gs = p * (gp - T.sum(gp * p, (-1,), keepdim=True))  # softmax's rule; 0 on masked keys
+    gq = T.matmul(gs, kk) * scale
+    gk = T.matmul(T.swapaxes(gs, -1, -2), q) * scale
+    if gqa:
+        gk, gv = _sum_heads(gk, k.shape[-3]), _sum_heads(gv, v.shape[-3])
+    grads = [gq, gk, gv]
+    if mask:
+        grads.append(gs if mask == "float" else None)
+    if keep is not None:
+        grads.append(None)
+    return tuple(grads)
+
+
+def _attention_jax_fn(q, k, v, *rest, scale, is_causal, mask, dropout_p, gqa):
+    import jax
+    import jax.numpy as jnp
+    m, keep = _attention_inputs(q, k, v, rest, mask, dropout_p)
+    if gqa:  # repeated heads (jax's grouped einsum rounds float32 differently from torch)
+        hq = q.shape[-3]
+        k = k if k.shape[-3] == hq else jnp.repeat(k, hq // k.shape[-3], axis=-3)
+        v = v if v.shape[-3] == hq else jnp.repeat(v, hq // v.shape[-3], axis=-3)
+    same_lead = q.ndim == k.ndim == v.ndim and q.shape[:-3] == k.shape[:-3] == v.shape[:-3]
+    if (mask is None and keep is None and q.ndim in (3, 4) and same_lead
+            and q.shape[-3] == k.shape[-3] == v.shape[-3]
+            and k.shape[-1] == v.shape[-1] == q.shape[-1]):
+        # jax's layout is (batch, seq, heads, dim); torch's (batch, heads, seq, dim)
+        o = jax.nn.dot_product_attention(jnp.swapaxes(q, -2, -3), jnp.swapaxes(k, -2, -3),
+                                         jnp.swapaxes(v, -2, -3), scale=scale,
+                                         is_causal=is_causal, implementation="xla")
+        return jnp.swapaxes(o, -2, -3).astype(q.dtype)
+    s = jnp.matmul(q, jnp.swapaxes(k, -1, -2)) * jnp.asarray(scale, q.dtype)
+    allowed = None
+    if is_causal:
+        allowed = jnp.tril(jnp.ones((q.shape[-2], k.shape[-2]), bool))
+    if mask == "bool":
+        allowed = m if allowed is None else allowed & m
+    elif mask == "float":
+        s = s + m
+    if allowed is not None:
+        s = jnp.where(allowed, s, -jnp.inf)
+    top = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
+    top = jnp.where(jnp.isneginf(top), 0, top)
+    e = jnp.exp(s - top)
+    total = jnp.sum(e, axis=-1, keepdims=True)
+    p = e / jnp.where(total == 0, 1, total)
+    if keep is not None:
+        p = p * jnp.where(keep, jnp.asarray(_keep_scale(dropout_p), q.dtype), 0)
+    return jnp.matmul(p.astype(q.dtype), v).astype(q.dtype)
+
+
+def _attention_jax(args, p):
+    params = ", ".join(f"{k}={p[k]!r}" for k in ("scale", "is_causal", "mask", "dropout_p",
+                                                  "gqa"))
+    return f"_attention({', '.join(args)}, {params})"
+
+
+def _attention_grad_name(p, q, k, v, *rest):
+    # torch's CPU dispatch: its flash kernel for 4-d inputs without dropout whose k/v head
+    # dims match and whose mask needs no gradient; else the math path, ending in a matmul
+    m, _ = _attention_inputs(q, k, v, rest, p["mask"], p["dropout_p"])
+    if (len(q.shape) == 4 and p["dropout_p"] == 0 and q.shape[-1] == v.shape[-1]
+            and k.shape[-3] == v.shape[-3] and not getattr(m, "requires_grad", False)):
+        return "ScaledDotProductFlashAttentionForCpuBackward0"
+    return "MmBackward0" if len(q.shape) == 2 else "UnsafeViewBackward0"
+
+
+JAX_HELPERS["_attention"] = _attention_jax_fn
+attention_p = Primitive(
+    "attention", _bfloat16_in_float32(_attention_impl), _attention_shape, _attention_jax,
+    vjp_all=_attention_vjp, variadic=True, save=(0, 1, 2), grad_name=_attention_grad_name,
+    kind="matmul")
+# ==== end of attention ====

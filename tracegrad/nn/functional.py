@@ -137,6 +137,20 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return T.reshape(out, lead + (weight.shape[0],))
 
 
+def _uniform_like(input: Tensor) -> Tensor:
+    """float64 U(0, 1) of input's shape, drawn in input's memory order: torch's noise is
+    ``empty_like(input)``, which keeps a dense permuted layout (a transposed attention
+    output), and bernoulli_ fills it in memory order."""
+    data = input._data
+    if data.flags.c_contiguous or data.ndim < 2:
+        return T.rand(*input.shape, dtype=dtypes.float64)
+    perm = sorted(range(data.ndim), key=lambda d: -data.strides[d])
+    if not np.transpose(data, perm).flags.c_contiguous:  # not dense: empty_like is contiguous
+        return T.rand(*input.shape, dtype=dtypes.float64)
+    u = T.rand(*[input.shape[d] for d in perm], dtype=dtypes.float64)
+    return T.permute(u, tuple(int(i) for i in np.argsort(perm)))
+
+
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p).
 
@@ -150,7 +164,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         out = T.mul(input, 0.0)
     else:
         # PyTorch's CPU dropout: noise = bernoulli_(1 - p), i.e. a float64 uniform < 1 - p
-        keep = T.rand(*input.shape, dtype=dtypes.float64) < 1.0 - p
+        keep = _uniform_like(input) < 1.0 - p
         out = T.mul(input, T.div(T.cast(keep, input.dtype), 1.0 - p))
     return commit_inplace(input, out) if inplace else out
 
@@ -2310,3 +2324,310 @@ def _torch_class(x) -> str:
 
 
 __all__ += ["embedding_bag"]
+
+
+# ==== attention (issue 13): scaled_dot_product_attention, multi_head_attention_forward ====
+
+def _c_type(dtype) -> str:
+    return T._C_TYPE_NAMES.get(dtype.name, dtype.name)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
+                                 attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value, over (..., L, E) x (..., S, E) x
+    (..., S, Ev), as one ``attention`` primitive (NOTE: [One attention primitive]).
+
+    ``attn_mask``: bool (True: may attend) or a float of query's dtype added to the scores,
+    broadcast to (..., L, S); ``is_causal``: query i sees keys 0..i; ``dropout_p``: applied
+    to the probabilities (always, as torch: pass 0.0 in eval); ``enable_gqa``: key and value
+    may have fewer heads (dim -3) than query. A row with no key allowed gives zeros.
+
+    >>> import tracegrad as tg
+    >>> q = k = v = tg.ones(2, 3, 4, 8)
+    >>> scaled_dot_product_attention(q, k, v, is_causal=True).shape
+    torch.Size([2, 3, 4, 8])
+    """
+    q, k, v = query, key, value
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise RuntimeError(f"Expected query, key, and value to all be  at least 2 dimensional, "
+                           f"but got query.dim: {q.ndim} key.dim: {k.ndim} and value.dim: "
+                           f"{v.ndim} instead.")
+    if not (q.dtype is k.dtype is v.dtype):
+        raise RuntimeError(f"Expected query, key, and value to have the same dtype, but got "
+                           f"query.dtype: {_c_type(q.dtype)} key.dtype: {_c_type(k.dtype)} and "
+                           f"value.dtype: {_c_type(v.dtype)} instead.")
+    if not q.dtype.is_floating_point:
+        raise RuntimeError(f"scaled_dot_product_attention: expected query, key and value to be "
+                           f"floating point, but got {_c_type(q.dtype)}")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout_p}")
+    if q.shape[-1] != k.shape[-1]:
+        raise RuntimeError(f"scaled_dot_product_attention: query and key must have the same "
+                           f"embedding size (last dim), but got query.size(-1): {q.shape[-1]} "
+                           f"and key.size(-1): {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise RuntimeError(f"scaled_dot_product_attention: key and value must have the same "
+                           f"sequence length (dim -2), but got key.size(-2): {k.shape[-2]} and "
+                           f"value.size(-2): {v.shape[-2]}")
+    gqa = False
+    if enable_gqa and q.ndim >= 3 and (k.shape[-3] != q.shape[-3] or v.shape[-3] != q.shape[-3]):
+        if k.ndim < 3 or v.ndim < 3 or q.shape[-3] % k.shape[-3] or q.shape[-3] % v.shape[-3]:
+            raise RuntimeError("Number of heads in key and value must divide the number of "
+                               "heads in query")
+        gqa = True
+    out_shape, _ = P._attention_shape(q, k, v, scale=1.0, is_causal=False, mask=None,
+                                      dropout_p=0.0, gqa=gqa)
+    scores = out_shape[:-1] + (k.shape[-2],)
+    args = [q, k, v]
+    mask = None
+    if attn_mask is not None:
+        if is_causal:
+            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be "
+                               "set when is_causal=True")
+        if attn_mask.dtype is dtypes.bool_:
+            mask = "bool"
+        elif attn_mask.dtype is q.dtype:
+            mask = "float"
+        else:
+            raise RuntimeError(f"Expected attn_mask dtype to be bool or float or to match query "
+                               f"dtype, but got attn_mask.dtype: {_c_type(attn_mask.dtype)} and  "
+                               f"query.dtype: {_c_type(q.dtype)} instead.")
+        P.broadcast_shapes(scores, tuple(attn_mask.shape))
+        args.append(attn_mask)
+    dropout_p = float(dropout_p)
+    if dropout_p == 1.0:    # torch's dropout draws nothing for p = 1
+        args.append(T.zeros(scores, dtype=dtypes.bool_))
+    elif dropout_p > 0.0:   # the CPU math path's at::dropout: bernoulli_(1 - p) of the scores
+        args.append(T.rand(*scores, dtype=dtypes.float64) < 1.0 - dropout_p)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    return apply(P.attention_p, tuple(args),
+                 {"scale": float(scale), "is_causal": bool(is_causal), "mask": mask,
+                  "dropout_p": dropout_p, "gqa": gqa})
+
+
+def _canonical_mask(mask: Tensor | None, mask_name: str, other_type, other_name: str,
+                    target_type, check_other: bool = True) -> Tensor | None:
+    """A bool mask (True: masked out) as a float one (-inf there, 0 elsewhere), as torch's
+    ``F._canonical_mask``; a float mask as it is."""
+    if mask is None:
+        return None
+    if mask.dtype is not dtypes.bool_ and not mask.dtype.is_floating_point:
+        raise AssertionError(f"only bool and floating types of {mask_name} are supported")
+    if check_other and other_type is not None and mask.dtype is not other_type:
+        warnings.warn(f"Support for mismatched {mask_name} and {other_name} is deprecated. "
+                      f"Use same type for both instead.", stacklevel=3)
+    if mask.dtype is dtypes.bool_:
+        return T.where(mask, T.full((), -math.inf, dtype=target_type),
+                       T.zeros((), dtype=target_type))
+    return mask
+
+
+def _none_or_dtype(input: Tensor | None):
+    return None if input is None else input.dtype
+
+
+def _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads) -> bool:
+    if query.ndim == 3:
+        if key.ndim != 3 or value.ndim != 3:
+            raise AssertionError(f"For batched (3-D) `query`, expected `key` and `value` to be "
+                                 f"3-D but found {key.ndim}-D and {value.ndim}-D tensors "
+                                 f"respectively")
+        if key_padding_mask is not None and key_padding_mask.ndim != 2:
+            raise AssertionError(f"For batched (3-D) `query`, expected `key_padding_mask` to be "
+                                 f"`None` or 2-D but found {key_padding_mask.ndim}-D tensor "
+                                 f"instead")
+        if attn_mask is not None and attn_mask.ndim not in (2, 3):
+            raise AssertionError(f"For batched (3-D) `query`, expected `attn_mask` to be `None`, "
+                                 f"2-D or 3-D but found {attn_mask.ndim}-D tensor instead")
+        return True
+    if query.ndim == 2:
+        if key.ndim != 2 or value.ndim != 2:
+            raise AssertionError(f"For unbatched (2-D) `query`, expected `key` and `value` to be "
+                                 f"2-D but found {key.ndim}-D and {value.ndim}-D tensors "
+                                 f"respectively")
+        if key_padding_mask is not None and key_padding_mask.ndim != 1:
+            raise AssertionError(f"For unbatched (2-D) `query`, expected `key_padding_mask` to "
+                                 f"be `None` or 1-D but found {key_padding_mask.ndim}-D tensor "
+                                 f"instead")
+        if attn_mask is not None:
+            if attn_mask.ndim not in (2, 3):
+                raise AssertionError(f"For unbatched (2-D) `query`, expected `attn_mask` to be "
+                                     f"`None`, 2-D or 3-D but found {attn_mask.ndim}-D tensor "
+                                     f"instead")
+            expected = (num_heads, query.shape[0], key.shape[0])
+            if attn_mask.ndim == 3 and tuple(attn_mask.shape) != expected:
+                raise AssertionError(f"Expected `attn_mask` shape to be {expected} but got "
+                                     f"{attn_mask.shape}")
+        return False
+    raise AssertionError(f"query should be unbatched 2D or batched 3D tensor but received "
+                         f"{query.ndim}-D query tensor")
+
+
+def multi_head_attention_forward(
+        query: Tensor, key: Tensor, value: Tensor, embed_dim_to_check: int, num_heads: int,
+        in_proj_weight: Tensor | None, in_proj_bias: Tensor | None, bias_k: Tensor | None,
+        bias_v: Tensor | None, add_zero_attn: bool, dropout_p: float, out_proj_weight: Tensor,
+        out_proj_bias: Tensor | None, training: bool = True,
+        key_padding_mask: Tensor | None = None, need_weights: bool = True,
+        attn_mask: Tensor | None = None, use_separate_proj_weight: bool = False,
+        q_proj_weight: Tensor | None = None, k_proj_weight: Tensor | None = None,
+        v_proj_weight: Tensor | None = None, static_k: Tensor | None = None,
+        static_v: Tensor | None = None, average_attn_weights: bool = True,
+        is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
+    """torch's ``F.multi_head_attention_forward``: sequence-first (L, N, E) inputs (or
+    unbatched (L, E)); masks True/-inf where a key is left out. With ``need_weights`` the
+    scores are an explicit softmax (returned, averaged over heads if asked); without, one
+    ``scaled_dot_product_attention``."""
+    is_batched = _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads)
+    if not is_batched:
+        query, key, value = T.unsqueeze(query, 1), T.unsqueeze(key, 1), T.unsqueeze(value, 1)
+        if key_padding_mask is not None:
+            key_padding_mask = T.unsqueeze(key_padding_mask, 0)
+    tgt_len, bsz, embed_dim = query.shape
+    src_len = key.shape[0]
+    key_padding_mask = _canonical_mask(key_padding_mask, "key_padding_mask",
+                                       _none_or_dtype(attn_mask), "attn_mask", query.dtype)
+    if is_causal and attn_mask is None:
+        raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the "
+                           "Transformer module method `generate_square_subsequent_mask` to "
+                           "create this mask.")
+    if is_causal and key_padding_mask is None and not need_weights:
+        attn_mask = None   # the hint: sdpa's own causal mask
+    else:
+        attn_mask = _canonical_mask(attn_mask, "attn_mask", None, "", query.dtype,
+                                    check_other=False)
+        if key_padding_mask is not None:
+            is_causal = False
+    if embed_dim != embed_dim_to_check:
+        raise AssertionError(f"was expecting embedding dimension of {embed_dim_to_check}, but "
+                             f"got {embed_dim}")
+    head_dim = embed_dim // num_heads
+    if head_dim * num_heads != embed_dim:
+        raise AssertionError(f"embed_dim {embed_dim} not divisible by num_heads {num_heads}")
+    if use_separate_proj_weight:
+        if tuple(key.shape[:2]) != tuple(value.shape[:2]):
+            raise AssertionError(f"key's sequence and batch dims {key.shape[:2]} do not match "
+                                 f"value's {value.shape[:2]}")
+        for name, w in (("q", q_proj_weight), ("k", k_proj_weight), ("v", v_proj_weight)):
+            if w is None:
+                raise AssertionError(f"use_separate_proj_weight is True but {name}_proj_weight "
+                                     f"is None")
+        b_q = b_k = b_v = None
+        if in_proj_bias is not None:
+            b_q, b_k, b_v = T.chunk(in_proj_bias, 3)
+        q = linear(query, q_proj_weight, b_q)
+        k = linear(key, k_proj_weight, b_k)
+        v = linear(value, v_proj_weight, b_v)
+    else:
+        if tuple(key.shape) != tuple(value.shape):
+            raise AssertionError(f"key shape {key.shape} does not match value shape "
+                                 f"{value.shape}")
+        if in_proj_weight is None:
+            raise AssertionError("use_separate_proj_weight is False but in_proj_weight is None")
+        if query is key and key is value:   # self-attention: one projection, split
+            q, k, v = T.chunk(linear(query, in_proj_weight, in_proj_bias), 3, -1)
+        else:
+            w_q, w_k, w_v = T.chunk(in_proj_weight, 3)
+            b_q = b_k = b_v = None
+            if in_proj_bias is not None:
+                b_q, b_k, b_v = T.chunk(in_proj_bias, 3)
+            q, k, v = linear(query, w_q, b_q), linear(key, w_k, b_k), linear(value, w_v, b_v)
+    if attn_mask is not None:
+        if attn_mask.ndim == 2:
+            if tuple(attn_mask.shape) != (tgt_len, src_len):
+                raise RuntimeError(f"The shape of the 2D attn_mask is {attn_mask.shape}, but "
+                                   f"should be {(tgt_len, src_len)}.")
+            attn_mask = T.unsqueeze(attn_mask, 0)
+        elif tuple(attn_mask.shape) != (bsz * num_heads, tgt_len, src_len):
+            raise RuntimeError(f"The shape of the 3D attn_mask is {attn_mask.shape}, but should "
+                               f"be {(bsz * num_heads, tgt_len, src_len)}.")
+    if bias_k is not None and bias_v is not None:
+        if static_k is not None:
+            raise AssertionError("bias cannot be added to static key.")
+        if static_v is not None:
+            raise AssertionError("bias cannot be added to static value.")
+        k = T.cat([k, T.expand(bias_k, (1, bsz, embed_dim))])
+        v = T.cat([v, T.expand(bias_v, (1, bsz, embed_dim))])
+        if attn_mask is not None:
+            attn_mask = pad(attn_mask, (0, 1))
+        if key_padding_mask is not None:
+            key_padding_mask = pad(key_padding_mask, (0, 1))
+    elif bias_k is not None:
+        raise AssertionError("bias_k is set but bias_v is None")
+    elif bias_v is not None:
+        raise AssertionError("bias_v is set but bias_k is None")
+    # (L, N, E) -> (N * heads, L, head_dim)
+    q = T.transpose(T.reshape(q, (tgt_len, bsz * num_heads, head_dim)), 0, 1)
+    k = (T.transpose(T.reshape(k, (k.shape[0], bsz * num_heads, head_dim)), 0, 1)
+         if static_k is None else _static_kv("static_k", static_k, bsz * num_heads, head_dim))
+    v = (T.transpose(T.reshape(v, (v.shape[0], bsz * num_heads, head_dim)), 0, 1)
+         if static_v is None else _static_kv("static_v", static_v, bsz * num_heads, head_dim))
+    if add_zero_attn:
+        k = T.cat([k, T.zeros((bsz * num_heads, 1, head_dim), dtype=k.dtype)], 1)
+        v = T.cat([v, T.zeros((bsz * num_heads, 1, head_dim), dtype=v.dtype)], 1)
+        if attn_mask is not None:
+            attn_mask = pad(attn_mask, (0, 1))
+        if key_padding_mask is not None:
+            key_padding_mask = pad(key_padding_mask, (0, 1))
+    src_len = k.shape[1]
+    if key_padding_mask is not None:
+        if key_padding_mask.shape[0] != bsz:
+            raise AssertionError(f"Expected key_padded_mask.shape[0] to be {bsz}, but got "
+                                 f"{key_padding_mask.shape[0]}")
+        if key_padding_mask.shape[1] != src_len:
+            raise AssertionError(f"Expected key_padded_mask.shape[1] to be {src_len}, but got "
+                                 f"{key_padding_mask.shape[1]}")
+        kpm = T.reshape(T.expand(T.reshape(key_padding_mask, (bsz, 1, 1, src_len)),
+                                 (bsz, num_heads, 1, src_len)), (bsz * num_heads, 1, src_len))
+        attn_mask = kpm if attn_mask is None else attn_mask + kpm
+    if not training:
+        dropout_p = 0.0
+    if need_weights:
+        if is_causal and attn_mask is None:
+            raise AssertionError("FIXME: is_causal not implemented for need_weights")
+        q_scaled = q * math.sqrt(1.0 / float(head_dim))
+        if attn_mask is not None:
+            weights = T.baddbmm(attn_mask, q_scaled, T.transpose(k, -2, -1))
+        else:
+            weights = T.bmm(q_scaled, T.transpose(k, -2, -1))
+        weights = softmax(weights, -1)
+        if dropout_p > 0.0:
+            weights = dropout(weights, p=dropout_p)
+        out = T.bmm(weights, v)
+        out = T.reshape(T.transpose(out, 0, 1), (tgt_len * bsz, embed_dim))
+        out = T.reshape(linear(out, out_proj_weight, out_proj_bias), (tgt_len, bsz, embed_dim))
+        weights = T.reshape(weights, (bsz, num_heads, tgt_len, src_len))
+        if average_attn_weights:
+            weights = T.mean(weights, 1)
+        if not is_batched:
+            out, weights = T.squeeze(out, 1), T.squeeze(weights, 0)
+        return out, weights
+    if attn_mask is not None:
+        if attn_mask.shape[0] == 1 and attn_mask.ndim == 3:
+            attn_mask = T.unsqueeze(attn_mask, 0)
+        else:
+            attn_mask = T.reshape(attn_mask, (bsz, num_heads, -1, src_len))
+    q = T.reshape(q, (bsz, num_heads, tgt_len, head_dim))
+    k = T.reshape(k, (bsz, num_heads, src_len, head_dim))
+    v = T.reshape(v, (bsz, num_heads, src_len, head_dim))
+    out = scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
+    out = T.reshape(T.permute(out, (2, 0, 1, 3)), (bsz * tgt_len, embed_dim))
+    out = T.reshape(linear(out, out_proj_weight, out_proj_bias), (tgt_len, bsz, embed_dim))
+    if not is_batched:
+        out = T.squeeze(out, 1)
+    return out, None
+
+
+def _static_kv(name: str, t: Tensor, rows: int, head_dim: int) -> Tensor:
+    if t.shape[0] != rows:
+        raise AssertionError(f"expecting {name}.size(0) of {rows}, but got {t.shape[0]}")
+    if t.shape[2] != head_dim:
+        raise AssertionError(f"expecting {name}.size(2) of {head_dim}, but got {t.shape[2]}")
+    return t
+
+
+__all__ += ["scaled_dot_product_attention", "multi_head_attention_forward"]
+# ==== end of attention ====
