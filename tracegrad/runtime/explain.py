@@ -15,6 +15,9 @@ class ExplainReport:
         self.source = ""
         self.guards = []
         self.timings = {}
+        self.placement = None  # on a mesh: its text, the inputs' shardings, the collectives
+        self.shardings = []
+        self.collectives = {}
         self.eager_reason = entry.eager_reason if entry else "not compiled"
         if entry is not None and entry.trace is not None:
             if entry.lowered is None:
@@ -30,6 +33,10 @@ class ExplainReport:
                 self.guards.append("arguments sharing memory "
                                    f"(position, first position): {entry.key[2]}")
             self.guards += [g.text() for g in entry.guards]
+            if entry.placement is not None:
+                from .sharding import report
+                self.placement = repr(entry.placement)
+                self.shardings, self.collectives = report(entry)
             self.timings = {"trace": entry.timings.get("trace", 0.0)}
             for name, _g, dt in entry.stages[1:]:
                 self.timings[name] = dt
@@ -52,6 +59,11 @@ class ExplainReport:
             lines += [f"    {n:<20} {len(g.eqns):>6}" for n, g in self.stages.items()]
             lines.append("  guards:")
             lines += [f"    {g}" for g in self.guards]
+            if self.placement is not None:
+                lines.append(f"  shardings ({self.placement}):")
+                lines += [f"    {s}" for s in self.shardings]
+                lines.append("  collectives (XLA's compiled module):")
+                lines += [f"    {n:<20} {k:>6}" for n, k in self.collectives.items()]
             lines.append("  timings:")
             lines += [f"    {n:<20} {t * 1e3:9.3f} ms" for n, t in self.timings.items()]
             lines.append("  final graph:")
