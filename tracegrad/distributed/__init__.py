@@ -26,11 +26,12 @@ from . import spmd as _spmd
 from .spmd import initialize, mesh, process_count, process_index
 
 __all__ = ["mesh", "initialize", "process_count", "process_index", "is_available",
-           "is_initialized", "is_nccl_available", "is_gloo_available", "is_mpi_available", "is_torchelastic_launched", "init_process_group",
-           "destroy_process_group", "get_rank", "get_world_size", "get_backend", "new_group",
-           "barrier", "all_reduce", "reduce", "broadcast", "all_gather", "all_gather_object",
-           "broadcast_object_list", "gather", "scatter", "ReduceOp", "group", "GroupMember",
-           "ProcessGroup", "Work", "get_node_local_rank"]
+           "is_initialized", "is_nccl_available", "is_gloo_available", "is_mpi_available",
+           "is_torchelastic_launched", "init_process_group", "destroy_process_group", "get_rank",
+           "get_world_size", "get_backend", "new_group", "barrier", "all_reduce", "reduce",
+           "broadcast", "all_gather", "all_gather_object", "broadcast_object_list", "gather",
+           "scatter", "ReduceOp", "group", "GroupMember", "ProcessGroup", "Work",
+           "get_node_local_rank"]
 
 # ----------------------------------------------------------------------------------
 # the process group
