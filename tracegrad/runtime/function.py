@@ -150,7 +150,7 @@ class CompiledFunction:
             flat = flatten_args(args, kwargs)
             key = self._key(flat, args, kwargs)
         if self._placement is not None:  # before anything runs or changes
-            self._placement.check_batch(flat)
+            self._placement.check_batch(flat, self.fn)
         entry = self._cache.get(key)
         if entry is not None:
             if entry.eager_reason is not None:

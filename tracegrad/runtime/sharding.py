@@ -104,11 +104,12 @@ class Placement:
         return self.replicated()  # a float, a hyperparameter, a key, eager draws
 
     # ---- checks ---------------------------------------------------------------------
-    def check_batch(self, flat):
+    def check_batch(self, flat, fn=None):
         """Before anything runs: every tensor argument's dim 0 divides over the axis."""
         n = self.local_size
         for path, v in flat:
             if isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] % n:
+                path = _argument_name(fn, path)
                 where = (f"the {n} devices of this process on mesh axis {self.axes}"
                          if self.multi else f"the {n} devices of mesh axis "
                          f"{self.axes[0] if len(self.axes) == 1 else self.axes}")
@@ -163,6 +164,20 @@ class Placement:
 
     def global_shape(self, shape):
         return (shape[0] * self.processes, *shape[1:]) if self.multi and shape else shape
+
+
+def _argument_name(fn, path):
+    """``arg1`` -> ``y`` (the function's own name for its second parameter), when known."""
+    import inspect
+    if fn is None or not path.startswith("arg") or not path[3:].isdigit():
+        return path
+    try:
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return path
+    i = int(path[3:])
+    return params[i] if i < len(params) else path
 
 
 def to_one_device(values):
