@@ -236,21 +236,36 @@ def defer_new(t, device_value, result: bool = False) -> None:
                            (np.empty(device_value.shape, device_value.dtype), device_value))
 
 
-def materialise(t):
-    """Copy a deferred tensor's device value into its array and give it back."""
+def host_value(value):
+    """The host copy of a device value. A value sharded over devices other processes own
+    cannot be read by this process alone (NOTE: [Reading sharded state] in
+    distributed/spmd.py)."""
+    if not getattr(value, "is_fully_addressable", True) \
+            and not getattr(value, "is_fully_replicated", False):
+        raise RuntimeError(
+            f"this tensor (shape {tuple(value.shape)}) is sharded over devices of several "
+            f"processes ({value.sharding}), so one process cannot read it alone; call "
+            "tracegrad.distributed.gather(tensor_or_module_or_optimizer) in every process "
+            "at the same point, then read it")
+    return np.asarray(value)
+
+
+def materialise(t, full=None):
+    """Copy a deferred tensor's device value (or ``full``, its gathered host value) into
+    its array and give it back."""
     d = t.__dict__
     pair = d.pop("_lazy")
     arr, value = pair[0], pair[1]
     if arr is None:  # a result never passed anywhere: a new array, the user's
         try:
-            d["_data"] = arr = np.array(value)
+            d["_data"] = arr = np.array(host_value(value) if full is None else full)
         except BaseException:
             d["_lazy"] = pair
             raise
         return arr
     try:
         arr.flags.writeable = True
-        arr[...] = np.asarray(value)
+        arr[...] = host_value(value) if full is None else full
     except BaseException:
         d["_lazy"] = pair
         raise

@@ -85,6 +85,14 @@ class Compilation:
             final, bstages = run_pipeline(g)
             self.parts["backward"] = bstages + [("final", final, 0.0)]
 
+    def shardings(self) -> str:
+        """On a mesh: each input's placement and the collectives XLA's module runs."""
+        from .runtime.sharding import report
+        lines, counts = report(self.entry)
+        return "\n".join([f"placement: {self.entry.placement!r}", "inputs:",
+                          *[f"  {ln}" for ln in lines], "collectives (XLA's compiled module):",
+                          *[f"  {n}: {k}" for n, k in counts.items()]])
+
     @property
     def label(self) -> str:
         return f"{self.cf.name}[{self.index}]"
@@ -106,7 +114,8 @@ def compilations(cfs, fn: str | None = None) -> list[Compilation]:
         names.add(cf.name)
         if fn is not None and cf.name != fn:
             continue
-        for i, entry in enumerate(list(cf._cache.values())):
+        entries = [e for cache in cf._caches.values() for e in cache.values()]
+        for i, entry in enumerate(entries):  # (every placement's: one cache per mesh)
             out.append(Compilation(cf, i, entry))
     if fn is not None and fn not in names:
         raise CliError(f"no compiled function named {fn!r}; the script compiled: "
@@ -161,11 +170,14 @@ def cmd_dump(ns) -> int:
                                                            if part == "forward" else None))
         if not ns.stage or ns.stage in ("jax", "source"):
             emit(f"{c.cf.name}.{c.index}.jax.py", f"{c.label} jax source", c.source)
+        if c.entry.placement is not None and (not ns.stage or ns.stage == "shardings"):
+            emit(f"{c.cf.name}.{c.index}.shardings.txt", f"{c.label} shardings",
+                 c.shardings())
         if ns.hlo:
             for part in c.parts:
                 emit(f"{c.cf.name}.{c.index}.{part}.hlo.txt", f"{c.label} {part} XLA HLO",
                      c.hlo(part))
-    if ns.stage and ns.stage not in stage_names | {"jax", "source"}:
+    if ns.stage and ns.stage not in stage_names | {"jax", "source", "shardings"}:
         raise CliError(f"no stage named {ns.stage!r}; stages: {', '.join(_ordered(stage_names))}")
     if not comps:
         raise CliError("the compiled functions were never called, so nothing was traced")

@@ -149,8 +149,11 @@ def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
     return "\n".join(lines), consts
 
 
-def lower(graph: Graph, donate: tuple = ()) -> Lowered:
-    """Generate, exec and jit the graph; returns a Lowered whose fn takes arrays."""
+def lower(graph: Graph, donate: tuple = (), in_shardings=None,
+          out_shardings=None) -> Lowered:
+    """Generate, exec and jit the graph; returns a Lowered whose fn takes arrays. On a
+    mesh, ``in_shardings``/``out_shardings`` (one ``jax.sharding`` or None per input and
+    output) place them, and XLA's SPMD partitioner adds the collectives."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -162,7 +165,9 @@ def lower(graph: Graph, donate: tuple = ()) -> Lowered:
         namespace.update({k: jnp.asarray(v) for k, v in consts.items()})
     exec(compile(source, f"<tracegrad jax: {graph.name}>", "exec"), namespace)
     fn = namespace[_py_name(graph.name)]
-    jitted = jax.jit(fn, donate_argnums=tuple(donate))
+    shardings = {} if in_shardings is None else {"in_shardings": in_shardings,
+                                                 "out_shardings": out_shardings}
+    jitted = jax.jit(fn, donate_argnums=tuple(donate), **shardings)
     if donate:
         import warnings
         # on backends that cannot donate, jax says so once per program; nothing to act on

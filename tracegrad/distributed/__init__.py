@@ -14,20 +14,24 @@ initialized ...").
 (True, False)
 
 Layout of this package: the process group (this file: state, init/destroy, queries,
-collectives). Sharding compiled functions across jax devices is a separate concern and
-will live beside it (a ``mesh()``/``initialize()`` section), not in the process group.
+collectives). Sharding compiled functions across jax devices is a separate concern beside
+it (``spmd.py``: ``mesh()``, ``initialize()``, ``gather()``; docs/distributed.md).
 """
 from __future__ import annotations
 
 import enum
 import os
 
-__all__ = ["is_available", "is_initialized", "is_nccl_available", "is_gloo_available",
-           "is_mpi_available", "is_torchelastic_launched", "init_process_group",
-           "destroy_process_group", "get_rank", "get_world_size", "get_backend", "new_group",
-           "barrier", "all_reduce", "reduce", "broadcast", "all_gather", "all_gather_object",
-           "broadcast_object_list", "gather", "scatter", "ReduceOp", "group", "GroupMember",
-           "ProcessGroup", "Work", "get_node_local_rank"]
+from . import spmd as _spmd
+from .spmd import initialize, mesh, process_count, process_index
+
+__all__ = ["mesh", "initialize", "process_count", "process_index", "is_available",
+           "is_initialized", "is_nccl_available", "is_gloo_available", "is_mpi_available",
+           "is_torchelastic_launched", "init_process_group", "destroy_process_group", "get_rank",
+           "get_world_size", "get_backend", "new_group", "barrier", "all_reduce", "reduce",
+           "broadcast", "all_gather", "all_gather_object", "broadcast_object_list", "gather",
+           "scatter", "ReduceOp", "group", "GroupMember", "ProcessGroup", "Work",
+           "get_node_local_rank"]
 
 # ----------------------------------------------------------------------------------
 # the process group
@@ -244,6 +248,12 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
 
 
 def gather(tensor, gather_list=None, dst: int = 0, group=None, async_op: bool = False):
+    """torch's ``gather`` over the one-process group; called with tensors (modules,
+    optimizers) alone, the collective read of state sharded over devices
+    (``tracegrad.distributed.spmd.gather``, NOTE: [Reading sharded state]): on the
+    destination rank torch needs a ``gather_list``, so the two never meet."""
+    if gather_list is None and dst == 0 and group is None and not async_op:
+        return _spmd.gather(tensor)
     _world(group)
     _check_rank(dst, "dst")
     if gather_list is not None:

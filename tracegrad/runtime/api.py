@@ -11,7 +11,8 @@ _BACKENDS = (None, "inductor", "jax", "xla", "eager", "aot_eager")
 
 
 def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, mode=None,
-            options=None, disable: bool = False, cache_limit: int = 8, random: str = "device"):
+            options=None, disable: bool = False, cache_limit: int = 8, random: str = "device",
+            mesh=None, axis=None, shard_state: bool = False):
     """Compile ``model`` (a training step, a module, any tensor function) to XLA.
 
     ``random="device"`` (the default) draws a compiled call's random tensors (dropout
@@ -19,6 +20,12 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, 
     reproducible from the seed, but not torch's stream. ``random="eager"`` draws them
     with the eager generator and passes them in, so compiled calls give eager's (and
     torch's) numbers bit for bit, at the cost of drawing on the host.
+
+    ``mesh`` (a ``jax.sharding.Mesh``, e.g. ``tracegrad.distributed.mesh()``) runs each
+    call data parallel over its devices: tensor arguments split along dim 0 over the
+    mesh axis ``axis`` (default: its first; a tuple of names splits over several),
+    state replicated, or with ``shard_state=True`` split along dim 0 where it divides.
+    Results and the state left behind are the one-device call's (docs/distributed.md).
 
     ``mode``, ``backend``, ``dynamic`` and ``options`` take torch.compile's values:
     every mode compiles the same way here (XLA picks its own kernels), ``backend``
@@ -49,10 +56,18 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, 
     if random not in ("device", "eager"):
         raise ValueError(f"tracegrad.compile: random must be 'device' or 'eager', got "
                          f"{random!r}")
+    placement = None
+    if mesh is not None:
+        from .sharding import Placement
+        placement = Placement(mesh, axis, shard_state)
+    elif shard_state or axis is not None:
+        raise ValueError(f"tracegrad.compile: {'shard_state' if shard_state else 'axis'}= "
+                         "needs a mesh= to shard over (e.g. mesh=tracegrad.distributed.mesh())")
     if model is None:
         return lambda f: compile(f, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
                                  mode=mode, options=options, disable=disable,
-                                 cache_limit=cache_limit, random=random)
+                                 cache_limit=cache_limit, random=random, mesh=mesh, axis=axis,
+                                 shard_state=shard_state)
     if inspect.isclass(model):
         raise TypeError(f"tracegrad.compile takes a function or a module instance, not the "
                         f"class {model.__name__}; compile an instance "
@@ -72,5 +87,7 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, 
     if isinstance(model, Module):
         from .module import CompiledModule
         return CompiledModule(model, CompiledFunction(model, fullgraph=fullgraph,
-                                                      cache_limit=cache_limit, random=random))
-    return CompiledFunction(model, fullgraph=fullgraph, cache_limit=cache_limit, random=random)
+                                                      cache_limit=cache_limit, random=random,
+                                                      placement=placement))
+    return CompiledFunction(model, fullgraph=fullgraph, cache_limit=cache_limit, random=random,
+                            placement=placement)

@@ -42,15 +42,19 @@ def device_put(arr):
 _DEVICE_CONSTANTS: dict = {}
 
 
-def device_constant(value, shape, dtype):
-    key = (repr(value), tuple(shape), np.dtype(dtype).str)
+def device_constant(value, shape, dtype, sharding=None, put=None):
+    """A shared device array filled with ``value`` (placed ``put(array, sharding)`` on a
+    mesh)."""
+    key = (repr(value), tuple(shape), np.dtype(dtype).str, sharding)
     c = _DEVICE_CONSTANTS.get(key)
     if c is None:
         import jax
 
         # device_put of a host array: no XLA program to compile (jnp.full would be one)
         with x64():
-            c = _DEVICE_CONSTANTS[key] = jax.device_put(np.full(shape, value, dtype))
+            host = np.full(shape, value, dtype)
+            c = jax.device_put(host) if put is None else put(host, sharding)
+            _DEVICE_CONSTANTS[key] = c
     return c
 
 

@@ -16,7 +16,7 @@ from .._storage import array, defer, is_private, lazy, lookup, remember
 from ..autograd.profiler import _record_range
 from ..ir.sources import Arg, EagerDraw, Grad, GroupValue, RngKey, Scalar, State
 from ..tensor import Tensor
-from . import faults
+from . import faults, sharding
 from .backward import mark_spent
 from .device import (
     KEEP_ON_DEVICE,
@@ -45,9 +45,10 @@ from .pystate import Reach, argument_objects
 
 class Entry:
     def __init__(self, key, trace=None, result=None, eager_reason=None, paths=None,
-                 flat=None, fn=None):
+                 flat=None, fn=None, placement=None):
         self.key = key
         self.fn = fn
+        self.placement = placement  # runtime/sharding.py: None runs on one device
         # argument tensors of the tracing call, by id: a ``.grad`` slot of an argument
         # (read or written by the step) is this call's argument's, not the traced one's
         self._objects = argument_objects(flat or ())
@@ -129,11 +130,12 @@ class Entry:
         final, stages = run_pipeline(self.trace.graph)
         t1 = time.perf_counter()
         self.plan, program = output_plan(final, self.trace)
+        self.program = program
         # state the call overwrites is donated: XLA may reuse its buffer for the result
         written = {s.key for s in self.trace.writes}
         self.donate = tuple(i for i, s in enumerate(self.trace.sources)
                             if isinstance(s, (State, Arg)) and s.key in written)
-        self.lowered = lower(program, donate=self.donate)
+        self.lowered = lower(program, donate=self.donate, **self._shardings(program))
         tr = self.trace
         self._pure = (not tr.writes and not tr.grad_effects and tr.autograd is None
                       and not tr.same_outputs and not tr.float_outputs and not tr.spent
@@ -153,13 +155,50 @@ class Entry:
             for name, g, _ in stages[1:]:
                 log("stages", f"tracegrad.compile: {g.name} after {name}:\n{g}")
 
+    def _shardings(self, program):
+        """``jax.jit``'s in/out shardings on a mesh (NOTE: [Global-batch semantics]): the
+        written state comes back as it went in, so it stays put between calls."""
+        pl = self.placement
+        if pl is None:
+            return {}
+        sharding.USED[0] = True
+        tr = self.trace
+        self._in_sh = [pl.for_source(s, v.shape)
+                       for s, v in zip(tr.sources, program.inputs, strict=True)]
+        self._local = [pl.multi and isinstance(s, Arg) for s in tr.sources]
+        result = pl.replicated() if pl.multi else None  # (readable in every process)
+        out = [result] * len(program.outputs)
+        by_source = {s.key: sh for s, sh in zip(tr.sources, self._in_sh, strict=True)}
+        k = tr.n_out
+        for src in tr.writes:
+            pos = self.plan[k][0]
+            if pos is not None:
+                out[pos] = by_source.get(src.key) or pl.state(program.outputs[pos].shape)
+            k += 1
+        for _owner, has in tr.grad_effects:
+            if has:
+                pos = self.plan[k][0]
+                if pos is not None:
+                    out[pos] = pl.state(program.outputs[pos].shape)
+                k += 1
+        return {"in_shardings": tuple(self._in_sh), "out_shardings": tuple(out)}
+
+    def placed_inputs(self, flat):
+        """This call's inputs as the XLA program takes them (on the mesh, if any)."""
+        inputs = self._inputs(flat)
+        if self.placement is not None:
+            return self.placement.put_all(inputs, self._in_sh, self._local)
+        if sharding.USED[0]:
+            return sharding.to_one_device(inputs)
+        return inputs
+
     # ---- run ----------------------------------------------------------------------
     def run(self, flat, call=None):
         """Run on this call's flattened arguments; ``call`` is ``(args, kwargs)``, kept
         only for a double backward through the results (backward.py)."""
         if self._first_call:
             return self._first_run(flat, call)
-        inputs = self._inputs(flat)
+        inputs = self.placed_inputs(flat)
         if self._pure:  # no state to write back, nothing donated: just the results
             outs = self.lowered.fn(*inputs)
             tmpl = self.result_template
@@ -259,7 +298,8 @@ class Entry:
                     # copy for the next call (NOTE: [Device cache]), unless the array is
                     # also the user's (``from_numpy``) or has views: caching makes it
                     # read-only, and a NumPy view made before would write around it
-                    value = device_put(arr)
+                    value = device_put(arr) if self.placement is None else \
+                        self.placement.put(arr, self._in_sh[pos], self._local[pos])
                     remember(arr, value)
                     inputs.append(value)
                 else:
@@ -273,8 +313,11 @@ class Entry:
                 inputs.append(cached[0])
             elif pos in self.donate:
                 inputs.append(arr)  # never donate a shared device constant
-            else:
+            elif self.placement is None:
                 inputs.append(device_constant(cached[1], arr.shape, arr.dtype))
+            else:
+                inputs.append(device_constant(cached[1], arr.shape, arr.dtype,
+                                              self._in_sh[pos], self.placement.put))
         return inputs
 
 

@@ -16,6 +16,9 @@ class ExplainReport:
         self.source = ""
         self.guards = []
         self.timings = {}
+        self.placement = None  # on a mesh: its text, the inputs' shardings, the collectives
+        self.shardings = []
+        self.collectives = {}
         self.eager_reason = entry.eager_reason if entry else "not compiled"
         self.counts = counts_text(cf)
         self.phases = []
@@ -33,6 +36,10 @@ class ExplainReport:
                 self.guards.append("arguments sharing memory "
                                    f"(position, first position): {entry.key[2]}")
             self.guards += [ln for g in entry.guards for ln in g.text().split("\n")]
+            if entry.placement is not None:
+                from .sharding import report
+                self.placement = repr(entry.placement)
+                self.shardings, self.collectives = report(entry)
             self.timings = {"trace": entry.timings.get("trace", 0.0)}
             for name, _g, dt in entry.stages[1:]:
                 self.timings[name] = dt
@@ -58,6 +65,11 @@ class ExplainReport:
             lines += ["    " + ln for ln in self.phases]
             lines.append("  guards:")
             lines += [f"    {g}" for g in self.guards]
+            if self.placement is not None:
+                lines.append(f"  shardings ({self.placement}):")
+                lines += [f"    {s}" for s in self.shardings]
+                lines.append("  collectives (XLA's compiled module):")
+                lines += [f"    {n:<20} {k:>6}" for n, k in self.collectives.items()]
             lines.append("  timings:")
             lines += [f"    {n:<20} {t * 1e3:9.3f} ms" for n, t in self.timings.items()]
             lines.append("  final graph:")

@@ -53,13 +53,19 @@ _ARG_PATHS = [f"arg{i}" for i in range(16)]
 class CompiledFunction:
     """What ``tracegrad.compile(fn)`` returns. Call it like ``fn``."""
 
-    def __init__(self, fn, fullgraph=False, cache_limit=8, name=None, random="device"):
+    def __init__(self, fn, fullgraph=False, cache_limit=8, name=None, random="device",
+                 placement=None):
         self.fn = fn
         self.fullgraph = fullgraph
         self.random = random
         self.cache_limit = cache_limit
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        # one cache per placement (runtime/sharding.py; None: one device): the mesh is part
+        # of the cache key, kept outside the per-call key so one-device calls pay nothing
+        self._placement = placement
         self._cache: dict = {}
+        self._caches: dict = {placement: self._cache}
+        self._placement_change: str | None = None
         self._profiled = False
         self._lock = threading.RLock()
         self.hits = 0
@@ -77,11 +83,36 @@ class CompiledFunction:
         if _retained is not None:
             _retained.append(self)
 
+    # --- placement -----------------------------------------------------------------
+    @property
+    def mesh(self):
+        """The ``jax.sharding.Mesh`` calls run on, or None (one device)."""
+        return None if self._placement is None else self._placement.mesh
+
+    def reshard(self, mesh=None, *, axis=None, shard_state: bool = False):
+        """Run later calls on ``mesh`` (None: one device), as ``compile(fn, mesh=mesh,
+        axis=axis, shard_state=shard_state)`` would. Each placement keeps its own programs
+        (a new one recompiles, and says so in ``recompile_reasons``); the state moves to
+        the new placement with its values at the next call. Returns ``self``."""
+        from .sharding import Placement
+        if shard_state and mesh is None:
+            raise ValueError("tracegrad.compile: shard_state=True needs a mesh= to shard over")
+        new = None if mesh is None else Placement(mesh, axis, shard_state)
+        if new == self._placement:
+            return self
+        old, self._placement = self._placement, new
+        self._cache = self._caches.setdefault(new, {})
+        self._placement_change = None
+        if not self._cache and any(self._caches.values()):
+            self._placement_change = (f"placement changed: {old or 'one device'} -> "
+                                      f"{new or 'one device'}")
+        return self
+
     # --- cache -------------------------------------------------------------------
     def cache_info(self):
         from collections import namedtuple
         info = namedtuple("CacheInfo", ["hits", "misses", "entries"])
-        return info(self.hits, self.misses, len(self._cache))
+        return info(self.hits, self.misses, sum(map(len, self._caches.values())))
 
     def _key(self, flat, args, kwargs):
         return (tuple(signature(v) for _, v in flat), is_grad_enabled(), aliases(flat),
@@ -123,6 +154,8 @@ class CompiledFunction:
         if key is None:
             flat = flatten_args(args, kwargs)
             key = self._key(flat, args, kwargs)
+        if self._placement is not None:  # before anything runs or changes
+            self._placement.check_batch(flat, self.fn)
         entry = self._cache.get(key)
         if entry is not None:
             if entry.eager_reason is not None:
@@ -157,6 +190,9 @@ class CompiledFunction:
 
     def _report_signature_change(self, key, flat):
         if not self._cache:
+            if self._placement_change is not None:
+                self._report_recompile(self._placement_change)
+                self._placement_change = None
             return
         prev = next(reversed(self._cache))
         reasons = []
@@ -195,6 +231,12 @@ class CompiledFunction:
     # --- tracing -----------------------------------------------------------------
     def _trace_and_run(self, args, kwargs, flat, key):
         self.traces += 1
+        if self._placement is not None and self._placement.multi:
+            # each process holds its slice: trace (and run) the step on the global batch,
+            # so every process builds the same program (NOTE: [Global-batch semantics])
+            flat = self._placement.global_arguments(flat)
+            args, kwargs = substitute(args, kwargs, {
+                i: v for i, (_, v) in enumerate(flat) if isinstance(v, Tensor)})
         t0 = time.perf_counter()
         # Python floats become 0-d tensor inputs, so a new value does not recompile
         float_map = {}
@@ -306,7 +348,7 @@ class CompiledFunction:
             from .backward import split_forward_backward
             trace.autograd = split_forward_backward(trace, outs, flat)
         entry = Entry(key, trace, result, paths=[self.display(p) for p, _ in flat], flat=flat,
-                      fn=self.fn)
+                      fn=self.fn, placement=self._placement)
         entry.timings["trace"] = trace_seconds
         self._cache[key] = entry
         from ..logs import log

@@ -44,7 +44,8 @@ class CompiledModule(Module):
         compiled = d.get("_compiled")
         if compiled is not None and name in ("cache_info", "explain", "recompile_reasons",
                                              "graph_breaks", "hits", "misses", "fn",
-                                             "_cache", "fullgraph", "cache_limit"):
+                                             "_cache", "fullgraph", "cache_limit",
+                                             "reshard"):
             return getattr(compiled, name)
         mod = d.get("_modules", {}).get("_orig_mod")
         if mod is None:

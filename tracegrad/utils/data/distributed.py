@@ -1,6 +1,7 @@
 """``DistributedSampler``: each of ``num_replicas`` processes reads its own share of a
-dataset (``torch.utils.data.distributed``). tracegrad has no process group, so
-``num_replicas`` and ``rank`` are given explicitly (as one replica of rank 0 by default).
+dataset (``torch.utils.data.distributed``). ``num_replicas`` and ``rank`` default to the
+processes of a multi-process run (``tracegrad.distributed.initialize``), else to one
+replica of rank 0.
 
 >>> s = DistributedSampler(range(10), num_replicas=3, rank=1, shuffle=False)
 >>> list(s)
@@ -17,6 +18,16 @@ from .sampler import Sampler
 __all__ = ["DistributedSampler"]
 
 
+def _processes() -> tuple[int, int]:
+    """(process count, this process's index) of a multi-process jax run, else (1, 0);
+    jax is not imported for it (a process that imported none joined no run)."""
+    import sys
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return 1, 0
+    return jax.process_count(), jax.process_index()
+
+
 class DistributedSampler(Sampler):
     """The indices for replica ``rank`` of ``num_replicas``: a ``randperm`` seeded with
     ``seed + epoch`` (call ``set_epoch`` each epoch) when ``shuffle``, padded by repeating
@@ -26,10 +37,12 @@ class DistributedSampler(Sampler):
     def __init__(self, dataset: Dataset, num_replicas: int | None = None,
                  rank: int | None = None, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False) -> None:
-        # torch asks the default process group; tracegrad has none, so a process that did
-        # not say is the only replica
-        num_replicas = 1 if num_replicas is None else num_replicas
-        rank = 0 if rank is None else rank
+        # torch asks the default process group; here the processes are jax's (joined by
+        # tracegrad.distributed.initialize), and a process that joined none is the only one
+        if num_replicas is None or rank is None:
+            count, index = _processes()
+            num_replicas = count if num_replicas is None else num_replicas
+            rank = index if rank is None else rank
         if rank >= num_replicas or rank < 0:
             raise ValueError(f"Invalid rank {rank}, rank should be in the interval "
                              f"[0, {num_replicas - 1}]")
