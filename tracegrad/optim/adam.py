@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from .. import dtypes, functions as T
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
+from . import _foreach
 from .optimizer import Optimizer, _branch, _check_nonnegative, _hyper, _implementation_flags
 
 
@@ -45,6 +46,9 @@ def _check_betas(betas) -> None:
 def _step_dtype():
     # as PyTorch: the step counter is float64 only when that is the default dtype
     return dtypes.float64 if dtypes.get_default_dtype() is dtypes.float64 else dtypes.float32
+
+
+_ADAM_NUMBERS = ("lr", "betas", "eps", "weight_decay")
 
 
 class Adam(Optimizer):
@@ -87,8 +91,10 @@ class Adam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = -p.grad if group["maximize"] else p.grad
                 state = self._init_state(p, amsgrad)
+                if self._kernel_step(p, state, group, amsgrad):
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
                 step = state["step"]
                 step.add_(1)
                 if _branch(group, "weight_decay") != 0:
@@ -111,6 +117,21 @@ class Adam(Optimizer):
                 denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
                 p.sub_(m * step_size / denom)
         return loss
+
+    @staticmethod
+    def _kernel_step(p: Tensor, state: dict, group: dict, amsgrad: bool) -> bool:
+        """The update as NumPy kernels when eager (NOTE: [Eager optimizer kernels])."""
+        m, v, step = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        v_max = state["max_exp_avg_sq"] if amsgrad else None
+        written = (p, m, v, step) if v_max is None else (p, m, v, step, v_max)
+        if not (_foreach.plain(written, (p.grad,)) and _foreach.alike(p, p.grad, m, v, v_max)
+                and _foreach.numbers(group, _ADAM_NUMBERS) and _foreach.writable(written)):
+            return False
+        beta1, beta2 = group["betas"]
+        _foreach.adam(p, p.grad, m, v, v_max, step, lr=group["lr"], beta1=beta1, beta2=beta2,
+                      eps=group["eps"], weight_decay=group["weight_decay"],
+                      decoupled=group["decoupled_weight_decay"], maximize=group["maximize"])
+        return True
 
 
 class AdamW(Adam):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
+from . import _foreach
 from .optimizer import Optimizer, _branch, _check_nonnegative, _hyper, _implementation_flags
 
 
@@ -43,7 +44,7 @@ class SGD(Optimizer):
         for group in self.param_groups:
             lr = _hyper(group, "lr")
             for p in group["params"]:
-                if p.grad is None:
+                if p.grad is None or self._kernel_step(p, group):
                     continue
                 g = -p.grad if group["maximize"] else p.grad
                 if _branch(group, "weight_decay") != 0:
@@ -60,3 +61,18 @@ class SGD(Optimizer):
                     g = g + buf * momentum if group["nesterov"] else buf
                 p.add_(g * -lr)
         return loss
+
+    def _kernel_step(self, p: Tensor, group: dict) -> bool:
+        """The update as NumPy kernels when eager (NOTE: [Eager optimizer kernels])."""
+        momentum = group["momentum"]
+        buf = self.state[p].get("momentum_buffer") if momentum != 0 else None
+        if not (_foreach.plain((p, buf), (p.grad,)) and _foreach.alike(p, p.grad, buf)
+                and _foreach.numbers(group, ("lr", "momentum", "dampening", "weight_decay"))
+                and _foreach.writable((p,) if buf is None else (p, buf))):
+            return False
+        new_buf = _foreach.sgd(p, p.grad, buf, lr=group["lr"], momentum=momentum,
+                               dampening=group["dampening"], weight_decay=group["weight_decay"],
+                               nesterov=group["nesterov"], maximize=group["maximize"])
+        if new_buf is not None:
+            self.state[p]["momentum_buffer"] = Tensor._make(new_buf)
+        return True
