@@ -742,7 +742,7 @@ def test_lstsq_bad_driver_raises_as_torch():
             T.linalg.lstsq(T.eye(2), T.eye(2), driver="gelsx")
 
 
-SINGULAR = {
+SINGULAR_INV = {
     "2x2": [[1.0, 2.0], [2.0, 4.0]],
     "3x3 rank 2": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
     "zero": [[0.0, 0.0], [0.0, 0.0]],
@@ -750,13 +750,13 @@ SINGULAR = {
 }
 
 
-@pytest.mark.parametrize("name", list(SINGULAR))
+@pytest.mark.parametrize("name", list(SINGULAR_INV))
 @pytest.mark.parametrize("call", ["linalg.inv", "inverse"])
 def test_inverse_of_a_singular_matrix_raises_torchs_linalg_error(name, call):
     def message(T):
         fn = T.linalg.inv if call == "linalg.inv" else T.inverse
         with pytest.raises(RuntimeError) as info:
-            fn(T.tensor(SINGULAR[name]))
+            fn(T.tensor(SINGULAR_INV[name]))
         assert isinstance(info.value, T.linalg.LinAlgError)
         return str(info.value)
 
