@@ -2834,9 +2834,9 @@ def sort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False
     v = _as_vector(x)
     idx = _sort_index(v, d, descending) if stable else apply(
         P.cpu_sort_index_p, (v,), {"axis": d, "descending": _bool(descending)})
-    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
-                   "SortBackward0")
-    return _sort_t(_back_to_0d(values, x.ndim, "SortBackward0"), _back_to_0d(idx, x.ndim))
+    name = "SortBackward1" if stable else "SortBackward0"  # (torch's sort.stable overload)
+    values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else name)
+    return _sort_t(_back_to_0d(values, x.ndim, name), _back_to_0d(idx, x.ndim))
 
 
 def argsort(input, dim: _int = -1, descending: _bool = False, stable: _bool = False) -> Tensor:
