@@ -63,21 +63,8 @@ def inv(A) -> Tensor:
 
 
 def _zero_pivot(m) -> int:
-    """LAPACK getrf's ``info`` for one matrix: the (1-based) first zero pivot of its LU
-    factorisation with partial pivoting (the first largest |entry| of each column), or 0."""
-    u = np.array(m, dtype=np.float64 if m.dtype == np.float64 else np.float32)
-    n = u.shape[0]
-    first = 0
-    with np.errstate(all="ignore"):
-        for j in range(n):
-            p = j + int(np.argmax(np.abs(u[j:, j])))
-            if u[p, j] == 0:
-                first = first or j + 1
-                continue
-            u[[j, p]] = u[[p, j]]
-            u[j + 1:, j] *= 1 / u[j, j]  # (as dgetrf2: by the reciprocal)
-            u[j + 1:, j + 1:] -= np.outer(u[j + 1:, j], u[j, j + 1:])
-    return first
+    """LAPACK getrf's ``info`` for one matrix (NOTE: [LAPACK LU]): its first zero pivot."""
+    return P.lu_factor(m)[2]
 
 
 def det(A) -> Tensor:
