@@ -2266,8 +2266,9 @@ def _det_impl(x, part="det"):
     r = np.array(_NUMPY_DET[part](x), x.dtype)
     if x.size:
         near = _near_singular(x)
-        for i in zip(*np.nonzero(near)) if near.ndim else ([()] if near else []):
-            r[i] = _lu_det(x[i], part)
+        for i in np.ndindex(*near.shape):
+            if near[i]:
+                r[i] = _lu_det(x[i], part)
     return r
 
 
