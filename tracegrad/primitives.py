@@ -443,6 +443,11 @@ def _sum_impl(x, *, axis, keepdim):
 
 
 def _mean_impl(x, *, axis, keepdim):
+    if x.size == 0:  # nan (0 / 0), without NumPy's "Mean of empty slice" warning
+        with np.errstate(all="ignore"):
+            count = math.prod(x.shape[a] for a in axis)
+            total = np.add.reduce(x, axis=axis, keepdims=keepdim)
+            return (total / np.array(count, total.dtype)).astype(total.dtype, copy=False)
     return np.mean(x, axis=axis, keepdims=keepdim)
 
 
@@ -495,6 +500,10 @@ def _extreme_vjp(g, out, x, *, axis, keepdim):
         # result's gradient to the NaN entries (amax() would give NaN everywhere: the
         # params cannot tell them apart, and this is the one real code meets)
         hit = T.logical_or(hit, T.logical_and(T.isnan(x), T.isnan(ob)))
+        # (put into zeros: the other entries get 0 even where the gradient is nan or inf)
+        share = _bcast_back(g, x, axis, keepdim) / T.sum(T.cast(hit, x.dtype), axis,
+                                                          keepdim=True)
+        return T.where(hit, share, T.zeros_like(share))
     hit = T.cast(hit, x.dtype)
     count = T.sum(hit, axis, keepdim=True)
     return _bcast_back(g, x, axis, keepdim) * hit / count
