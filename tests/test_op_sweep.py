@@ -405,18 +405,24 @@ def _error(e) -> str:
 
 
 def _evaluate(T, expr, names, fdtype, fn=None):
-    """('ok', outputs as arrays/values, grads) or ('raises', exception type name)."""
-    xs = {n: _make(T, n, fdtype, grad=n in FLOATS) for n in names}
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            drop_hot_kernel_warnings()  # (tracegrad's own filter, as a user's script has it)
-            out = fn(**xs) if fn is not None else eval(expr, _namespace(T), dict(xs))
-    except Exception as e:  # the error itself is what is compared
-        return ("raises", _error(e))
-    if T is tg and fn is None:  # eager tracegrad is as quiet as torch: no NumPy warnings
+    """('ok', outputs as arrays/values, grads) or ('raises', exception type name); eager
+    tracegrad (forward and backward) must leak no NumPy warning, as torch is silent."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drop_hot_kernel_warnings()  # (tracegrad's own filter, as a user's script has it)
+        result = _run(T, expr, names, fdtype, fn)
+    if T is tg and fn is None:
         leaked = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         assert not leaked, f"{expr}: NumPy warnings leak: {leaked}"
+    return result
+
+
+def _run(T, expr, names, fdtype, fn):
+    xs = {n: _make(T, n, fdtype, grad=n in FLOATS) for n in names}
+    try:
+        out = fn(**xs) if fn is not None else eval(expr, _namespace(T), dict(xs))
+    except Exception as e:  # the error itself is what is compared
+        return ("raises", _error(e))
     outs = _flat(out)
     values = [_value(o) for o in outs]
     seeds = [o for o in outs if _is_tensor(o) and o.requires_grad and o.dtype.is_floating_point]
