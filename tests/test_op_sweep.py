@@ -244,7 +244,23 @@ SWEEP = {
         "F.unfold(x4, (2, 3), padding=1, stride=(1, 2), dilation=1)",
         "F.fold(F.unfold(x4, 2), (4, 4), 2)",
         "F.fold(torch.arange(16.).view(1, 4, 4) * s, (3, 3), 2)", "F.unfold(x4, 2, dilation=2)",
-        "x.flip(1)", "torch.stack([x, y], 2)", "x.chunk(3, 1)[2]", "x.split([1, 3], 1)[1]",
+        "x.flip(1)", "x.flip(0, 1)", "x.flip((0, 1))", "x.flip(-1)", "torch.stack([x, y], 2)",
+        "x.chunk(3, 1)[2]", "x.split([1, 3], 1)[1]",
+    ],
+    "modules": [
+        "(seed(0), nn.ConvTranspose2d(2, 3, 3, 2, 0, 1).to(x4.dtype)(x4))[1]",
+        "(seed(0), nn.ConvTranspose1d(2, 2, 3, groups=2, dilation=2).to(x3.dtype)(x3))[1]",
+        "(seed(0), nn.ConvTranspose3d(1, 2, 2, stride=2).to(x5.dtype)(x5))[1]",
+        "(seed(0), torch.nn.ConvTranspose2d(2, 3, 3))[1](x4)",
+        "(seed(0), torch.nn.Conv2d(2, 3, 3))[1](x4)",
+        "F.conv2d(x4, k2, z[:3].float())", "F.conv_transpose2d(x4, k2.float())",
+        "torch.nn.MaxUnpool2d(2)(*torch.nn.MaxPool2d(2, return_indices=True)(x4))",
+        "torch.nn.MaxUnpool1d(2)(*torch.nn.MaxPool1d(2, return_indices=True)(x3))",
+        "(seed(0), torch.nn.PReLU(2).to(x4.dtype)(x4))[1]",
+        "(seed(0), torch.nn.RReLU()(x))[1]",
+        "torch.nn.Upsample(size=(3, 5), mode='bicubic')(x4)",
+        "torch.nn.Fold((4, 4), 2)(torch.nn.Unfold(2)(x4))", "torch.nn.Unfold(2, padding=1)(x4)",
+        "(seed(0), nn.EmbeddingBag(10, 3, mode='mean').to(x.dtype)(bag, off))[1]",
     ],
     "interpolate": [
         "F.interpolate(x4, scale_factor=2)", "F.interpolate(x4, size=(3, 5))",
@@ -385,7 +401,7 @@ def _make(T, name, fdtype, grad):
 
 
 def _namespace(T):
-    return {"torch": T, "F": T.nn.functional, "math": math}
+    return {"torch": T, "F": T.nn.functional, "nn": T.nn, "math": math, "seed": T.manual_seed}
 
 
 def _flat(out) -> list:

@@ -85,6 +85,7 @@ for _name in [
 ]:
     setattr(Tensor, _name, getattr(F, _name))  # the function itself: no wrapper call
 
+Tensor.flip = lambda self, *dims: F.flip(self, dims[0] if len(dims) == 1 else dims)  # x.flip(0, 1)
 Tensor.float = lambda self: F.cast(self, dtypes.float32)
 Tensor.double = lambda self: F.cast(self, dtypes.float64)
 Tensor.half = lambda self: F.cast(self, dtypes.float16)
