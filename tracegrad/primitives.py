@@ -2281,6 +2281,25 @@ def _det_impl(x, part="det"):
     return r
 
 
+def _lu_det_jax_fn(x, part):
+    # the same LU of A^T (jax's CPU lu is LAPACK's getrf): a singular matrix's zero keeps
+    # the sign eager (and torch) give it
+    import jax
+    import jax.numpy as jnp
+    lu, pivots, _ = jax.lax.linalg.lu(jnp.swapaxes(x, -1, -2))
+    d = jnp.diagonal(lu, axis1=-2, axis2=-1)
+    swaps = jnp.sum(pivots != jnp.arange(pivots.shape[-1], dtype=pivots.dtype), axis=-1)
+    flip = jnp.where(swaps % 2 == 1, -1.0, 1.0).astype(x.dtype)
+    if part == "sign":
+        return jnp.prod(jnp.sign(d) + 0.0, axis=-1) * flip  # (+ 0.0: sgn(-0.0) is 0.0)
+    if part == "logabsdet":
+        return jnp.sum(jnp.log(jnp.abs(d)), axis=-1)
+    return jnp.prod(d, axis=-1) * flip
+
+
+JAX_HELPERS["_lu_det"] = _lu_det_jax_fn
+
+
 inv_p = Primitive("inv", _inv_impl,
                   _square_shape("linalg.inv"), "jnp.linalg.inv({0})", vjp=(_inv_vjp,),
                   save_out=True, grad_name="LinalgInvExBackward0", kind="matmul")
@@ -2320,17 +2339,17 @@ def _prod_of_others(s):
 
 
 det_p = Primitive("det", _det_impl,
-                  _batch_scalar_shape("linalg.det"), "jnp.linalg.det({0})", vjp=(_det_vjp,),
+                  _batch_scalar_shape("linalg.det"), "_lu_det({0}, 'det')", vjp=(_det_vjp,),
                   save=(0,), save_out=True, grad_name="LinalgDetBackward0", kind="matmul")
 logabsdet_p = Primitive(
     "logabsdet", lambda x: _det_impl(x, "logabsdet"),
-    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[1]",
+    _batch_scalar_shape("linalg.slogdet"), "_lu_det({0}, 'logabsdet')",
     vjp=(lambda g, out, x: T.unsqueeze(T.unsqueeze(g, -1), -1) * _mT(T._linalg_inv(x)),),
     save=(0,), grad_name="LinalgSlogdetBackward0", kind="matmul")
 # the sign of the determinant: piecewise constant (a zero gradient), recorded as torch does
 det_sign_p = Primitive(
     "det_sign", lambda x: _det_impl(x, "sign"),
-    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[0]",
+    _batch_scalar_shape("linalg.slogdet"), "_lu_det({0}, 'sign')",
     vjp=(lambda g, out, x: T.zeros(tuple(x.shape), dtype=g.dtype),),
     grad_name="LinalgSlogdetBackward0", kind="matmul")
 
