@@ -804,3 +804,11 @@ def test_singular_det_of_a_batch_matches_torch():
         got, want = fn(tg, tg.tensor(a)).numpy(), fn(torch, torch.tensor(a)).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-12)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("n,dtype", [(32767, "int64"), (32768, "int64"), (32768, "uint8")])
+def test_long_tied_1d_sort_picks_torchs_kernel(n, dtype):
+    # 1-d integers from GRAIN_SIZE (32768) up sort by fbgemm's (stable) radix sort in torch
+    a = np.random.default_rng(n).integers(0, 10, n)
+    t, p = tg.tensor(a).to(getattr(tg, dtype)), torch.tensor(a).to(getattr(torch, dtype))
+    assert np.array_equal(t.sort().indices.numpy(), p.sort().indices.numpy())

@@ -2038,6 +2038,9 @@ def _rows(x, axis, fn, width):
 
 def _cpu_sort_index_impl(x, *, axis, descending):
     from ._cpu_order import sort_order
+    if x.ndim == 1 and x.dtype.kind in "iu" and not descending and x.size >= 32768:
+        # torch's fbgemm radix sort (1-d integers, ascending, at least GRAIN_SIZE): stable
+        return np.argsort(x, kind="stable").astype(np.int64)
     return _rows(x, axis, lambda r: sort_order(r, descending=descending), x.shape[axis])
 
 
