@@ -261,6 +261,29 @@ SWEEP = {
         "torch.nn.Fold((4, 4), 2)(torch.nn.Unfold(2)(x4))", "torch.nn.Unfold(2, padding=1)(x4)",
         "(seed(0), nn.EmbeddingBag(10, 3, mode='mean').to(x.dtype)(bag, off))[1]",
     ],
+    "more torch ops": [
+        "x.take(sh)", "torch.take(x, ii)", "x.take(-sh - 1)", "x.index_add(1, sh[:2], src)",
+        "x.index_add(0, ii[0, :2], y[:2], alpha=-2)", "x.clone().index_add_(1, sh[:2], src)",
+        "x.index_fill(1, sh[:2], -1.)", "x.index_fill(0, lab[:1], s)", "torch.sgn(x)",
+        "torch.kron(m, m[:2, :2])", "torch.kron(z, x)", "torch.inner(x, y)", "torch.inner(z, s)",
+        "torch.tensordot(x, a, 1)", "torch.tensordot(w, x, ([1, 2], [0, 1]))",
+        "torch.tensordot(x, y, 0).shape", "torch.fliplr(x)", "torch.flipud(x)", "torch.fliplr(z)",
+        "torch.hstack([x, y])", "torch.hstack([z, z])", "torch.vstack([x, z])",
+        "torch.row_stack([z, z])", "torch.dstack([x, y])", "torch.column_stack([z, z])",
+        "torch.column_stack([x, z[:3]])", "torch.atleast_2d(z)", "torch.atleast_3d(x).shape",
+        "torch.atleast_1d(s)", "x.tensor_split(3, 1)[2]", "x.tensor_split([1, 3], 1)[1]",
+        "torch.tensor_split(z, 3)[0]", "x.hsplit(2)[1]", "x.hsplit(3)", "x.vsplit([1])[1]",
+        "x.nansum()", "nx.nansum(1)", "nx.nanmean(0)", "nx.nanmean()", "l.nansum(0)",
+        "l.nanmean()", "x.aminmax()[0]", "x.aminmax(dim=1)[1]",
+        "t.aminmax(dim=0, keepdim=True)[0]", "x.count_nonzero(1)", "t.count_nonzero()",
+        "torch.count_nonzero(b, 0)", "x.diff()", "x.diff(2, 0)",
+        "x.diff(dim=1, prepend=y[:, :1], append=z[:3, None])", "b.diff()", "l.diff(1, 0)",
+        "torch.addcmul(x, y, p, value=0.5)", "torch.addcdiv(x, y, p, value=2)",
+        "torch.addcdiv(l, l, l)", "x.clone().addcmul_(y, p)", "x.ravel()",
+        "torch.linalg.multi_dot([x, a, m])", "torch.linalg.multi_dot([z, a, m[:, 0]])",
+        "torch.linalg.matrix_power(m, 3)", "torch.linalg.matrix_power(m, -2)",
+        "torch.linalg.matrix_power(bm, 0)", "torch.linalg.vecdot(x, y)",
+    ],
     "interpolate": [
         "F.interpolate(x4, scale_factor=2)", "F.interpolate(x4, size=(3, 5))",
         "F.interpolate(x4, scale_factor=1.5, mode='nearest-exact')",
@@ -459,9 +482,14 @@ def _run(T, expr, names, fdtype, fn):
             gs = T.autograd.grad(seeds, wrt, cot, allow_unused=True)
         except Exception as e:
             return ("ok", values, ("raises", _error(e)))
-        grads = [np.zeros(tuple(x.shape)) if g is None else g.detach().numpy()
+        grads = [np.zeros(tuple(x.shape)) if g is None else _array(g)
                  for g, x in zip(gs, wrt, strict=True)]
     return ("ok", values, grads)
+
+
+def _array(t):
+    t = t.detach()
+    return t.numpy(force=True) if isinstance(t, torch.Tensor) else t.numpy()  # (ZeroTensor)
 
 
 def _value(o):

@@ -612,3 +612,16 @@ Tensor.stride = _stride
 Tensor.storage_offset = _storage_offset
 Tensor.data_ptr = _data_ptr
 # ---- end of opsfix methods ----
+
+
+# more torch ops as methods (functions.py's composites block)
+for _name in ["take", "index_add", "index_fill", "sgn", "kron", "inner", "fliplr", "flipud",
+              "tensor_split", "hsplit", "vsplit", "nansum", "nanmean", "aminmax",
+              "count_nonzero", "diff", "addcmul", "addcdiv", "ravel"]:
+    setattr(Tensor, _name, getattr(F, _name))
+
+Tensor.index_add_ = _inplace(F.index_add)
+Tensor.index_fill_ = _inplace(F.index_fill)
+Tensor.addcmul_ = _inplace(F.addcmul)
+Tensor.addcdiv_ = _inplace(F.addcdiv)
+
