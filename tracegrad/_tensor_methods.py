@@ -617,7 +617,7 @@ Tensor.data_ptr = _data_ptr
 # more torch ops as methods (functions.py's composites block)
 for _name in ["take", "index_add", "index_fill", "sgn", "kron", "inner", "fliplr", "flipud",
               "tensor_split", "hsplit", "vsplit", "nansum", "nanmean", "aminmax",
-              "count_nonzero", "diff", "addcmul", "addcdiv", "ravel"]:
+              "count_nonzero", "diff", "addcmul", "addcdiv", "ravel", "quantile", "nanquantile"]:
     setattr(Tensor, _name, getattr(F, _name))
 
 Tensor.index_add_ = _inplace(F.index_add)

@@ -312,6 +312,8 @@ def cast(x: Tensor, dtype) -> Tensor:
     dtype = as_dtype(dtype)
     if x.dtype is dtype:
         return x
+    if x._rg and not dtype.is_floating_point:  # an integer / bool copy has no gradient
+        x = x.detach()
     return apply(P.cast_p, (x,), {"dtype": dtype})
 
 
@@ -3906,3 +3908,85 @@ def addcdiv(input, tensor1, tensor2, *, value=1) -> Tensor:
 
 def ravel(input) -> Tensor:
     return reshape(_as_tensor(input), (-1,))
+
+
+_QUANTILE_MODES = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def _quantile(input, q, dim, keepdim, interpolation, ignore_nan):
+    # torch's quantile_impl: sort, ranks q * (n - 1) (the last index where a row has a NaN;
+    # for nanquantile, of the non-NaN count), then the two neighbours lerped
+    fn = "nanquantile" if ignore_nan else "quantile"
+    x = _as_tensor(input)
+    if x.numel() == 0:
+        raise RuntimeError(f"{fn}() input tensor must be non-empty")
+    if x.dtype not in (dtypes.float32, dtypes.float64):
+        raise RuntimeError(f"{fn}() input tensor must be either float or double dtype")
+    if interpolation not in _QUANTILE_MODES:
+        raise RuntimeError(f"{fn}() interpolation must be one of linear, lower, higher, "
+                           f"midpoint or nearest. Got {interpolation}")
+    if isinstance(q, Tensor):
+        if q.ndim > 1:
+            raise RuntimeError(f"{fn}() q must be a scalar or 1D tensor")
+        if q.dtype is not x.dtype:
+            raise RuntimeError(f"{fn}() q tensor must be same dtype as the input tensor")
+        qa = q._data
+        if qa.__class__ is np.ndarray and not ((qa >= 0) & (qa <= 1)).all():
+            raise RuntimeError(f"{fn}() q values must be in the range [0, 1]")
+        qt, one_q = q, q.ndim == 0
+    else:
+        if not 0 <= q <= 1:
+            raise RuntimeError(f"{fn}() q must be in the range [0, 1] but got {q}")
+        qt, one_q = full((), q, dtype=x.dtype), True
+    if dim is None:
+        v = reshape(x, (-1,))
+    else:
+        d = _dim(dim, x.ndim)
+        v = movedim(x, d, -1) if x.ndim else reshape(x, (1,))
+    srt = sort(v, -1).values
+    n = srt.shape[-1]
+    batch = tuple(srt.shape[:-1])
+    qv = reshape(qt, (-1,) + (1,) * (len(batch) + 1))            # (Q, 1.., 1)
+    if ignore_nan:
+        valid = sum(cast(logical_not(isnan(srt)), x.dtype), -1, keepdim=True)
+        ranks = mul(qv, sub(valid, 1))
+        ranks = where(lt(ranks, 0), _const(0.0, x.dtype), ranks)
+    else:
+        ranks = where(any(isnan(srt), -1, keepdim=True), _const(float(n - 1), x.dtype),
+                      mul(qv, float(n - 1)))
+    if interpolation == "lower":
+        ranks = floor(ranks)
+    elif interpolation == "higher":
+        ranks = ceil(ranks)
+    elif interpolation == "nearest":
+        ranks = round(ranks)
+    shape = tuple(ranks.shape[:1]) + batch + (n,)
+    rows = expand(unsqueeze(srt, 0), *shape)
+    below = cast(ranks, dtypes.int64)
+    out = gather(rows, -1, below)
+    if interpolation in ("linear", "midpoint"):
+        weights = full_like(ranks, 0.5) if interpolation == "midpoint" else \
+            sub(ranks, cast(below, x.dtype))
+        out = lerp(out, gather(rows, -1, cast(ceil(ranks), dtypes.int64)), weights)
+    out = squeeze(out, -1)                                        # (Q, batch...)
+    if keepdim:
+        if dim is None:
+            out = reshape(out, tuple(out.shape[:1]) + (1,) * x.ndim)
+        elif x.ndim:
+            out = unsqueeze(out, 1 + _dim(dim, x.ndim))
+    return reshape(out, tuple(out.shape[1:])) if one_q else out
+
+
+def quantile(input, q, dim=None, keepdim: _bool = False, *, interpolation: str = "linear"):
+    """The q-th quantiles (q a float or a 1-d tensor in [0, 1]) of all entries or along
+    ``dim``, between sorted neighbours as ``interpolation`` says; NaN where a row has one.
+
+    >>> tracegrad.quantile(tracegrad.tensor([1., 2., 4.]), 0.75)
+    tensor(3.)
+    """
+    return _quantile(input, q, dim, keepdim, interpolation, False)
+
+
+def nanquantile(input, q, dim=None, keepdim: _bool = False, *, interpolation: str = "linear"):
+    """quantile() of the entries that are not NaN."""
+    return _quantile(input, q, dim, keepdim, interpolation, True)
