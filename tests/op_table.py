@@ -1238,6 +1238,11 @@ ROWS += [
         domain="distinct", ref=lambda x: np.argsort(-x, 1) + x),
     Row("msort", lambda T, x: T.msort(x), _s((4, 2)), domain="distinct",
         ref=lambda x: np.sort(x, 0)),
+    Row("sort_stable", lambda T, x: x.sort(dim=-1, descending=True, stable=True), _s((3, 4), ()),
+        domain="distinct", ref=lambda x: (-np.sort(-x, 1), np.argsort(-x, 1)) if x.ndim else
+        (x, np.zeros((), np.int64))),
+    Row("topk_unsorted", lambda T, x: x.topk(4, 1, sorted=False)[0].sort(1)[0], _s((3, 5)),
+        domain="distinct", ref=lambda x: np.sort(-np.sort(-x, 1)[:, :4], 1)),
     Row("topk", lambda T, x: T.topk(x, 2), _s((3, 5), (4,)), domain="distinct",
         ref=lambda x: (-np.sort(-x, -1)[..., :2], np.argsort(-x, -1)[..., :2])),
     Row("topk_smallest_dim0", lambda T, x: x.topk(3, 0, largest=False), _s((4, 2)),

@@ -742,7 +742,7 @@ def test_lstsq_bad_driver_raises_as_torch():
             T.linalg.lstsq(T.eye(2), T.eye(2), driver="gelsx")
 
 
-SINGULAR = {
+SINGULAR_INV = {
     "2x2": [[1.0, 2.0], [2.0, 4.0]],
     "3x3 rank 2": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
     "zero": [[0.0, 0.0], [0.0, 0.0]],
@@ -750,14 +750,65 @@ SINGULAR = {
 }
 
 
-@pytest.mark.parametrize("name", list(SINGULAR))
+@pytest.mark.parametrize("name", list(SINGULAR_INV))
 @pytest.mark.parametrize("call", ["linalg.inv", "inverse"])
 def test_inverse_of_a_singular_matrix_raises_torchs_linalg_error(name, call):
     def message(T):
         fn = T.linalg.inv if call == "linalg.inv" else T.inverse
         with pytest.raises(RuntimeError) as info:
-            fn(T.tensor(SINGULAR[name]))
+            fn(T.tensor(SINGULAR_INV[name]))
         assert isinstance(info.value, T.linalg.LinAlgError)
         return str(info.value)
 
     assert message(tg) == message(torch)
+
+
+# ---- singular det / slogdet as torch's LU leaves them (NOTE: [LAPACK LU]) ------------
+
+def _rank_deficient(seed, count=40):
+    rng = np.random.default_rng(seed)
+    out = [np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]), np.array([[-0.0]]),
+           np.array([[0.0, 1.0], [0.0, 1.0]]), np.array([[-1.0, 0.0], [1.0, 0.0]])]
+    for _ in range(count):
+        n = int(rng.integers(1, 5))
+        r = int(rng.integers(0, n))
+        a = rng.integers(-2, 3, (n, r)) @ rng.integers(-2, 3, (r, n)) if r else np.zeros((n, n))
+        out.append(a.astype(np.float64) * rng.choice([-1.0, 1.0]))
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_singular_det_slogdet_values_signed_zeros_and_gradients_match_torch(dtype):
+    def run(T, a):
+        t = T.tensor(a, dtype=getattr(T, dtype), requires_grad=True)
+        d = T.linalg.det(t)
+        sign, logabs = T.linalg.slogdet(t)
+        g, = T.autograd.grad(logabs.sum(), t)
+        return [v.detach().numpy() for v in (d, sign, logabs, g)]
+
+    for a in _rank_deficient(3):
+        want_all = run(torch, a)
+        if 0 < abs(want_all[0]) < 1e-10:
+            continue  # a singular matrix whose LU leaves rounding noise, not an exact zero
+        for got, want in zip(run(tg, a), want_all, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9, equal_nan=True)
+            zero = (got == 0) & (want == 0)
+            np.testing.assert_array_equal(np.signbit(got[zero]), np.signbit(want[zero]))
+
+
+def test_singular_det_of_a_batch_matches_torch():
+    a = np.stack([np.eye(3) * 2, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+                  [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])
+    for fn in (lambda T, t: T.linalg.det(t), lambda T, t: T.linalg.slogdet(t)[0],
+               lambda T, t: T.linalg.slogdet(t)[1]):
+        got, want = fn(tg, tg.tensor(a)).numpy(), fn(torch, torch.tensor(a)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("n,dtype", [(32767, "int64"), (32768, "int64"), (32768, "uint8")])
+def test_long_tied_1d_sort_picks_torchs_kernel(n, dtype):
+    # 1-d integers from GRAIN_SIZE (32768) up sort by fbgemm's (stable) radix sort in torch
+    a = np.random.default_rng(n).integers(0, 10, n)
+    t, p = tg.tensor(a).to(getattr(tg, dtype)), torch.tensor(a).to(getattr(torch, dtype))
+    assert np.array_equal(t.sort().indices.numpy(), p.sort().indices.numpy())

@@ -85,6 +85,7 @@ for _name in [
 ]:
     setattr(Tensor, _name, getattr(F, _name))  # the function itself: no wrapper call
 
+Tensor.flip = lambda self, *dims: F.flip(self, dims[0] if len(dims) == 1 else dims)  # x.flip(0, 1)
 Tensor.float = lambda self: F.cast(self, dtypes.float32)
 Tensor.double = lambda self: F.cast(self, dtypes.float64)
 Tensor.half = lambda self: F.cast(self, dtypes.float16)
@@ -611,3 +612,16 @@ Tensor.stride = _stride
 Tensor.storage_offset = _storage_offset
 Tensor.data_ptr = _data_ptr
 # ---- end of opsfix methods ----
+
+
+# more torch ops as methods (functions.py's composites block)
+for _name in ["take", "index_add", "index_fill", "sgn", "kron", "inner", "fliplr", "flipud",
+              "tensor_split", "hsplit", "vsplit", "nansum", "nanmean", "aminmax",
+              "count_nonzero", "diff", "addcmul", "addcdiv", "ravel", "quantile", "nanquantile"]:
+    setattr(Tensor, _name, getattr(F, _name))
+
+Tensor.index_add_ = _inplace(F.index_add)
+Tensor.index_fill_ = _inplace(F.index_fill)
+Tensor.addcmul_ = _inplace(F.addcmul)
+Tensor.addcdiv_ = _inplace(F.addcdiv)
+

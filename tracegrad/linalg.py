@@ -17,7 +17,7 @@ from .tensor import Tensor, apply, trace_state
 
 __all__ = ["cross", "inv", "det", "slogdet", "solve", "cholesky", "qr", "eigh", "eigvalsh", "svd",
            "svdvals", "pinv", "lstsq", "matrix_rank", "norm", "vector_norm", "matrix_norm",
-           "LinAlgError"]
+           "LinAlgError", "multi_dot", "matrix_power", "vecdot"]
 
 
 class LinAlgError(RuntimeError):
@@ -63,21 +63,8 @@ def inv(A) -> Tensor:
 
 
 def _zero_pivot(m) -> int:
-    """LAPACK getrf's ``info`` for one matrix: the (1-based) first zero pivot of its LU
-    factorisation with partial pivoting (the first largest |entry| of each column), or 0."""
-    u = np.array(m, dtype=np.float64 if m.dtype == np.float64 else np.float32)
-    n = u.shape[0]
-    first = 0
-    with np.errstate(all="ignore"):
-        for j in range(n):
-            p = j + int(np.argmax(np.abs(u[j:, j])))
-            if u[p, j] == 0:
-                first = first or j + 1
-                continue
-            u[[j, p]] = u[[p, j]]
-            u[j + 1:, j] *= 1 / u[j, j]  # (as dgetrf2: by the reciprocal)
-            u[j + 1:, j + 1:] -= np.outer(u[j + 1:, j], u[j, j + 1:])
-    return first
+    """LAPACK getrf's ``info`` for one matrix (NOTE: [LAPACK LU]): its first zero pivot."""
+    return P.lu_factor(m)[2]
 
 
 def det(A) -> Tensor:
@@ -310,4 +297,37 @@ def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
                                                                       x.ndim == 2):
         return matrix_norm(x, ord, (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
     return vector_norm(x, ord, dim, keepdim, dtype=dtype)
+
+
+def multi_dot(tensors) -> Tensor:
+    """A chain of matmuls (the first may be a row vector, the last a column vector)."""
+    ts = [F._as_tensor(t) for t in tensors]
+    if len(ts) < 2:
+        raise RuntimeError(f"multi_dot(): expected at least 2 tensors but got {len(ts)}")
+    out = ts[0]
+    for t in ts[1:]:
+        out = F.matmul(out, t)
+    return out
+
+
+def matrix_power(A, n: int) -> Tensor:
+    """A @ A @ ... (n times); n = 0: the identity; n < 0: powers of inv(A)."""
+    x = F._check_linalg_input(F._as_tensor(A), "linalg.matrix_power")
+    if n == 0:
+        eye = F.eye(x.shape[-1], dtype=x.dtype)
+        return F.add(F.mul(x, 0), eye) if x.ndim > 2 else eye
+    base = inv(x) if n < 0 else x
+    result, power, k = None, base, abs(n)
+    while k:  # binary powers, as torch's
+        if k & 1:
+            result = power if result is None else F.matmul(result, power)
+        k >>= 1
+        if k:
+            power = F.matmul(power, power)
+    return result
+
+
+def vecdot(x, y, *, dim: int = -1) -> Tensor:
+    """sum(x * y) over ``dim`` (broadcasting)."""
+    return F.sum(F.mul(x, y), dim)
 

@@ -443,6 +443,11 @@ def _sum_impl(x, *, axis, keepdim):
 
 
 def _mean_impl(x, *, axis, keepdim):
+    if x.size == 0:  # nan (0 / 0), without NumPy's "Mean of empty slice" warning
+        with np.errstate(all="ignore"):
+            count = math.prod(x.shape[a] for a in axis)
+            total = np.add.reduce(x, axis=axis, keepdims=keepdim)
+            return (total / np.array(count, total.dtype)).astype(total.dtype, copy=False)
     return np.mean(x, axis=axis, keepdims=keepdim)
 
 
@@ -495,6 +500,10 @@ def _extreme_vjp(g, out, x, *, axis, keepdim):
         # result's gradient to the NaN entries (amax() would give NaN everywhere: the
         # params cannot tell them apart, and this is the one real code meets)
         hit = T.logical_or(hit, T.logical_and(T.isnan(x), T.isnan(ob)))
+        # (put into zeros: the other entries get 0 even where the gradient is nan or inf)
+        share = _bcast_back(g, x, axis, keepdim) / T.sum(T.cast(hit, x.dtype), axis,
+                                                          keepdim=True)
+        return T.where(hit, share, T.zeros_like(share))
     hit = T.cast(hit, x.dtype)
     count = T.sum(hit, axis, keepdim=True)
     return _bcast_back(g, x, axis, keepdim) * hit / count
@@ -2029,6 +2038,9 @@ def _rows(x, axis, fn, width):
 
 def _cpu_sort_index_impl(x, *, axis, descending):
     from ._cpu_order import sort_order
+    if x.ndim == 1 and x.dtype.kind in "iu" and not descending and x.size >= 32768:
+        # torch's fbgemm radix sort (1-d integers, ascending, at least GRAIN_SIZE): stable
+        return np.argsort(x, kind="stable").astype(np.int64)
     return _rows(x, axis, lambda r: sort_order(r, descending=descending), x.shape[axis])
 
 
@@ -2178,7 +2190,120 @@ def _inv_vjp(g, out, x):
     return -T.matmul(T.matmul(_mT(out), g), _mT(out))
 
 
-inv_p = Primitive("inv", lambda x: np.linalg.inv(x).astype(x.dtype, copy=False),
+# NOTE: [LAPACK LU]. torch factors A^T (its row-major A is A^T to column-major LAPACK)
+# with getrf: partial pivoting on the first largest |entry|, columns scaled by the
+# reciprocal pivot, a zero pivot left in place. Its det is (-1)^swaps prod(diag U), so the
+# sign of an exact zero comes from there; slogdet's sign is (-1)^swaps prod(sgn(diag U));
+# its backward solves with that LU (getrs), which gives a singular matrix's inf / nan
+# pattern. These run only for singular matrices.
+
+def lu_factor(m):
+    """(LU, swaps, info) of one square matrix as LAPACK's getrf leaves them; info is the
+    1-based first zero pivot (0: none)."""
+    u = np.array(m)
+    n = u.shape[0]
+    swaps, info = [], 0
+    with np.errstate(all="ignore"):
+        for j in range(n):
+            p = j + int(np.argmax(np.abs(u[j:, j])))
+            swaps.append(p)
+            if u[p, j] == 0:
+                info = info or j + 1
+            else:
+                u[[j, p]] = u[[p, j]]
+                u[j + 1:, j] *= 1 / u[j, j]
+            u[j + 1:, j + 1:] -= np.outer(u[j + 1:, j], u[j, j + 1:])
+    return u, swaps, info
+
+
+def _lu_solve(lu, swaps, b):
+    """getrs: solve (P L U) X = b, a column of X at a time, row by row (as torch's MKL
+    does for a singular U: 0 / 0 is nan, no zero entry skipped)."""
+    x = np.array(b, dtype=lu.dtype)
+    n = lu.shape[0]
+    with np.errstate(all="ignore"):
+        for j, p in enumerate(swaps):
+            x[[j, p]] = x[[p, j]]
+        for k in range(n):
+            x[k + 1:] -= np.outer(lu[k + 1:, k], x[k])
+        for k in reversed(range(n)):
+            x[k] /= lu[k, k]
+            x[:k] -= np.outer(lu[:k, k], x[k])
+    return x
+
+
+def _near_singular(x):
+    """Which matrices of x (batch mask) are so close to singular that LAPACK's own rounding
+    decides whether a pivot is exactly zero (|det| within 1e3 eps of Hadamard's bound):
+    those take the replayed LU."""
+    with np.errstate(all="ignore"):
+        bound = np.prod(np.linalg.norm(x, axis=-1), axis=-1)
+        return np.abs(np.linalg.det(x)) <= 1e3 * np.finfo(x.dtype).eps * bound
+
+
+def _inv_one(m):
+    lu, swaps, _ = lu_factor(m.T)
+    return _lu_solve(lu, swaps, np.eye(m.shape[0], dtype=m.dtype)).T
+
+
+def _inv_impl(x):
+    # (a singular matrix reaches here only from slogdet's backward: linalg.inv refuses it)
+    with np.errstate(all="ignore"):
+        near = _near_singular(x) if x.size else np.zeros(x.shape[:-2], bool)
+        if not np.any(near):
+            return np.linalg.inv(x).astype(x.dtype, copy=False)
+        out = np.empty_like(x)
+        for i in np.ndindex(*x.shape[:-2]):
+            out[i] = _inv_one(x[i]) if near[i] else np.linalg.inv(x[i])
+        return out
+
+
+def _lu_det(m, part):
+    lu, swaps, _ = lu_factor(m.T)
+    d = np.diagonal(lu)
+    flip = -1.0 if sum(p != j for j, p in enumerate(swaps)) % 2 else 1.0
+    if part == "sign":
+        return np.prod((d > 0).astype(m.dtype) - (d < 0)) * flip
+    if part == "logabsdet":
+        with np.errstate(divide="ignore"):
+            return np.sum(np.log(np.abs(d)))
+    return np.prod(d) * flip
+
+
+_NUMPY_DET = {"det": lambda x: np.linalg.det(x), "sign": lambda x: np.linalg.slogdet(x)[0],
+              "logabsdet": lambda x: np.linalg.slogdet(x)[1]}
+
+
+def _det_impl(x, part="det"):
+    r = np.array(_NUMPY_DET[part](x), x.dtype)
+    if x.size:
+        near = _near_singular(x)
+        for i in np.ndindex(*near.shape):
+            if near[i]:
+                r[i] = _lu_det(x[i], part)
+    return r
+
+
+def _lu_det_jax_fn(x, part):
+    # the same LU of A^T (jax's CPU lu is LAPACK's getrf): a singular matrix's zero keeps
+    # the sign eager (and torch) give it
+    import jax
+    import jax.numpy as jnp
+    lu, pivots, _ = jax.lax.linalg.lu(jnp.swapaxes(x, -1, -2))
+    d = jnp.diagonal(lu, axis1=-2, axis2=-1)
+    swaps = jnp.sum(pivots != jnp.arange(pivots.shape[-1], dtype=pivots.dtype), axis=-1)
+    flip = jnp.where(swaps % 2 == 1, -1.0, 1.0).astype(x.dtype)
+    if part == "sign":
+        return jnp.prod(jnp.sign(d) + 0.0, axis=-1) * flip  # (+ 0.0: sgn(-0.0) is 0.0)
+    if part == "logabsdet":
+        return jnp.sum(jnp.log(jnp.abs(d)), axis=-1)
+    return jnp.prod(d, axis=-1) * flip
+
+
+JAX_HELPERS["_lu_det"] = _lu_det_jax_fn
+
+
+inv_p = Primitive("inv", _inv_impl,
                   _square_shape("linalg.inv"), "jnp.linalg.inv({0})", vjp=(_inv_vjp,),
                   save_out=True, grad_name="LinalgInvExBackward0", kind="matmul")
 
@@ -2216,18 +2341,18 @@ def _prod_of_others(s):
     return before * after
 
 
-det_p = Primitive("det", lambda x: np.asarray(np.linalg.det(x), x.dtype),
-                  _batch_scalar_shape("linalg.det"), "jnp.linalg.det({0})", vjp=(_det_vjp,),
+det_p = Primitive("det", _det_impl,
+                  _batch_scalar_shape("linalg.det"), "_lu_det({0}, 'det')", vjp=(_det_vjp,),
                   save=(0,), save_out=True, grad_name="LinalgDetBackward0", kind="matmul")
 logabsdet_p = Primitive(
-    "logabsdet", lambda x: np.asarray(np.linalg.slogdet(x)[1], x.dtype),
-    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[1]",
+    "logabsdet", lambda x: _det_impl(x, "logabsdet"),
+    _batch_scalar_shape("linalg.slogdet"), "_lu_det({0}, 'logabsdet')",
     vjp=(lambda g, out, x: T.unsqueeze(T.unsqueeze(g, -1), -1) * _mT(T._linalg_inv(x)),),
     save=(0,), grad_name="LinalgSlogdetBackward0", kind="matmul")
 # the sign of the determinant: piecewise constant (a zero gradient), recorded as torch does
 det_sign_p = Primitive(
-    "det_sign", lambda x: np.asarray(np.linalg.slogdet(x)[0], x.dtype),
-    _batch_scalar_shape("linalg.slogdet"), "jnp.linalg.slogdet({0})[0]",
+    "det_sign", lambda x: _det_impl(x, "sign"),
+    _batch_scalar_shape("linalg.slogdet"), "_lu_det({0}, 'sign')",
     vjp=(lambda g, out, x: T.zeros(tuple(x.shape), dtype=g.dtype),),
     grad_name="LinalgSlogdetBackward0", kind="matmul")
 

@@ -403,7 +403,23 @@ def _batched(input: Tensor, nsp: int, fn: str) -> tuple[Tensor, bool]:
     return input, False
 
 
+_C_TYPE = {"float64": "double", "float32": "float", "float16": "c10::Half",
+           "bfloat16": "c10::BFloat16", "int64": "long int", "int32": "int"}
+
+
+def _check_conv_dtypes(x, weight, bias) -> None:
+    """torch's convolutions take one dtype: input, weight and bias alike."""
+    if weight.dtype is not x.dtype:
+        raise RuntimeError(f"expected scalar type {_SCALAR_NAME[x.dtype.name]} but found "
+                           f"{_SCALAR_NAME[weight.dtype.name]}")
+    if bias is not None and bias.dtype is not x.dtype:
+        raise RuntimeError(f"Input type ({_C_TYPE.get(x.dtype.name, x.dtype.name)}) and bias "
+                           f"type ({_C_TYPE.get(bias.dtype.name, bias.dtype.name)}) should be "
+                           f"the same")
+
+
 def _conv_nd(nsp, input, weight, bias, stride, padding, dilation, groups):
+    _check_conv_dtypes(input, weight, bias)
     x, unbatched = _batched(input, nsp, f"conv{nsp}d")
     stride = _ntuple(stride, nsp, "stride")
     dilation = _ntuple(dilation, nsp, "dilation")
@@ -1937,6 +1953,7 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
 
 def _conv_transpose_nd(nsp, input, weight, bias, stride, padding, output_padding, groups,
                        dilation):
+    _check_conv_dtypes(input, weight, bias)
     x, unbatched = _batched(input, nsp, f"conv_transpose{nsp}d")
     stride = _ntuple(stride, nsp, "stride")
     padding = _ntuple(padding, nsp, "padding")
