@@ -226,7 +226,10 @@ def steady_rows(model, processes, rounds, min_batch):
 def _child(argv) -> dict:
     """Run this script in a fresh process with ``argv``; its last line of JSON."""
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--threads", str(THREADS)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # first calls compile from scratch, as jax.jit's do: no persistent cache (a warm start
+    # is benchmarks/warm_start.py's row)
+    env = dict(os.environ, TRACEGRAD_CACHE_DIR="off")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

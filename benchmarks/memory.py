@@ -124,7 +124,10 @@ def main(argv=None) -> int:
               f"minus RSS before the first of {args.steps} steps); one fresh process per cell, "
               "imports alike (numpy, jax, tracegrad; torch also imports torch)",
               "compile/jax and eager/torch: ratio of peaks, and of the loops' parts "
-              "(targets: <= 1.2x)", *env_lines(optional_torch())]
+              "(targets: <= 1.2x). The jax.jit process builds its parameters with jnp before "
+              "the loop (in its 'before'); tracegrad.compile's first calls trace eagerly and "
+              "then compile, XLA's compiler heap staying in the RSS: compare peaks",
+              *env_lines(optional_torch())]
     print_table("peak memory of a training loop (MB)",
                 ["model", *SYSTEMS, "compile/jax peak", "loop", "eager/torch peak", "loop"],
                 rows, footer)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import Const, Graph, Namespace, _py_name
+from ..ir.graph import Const, Graph, Namespace, _py_name, gc_paused
 from ..ir.ops import fusion_p
 from ..primitives import JAX_HELPERS
 
@@ -80,7 +80,9 @@ class Lowered:
         """The call that compiles: with the persistent cache (NOTE: [Persistent compilation
         cache] in jax_cache.py); later calls go straight to the program."""
         from .jax_cache import persistent_cache
-        with persistent_cache():
+        # (jax's tracing and lowering of a large program make millions of small objects:
+        # cyclic collections in between made them 15-35% slower at a few thousand eqns)
+        with persistent_cache(), gc_paused():
             out = self._fast(*args)
         self.fn = self._fast
         return out
@@ -92,6 +94,11 @@ class Lowered:
 
 
 def to_jax_source(graph: Graph, fn_name: str | None = None) -> tuple[str, dict]:
+    with gc_paused():  # (as the passes: many small objects, no cycles among them)
+        return _to_jax_source(graph, fn_name)
+
+
+def _to_jax_source(graph: Graph, fn_name: str | None) -> tuple[str, dict]:
     ns = Namespace()
     consts: dict = {}
     fn_name = _py_name(fn_name or graph.name)
