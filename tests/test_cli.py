@@ -128,8 +128,12 @@ def test_viz_shows_a_compiled_models_backward_graph(tmp_path):
                       .split("</script>")[0].replace("<\\/", "</"))
     parts = [v["title"].split()[-1] for v in data["views"]]
     assert parts == ["forward", "backward"]
-    kinds = {data["nodes"][k][1] for k in data["views"][1]["stages"][0]["pos"]}
+    kinds = {data["nodes"][k][1] for k in data["views"][1]["stages"][0]["pos"]
+             if k in data["nodes"]}
     assert "gradient" in kinds
+    bands = [data["views"][1]["stages"][0]["groups"][k][0]
+             for k in data["views"][1]["stages"][0]["kids"][""]]
+    assert bands == ["inputs", "backward"]
 
 
 @pytest.mark.parametrize("text,message", [

@@ -46,6 +46,7 @@ _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 _USER_FILE: dict = {}  # co_filename -> its basename, or None for tracegrad's own files
+USER_PATHS: dict = {}  # basename -> co_filename, for showing a source line's text
 
 
 def _user_file(fn: str):
@@ -53,7 +54,19 @@ def _user_file(fn: str):
     if name is False:
         internal = fn.startswith(_PKG_DIR) or "importlib" in fn
         name = _USER_FILE[fn] = None if internal else os.path.basename(fn)
+        if name is not None:
+            USER_PATHS.setdefault(name, fn)
     return name
+
+
+def source_text(site: str) -> str:
+    """The text of the line ``site`` ("model.py:12") names, stripped; "" if unknown."""
+    import linecache
+    name, _, line = site.rpartition(":")
+    path = USER_PATHS.get(name)
+    if path is None or not line.isdigit():
+        return ""
+    return linecache.getline(path, int(line)).strip()
 
 
 def user_site(depth: int = 2) -> str:
