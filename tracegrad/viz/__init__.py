@@ -240,6 +240,18 @@ class _Stage:
                                                 f"{phase}/{where}@{src}")
                     self._leaf(line["group"], first)
                 self._leaf(line["group"], key)
+        for g in list(self.groups):  # a module holding one line's run: one group
+            if g not in self.groups:
+                continue
+            kids = self.kids[g]
+            if self.groups[g][2] == "module" and len(kids) == 1 \
+                    and self.groups.get(kids[0], [None] * 3)[2] == "line":
+                line = kids[0]
+                self.kids[g] = self.kids.pop(line)
+                for k in self.kids[g]:
+                    self.parent[k] = g
+                self.groups[g][3] += " @ " + self.groups.pop(line)[0]
+                del self.parent[line]
         for c in list(self.kids):
             if c != "" and not c.startswith("F"):
                 self._split(c)

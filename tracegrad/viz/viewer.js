@@ -296,7 +296,10 @@
     const g = group(st, k);
     if (!g) return titleOf(st, k);
     if (g[2] === "band") return g[0] + "  \u00b7  " + g[1] + (g[0] === "inputs" ? " inputs" : " equations");
-    if (g[2] === "module") return g[3] + "  (" + g[1] + ")";
+    if (g[2] === "module") {
+      const [path, src] = g[3].split(" @ ");
+      return path + "  (" + g[1] + ")" + (src ? "   " + src + (LINES[src] ? "  " + clip(LINES[src], 50) : "") : "");
+    }
     if (g[2] === "line") return g[0] + (LINES[g[0]] ? "   " + clip(LINES[g[0]], 60) : "");
     return g[0] + "  (" + g[1] + ")";
   }
@@ -558,7 +561,7 @@
     const parentOf = parents(st);
     for (const path of params.get("open").split(",")) {
       for (const k in st.groups) {
-        if (st.groups[k][3] === path || st.groups[k][0] === path) {
+        if (st.groups[k][3].split(" @ ")[0] === path || st.groups[k][0] === path) {
           state.expanded.add(k);
           for (const a of ancestors(parentOf, k)) state.expanded.add(a);
         }
