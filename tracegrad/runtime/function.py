@@ -232,7 +232,7 @@ class CompiledFunction:
         # what eager leaves (the writes made before the raise stay)
         trace_seconds = time.perf_counter() - t0
         given = {id(t): flat[i][1] for i, t in float_map.items()}
-        reason = _eager_reason(before, tracer, outs, flat, key)
+        reason = _eager_reason(before, tracer, outs, flat, key, self.display)
         same = {}
         if reason is None and tracer.break_reason is None:
             same = same_outputs(outs, flat, tracer)
@@ -345,7 +345,7 @@ def _argument_change(path, old, new) -> str:
     return f"{path}: {show(old)} -> {show(new)}"
 
 
-def _eager_reason(before, tracer, outs, flat, key) -> str | None:
+def _eager_reason(before, tracer, outs, flat, key, display=str) -> str | None:
     """Why calls with this signature must run eagerly, decided after the trace."""
     changed = before.side_effect() or tracer.meta_change()
     if changed is not None:
@@ -358,7 +358,8 @@ def _eager_reason(before, tracer, outs, flat, key) -> str | None:
     for i, j in key[2]:
         a, b = flat[i][1], flat[j][1]
         if a._data is not b._data:
-            return (f"arguments {flat[j][0]} and {flat[i][0]} share memory (one is a view of "
+            return (f"arguments {display(flat[j][0])} and {display(flat[i][0])} share memory "
+                    "(one is a view of "
                     "the other); tracing follows arrays, not views")
     return None
 

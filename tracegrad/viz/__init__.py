@@ -21,9 +21,9 @@ the module tree (``model`` > ``blocks.2`` > ``attn``, from ``Eqn.module``); insi
 module, runs of equations from one source line. Each group is an interval of the
 topological order (a module called twice is two groups), so every container's graph
 is acyclic and rows are its topological generations. A container with more than
-``TOP_CAP`` children is split into consecutive spans. Small graphs open every group;
-big ones open bands and then groups, breadth first, while fewer than ``OPEN_CAP``
-boxes show.
+``TOP_CAP`` children (``OPEN_KIDS`` in a big graph) is split into ``SPANS`` consecutive
+spans. Small graphs open every group; big ones open bands and then groups, breadth
+first, while fewer than ``OPEN_CAP`` boxes show.
 """
 from __future__ import annotations
 
@@ -34,14 +34,23 @@ from importlib import resources
 import networkx as nx
 
 from ..ir.graph import Const, Graph, type_str
-from ..ir.inspect import KIND_COLORS, eqn_kind, eqn_phase, input_kind, input_label, op_kind
-from ..ir.inspect import stage_diff
+from ..ir.inspect import (
+    KIND_COLORS,
+    eqn_kind,
+    eqn_phase,
+    input_kind,
+    input_label,
+    op_kind,
+    stage_diff,
+)
 from ..ir.tracer import source_text
 
 GROUP_ABOVE = 400
 RUN_CAP = 120
 TOP_CAP = 150
-OPEN_CAP = 120
+OPEN_CAP = 40
+OPEN_KIDS = 24
+SPANS = 12
 
 
 class View:
@@ -252,21 +261,21 @@ class _Stage:
                     self.parent[k] = g
                 self.groups[g][3] += " @ " + self.groups.pop(line)[0]
                 del self.parent[line]
+        cap = TOP_CAP if small else OPEN_KIDS
         for c in list(self.kids):
-            if c != "" and not c.startswith("F"):
-                self._split(c)
-        self._split("")
+            if not c.startswith("F"):
+                self._split(c, cap)
         for g in self.groups:
             self.groups[g][1] = self._leaves(g)
         self.open = self._default_open(small)
 
-    def _split(self, c):
-        """More than TOP_CAP children: consecutive spans of them (still intervals)."""
+    def _split(self, c, cap):
+        """More than ``cap`` children: SPANS consecutive spans of them (still intervals of
+        the topological order), split again while one is too big."""
         keys = self.kids[c]
-        if len(keys) <= TOP_CAP:
+        if len(keys) <= cap:
             return
-        per = -(-len(keys) // TOP_CAP)
-        per = max(per, 2)
+        per = max(2, -(-len(keys) // SPANS))
         spans = []
         for i in range(0, len(keys), per):
             chunk = keys[i:i + per]
@@ -284,9 +293,8 @@ class _Stage:
                 self.parent[k] = key
             self.parent[key] = c
             spans.append(key)
+            self._split(key, cap)
         self.kids[c] = spans
-        if len(spans) > TOP_CAP:
-            self._split(c)
 
     def _short(self, key):
         return self.groups[key][0] if key in self.groups else "node " + key
@@ -295,16 +303,20 @@ class _Stage:
         return sum(self._leaves(k) if k in self.groups else 1 for k in self.kids[g])
 
     def _default_open(self, small):
+        """Small graphs: every group. Big ones: the bands, then groups breadth first
+        (not the inputs' lists, nor a group of more than OPEN_KIDS boxes) while fewer than
+        OPEN_CAP boxes show."""
         if small:
             return list(self.groups)
-        opened = []
-        frontier = [k for k in self.kids[""] if k in self.groups]
-        shown = len(self.kids[""])
+        opened = [k for k in self.kids[""] if k in self.groups]
+        shown = sum(len(self.kids[k]) for k in opened)
+        frontier = [k for b in opened for k in self.kids[b]
+                    if k in self.groups and self.groups[k][2] != "inputs"]
         while frontier:
             nxt = []
             for g in frontier:
                 extra = len(self.kids[g]) - 1
-                if shown + extra > OPEN_CAP and opened:
+                if extra + 1 > OPEN_KIDS or shown + extra > OPEN_CAP:
                     continue
                 opened.append(g)
                 shown += extra

@@ -10,7 +10,8 @@
   const LINES = DATA.lines || {};
   const SVGNS = "http://www.w3.org/2000/svg";
   const W = 150, H = 36, GX = 14, GY = 34, PAD = 12, HEAD = 18, BANDHEAD = 26;
-  const EDGE_CAP = 2500;  // more edges than this between visible boxes: bundle them
+  const EDGE_CAP = 2500;
+  const WRAP = 16;  // more edges than this between visible boxes: bundle them
   const PHASE_COLORS = { inputs: "#eef5fb", forward: "#f3f9ef", backward: "#f7f0f8",
                          optimizer: "#eef2fa", other: "#f7f7f2" };
   const state = { view: 0, stage: 0, expanded: new Set(), visited: new Set(), selected: null,
@@ -100,9 +101,16 @@
       const p = st.pos[k] || [0, 0];
       (rows[p[0]] = rows[p[0]] || { items: [], w: 0, h: 0 }).items.push(k);
     }
-    const out = rows.filter(Boolean);
-    for (const r of out) {
+    // a row wider than WRAP boxes (many inputs, a long run of independent updates)
+    // wraps onto several rows
+    const out = [];
+    for (const r of rows.filter(Boolean)) {
       r.items.sort((a, b) => st.pos[a][1] - st.pos[b][1]);
+      for (let i = 0; i < r.items.length; i += WRAP) {
+        out.push({ items: r.items.slice(i, i + WRAP), w: 0, h: 0 });
+      }
+    }
+    for (const r of out) {
       for (const k of r.items) {
         const s = measure(st, k, sizes);
         r.w += s.w + GX; r.h = Math.max(r.h, s.h);
@@ -568,6 +576,7 @@
       }
     }
     render();
+    fit();
   }
   if (params.has("search") && viewData().stages.length) {
     searchBox.value = params.get("search");
