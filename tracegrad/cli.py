@@ -23,6 +23,8 @@ import sys
 import time
 import traceback
 
+from . import _checkout  # noqa: F401  (NOTE: [Checkout folder])
+
 # the module that keeps the registry of compiled functions
 compile_mod = importlib.import_module("tracegrad.runtime.function")
 
