@@ -234,7 +234,7 @@
       svgEl("text", { x: b.x + b.w / 2, y: b.y + 15, "text-anchor": "middle" }, e,
             clip((container ? "+ " : "") + titleOf(st, k), 24));
       svgEl("text", { x: b.x + b.w / 2, y: b.y + 29, "text-anchor": "middle", class: "sub" }, e,
-            clip(subtitle(st, k), 27));
+            clip(subtitle(st, k), g && g[2] === "line" ? 24 : 27));
       svgEl("title", {}, e, tooltip(st, k));
       e.addEventListener("click", (ev) => {
         ev.stopPropagation();
@@ -280,6 +280,7 @@
     svg.setAttribute("data-added", markedAdded);
     svg.setAttribute("data-edges", mode === "none" ? 0 : shown.size);
     state.bounds = { w: width, h: rows.reduce((s, r) => s + r.h + GY, 0) };
+    state.at = at;
     applyTransform();
     renderSide(view, st, drawn, bands, mode === "none" ? 0 : shown.size);
   }
@@ -456,15 +457,15 @@
     showDetails(st, k);
     centerOn(k);
   }
-  function centerOn(k) {
-    const box = boxes[k];
-    if (!box) return;
-    const r = box.querySelector("rect");
-    const x = Number(r.getAttribute("x")), y = Number(r.getAttribute("y"));
+  function centerOn(k, zoom) {
+    const b = state.at && state.at[k];
+    if (!b) return;
     const s = svg.getBoundingClientRect();
-    state.zoom = Math.max(state.zoom, 0.8);
-    state.tx = s.width / 2 - (x + W / 2) * state.zoom;
-    state.ty = s.height / 2 - (y + H / 2) * state.zoom;
+    state.zoom = zoom || Math.max(state.zoom, 0.8);
+    // a box: its centre in the middle; a tall frame: its top near the top
+    const cy = b.h * state.zoom > s.height ? b.y + s.height / (2 * state.zoom) - 20 : b.y + b.h / 2;
+    state.tx = s.width / 2 - (b.x + b.w / 2) * state.zoom;
+    state.ty = s.height / 2 - cy * state.zoom;
     applyTransform();
   }
   let searchTimer = null;
@@ -577,6 +578,13 @@
     }
     render();
     fit();
+  }
+  if (params.has("focus") && viewData().stages.length) {
+    // centre on the first drawn group with this module path (at zoom=, default 1)
+    const st = stageData(), want = params.get("focus");
+    const k = Object.keys(st.groups).find((g) => st.groups[g][3].split(" @ ")[0] === want &&
+                                                state.at[g]);
+    if (k) centerOn(k, Number(params.get("zoom") || 1));
   }
   if (params.has("search") && viewData().stages.length) {
     searchBox.value = params.get("search");
