@@ -296,3 +296,16 @@ def test_json_and_networkx_carry_names_modules_and_phases():
     mods = {n["module"] for n in data["nodes"] if n["op"] == "matmul"}
     assert mods == {"model.fc1", "model.fc2"}
     assert {n["phase"] for n in data["nodes"]} == {"input", "forward", "backward", "optimizer"}
+
+
+def test_outputs_say_what_they_write():
+    tg.manual_seed(0)
+    g = _steady_graph(sgd_step, tg.randn(8, 4))
+    assert "grad_model_fc1_weight" in g.output_names
+    assert "write_opt_state_model_fc1_weight_momentum_buffer" in g.output_names
+    labels = set(g.meta["output_labels"].values())
+    assert {"model.fc1.weight.grad", "new model.fc1.weight",
+            "new opt.state[model.fc1.weight].momentum_buffer"} <= labels
+    from tracegrad.viz import View, report_data
+    st = report_data([View("s", [("traced", g, 0.0)])])["views"][0]["stages"][0]
+    assert "model.fc2.bias.grad" in st["outs"].values()

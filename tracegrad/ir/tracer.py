@@ -724,9 +724,17 @@ class Tracer(TracingContext):
                  + [f"write_{legal_name(s.name)}" for s, _ in writes]
                  + [f"grad_{legal_name(self.names.get(o, tensor_name(o)))}"
                     for o, v in grad_effects if v is not None])
+        labels = ([f"out{i}" for i in range(len(out_vars))]
+                  + [f"new {s.name}" for s, _ in writes]
+                  + [f"{self.names.get(o, tensor_name(o))}.grad"
+                     for o, v in grad_effects if v is not None])
+        out_labels: dict = {}
+        for v, label in zip(graph_outputs, labels, strict=True):
+            out_labels.setdefault(v, label)
         self.phase = self._phase  # (closes the last phase's time)
         graph = Graph(self.inputs, self.eqns, graph_outputs, self.input_names, names,
                       name=self.name, meta={"stage": "traced", "input_labels": self.labels,
+                                            "output_labels": out_labels,
                                             "input_sources": dict(zip(self.inputs, self.sources,
                                                                       strict=True)),
                                             "phase_seconds": dict(self.phase_seconds)})

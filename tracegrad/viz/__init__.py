@@ -166,9 +166,10 @@ class _Builder:
         st.build(small)
         pos = _layout(st.kids, st.parent, st.edges)
         outs = {}
+        labels = graph.meta.get("output_labels", {})
         for v, n in zip(graph.outputs, graph.output_names, strict=False):
-            if not isinstance(v, Const):
-                outs.setdefault(str(v.id), n or "out")
+            if not isinstance(v, Const):  # "new model.fc1.weight", "model.fc1.weight.grad"
+                outs.setdefault(str(v.id), labels.get(v) or n or "out")
         phases: dict = {}
         for e in graph.eqns:
             p = eqn_phase(graph, e)
