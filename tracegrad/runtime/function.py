@@ -335,8 +335,11 @@ def _argument_change(path, old, new) -> str:
     if old[0] == "T" and new[0] == "T":
         return describe_change(path, old, new)
     def show(s):
-        return {"T": "a tensor", "F": "a Python float", "O": f"a {s[1]} object"}.get(
-            s[0], repr(s[2]) if len(s) > 2 else s[0])
+        if s[0] in ("T", "F"):
+            return "a tensor" if s[0] == "T" else "a Python float"
+        if s[0] == "O":
+            return f"a {s[1]} object"
+        return repr(s[2]) if len(s) > 2 else s[0]
     if old[0] == new[0] == "O":
         return f"{path}: another {new[1]} object (an object argument is baked into the graph)"
     if old[0] == new[0] == "S" and old[1] == new[1]:
