@@ -255,6 +255,17 @@ def panels(c: Compilation, part: str, hlo: bool = True) -> dict:
     return out
 
 
+def _view_title(c: Compilation, part: str, stages) -> str:
+    """``train_step[0]: forward + backward + optimizer`` (the phases the program holds), or
+    ``model[0] backward`` for the compiled backward of a function whose outputs need
+    gradients."""
+    if part == "backward":
+        return f"{c.label} backward"
+    from .ir.graph import PHASES
+    present = {e.phase for e in stages[0][1].eqns}
+    return f"{c.label}: " + " + ".join(p for p in PHASES if p in present)
+
+
 def cmd_viz(ns) -> int:
     from .viz import View, render_html
     cfs = run_script(ns.script, ns.script_args)
@@ -267,7 +278,7 @@ def cmd_viz(ns) -> int:
             continue
         for part, stages in c.parts.items():
             info = f"{c.cf.name}: compilation {c.index}, {part}; " + _signature(c)
-            views.append(View(f"{c.label} {part}", stages,
+            views.append(View(_view_title(c, part, stages), stages,
                               c.sources if part == "forward" else None, info,
                               panels(c, part, not ns.no_hlo)))
     for cf in cfs:  # traced but never cached (each call made new state): say so
