@@ -265,7 +265,8 @@ def test_a_replaced_or_deleted_optimizer_reads_sensibly():
     del g["opt"]
     with pytest.raises(NameError):
         cf()
-    assert cf.recompile_reasons[-1] == "opt: deleted (it held a SGD) (Python state the trace read)"
+    assert cf.recompile_reasons[-1] == ("opt: deleted (it held an SGD) (Python state the trace "
+                                        "read)")
 
 
 @pytest.mark.parametrize("params,path,want", [
