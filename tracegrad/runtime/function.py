@@ -137,6 +137,7 @@ class CompiledFunction:
             if failed.endswith(STATE_ARGUMENT):
                 # a trace of this call would read that state through the argument, and
                 # nothing would stop it from being reused with another argument: eager
+                failed = self.display(failed[:-len(STATE_ARGUMENT)]) + STATE_ARGUMENT
                 self._warn_once(("state argument", failed), f"tracegrad.compile: "
                                 f"{self.name}: {failed}; this call runs eagerly")
                 self.eager_calls += 1
@@ -289,7 +290,7 @@ class CompiledFunction:
             # the trace read that state through the argument, as one array: a later call
             # with another argument would follow the argument. Not cached: it ran eagerly
             self._warn_once(("state argument", shared), f"tracegrad.compile: {self.name}: "
-                            f"{shared}{STATE_ARGUMENT}; this call ran eagerly")
+                            f"{self.display(shared)}{STATE_ARGUMENT}; this call ran eagerly")
             return with_floats(result, outs, (), given)
         trace.float_outputs = float_outputs(outs)
         # results whose graph the backward inside used up: eager returns them with it
