@@ -112,7 +112,8 @@ def test_viz_writes_one_self_contained_html(tmp_path):
     data = json.loads(page.split('type="application/json">')[1].split("</script>")[0]
                       .replace("<\\/", "</"))
     titles = [v["title"] for v in data["views"]]
-    assert titles == ["train_step[0] forward", "evaluate[0] forward", "evaluate[1] forward"]
+    assert titles == ["train_step[0]: forward + backward + optimizer", "evaluate[0]: forward",
+                      "evaluate[1]: forward"]
 
 
 def test_viz_shows_a_compiled_models_backward_graph(tmp_path):
@@ -127,9 +128,13 @@ def test_viz_shows_a_compiled_models_backward_graph(tmp_path):
     data = json.loads(out.read_text().split('type="application/json">')[1]
                       .split("</script>")[0].replace("<\\/", "</"))
     parts = [v["title"].split()[-1] for v in data["views"]]
-    assert parts == ["forward", "backward"]
-    kinds = {data["nodes"][k][1] for k in data["views"][1]["stages"][0]["pos"]}
+    assert parts == ["forward", "backward"]  # "Linear[0]: forward", "Linear[0] backward"
+    kinds = {data["nodes"][k][1] for k in data["views"][1]["stages"][0]["pos"]
+             if k in data["nodes"]}
     assert "gradient" in kinds
+    bands = [data["views"][1]["stages"][0]["groups"][k][0]
+             for k in data["views"][1]["stages"][0]["kids"][""]]
+    assert bands == ["inputs", "backward"]
 
 
 @pytest.mark.parametrize("text,message", [
@@ -193,3 +198,27 @@ def test_explain_counts_traces_programs_and_eager_fallbacks_honestly():
     text = explain_text([f])
     assert ("1 trace(s), 0 compiled program(s), 1 signature(s) running eagerly (graph break "
             "or side effect); calls: 1 traced, 0 compiled, 2 eager") in text
+
+
+def test_viz_lists_a_graph_broken_function_with_its_reason_and_line(tmp_path):
+    path = _script(tmp_path, BREAKING + """
+@tg.compile
+def double(x):
+    return x * 2
+
+double(tg.ones(3)); double(tg.ones(3)); double(tg.ones(4))
+""")
+    out = tmp_path / "report.html"
+    with pytest.warns(UserWarning, match="graph break"):
+        assert cli.main(["viz", path, "-o", str(out), "--no-hlo"]) == 0
+    data = json.loads(out.read_text().split('type="application/json">')[1]
+                      .split("</script>")[0].replace("<\\/", "</"))
+    views = {v["title"]: v for v in data["views"]}
+    broken = views["clipped[0] (runs eagerly)"]
+    assert broken["stages"] == [] and f"{path}:7: item() needs the value" in broken["eager"]
+    assert broken["panels"]["breaks"] == [f"{path}:7: item() needs the value of a traced "
+                                          "tensor"]
+    double = views["double[1]: forward"]["panels"]
+    assert double["recompiles"] == ["x: shape (3,) -> (4,)"]
+    assert double["jax"].startswith("def double(x)") and double["hlo"] == ""
+    assert double["guards"][0].startswith("x: tensor shape (4,)")

@@ -94,8 +94,9 @@ def test_lr_is_a_scalar_input_of_the_program():
         sched.step()
     report = step_c.explain(x, y)
     header = report.source.splitlines()[0]
-    for name in ("lr", "betas0", "betas1", "eps"):
-        assert name in header  # def train_step(arg0, arg1, ..., lr, eps, betas0, ...)
+    for name in ("lr", "betas_0", "betas_1", "eps"):
+        # def train_step(x, y, ..., opt_param_groups_0_lr, ..._eps, ..._betas_0, ...)
+        assert f"param_groups_0_{name}" in header
     assert "weight_decay" not in header  # 0: the step does not use it (guarded == 0.0)
     assert "0.0123" not in report.source and "0.9" not in report.source
     assert any("['lr'] is a float (dynamic input)" in g for g in report.guards)

@@ -64,3 +64,48 @@ def test_compiled_part_matches_eager(capsys):
     assert np.allclose(result["eager"], result["compiled"], rtol=1e-4)
     out = capsys.readouterr().out
     assert "compiled loss" in out and "ms per step" in out
+
+
+_EDITABLE_RUN = '''
+import importlib.util, os, runpy, sys
+ROOT = sys.argv[1]
+# an editable install's finder, pointed at this worktree (drop the installed one)
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+class Finder:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "tracegrad" and not name.startswith("tracegrad."):
+            return None
+        p = os.path.join(ROOT, *name.split("."))
+        if os.path.isdir(p):
+            return importlib.util.spec_from_file_location(
+                name, os.path.join(p, "__init__.py"), submodule_search_locations=[p])
+        if os.path.exists(p + ".py"):
+            return importlib.util.spec_from_file_location(name, p + ".py")
+        return None
+sys.meta_path.append(Finder)
+sys.argv = [sys.argv[2], "--steps", "2"]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+'''
+
+
+@pytest.mark.parametrize("module", ["tracegrad.demo", "tracegrad"])
+def test_running_from_the_folder_that_holds_a_checkout_says_how_to_fix_it(tmp_path, module):
+    """NOTE: [Checkout folder]: ``parent/tracegrad`` is the repository (no __init__.py),
+    the package is found by an editable install's finder; without the check the demo died
+    with "partially initialized module 'tracegrad.functions' ... circular import"."""
+    import os
+    from pathlib import Path
+    root = Path(demo.__file__).resolve().parents[1]
+    (tmp_path / "tracegrad").mkdir()
+    (tmp_path / "tracegrad" / "pyproject.toml").write_text("[project]\nname = 'tracegrad'\n")
+    script = tmp_path / "run.py"
+    script.write_text(_EDITABLE_RUN)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, str(script), str(root), module], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode != 0
+    assert "circular import" not in r.stderr
+    assert (f"'import tracegrad' found the folder {tmp_path / 'tracegrad'} (a checkout of the "
+            f"repository, with no __init__.py) instead of the package {root / 'tracegrad'}. "
+            f"Run from inside the checkout") in r.stderr

@@ -131,3 +131,58 @@ def test_report_groups_big_graphs_and_stays_self_contained():
     page = render_html([View("step", stages)])
     assert "<script src" not in page and "http://" not in page.replace(
         "http://www.w3.org/2000/svg", "")
+
+
+class _Chain(nn.Module):
+    def forward(self, x):
+        for _ in range(20):
+            x = (x * 1.01).sin()
+        return x
+
+
+def test_a_10k_equation_graph_opens_readable_by_default():
+    from tracegrad.viz import OPEN_CAP, TOP_CAP
+    blocks = nn.ModuleList([_Chain() for _ in range(260)])
+
+    def f(x):
+        for b in blocks:
+            x = b(x)
+        return x.sum()
+
+    g = tg.trace(f, tg.ones(2))
+    assert len(g.eqns) > 10_000
+    st = report_data([View("big", [("traced", g, 0.0)])])["views"][0]["stages"][0]
+    parent = {k: c for c, ks in st["kids"].items() for k in ks}
+    opened = set(st["open"])
+
+    def visible(k):
+        c = parent[k]
+        while c != "":
+            if c not in opened:
+                return False
+            c = parent[c]
+        return True
+
+    shown = [k for k in parent if visible(k) and k not in opened]
+    assert len(shown) <= OPEN_CAP + 10  # collapsed groups, not 10k boxes
+    assert all(len(ks) <= TOP_CAP for ks in st["kids"].values())
+    groups = st["groups"]
+    assert [groups[k][0] for k in st["kids"][""]] == ["inputs", "forward"]
+    # the module tree: blocks.0 .. blocks.259, in spans under ``blocks``
+    titles = {g[3].split(" @ ")[0] for g in groups.values() if g[2] == "module"}
+    assert {"blocks.0", "blocks.137", "blocks.259"} <= titles
+    leaves = [k for k in parent if k not in st["kids"]]
+    assert len(leaves) == len(g.inputs) + len(g.eqns)
+
+
+def test_viewer_nodes_carry_module_source_text_and_op_kind():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten())
+    idx = tg.tensor([[0], [1]])
+    g = tg.trace(lambda x: model(x).gather(1, idx).sum(), tg.randn(2, 1, 6, 6))
+    data = report_data([View("cnn", [("traced", g, 0.0)])])
+    by_op = {n[5]: n for n in data["nodes"].values()}
+    assert by_op["conv"][9] == "conv" and by_op["conv"][8] == "model.0"
+    assert by_op["pool_argmax"][9] == "pool" and by_op["gather"][9] == "index"
+    src = by_op["gather"][3]
+    assert data["lines"][src] == "g = tg.trace(lambda x: model(x).gather(1, idx).sum(), " \
+                                 "tg.randn(2, 1, 6, 6))"

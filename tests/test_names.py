@@ -47,7 +47,7 @@ class Tower(nn.Module):
         return self.head(x)
 
 
-def _steady_graph(step, *args, calls=3):
+def _steady_graph(step, *args, calls=2):
     """The traced graph a compiled step keeps once its state exists."""
     for _ in range(calls):
         step(*args)
@@ -265,7 +265,8 @@ def test_a_replaced_or_deleted_optimizer_reads_sensibly():
     del g["opt"]
     with pytest.raises(NameError):
         cf()
-    assert cf.recompile_reasons[-1] == "opt: deleted (it held a SGD) (Python state the trace read)"
+    assert cf.recompile_reasons[-1] == ("opt: deleted (it held an SGD) (Python state the trace "
+                                        "read)")
 
 
 @pytest.mark.parametrize("params,path,want", [
@@ -296,3 +297,75 @@ def test_json_and_networkx_carry_names_modules_and_phases():
     mods = {n["module"] for n in data["nodes"] if n["op"] == "matmul"}
     assert mods == {"model.fc1", "model.fc2"}
     assert {n["phase"] for n in data["nodes"]} == {"input", "forward", "backward", "optimizer"}
+
+
+def test_outputs_say_what_they_write():
+    tg.manual_seed(0)
+    g = _steady_graph(sgd_step, tg.randn(8, 4))
+    assert "grad_model_fc1_weight" in g.output_names
+    assert "write_opt_state_model_fc1_weight_momentum_buffer" in g.output_names
+    labels = set(g.meta["output_labels"].values())
+    assert {"model.fc1.weight.grad", "new model.fc1.weight",
+            "new opt.state[model.fc1.weight].momentum_buffer"} <= labels
+    from tracegrad.viz import View, report_data
+    st = report_data([View("s", [("traced", g, 0.0)])])["views"][0]["stages"][0]
+    assert "model.fc2.bias.grad" in st["outs"].values()
+
+
+def test_explain_has_honest_counts_and_a_per_phase_table():
+    tg.manual_seed(0)
+    x = tg.randn(8, 4)
+    _steady_graph(sgd_step, x)
+    report = sgd_step.explain(x)
+    assert report.counts.startswith(f"{sgd_step.traces} trace(s), 1 compiled program(s); "
+                                    f"calls: {sgd_step.traces} traced, ")
+    head, *rows = report.phases
+    assert head.split() == ["phase", "traced", "autodiff", "final", "trace", "ms"]
+    table = {r.split()[0]: [int(c) for c in r.split()[1:4]] for r in rows}
+    for col, stage in enumerate(("traced", "autodiff", "final")):
+        g = report.stages[stage]
+        for phase in ("forward", "backward", "optimizer"):
+            assert table[phase][col] == sum(e.phase == phase for e in g.eqns)
+    assert "phases (equations per stage" in str(report)
+
+
+def _guard_case(change):
+    """A compiled SGD step on a small model, three calls, ``change(state)``, one call:
+    the recompile reasons."""
+    tg.manual_seed(0)
+    st = {"m": nn.Sequential(nn.Linear(2, 2)), "scale": 2.0}
+    st["o"] = tg.optim.SGD(st["m"].parameters(), lr=0.1)
+    ns = dict(st)
+    exec("def step(x):\n"
+         "    (m(x).sum() * scale).backward()\n"
+         "    o.step()\n"
+         "    o.zero_grad(set_to_none=False)\n", ns)  # (leaves .grad filled with 0.0)
+    cf = tg.compile(ns["step"])
+    x = tg.randn(3, 2)
+    for _ in range(3):
+        cf(x)
+    n = len(cf.recompile_reasons)
+    change(ns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cf(tg.randn(5, 2) if ns.get("new_shape") else x)
+    return cf.recompile_reasons[n:]
+
+
+@pytest.mark.parametrize("change,reason", [
+    (lambda ns: ns.update(new_shape=True), "x: shape (3, 2) -> (5, 2)"),
+    (lambda ns: ns.update(scale=3.0), "scale: 2.0 -> 3.0 (Python state the trace read)"),
+    (lambda ns: ns["m"].eval(), "m: training: True -> False (a Python value the trace baked in)"),
+    (lambda ns: ns["m"][0].register_forward_hook(lambda *a: None),
+     "m.0: forward hooks added or removed"),
+    (lambda ns: ns["m"][0].weight.requires_grad_(False), "m.0.weight: requires_grad True -> False"),
+    (lambda ns: ns["m"][0].weight.grad.add_(1.0),
+     "m.0.weight.grad: no longer filled with 0.0 as the last call left it"),
+    (lambda ns: ns["o"].param_groups[0].update(nesterov=True, momentum=0.9),
+     "o.param_groups[0]['momentum']: 0.0 -> 0.9 (a Python value the trace baked in)"),
+    (lambda ns: ns.update(o=tg.optim.SGD(ns["m"].parameters(), lr=0.1)),
+     "o: replaced by another SGD object (Python state the trace read)"),
+], ids=["signature", "global", "module attribute", "hook", "tensor", "constant", "optimizer",
+        "replaced"])
+def test_every_guard_kind_says_what_changed_by_name(change, reason):
+    assert _guard_case(change)[:1] == [reason]

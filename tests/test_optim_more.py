@@ -430,8 +430,8 @@ def test_nadam_hyperparameters_are_program_inputs():
         step_c(x, y)
     report = step_c.explain(x, y)
     header = report.source.splitlines()[0]
-    for name in ("lr", "betas0", "betas1", "eps", "momentum_decay"):
-        assert name in header
+    for name in ("lr", "betas_0", "betas_1", "eps", "momentum_decay"):
+        assert f"param_groups_0_{name}" in header  # opt_param_groups_0_lr, ...
     assert "0.0123" not in report.source and "0.0071" not in report.source
     assert any("['decoupled_weight_decay'] == False" in g for g in report.guards)
 

@@ -23,6 +23,8 @@ import sys
 import time
 import traceback
 
+from . import _checkout  # noqa: F401  (NOTE: [Checkout folder])
+
 # the module that keeps the registry of compiled functions
 compile_mod = importlib.import_module("tracegrad.runtime.function")
 
@@ -243,15 +245,62 @@ def cmd_explain(ns) -> int:
 
 # ---- viz --------------------------------------------------------------------------------
 
+def panels(c: Compilation, part: str, hlo: bool = True) -> dict:
+    """What the viewer's side panes show for one compilation: counts, guards, graph
+    breaks and recompiles of its function, the jax source and the HLO text."""
+    from .runtime.explain import counts_text
+    cf = c.cf
+    out = {"counts": counts_text(cf),
+           "recompiles": list(cf.recompile_reasons),
+           "breaks": [f"{site}: {reason}" for site, reason in cf.graph_breaks],
+           "guards": [], "jax": "", "hlo": ""}
+    if c.parts:
+        out["guards"] = [_signature(c)] + [ln for g in c.entry.guards
+                                           for ln in g.text().split("\n")]
+        if part == "forward":
+            out["jax"] = c.source
+        if hlo:
+            try:
+                out["hlo"] = c.hlo(part)
+            except Exception as e:  # (the report is still worth writing without it)
+                out["hlo"] = f"(no HLO: {type(e).__name__}: {e})"
+    return out
+
+
+def _view_title(c: Compilation, part: str, stages) -> str:
+    """``train_step[0]: forward + backward + optimizer`` (the phases the program holds), or
+    ``model[0] backward`` for the compiled backward of a function whose outputs need
+    gradients."""
+    if part == "backward":
+        return f"{c.label} backward"
+    from .ir.graph import PHASES
+    present = {e.phase for e in stages[0][1].eqns}
+    return f"{c.label}: " + " + ".join(p for p in PHASES if p in present)
+
+
 def cmd_viz(ns) -> int:
     from .viz import View, render_html
     cfs = run_script(ns.script, ns.script_args)
     views = []
     for c in compilations(cfs, ns.fn):
+        if not c.parts:  # a graph break or side effect: the function runs eagerly
+            views.append(View(f"{c.label} (runs eagerly)", [], None,
+                              f"{c.cf.name}: compilation {c.index} runs eagerly",
+                              panels(c, "forward"), eager=c.eager_reason or "not compiled"))
+            continue
         for part, stages in c.parts.items():
             info = f"{c.cf.name}: compilation {c.index}, {part}; " + _signature(c)
-            views.append(View(f"{c.label} {part}", stages,
-                              c.sources if part == "forward" else None, info))
+            views.append(View(_view_title(c, part, stages), stages,
+                              c.sources if part == "forward" else None, info,
+                              panels(c, part, not ns.no_hlo)))
+    for cf in cfs:  # traced but never cached (each call made new state): say so
+        if not cf._cache and (ns.fn is None or cf.name == ns.fn):
+            from .runtime.explain import counts_text
+            why = "; ".join(cf.recompile_reasons) or "never called"
+            views.append(View(f"{cf.name} (not compiled)", [], None, counts_text(cf),
+                              {"counts": counts_text(cf), "recompiles": cf.recompile_reasons,
+                               "breaks": [f"{s}: {r}" for s, r in cf.graph_breaks]},
+                              eager=f"no compiled program: {why}"))
     if not views:
         raise CliError("no compiled graphs to draw (every call ran eagerly or none was traced)")
     t0 = time.perf_counter()
@@ -286,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(run=cmd_explain)
     v = script_cmd("viz", "write one self-contained HTML file that draws the graphs")
     v.add_argument("-o", "--output", default="tracegrad-report.html")
+    v.add_argument("--no-hlo", action="store_true",
+                   help="leave the XLA HLO text out (it is lowered for each program)")
     v.set_defaults(run=cmd_viz)
     return p
 

@@ -16,7 +16,7 @@ import math
 import time
 
 import tracegrad as tg
-from tracegrad import nn
+from tracegrad import _checkout, nn  # noqa: F401  (_checkout: NOTE: [Checkout folder])
 
 WARMUP_CALLS = 3  # trace, trace again (the .grad slots now exist), XLA compile
 

@@ -191,6 +191,8 @@ class Names:
             self._by_id[id(obj)] = (obj, name)
 
     def add(self, obj, label: str) -> None:
+        if id(obj) in self._by_id:  # (a submodule of a root added before: named already)
+            return
         if hasattr(obj, "named_modules") and hasattr(obj, "_parameters"):
             for path, m in obj.named_modules():
                 prefix = f"{label}.{path}" if path else label

@@ -46,6 +46,7 @@ _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 _USER_FILE: dict = {}  # co_filename -> its basename, or None for tracegrad's own files
+USER_PATHS: dict = {}  # basename -> co_filename, for showing a source line's text
 
 
 def _user_file(fn: str):
@@ -53,7 +54,19 @@ def _user_file(fn: str):
     if name is False:
         internal = fn.startswith(_PKG_DIR) or "importlib" in fn
         name = _USER_FILE[fn] = None if internal else os.path.basename(fn)
+        if name is not None:
+            USER_PATHS.setdefault(name, fn)
     return name
+
+
+def source_text(site: str) -> str:
+    """The text of the line ``site`` ("model.py:12") names, stripped; "" if unknown."""
+    import linecache
+    name, _, line = site.rpartition(":")
+    path = USER_PATHS.get(name)
+    if path is None or not line.isdigit():
+        return ""
+    return linecache.getline(path, int(line)).strip()
 
 
 def user_site(depth: int = 2) -> str:
@@ -749,9 +762,17 @@ class Tracer(TracingContext):
                  + [f"write_{legal_name(s.name)}" for s, _ in writes]
                  + [f"grad_{legal_name(self.names.get(o, tensor_name(o)))}"
                     for o, v in grad_effects if v is not None])
+        labels = ([f"out{i}" for i in range(len(out_vars))]
+                  + [f"new {s.name}" for s, _ in writes]
+                  + [f"{self.names.get(o, tensor_name(o))}.grad"
+                     for o, v in grad_effects if v is not None])
+        out_labels: dict = {}
+        for v, label in zip(graph_outputs, labels, strict=True):
+            out_labels.setdefault(v, label)
         self.phase = self._phase  # (closes the last phase's time)
         graph = Graph(self.inputs, self.eqns, graph_outputs, self.input_names, names,
                       name=self.name, meta={"stage": "traced", "input_labels": self.labels,
+                                            "output_labels": out_labels,
                                             "input_sources": dict(zip(self.inputs, self.sources,
                                                                       strict=True)),
                                             "phase_seconds": dict(self.phase_seconds)})

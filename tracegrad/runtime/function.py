@@ -170,6 +170,7 @@ class CompiledFunction:
             if failed.endswith(STATE_ARGUMENT):
                 # a trace of this call would read that state through the argument, and
                 # nothing would stop it from being reused with another argument: eager
+                failed = self.display(failed[:-len(STATE_ARGUMENT)]) + STATE_ARGUMENT
                 self._warn_once(("state argument", failed), f"tracegrad.compile: "
                                 f"{self.name}: {failed}; this call runs eagerly")
                 self.eager_calls += 1
@@ -274,7 +275,7 @@ class CompiledFunction:
         # what eager leaves (the writes made before the raise stay)
         trace_seconds = time.perf_counter() - t0
         given = {id(t): flat[i][1] for i, t in float_map.items()}
-        reason = _eager_reason(before, tracer, outs, flat, key)
+        reason = _eager_reason(before, tracer, outs, flat, key, self.display)
         same = {}
         if reason is None and tracer.break_reason is None:
             same = same_outputs(outs, flat, tracer)
@@ -335,7 +336,7 @@ class CompiledFunction:
             # the trace read that state through the argument, as one array: a later call
             # with another argument would follow the argument. Not cached: it ran eagerly
             self._warn_once(("state argument", shared), f"tracegrad.compile: {self.name}: "
-                            f"{shared}{STATE_ARGUMENT}; this call ran eagerly")
+                            f"{self.display(shared)}{STATE_ARGUMENT}; this call ran eagerly")
             return with_floats(result, outs, (), given)
         trace.float_outputs = float_outputs(outs)
         # results whose graph the backward inside used up: eager returns them with it
@@ -381,8 +382,11 @@ def _argument_change(path, old, new) -> str:
     if old[0] == "T" and new[0] == "T":
         return describe_change(path, old, new)
     def show(s):
-        return {"T": "a tensor", "F": "a Python float", "O": f"a {s[1]} object"}.get(
-            s[0], repr(s[2]) if len(s) > 2 else s[0])
+        if s[0] in ("T", "F"):
+            return "a tensor" if s[0] == "T" else "a Python float"
+        if s[0] == "O":
+            return f"a {s[1]} object"
+        return repr(s[2]) if len(s) > 2 else s[0]
     if old[0] == new[0] == "O":
         return f"{path}: another {new[1]} object (an object argument is baked into the graph)"
     if old[0] == new[0] == "S" and old[1] == new[1]:
@@ -391,7 +395,7 @@ def _argument_change(path, old, new) -> str:
     return f"{path}: {show(old)} -> {show(new)}"
 
 
-def _eager_reason(before, tracer, outs, flat, key) -> str | None:
+def _eager_reason(before, tracer, outs, flat, key, display=str) -> str | None:
     """Why calls with this signature must run eagerly, decided after the trace."""
     changed = before.side_effect() or tracer.meta_change()
     if changed is not None:
@@ -404,7 +408,8 @@ def _eager_reason(before, tracer, outs, flat, key) -> str | None:
     for i, j in key[2]:
         a, b = flat[i][1], flat[j][1]
         if a._data is not b._data:
-            return (f"arguments {flat[j][0]} and {flat[i][0]} share memory (one is a view of "
+            return (f"arguments {display(flat[j][0])} and {display(flat[i][0])} share memory "
+                    "(one is a view of "
                     "the other); tracing follows arrays, not views")
     return None
 

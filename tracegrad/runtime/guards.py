@@ -253,7 +253,10 @@ def slot_change(old, new) -> str:
         if static_value(v):
             return repr(v)
         name = type(v).__name__
-        return f"{'an' if name[:1].upper() in 'AEIOU' else 'a'} {name}"
+        # "an Adam", "an SGD" (an acronym is read letter by letter), "a Linear"
+        spelled = len(name) > 1 and name[1].isupper()
+        an = name[:1] in "AEIOU" or (spelled and name[:1] in "FHLMNRSX")
+        return f"{'an' if an else 'a'} {name}"
     if new is MISSING:
         return f"deleted (it held {show(old)})"
     if old is MISSING:
