@@ -598,7 +598,7 @@ class StructuredPrimitive(Primitive):
     multiple_results = True
 
     def __init__(self, name, impl, shape, lower, graph_vjp, prune, *, differentiable):
-        super().__init__(name, impl, shape, None, kind="control", differentiable=differentiable,
+        super().__init__(name, impl, shape, lower, kind="control", differentiable=differentiable,
                          variadic=True, grad_name=f"{name.title().replace('_', '')}Backward0")
         self.lower = lower
         self.graph_vjp = graph_vjp

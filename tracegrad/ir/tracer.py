@@ -546,7 +546,7 @@ class Tracer(TracingContext):
         arr = dst._data
         key = id(arr)
         if self._scope is not None and self.recording and not self._suspended \
-                and not self._scope.owns(self.vars.get(key)):
+                and not self._scope.made_here(self.vars.get(key)):
             self.graph_break(f"{self._scope.what} writes in place to a tensor from outside "
                              "it; a body must be a pure function: return the new value "
                              "(as part of the carry) instead", depth=4)
@@ -777,6 +777,10 @@ class _Body:
     def owns(self, v) -> bool:
         return v is not None and not isinstance(v, Const) and v.id >= self.start \
             and v not in self.tracer._late
+
+    def made_here(self, v) -> bool:
+        """Made by the body's own equations (not an input: those are the caller's)."""
+        return self.owns(v) and v not in self.inputs
 
     def resolve(self, v):
         if isinstance(v, Const) or self.owns(v):
