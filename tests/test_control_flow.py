@@ -182,8 +182,9 @@ def _close(a, b, tol):
 def test_eager_matches_python_and_torch(name, dtype):
     prog, ref, shape, diff, torch_ok = PROGRAMS[name]
     tol = 1e-5 if dtype == "float32" else 1e-12
-    for x_tg, x_t in zip(make_data(tg, shape, getattr(tg, dtype)),
-                         make_data(torch, shape, getattr(torch, dtype)), strict=True):
+    for k, (x_tg, x_t) in enumerate(zip(make_data(tg, shape, getattr(tg, dtype), n=2),
+                                        make_data(torch, shape, getattr(torch, dtype), n=2),
+                                        strict=True)):
         p = make_params(tg, getattr(tg, dtype))
         loss = prog(TG, p, x_tg)
         want = ref(tg, p, x_tg)
@@ -191,8 +192,8 @@ def test_eager_matches_python_and_torch(name, dtype):
         if diff:
             for a, b in zip(_grads(tg, loss, p), _grads(tg, want, p), strict=True):
                 _close(a, b, tol)
-        if not torch_ok:
-            continue
+        if not torch_ok or k != (dtype == "float64"):
+            continue  # torch on one of the two (each call of a torch HOP is a dynamo trace)
         pt = make_params(torch, getattr(torch, dtype))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -362,13 +363,13 @@ def test_lstm_time_loop_is_one_scan_and_graph_size_is_flat():
     assert counts[0] == counts[1]
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_compiled_rnn_training_matches_eager(mode):
     tg.manual_seed(0)
-    kw = {"proj_size": 2} if mode == "LSTM" else {}
-    m1 = getattr(tg.nn, mode)(3, 4, num_layers=2, batch_first=True, **kw)
+    kw = {"proj_size": 2, "num_layers": 2} if mode == "LSTM" else {"bidirectional": True}
+    m1 = getattr(tg.nn, mode)(3, 4, batch_first=True, **kw)
     m2 = copy.deepcopy(m1)
-    xs = [tg.randn(2, 5, 3) for _ in range(3)]
+    xs = [tg.randn(2, 5, 3) for _ in range(3)]  # (the RNN's tanh loop is scan_rnn above)
     results = []
     for m, compiled in ((m1, False), (m2, True)):
         opt = tg.optim.Adam(m.parameters(), lr=0.01)

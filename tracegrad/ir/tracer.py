@@ -427,7 +427,7 @@ class Tracer(TracingContext):
 
     def constant(self, t: Tensor) -> Tensor:
         """A tensor made inside the function from Python values: a literal."""
-        if self.recording:
+        if self.recording and not self._suspended:  # (not for the tape's own zeros)
             self._created.append(weakref.ref(t))  # kept in Python state: lazily made state
             arr = t._data
             if arr.size <= 1 or arr.ndim == 0:
