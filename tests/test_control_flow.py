@@ -33,12 +33,14 @@ TORCH = types.SimpleNamespace(lib=torch, cond=torch.cond, scan=torch_scan,
 # ---- the programs: (cf, params, x) -> loss, and the Python they mean --------------
 
 def cond_data(cf, p, x):
-    out = cf.cond(x.sum() > 0, lambda a: (a * p["w"]).sin(), lambda a: (a - p["w"]).cos(), (x,))
+    # each branch reads a parameter the other does not
+    out = cf.cond(x.sum() > 0, lambda a: (a * p["v"]).sin(), lambda a: (a - p["s0"]).cos(),
+                  (x,))
     return out.sum()
 
 
 def cond_data_ref(lib, p, x):
-    out = (x * p["w"]).sin() if x.sum() > 0 else (x - p["w"]).cos()
+    out = (x * p["v"]).sin() if x.sum() > 0 else (x - p["s0"]).cos()
     return out.sum()
 
 
@@ -92,18 +94,19 @@ def scan_reverse_dim1_ref(lib, p, x):
     return s.sum() + n.sum() * 0.5 + y1.mean() + (y2 * y1).sum()
 
 
-def scan_cond_inside(cf, p, x):  # a data-dependent branch in every step
+def scan_cond_inside(cf, p, x):  # a data-dependent branch in every step, reading a param
     def step(h, xt):
-        h2 = cf.cond(xt.sum() > 0, lambda a, b: (a * b).tanh(), lambda a, b: a - b, (h, xt))
+        h2 = cf.cond(xt.sum() > 0, lambda a, b: (a * b * p["v"]).tanh(), lambda a, b: a - b,
+                     (h, xt))
         return h2 @ p["w"], h2.sum()
-    c, ys = cf.scan(step, p["s0"], x)
+    c, ys = cf.scan(step, p["s0"].detach(), x)
     return c.sum() + (ys * ys).sum()
 
 
 def scan_cond_inside_ref(lib, p, x):
-    h, ys = p["s0"], []
+    h, ys = p["s0"].detach(), []
     for xt in x:
-        h2 = (h * xt).tanh() if xt.sum() > 0 else h - xt
+        h2 = (h * xt * p["v"]).tanh() if xt.sum() > 0 else h - xt
         h = h2 @ p["w"]
         ys.append(h2.sum())
     return h.sum() + (lib.stack(ys) ** 2).sum()
@@ -171,7 +174,9 @@ def _grads(lib, loss, params):
             for g in lib.autograd.grad(loss, list(params.values()), allow_unused=True)]
 
 
-def _close(a, b, tol):
+def _close(a, b, tol, none_is_zero=False):
+    if none_is_zero and (a is None) != (b is None):  # cond: zero for the branch not taken
+        a, b = (np.zeros_like(b) if a is None else a), (np.zeros_like(a) if b is None else b)
     assert (a is None) == (b is None)
     if a is not None:
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
@@ -191,7 +196,7 @@ def test_eager_matches_python_and_torch(name, dtype):
         np.testing.assert_allclose(_np(loss), _np(want), rtol=tol, atol=tol)
         if diff:
             for a, b in zip(_grads(tg, loss, p), _grads(tg, want, p), strict=True):
-                _close(a, b, tol)
+                _close(a, b, tol, none_is_zero=True)
         if not torch_ok or k != (dtype == "float64"):
             continue  # torch on one of the two (each call of a torch HOP is a dynamo trace)
         pt = make_params(torch, getattr(torch, dtype))

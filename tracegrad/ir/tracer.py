@@ -284,7 +284,7 @@ class Tracer(TracingContext):
         v = self.vars.get(key)
         if v is None:
             v = self._capture(t)
-            return v if self._scope is None else self._scope.resolve(v)
+            return v if self._scope is None else self._scope.resolve(v, t)
         if self._escaped and key in self._escaped:
             self.graph_break("a tensor made inside a cond/scan/while_loop body was used "
                              "outside it; return it from the body instead", depth=4)
@@ -298,7 +298,7 @@ class Tracer(TracingContext):
             self.eqns.append(Eqn(copy_p, (v,), {}, w, user_site(4)))
             self.vars[key] = w
             return w
-        return v if self._scope is None else self._scope.resolve(v)
+        return v if self._scope is None else self._scope.resolve(v, t)
 
     # ---- recording --------------------------------------------------------------
     def bind(self, prim, args, params, name):
@@ -773,6 +773,7 @@ class _Body:
         self.out_diff: list = []
         self.keep_from = len(tracer._keep)
         self.saved_eqns = None
+        self.tensors: list = []    # the captured tensors, in capture order
 
     def owns(self, v) -> bool:
         return v is not None and not isinstance(v, Const) and v.id >= self.start \
@@ -782,14 +783,17 @@ class _Body:
         """Made by the body's own equations (not an input: those are the caller's)."""
         return self.owns(v) and v not in self.inputs
 
-    def resolve(self, v):
+    def resolve(self, v, t=None):
+        """The body's Var for ``v`` (a capture input if ``v`` is from outside; ``t`` is
+        its tensor, kept for ``captured_tensors``)."""
         if isinstance(v, Const) or self.owns(v):
             return v
         inner = self.captures.get(v)
         if inner is None:
-            outer = v if self.parent is None else self.parent.resolve(v)
+            outer = v if self.parent is None else self.parent.resolve(v, t)
             inner = Var(v.shape, v.dtype)
             self.captures[v] = inner
+            self.tensors.append(t)
             self.outer_of = getattr(self, "outer_of", {})
             self.outer_of[inner] = outer
             if outer in self.tracer._grad_vars or (self.parent is not None
