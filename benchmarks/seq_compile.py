@@ -1,6 +1,6 @@
 """Compile time against sequence length: an LSTM training step under tracegrad.compile.
 
-    python benchmarks/seq_compile.py [--rounds 5] [--threads 1] [--unrolled-max 128]
+    python benchmarks/seq_compile.py [--rounds 5] [--threads 1] [--unrolled-max 16]
 
 For T = 16, 128, 1024 (batch 8, input 32, hidden 64, one nn.LSTM layer, a linear head,
 mean-squared loss, SGD), one row per way of running the step:
@@ -186,8 +186,8 @@ def measure(T, torch, rng, rounds, unrolled_max, rows, footers):
         t_eager, t_comp = torch_steps(torch, lstm, head)
         for name, fn in (("torch eager", t_eager), ("torch.compile", t_comp)):
             first[name] = time_once(lambda fn=fn, name=name: losses.setdefault(
-                name, float(fn(xt, yt))))
-            cands[name] = lambda fn=fn: float(fn(xt, yt))
+                name, fn(xt, yt).item()))
+            cands[name] = lambda fn=fn: fn(xt, yt).item()
     ref = losses["torch eager"] if torch is not None else losses["jax.jit lax.scan"]
     for name, loss in losses.items():
         if not np.isclose(loss, ref, rtol=1e-4):
@@ -210,7 +210,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--unrolled-max", type=int, default=128)
+    ap.add_argument("--unrolled-max", type=int, default=16)
     args = ap.parse_args()
     torch = optional_torch()
     set_torch_threads(torch, THREADS)

@@ -327,6 +327,44 @@ def test_dce_prunes_unused_scan_outputs_and_keeps_body_signatures():
     assert [q.prim.name for q in e2.params["body"].eqns] == ["add"]
 
 
+PASS_CASES = [  # (pass, body, what the body keeps)
+    ("cse", lambda c, x: (c + x.exp() * x.exp(), c), lambda names: names.count("exp") == 1),
+    ("simplify", lambda c, x: (c * 1.0 + x, c), lambda names: "mul" not in names),
+    ("fusion", lambda c, x: ((c + x).sin().exp(), c), lambda names: names == ["fusion"]),
+]
+
+
+@pytest.mark.parametrize("name,body,check", PASS_CASES, ids=[c[0] for c in PASS_CASES])
+def test_passes_recurse_into_bodies(name, body, check):
+    from tracegrad.passes import PIPELINE
+    fn = dict(PIPELINE)[name]
+    x = tg.randn(4, 3)
+    g = tg.trace(lambda x: tg.scan(body, tg.zeros(3), x), x)
+    out = verify(fn(g))
+    e = next(e for e in out.eqns if e.prim.name == "scan")
+    assert check([q.prim.name for q in e.params["body"].eqns]), str(out)
+    assert len(e.params["body"].inputs) == len(
+        next(q for q in g.eqns if q.prim.name == "scan").params["body"].inputs)
+    for a, b in zip(out.to_callable()(x), g.to_callable()(x), strict=True):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-6)
+
+
+def test_eager_rnn_is_bit_identical_to_its_python_loop():
+    from tracegrad.nn import rnn
+    tg.manual_seed(0)
+    m = tg.nn.LSTM(3, 4)
+    x = tg.randn(6, 2, 3)
+    out, (h, c) = m(x)
+    xw = tg.nn.functional.linear(x, m.weight_ih_l0, m.bias_ih_l0)
+    hh = cc = tg.zeros(2, 4)
+    outs = []
+    for t in range(6):
+        hh, cc = rnn._lstm_step(xw[t], hh, cc, m.weight_hh_l0, m.bias_hh_l0, None)
+        outs.append(hh)
+    np.testing.assert_array_equal(_np(out), _np(tg.stack(outs)))
+    np.testing.assert_array_equal(_np(c[0]), _np(cc))
+
+
 def test_cond_predicate_is_data_and_both_branches_compile_once():
     def f(x):
         return tg.cond(x.sum() > 0, lambda a: a * 2, lambda a: a - 1, (x,))

@@ -228,7 +228,7 @@ def _touch_eagerly(other, operands, results):
     reads; its writes to outside state are undone."""
     from .autograd import grad_mode
     from .ir.tracer import Tracer
-    if not grad_mode.is_grad_enabled() or not any(r._rg for r in results):
+    if not grad_mode.is_grad_enabled():
         return results
     leaves, tmpl = _flat(tuple(operands), "cond: operands")
     probe = Tracer(name="cond_branch")
@@ -238,7 +238,7 @@ def _touch_eagerly(other, operands, results):
             for i, a in enumerate(args):
                 probe.add_arg(a, f"operand{i}", i)
             other(*rebuild(tmpl, iter(args)))
-    except Exception:  # noqa: S110  (the branch not taken may fail on these values)
+    except Exception:  # the branch not taken may fail on these values: what it read counts
         pass
     finally:
         probe.rollback()
@@ -247,7 +247,7 @@ def _touch_eagerly(other, operands, results):
     if not extras:
         return results
     from .tensor import apply
-    return [apply(touch_p, (r, *extras)) if r._rg else r for r in results]
+    return [apply(touch_p, (r, *extras)) for r in results]
 
 
 def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
