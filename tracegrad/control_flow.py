@@ -211,10 +211,43 @@ def cond(pred, true_fn, false_fn, operands=()):
     p = _pred(pred, "cond")
     tracer = _tracer()
     if tracer is None or not isinstance(pred, Tensor) or tracer.is_literal(pred):
-        out = (true_fn if p else false_fn)(*operands)
-        _flat(out, f"cond: the output of {_fn_name(true_fn if p else false_fn)}")
+        fn = true_fn if p else false_fn
+        out = fn(*operands)
+        leaves, tmpl = _flat(out, f"cond: the output of {_fn_name(fn)}")
+        if trace_state.current is None and isinstance(pred, Tensor):
+            leaves = _touch_eagerly(true_fn if fn is false_fn else false_fn, operands, leaves)
+            return rebuild(tmpl, iter(leaves))
         return out
     return _trace_cond(tracer, pred, p, true_fn, false_fn, tuple(operands))
+
+
+def _touch_eagerly(other, operands, results):
+    """As torch's cond: the operands, and the tensors the branch not taken reads, get a
+    zero gradient from the results (not none), as they do when compiled (see
+    _trace_cond). The other branch runs once, traced under no_grad, to find what it
+    reads; its writes to outside state are undone."""
+    from .autograd import grad_mode
+    from .ir.tracer import Tracer
+    if not grad_mode.is_grad_enabled():
+        return results
+    leaves, tmpl = _flat(tuple(operands), "cond: operands")
+    probe = Tracer(name="cond_branch")
+    args = [Tensor._make(np.array(x._data)) for x in leaves]
+    try:
+        with probe, grad_mode.no_grad():
+            for i, a in enumerate(args):
+                probe.add_arg(a, f"operand{i}", i)
+            other(*rebuild(tmpl, iter(args)))
+    except Exception:  # the branch not taken may fail on these values: what it read counts
+        pass
+    finally:
+        probe.rollback()
+    read = [t for src, t, _, _ in probe.captured if src.kind != "arg"]
+    extras = [t for t in [*leaves, *read] if t._rg]
+    if not extras:
+        return results
+    from .tensor import apply
+    return [apply(touch_p, (r, *extras)) for r in results]
 
 
 def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
@@ -224,6 +257,7 @@ def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
     if not tracer.recording:
         return (true_fn if p else false_fn)(*operands)
     picked, other = (true_fn, false_fn) if p else (false_fn, true_fn)
+    in_diff = [_carries_grad(tracer, v) for v in in_vars]  # (in this scope, not the body's)
     bodies, results = {}, {}
     for fn in (other, picked):  # the picked branch last: its results are the call's
         which = "true_fn" if fn is true_fn else "false_fn"
@@ -231,8 +265,8 @@ def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
         out = None
         try:
             args = _copies(tracer, leaves)
-            for a, v in zip(args, in_vars, strict=True):
-                tracer.body_input(a, _carries_grad(tracer, v))
+            for a, d in zip(args, in_diff, strict=True):
+                tracer.body_input(a, d)
             try:
                 out = fn(*rebuild(tmpl, iter(args)))
             except Exception as err:
@@ -263,7 +297,16 @@ def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
     outs = _emit(tracer, cond_p, inputs, {"true_graph": gt, "false_graph": gf},
                  [(tuple(t.shape), t.dtype) for t in t_out[1]], mask, "CondBackward0")
     chosen = results["true_fn" if p else "false_fn"]
-    bound = [tracer.bind_result(t, v) for t, v in zip(chosen[1], outs, strict=True)]
+    results = chosen[1]
+    # every tensor either branch reads gets a tape edge from the results (zero gradient
+    # where the branch taken does not read it), so a backward() inside the trace asks the
+    # graph for their gradients: on a later call the other branch may be the one taken
+    extras = [t for t in [*leaves, *tb.tensors, *fb.tensors] if t is not None and t._rg]
+    if extras and mask is not None:
+        from .tensor import apply
+        with _suspended(tracer):
+            results = [apply(touch_p, (r, *extras)) for r in results]
+    bound = [tracer.bind_result(t, v) for t, v in zip(results, outs, strict=True)]
     return rebuild(chosen[2], iter(bound))
 
 
@@ -459,6 +502,18 @@ class _nothing:
         return False
 
 
+def _touch_vjp(g, out, x, *extras):
+    from . import functions as T
+    return (g, *[T.zeros_like(e) for e in extras])
+
+
+# ``y = cond_touch(x, *extras)``: ``x``, with zero gradients for ``extras``; only on the
+# tracing call's tape (see _trace_cond), never in a graph
+touch_p = Primitive("cond_touch", lambda x, *extras: x, lambda x, *extras: (x.shape, x.dtype),
+                    "{0}", kind="control", vjp_all=_touch_vjp, variadic=True,
+                    grad_name="CondBackward0")
+
+
 # ----------------------------------------------------------------------------
 # while_loop and fori_loop
 
@@ -598,7 +653,7 @@ class StructuredPrimitive(Primitive):
     multiple_results = True
 
     def __init__(self, name, impl, shape, lower, graph_vjp, prune, *, differentiable):
-        super().__init__(name, impl, shape, None, kind="control", differentiable=differentiable,
+        super().__init__(name, impl, shape, lower, kind="control", differentiable=differentiable,
                          variadic=True, grad_name=f"{name.title().replace('_', '')}Backward0")
         self.lower = lower
         self.graph_vjp = graph_vjp

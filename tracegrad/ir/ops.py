@@ -102,3 +102,6 @@ def _structured_namespace():
 
 
 NAMESPACE.update(_structured_namespace())
+# structured ops have no op-table row either: their bodies are Python functions
+IR_ONLY.update({name: "tracegrad/control_flow.py; tested by tests/test_control_flow.py"
+                for name in ("cond", "scan", "while_loop", "cond_touch")})

@@ -364,7 +364,7 @@ class Tracer(TracingContext):
         v = self.vars.get(key)
         if v is None:
             v = self._capture(t)
-            return v if self._scope is None else self._scope.resolve(v)
+            return v if self._scope is None else self._scope.resolve(v, t)
         if self._escaped and key in self._escaped:
             self.graph_break("a tensor made inside a cond/scan/while_loop body was used "
                              "outside it; return it from the body instead", depth=4)
@@ -378,7 +378,7 @@ class Tracer(TracingContext):
             self._add(Eqn(copy_p, (v,), {}, w, user_site(4)))
             self.vars[key] = w
             return w
-        return v if self._scope is None else self._scope.resolve(v)
+        return v if self._scope is None else self._scope.resolve(v, t)
 
     # ---- recording --------------------------------------------------------------
     def bind(self, prim, args, params, name):
@@ -503,7 +503,7 @@ class Tracer(TracingContext):
 
     def constant(self, t: Tensor) -> Tensor:
         """A tensor made inside the function from Python values: a literal."""
-        if self.recording:
+        if self.recording and not self._suspended:  # (not for the tape's own zeros)
             self._created.append(weakref.ref(t))  # kept in Python state: lazily made state
             arr = t._data
             if arr.size <= 1 or arr.ndim == 0:
@@ -622,7 +622,7 @@ class Tracer(TracingContext):
         arr = dst._data
         key = id(arr)
         if self._scope is not None and self.recording and not self._suspended \
-                and not self._scope.owns(self.vars.get(key)):
+                and not self._scope.made_here(self.vars.get(key)):
             self.graph_break(f"{self._scope.what} writes in place to a tensor from outside "
                              "it; a body must be a pure function: return the new value "
                              "(as part of the carry) instead", depth=4)
@@ -863,19 +863,27 @@ class _Body:
         self.out_diff: list = []
         self.keep_from = len(tracer._keep)
         self.saved_eqns = None
+        self.tensors: list = []    # the captured tensors, in capture order
 
     def owns(self, v) -> bool:
         return v is not None and not isinstance(v, Const) and v.id >= self.start \
             and v not in self.tracer._late
 
-    def resolve(self, v):
+    def made_here(self, v) -> bool:
+        """Made by the body's own equations (not an input: those are the caller's)."""
+        return self.owns(v) and v not in self.inputs
+
+    def resolve(self, v, t=None):
+        """The body's Var for ``v`` (a capture input if ``v`` is from outside; ``t`` is
+        its tensor, kept for ``captured_tensors``)."""
         if isinstance(v, Const) or self.owns(v):
             return v
         inner = self.captures.get(v)
         if inner is None:
-            outer = v if self.parent is None else self.parent.resolve(v)
+            outer = v if self.parent is None else self.parent.resolve(v, t)
             inner = Var(v.shape, v.dtype)
             self.captures[v] = inner
+            self.tensors.append(t)
             self.outer_of = getattr(self, "outer_of", {})
             self.outer_of[inner] = outer
             if outer in self.tracer._grad_vars or (self.parent is not None

@@ -42,4 +42,4 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
             continue
         seen[key] = e.out
         eqns.append(e)
-    return substitute(graph.replace(eqns=eqns), mapping) if mapping else graph
+    return substitute(graph.replace(eqns=eqns), mapping) if mapping else graph.replace(eqns=eqns)
