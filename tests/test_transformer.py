@@ -532,3 +532,25 @@ def test_dropout_of_a_permuted_tensor_draws_in_memory_order(view):
         T.manual_seed(4)
         outs.append(T.nn.functional.dropout(make(T.ones(4, 3, 8)), 0.5).numpy())
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["4d", "3d_causal", "gqa_mask", "p1"])
+def test_sdpa_dropout_matches_torch_stream(case, dtype):
+    """dropout_p > 0: the keep mask is torch's CPU math path's (bernoulli_ of the scores),
+    so values and gradients agree under manual_seed."""
+    rng = _rng(6)
+    shapes = {"4d": [(2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 6)],
+              "3d_causal": [(3, 5, 8), (3, 5, 8), (3, 5, 8)],
+              "gqa_mask": [(2, 4, 4, 8), (2, 2, 5, 8), (2, 1, 5, 8)],
+              "p1": [(2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8)]}[case]
+    arrays = [rng.standard_normal(s) for s in shapes]
+    kw = {"dropout_p": 1.0 if case == "p1" else 0.4, "is_causal": case == "3d_causal",
+          "enable_gqa": case == "gqa_mask"}
+    mask = rng.random((4, 5)) > 0.3 if case == "gqa_mask" else None
+
+    def call(T, m, q, k, v):
+        am = None if mask is None else T.tensor(mask)
+        return T.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=am, **kw)
+
+    _check(tg.nn.Identity(), torch.nn.Identity(), call, arrays, dtype, seed=9)
