@@ -72,7 +72,7 @@ def _check(ours, theirs, call, arrays, dtype, seed=None, train=True, grads=True)
     loss_t.backward()
     loss_p.backward()
     for a_t, a_p in zip(ta, pa, strict=True):
-        if a_p.requires_grad:
+        if a_p.requires_grad and (a_p.grad is not None or a_t.grad is not None):
             np.testing.assert_allclose(a_t.grad.numpy(), a_p.grad.numpy(), rtol=tol, atol=tol)
     for (n, p_t), (_, p_p) in zip(ours.named_parameters(), theirs.named_parameters(),
                                    strict=True):
@@ -554,3 +554,24 @@ def test_sdpa_dropout_matches_torch_stream(case, dtype):
         return T.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=am, **kw)
 
     _check(tg.nn.Identity(), torch.nn.Identity(), call, arrays, dtype, seed=9)
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multi_head_attention_forward_static_kv_matches_torch(need_weights):
+    """The functional form with separate projection weights and static keys/values."""
+    rng = _rng(8)
+    w = {"q": rng.standard_normal((E, E)), "k": rng.standard_normal((E, 5)),
+         "v": rng.standard_normal((E, 3)), "b": rng.standard_normal(3 * E),
+         "o": rng.standard_normal((E, E)), "ob": rng.standard_normal(E)}
+    query = rng.standard_normal((L, N, E))
+    sk, sv = (rng.standard_normal((N * HEADS, S, E // HEADS)) for _ in range(2))
+
+    def call(T, m, q, wq, wk, wv, b, wo, bo, k, v):
+        return T.nn.functional.multi_head_attention_forward(
+            q, T.zeros(S, N, 5, dtype=q.dtype), T.zeros(S, N, 3, dtype=q.dtype), E, HEADS,
+            None, b, None, None, False, 0.0, wo, bo, use_separate_proj_weight=True,
+            q_proj_weight=wq, k_proj_weight=wk, v_proj_weight=wv, static_k=k, static_v=v,
+            need_weights=need_weights)
+
+    _check(tg.nn.Identity(), torch.nn.Identity(), call,
+           [query, w["q"], w["k"], w["v"], w["b"], w["o"], w["ob"], sk, sv], "float64")
