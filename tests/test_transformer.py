@@ -172,7 +172,14 @@ def test_multihead_attention_matches_torch(case, dtype):
     kw, call, arrays = MHA_CASES[case]
     ours, theirs = _pair("MultiheadAttention", dtype, E, HEADS, **kw)
     _check(ours, theirs, call, arrays, dtype)
-    _check(ours, theirs, call, arrays, dtype, train=False)
+
+
+@pytest.mark.parametrize("case", ["plain", "self_batch_first_no_weights", "kdim_vdim",
+                                  "bias_kv_zero_attn_masks", "is_causal"])
+def test_multihead_attention_eval_turns_dropout_off(case):
+    kw, call, arrays = MHA_CASES[case]
+    ours, theirs = _pair("MultiheadAttention", "float64", E, HEADS, dropout=0.5, **kw)
+    _check(ours, theirs, call, arrays, "float64", train=False)
 
 
 @pytest.mark.parametrize("need_weights", [True, False])
@@ -308,7 +315,7 @@ def test_transformer_matches_torch(opt, dtype):
     kw = {"plain": {}, "no_bias": {"bias": False},
           "batch_first_norm_first_gelu": {"batch_first": True, "norm_first": True,
                                           "activation": "gelu"}}[opt]
-    ours, theirs = _pair("Transformer", dtype, E, HEADS, 2, 2, D_FF, dropout=0.0, **kw)
+    ours, theirs = _pair("Transformer", dtype, E, HEADS, 1, 1, D_FF, dropout=0.1, **kw)
     bf = kw.get("batch_first", False)
 
     def call(T, m, src, tgt, spad):
@@ -317,8 +324,14 @@ def test_transformer_matches_torch(opt, dtype):
                  memory_key_padding_mask=spad, tgt_is_causal=True)
 
     arrays = [_src(bf, S, 1), _src(bf), _padding(N, S)]
+    _check(ours, theirs, call, arrays, dtype, train=False)   # (dropout 0.1: off in eval)
+    for m in (ours, theirs):   # dropout 0 in training
+        for d in m.modules():
+            if isinstance(d, (tg.nn.Dropout, torch.nn.Dropout)):
+                d.p = 0.0
+            elif isinstance(d, (tg.nn.MultiheadAttention, torch.nn.MultiheadAttention)):
+                d.dropout = 0.0
     _check(ours, theirs, call, arrays, dtype)
-    _check(ours, theirs, call, arrays, dtype, train=False)
     one = (lambda a: a[0]) if bf else (lambda a: a[:, 0])
     _check(ours, theirs, lambda T, m, src, tgt: m(src, tgt), [one(_src(bf, S, 1)), one(_src(bf))],
            dtype)  # unbatched
