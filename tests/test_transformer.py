@@ -588,3 +588,22 @@ def test_multi_head_attention_forward_static_kv_matches_torch(need_weights):
 
     _check(tg.nn.Identity(), torch.nn.Identity(), call,
            [query, w["q"], w["k"], w["v"], w["b"], w["o"], w["ob"], sk, sv], "float64")
+
+
+def test_merge_masks_matches_torch():
+    rng = _rng(9)
+    am, kpm = rng.standard_normal((L, L)), np.where(_padding(N, L), -np.inf, 0.0)
+    am3 = rng.standard_normal((N * HEADS, L, L))
+    x = rng.standard_normal((N, L, E))
+    for args in ((am, kpm), (None, kpm), (am3, None), (am3, kpm), (None, None)):
+        got = []
+        for T in (tg, torch):
+            m = T.nn.MultiheadAttention(E, HEADS, batch_first=True)
+            a, k = (None if v is None else T.tensor(v) for v in args)
+            merged, kind = m.merge_masks(a, k, T.tensor(x))
+            got.append((None if merged is None else merged.numpy(), kind))
+        assert got[0][1] == got[1][1]
+        if got[1][0] is None:
+            assert got[0][0] is None
+        else:
+            np.testing.assert_array_equal(got[0][0], got[1][0])
