@@ -69,3 +69,45 @@ def test_compiled_steps_give_the_eager_losses(tmp_path):
     assert len(_numbers(eager)) == len(_numbers(compiled))
     for a, b in zip(_numbers(eager), _numbers(compiled), strict=True):
         assert abs(a - b) <= 2e-4 + 1e-3 * abs(a), (eager, compiled)
+
+
+# ---- examples/train_lm.py (issue 13): an LSTM and a Transformer language model --------------
+
+LM_PATH = ROOT / "examples" / "train_lm.py"
+
+
+def _lm_module(as_torch: bool) -> dict:
+    src = LM_PATH.read_text()
+    assert "import tracegrad as torch\n" in src
+    if as_torch:
+        src = src.replace("import tracegrad as torch\n", "import torch\n")
+    ns = {"__name__": "train_lm"}
+    exec(compile(src, str(LM_PATH), "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_language_models_train_as_torch_eager_and_compiled(kind):
+    """The same losses step by step under torch, tracegrad eager and tracegrad.compile
+    (a short context: the compiled LSTM's time loop unrolls, and XLA's time grows with it)."""
+    pytest.importorskip("torch")
+    steps, kw = 5, {"context": 4 if kind == "lstm" else 8}
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = _lm_module(True)["train"](kind, steps, **kw)
+        ns = _lm_module(False)
+        eager = ns["train"](kind, steps, **kw)
+        warnings.filterwarnings("error", "tracegrad.compile")  # a graph break runs eagerly
+        compiled = ns["train"](kind, steps, compiled=True, **kw)
+    assert eager[-1] < eager[0]
+    for a, b, c in zip(theirs, eager, compiled, strict=True):
+        assert abs(a - b) <= 1e-5 * abs(a), (theirs, eager)
+        assert abs(b - c) <= 1e-5 * abs(b), (eager, compiled)
+
+
+def test_language_model_script_runs():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _lm_module(False)["main"](["--model", "lstm", "--steps", "3"])
+    assert re.search(r"lstm: loss \d+\.\d+ -> \d+\.\d+", out.getvalue())

@@ -72,7 +72,7 @@ def _check(ours, theirs, call, arrays, dtype, seed=None, train=True, grads=True)
     loss_t.backward()
     loss_p.backward()
     for a_t, a_p in zip(ta, pa, strict=True):
-        if a_p.requires_grad:
+        if a_p.requires_grad and (a_p.grad is not None or a_t.grad is not None):
             np.testing.assert_allclose(a_t.grad.numpy(), a_p.grad.numpy(), rtol=tol, atol=tol)
     for (n, p_t), (_, p_p) in zip(ours.named_parameters(), theirs.named_parameters(),
                                    strict=True):
@@ -172,7 +172,14 @@ def test_multihead_attention_matches_torch(case, dtype):
     kw, call, arrays = MHA_CASES[case]
     ours, theirs = _pair("MultiheadAttention", dtype, E, HEADS, **kw)
     _check(ours, theirs, call, arrays, dtype)
-    _check(ours, theirs, call, arrays, dtype, train=False)
+
+
+@pytest.mark.parametrize("case", ["plain", "self_batch_first_no_weights", "kdim_vdim",
+                                  "bias_kv_zero_attn_masks", "is_causal"])
+def test_multihead_attention_eval_turns_dropout_off(case):
+    kw, call, arrays = MHA_CASES[case]
+    ours, theirs = _pair("MultiheadAttention", "float64", E, HEADS, dropout=0.5, **kw)
+    _check(ours, theirs, call, arrays, "float64", train=False)
 
 
 @pytest.mark.parametrize("need_weights", [True, False])
@@ -308,7 +315,7 @@ def test_transformer_matches_torch(opt, dtype):
     kw = {"plain": {}, "no_bias": {"bias": False},
           "batch_first_norm_first_gelu": {"batch_first": True, "norm_first": True,
                                           "activation": "gelu"}}[opt]
-    ours, theirs = _pair("Transformer", dtype, E, HEADS, 2, 2, D_FF, dropout=0.0, **kw)
+    ours, theirs = _pair("Transformer", dtype, E, HEADS, 1, 1, D_FF, dropout=0.1, **kw)
     bf = kw.get("batch_first", False)
 
     def call(T, m, src, tgt, spad):
@@ -317,8 +324,14 @@ def test_transformer_matches_torch(opt, dtype):
                  memory_key_padding_mask=spad, tgt_is_causal=True)
 
     arrays = [_src(bf, S, 1), _src(bf), _padding(N, S)]
+    _check(ours, theirs, call, arrays, dtype, train=False)   # (dropout 0.1: off in eval)
+    for m in (ours, theirs):   # dropout 0 in training
+        for d in m.modules():
+            if isinstance(d, (tg.nn.Dropout, torch.nn.Dropout)):
+                d.p = 0.0
+            elif isinstance(d, (tg.nn.MultiheadAttention, torch.nn.MultiheadAttention)):
+                d.dropout = 0.0
     _check(ours, theirs, call, arrays, dtype)
-    _check(ours, theirs, call, arrays, dtype, train=False)
     one = (lambda a: a[0]) if bf else (lambda a: a[:, 0])
     _check(ours, theirs, lambda T, m, src, tgt: m(src, tgt), [one(_src(bf, S, 1)), one(_src(bf))],
            dtype)  # unbatched
@@ -444,7 +457,7 @@ def test_sdpa_errors_torch_leaves_vague():
 class _TinyLM:
     """An embedding, a causal Transformer encoder and a head, built for one library."""
 
-    def __init__(self, T, vocab=11, bf=True, norm_first=False, dropout=0.0):
+    def __init__(self, T, vocab=11, bf=True, norm_first=True, dropout=0.0):
         T.manual_seed(0)
         self.emb = T.nn.Embedding(vocab, E)
         layer = T.nn.TransformerEncoderLayer(E, HEADS, D_FF, dropout, batch_first=bf,
@@ -476,15 +489,14 @@ def _without_key_bias(name, value):
     return value.copy()
 
 
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_compiled_transformer_steps_equal_eager_and_torch(norm_first):
+def test_compiled_transformer_steps_equal_eager_and_torch():
     rng = _rng(2)
     x, y = rng.integers(0, 11, (N, 6)), rng.integers(0, 11, (N, 6))
     data = [(x, y, _padding(N, 6, i % 2)) for i in range(4)]   # (the same batch: it learns)
     runs = {}
     for name, T, compiled in (("torch", torch, False), ("eager", tg, False),
                               ("compiled", tg, True)):
-        lm = _TinyLM(T, norm_first=norm_first)
+        lm = _TinyLM(T)
         step = tg.compile(lm.step, fullgraph=True) if compiled else lm.step
         losses = []
         with warnings.catch_warnings():
@@ -533,3 +545,65 @@ def test_dropout_of_a_permuted_tensor_draws_in_memory_order(view):
         T.manual_seed(4)
         outs.append(T.nn.functional.dropout(make(T.ones(4, 3, 8)), 0.5).numpy())
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["4d", "3d_causal", "gqa_mask", "p1"])
+def test_sdpa_dropout_matches_torch_stream(case, dtype):
+    """dropout_p > 0: the keep mask is torch's CPU math path's (bernoulli_ of the scores),
+    so values and gradients agree under manual_seed."""
+    rng = _rng(6)
+    shapes = {"4d": [(2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 6)],
+              "3d_causal": [(3, 5, 8), (3, 5, 8), (3, 5, 8)],
+              "gqa_mask": [(2, 4, 4, 8), (2, 2, 5, 8), (2, 1, 5, 8)],
+              "p1": [(2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8)]}[case]
+    arrays = [rng.standard_normal(s) for s in shapes]
+    kw = {"dropout_p": 1.0 if case == "p1" else 0.4, "is_causal": case == "3d_causal",
+          "enable_gqa": case == "gqa_mask"}
+    mask = rng.random((4, 5)) > 0.3 if case == "gqa_mask" else None
+
+    def call(T, m, q, k, v):
+        am = None if mask is None else T.tensor(mask)
+        return T.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=am, **kw)
+
+    _check(tg.nn.Identity(), torch.nn.Identity(), call, arrays, dtype, seed=9)
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multi_head_attention_forward_static_kv_matches_torch(need_weights):
+    """The functional form with separate projection weights and static keys/values."""
+    rng = _rng(8)
+    w = {"q": rng.standard_normal((E, E)), "k": rng.standard_normal((E, 5)),
+         "v": rng.standard_normal((E, 3)), "b": rng.standard_normal(3 * E),
+         "o": rng.standard_normal((E, E)), "ob": rng.standard_normal(E)}
+    query = rng.standard_normal((L, N, E))
+    sk, sv = (rng.standard_normal((N * HEADS, S, E // HEADS)) for _ in range(2))
+
+    def call(T, m, q, wq, wk, wv, b, wo, bo, k, v):
+        return T.nn.functional.multi_head_attention_forward(
+            q, T.zeros(S, N, 5, dtype=q.dtype), T.zeros(S, N, 3, dtype=q.dtype), E, HEADS,
+            None, b, None, None, False, 0.0, wo, bo, use_separate_proj_weight=True,
+            q_proj_weight=wq, k_proj_weight=wk, v_proj_weight=wv, static_k=k, static_v=v,
+            need_weights=need_weights)
+
+    _check(tg.nn.Identity(), torch.nn.Identity(), call,
+           [query, w["q"], w["k"], w["v"], w["b"], w["o"], w["ob"], sk, sv], "float64")
+
+
+def test_merge_masks_matches_torch():
+    rng = _rng(9)
+    am, kpm = rng.standard_normal((L, L)), np.where(_padding(N, L), -np.inf, 0.0)
+    am3 = rng.standard_normal((N * HEADS, L, L))
+    x = rng.standard_normal((N, L, E))
+    for args in ((am, kpm), (None, kpm), (am3, None), (am3, kpm), (None, None)):
+        got = []
+        for T in (tg, torch):
+            m = T.nn.MultiheadAttention(E, HEADS, batch_first=True)
+            a, k = (None if v is None else T.tensor(v) for v in args)
+            merged, kind = m.merge_masks(a, k, T.tensor(x))
+            got.append((None if merged is None else merged.numpy(), kind))
+        assert got[0][1] == got[1][1]
+        if got[1][0] is None:
+            assert got[0][0] is None
+        else:
+            np.testing.assert_array_equal(got[0][0], got[1][0])

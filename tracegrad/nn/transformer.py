@@ -145,6 +145,27 @@ class MultiheadAttention(Module):
             out = T.transpose(out, 1, 0)
         return out, weights
 
+    def merge_masks(self, attn_mask: Tensor | None, key_padding_mask: Tensor | None,
+                    query: Tensor) -> tuple[Tensor | None, int | None]:
+        """torch's: one (N, heads, L, L) mask from attn_mask and key_padding_mask of a
+        batch_first self-attention, and its type (1: padding only, 2: attn_mask given)."""
+        mask_type, merged = None, None
+        if key_padding_mask is not None:
+            mask_type, merged = 1, key_padding_mask
+        if attn_mask is not None:
+            batch_size, seq_len, _ = query.shape
+            mask_type = 2
+            if attn_mask.ndim == 3:
+                merged = T.reshape(attn_mask, (batch_size, -1, seq_len, seq_len))
+            else:
+                merged = T.expand(T.reshape(attn_mask, (1, 1, seq_len, seq_len)),
+                                  (batch_size, self.num_heads, seq_len, seq_len))
+            if key_padding_mask is not None:
+                merged = merged + T.expand(
+                    T.reshape(key_padding_mask, (batch_size, 1, 1, seq_len)),
+                    (batch_size, self.num_heads, 1, seq_len))
+        return merged, mask_type
+
 
 def _get_activation_fn(activation: str) -> Callable[[Tensor], Tensor]:
     if activation == "relu":
