@@ -314,9 +314,48 @@ def _explain(tg, dist, models):
     one = tg.compile(_make_step(model1, opt1, loss_fn))
     for _ in range(3):
         one(x, y)
+    model2, opt2, _, _ = models["mlp"](tg.float32)
+    repl = tg.compile(_make_step(model2, opt2, loss_fn), mesh=dist.mesh())
+    for _ in range(3):
+        repl(x, y)
     return {"explain": {"text": str(rep), "collectives": rep.collectives,
                         "shardings": rep.shardings,
-                        "one_device": one.explain(x, y).collectives}}
+                        "replicated": repl.explain(x, y).collectives,
+                        "one_device": one.explain(x, y).collectives},
+            "dump": _dump()}
+
+
+DUMP_SCRIPT = """
+import tracegrad as tg
+import tracegrad.distributed as dist
+w = tg.zeros(4, requires_grad=True)
+opt = tg.optim.SGD([w], lr=0.1)
+
+def step(x):
+    opt.zero_grad()
+    loss = ((x - w) ** 2).mean()
+    loss.backward()
+    opt.step()
+    return loss
+
+f = tg.compile(step, mesh=dist.mesh(), shard_state=True)
+for _ in range(3):
+    f(tg.ones(8, 4))
+"""
+
+
+def _dump():
+    """``tracegrad dump --stage shardings`` of a script whose step runs on a mesh."""
+    import tempfile
+
+    from tracegrad import cli
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "train.py")
+        with open(path, "w") as f:
+            f.write(DUMP_SCRIPT)
+        out = os.path.join(tmp, "out")
+        assert cli.main(["dump", path, "--stage", "shardings", "-o", out]) == 0
+        return {name: open(os.path.join(out, name)).read() for name in os.listdir(out)}
 
 
 def worker_multi(process_id, port, out_path):
@@ -358,6 +397,20 @@ def worker_multi(process_id, port, out_path):
             result["gathered"] = {k: v.tolist() for k, v in _state(tg, model, opt).items()}
         else:
             result["cnn_state"] = {k: v.tolist() for k, v in _state(tg, model, opt).items()}
+    # a step that cannot compile (``.item()`` is a graph break) runs eagerly: on the global
+    # batch too, so both processes return the one-process value
+
+    def breaks(x):
+        m = (x * x).mean()
+        return m * 2 if m.item() > 0 else m
+
+    import warnings
+    whole = np.random.default_rng(3).standard_normal((16, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cb = tg.compile(breaks, mesh=dist.mesh())
+        got = [float(cb(tg.tensor(whole[process_id::2]))) for _ in range(2)]
+    result["break"] = [got, float((whole * whole).mean() * 2), len(cb.graph_breaks)]
     with open(out_path, "w") as f:
         json.dump(result, f)
 
@@ -459,13 +512,28 @@ def test_explain_shows_shardings_and_collectives(single):
     ex = single["explain"]
     text = ex["text"]
     assert "shardings (mesh(data=8) over data, shard_state):" in text
-    assert "arg0: split P('data',) -> [2, 8] per device" in ex["shardings"]
+    assert "x: split P('data',) -> [2, 8] per device" in ex["shardings"]
+    assert "y: split P('data',) -> [2] per device" in ex["shardings"]
     assert any("replicated -> [4, 16] per device" in s for s in ex["shardings"])
     assert "collectives (XLA's compiled module):" in text
     # gradients are reduced across devices, sharded parameters gathered for the forward
     c = ex["collectives"]
     assert c["all-reduce"] + c["reduce-scatter"] >= 1 and c["all-gather"] >= 1, c
     assert ex["one_device"] == {}, ex["one_device"]  # (no mesh: nothing to count)
+    # replicated state: the gradients' all-reduce; sharded: gathers of the parameters too
+    r = ex["replicated"]
+    assert r["all-reduce"] >= 1 and c["all-gather"] > r["all-gather"], (r, c)
+
+
+def test_cli_dump_writes_the_shardings(single):
+    files = single["dump"]
+    assert list(files) == ["step.0.shardings.txt"], files
+    text = files["step.0.shardings.txt"]
+    assert text.startswith("placement: mesh(data=8) over data, shard_state\n"), text
+    assert "  x: split P('data',) -> [1, 4] per device" in text
+    assert "split P('data',) -> [1] per device" not in text  # w is (4,): not over 8
+    assert "replicated -> [4] per device" in text
+    assert "collectives (XLA's compiled module):\n  all-reduce: " in text
 
 
 def _free_port():
@@ -504,6 +572,9 @@ def test_two_processes_equal_one(tmp_path):
             for k, v in want[state]["state"].items():
                 assert _rel(np.array(g[key][k]), np.array(v)) < 2e-5, (rank, key, k)
         assert "tracegrad.distributed.gather" in g["lone_read"], g["lone_read"]
+        got_break, want_break, n_breaks = g["break"]
+        np.testing.assert_allclose(got_break, [want_break] * 2, rtol=1e-12)
+        assert n_breaks == 1
 
 
 if __name__ == "__main__":

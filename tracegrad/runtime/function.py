@@ -155,7 +155,7 @@ class CompiledFunction:
         if entry is not None:
             if entry.eager_reason is not None:
                 self.hits += 1
-                return self.fn(*args, **kwargs)
+                return self._eager(args, kwargs, flat)
             failed = entry.check_guards(flat) if entry.guards else None
             if failed is None:
                 self.hits += 1
@@ -165,7 +165,7 @@ class CompiledFunction:
                 # nothing would stop it from being reused with another argument: eager
                 self._warn_once(("state argument", failed), f"tracegrad.compile: "
                                 f"{self.name}: {failed}; this call runs eagerly")
-                return self.fn(*args, **kwargs)
+                return self._eager(args, kwargs, flat)
             self._report_recompile(failed)
             del self._cache[key]
         else:
@@ -175,9 +175,18 @@ class CompiledFunction:
             self._warn_once("limit", f"tracegrad.compile: {self.name} recompiled "
                             f"{self.cache_limit} times (cache_limit); running it eagerly from "
                             "now on for new signatures")
-            return self.fn(*args, **kwargs)
+            return self._eager(args, kwargs, flat)
         with self._lock:
             return self._trace_and_run(args, kwargs, flat, key)
+
+    def _eager(self, args, kwargs, flat):
+        """A call that runs eagerly; with several processes, on the global batch (as the
+        tracing call does), so every process computes and leaves the same values."""
+        if self._placement is not None and self._placement.multi:
+            flat = self._placement.global_arguments(flat)
+            args, kwargs = substitute(args, kwargs, {
+                i: v for i, (_, v) in enumerate(flat) if isinstance(v, Tensor)})
+        return self.fn(*args, **kwargs)
 
     def _report_signature_change(self, key, flat):
         if not self._cache:

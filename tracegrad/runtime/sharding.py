@@ -180,6 +180,12 @@ def _argument_name(fn, path):
     return params[i] if i < len(params) else path
 
 
+def _label(fn, src, name):
+    if isinstance(src, Arg):
+        return _argument_name(fn, src.name)
+    return name or src.name
+
+
 def to_one_device(values):
     """(After a mesh call) values a mesh left over several devices, moved to the default
     device, as a one-device program needs them."""
@@ -221,8 +227,9 @@ def report(entry) -> tuple[list[str], dict]:
     appear in neither the graph nor the generated jax source."""
     import jax
     prog = entry.program
-    lines = [f"{name or src.name}: {describe(sh, v.shape)}" for src, name, v, sh in zip(
-        entry.trace.sources, prog.input_names, prog.inputs, entry._in_sh, strict=True)]
+    lines = [f"{_label(entry.fn, src, name)}: {describe(sh, v.shape)}" for src, name, v, sh
+             in zip(entry.trace.sources, prog.input_names, prog.inputs, entry._in_sh,
+                    strict=True)]
     specs = [jax.ShapeDtypeStruct(v.shape, v.dtype.np) for v in prog.inputs]
     with x64():
         text = entry.lowered.jitted.lower(*specs).compile().as_text()
