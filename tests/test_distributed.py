@@ -140,6 +140,8 @@ def _run(tg, build, dtype, compile_kw, batch=16, steps=STEPS, seed=0):
     """Losses after each step and states after each step for one way of running."""
     model, opt, data, loss_fn = build(dtype)
     step = _make_step(model, opt, loss_fn)
+    if callable(compile_kw):
+        compile_kw = compile_kw(model)
     if compile_kw is not None:
         step = tg.compile(step, **compile_kw)
     rng = np.random.default_rng(seed)
@@ -217,6 +219,14 @@ def worker_single():
                          _per_device(opt.state[p]["momentum_buffer"])]
                 for i, p in enumerate(model.parameters())}
         cases[f"{name}-{dt}-{mname}-{'shard' if shard else 'replicate'}"] = res
+    # shard_state=[the first weight]: it and its momentum split, everything else whole
+    got = _run(tg, models["mlp"], tg.float32,
+               lambda model: {"mesh": dist.mesh(), "shard_state": [model[0].weight]})
+    model, opt = got[2][:2]
+    got[2][2](*got[2][3][-1])
+    cases["mlp-chosen"] = {"vs_one": _compare(refs["mlp", "float32"][1], got), "shards": {
+        str(i): [_per_device(p), _per_device(opt.state[p]["momentum_buffer"])]
+        for i, p in enumerate(model.parameters())}}
     out = {"cases": cases,
            "refs": {f"{n}-{d}": r[2] for (n, d), r in refs.items()}}
     out.update(_cache_and_moves(tg, dist, models, devs))
@@ -292,6 +302,12 @@ def _bad_inputs(tg, dist, models, devs):
     out["not_a_mesh"] = error(lambda: tg.compile(named, mesh=devs))
     out["shard_state_not_bool"] = error(lambda: tg.compile(named, mesh=dist.mesh(),
                                                            shard_state="yes"))
+    out["shard_state_odd"] = error(lambda: tg.compile(named, mesh=dist.mesh(), shard_state=[
+        model[0].weight, model[2].weight]))
+    out["shard_state_0d"] = error(lambda: tg.compile(named, mesh=dist.mesh(),
+                                                     shard_state=[tg.tensor(1.0)]))
+    out["shard_state_not_tensor"] = error(lambda: tg.compile(named, mesh=dist.mesh(),
+                                                             shard_state=["w"]))
     out["shard_state_no_mesh"] = error(lambda: tg.compile(named, shard_state=True))
     out["mesh_flat_2_names"] = error(lambda: dist.mesh(devs, ("data", "model")))
     out["mesh_repeated_names"] = error(lambda: dist.mesh(np.array(devs).reshape(4, 2),
@@ -469,6 +485,13 @@ def test_shard_state_splits_divisible_parameters_and_their_momentum(single):
         assert shards[i] == [shape, per_device, per_device], (i, shards[i])
 
 
+def test_shard_state_list_splits_only_those(single):
+    res = single["cases"]["mlp-chosen"]
+    assert res["vs_one"]["loss"] < 2e-5 and res["vs_one"]["state"] < 2e-5, res
+    assert res["shards"] == {"0": [[2, 8], [2, 8]], "1": [[16], [16]],
+                             "2": [[4, 16], [4, 16]], "3": [[4], [4]]}, res["shards"]
+
+
 def test_state_moves_between_meshes_and_back_to_eager(single):
     mv = single["moves"]
     assert mv["compare"]["loss"] < 2e-5 and mv["compare"]["state"] < 2e-5, mv
@@ -489,6 +512,10 @@ BAD = {
     "not_a_mesh": ["TypeError", "jax.sharding.Mesh", "list"],
     "shard_state_not_bool": ["TypeError", "shard_state", "'yes'"],
     "shard_state_no_mesh": ["ValueError", "shard_state", "mesh="],
+    "shard_state_odd": ["ValueError", "shard_state[1]", "shape (4, 16)", "4 rows", "8 devices",
+                        "shard_state=True"],
+    "shard_state_0d": ["ValueError", "shard_state[0]", "0-d"],
+    "shard_state_not_tensor": ["TypeError", "shard_state[0]", "str"],
     "mesh_flat_2_names": ["ValueError", "2 axis names", "reshape"],
     "mesh_repeated_names": ["ValueError", "repeat"],
 }

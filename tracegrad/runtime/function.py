@@ -84,7 +84,7 @@ class CompiledFunction:
         """The ``jax.sharding.Mesh`` calls run on, or None (one device)."""
         return None if self._placement is None else self._placement.mesh
 
-    def reshard(self, mesh=None, *, axis=None, shard_state: bool = False):
+    def reshard(self, mesh=None, *, axis=None, shard_state=False):
         """Run later calls on ``mesh`` (None: one device), as ``compile(fn, mesh=mesh,
         axis=axis, shard_state=shard_state)`` would. Each placement keeps its own programs
         (a new one recompiles, and says so in ``recompile_reasons``); the state moves to
