@@ -27,12 +27,10 @@ STEPS = 4  # trace (optimizer state appears), trace again, then two compiled cal
 # user's own Mesh (devices reversed, axis "batch"), a 4x2 mesh split over "data" only or
 # over both axes; state replicated, or sharded where dim 0 divides
 CASES = ["mlp-float32-default8-replicate", "mlp-float32-default8-shard",
-         "mlp-float32-first2-shard", "mlp-float32-first4-replicate",
-         "mlp-float32-user8_reversed-replicate", "mlp-float32-2d_data-shard",
-         "mlp-float32-2d_both-replicate", "mlp-float64-default8-shard",
-         "cnn-float32-first2-replicate", "cnn-float32-default8-shard",
-         "cnn-float32-2d_both-replicate", "cnn-float64-first4-shard",
-         "lm-float32-first4-shard", "lm-float32-default8-replicate"]
+         "mlp-float32-first2-shard", "mlp-float32-user8_reversed-replicate",
+         "mlp-float32-2d_both-shard", "mlp-float64-first4-shard",
+         "cnn-float32-first2-replicate", "cnn-float32-2d_data-shard",
+         "cnn-float64-first4-shard", "lm-float32-default8-shard"]
 
 
 def _env(devices):
@@ -140,6 +138,8 @@ def _run(tg, build, dtype, compile_kw, batch=16, steps=STEPS, seed=0):
     """Losses after each step and states after each step for one way of running."""
     model, opt, data, loss_fn = build(dtype)
     step = _make_step(model, opt, loss_fn)
+    if callable(compile_kw):
+        compile_kw = compile_kw(model)
     if compile_kw is not None:
         step = tg.compile(step, **compile_kw)
     rng = np.random.default_rng(seed)
@@ -217,6 +217,14 @@ def worker_single():
                          _per_device(opt.state[p]["momentum_buffer"])]
                 for i, p in enumerate(model.parameters())}
         cases[f"{name}-{dt}-{mname}-{'shard' if shard else 'replicate'}"] = res
+    # shard_state=[the first weight]: it and its momentum split, everything else whole
+    got = _run(tg, models["mlp"], tg.float32,
+               lambda model: {"mesh": dist.mesh(), "shard_state": [model[0].weight]})
+    model, opt = got[2][:2]
+    got[2][2](*got[2][3][-1])
+    cases["mlp-chosen"] = {"vs_one": _compare(refs["mlp", "float32"][1], got), "shards": {
+        str(i): [_per_device(p), _per_device(opt.state[p]["momentum_buffer"])]
+        for i, p in enumerate(model.parameters())}}
     out = {"cases": cases,
            "refs": {f"{n}-{d}": r[2] for (n, d), r in refs.items()}}
     out.update(_cache_and_moves(tg, dist, models, devs))
@@ -292,10 +300,30 @@ def _bad_inputs(tg, dist, models, devs):
     out["not_a_mesh"] = error(lambda: tg.compile(named, mesh=devs))
     out["shard_state_not_bool"] = error(lambda: tg.compile(named, mesh=dist.mesh(),
                                                            shard_state="yes"))
+    out["shard_state_odd"] = error(lambda: tg.compile(named, mesh=dist.mesh(), shard_state=[
+        model[0].weight, model[2].weight]))
+    out["shard_state_0d"] = error(lambda: tg.compile(named, mesh=dist.mesh(),
+                                                     shard_state=[tg.tensor(1.0)]))
+    out["shard_state_not_tensor"] = error(lambda: tg.compile(named, mesh=dist.mesh(),
+                                                             shard_state=["w"]))
     out["shard_state_no_mesh"] = error(lambda: tg.compile(named, shard_state=True))
     out["mesh_flat_2_names"] = error(lambda: dist.mesh(devs, ("data", "model")))
     out["mesh_repeated_names"] = error(lambda: dist.mesh(np.array(devs).reshape(4, 2),
                                                          ("data", "data")))
+    # a compiled module on a mesh: its outputs' compiled backward gives eager's grads
+    lin = tg.nn.Linear(8, 3)
+    cm = tg.compile(lin, mesh=dist.mesh())
+    xs = [tg.tensor(rng.standard_normal((16, 8)), dtype=tg.float32) for _ in range(3)]
+    errs = []
+    for x in xs:
+        lin.zero_grad()
+        (lin(x) ** 2).sum().backward()
+        want = [lin(x).detach().numpy(), lin.weight.grad.numpy().copy()]
+        lin.zero_grad()
+        res = cm(x)
+        (res ** 2).sum().backward()
+        errs += [_rel(res.detach().numpy(), want[0]), _rel(lin.weight.grad.numpy(), want[1])]
+    out["module"] = [max(errs), cm.cache_info().hits]
     # a 0-d argument is replicated; a scalar batch is no error
     out["scalar_arg"] = float(tg.compile(lambda x, s: (x * s).sum(), mesh=dist.mesh())(
         tg.ones(8, 2), tg.tensor(3.0)))
@@ -314,9 +342,48 @@ def _explain(tg, dist, models):
     one = tg.compile(_make_step(model1, opt1, loss_fn))
     for _ in range(3):
         one(x, y)
+    model2, opt2, _, _ = models["mlp"](tg.float32)
+    repl = tg.compile(_make_step(model2, opt2, loss_fn), mesh=dist.mesh())
+    for _ in range(3):
+        repl(x, y)
     return {"explain": {"text": str(rep), "collectives": rep.collectives,
                         "shardings": rep.shardings,
-                        "one_device": one.explain(x, y).collectives}}
+                        "replicated": repl.explain(x, y).collectives,
+                        "one_device": one.explain(x, y).collectives},
+            "dump": _dump()}
+
+
+DUMP_SCRIPT = """
+import tracegrad as tg
+import tracegrad.distributed as dist
+w = tg.zeros(4, requires_grad=True)
+opt = tg.optim.SGD([w], lr=0.1)
+
+def step(x):
+    opt.zero_grad()
+    loss = ((x - w) ** 2).mean()
+    loss.backward()
+    opt.step()
+    return loss
+
+f = tg.compile(step, mesh=dist.mesh(), shard_state=True)
+for _ in range(3):
+    f(tg.ones(8, 4))
+"""
+
+
+def _dump():
+    """``tracegrad dump --stage shardings`` of a script whose step runs on a mesh."""
+    import tempfile
+
+    from tracegrad import cli
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "train.py")
+        with open(path, "w") as f:
+            f.write(DUMP_SCRIPT)
+        out = os.path.join(tmp, "out")
+        assert cli.main(["dump", path, "--stage", "shardings", "-o", out]) == 0
+        return {name: open(os.path.join(out, name)).read() for name in os.listdir(out)}
 
 
 def worker_multi(process_id, port, out_path):
@@ -358,6 +425,20 @@ def worker_multi(process_id, port, out_path):
             result["gathered"] = {k: v.tolist() for k, v in _state(tg, model, opt).items()}
         else:
             result["cnn_state"] = {k: v.tolist() for k, v in _state(tg, model, opt).items()}
+    # a step that cannot compile (``.item()`` is a graph break) runs eagerly: on the global
+    # batch too, so both processes return the one-process value
+
+    def breaks(x):
+        m = (x * x).mean()
+        return m * 2 if m.item() > 0 else m
+
+    import warnings
+    whole = np.random.default_rng(3).standard_normal((16, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cb = tg.compile(breaks, mesh=dist.mesh())
+        got = [float(cb(tg.tensor(whole[process_id::2]))) for _ in range(2)]
+    result["break"] = [got, float((whole * whole).mean() * 2), len(cb.graph_breaks)]
     with open(out_path, "w") as f:
         json.dump(result, f)
 
@@ -416,6 +497,13 @@ def test_shard_state_splits_divisible_parameters_and_their_momentum(single):
         assert shards[i] == [shape, per_device, per_device], (i, shards[i])
 
 
+def test_shard_state_list_splits_only_those(single):
+    res = single["cases"]["mlp-chosen"]
+    assert res["vs_one"]["loss"] < 2e-5 and res["vs_one"]["state"] < 2e-5, res
+    assert res["shards"] == {"0": [[2, 8], [2, 8]], "1": [[16], [16]],
+                             "2": [[4, 16], [4, 16]], "3": [[4], [4]]}, res["shards"]
+
+
 def test_state_moves_between_meshes_and_back_to_eager(single):
     mv = single["moves"]
     assert mv["compare"]["loss"] < 2e-5 and mv["compare"]["state"] < 2e-5, mv
@@ -436,6 +524,10 @@ BAD = {
     "not_a_mesh": ["TypeError", "jax.sharding.Mesh", "list"],
     "shard_state_not_bool": ["TypeError", "shard_state", "'yes'"],
     "shard_state_no_mesh": ["ValueError", "shard_state", "mesh="],
+    "shard_state_odd": ["ValueError", "shard_state[1]", "shape (4, 16)", "4 rows", "8 devices",
+                        "shard_state=True"],
+    "shard_state_0d": ["ValueError", "shard_state[0]", "0-d"],
+    "shard_state_not_tensor": ["TypeError", "shard_state[0]", "str"],
     "mesh_flat_2_names": ["ValueError", "2 axis names", "reshape"],
     "mesh_repeated_names": ["ValueError", "repeat"],
 }
@@ -455,17 +547,37 @@ def test_a_bad_batch_changes_nothing(single):
     assert single["bad"]["scalar_arg"] == 48.0
 
 
+def test_a_compiled_module_on_a_mesh_differentiates_as_eager(single):
+    err, hits = single["bad"]["module"]
+    assert err < 2e-6 and hits == 2, single["bad"]["module"]
+
+
 def test_explain_shows_shardings_and_collectives(single):
     ex = single["explain"]
     text = ex["text"]
     assert "shardings (mesh(data=8) over data, shard_state):" in text
-    assert "arg0: split P('data',) -> [2, 8] per device" in ex["shardings"]
+    assert "x: split P('data',) -> [2, 8] per device" in ex["shardings"]
+    assert "y: split P('data',) -> [2] per device" in ex["shardings"]
     assert any("replicated -> [4, 16] per device" in s for s in ex["shardings"])
     assert "collectives (XLA's compiled module):" in text
     # gradients are reduced across devices, sharded parameters gathered for the forward
     c = ex["collectives"]
     assert c["all-reduce"] + c["reduce-scatter"] >= 1 and c["all-gather"] >= 1, c
     assert ex["one_device"] == {}, ex["one_device"]  # (no mesh: nothing to count)
+    # replicated state: the gradients' all-reduce; sharded: gathers of the parameters too
+    r = ex["replicated"]
+    assert r["all-reduce"] >= 1 and c["all-gather"] > r["all-gather"], (r, c)
+
+
+def test_cli_dump_writes_the_shardings(single):
+    files = single["dump"]
+    assert list(files) == ["step.0.shardings.txt"], files
+    text = files["step.0.shardings.txt"]
+    assert text.startswith("placement: mesh(data=8) over data, shard_state\n"), text
+    assert "  x: split P('data',) -> [1, 4] per device" in text
+    assert "split P('data',) -> [1] per device" not in text  # w is (4,): not over 8
+    assert "replicated -> [4] per device" in text
+    assert "collectives (XLA's compiled module):\n  all-reduce: " in text
 
 
 def _free_port():
@@ -504,6 +616,9 @@ def test_two_processes_equal_one(tmp_path):
             for k, v in want[state]["state"].items():
                 assert _rel(np.array(g[key][k]), np.array(v)) < 2e-5, (rank, key, k)
         assert "tracegrad.distributed.gather" in g["lone_read"], g["lone_read"]
+        got_break, want_break, n_breaks = g["break"]
+        np.testing.assert_allclose(got_break, [want_break] * 2, rtol=1e-12)
+        assert n_breaks == 1
 
 
 if __name__ == "__main__":

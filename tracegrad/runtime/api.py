@@ -12,7 +12,7 @@ _BACKENDS = (None, "inductor", "jax", "xla", "eager", "aot_eager")
 
 def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, mode=None,
             options=None, disable: bool = False, cache_limit: int = 8, random: str = "device",
-            mesh=None, axis=None, shard_state: bool = False):
+            mesh=None, axis=None, shard_state=False):
     """Compile ``model`` (a training step, a module, any tensor function) to XLA.
 
     ``random="device"`` (the default) draws a compiled call's random tensors (dropout
@@ -24,7 +24,9 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend=None, 
     ``mesh`` (a ``jax.sharding.Mesh``, e.g. ``tracegrad.distributed.mesh()``) runs each
     call data parallel over its devices: tensor arguments split along dim 0 over the
     mesh axis ``axis`` (default: its first; a tuple of names splits over several),
-    state replicated, or with ``shard_state=True`` split along dim 0 where it divides.
+    state replicated, or with ``shard_state=True`` split along dim 0 where it divides
+    (``shard_state=[p, ...]``: only those parameters, with their grads and optimizer state;
+    one whose dim 0 does not divide is an error).
     Results and the state left behind are the one-device call's (docs/distributed.md).
 
     ``mode``, ``backend``, ``dynamic`` and ``options`` take torch.compile's values:

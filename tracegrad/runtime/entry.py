@@ -163,7 +163,8 @@ class Entry:
             return {}
         sharding.USED[0] = True
         tr = self.trace
-        self._in_sh = [pl.for_source(s, v.shape)
+        sharded = pl.sharded_ids(tr.python_state)
+        self._in_sh = [pl.for_source(s, v.shape, sharded)
                        for s, v in zip(tr.sources, program.inputs, strict=True)]
         self._local = [pl.multi and isinstance(s, Arg) for s in tr.sources]
         result = pl.replicated() if pl.multi else None  # (readable in every process)
@@ -173,13 +174,14 @@ class Entry:
         for src in tr.writes:
             pos = self.plan[k][0]
             if pos is not None:
-                out[pos] = by_source.get(src.key) or pl.state(program.outputs[pos].shape)
+                out[pos] = by_source.get(src.key) or pl.for_source(
+                    src, program.outputs[pos].shape, sharded)
             k += 1
-        for _owner, has in tr.grad_effects:
+        for owner, has in tr.grad_effects:
             if has:
                 pos = self.plan[k][0]
-                if pos is not None:
-                    out[pos] = pl.state(program.outputs[pos].shape)
+                if pos is not None:  # a new .grad: placed as its owner
+                    out[pos] = pl.state(program.outputs[pos].shape, owner, sharded)
                 k += 1
         return {"in_shardings": tuple(self._in_sh), "out_shardings": tuple(out)}
 

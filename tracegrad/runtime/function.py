@@ -89,7 +89,7 @@ class CompiledFunction:
         """The ``jax.sharding.Mesh`` calls run on, or None (one device)."""
         return None if self._placement is None else self._placement.mesh
 
-    def reshard(self, mesh=None, *, axis=None, shard_state: bool = False):
+    def reshard(self, mesh=None, *, axis=None, shard_state=False):
         """Run later calls on ``mesh`` (None: one device), as ``compile(fn, mesh=mesh,
         axis=axis, shard_state=shard_state)`` would. Each placement keeps its own programs
         (a new one recompiles, and says so in ``recompile_reasons``); the state moves to
@@ -161,7 +161,7 @@ class CompiledFunction:
             if entry.eager_reason is not None:
                 self.hits += 1
                 self.eager_calls += 1
-                return self.fn(*args, **kwargs)
+                return self._eager(args, kwargs, flat)
             failed = entry.check_guards(flat) if entry.guards else None
             if failed is None:
                 self.hits += 1
@@ -174,7 +174,7 @@ class CompiledFunction:
                 self._warn_once(("state argument", failed), f"tracegrad.compile: "
                                 f"{self.name}: {failed}; this call runs eagerly")
                 self.eager_calls += 1
-                return self.fn(*args, **kwargs)
+                return self._eager(args, kwargs, flat)
             self._report_recompile(failed)
             del self._cache[key]
         else:
@@ -185,9 +185,18 @@ class CompiledFunction:
                             f"{self.cache_limit} times (cache_limit); running it eagerly from "
                             "now on for new signatures")
             self.eager_calls += 1
-            return self.fn(*args, **kwargs)
+            return self._eager(args, kwargs, flat)
         with self._lock:
             return self._trace_and_run(args, kwargs, flat, key)
+
+    def _eager(self, args, kwargs, flat):
+        """A call that runs eagerly; with several processes, on the global batch (as the
+        tracing call does), so every process computes and leaves the same values."""
+        if self._placement is not None and self._placement.multi:
+            flat = self._placement.global_arguments(flat)
+            args, kwargs = substitute(args, kwargs, {
+                i: v for i, (_, v) in enumerate(flat) if isinstance(v, Tensor)})
+        return self.fn(*args, **kwargs)
 
     def _report_signature_change(self, key, flat):
         if not self._cache:

@@ -53,13 +53,17 @@ class Placement:
                 raise ValueError(f"tracegrad.compile: axis {a!r} is not an axis of the mesh, "
                                  f"whose axes are {names}; pass axis= one of them (or a "
                                  "tuple of them)")
-        if not isinstance(shard_state, bool):
-            raise TypeError(f"tracegrad.compile: shard_state must be True or False, got "
-                            f"{shard_state!r}")
         self.mesh = mesh
         self.axes = axes
-        self.shard_state = shard_state
         self.size = int(np.prod([mesh.shape[a] for a in axes]))
+        self.chosen = None  # shard_state=[tensors]: id -> tensor sharded (with its state)
+        if isinstance(shard_state, (list, tuple, set, frozenset)):
+            self.chosen = self._check_chosen(shard_state)
+            shard_state = True
+        elif not isinstance(shard_state, bool):
+            raise TypeError(f"tracegrad.compile: shard_state must be True, False or a list "
+                            f"of the parameters to shard, got {shard_state!r}")
+        self.shard_state = shard_state
         import jax
         self.processes = len({d.process_index for d in mesh.devices.flat})
         self.multi = self.processes > 1
@@ -67,17 +71,42 @@ class Placement:
         self.local_size = self.size // self.processes if self.multi else self.size
         self._me = jax.process_index()
 
+    def _check_chosen(self, tensors):
+        """``shard_state=[p, ...]``: each must split along dim 0 over the axis, now."""
+        chosen = {}
+        for i, t in enumerate(tensors):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"tracegrad.compile: shard_state[{i}] is a "
+                                f"{type(t).__name__}; list the parameters (tensors) to shard")
+            shape = tuple(t.shape)
+            if not shape or shape[0] % self.size:
+                why = ("is 0-d: it has no dim 0 to split" if not shape else
+                       f"has {shape[0]} rows in dim 0, which do not split evenly")
+                raise ValueError(f"tracegrad.compile: shard_state[{i}] (a tensor of shape "
+                                 f"{shape}) {why} over the {self.size} devices of mesh axis "
+                                 f"{self._axis_text()}; leave it out (it is then replicated), "
+                                 "or pass shard_state=True, which splits only what divides")
+            chosen[id(t)] = t
+        return chosen
+
+    def _axis_text(self):
+        return self.axes[0] if len(self.axes) == 1 else self.axes
+
+    def _identity(self):
+        chosen = None if self.chosen is None else frozenset(self.chosen)
+        return self.mesh, self.axes, self.shard_state, chosen
+
     def __eq__(self, other):
-        return isinstance(other, Placement) and (self.mesh, self.axes, self.shard_state) \
-            == (other.mesh, other.axes, other.shard_state)
+        return isinstance(other, Placement) and self._identity() == other._identity()
 
     def __hash__(self):
-        return hash((self.mesh, self.axes, self.shard_state))
+        return hash(self._identity())
 
     def __repr__(self):
         shape = ", ".join(f"{a}={n}" for a, n in self.mesh.shape.items())
-        return (f"mesh({shape}) over {self.axes[0] if len(self.axes) == 1 else self.axes}"
-                + (", shard_state" if self.shard_state else ""))
+        state = "" if not self.shard_state else ", shard_state" if self.chosen is None \
+            else f", shard_state=[{len(self.chosen)} tensors]"
+        return f"mesh({shape}) over {self._axis_text()}{state}"
 
     # ---- shardings ------------------------------------------------------------------
     def _spec(self, split):
@@ -90,17 +119,37 @@ class Placement:
     def data(self, shape):
         return self._spec(len(shape) >= 1)
 
-    def state(self, shape):
+    def state(self, shape, tensor=None, sharded=None):
+        if sharded is not None and id(tensor) not in sharded:
+            return self._spec(False)  # (shard_state=[...] did not name it)
         return self._spec(self.shard_state and len(shape) >= 1 and shape[0] % self.size == 0)
 
     def replicated(self):
         return self._spec(False)
 
-    def for_source(self, src, shape):
+    def sharded_ids(self, python_state):
+        """shard_state=[p, ...]: the ids of the tensors to split: each ``p``, and the
+        optimizer state of ``p``'s shape kept for it (momentum, Adam's moments); their
+        ``.grad`` slots follow their owners. None: decided by shape alone."""
+        if self.chosen is None:
+            return None
+        from ..optim.optimizer import Optimizer
+        ids = set(self.chosen)
+        for opt in python_state:
+            if isinstance(opt, Optimizer):
+                for p in self.chosen.values():
+                    for v in opt.state.get(p, {}).values():
+                        if isinstance(v, Tensor) and tuple(v.shape) == tuple(p.shape):
+                            ids.add(id(v))
+        return ids
+
+    def for_source(self, src, shape, sharded=None):
         if isinstance(src, Arg):
             return self.data(shape)
-        if isinstance(src, (State, Grad)):
-            return self.state(shape)
+        if isinstance(src, State):
+            return self.state(shape, src.tensor, sharded)
+        if isinstance(src, Grad):
+            return self.state(shape, src.owner, sharded)
         return self.replicated()  # a float, a hyperparameter, a key, eager draws
 
     # ---- checks ---------------------------------------------------------------------
@@ -180,6 +229,12 @@ def _argument_name(fn, path):
     return params[i] if i < len(params) else path
 
 
+def _label(fn, src, name):
+    if isinstance(src, Arg):
+        return _argument_name(fn, src.name)
+    return name or src.name
+
+
 def to_one_device(values):
     """(After a mesh call) values a mesh left over several devices, moved to the default
     device, as a one-device program needs them."""
@@ -221,8 +276,9 @@ def report(entry) -> tuple[list[str], dict]:
     appear in neither the graph nor the generated jax source."""
     import jax
     prog = entry.program
-    lines = [f"{name or src.name}: {describe(sh, v.shape)}" for src, name, v, sh in zip(
-        entry.trace.sources, prog.input_names, prog.inputs, entry._in_sh, strict=True)]
+    lines = [f"{_label(entry.fn, src, name)}: {describe(sh, v.shape)}" for src, name, v, sh
+             in zip(entry.trace.sources, prog.input_names, prog.inputs, entry._in_sh,
+                    strict=True)]
     specs = [jax.ShapeDtypeStruct(v.shape, v.dtype.np) for v in prog.inputs]
     with x64():
         text = entry.lowered.jitted.lower(*specs).compile().as_text()
