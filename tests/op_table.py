@@ -1525,6 +1525,25 @@ ROWS += [
 # ==== end of opsfix ====
 
 
+# ==== perf (issue 14): fused primitives (NOTE: [Fused GELU backward] & co.) ====
+def _gelu_backward(T, g, x):
+    if T.__name__ == "tracegrad":
+        return T.functions._gelu_backward(g, x)
+    return T.ops.aten.gelu_backward(g, x)
+
+
+def _np_gelu_backward(g, x):
+    return g * (0.5 * (1 + special.erf(x / math.sqrt(2)))
+                + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+ROWS += [
+    Row("gelu_backward", _gelu_backward, [((2, 3), (2, 3)), ((), ()), ((4,), (4,))],
+        ref=_np_gelu_backward),
+]
+# ==== end of perf ====
+
+
 ROWS_BY_NAME = {r.name: r for r in ROWS}
 assert len(ROWS_BY_NAME) == len(ROWS), "duplicate row names"
 

@@ -200,8 +200,8 @@ def _gelu_impl(x, *, approximate):
         return _gelu_impl(x.astype(np.float32), approximate=approximate).astype(x.dtype)
     # torch: x * 0.5 * (1 + erf(x * M_SQRT1_2)), all in x's dtype (a float64 scalar such as
     # np.sqrt(2.0) would promote a float32 array to float64 under NumPy 2's rules)
-    e = _special.erf(x * np.asarray(_SQRT_HALF, x.dtype))
-    e = e.astype(x.dtype, copy=False)
+    e = np.multiply(x, np.asarray(_SQRT_HALF, x.dtype), out=np.empty_like(x))  # 0-d too
+    _special.erf(e, out=e)
     e += 1
     e *= x
     e *= 0.5
@@ -215,9 +215,7 @@ def _gelu_vjp(g, out, x, *, approximate):
         t = T.tanh(inner)
         dinner = c * (1.0 + 3 * 0.044715 * x * x)
         return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner)
-    cdf = 0.5 * (1.0 + T.erf(x * (1.0 / math.sqrt(2.0))))
-    pdf = T.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
-    return g * (cdf + x * pdf)
+    return T._gelu_backward(g, x)  # NOTE: [Fused GELU backward]
 
 
 neg_p = _unary("neg", np.negative, "-{0}", lambda g, out, x: -g, save=())
@@ -2600,3 +2598,52 @@ for _prim in PRIMITIVES.values():
         _prim.impl = _wrap(_prim.impl)
         if _prim.raw_impl is not None:  # (the quiet kernels' own entry: NOTE above)
             _prim.raw_impl = _wrap(_prim.raw_impl)
+
+
+# ---- perf (issue 14): fused GELU backward ------------------------------------------------
+# NOTE: [Fused GELU backward]. GELU's derivative, g * (Phi(x) + x * phi(x)), as one
+# primitive with a NumPy kernel that reuses two buffers (PyTorch's GeluBackward kernel,
+# in x's dtype: cdf = 0.5 * (1 + erf(x * M_SQRT1_2)), pdf = kBeta * exp(x * x * -0.5)),
+# instead of a dozen taped ops each allocating a full-size temporary. Its own VJP makes
+# second derivatives: d/dg is gelu_backward again, d/dx is g * phi(x) * (2 - x * x).
+
+_INV_SQRT_2PI = 0.5 * (2 / math.sqrt(math.pi)) * _SQRT_HALF  # kBeta = M_2_SQRTPI * M_SQRT1_2 / 2
+
+
+def _gelu_backward_impl(g, x):
+    if x.dtype.kind == "f" and x.dtype.itemsize < 4:  # half: in float32, as torch's opmath
+        return _gelu_backward_impl(g.astype(np.float32), x.astype(np.float32)).astype(x.dtype)
+    dt = x.dtype
+    cdf = np.multiply(x, np.asarray(_SQRT_HALF, dt), out=np.empty_like(x))  # 0-d too
+    _special.erf(cdf, out=cdf)
+    cdf += 1
+    cdf *= 0.5
+    pdf = np.multiply(x, x, out=np.empty_like(x))
+    pdf *= -0.5
+    np.exp(pdf, out=pdf)
+    pdf *= np.asarray(_INV_SQRT_2PI, dt)
+    pdf *= x
+    pdf += cdf
+    pdf *= g
+    return pdf
+
+
+def _gelu_backward_shape(g, x):
+    if tuple(g.shape) != tuple(x.shape) or g.dtype is not x.dtype:
+        raise ShapeError(f"gelu_backward: grad {list(g.shape)} ({g.dtype}) and input "
+                         f"{list(x.shape)} ({x.dtype}) must have one shape and dtype")
+    return x.shape, x.dtype
+
+
+def _gelu_backward_vjp_x(gg, out, g, x):
+    pdf = T.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return gg * g * (pdf * (2.0 - x * x))
+
+
+gelu_backward_p = Primitive(
+    "gelu_backward", _gelu_backward_impl, _gelu_backward_shape,
+    f"{{0}} * (0.5 * (1.0 + jax.scipy.special.erf({{1}} * {_SQRT_HALF!r})) + {{1}} * "
+    f"({_INV_SQRT_2PI!r} * jnp.exp({{1}} * {{1}} * -0.5)))",
+    vjp=(lambda gg, out, g, x: T._gelu_backward(gg, x), _gelu_backward_vjp_x), save=(0, 1),
+    kind="elementwise")
+# ---- end perf: fused GELU backward ------------------------------------------------------
