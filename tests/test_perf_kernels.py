@@ -113,3 +113,28 @@ def test_max_pool_grad_still_goes_to_the_first_maximum():
     x = tg.tensor([[[[1.0, 3.0], [3.0, 0.0]]]], requires_grad=True)
     tg.nn.functional.max_pool2d(x, 2).sum().backward()
     assert x.grad.tolist() == [[[[0.0, 1.0], [0.0, 0.0]]]]
+
+
+ROW_ADDS = [((256, 8), (4, 16)), ((7,), (10,)), ((5, 2, 3), (2, 2)), ((6, 4), (0,))]
+
+
+@pytest.mark.parametrize("shape, ishape", ROW_ADDS)
+def test_index_add_of_rows_is_add_at(shape, ishape):
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal(shape).astype(np.float32)
+    rows = rng.integers(-shape[0], shape[0], ishape)  # repeats and negative rows
+    g = rng.standard_normal(ishape + shape[1:]).astype(np.float32)
+    ref = base.copy()
+    np.add.at(ref, rows, g)
+    assert np.array_equal(P.index_add_p.impl(base, g, rows, index=(P.TENSOR,)), ref)
+
+
+def test_index_add_of_rows_out_of_range_is_an_error():
+    with pytest.raises(IndexError, match="out of bounds"):
+        P.index_add_p.impl(np.zeros((3, 2)), np.ones((1, 2)), np.array([3]), index=(P.TENSOR,))
+
+
+def test_embedding_grad_sums_repeated_rows():
+    w = tg.zeros(4, 2, requires_grad=True)
+    tg.nn.functional.embedding(tg.tensor([[1, 1], [3, 1]]), w).sum().backward()
+    assert w.grad.tolist() == [[0, 0], [3, 3], [0, 0], [1, 1]]

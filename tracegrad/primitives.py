@@ -648,14 +648,18 @@ cumsum_p = Primitive("cumsum", _cumsum_impl, lambda x, *, axis: (x.shape, x.dtyp
 
 
 def _softmax_impl(x, *, axis):
-    e = np.exp(x - np.amax(x, axis=axis, keepdims=True))
-    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype, copy=False)
+    # (in place after the first subtraction: one full-size array instead of three)
+    e = np.subtract(x, np.amax(x, axis=axis, keepdims=True), dtype=x.dtype)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
 
 
 def _log_softmax_impl(x, *, axis):
-    shifted = x - np.amax(x, axis=axis, keepdims=True)
+    shifted = np.subtract(x, np.amax(x, axis=axis, keepdims=True), dtype=x.dtype)
     log_sum = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-    return (shifted - log_sum).astype(x.dtype, copy=False)
+    shifted -= log_sum
+    return shifted
 
 
 softmax_p = Primitive(
@@ -920,9 +924,30 @@ getitem_p = Primitive("getitem", _getitem_impl, _getitem_shape,
 def _index_add_impl(base, g, *idx, index):
     out = base.copy()
     if idx:
+        if len(idx) == 1 and index == (TENSOR,) and out.ndim >= 1 and idx[0].dtype.kind in "iu":
+            return _rows_added(out, idx[0], g)
         np.add.at(out, _fill(index, idx), g)
     else:
         out[index] += g
+    return out
+
+
+def _rows_added(out, rows, g):
+    """``np.add.at(out, rows, g)`` (an embedding's gradient) through flat element indices
+    and NumPy's fast 1-d add.at (perf, issue 14): each element's additions happen in the
+    same order, so the same rounding."""
+    n = out.shape[0]
+    if rows.size == 0:
+        return out
+    if rows.min() < 0:
+        rows = np.where(rows < 0, rows + n, rows)
+    if rows.min() < 0 or rows.max() >= n:
+        bad = int(rows.min()) if rows.min() < 0 else int(rows.max())
+        raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
+    row = math.prod(out.shape[1:])
+    flat = (rows.reshape(rows.shape + (1,)) * row + np.arange(row)).reshape(-1)
+    vals = np.broadcast_to(g, rows.shape + out.shape[1:]).reshape(-1)
+    np.add.at(out.reshape(-1), flat, vals)
     return out
 
 
