@@ -2798,3 +2798,4 @@ layer_norm_p = Primitive(
     vjp=(_layer_norm_vjp,), save=(0,), save_out=True, grad_name="NativeLayerNormBackward0",
     kind="normalization")
 # ---- end perf: fused layer norm ---------------------------------------------------------
+
