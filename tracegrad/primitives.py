@@ -1338,12 +1338,12 @@ def _first_max_tap(win, nsp):
     taps = list(np.ndindex(*win.shape[2 + nsp:]))
     lead = (slice(None),) * (2 + nsp)
     best = win[lead + taps[0]].copy()
-    k = np.zeros(best.shape, np.int64)
+    k = np.zeros(best.shape, np.uint8 if len(taps) < 256 else np.int64)
     better = np.empty(best.shape, np.bool_)
     for t, tap in enumerate(taps[1:], 1):
         cand = win[lead + tap]
         np.greater(cand, best, out=better)
-        np.copyto(k, t, where=better)
+        np.putmask(k, better, t)
         np.maximum(best, cand, out=best)
     return k
 
