@@ -1530,6 +1530,38 @@ ROWS += [
 # ==== end of opsfix ====
 
 
+# ==== perf (issue 14): fused primitives (NOTE: [Fused GELU backward] & co.) ====
+def _gelu_backward(T, g, x):
+    if T.__name__ == "tracegrad":
+        return T.functions._gelu_backward(g, x)
+    return T.ops.aten.gelu_backward(g, x)
+
+
+def _np_gelu_backward(g, x):
+    return g * (0.5 * (1 + special.erf(x / math.sqrt(2)))
+                + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+def _np_layer_norm(x, k=1, w=None, b=None):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    y = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + 1e-5)
+    return y if w is None else y * w + b
+
+
+ROWS += [
+    Row("gelu_backward", _gelu_backward, [((2, 3), (2, 3)), ((), ()), ((4,), (4,))],
+        ref=_np_gelu_backward),
+    Row("layer_norm_last", lambda T, x: _F(T).layer_norm(x, x.shape[-1:]),
+        _s((2, 5), (4,), (2, 3, 4)), ref=_np_layer_norm),
+    Row("layer_norm_last_two", lambda T, x: _F(T).layer_norm(x, x.shape[-2:]),
+        _s((2, 3, 4), (3, 4)), ref=lambda x: _np_layer_norm(x, 2)),
+    Row("layer_norm_affine", lambda T, x, w, b: _F(T).layer_norm(x, (4,), w, b),
+        [((3, 4), (4,), (4,)), ((2, 2, 4), (4,), (4,))], ref=lambda x, w, b:
+        _np_layer_norm(x, 1, w, b)),
+]
+# ==== end of perf ====
+
+
 ROWS_BY_NAME = {r.name: r for r in ROWS}
 assert len(ROWS_BY_NAME) == len(ROWS), "duplicate row names"
 

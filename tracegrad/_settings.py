@@ -249,3 +249,48 @@ def tune_malloc() -> bool:
 
 
 MALLOC_TUNED = tune_malloc()
+
+
+# ---- perf (issue 14): the default BLAS thread count ----------------------------------------
+# NOTE: [Default BLAS threads]. NumPy's OpenBLAS starts one thread per core, and its idle
+# threads spin-wait for work. On a machine whose cores are busy with other jobs, every
+# matmul then waits for threads that cannot run: on a 2-core machine under load, the seed
+# net's eager step took 140 ms with 2 BLAS threads and 0.54 ms with one (a 64x1000x100x10
+# net; an MLP 3x slower, a LeNet 6x). Eager steps are many small ops, so tracegrad starts
+# NumPy's BLAS with one thread, unless the user chose: OPENBLAS_NUM_THREADS,
+# OMP_NUM_THREADS, MKL_NUM_THREADS or BLIS_NUM_THREADS in the environment are left to the
+# library, TRACEGRAD_NUM_THREADS=n sets n, and ``tracegrad.set_num_threads(n)`` (as
+# torch.set_num_threads) changes it at any time. Compiled functions run on XLA's threads.
+
+_USER_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "BLIS_NUM_THREADS")
+
+
+def _default_blas_threads() -> int | None:
+    """The BLAS thread count tracegrad sets at import, or None to leave it alone."""
+    n = os.environ.get("TRACEGRAD_NUM_THREADS", "").strip()
+    if n:
+        try:
+            value = int(n)
+        except ValueError:
+            raise RuntimeError(f"TRACEGRAD_NUM_THREADS must be a positive integer, got "
+                               f"{n!r}") from None
+        if value <= 0:
+            raise RuntimeError(f"TRACEGRAD_NUM_THREADS must be a positive integer, got {n!r}")
+        return value
+    if any(os.environ.get(v, "").strip() for v in _USER_THREAD_ENV):
+        return None
+    return 1
+
+
+def _apply_default_threads() -> None:
+    n = _default_blas_threads()
+    if n is None:
+        return
+    try:
+        set_num_threads(n)
+    except ImportError:  # threadpoolctl is a dependency; stay importable without it
+        pass
+
+
+_apply_default_threads()

@@ -447,6 +447,12 @@ def gelu(input, approximate: str = "none"):
     return apply(P.gelu_p, (_float(_as_tensor(input)),), {"approximate": approximate})
 
 
+def _gelu_backward(grad, input):
+    """GELU's derivative times ``grad`` (torch.ops.aten.gelu_backward, approximate='none'):
+    one primitive, NOTE: [Fused GELU backward]."""
+    return apply(P.gelu_backward_p, (grad, input))
+
+
 def round(input, decimals: int = 0):
     x = _as_tensor(input)
     if decimals:

@@ -226,14 +226,12 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
                            f"[*, {', '.join(map(str, shape))}], but got input of size "
                            f"{input.shape}")
     axes = tuple(range(input.ndim - k, input.ndim))
-    mean = T.mean(input, axes, keepdim=True)
-    var = T.var(input, axes, keepdim=True, correction=0)
-    rstd = T.rsqrt(var + eps)
     name = "NativeLayerNormBackward0"
-    centred = input - mean
+    # one primitive for the normalisation (NOTE: [Fused layer norm]), then the affine part
+    out = apply(P.layer_norm_p, (T._float(input),), {"axes": axes, "eps": float(eps)},
+                name=name)
     if weight is None and bias is None:
-        return _binop(P.mul_p, centred, rstd, name)
-    out = centred * rstd
+        return out
     if bias is None:
         return _binop(P.mul_p, out, weight, name)
     if weight is not None:
