@@ -573,7 +573,7 @@ def test_first_traced_with_a_parameter_of_its_model_as_the_argument():
         obs = [f(a, x) for a in (model.weight, other, other, model.weight, other)]
         return obs + [model.weight, other]
     _same(program)
-    with pytest.warns(UserWarning, match=r"arg0 is state"):
+    with pytest.warns(UserWarning, match=r": a is state"):  # (the lambda's argument, a)
         m = tg.nn.Linear(2, 2)
         g = tg.compile(lambda a: m(a).sum())
         g(m.weight.detach())  # .detach() shares the array: still the model's state

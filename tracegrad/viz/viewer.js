@@ -227,7 +227,7 @@
       if (state.found.includes(k)) cls.push("found");
       const e = svgEl("g", { class: cls.join(" "), "data-key": k }, nodeLayer);
       const n = N[k];
-      const kind = g ? (g[2] === "band" ? "group" : "group") : n[1];
+      const kind = g ? "group" : n[1];
       svgEl("rect", { x: b.x, y: b.y, width: b.w, height: b.h, rx: 5,
                       fill: g && g[2] === "band" ? (PHASE_COLORS[g[0]] || "#eee")
                         : DATA.colors[kind] || "#eee" }, e);
