@@ -20,10 +20,11 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SYSTEMS = ("tracegrad.compile", "jax.jit", "tracegrad eager", "torch eager")
+SYSTEMS = ("tracegrad.compile", "tg.compile warm", "jax.jit", "tracegrad eager", "torch eager")
 MODEL_NAMES = {"seed": "seed net", "MLP": "MLP", "CNN": "CNN", "GPT": "GPT"}
 
 
@@ -55,7 +56,7 @@ def child(model: str, system: str, steps: int) -> dict:
             torch.set_num_threads(1)
             lib = torch
         step, args = lib_build(lib)
-        if system == "tracegrad.compile":
+        if system.startswith("tracegrad.compile"):
             step = tg.compile(step)
 
         def run():
@@ -66,8 +67,8 @@ def child(model: str, system: str, steps: int) -> dict:
     return {"before": before, "peak": peak, "last_loss": losses[-1]}
 
 
-def run_child(model: str, system: str, steps: int, threads: int) -> dict:
-    env = dict(os.environ,
+def run_child(model: str, system: str, steps: int, threads: int, cache: str = "off") -> dict:
+    env = dict(os.environ, TRACEGRAD_CACHE_DIR=cache,
                PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", model, "--system", system,
            "--steps", str(steps), "--threads", str(threads)]
@@ -100,7 +101,14 @@ def main(argv=None) -> int:
         if (args.only and args.only.lower() not in model.lower()) or \
                 (args.no_gpt and model == "GPT"):
             continue
-        got = {s: run_child(model, s, args.steps, args.threads) for s in SYSTEMS}
+        got = {}
+        for s in SYSTEMS:
+            if s == "tg.compile warm":  # a second run of the same script: programs loaded
+                with tempfile.TemporaryDirectory(prefix="tg-mem-") as d:
+                    run_child(model, "tracegrad.compile", args.steps, args.threads, d)
+                    got[s] = run_child(model, "tracegrad.compile", args.steps, args.threads, d)
+            else:
+                got[s] = run_child(model, s, args.steps, args.threads)
         cells = [label]
         for s in SYSTEMS:
             g = got[s]
@@ -115,21 +123,25 @@ def main(argv=None) -> int:
                 return f"{ga['peak'] / gb['peak']:.2f}x"
             la, lb = ga["peak"] - ga["before"], gb["peak"] - gb["before"]
             return f"{la / lb:.2f}x" if lb > 1 else f"+{la:.0f} vs +{lb:.0f} MB"
-        cells += [r("tracegrad.compile", "jax.jit", "peak"), r("tracegrad.compile", "jax.jit",
+        cells += [r("tracegrad.compile", "jax.jit", "peak"),
+                  r("tg.compile warm", "jax.jit", "peak"), r("tracegrad.compile", "jax.jit",
                                                                  "loop"),
                   r("tracegrad eager", "torch eager", "peak"),
                   r("tracegrad eager", "torch eager", "loop")]
         rows.append(cells)
     footer = [f"MB: peak RSS of the process (ru_maxrss), in parentheses the loop's part (peak "
               f"minus RSS before the first of {args.steps} steps); one fresh process per cell, "
-              "imports alike (numpy, jax, tracegrad; torch also imports torch)",
-              "compile/jax and eager/torch: ratio of peaks, and of the loops' parts "
+              "imports alike (numpy, jax, tracegrad; torch also imports torch); tracegrad."
+              "compile without the persistent cache (compiling, as jax.jit does), 'tg.compile "
+              "warm' a second run with it (its programs loaded, not compiled)",
+              "compile/jax, warm/jax and eager/torch: ratio of peaks; loop: of the loops' parts "
               "(targets: <= 1.2x). The jax.jit process builds its parameters with jnp before "
               "the loop (in its 'before'); tracegrad.compile's first calls trace eagerly and "
               "then compile, XLA's compiler heap staying in the RSS: compare peaks",
               *env_lines(optional_torch())]
     print_table("peak memory of a training loop (MB)",
-                ["model", *SYSTEMS, "compile/jax peak", "loop", "eager/torch peak", "loop"],
+                ["model", *SYSTEMS, "compile/jax peak", "warm/jax peak", "loop",
+                 "eager/torch peak", "loop"],
                 rows, footer)
     return 0
 

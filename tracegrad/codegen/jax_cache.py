@@ -20,6 +20,9 @@ only, around the call that compiles them (``Lowered``'s first call):
   second rename replaces an identical entry.
 * A folder that cannot be created or written is a warning, once, and programs are compiled
   as without the cache.
+* jax's cache object is one per process: tracegrad's compiles take a lock among themselves,
+  but a user's own jax compile running in another thread during one of them would read
+  and write tracegrad's folder.
 
 What of tracegrad's own work is reused across processes: nothing but XLA's. A trace is the
 function's first call run for real (its results are eager's), and the guards it leaves
