@@ -607,3 +607,27 @@ def test_merge_masks_matches_torch():
             assert got[0][0] is None
         else:
             np.testing.assert_array_equal(got[0][0], got[1][0])
+
+
+def test_compiled_attention_lowers_to_jax_fused_attention_where_it_applies(monkeypatch):
+    jax = pytest.importorskip("jax")
+    real, calls = jax.nn.dot_product_attention, []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("is_causal"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", counting)
+    q = tg.tensor(_rng().standard_normal((2, HEADS, L, E)), dtype=tg.float32)
+    sdpa = tg.nn.functional.scaled_dot_product_attention
+    for kw, fused in (({"is_causal": True}, True),
+                      ({"attn_mask": tg.tensor(_CAUSAL)}, False),   # masks: jnp (zero rows)
+                      ({"dropout_p": 0.3}, False)):
+        calls.clear()
+        c = tg.compile(lambda q, kw=kw: sdpa(q, q, q, **kw), fullgraph=True)
+        c(q)
+        out = c(q)   # compiled
+        assert bool(calls) == fused, kw
+        if "dropout_p" not in kw:
+            np.testing.assert_allclose(out.numpy(), sdpa(q, q, q, **kw).numpy(), rtol=1e-5,
+                                       atol=1e-6)
