@@ -27,6 +27,13 @@ USE_KERNELS = True
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def eager() -> bool:
+    """Kernels may run at all: not tracing, no per-op hooks, not turned off. Checked before
+    step() reads anything for them, so a traced step reads only what its taped form reads
+    (a group value read while tracing is baked in and guarded)."""
+    return USE_KERNELS and trace_state.current is None and not _op_state.active
+
+
 def plain(params: list, *more: list) -> bool:
     """Whether the kernels may update these tensors (lists of Tensors, None skipped)."""
     if not USE_KERNELS or trace_state.current is not None or _op_state.active:
