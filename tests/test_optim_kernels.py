@@ -36,16 +36,17 @@ def _run(name, kwargs, dtype, kernels, steps=4):
             lin.bias.copy_(tg.tensor(rng.standard_normal(3)))
         x = tg.tensor(rng.standard_normal((8, 4)), dtype=dt)
         y = tg.tensor(rng.standard_normal((8, 3)), dtype=dt)
-        opt = getattr(tg.optim, name)(lin.parameters(), **kwargs)
+        scale = tg.nn.Parameter(tg.tensor(1.5, dtype=dt))  # a 0-d parameter too
+        ps = [*lin.parameters(), scale]
+        opt = getattr(tg.optim, name)(ps, **kwargs)
         for _ in range(steps):
             opt.zero_grad()
-            ((lin(x) - y) ** 2).mean().backward()
+            ((lin(x) * scale - y) ** 2).mean().backward()
             opt.step()
-        params = [p.detach().numpy().copy() for p in lin.parameters()]
-        state = [{k: v.numpy().copy() for k, v in opt.state[p].items()}
-                 for p in lin.parameters()]
-        versions = [p._version for p in lin.parameters()] + \
-            [v._version for p in lin.parameters() for v in opt.state[p].values()]
+        params = [p.detach().numpy().copy() for p in ps]
+        state = [{k: v.numpy().copy() for k, v in opt.state[p].items()} for p in ps]
+        versions = [p._version for p in ps] + \
+            [v._version for p in ps for v in opt.state[p].values()]
         return params, state, versions
     finally:
         _foreach.USE_KERNELS = old

@@ -3097,7 +3097,7 @@ def _erf_float32_(z):
 
 
 def _gelu_backward_impl(g, x):
-    if x.dtype.kind == "f" and x.dtype.itemsize < 4:  # half: in float32, as torch's opmath
+    if x.dtype.itemsize < 4:  # half, bfloat16: in float32, as torch's opmath
         return _gelu_backward_impl(g.astype(np.float32), x.astype(np.float32)).astype(x.dtype)
     dt = x.dtype
     cdf = np.multiply(x, np.asarray(_SQRT_HALF, dt), out=np.empty_like(x))  # 0-d too

@@ -27,6 +27,13 @@ USE_KERNELS = True
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def eager() -> bool:
+    """Kernels may run at all: not tracing, no per-op hooks, not turned off. Checked before
+    step() reads anything for them, so a traced step reads only what its taped form reads
+    (a group value read while tracing is baked in and guarded)."""
+    return USE_KERNELS and trace_state.current is None and not _op_state.active
+
+
 def plain(params: list, *more: list) -> bool:
     """Whether the kernels may update these tensors (lists of Tensors, None skipped)."""
     if not USE_KERNELS or trace_state.current is not None or _op_state.active:
@@ -88,7 +95,7 @@ def adam(p, grad, m, v, v_max, step, *, lr, beta1, beta2, eps, weight_decay, dec
             g = g + P * weight_decay
     # _lerp_(m, g, 1 - beta1)
     w = 1 - beta1
-    tmp = np.subtract(g, M)
+    tmp = np.subtract(g, M, out=np.empty_like(M))  # (an array for 0-d parameters too)
     if abs(w) < 0.5:
         np.multiply(tmp, w, out=tmp)
         np.add(M, tmp, out=M)
@@ -112,7 +119,7 @@ def adam(p, grad, m, v, v_max, step, *, lr, beta1, beta2, eps, weight_decay, dec
         bump(v_max)
         V = VM
     # denom = (v.sqrt() / bias_correction2_sqrt).add_(eps); p.sub_(m * step_size / denom)
-    denom = np.sqrt(V)
+    denom = np.sqrt(V, out=np.empty_like(V))
     np.divide(denom, bc2_sqrt, out=denom)
     np.add(denom, eps, out=denom)
     np.multiply(M, step_size, out=tmp)
@@ -132,7 +139,7 @@ def sgd(p, grad, buf, *, lr, momentum, dampening, weight_decay, nesterov, maximi
     new_buf = None
     if momentum != 0:
         if buf is None:
-            new_buf = g.copy()
+            new_buf = np.array(g, dtype=P.dtype)  # (a 0-d array, not a NumPy scalar)
             b = new_buf
         else:
             b = buf._data

@@ -121,16 +121,19 @@ class Adam(Optimizer):
     @staticmethod
     def _kernel_step(p: Tensor, state: dict, group: dict, amsgrad: bool) -> bool:
         """The update as NumPy kernels when eager (NOTE: [Eager optimizer kernels])."""
+        if not _foreach.eager():  # (traced: read nothing here, the taped form reads it)
+            return False
         m, v, step = state["exp_avg"], state["exp_avg_sq"], state["step"]
         v_max = state["max_exp_avg_sq"] if amsgrad else None
         written = (p, m, v, step) if v_max is None else (p, m, v, step, v_max)
         if not (_foreach.plain(written, (p.grad,)) and _foreach.alike(p, p.grad, m, v, v_max)
                 and _foreach.numbers(group, _ADAM_NUMBERS) and _foreach.writable(written)):
             return False
-        beta1, beta2 = group["betas"]
-        _foreach.adam(p, p.grad, m, v, v_max, step, lr=group["lr"], beta1=beta1, beta2=beta2,
-                      eps=group["eps"], weight_decay=group["weight_decay"],
-                      decoupled=group["decoupled_weight_decay"], maximize=group["maximize"])
+        hyper = dict(group)  # (a plain copy: eager reads, nothing for a tracer to note)
+        beta1, beta2 = hyper["betas"]
+        _foreach.adam(p, p.grad, m, v, v_max, step, lr=hyper["lr"], beta1=beta1, beta2=beta2,
+                      eps=hyper["eps"], weight_decay=hyper["weight_decay"],
+                      decoupled=hyper["decoupled_weight_decay"], maximize=hyper["maximize"])
         return True
 
 

@@ -64,15 +64,18 @@ class SGD(Optimizer):
 
     def _kernel_step(self, p: Tensor, group: dict) -> bool:
         """The update as NumPy kernels when eager (NOTE: [Eager optimizer kernels])."""
-        momentum = group["momentum"]
+        if not _foreach.eager():  # (traced: read nothing here, the taped form reads it)
+            return False
+        momentum = dict.__getitem__(group, "momentum")
         buf = self.state[p].get("momentum_buffer") if momentum != 0 else None
         if not (_foreach.plain((p, buf), (p.grad,)) and _foreach.alike(p, p.grad, buf)
                 and _foreach.numbers(group, ("lr", "momentum", "dampening", "weight_decay"))
                 and _foreach.writable((p,) if buf is None else (p, buf))):
             return False
-        new_buf = _foreach.sgd(p, p.grad, buf, lr=group["lr"], momentum=momentum,
-                               dampening=group["dampening"], weight_decay=group["weight_decay"],
-                               nesterov=group["nesterov"], maximize=group["maximize"])
+        hyper = dict(group)
+        new_buf = _foreach.sgd(p, p.grad, buf, lr=hyper["lr"], momentum=momentum,
+                               dampening=hyper["dampening"], weight_decay=hyper["weight_decay"],
+                               nesterov=hyper["nesterov"], maximize=hyper["maximize"])
         if new_buf is not None:
             self.state[p]["momentum_buffer"] = Tensor._make(new_buf)
         return True
