@@ -49,6 +49,7 @@ def _compiled_vs_eager(f, params, xs, tol=1e-10):
             assert (a is None) == (b is None)
             if a is not None:
                 np.testing.assert_allclose(a, b, rtol=tol, atol=1e-14)
+    assert cs.graph_breaks == []  # (the compiled calls did run compiled)
 
 
 def _data(n=4):
@@ -220,8 +221,8 @@ EDGE = {
         ZERO(), tg.stack([x, -x]))[0].sum(),
     "scan of length one": lambda x: tg.scan(
         lambda c, xt: ((c * W + xt).tanh(), c * V), ZERO(), x[None])[1].pow(2).sum(),
-    "fori over a list of params": lambda x: tg.fori_loop(
-        0, 3, lambda i, c: c * PS[i], x).sum(),
+    "fori with its index in arithmetic": lambda x: tg.fori_loop(
+        0, 3, lambda i, c: (c * PS[0] + i * PS[1]).sin(), x).sum(),
 }
 
 
@@ -625,20 +626,46 @@ def run(kw, momentum, track, switch):
     state = [v.numpy().astype(np.float64) for v in m.state_dict().values()]
     state += [v.numpy() for s in opt.state.values() for v in s.values()]
     return losses, state
-for momentum, track, switch in ((0.1, True, False), (None, True, False), (0.1, False, False),
-                                (0.1, True, True)):
+M8, M2 = {"mesh": dist.mesh()}, {"mesh": dist.mesh(jax.devices()[:2])}
+for momentum, track, switch, kw in ((0.1, True, False, M8), (0.1, True, False, M2),
+                                    (0.1, True, False, dict(M8, shard_state=True)),
+                                    (None, True, False, M8), (0.1, False, False, M8),
+                                    (0.1, True, True, M8)):
     want = run(None, momentum, track, switch)
-    for kw in ({"mesh": dist.mesh()}, {"mesh": dist.mesh(), "shard_state": True},
-               {"mesh": dist.mesh(jax.devices()[:2])}):
-        got = run(kw, momentum, track, switch)
-        np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
-        for a, b in zip(got[1], want[1], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+    got = run(kw, momentum, track, switch)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    for a, b in zip(got[1], want[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+# a data-dependent cond and a scan whose body reads a parameter, data parallel
+def run_cf(kw):
+    tg.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    opt = tg.optim.Adam(m.parameters(), lr=0.01)
+    def step(x):
+        opt.zero_grad()
+        h = tg.cond(x.mean() > 0, lambda a: m[0](a).tanh(), lambda a: m[1](a).sin(), (x,))
+        c, ys = tg.scan(lambda c, xt: ((c + m[1](xt)).tanh(), c.sum()), tg.zeros(2, 4),
+                        h.reshape(2, -1, 4).transpose(0, 1))
+        loss = c.pow(2).sum() + ys.pow(2).sum() + h.pow(2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+    fn = step if kw is None else tg.compile(step, **kw)
+    rng = np.random.default_rng(0)
+    losses = [float(fn(tg.tensor((rng.standard_normal((8, 4)) + s).astype(np.float32))))
+              for s in (1, -1, -1, 1)]
+    return losses, [p.detach().numpy() for p in m.parameters()]
+want = run_cf(None)
+for kw in ({"mesh": dist.mesh(), "shard_state": True},):
+    got = run_cf(kw)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    for a, b in zip(got[1], want[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
 print("MESH_BN_OK")
 """
 
 
-def test_batchnorm_model_on_a_mesh_trains_as_eager():
+def test_batchnorm_and_control_flow_models_on_a_mesh_train_as_eager():
     env = dict(os.environ, PYTHONPATH=ROOT,
                XLA_FLAGS="--xla_force_host_platform_device_count=4")
     r = subprocess.run([sys.executable, "-c", _MESH_BN], capture_output=True, text=True,
