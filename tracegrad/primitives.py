@@ -27,6 +27,7 @@ as plain functions over these primitives.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import special as _special
@@ -557,7 +558,13 @@ def _var_impl(x, *, axis, correction, keepdim):
     for a in axis:
         n *= x.shape[a]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.var(x, axis=axis, ddof=correction, keepdims=keepdim).astype(x.dtype, copy=False)
+        if n - correction > 0:
+            return np.var(x, axis=axis, ddof=correction, keepdims=keepdim).astype(x.dtype,
+                                                                                 copy=False)
+        with warnings.catch_warnings():  # "Degrees of freedom <= 0": torch's nan, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.var(x, axis=axis, ddof=correction, keepdims=keepdim).astype(x.dtype,
+                                                                                 copy=False)
 
 
 def _var_shape(x, *, axis, correction, keepdim):

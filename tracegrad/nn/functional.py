@@ -1265,7 +1265,9 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold."""
     x = T._float(input)
     bx = x * beta if beta != 1 else x
-    soft = T.log1p(T.exp(bx))
+    # (clamped: above the threshold the branch is not taken, and exp(bx) = inf there would
+    # send 0 * inf = nan back through it)
+    soft = T.log1p(T.exp(T.clamp(bx, max=threshold)))
     if beta != 1:
         soft = soft / beta
     return _select(bx > threshold, x, soft, "SoftplusBackward0")
@@ -1315,7 +1317,9 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * tanh(softplus(x))."""
     x = T._float(input)
-    sp = T.log1p(T.exp(x))
+    # softplus past 20 is x to the last bit of tanh; clamped there, a large x's gradient
+    # is tanh(sp) = 1, not 0 * exp(x) = 0 * inf = nan
+    sp = T.log1p(T.exp(T.clamp(x, max=20.0)))
     return _finish_act(input, _binop(P.mul_p, x, T.tanh(sp), "MishBackward0"), inplace)
 
 
