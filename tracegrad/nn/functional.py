@@ -1237,7 +1237,10 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
 @T._quietly
 def _elu(input, alpha, scale, input_scale, name):
     x = T._float(input)
-    neg = T.expm1(x * input_scale) * alpha if input_scale != 1 else T.expm1(x) * alpha
+    # (the negative branch on min(x, 0): exp of a large x would overflow, and 0 * inf = nan
+    # come back through the branch not taken)
+    xn = T.clamp(x, max=0.0)
+    neg = T.expm1(xn * input_scale) * alpha if input_scale != 1 else T.expm1(xn) * alpha
     if scale != 1:
         return _select(x > 0, x * scale, neg * scale, name)
     return _select(x > 0, x, neg, name)
@@ -1286,8 +1289,9 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
         raise ValueError("min_val cannot be greater than max_val")
     x = input if input.dtype.is_floating_point else T._float(input)
     inner = _select(x >= max_val, max_val, x)
-    return _finish_act(input, _select(x <= min_val, min_val, inner, "HardtanhBackward0"),
-                       inplace)
+    # x itself at min_val (torch keeps x there: relu6(-0.0) is -0.0); gradient 0 there
+    low = _select(x < min_val, min_val, x.detach())
+    return _finish_act(input, _select(x <= min_val, low, inner, "HardtanhBackward0"), inplace)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
