@@ -2869,6 +2869,8 @@ def topk(input, k: _int, dim: _int = -1, largest: _bool = True, sorted: _bool = 
     v = _as_vector(x)
     if not 0 <= k <= v.shape[d]:
         raise RuntimeError("selected index k out of range")
+    if x.ndim == 0:
+        k = 1  # a 0-d result holds one value whatever k (0 or 1), as torch's
     idx = apply(P.topk_index_p, (v,), {"axis": d, "k": _int(k), "largest": _bool(largest),
                                        "sorted": _bool(sorted)})
     values = apply(P.gather_p, (v, idx), {"axis": d}, name=None if x.ndim == 0 else
@@ -2899,8 +2901,9 @@ def _median(input, dim, keepdim, ignore_nan: _bool):
     fn = "nanmedian" if ignore_nan else "median"
     if dim is None:
         flat = reshape(x, (-1,))
-        if flat.shape[0] == 0:
-            return full((), math.nan, dtype=x.dtype)
+        if flat.shape[0] == 0:  # nan, in torch's node (its gradient is empty)
+            return apply(P.add_p, (sum(x), _const(math.nan, x.dtype)),
+                         name="NanmedianBackward0" if ignore_nan else "MedianBackward0")
         idx = apply(P.median_index_p, (flat,), {"axis": 0, "ignore_nan": ignore_nan})
         m = reshape(apply(P.gather_p, (flat.detach(), idx), {"axis": 0}), ())
         # PyTorch's MedianBackward0 shares the gradient among the entries equal to the

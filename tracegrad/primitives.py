@@ -27,6 +27,7 @@ as plain functions over these primitives.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import special as _special
@@ -560,7 +561,13 @@ def _var_impl(x, *, axis, correction, keepdim):
     for a in axis:
         n *= x.shape[a]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.var(x, axis=axis, ddof=correction, keepdims=keepdim).astype(x.dtype, copy=False)
+        if n - correction > 0:
+            return np.var(x, axis=axis, ddof=correction, keepdims=keepdim).astype(x.dtype,
+                                                                                 copy=False)
+        with warnings.catch_warnings():  # "Degrees of freedom <= 0": torch's nan, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.var(x, axis=axis, ddof=correction, keepdims=keepdim).astype(x.dtype,
+                                                                                 copy=False)
 
 
 def _var_shape(x, *, axis, correction, keepdim):
@@ -1627,13 +1634,16 @@ signbit_p = Primitive("signbit", np.signbit, lambda x: (x.shape, dtypes.bool_),
                       "jnp.signbit({0})", differentiable=False, kind="elementwise")
 
 
-def _atan2_den(x, y):
-    return x * x + y * y
+def _atan2_recip(x, y):
+    # torch's atan2_backward: 1 / (x^2 + y^2), taken as 0 at the origin (a zero gradient
+    # there, not 0 * inf = nan)
+    den = x * x + y * y
+    return T.where(den == 0, T.zeros_like(den), T.reciprocal(den))
 
 
 atan2_p = _binop("atan2", np.arctan2, "jnp.arctan2({0}, {1})",
-                 (lambda g, o, y, x: g * (x / _atan2_den(x, y)),
-                  lambda g, o, y, x: g * (-y / _atan2_den(x, y))), (0, 1))
+                 (lambda g, o, y, x: g * x * _atan2_recip(x, y),
+                  lambda g, o, y, x: g * -y * _atan2_recip(x, y)), (0, 1))
 hypot_p = _binop("hypot", np.hypot, "jnp.hypot({0}, {1})",
                  (lambda g, o, x, y: g * (x / o), lambda g, o, x, y: g * (y / o)), (0, 1),
                  save_out=True)

@@ -1249,7 +1249,10 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
 @T._quietly
 def _elu(input, alpha, scale, input_scale, name):
     x = T._float(input)
-    neg = T.expm1(x * input_scale) * alpha if input_scale != 1 else T.expm1(x) * alpha
+    # (the negative branch on min(x, 0): exp of a large x would overflow, and 0 * inf = nan
+    # come back through the branch not taken)
+    xn = T.clamp(x, max=0.0)
+    neg = T.expm1(xn * input_scale) * alpha if input_scale != 1 else T.expm1(xn) * alpha
     if scale != 1:
         return _select(x > 0, x * scale, neg * scale, name)
     return _select(x > 0, x, neg, name)
@@ -1277,7 +1280,9 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold."""
     x = T._float(input)
     bx = x * beta if beta != 1 else x
-    soft = T.log1p(T.exp(bx))
+    # (clamped: above the threshold the branch is not taken, and exp(bx) = inf there would
+    # send 0 * inf = nan back through it)
+    soft = T.log1p(T.exp(T.clamp(bx, max=threshold)))
     if beta != 1:
         soft = soft / beta
     return _select(bx > threshold, x, soft, "SoftplusBackward0")
@@ -1296,8 +1301,9 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
         raise ValueError("min_val cannot be greater than max_val")
     x = input if input.dtype.is_floating_point else T._float(input)
     inner = _select(x >= max_val, max_val, x)
-    return _finish_act(input, _select(x <= min_val, min_val, inner, "HardtanhBackward0"),
-                       inplace)
+    # x itself at min_val (torch keeps x there: relu6(-0.0) is -0.0); gradient 0 there
+    low = _select(x < min_val, min_val, x.detach())
+    return _finish_act(input, _select(x <= min_val, low, inner, "HardtanhBackward0"), inplace)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
@@ -1327,7 +1333,9 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * tanh(softplus(x))."""
     x = T._float(input)
-    sp = T.log1p(T.exp(x))
+    # softplus past 20 is x to the last bit of tanh; clamped there, a large x's gradient
+    # is tanh(sp) = 1, not 0 * exp(x) = 0 * inf = nan
+    sp = T.log1p(T.exp(T.clamp(x, max=20.0)))
     return _finish_act(input, _binop(P.mul_p, x, T.tanh(sp), "MishBackward0"), inplace)
 
 
