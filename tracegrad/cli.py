@@ -251,6 +251,8 @@ def cmd_viz(ns) -> int:
     for c in compilations(cfs, ns.fn):
         for part, stages in c.parts.items():
             info = f"{c.cf.name}: compilation {c.index}, {part}; " + _signature(c)
+            if part == "forward" and c.entry.placement is not None:
+                info += "; " + c.shardings().replace("\n", "; ")
             views.append(View(f"{c.label} {part}", stages,
                               c.sources if part == "forward" else None, info))
     if not views:
