@@ -383,7 +383,13 @@ def _dump():
             f.write(DUMP_SCRIPT)
         out = os.path.join(tmp, "out")
         assert cli.main(["dump", path, "--stage", "shardings", "-o", out]) == 0
-        return {name: open(os.path.join(out, name)).read() for name in os.listdir(out)}
+        files = {name: open(os.path.join(out, name)).read() for name in os.listdir(out)}
+        html = os.path.join(tmp, "report.html")
+        assert cli.main(["viz", path, "-o", html]) == 0
+        with open(html) as f:
+            text = f.read()
+        return {"files": files, "viz": [s in text for s in (
+            "placement: mesh(data=8) over data, shard_state", "all-reduce: 1")]}
 
 
 def worker_multi(process_id, port, out_path):
@@ -569,8 +575,9 @@ def test_explain_shows_shardings_and_collectives(single):
     assert r["all-reduce"] >= 1 and c["all-gather"] > r["all-gather"], (r, c)
 
 
-def test_cli_dump_writes_the_shardings(single):
-    files = single["dump"]
+def test_cli_dump_and_viz_show_the_shardings(single):
+    files = single["dump"]["files"]
+    assert single["dump"]["viz"] == [True, True]  # the viewer's header says the same
     assert list(files) == ["step.0.shardings.txt"], files
     text = files["step.0.shardings.txt"]
     assert text.startswith("placement: mesh(data=8) over data, shard_state\n"), text

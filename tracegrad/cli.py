@@ -290,6 +290,8 @@ def cmd_viz(ns) -> int:
             continue
         for part, stages in c.parts.items():
             info = f"{c.cf.name}: compilation {c.index}, {part}; " + _signature(c)
+            if part == "forward" and c.entry.placement is not None:
+                info += "; " + c.shardings().replace("\n", "; ")
             views.append(View(_view_title(c, part, stages), stages,
                               c.sources if part == "forward" else None, info,
                               panels(c, part, not ns.no_hlo)))
