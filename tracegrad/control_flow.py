@@ -258,7 +258,7 @@ def _other_branch(true_fn, false_fn, p, operands, results, tmpl):
     if not extras:
         return results
     from .tensor import apply
-    return [apply(touch_p, (r, *extras)) for r in results]
+    return [apply(touch_p, (r, *extras)) if r.dtype.is_floating_point else r for r in results]
 
 
 def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
@@ -316,7 +316,8 @@ def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
     if extras and mask is not None:
         from .tensor import apply
         with _suspended(tracer):
-            results = [apply(touch_p, (r, *extras)) for r in results]
+            results = [apply(touch_p, (r, *extras)) if r.dtype.is_floating_point else r
+                       for r in results]
     bound = [tracer.bind_result(t, v) for t, v in zip(results, outs, strict=True)]
     return rebuild(chosen[2], iter(bound))
 
