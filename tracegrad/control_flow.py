@@ -13,8 +13,9 @@ NOTE: [Structured control flow]. Eagerly each op runs the Python (the tape recor
 ran: a scan is its steps, a cond the branch it took; as torch's, an eager cond also runs the
 other branch, traced under no_grad with its writes undone, to check that the branches agree
 and to give the tensors either reads a zero gradient, as the compiled cond's VJP does).
-Under ``tracegrad.compile`` the tracer still runs the Python for real (NOTE: [Concrete tracing]), so the tracing call's
-results are eager's, but each op becomes ONE equation whose bodies are sub-Graphs:
+Under ``tracegrad.compile`` the tracer still runs the Python for real (NOTE: [Concrete
+tracing]), so the tracing call's results are eager's, but each op becomes ONE equation
+whose bodies are sub-Graphs:
 
 * a body is traced once into its own equation list with fresh input Vars
   (``Tracer.open_body``); a tensor it reads from outside becomes an extra input of
