@@ -10,9 +10,12 @@ The signatures are torch's higher-order ops (``torch.cond``,
 ([3.0, 3.0], torch.Size([3, 2]))
 
 NOTE: [Structured control flow]. Eagerly each op runs the Python (the tape records what
-ran: a scan is its steps, a cond the branch it took). Under ``tracegrad.compile`` the
-tracer still runs the Python for real (NOTE: [Concrete tracing]), so the tracing call's
-results are eager's, but each op becomes ONE equation whose bodies are sub-Graphs:
+ran: a scan is its steps, a cond the branch it took; as torch's, an eager cond also runs the
+other branch, traced under no_grad with its writes undone, to check that the branches agree
+and to give the tensors either reads a zero gradient, as the compiled cond's VJP does).
+Under ``tracegrad.compile`` the tracer still runs the Python for real (NOTE: [Concrete
+tracing]), so the tracing call's results are eager's, but each op becomes ONE equation
+whose bodies are sub-Graphs:
 
 * a body is traced once into its own equation list with fresh input Vars
   (``Tracer.open_body``); a tensor it reads from outside becomes an extra input of
@@ -215,39 +218,50 @@ def cond(pred, true_fn, false_fn, operands=()):
         out = fn(*operands)
         leaves, tmpl = _flat(out, f"cond: the output of {_fn_name(fn)}")
         if trace_state.current is None and isinstance(pred, Tensor):
-            leaves = _touch_eagerly(true_fn if fn is false_fn else false_fn, operands, leaves)
+            leaves = _other_branch(true_fn, false_fn, p, operands, leaves, tmpl)
             return rebuild(tmpl, iter(leaves))
         return out
     return _trace_cond(tracer, pred, p, true_fn, false_fn, tuple(operands))
 
 
-def _touch_eagerly(other, operands, results):
-    """As torch's cond: the operands, and the tensors the branch not taken reads, get a
-    zero gradient from the results (not none), as they do when compiled (see
-    _trace_cond). The other branch runs once, traced under no_grad, to find what it
-    reads; its writes to outside state are undone."""
+def _other_branch(true_fn, false_fn, p, operands, results, tmpl):
+    """As torch's cond, eagerly: the branch not taken runs too (traced, under no_grad, its
+    writes to outside state undone), so branches that disagree in structure, shapes or
+    dtypes are an error, and the operands and the tensors either branch reads get a zero
+    gradient from the results (not none), as they do when compiled (see _trace_cond)."""
     from .autograd import grad_mode
     from .ir.tracer import Tracer
-    if not grad_mode.is_grad_enabled():
-        return results
-    leaves, tmpl = _flat(tuple(operands), "cond: operands")
+    other = false_fn if p else true_fn
+    leaves, op_tmpl = _flat(tuple(operands), "cond: operands")
     probe = Tracer(name="cond_branch")
     args = [Tensor._make(np.array(x._data)) for x in leaves]
+    out = None
     try:
         with probe, grad_mode.no_grad():
             for i, a in enumerate(args):
                 probe.add_arg(a, f"operand{i}", i)
-            other(*rebuild(tmpl, iter(args)))
+            out = other(*rebuild(op_tmpl, iter(args)))
     except Exception:  # the branch not taken may fail on these values: what it read counts
         pass
     finally:
         probe.rollback()
+    if out is not None:
+        o_leaves, o_tmpl = _flat(out, f"cond: the output of {_fn_name(other)}")
+        t_name, f_name = f"true_fn {_fn_site(true_fn)}", f"false_fn {_fn_site(false_fn)}"
+        (t, tt), (f, ft) = ((results, tmpl), (o_leaves, o_tmpl)) if p else \
+            ((o_leaves, o_tmpl), (results, tmpl))
+        if tt != ft:
+            raise RuntimeError(f"cond: {t_name} returned {tt!r} but {f_name} returned {ft!r}; "
+                               "both branches must return the same structure")
+        _same_avals("cond", t_name, t, f_name, f)
+    if not grad_mode.is_grad_enabled():
+        return results
     read = [t for src, t, _, _ in probe.captured if src.kind != "arg"]
     extras = [t for t in [*leaves, *read] if t._rg]
     if not extras:
         return results
     from .tensor import apply
-    return [apply(touch_p, (r, *extras)) for r in results]
+    return [apply(touch_p, (r, *extras)) if r.dtype.is_floating_point else r for r in results]
 
 
 def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
@@ -305,7 +319,8 @@ def _trace_cond(tracer, pred, p, true_fn, false_fn, operands):
     if extras and mask is not None:
         from .tensor import apply
         with _suspended(tracer):
-            results = [apply(touch_p, (r, *extras)) for r in results]
+            results = [apply(touch_p, (r, *extras)) if r.dtype.is_floating_point else r
+                       for r in results]
     bound = [tracer.bind_result(t, v) for t, v in zip(results, outs, strict=True)]
     return rebuild(chosen[2], iter(bound))
 
