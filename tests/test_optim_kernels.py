@@ -2,23 +2,15 @@
 form of step(), used only where they may be, and the traced step still records ops."""
 import numpy as np
 import pytest
+from test_optim import OPTIMIZER_CASES
 
 import tracegrad as tg
 from tracegrad.optim import _foreach
 
-CASES = [
-    ("SGD", {"lr": 0.01}),
-    ("SGD", {"lr": 0.01, "momentum": 0.9}),
-    ("SGD", {"lr": 0.01, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.1}),
-    ("SGD", {"lr": 0.01, "momentum": 0.8, "nesterov": True, "weight_decay": 0.05}),
-    ("SGD", {"lr": 0.01, "momentum": 0.5, "maximize": True}),
-    ("Adam", {"lr": 0.05}),
-    ("Adam", {"lr": 0.05, "betas": (0.3, 0.99), "eps": 1e-6}),  # lerp's other branch
-    ("Adam", {"lr": 0.05, "amsgrad": True}),
-    ("Adam", {"lr": 0.05, "weight_decay": 0.1, "amsgrad": True}),
-    ("Adam", {"lr": 0.05, "maximize": True}),
-    ("AdamW", {"lr": 0.05}),
-    ("AdamW", {"lr": 0.05, "weight_decay": 0.3, "amsgrad": True}),
+# the optimizers with kernels, as tests/test_optim.py runs them, and Adam's lerp with a
+# small beta1 (its other branch)
+CASES = [c for c in OPTIMIZER_CASES if c[0] in ("SGD", "Adam", "AdamW")] + [
+    ("Adam", {"lr": 0.05, "betas": (0.3, 0.99), "eps": 1e-6}),
 ]
 IDS = [f"{n}-{'-'.join(k)}" for n, k in CASES]
 
