@@ -116,11 +116,7 @@ class Module:
     def _traced_call(self, tracer, args, kwargs):
         tracer.note_python_state(self)  # its Python attributes (training, ...) are guarded
         tracer.enter_module(self)  # the equations recorded inside carry its path
-        try:
-            d = self.__dict__
-            if not (self._forward_pre_hooks or self._forward_hooks
-                    or d.get("_backward_hooks") or d.get("_backward_pre_hooks")):
-                return self.forward(*args, **kwargs)
+        try:  # (with no hooks, _call_with_hooks is forward: tracing is not the hot path)
             return self._call_with_hooks(args, kwargs)
         finally:
             tracer.exit_module()
